@@ -1,0 +1,17 @@
+"""Exit codes: each outcome an operator or a script must tell apart."""
+
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    DONE = 0  # every target written and every consumer signalled (and confirmed where it can)
+    ERROR = 1  # an unexpected failure (a bug): reported in one line, details in the log
+    PLAN_INVALID = 2  # the plan file (or a command-line argument) is wrong; nothing was done
+    KEY_REFUSED = 3  # the probe (or paste hygiene) refused the key; nothing was written
+    PROBE_UNAVAILABLE = 4  # the probe could not give an answer; nothing was written
+    PARTIAL = 5  # the primary holds the new key, some targets failed: `rotator resume ID`
+    PREFLIGHT_FAILED = 6  # arming found a target that is not ready; nothing was written
+    BUSY = 7  # another rotation or sync of the same plan holds the lock
+    DRIFT = 8  # `sync --check`: some backend differs from the primary
+    CONFLICT = 9  # the primary changed between arm and write (check-and-set); nothing written
+    INTERRUPTED = 130

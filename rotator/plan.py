@@ -1,0 +1,253 @@
+"""Plan files: one TOML file per secret, checked without touching the network.
+
+Every problem is reported as one line, ``FILE: key.path: what is wrong``,
+and unknown keys are errors so that a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rotator.plugin import BackendSettings, ConsumerSettings, SecretRef
+from rotator.registry import UnknownPlugin, backend_class, consumer_class
+from rotator.secret import ADJUTOR_KEY_PATTERN
+
+MAX_PLAN_BYTES = 1_000_000
+ADJUTOR_PROBE_URL = "https://adjutor.lendsqr.com/v2/decisioning/models"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SecretSpec(_Strict):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/-]+$")
+    description: str = Field(default="", max_length=2000)
+    max_age_days: int | None = Field(default=None, ge=1, le=3650)
+    reminder_lead_days: int = Field(default=7, ge=0, le=365, description="warn this many days before max age")
+    key_pattern: str | None = ADJUTOR_KEY_PATTERN
+
+    @field_validator("key_pattern")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return v
+
+
+class ProbeSpec(_Strict):
+    """An HTTP request that must succeed with the new key before it is written."""
+
+    preset: Literal["adjutor"] | None = None
+    url: str | None = Field(default=None, max_length=2000)
+    method: Literal["GET", "POST", "HEAD", "PUT", "PATCH", "DELETE"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    accept_status: list[int] = Field(default_factory=list, description="empty means any 2xx")
+    refuse_status: list[int] = Field(default_factory=lambda: [401, 403])
+    expect_json: dict[str, str | int | bool] = Field(default_factory=dict)
+    timeout: float = Field(default=5.0, gt=0, le=120)
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff: float = Field(default=0.2, ge=0, le=30)
+    check_old_key: bool = False
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _apply_preset(self) -> ProbeSpec:
+        if self.preset == "adjutor":
+            if self.url is None:
+                self.url = ADJUTOR_PROBE_URL
+            if not self.headers:
+                self.headers = {"Authorization": "Bearer {key}"}
+            if not self.expect_json:
+                self.expect_json = {"status": "success"}
+        if self.enabled and not self.url:
+            raise ValueError('give url, or preset = "adjutor"')
+        if self.url and not re.match(r"^https?://", self.url):
+            raise ValueError("url must start with http:// or https://")
+        if self.enabled and not any("{key}" in v for v in self.headers.values()) and "{key}" not in (self.url or ""):
+            raise ValueError('no header or url uses {key}; e.g. headers = { Authorization = "Bearer {key}" }')
+        if self.url and "{key}" in self.url:
+            raise ValueError("the key must not go in the url (it would reach access logs); put {key} in a header")
+        return self
+
+
+class ScheduleSpec(_Strict):
+    job: Literal["sync", "age-check"]
+    cron: str = Field(max_length=200)
+    notify: SecretRef | None = Field(default=None, description="webhook URL (e.g. Slack) for warnings, by env or file")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(v)
+        except ValueError as exc:
+            raise ValueError(f"not a crontab expression: {exc}") from None
+        return v
+
+
+class RotationSpec(_Strict):
+    deadline: float = Field(default=120.0, gt=0, le=3600, description="seconds for the whole fan-out and signals")
+    max_threads: int = Field(default=64, ge=1, le=1024)
+
+
+class _PlanFile(_Strict):
+    secret: SecretSpec
+    probe: ProbeSpec = Field(default_factory=lambda: ProbeSpec(enabled=False))
+    rotation: RotationSpec = Field(default_factory=RotationSpec)
+    backends: list[dict[str, Any]] = Field(min_length=1)
+    consumers: list[dict[str, Any]] = Field(default_factory=list)
+    schedules: list[ScheduleSpec] = Field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    path: Path
+    secret: SecretSpec
+    probe: ProbeSpec
+    rotation: RotationSpec
+    backends: list[BackendSettings]
+    consumers: list[ConsumerSettings]
+    schedules: list[ScheduleSpec] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.secret.name
+
+    @property
+    def primary(self) -> BackendSettings:
+        return next(b for b in self.backends if b.primary)
+
+    @property
+    def others(self) -> list[BackendSettings]:
+        return [b for b in self.backends if not b.primary]
+
+
+class PlanError(Exception):
+    """A plan that cannot be used; `problems` are one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _loc(parts: tuple[int | str, ...] | list[int | str]) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+    return out or "(top)"
+
+
+_MESSAGES = {
+    "missing": "required",
+    "extra_forbidden": "unknown key",
+}
+
+
+def _problems(prefix: str, err: ValidationError, base: tuple[int | str, ...] = ()) -> list[str]:
+    out = []
+    for e in err.errors(include_url=False, include_input=False):
+        loc = [p for p in e["loc"] if not (isinstance(p, str) and ("function-" in p or p.startswith("[")))]
+        msg = _MESSAGES.get(e["type"], e["msg"])
+        msg = msg.removeprefix("Value error, ")
+        out.append(f"{prefix}: {_loc(base + tuple(loc))}: {msg}")
+    return out
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and check a plan; raise PlanError listing every problem found."""
+    path = Path(path)
+    label = str(path)
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise PlanError([f"{label}: file not found"]) from None
+    except OSError as exc:
+        raise PlanError([f"{label}: cannot read: {exc.strerror}"]) from None
+    if len(raw_bytes) > MAX_PLAN_BYTES:
+        raise PlanError([f"{label}: {len(raw_bytes)} bytes; a plan is at most {MAX_PLAN_BYTES}"])
+    try:
+        data = tomllib.loads(raw_bytes.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise PlanError([f"{label}: not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PlanError([f"{label}: not valid TOML: {exc}"]) from None
+    return parse_plan(data, path)
+
+
+def parse_plan(data: dict[str, Any], path: Path) -> Plan:
+    label = str(path)
+    problems: list[str] = []
+    try:
+        pf = _PlanFile.model_validate(data)
+    except ValidationError as exc:
+        problems = _problems(label, exc)
+        # Still check the targets we can, so one run shows every problem.
+        pf = None
+    backends: list[BackendSettings] = []
+    consumers: list[ConsumerSettings] = []
+    for section, getter, out in (
+        ("backends", backend_class, backends),
+        ("consumers", consumer_class, consumers),
+    ):
+        entries = data.get(section, [])
+        if not isinstance(entries, list):
+            continue
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            type_name = entry.get("type")
+            if not isinstance(type_name, str):
+                problems.append(f"{label}: {section}[{i}].type: required")
+                continue
+            try:
+                cls = getter(type_name)
+            except UnknownPlugin as exc:
+                problems.append(f"{label}: {section}[{i}].type: {exc}")
+                continue
+            try:
+                out.append(cls.Settings.model_validate(entry))  # type: ignore[arg-type]
+            except ValidationError as exc:
+                problems.extend(_problems(label, exc, (section, i)))
+    if pf is not None and not problems:
+        primaries = [i for i, b in enumerate(backends) if b.primary]
+        if len(primaries) != 1:
+            problems.append(
+                f"{label}: backends: exactly one backend needs primary = true (found {len(primaries)})"
+            )
+        else:
+            p = backends[primaries[0]]
+            if not backend_class(p.type).can_be_primary:
+                problems.append(f"{label}: backends[{primaries[0]}].primary: a {p.type} backend cannot be the primary")
+        for section, items in (("backends", backends), ("consumers", consumers)):
+            seen: set[str] = set()
+            for i, item in enumerate(items):
+                if item.name in seen:
+                    problems.append(f"{label}: {section}[{i}].name: {item.name!r} is used twice")
+                seen.add(item.name)
+    if problems:
+        raise PlanError(problems)
+    assert pf is not None
+    return Plan(
+        path=path,
+        secret=pf.secret,
+        probe=pf.probe,
+        rotation=pf.rotation,
+        backends=backends,
+        consumers=consumers,
+        schedules=pf.schedules,
+    )

@@ -1,0 +1,91 @@
+"""Plugin discovery through entry points.
+
+Built-ins and third-party packages register the same way, under
+``rotator.backends`` and ``rotator.consumers``; nothing here knows their names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+
+from rotator.plugin import Backend, Consumer
+
+BACKEND_GROUP = "rotator.backends"
+CONSUMER_GROUP = "rotator.consumers"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    kind: str
+    target: str  # module:attr
+    distribution: str
+    version: str
+
+
+def _entry_points(group: str) -> dict[str, EntryPoint]:
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=group):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+@cache
+def backend_points() -> dict[str, EntryPoint]:
+    return _entry_points(BACKEND_GROUP)
+
+
+@cache
+def consumer_points() -> dict[str, EntryPoint]:
+    return _entry_points(CONSUMER_GROUP)
+
+
+class UnknownPlugin(LookupError):
+    pass
+
+
+@cache
+def backend_class(type_name: str) -> type[Backend]:
+    ep = backend_points().get(type_name)
+    if ep is None:
+        raise UnknownPlugin(f"unknown backend type {type_name!r} (installed: {', '.join(sorted(backend_points())) or 'none'})")
+    cls = ep.load()
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise UnknownPlugin(f"backend {type_name!r} ({ep.value}) is not a rotator.plugin.Backend")
+    return cls
+
+
+@cache
+def consumer_class(type_name: str) -> type[Consumer]:
+    ep = consumer_points().get(type_name)
+    if ep is None:
+        raise UnknownPlugin(f"unknown consumer type {type_name!r} (installed: {', '.join(sorted(consumer_points())) or 'none'})")
+    cls = ep.load()
+    if not (isinstance(cls, type) and issubclass(cls, Consumer)):
+        raise UnknownPlugin(f"consumer {type_name!r} ({ep.value}) is not a rotator.plugin.Consumer")
+    return cls
+
+
+def installed() -> list[PluginInfo]:
+    out: list[PluginInfo] = []
+    for kind, points in (("backend", backend_points()), ("consumer", consumer_points())):
+        for name, ep in sorted(points.items()):
+            dist = ep.dist
+            out.append(
+                PluginInfo(
+                    name=name,
+                    kind=kind,
+                    target=ep.value,
+                    distribution=dist.name if dist else "?",
+                    version=dist.version if dist else "?",
+                )
+            )
+    return out
+
+
+def clear_cache() -> None:
+    """Forget what was discovered (tests that install a plugin at run time)."""
+    for f in (backend_points, consumer_points, backend_class, consumer_class):
+        f.cache_clear()

@@ -226,9 +226,7 @@ def parse_plan(data: dict[str, Any], path: Path) -> Plan:
     if pf is not None and not problems:
         primaries = [i for i, b in enumerate(backends) if b.primary]
         if len(primaries) != 1:
-            problems.append(
-                f"{label}: backends: exactly one backend needs primary = true (found {len(primaries)})"
-            )
+            problems.append(f"{label}: backends: exactly one backend needs primary = true (found {len(primaries)})")
         else:
             p = backends[primaries[0]]
             if not backend_class(p.type).can_be_primary:

@@ -61,7 +61,9 @@ class SecretRef(BaseModel):
     @classmethod
     def _not_inline(cls, data: Any) -> Any:
         if isinstance(data, str):
-            raise ValueError('must be { env = "NAME" } or { file = "PATH" }; secrets are never written inline in a plan')
+            raise ValueError(
+                'must be { env = "NAME" } or { file = "PATH" }; secrets are never written inline in a plan'
+            )
         return data
 
     @model_validator(mode="after")
@@ -106,6 +108,11 @@ class BackendSettings(TargetSettings):
 
 class ConsumerSettings(TargetSettings):
     confirm_timeout: float = Field(default=30.0, gt=0, le=3600, description="seconds to wait for confirmation")
+    reads_from: list[str] = Field(
+        default_factory=list,
+        description="backends this consumer loads the key from; it is signalled as soon as those are written "
+        "(empty: after every backend)",
+    )
 
 
 @dataclass

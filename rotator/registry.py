@@ -50,7 +50,9 @@ class UnknownPlugin(LookupError):
 def backend_class(type_name: str) -> type[Backend]:
     ep = backend_points().get(type_name)
     if ep is None:
-        raise UnknownPlugin(f"unknown backend type {type_name!r} (installed: {', '.join(sorted(backend_points())) or 'none'})")
+        raise UnknownPlugin(
+            f"unknown backend type {type_name!r} (installed: {', '.join(sorted(backend_points())) or 'none'})"
+        )
     cls = ep.load()
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise UnknownPlugin(f"backend {type_name!r} ({ep.value}) is not a rotator.plugin.Backend")
@@ -61,7 +63,9 @@ def backend_class(type_name: str) -> type[Backend]:
 def consumer_class(type_name: str) -> type[Consumer]:
     ep = consumer_points().get(type_name)
     if ep is None:
-        raise UnknownPlugin(f"unknown consumer type {type_name!r} (installed: {', '.join(sorted(consumer_points())) or 'none'})")
+        raise UnknownPlugin(
+            f"unknown consumer type {type_name!r} (installed: {', '.join(sorted(consumer_points())) or 'none'})"
+        )
     cls = ep.load()
     if not (isinstance(cls, type) and issubclass(cls, Consumer)):
         raise UnknownPlugin(f"consumer {type_name!r} ({ep.value}) is not a rotator.plugin.Consumer")

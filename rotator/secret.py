@@ -36,7 +36,7 @@ def fingerprint(value: str) -> str:
 class Secret:
     """A secret string that never shows itself."""
 
-    __slots__ = ("_value", "_fingerprint", "__weakref__")
+    __slots__ = ("__weakref__", "_fingerprint", "_value")
 
     def __init__(self, value: str) -> None:
         if not isinstance(value, str):
@@ -100,7 +100,7 @@ class CleanKey:
     warnings: list[str] = field(default_factory=list)
 
 
-_QUOTES = ("\"", "'", "`")
+_QUOTES = ('"', "'", "`")
 _BEARER = re.compile(r"^bearer\s+", re.IGNORECASE)
 
 
@@ -137,7 +137,5 @@ def clean_paste(raw: str | bytes, key_pattern: str | None = ADJUTOR_KEY_PATTERN)
             raise KeyRejected("the key has non-printable characters in it")
     warnings: list[str] = []
     if key_pattern and not re.fullmatch(key_pattern, value):
-        warnings.append(
-            f"the key does not look like an Adjutor key (pattern {key_pattern}); the probe will decide"
-        )
+        warnings.append(f"the key does not look like an Adjutor key (pattern {key_pattern}); the probe will decide")
     return CleanKey(Secret(value), warnings)

@@ -1,0 +1,419 @@
+"""The `rotator` command.
+
+Every failure an operator can cause ends in one line naming what to fix and a
+distinct exit code (rotator.exitcodes); a traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import sys
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from rotator.exitcodes import Exit
+from rotator.journal import Journal
+from rotator.logs import configure, get_logger
+from rotator.plan import Plan, PlanError, load_plan
+from rotator.render import ProgressPrinter, fmt_time, history_table, print_report, report_json
+from rotator.rotation import Report, Rotation, RotationError
+from rotator.secret import MAX_KEY_LENGTH, CleanKey, KeyRejected, clean_paste
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+MAX_KEY_ATTEMPTS = 5
+
+DASHBOARD_STEPS = """\
+[bold]Armed.[/] Every target is ready. Now reset the key:
+  1. Adjutor dashboard → Business → Apps → View details → [bold]Reset app key[/]
+     (the old key stops working at once: the window starts now)
+  2. Copy the new key it shows (it is now in your clipboard)
+  3. Paste it here and press Enter (input is hidden)"""
+
+
+class Fail(Exception):
+    """A one-line failure with its exit code."""
+
+    def __init__(self, message: str, code: Exit) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _State:
+    def __init__(self, db: str | None) -> None:
+        self.db = db
+        self._journal: Journal | None = None
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            try:
+                self._journal = Journal(self.db)
+            except Exception as exc:  # noqa: BLE001
+                raise Fail(
+                    f"cannot open the journal ({self.db or 'default'}): {type(exc).__name__}: {exc}", Exit.ERROR
+                ) from None
+        return self._journal
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", envvar="ROTATOR_DB", help="Journal database URL (default: SQLite in $ROTATOR_DATA_DIR).")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.version_option(package_name="rotator")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, verbose: int) -> None:
+    """Rotate an API key into every backend and consumer with the shortest possible window."""
+    configure(level={0: "warning", 1: "info"}.get(verbose, "debug"))
+    ctx.obj = _State(db)
+
+
+def _load(path: str) -> Plan:
+    return load_plan(path)
+
+
+@cli.command()
+@click.argument("plans", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def check(plans: tuple[str, ...]) -> int:
+    """Validate plan files (no network); print each problem on one line."""
+    bad = 0
+    for p in plans:
+        try:
+            plan = _load(p)
+        except PlanError as exc:
+            bad += 1
+            for line in exc.problems:
+                click.echo(line, err=True)
+            continue
+        click.echo(
+            f"{p}: ok ({plan.name}: primary {plan.primary.name}, "
+            f"{len(plan.backends)} backends, {len(plan.consumers)} consumers)"
+        )
+    return int(Exit.PLAN_INVALID) if bad else 0
+
+
+def _read_key_stdin() -> bytes:
+    data = sys.stdin.buffer.read(MAX_KEY_LENGTH * 4 + 1)
+    # Drain the rest without keeping it, so a huge paste does not hang the writer.
+    while sys.stdin.buffer.read(65536):
+        data = data[: MAX_KEY_LENGTH * 4 + 1] + b"x"
+    return data
+
+
+async def _ask_key(prompt: str) -> str:
+    return await asyncio.to_thread(getpass.getpass, prompt)
+
+
+async def _keep_warm(rot: Rotation) -> None:
+    """While the operator is in the dashboard, keep the probe's connection open."""
+    while True:
+        await asyncio.sleep(15)
+        if rot.prober:
+            await rot.prober.warm()
+
+
+async def _rotate(
+    plan: Plan,
+    journal: Journal,
+    *,
+    key_stdin: bool,
+    dry_run: bool,
+    reason: str,
+    force: bool,
+    accept_unprobed: bool,
+    quiet: bool,
+) -> Report | int:
+    printer = ProgressPrinter(err)
+    rot = Rotation(
+        plan,
+        journal,
+        reason=reason,
+        force=force,
+        accept_unprobed=accept_unprobed,
+        progress=(lambda p: None) if quiet else printer,
+    )
+    try:
+        armed = await rot.arm()
+        if not armed.ok:
+            raise Fail(
+                "not armed: " + "; ".join(armed.problems()) + " — fix these before resetting the key",
+                Exit.PREFLIGHT_FAILED,
+            )
+        interactive = not key_stdin
+        if interactive and not sys.stdin.isatty():
+            raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
+        if not quiet or interactive:
+            err.print(
+                f"fingerprint now: {armed.old_fingerprint or '(no key in the primary yet)'}"
+                + (f" (version {armed.old_version})" if armed.old_version else "")
+            )
+            err.print(DASHBOARD_STEPS)
+        for attempt in range(1, MAX_KEY_ATTEMPTS + 1):
+            if key_stdin:
+                raw: str | bytes = await asyncio.to_thread(_read_key_stdin)
+            else:
+                warm = asyncio.ensure_future(_keep_warm(rot))
+                try:
+                    raw = await _ask_key("new key: ")
+                finally:
+                    warm.cancel()
+            rot.key_arrived()
+            try:
+                clean: CleanKey = clean_paste(raw, plan.secret.key_pattern)
+            except KeyRejected as exc:
+                if interactive and attempt < MAX_KEY_ATTEMPTS:
+                    err.print(f"[red]✗ {escape(str(exc))}[/]: paste it again")
+                    continue
+                await rot.abandon(_refused(rot, f"the pasted key was rejected: {exc}; nothing was written"))
+                raise Fail(f"the pasted key was rejected: {exc}; nothing was written", Exit.KEY_REFUSED) from None
+            finally:
+                del raw
+            for w in clean.warnings:
+                err.print(f"[yellow]! {escape(w)}[/]")
+            err.print(f"key received: fingerprint {clean.secret.fingerprint}")
+            if dry_run:
+                result = await rot.probe(clean.secret)
+                report = _refused(rot, f"dry run: arm and probe only; probe {result.outcome.value} ({result.detail})")
+                report.state, report.probe = "dry_run", result
+                report.exit_code = {
+                    "accepted": 0,
+                    "skipped": 0,
+                    "refused": int(Exit.KEY_REFUSED),
+                    "unavailable": int(Exit.PROBE_UNAVAILABLE),
+                }[result.outcome.value]
+                return await rot.abandon(report)
+            report = await rot.rotate(clean.secret)
+            if report.exit_code == Exit.KEY_REFUSED and interactive and attempt < MAX_KEY_ATTEMPTS:
+                err.print(f"[red]✗ {escape(report.message)}[/]: check the key and paste it again")
+                continue
+            if report.state in ("refused", "unavailable"):
+                await rot.abandon(report)
+            return report
+        raise AssertionError("unreachable")
+    except RotationError as exc:
+        raise Fail(str(exc), exc.exit_code) from None
+    finally:
+        await rot.close()
+
+
+def _refused(rot: Rotation, message: str) -> Report:
+    return Report(
+        id=rot.id,
+        kind=rot.kind,
+        plan=rot.plan.name,
+        state="refused",
+        exit_code=int(Exit.KEY_REFUSED),
+        reason=rot.reason,
+        operator=rot.operator,
+        old_fingerprint=rot.armed.old_fingerprint if rot.armed else None,
+        message=message,
+    )
+
+
+def _finish(report: Report, as_json: bool) -> int:
+    if as_json:
+        click.echo(report_json(report))
+    print_report(err, report)
+    return report.exit_code
+
+
+@cli.command()
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.option("--key-stdin", is_flag=True, help="Read the key from standard input instead of a hidden prompt.")
+@click.option("--dry-run", is_flag=True, help="Arm and probe only; write nothing.")
+@click.option("--reason", default="", help="Why (journaled), e.g. 'planned' or 'incident INC-42'.")
+@click.option("--force", is_flag=True, help="Write the primary even if it changed since arm (no check-and-set).")
+@click.option("--accept-unprobed", is_flag=True, help="Write even when the probe cannot reach the API (outage).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No live progress.")
+@click.pass_obj
+def rotate(
+    state: _State,
+    plan_path: str,
+    key_stdin: bool,
+    dry_run: bool,
+    reason: str,
+    force: bool,
+    accept_unprobed: bool,
+    as_json: bool,
+    quiet: bool,
+) -> int:
+    """Arm, take the new key, probe it, write it everywhere, signal consumers."""
+    plan = _load(plan_path)
+    journal = state.journal
+    for row in journal.unfinished(plan.name):
+        err.print(
+            f"[yellow]! rotation {row.id} of {plan.name} did not finish ({row.state}); "
+            f"`rotator resume {row.id}` completes it from the primary[/]"
+        )
+    result = asyncio.run(
+        _rotate(
+            plan,
+            journal,
+            key_stdin=key_stdin,
+            dry_run=dry_run,
+            reason=reason,
+            force=force,
+            accept_unprobed=accept_unprobed,
+            quiet=quiet,
+        )
+    )
+    if isinstance(result, int):
+        return result
+    return _finish(result, as_json)
+
+
+async def _resume(plan: Plan, journal: Journal, rid: str, fp: str | None, quiet: bool) -> Report:
+    rot = Rotation(
+        plan, journal, kind="rotate", rotation_id=rid, progress=(lambda p: None) if quiet else ProgressPrinter(err)
+    )
+    try:
+        armed = await rot.arm()
+        if not armed.ok:
+            raise Fail("cannot resume: " + "; ".join(armed.problems()), Exit.PREFLIGHT_FAILED)
+        return await rot.resume(fp)
+    except RotationError as exc:
+        raise Fail(str(exc), exc.exit_code) from None
+    finally:
+        await rot.close()
+
+
+@cli.command()
+@click.argument("rotation_id", metavar="ID")
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False), help="Plan file, if it moved since the rotation.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+@click.pass_obj
+def resume(state: _State, rotation_id: str, plan_path: str | None, as_json: bool, quiet: bool) -> int:
+    """Finish an interrupted or partial rotation from the key in the primary."""
+    row = state.journal.get(rotation_id)
+    if row is None:
+        raise Fail(f"no rotation {rotation_id} in the journal (see `rotator history`)", Exit.PLAN_INVALID)
+    if row.state == "done":
+        err.print(f"rotation {row.id} is already done")
+        return 0
+    if row.state in ("armed", "key_accepted", "refused", "unavailable", "aborted", "dry_run"):
+        raise Fail(
+            f"rotation {row.id} never wrote the primary ({row.state}): the key must be entered again: "
+            f"`rotator rotate {row.plan_path}`",
+            Exit.ERROR,
+        )
+    plan = _load(plan_path or row.plan_path)
+    report = asyncio.run(_resume(plan, state.journal, row.id, row.new_fp, quiet))
+    return _finish(report, as_json)
+
+
+@cli.command()
+@click.option("--plan", "plan_name", help="Only this secret's rotations.")
+@click.option("-n", "--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def history(state: _State, plan_name: str | None, limit: int, as_json: bool) -> int:
+    """List recent rotations and syncs."""
+    rows = state.journal.history(plan_name, limit)
+    if as_json:
+        click.echo(json.dumps([{k: v for k, v in r.__dict__.items() if k != "report"} for r in rows], indent=2))
+        return 0
+    if not rows:
+        err.print("no rotations yet")
+        return 0
+    Console(highlight=False).print(history_table(rows))
+    return 0
+
+
+@cli.command()
+@click.argument("rotation_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(state: _State, rotation_id: str, as_json: bool) -> int:
+    """Print one rotation: who, why, each step and target, timings, fingerprints."""
+    row = state.journal.get(rotation_id)
+    if row is None:
+        raise Fail(f"no rotation {rotation_id} in the journal (see `rotator history`)", Exit.PLAN_INVALID)
+    events = state.journal.events(row.id)
+    if as_json:
+        click.echo(json.dumps({"rotation": row.__dict__, "events": events}, indent=2, default=str))
+        return 0
+    out = Console(highlight=False)
+    out.print(f"[bold]{row.kind} {row.id}[/] · plan {row.plan} ({row.plan_path})")
+    out.print(
+        f"state: {row.state} (exit {row.exit_code})   operator: {row.operator}   reason: {escape(row.reason or '-')}"
+    )
+    out.print(
+        f"started {fmt_time(row.created_at)}, key received {fmt_time(row.key_received_at)}, finished {fmt_time(row.finished_at)}"
+    )
+    out.print(f"fingerprint: {row.old_fp or '-'} → {row.new_fp or '-'}   primary version: {row.primary_version or '-'}")
+    if row.window_s is not None:
+        out.print(f"window: {row.window_s * 1000:.1f} ms")
+    if row.report:
+        for t in row.report.get("targets", []):
+            extra = f" v{t['version']}" if t.get("version") else ""
+            secs = f"{t['seconds'] * 1000:.1f} ms" if t.get("seconds") is not None else ""
+            out.print(
+                f"  {t['kind']:<8} {t['name']:<24} {t['status']:<11} {secs:>10}{extra}  {escape(t.get('detail') or '')}"
+            )
+        for w in row.report.get("warnings", []):
+            out.print(f"  [yellow]warning:[/] {escape(w)}")
+    out.print("journal:")
+    for e in events:
+        secs = f" {e['seconds'] * 1000:.1f} ms" if e["seconds"] is not None else ""
+        fp = f" fp={e['fingerprint']}" if e["fingerprint"] else ""
+        ver = f" v={e['version']}" if e["version"] else ""
+        out.print(
+            f"  {fmt_time(e['ts'])} {e['step']:<8} {e['target']:<20} {e['status']:<10}{secs}{fp}{ver} {escape(e['detail'] or '')}"
+        )
+    return 0
+
+
+@cli.command()
+def plugins() -> int:
+    """List installed backends and consumers, and where each comes from."""
+    from rotator.registry import installed
+
+    out = Console(highlight=False)
+    for p in installed():
+        out.print(f"{p.kind:<9} {p.name:<12} {p.target:<45} {p.distribution} {p.version}")
+    return 0
+
+
+@cli.command()
+@click.option("--keep", is_flag=True, help="Leave the demo's files in place and print where they are.")
+@click.option("--json", "as_json", is_flag=True)
+def demo(keep: bool, as_json: bool) -> int:
+    """Run a whole rotation against local stand-ins: Adjutor, a consumer process, .env files."""
+    from rotator.demo.run import run_demo
+
+    return run_demo(keep=keep, as_json=as_json)
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.umask(0o077)  # anything rotator creates is private to its user
+    log = get_logger("rotator.cli")
+    try:
+        rv = cli.main(args=argv, prog_name="rotator", standalone_mode=False)
+    except PlanError as exc:
+        for line in exc.problems:
+            click.echo(line, err=True)
+        sys.exit(Exit.PLAN_INVALID)
+    except Fail as exc:
+        click.echo(f"rotator: {exc}", err=True)
+        sys.exit(exc.code)
+    except click.exceptions.Abort:
+        click.echo("rotator: interrupted; nothing further was written", err=True)
+        sys.exit(Exit.INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("rotator: interrupted; `rotator history` shows how far it got", err=True)
+        sys.exit(Exit.INTERRUPTED)
+    except click.ClickException as exc:
+        click.echo(f"rotator: {exc.format_message()}", err=True)
+        sys.exit(Exit.PLAN_INVALID)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        log.debug("internal error", exc_info=True)
+        click.echo(f"rotator: internal error ({type(exc).__name__}); rerun with -vv for details", err=True)
+        sys.exit(Exit.ERROR)
+    sys.exit(rv if isinstance(rv, int) else 0)

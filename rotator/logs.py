@@ -1,0 +1,86 @@
+"""structlog set-up, with the redaction step that keeps live secrets out of logs.
+
+Redaction is a processor like any other: it runs last before rendering and
+replaces any text equal to (or containing) the value of a live `Secret` with
+``[REDACTED]``.  Logs are meant to carry fingerprints; this is the net under them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from rotator.secret import Secret, live_values
+
+REDACTED = "[REDACTED]"
+
+
+def _scrub(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, Secret):
+        return repr(value)
+    if isinstance(value, str):
+        for s in secrets:
+            if s and s in value:
+                value = value.replace(s, REDACTED)
+        return value
+    if isinstance(value, bytes):
+        return _scrub(value.decode("utf-8", "replace"), secrets)
+    if isinstance(value, dict):
+        return {k: _scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_scrub(v, secrets) for v in value]
+    if isinstance(value, BaseException):
+        return _scrub(f"{type(value).__name__}: {value}", secrets)
+    return value
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: no live secret value survives into a log line."""
+    secrets = [s for s in live_values() if len(s) >= 4]
+    for key in list(event_dict):
+        event_dict[key] = _scrub(event_dict[key], secrets)
+    return event_dict
+
+
+def configure(level: str = "info", stream: TextIO | None = None, json: bool | None = None) -> None:
+    """Console renderer on a TTY, JSON lines otherwise; both after redaction."""
+    stream = stream or sys.stderr
+    if json is None:
+        json = not stream.isatty()
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=True)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    # Third-party libraries log through stdlib logging; keep them quiet and redacted.
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(_RedactFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+
+
+class _RedactFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = [s for s in live_values() if len(s) >= 4]
+        msg = record.getMessage()
+        record.msg = _scrub(msg, secrets)
+        record.args = ()
+        return True
+
+
+def get_logger(name: str = "rotator") -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,110 @@
+"""Human-readable output: live progress lines and the final report.
+
+Progress and reports go to stderr so that `--json` keeps stdout for the report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from rotator.rotation import Progress, Report
+
+_STYLE = {"ok": "green", "failed": "bold red", "warning": "yellow", "skipped": "yellow", "running": "dim"}
+_MARK = {"ok": "✓", "failed": "✗", "warning": "!", "skipped": "-", "running": "…"}
+
+
+class ProgressPrinter:
+    """One line per step and target as each finishes, with its time."""
+
+    def __init__(self, console: Console, show_running: bool = False) -> None:
+        self.console = console
+        self.show_running = show_running
+
+    def __call__(self, p: Progress) -> None:
+        if p.status == "running" and not (self.show_running and not p.target):
+            return
+        style = _STYLE.get(p.status, "")
+        mark = _MARK.get(p.status, " ")
+        secs = f"{p.seconds * 1000:8.1f} ms" if p.seconds is not None else " " * 11
+        what = f"{p.step:<8} {p.target:<24}" if p.target else f"{p.step:<8} {'':<24}"
+        detail = escape(p.detail)
+        self.console.print(f"[{style}]{mark}[/] {escape(what)} {secs}  {detail}", highlight=False)
+
+
+def print_report(console: Console, report: Report) -> None:
+    style = "green" if report.exit_code == 0 else "bold red"
+    console.print()
+    table = Table(title=f"rotation {report.id} · {report.plan}", title_justify="left", show_edge=False)
+    for col in ("target", "kind", "status", "start", "end", "detail"):
+        table.add_column(col, overflow="fold")
+    for t in report.targets:
+        st = _STYLE.get("ok" if t.status in ("ok", "unchanged") else "failed", "")
+        table.add_row(
+            t.name + (" (primary)" if t.primary else ""),
+            f"{t.kind}/{t.type}",
+            f"[{st}]{t.status}[/]",
+            _ms(t.started),
+            _ms(t.finished),
+            escape(t.detail),
+        )
+    if report.targets:
+        console.print(table)
+    if report.probe:
+        p = report.probe
+        extra = ""
+        if p.cost is not None or p.balance is not None:
+            extra = f" · cost {p.cost if p.cost is not None else '?'} · balance {p.balance if p.balance is not None else '?'}"
+        console.print(f"probe: {p.outcome.value} ({escape(p.detail)}) in {p.seconds * 1000:.1f} ms{extra}")
+    if report.revocation:
+        r = report.revocation
+        ok = r.outcome.value == "accepted"
+        console.print(f"old key: [{'green' if ok else 'bold red'}]{escape(r.detail)}[/]")
+    if report.old_fingerprint or report.new_fingerprint:
+        console.print(
+            f"fingerprint: {report.old_fingerprint or '(none)'} → {report.new_fingerprint or '(not written)'}"
+        )
+    if report.steps:
+        console.print("steps: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in report.steps.items()))
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+    if report.window is not None:
+        console.print(f"[bold]window: {report.window * 1000:.1f} ms[/] (key received → last target done)")
+    console.print(f"[{style}]{report.state}[/]: {escape(report.message)}")
+
+
+def _ms(v: float | None) -> str:
+    return "" if v is None else f"{v * 1000:.1f} ms"
+
+
+def report_json(report: Report) -> str:
+    return json.dumps(report.as_dict(), indent=2)
+
+
+def fmt_time(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def history_table(rows: list[Any]) -> Table:
+    table = Table(show_edge=False)
+    for col in ("id", "kind", "plan", "state", "window", "operator", "reason", "fingerprint"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.id,
+            r.kind,
+            r.plan,
+            r.state,
+            f"{r.window_s * 1000:.0f} ms" if r.window_s is not None else "-",
+            r.operator,
+            escape(r.reason or ""),
+            f"{r.old_fp or '-'} → {r.new_fp or '-'}",
+        )
+    return table

@@ -1,0 +1,754 @@
+"""A rotation, as named steps over one state: arm, probe, write primary, fan out,
+signal, confirm, report.
+
+Everything slow happens in `arm`, before the operator resets the key: plugins
+are imported and constructed, clients made, connections opened, preflights run,
+the current values read.  Once the key arrives, the critical path is the probe,
+the primary write, then every other write and every signal at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from rotator.exitcodes import Exit
+from rotator.journal import Journal, LockHeld
+from rotator.logs import get_logger
+from rotator.plan import Plan
+from rotator.plugin import (
+    Backend,
+    Check,
+    Conflict,
+    Consumer,
+    PluginContext,
+    PluginError,
+    RotationEvent,
+    Stored,
+)
+from rotator.probe import ProbeOutcome, Prober, ProbeResult
+from rotator.registry import backend_class, consumer_class
+from rotator.secret import Secret
+
+T = TypeVar("T")
+log = get_logger("rotator.rotation")
+TOKEN_NAMESPACE = uuid.UUID("5b0d1f0e-4c1a-4f7e-9d59-7a1f3c2b9e10")
+
+
+@dataclass
+class Progress:
+    """One line of live progress: a step or a target changed state."""
+
+    step: str  # arm | key | probe | primary | write | signal | confirm | revoked | report
+    target: str
+    status: str  # running | ok | failed | skipped | warning
+    detail: str = ""
+    seconds: float | None = None
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class TargetResult:
+    name: str
+    kind: str  # backend | consumer
+    type: str
+    status: str = "pending"  # ok | failed | skipped | unconfirmed | unchanged
+    detail: str = ""
+    attempts: int = 0
+    started: float | None = None  # seconds after the key was received
+    finished: float | None = None
+    version: str | None = None
+    fingerprint: str | None = None  # read back (backend) or reported (consumer)
+    primary: bool = False
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "type": self.type,
+            "primary": self.primary,
+            "status": self.status,
+            "detail": self.detail,
+            "attempts": self.attempts,
+            "started": _r(self.started),
+            "finished": _r(self.finished),
+            "seconds": _r(self.seconds),
+            "version": self.version,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 4)
+
+
+@dataclass
+class ArmResult:
+    ok: bool
+    checks: dict[str, Check]
+    old_fingerprint: str | None
+    old_version: str | None
+    seconds: float
+    current: dict[str, str | None] = field(default_factory=dict)  # backend -> fingerprint now
+
+    def problems(self) -> list[str]:
+        return [f"{name}: {c.detail}" for name, c in self.checks.items() if c.ok is False]
+
+
+@dataclass
+class Report:
+    id: str
+    kind: str
+    plan: str
+    state: str
+    exit_code: int
+    reason: str = ""
+    operator: str = ""
+    old_fingerprint: str | None = None
+    new_fingerprint: str | None = None
+    window: float | None = None
+    steps: dict[str, float] = field(default_factory=dict)
+    probe: ProbeResult | None = None
+    revocation: ProbeResult | None = None
+    targets: list[TargetResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "plan": self.plan,
+            "state": self.state,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "reason": self.reason,
+            "operator": self.operator,
+            "old_fingerprint": self.old_fingerprint,
+            "new_fingerprint": self.new_fingerprint,
+            "window_seconds": _r(self.window),
+            "steps": {k: _r(v) for k, v in self.steps.items()},
+            "probe": self.probe.as_dict() if self.probe else None,
+            "old_key_check": self.revocation.as_dict() if self.revocation else None,
+            "targets": [t.as_dict() for t in self.targets],
+            "warnings": self.warnings,
+        }
+
+
+class RotationError(Exception):
+    """Stops a rotation before anything is written; carries the exit code."""
+
+    def __init__(self, message: str, exit_code: Exit) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, PluginError):
+        return exc.retryable
+    return isinstance(exc, TimeoutError | OSError)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, PluginError):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    # Never echo an arbitrary library exception's text: it may hold a request body.
+    return f"{type(exc).__name__} (details withheld: may hold secret material)"
+
+
+def write_token(rotation_id: str, backend: str) -> str:
+    """Stable per rotation and backend: a retried write is the same write."""
+    return str(uuid.uuid5(TOKEN_NAMESPACE, f"{rotation_id}/{backend}"))
+
+
+class Rotation:
+    """One rotation (or sync, or resume) of one plan."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        journal: Journal,
+        *,
+        kind: str = "rotate",
+        reason: str = "",
+        operator: str | None = None,
+        force: bool = False,
+        accept_unprobed: bool = False,
+        progress: ProgressFn | None = None,
+        rotation_id: str | None = None,
+    ) -> None:
+        self.plan = plan
+        self.journal = journal
+        self.kind = kind
+        self.reason = reason
+        self.operator = operator or _operator()
+        self.force = force
+        self.accept_unprobed = accept_unprobed
+        self._progress = progress or (lambda p: None)
+        self.id = rotation_id or ""
+        self._resuming = rotation_id is not None
+        self.ctx: PluginContext | None = None
+        self.backends: dict[str, Backend] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self.prober: Prober | None = None
+        self.armed: ArmResult | None = None
+        self.old_secret: Secret | None = None
+        self.key_received: float | None = None  # perf_counter
+        self.report: Report | None = None
+        self._locked = False
+        self._closed = False
+        self._pending: list[asyncio.Future[None]] = []
+
+    # -- helpers ---------------------------------------------------------
+    def emit(self, step: str, target: str, status: str, detail: str = "", seconds: float | None = None) -> None:
+        try:
+            self._progress(Progress(step, target, status, detail, seconds))
+        except Exception:  # noqa: BLE001 - a broken progress display must not break a rotation
+            log.warning("progress callback failed", step=step)
+
+    def _since_key(self) -> float:
+        assert self.key_received is not None
+        return time.perf_counter() - self.key_received
+
+    async def _journal(self, fn: Callable[..., None], *args: Any, **kw: Any) -> None:
+        """Journal writes run on one thread in order, off the event loop."""
+        assert self.ctx is not None
+        await asyncio.get_running_loop().run_in_executor(self._journal_thread, lambda: fn(*args, **kw))
+
+    def _journal_soon(self, fn: Callable[..., None], *args: Any, **kw: Any) -> None:
+        """Fire and forget (still in order); for events a resume can re-derive."""
+        self._pending.append(asyncio.get_running_loop().run_in_executor(self._journal_thread, lambda: fn(*args, **kw)))
+
+    # -- arm -------------------------------------------------------------
+    async def arm(self) -> ArmResult:
+        """Everything that can be done before the key exists."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        t0 = time.perf_counter()
+        self._journal_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rotator-journal")
+        plan = self.plan
+        self.emit("arm", "", "running", f"{len(plan.backends)} backends, {len(plan.consumers)} consumers")
+        n_targets = len(plan.backends) + len(plan.consumers)
+        self.ctx = PluginContext(max_threads=max(plan.rotation.max_threads, min(n_targets * 2 + 4, 1024)))
+        for b in plan.backends:
+            self.backends[b.name] = backend_class(b.type)(b, self.ctx)
+        for c in plan.consumers:
+            self.consumers[c.name] = consumer_class(c.type)(c, self.ctx)
+        if plan.probe.enabled:
+            self.prober = Prober(plan.probe, self.ctx.http)
+
+        checks: dict[str, Check] = {}
+        current: dict[str, str | None] = {}
+        primary_stored: Stored | None = None
+
+        async def ready_backend(b: Backend) -> None:
+            nonlocal primary_stored
+            start = time.perf_counter()
+            try:
+                await asyncio.wait_for(b.open(), b.settings.timeout)
+                check = await asyncio.wait_for(b.preflight(), b.settings.timeout)
+                if check.ok is not False:
+                    stored = await asyncio.wait_for(b.read(), b.settings.timeout)
+                    current[b.name] = stored.secret.fingerprint if stored.secret else None
+                    if b.settings.primary:
+                        primary_stored = stored
+            except Exception as exc:  # noqa: BLE001 - one line per target, never a traceback
+                check = Check(False, _reason(exc))
+            checks[b.name] = check
+            self.emit("arm", b.name, _check_status(check), _check_detail(check), time.perf_counter() - start)
+
+        async def ready_consumer(c: Consumer) -> None:
+            start = time.perf_counter()
+            try:
+                await asyncio.wait_for(c.open(), c.settings.timeout)
+                check = await asyncio.wait_for(c.preflight(), c.settings.timeout)
+            except Exception as exc:  # noqa: BLE001
+                check = Check(False, _reason(exc))
+            checks[c.name] = check
+            self.emit("arm", c.name, _check_status(check), _check_detail(check), time.perf_counter() - start)
+
+        async def warm_probe() -> None:
+            if self.prober:
+                detail = await self.prober.warm()
+                self.emit("arm", "probe", "ok", detail)
+
+        await asyncio.gather(
+            *(ready_backend(b) for b in self.backends.values()),
+            *(ready_consumer(c) for c in self.consumers.values()),
+            warm_probe(),
+        )
+        old_fp = None
+        old_version = None
+        if primary_stored is not None:
+            self.old_secret = primary_stored.secret
+            old_version = primary_stored.version
+            old_fp = primary_stored.secret.fingerprint if primary_stored.secret else None
+        ok = all(c.ok is not False for c in checks.values())
+        self.armed = ArmResult(ok, checks, old_fp, old_version, time.perf_counter() - t0, current)
+        if ok and not self._resuming:
+            self.id = await asyncio.get_running_loop().run_in_executor(
+                self._journal_thread,
+                lambda: self.journal.begin(
+                    kind=self.kind,
+                    plan=plan.name,
+                    plan_path=str(plan.path.resolve()),
+                    reason=self.reason,
+                    operator=self.operator,
+                    old_fp=old_fp,
+                ),
+            )
+        if ok:
+            try:
+                await self._journal(self.journal.acquire, plan.name, self.id)
+                self._locked = True
+            except LockHeld as exc:
+                if not self._resuming:
+                    await self._journal(self.journal.update, self.id, state="aborted", finished_at=time.time())
+                raise RotationError(str(exc), Exit.BUSY) from None
+            await self._journal(
+                self.journal.record,
+                self.id,
+                "arm",
+                "ok",
+                detail=f"{len(checks)} targets ready in {self.armed.seconds:.3f}s",
+                fingerprint=old_fp,
+                version=old_version,
+            )
+        self.emit("arm", "", "ok" if ok else "failed", f"{self.armed.seconds:.2f}s", self.armed.seconds)
+        return self.armed
+
+    # -- the key ---------------------------------------------------------
+    def key_arrived(self) -> None:
+        """Start the window clock (first key only: retyping a key is part of the outage)."""
+        if self.key_received is None:
+            self.key_received = time.perf_counter()
+            self._key_received_wall = time.time()
+
+    async def probe(self, secret: Secret) -> ProbeResult:
+        self.key_arrived()
+        if self.prober is None:
+            return ProbeResult(ProbeOutcome.SKIPPED, "no probe in the plan")
+        self.emit("probe", "", "running")
+        result = await self.prober.probe(secret)
+        status = {"accepted": "ok", "refused": "failed", "unavailable": "failed"}.get(result.outcome.value, "skipped")
+        self.emit("probe", "", status, f"{result.outcome.value}: {result.detail}", result.seconds)
+        for w in result.warnings:
+            self.emit("probe", "", "warning", w)
+        self._journal_soon(
+            self.journal.record,
+            self.id,
+            "probe",
+            result.outcome.value,
+            detail=result.detail,
+            fingerprint=secret.fingerprint,
+            seconds=result.seconds,
+        )
+        return result
+
+    async def rotate(self, secret: Secret) -> Report:
+        """Probe, then (if the key is good) write and signal.  A refused key leaves
+        the rotation armed, so the caller may ask for the key again."""
+        assert self.armed is not None and self.armed.ok, "arm() first"
+        self.key_arrived()
+        probe_start = self._since_key()
+        result = await self.probe(secret)
+        steps = {"probe": self._since_key() - probe_start}
+        if result.outcome is ProbeOutcome.REFUSED:
+            return self._not_written(
+                "refused", Exit.KEY_REFUSED, f"the API refused this key ({result.detail}); nothing was written", result
+            )
+        if result.outcome is ProbeOutcome.UNAVAILABLE and not self.accept_unprobed:
+            return self._not_written(
+                "unavailable",
+                Exit.PROBE_UNAVAILABLE,
+                f"the probe could not check the key ({result.detail}); nothing was written "
+                "(--accept-unprobed writes it anyway, during an API outage)",
+                result,
+            )
+        warnings = list(result.warnings)
+        if result.outcome is ProbeOutcome.UNAVAILABLE:
+            warnings.append("WRITTEN WITHOUT A SUCCESSFUL PROBE (--accept-unprobed): the key was not verified")
+            self.emit("probe", "", "warning", warnings[-1])
+        if self.old_secret is not None and self.old_secret == secret:
+            warnings.append("the new key is the same as the one in the primary: was the key really reset?")
+            self.emit("key", "", "warning", warnings[-1])
+        return await self._commit(secret, result, steps, warnings)
+
+    def _not_written(self, state: str, code: Exit, message: str, probe: ProbeResult) -> Report:
+        return Report(
+            id=self.id,
+            kind=self.kind,
+            plan=self.plan.name,
+            state=state,
+            exit_code=int(code),
+            reason=self.reason,
+            operator=self.operator,
+            old_fingerprint=self.armed.old_fingerprint if self.armed else None,
+            probe=probe,
+            message=message,
+        )
+
+    async def abandon(self, report: Report) -> Report:
+        """Close the journal entry of a rotation that wrote nothing."""
+        self.report = report
+        await self._journal(
+            self.journal.update,
+            self.id,
+            state=report.state,
+            exit_code=report.exit_code,
+            finished_at=time.time(),
+            report=report.as_dict(),
+        )
+        return report
+
+    # -- write and signal ------------------------------------------------
+    async def _attempts(
+        self, target: TargetResult, timeout: float, retries: int, deadline: float, fn: Callable[[], Awaitable[T]]
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        budget = max(deadline - loop.time(), 0.001)
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(retries + 1) | stop_after_delay(budget),
+            wait=wait_random_exponential(multiplier=0.05, max=2.0),
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+        ):
+            with attempt:
+                target.attempts = attempt.retry_state.attempt_number
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError
+                return await asyncio.wait_for(fn(), min(timeout, remaining))
+        raise AssertionError("unreachable")
+
+    async def _write_backend(
+        self, b: Backend, secret: Secret, res: TargetResult, deadline: float, expected: str | None
+    ) -> None:
+        res.started = self._since_key()
+        self.emit("primary" if res.primary else "write", b.name, "running")
+        token = write_token(self.id, b.name)
+
+        async def once() -> tuple[str | None, str, str | None]:
+            written = await b.write(secret, token=token, expected_version=expected)
+            back = await b.read()
+            fp = back.secret.fingerprint if back.secret else None
+            if fp != secret.fingerprint:
+                raise PluginError(f"{b.name}: read back fingerprint {fp} != {secret.fingerprint}")
+            return written.version or back.version, written.detail, fp
+
+        try:
+            version, detail, fp = await self._attempts(res, b.settings.timeout, b.settings.retries, deadline, once)
+            res.status, res.version, res.fingerprint, res.detail = "ok", version, fp, detail or "verified"
+        except Exception as exc:  # noqa: BLE001
+            res.status, res.detail = ("conflict" if isinstance(exc, Conflict) else "failed"), _reason(_unwrap(exc))
+        res.finished = self._since_key()
+        self.emit(
+            "primary" if res.primary else "write",
+            b.name,
+            "ok" if res.status == "ok" else "failed",
+            res.detail,
+            res.seconds,
+        )
+
+    async def _signal_consumer(self, c: Consumer, event: RotationEvent, res: TargetResult, deadline: float) -> None:
+        res.started = self._since_key()
+        self.emit("signal", c.name, "running")
+        try:
+            res.detail = await self._attempts(
+                res, c.settings.timeout, c.settings.retries, deadline, lambda: c.signal(event)
+            )
+            res.status = "ok"
+        except Exception as exc:  # noqa: BLE001
+            res.status, res.detail = "failed", _reason(_unwrap(exc))
+            res.finished = self._since_key()
+            self.emit("signal", c.name, "failed", res.detail, res.seconds)
+            return
+        self.emit("signal", c.name, "ok", res.detail, self._since_key() - res.started)
+        self._journal_soon(self.journal.record, self.id, "signal", "ok", target=c.name, fingerprint=event.fingerprint)
+        if c.can_confirm:
+            loop = asyncio.get_running_loop()
+            until = min(deadline, loop.time() + c.settings.confirm_timeout)
+            try:
+                conf = await c.confirm(event.fingerprint, until)
+            except Exception as exc:  # noqa: BLE001
+                conf = None
+                res.status, res.detail = "unconfirmed", _reason(exc)
+            if conf is not None:
+                res.fingerprint = conf.reported_fingerprint
+                if conf.confirmed:
+                    res.detail = conf.detail or "confirmed"
+                else:
+                    res.status = "unconfirmed"
+                    res.detail = conf.detail or (
+                        f"still reports {conf.reported_fingerprint or 'nothing'}, not {event.fingerprint}"
+                    )
+            self.emit(
+                "confirm", c.name, "ok" if res.status == "ok" else "failed", res.detail, self._since_key() - res.started
+            )
+        res.finished = self._since_key()
+
+    async def _commit(
+        self, secret: Secret, probe: ProbeResult | None, steps: dict[str, float], warnings: list[str]
+    ) -> Report:
+        assert self.armed is not None and self.key_received is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.plan.rotation.deadline
+        fp = secret.fingerprint
+        # Write-ahead: the journal knows the key's fingerprint before any backend does.
+        await self._journal(
+            self.journal.update, self.id, state="key_accepted", new_fp=fp, key_received_at=self._key_received_wall
+        )
+
+        revocation_task = None
+        if self.plan.probe.check_old_key and self.prober and self.old_secret and self.old_secret != secret:
+            revocation_task = asyncio.ensure_future(self.prober.old_key_revoked(self.old_secret))
+
+        primary_settings = self.plan.primary
+        primary = self.backends[primary_settings.name]
+        results: dict[str, TargetResult] = {}
+        for b in self.backends.values():
+            results[b.name] = TargetResult(b.name, "backend", b.settings.type, primary=b.settings.primary)
+        for c in self.consumers.values():
+            results[c.name] = TargetResult(c.name, "consumer", c.settings.type)
+
+        t = self._since_key()
+        pres = results[primary.name]
+        if self._resuming:
+            pres.status, pres.detail, pres.fingerprint = "unchanged", "already holds the key (resume)", fp
+            pres.started = pres.finished = t
+        else:
+            expected = None if self.force else (self.armed.old_version or "0")
+            await self._write_backend(primary, secret, pres, deadline, expected)
+        steps["primary"] = self._since_key() - t
+        if pres.status not in ("ok", "unchanged"):
+            report = self._finish_report(secret, probe, steps, warnings, results, None)
+            report.state = "conflict" if pres.status == "conflict" else "failed"
+            report.exit_code = int(Exit.CONFLICT if pres.status == "conflict" else Exit.ERROR)
+            report.message = f"the primary ({primary.name}) was not written: {pres.detail}; nothing else was written"
+            await self._close_journal(report)
+            return report
+        await self._journal(self.journal.update, self.id, state="fanning_out", primary_version=pres.version)
+        self._journal_soon(
+            self.journal.record,
+            self.id,
+            "primary",
+            pres.status,
+            target=primary.name,
+            fingerprint=fp,
+            version=pres.version,
+        )
+
+        # Fan out: every other backend at once; each consumer as soon as what it reads from is written.
+        t = self._since_key()
+        written: dict[str, asyncio.Future[None]] = {}
+
+        async def fan_backend(b: Backend) -> None:
+            res = results[b.name]
+            current = self.armed.current.get(b.name) if self.armed else None
+            if self._resuming and current == fp:
+                res.status, res.detail, res.fingerprint = "unchanged", "already holds the key", fp
+                res.started = res.finished = self._since_key()
+                self.emit("write", b.name, "ok", res.detail, 0.0)
+            else:
+                await self._write_backend(b, secret, res, deadline, None)
+            self._journal_soon(
+                self.journal.record,
+                self.id,
+                "write",
+                "ok" if res.status in ("ok", "unchanged") else res.status,
+                target=b.name,
+                detail=res.detail,
+                fingerprint=res.fingerprint,
+                version=res.version,
+                seconds=res.seconds,
+            )
+
+        for b in self.backends.values():
+            if b is not primary:
+                written[b.name] = asyncio.ensure_future(fan_backend(b))
+        event = RotationEvent(
+            secret_name=self.plan.name,
+            fingerprint=fp,
+            rotation_id=self.id,
+            timestamp=int(time.time()),
+            reason=self.kind,
+        )
+
+        async def fan_consumer(c: Consumer) -> None:
+            res = results[c.name]
+            deps = c.settings.reads_from or [n for n in self.backends if n != primary.name]
+            waits = [written[n] for n in deps if n in written]
+            if waits:
+                await asyncio.gather(*waits)
+            failed = [n for n in deps if results[n].status not in ("ok", "unchanged")]
+            if failed:
+                res.status, res.detail = "skipped", f"not signalled: {', '.join(failed)} not written"
+                self.emit("signal", c.name, "skipped", res.detail)
+            else:
+                await self._signal_consumer(c, event, res, deadline)
+            self._journal_soon(
+                self.journal.record,
+                self.id,
+                "consumer",
+                res.status,
+                target=c.name,
+                detail=res.detail,
+                fingerprint=res.fingerprint,
+                seconds=res.seconds,
+            )
+
+        await asyncio.gather(*written.values(), *(fan_consumer(c) for c in self.consumers.values()))
+        steps["fan_out"] = self._since_key() - t
+        revocation = await revocation_task if revocation_task else None
+        report = self._finish_report(secret, probe, steps, warnings, results, revocation)
+        await self._close_journal(report)
+        return report
+
+    def _finish_report(
+        self,
+        secret: Secret,
+        probe: ProbeResult | None,
+        steps: dict[str, float],
+        warnings: list[str],
+        results: dict[str, TargetResult],
+        revocation: ProbeResult | None,
+    ) -> Report:
+        ends = [r.finished for r in results.values() if r.finished is not None]
+        window = max(ends) if ends else self._since_key()
+        bad = [r for r in results.values() if r.status in ("failed", "skipped", "unconfirmed", "conflict")]
+        state = "partial" if bad else "done"
+        if revocation is not None:
+            if revocation.outcome is ProbeOutcome.REFUSED:
+                warnings.append("the OLD key still works against the API: it has NOT been revoked")
+            elif revocation.outcome is not ProbeOutcome.ACCEPTED:
+                warnings.append(f"could not check that the old key is revoked: {revocation.detail}")
+        if bad:
+            names = ", ".join(f"{r.name} ({r.status})" for r in bad)
+            message = f"the primary holds the new key; not finished: {names}; run `rotator resume {self.id}`"
+        else:
+            message = f"every target holds the new key; window {window:.3f}s"
+        return Report(
+            id=self.id,
+            kind=self.kind,
+            plan=self.plan.name,
+            state=state,
+            exit_code=int(Exit.PARTIAL if bad else Exit.DONE),
+            reason=self.reason,
+            operator=self.operator,
+            old_fingerprint=self.armed.old_fingerprint if self.armed else None,
+            new_fingerprint=secret.fingerprint,
+            window=window,
+            steps=steps,
+            probe=probe,
+            revocation=revocation,
+            targets=list(results.values()),
+            warnings=warnings,
+            message=message,
+        )
+
+    async def _close_journal(self, report: Report) -> None:
+        self.report = report
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+            self._pending.clear()
+        await self._journal(
+            self.journal.update,
+            self.id,
+            state=report.state,
+            exit_code=report.exit_code,
+            finished_at=time.time(),
+            window_s=report.window,
+            report=report.as_dict(),
+        )
+
+    # -- resume ----------------------------------------------------------
+    async def resume(self, expected_fp: str | None) -> Report:
+        """Finish a rotation whose primary holds the key: re-read it from there."""
+        assert self.armed is not None
+        primary = self.backends[self.plan.primary.name]
+        stored = await primary.read()
+        if stored.secret is None:
+            raise RotationError(
+                f"the primary ({primary.name}) holds no key: enter the key again with `rotator rotate`", Exit.ERROR
+            )
+        if expected_fp and stored.secret.fingerprint != expected_fp:
+            raise RotationError(
+                f"the primary ({primary.name}) holds {stored.secret.fingerprint}, not {expected_fp} as journaled: "
+                "the key changed since; run `rotator sync` to copy what the primary holds, or rotate again",
+                Exit.CONFLICT,
+            )
+        self.key_arrived()
+        return await self._commit(stored.secret, None, {}, [])
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for p in list(self.backends.values()) + list(self.consumers.values()):
+            try:
+                await asyncio.wait_for(p.close(), 5)
+            except Exception:  # noqa: BLE001, S110 - closing is best effort
+                pass
+        if self.ctx:
+            await self.ctx.aclose()
+        if hasattr(self, "_journal_thread"):
+            if self._pending:
+                await asyncio.gather(*self._pending, return_exceptions=True)
+            if self.id and self.report is None and not self._resuming and self.armed and self.armed.ok:
+                await self._journal(self.journal.update, self.id, state="aborted", finished_at=time.time())
+            if self._locked:
+                await self._journal(self.journal.release, self.plan.name, self.id)
+            self._journal_thread.shutdown(wait=True)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    if isinstance(exc, RetryError) and exc.last_attempt.failed:
+        inner = exc.last_attempt.exception()
+        if inner is not None:
+            return inner
+    return exc
+
+
+def _check_status(c: Check) -> str:
+    if c.ok is False:
+        return "failed"
+    if c.warnings or c.ok is None:
+        return "warning"
+    return "ok"
+
+
+def _check_detail(c: Check) -> str:
+    parts = [c.detail] if c.detail else []
+    parts += [f"warning: {w}" for w in c.warnings]
+    return "; ".join(parts)
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001
+        return "unknown"

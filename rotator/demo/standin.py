@@ -161,6 +161,7 @@ class JsonHandler(BaseHTTPRequestHandler):
     server_version = "rotator-demo/1"
     sys_version = ""
     timeout = 120  # an idle keep-alive connection is dropped after this
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: Any) -> None:  # never log (requests carry keys)
         pass

@@ -124,7 +124,7 @@ def clean_paste(raw: str | bytes, key_pattern: str | None = ADJUTOR_KEY_PATTERN)
         if len(value) >= 2 and value[0] == value[-1] and value[0] in _QUOTES:
             value = value[1:-1].strip()
         value = _BEARER.sub("", value, count=1).strip()
-    if not value:
+    if not value or value.lower() == "bearer":
         raise KeyRejected("the key is empty")
     if len(value) > MAX_KEY_LENGTH:
         raise KeyRejected(f"the key is {len(value)} characters long; a key is at most {MAX_KEY_LENGTH}")

@@ -1,0 +1,114 @@
+"""The Secret type and paste hygiene."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import pickle
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rotator.secret import KeyRejected, Secret, clean_paste, fingerprint
+
+KEY = "sk_live_Q2x9V7p3L0aZ5m8N1b4C6d"
+
+
+def test_fingerprint_is_documented_formula() -> None:
+    assert fingerprint(KEY) == hashlib.sha256(b"rotator-fp-v1:" + KEY.encode()).hexdigest()[:16]
+    assert len(fingerprint(KEY)) == 16
+
+
+def test_secret_never_shows_itself() -> None:
+    s = Secret(KEY)
+    for text in (repr(s), str(s), f"{s}", f"{s!r}", f"{s:>40}", "%s" % s, str([s]), str({"k": s})):
+        assert KEY not in text
+        assert s.fingerprint in text
+    with pytest.raises(TypeError):
+        pickle.dumps(s)
+    assert copy.deepcopy(s) is s
+    assert s.reveal() == KEY
+
+
+def test_secret_not_in_exception_or_logging(caplog: pytest.LogCaptureFixture) -> None:
+    s = Secret(KEY)
+    try:
+        raise ValueError(f"failed with {s}")
+    except ValueError as exc:
+        assert KEY not in str(exc)
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("t").info("value %s %r", s, s)
+    assert KEY not in caplog.text
+
+
+def test_secret_equality_without_revealing() -> None:
+    assert Secret(KEY) == Secret(KEY)
+    assert Secret(KEY) != Secret(KEY + "x")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        KEY,
+        f"  {KEY}  ",
+        f"{KEY}\n",
+        f"{KEY}\r\n",
+        f'"{KEY}"',
+        f"'{KEY}'",
+        f"Bearer {KEY}",
+        f"bearer {KEY}\n",
+        f'"Bearer {KEY}"',
+        f'Bearer "{KEY}"',
+        f"\t{KEY}\n\n",
+    ],
+)
+def test_paste_hygiene_strips_what_a_paste_adds(raw: str) -> None:
+    clean = clean_paste(raw)
+    assert clean.secret.reveal() == KEY
+    assert clean.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("", "empty"),
+        ("   \n", "empty"),
+        ('""', "empty"),
+        ("Bearer ", "empty"),
+        ("sk_live_abc def", "whitespace"),
+        ("sk_live_abc\ndef", "whitespace"),
+        ("sk_live_abc\x00def", "control"),
+        ("sk_live_abc\x1bdef", "control"),
+        ("x" * 5000, "at most"),
+        ("x" * 100_000, "characters long"),
+        (b"\xff\xfe", "UTF-8"),
+    ],
+)
+def test_paste_hygiene_refuses_what_is_not_a_key(raw: str | bytes, why: str) -> None:
+    with pytest.raises(KeyRejected, match=why) as info:
+        clean_paste(raw)
+    if isinstance(raw, str) and len(raw.strip()) > 3:
+        assert raw.strip() not in str(info.value)
+
+
+def test_odd_looking_key_is_warned_not_refused() -> None:
+    clean = clean_paste("abc123-not-adjutor")
+    assert clean.secret.reveal() == "abc123-not-adjutor"
+    assert "does not look like an Adjutor key" in clean.warnings[0]
+    assert clean_paste("abc123", key_pattern=r"^abc\d+$").warnings == []
+    assert clean_paste("anything", key_pattern=None).warnings == []
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=300))
+def test_paste_hygiene_never_crashes_and_never_echoes(raw: str) -> None:
+    try:
+        clean = clean_paste(raw)
+    except KeyRejected as exc:
+        stripped = raw.strip()
+        if len(stripped) >= 6:
+            assert stripped not in str(exc)
+        return
+    value = clean.secret.reveal()
+    assert value and not any(c.isspace() for c in value)

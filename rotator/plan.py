@@ -231,6 +231,11 @@ def parse_plan(data: dict[str, Any], path: Path) -> Plan:
             p = backends[primaries[0]]
             if not backend_class(p.type).can_be_primary:
                 problems.append(f"{label}: backends[{primaries[0]}].primary: a {p.type} backend cannot be the primary")
+        names = {b.name for b in backends}
+        for i, c in enumerate(consumers):
+            for j, dep in enumerate(c.reads_from):
+                if dep not in names:
+                    problems.append(f"{label}: consumers[{i}].reads_from[{j}]: no backend named {dep!r}")
         for section, items in (("backends", backends), ("consumers", consumers)):
             seen: set[str] = set()
             for i, item in enumerate(items):

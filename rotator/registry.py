@@ -46,6 +46,15 @@ class UnknownPlugin(LookupError):
     pass
 
 
+def _load(ep: EntryPoint, kind: str, type_name: str) -> object:
+    try:
+        return ep.load()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin is a plan problem, not a crash
+        raise UnknownPlugin(
+            f"{kind} {type_name!r} is installed ({ep.value}) but cannot be loaded: {type(exc).__name__}: {exc}"
+        ) from None
+
+
 @cache
 def backend_class(type_name: str) -> type[Backend]:
     ep = backend_points().get(type_name)
@@ -53,7 +62,7 @@ def backend_class(type_name: str) -> type[Backend]:
         raise UnknownPlugin(
             f"unknown backend type {type_name!r} (installed: {', '.join(sorted(backend_points())) or 'none'})"
         )
-    cls = ep.load()
+    cls = _load(ep, "backend", type_name)
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise UnknownPlugin(f"backend {type_name!r} ({ep.value}) is not a rotator.plugin.Backend")
     return cls
@@ -66,7 +75,7 @@ def consumer_class(type_name: str) -> type[Consumer]:
         raise UnknownPlugin(
             f"unknown consumer type {type_name!r} (installed: {', '.join(sorted(consumer_points())) or 'none'})"
         )
-    cls = ep.load()
+    cls = _load(ep, "consumer", type_name)
     if not (isinstance(cls, type) and issubclass(cls, Consumer)):
         raise UnknownPlugin(f"consumer {type_name!r} ({ep.value}) is not a rotator.plugin.Consumer")
     return cls

@@ -306,6 +306,32 @@ def resume(state: _State, rotation_id: str, plan_path: str | None, as_json: bool
     return _finish(report, as_json)
 
 
+async def _sync(plan: Plan, journal: Journal, check_only: bool, quiet: bool) -> Report:
+    rot = Rotation(plan, journal, kind="sync", progress=(lambda p: None) if quiet else ProgressPrinter(err))
+    try:
+        armed = await rot.arm()
+        if not armed.ok:
+            raise Fail("cannot sync: " + "; ".join(armed.problems()), Exit.PREFLIGHT_FAILED)
+        return await rot.sync(check_only)
+    except RotationError as exc:
+        raise Fail(str(exc), exc.exit_code) from None
+    finally:
+        await rot.close()
+
+
+@cli.command()
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.option("--check", "check_only", is_flag=True, help="Report drift only (exit 8 where any); write nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+@click.pass_obj
+def sync(state: _State, plan_path: str, check_only: bool, as_json: bool, quiet: bool) -> int:
+    """Copy the primary's key to every backend that differs; signal what changed."""
+    plan = _load(plan_path)
+    report = asyncio.run(_sync(plan, state.journal, check_only, quiet))
+    return _finish(report, as_json)
+
+
 @cli.command()
 @click.option("--plan", "plan_name", help="Only this secret's rotations.")
 @click.option("-n", "--limit", default=20, show_default=True)

@@ -70,7 +70,7 @@ locks = sa.Table(
 
 # States a rotation can be left in; the unfinished ones can be resumed.
 UNFINISHED = ("armed", "key_accepted", "primary_written", "fanning_out")
-FINISHED = ("done", "partial", "refused", "unavailable", "failed", "aborted", "conflict", "dry_run")
+FINISHED = ("done", "partial", "refused", "unavailable", "failed", "aborted", "conflict", "dry_run", "drift")
 
 
 def data_dir() -> Path:

@@ -210,7 +210,8 @@ class Rotation:
         self.accept_unprobed = accept_unprobed
         self._progress = progress or (lambda p: None)
         self.id = rotation_id or ""
-        self._resuming = rotation_id is not None
+        self._resuming = rotation_id is not None  # continue a journaled rotation, no new entry
+        self._primary_done = False  # resume and sync: the primary already holds the key
         self.ctx: PluginContext | None = None
         self.backends: dict[str, Backend] = {}
         self.consumers: dict[str, Consumer] = {}
@@ -537,8 +538,8 @@ class Rotation:
 
         t = self._since_key()
         pres = results[primary.name]
-        if self._resuming:
-            pres.status, pres.detail, pres.fingerprint = "unchanged", "already holds the key (resume)", fp
+        if self._primary_done:
+            pres.status, pres.detail, pres.fingerprint = "unchanged", "source of the key", fp
             pres.started = pres.finished = t
         else:
             expected = None if self.force else (self.armed.old_version or "0")
@@ -569,7 +570,7 @@ class Rotation:
         async def fan_backend(b: Backend) -> None:
             res = results[b.name]
             current = self.armed.current.get(b.name) if self.armed else None
-            if self._resuming and current == fp:
+            if self._primary_done and current == fp:
                 res.status, res.detail, res.fingerprint = "unchanged", "already holds the key", fp
                 res.started = res.finished = self._since_key()
                 self.emit("write", b.name, "ok", res.detail, 0.0)
@@ -605,7 +606,10 @@ class Rotation:
             if waits:
                 await asyncio.gather(*waits)
             failed = [n for n in deps if results[n].status not in ("ok", "unchanged")]
-            if failed:
+            if self.kind == "sync" and not failed and all(results[n].status == "unchanged" for n in deps):
+                res.status, res.detail = "unchanged", "nothing it reads from changed"
+                self.emit("signal", c.name, "ok", res.detail)
+            elif failed:
                 res.status, res.detail = "skipped", f"not signalled: {', '.join(failed)} not written"
                 self.emit("signal", c.name, "skipped", res.detail)
             else:
@@ -639,7 +643,7 @@ class Rotation:
     ) -> Report:
         ends = [r.finished for r in results.values() if r.finished is not None]
         window = max(ends) if ends else self._since_key()
-        bad = [r for r in results.values() if r.status in ("failed", "skipped", "unconfirmed", "conflict")]
+        bad = [r for r in results.values() if r.status in ("failed", "skipped", "unconfirmed", "conflict", "drift")]
         state = "partial" if bad else "done"
         if revocation is not None:
             if revocation.outcome is ProbeOutcome.REFUSED:
@@ -702,7 +706,45 @@ class Rotation:
                 Exit.CONFLICT,
             )
         self.key_arrived()
+        self._primary_done = True
         return await self._commit(stored.secret, None, {}, [])
+
+    # -- sync ------------------------------------------------------------
+    async def sync(self, check_only: bool = False) -> Report:
+        """Copy the primary's key to every backend that drifted; signal only the
+        consumers of what changed.  `check_only` reports drift and writes nothing."""
+        assert self.armed is not None
+        primary = self.plan.primary.name
+        secret = self.old_secret
+        if secret is None:
+            raise RotationError(f"the primary ({primary}) holds no key: nothing to sync from", Exit.ERROR)
+        self.key_arrived()
+        if not check_only:
+            self._primary_done = True
+            return await self._commit(secret, None, {}, [])
+        targets = []
+        for name, fp in self.armed.current.items():
+            if name == primary:
+                continue
+            b = self.backends[name]
+            drift = fp != secret.fingerprint
+            detail = f"holds {fp or 'nothing'}, primary holds {secret.fingerprint}" if drift else "in sync"
+            targets.append(TargetResult(name, "backend", b.settings.type, "drift" if drift else "unchanged", detail, fingerprint=fp))
+            self.emit("check", name, "failed" if drift else "ok", detail)
+        drifted = [t.name for t in targets if t.status == "drift"]
+        report = Report(
+            id=self.id,
+            kind=self.kind,
+            plan=self.plan.name,
+            state="drift" if drifted else "done",
+            exit_code=int(Exit.DRIFT if drifted else Exit.DONE),
+            old_fingerprint=secret.fingerprint,
+            new_fingerprint=secret.fingerprint,
+            targets=targets,
+            message=f"drift in {', '.join(drifted)}" if drifted else "every backend matches the primary",
+        )
+        await self._close_journal(report)
+        return report
 
     async def close(self) -> None:
         if self._closed:

@@ -29,7 +29,7 @@ from rich.console import Console
 
 from rotator.journal import Journal
 from rotator.plan import load_plan
-from rotator.render import ProgressPrinter, print_report, report_json
+from rotator.render import ProgressPrinter, print_report
 from rotator.rotation import Report, Rotation
 from rotator.secret import clean_paste
 
@@ -124,7 +124,15 @@ def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | No
         with ExitStack():
             out.print(f"[bold]rotator demo[/] · working directory {root}")
             standin = subprocess.Popen(
-                [sys.executable, "-m", "rotator.demo.standin", "--port", "0", "--ready-file", str(root / "standin.json")],
+                [
+                    sys.executable,
+                    "-m",
+                    "rotator.demo.standin",
+                    "--port",
+                    "0",
+                    "--ready-file",
+                    str(root / "standin.json"),
+                ],
                 env=child_env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -160,7 +168,9 @@ def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | No
                 )
                 procs.append(proc)
                 urls[name] = _wait_ready(root / name / "ready.json", proc, f"consumer {name}")["url"]
-                out.print(f"started consumer [bold]{name}[/] (pid {proc.pid}) on {urls[name]}, calling the API every 20 ms")
+                out.print(
+                    f"started consumer [bold]{name}[/] (pid {proc.pid}) on {urls[name]}, calling the API every 20 ms"
+                )
             plan_path = root / "demo.toml"
             plan_path.write_text(
                 PLAN_TEMPLATE.format(

@@ -1,0 +1,413 @@
+"""AWS Secrets Manager backend (boto3).
+
+The SecretString is either the key itself or, with ``json_key``, one field of a
+JSON object whose other fields are kept.  Each write is a ``PutSecretValue``
+with a ``ClientRequestToken`` derived from the rotation id and the backend
+name, so a retried write never makes a second version; AWSCURRENT moves to the
+new version and AWSPREVIOUS keeps the old one, as AWS's own rotation leaves
+them.
+
+A plan entry::
+
+    [[backends]]
+    name = "aws"
+    type = "aws"
+    secret_id = "prod/billing/adjutor"
+    region = "eu-west-1"
+    json_key = "api_key"        # optional
+
+Credentials come from the usual AWS chain (environment, ``profile``, SSO,
+instance or task role), never from the plan; ``role_arn`` is assumed through
+STS at arm time and refreshed by botocore when it nears expiry.
+``endpoint_url`` points Secrets Manager at moto or a VPC endpoint (STS keeps
+its own endpoint; set ``AWS_ENDPOINT_URL_STS`` to move it too).
+
+The session, credentials and client are all made in `open` (arm time): creating
+a boto3 client takes a noticeable fraction of a second, which must not be spent
+after the key arrives.  Retries are rotator's, so botocore makes one attempt.
+No message ever includes the SecretString.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import boto3
+import botocore.exceptions
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
+from pydantic import Field, field_validator
+
+from rotator.plugin import Backend, BackendSettings, Check, Conflict, PluginError, Stored, Written
+from rotator.secret import Secret, live_values
+
+T = TypeVar("T")
+
+TOKEN_NAMESPACE = uuid.UUID("5d9c3a4e-2f0b-5b8e-9a57-6f3b0f6f1c21")
+_TOKEN_OK = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+
+_DENIED = {
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnauthorizedOperation",
+    "UnauthorizedException",
+}
+_BAD_CREDENTIALS = {
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+}
+_RETRYABLE = {
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "InternalServiceError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
+}
+
+
+def request_token(token: str) -> str:
+    """A ClientRequestToken (32-64 characters) from rotator's write token.
+
+    Used as given when it already fits; otherwise a UUID5 of it, so the same
+    rotation and backend always give the same token.
+    """
+    if _TOKEN_OK.match(token):
+        return token
+    return str(uuid.uuid5(TOKEN_NAMESPACE, token))
+
+
+class _NotFound(PluginError):
+    """The secret (or its AWSCURRENT value) does not exist."""
+
+
+class AwsSettings(BackendSettings):
+    secret_id: str = Field(min_length=1, max_length=2048, description="secret name or ARN")
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
+    profile: str | None = Field(default=None, min_length=1)
+    endpoint_url: str | None = None
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+    json_key: str | None = Field(default=None, min_length=1, description="the key lives in this field of a JSON object")
+    create: bool = Field(default=False, description="create the secret if it does not exist")
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must start with http:// or https:// and name a host")
+        return v
+
+
+class AwsSecretsManagerBackend(Backend):
+    """A secret in AWS Secrets Manager."""
+
+    Settings: ClassVar[type[BackendSettings]] = AwsSettings
+    can_be_primary: ClassVar[bool] = True
+    settings: AwsSettings
+
+    def __init__(self, settings: Any, ctx: Any) -> None:
+        super().__init__(settings, ctx)
+        self._client: Any = None
+        self._region: str = settings.region or ""
+
+    # -- helpers -----------------------------------------------------------
+
+    def _fail(self, what: str, *, retryable: bool = False) -> PluginError:
+        return PluginError(f"aws {self.name}: {what}", retryable=retryable)
+
+    def describe(self) -> str:
+        s = self.settings
+        where = f" via {s.endpoint_url}" if s.endpoint_url else ""
+        key = f" field {s.json_key}" if s.json_key else ""
+        return f"Secrets Manager {s.secret_id}{key} in {self._region or s.region or '(default region)'}{where}"
+
+    @property
+    def _is_arn(self) -> bool:
+        return self.settings.secret_id.startswith("arn:")
+
+    def _not_found(self) -> PluginError:
+        hint = "create it" if self._is_arn else "create it, or set create = true"
+        return _NotFound(
+            f"aws {self.name}: secret {self.settings.secret_id} not found in {self._region} ({hint})", retryable=False
+        )
+
+    def _deleted(self, when: Any = None) -> PluginError:
+        on = f" on {when:%Y-%m-%d}" if hasattr(when, "strftime") else ""
+        return self._fail(
+            f"{self.settings.secret_id} is scheduled for deletion{on}; restore it first "
+            f"(aws secretsmanager restore-secret --secret-id {self.settings.secret_id})"
+        )
+
+    @staticmethod
+    def _aws_said(exc: botocore.exceptions.ClientError) -> str:
+        text = " ".join(str(exc.response.get("Error", {}).get("Message") or "").split())
+        for value in live_values():
+            if value and value in text:
+                text = text.replace(value, "[redacted]")
+        return text[:300]
+
+    def _translate(self, exc: BaseException, op: str) -> PluginError:
+        sid = self.settings.secret_id
+        if isinstance(exc, botocore.exceptions.ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code") or "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            said = self._aws_said(exc).lower()
+            if code == "ResourceNotFoundException":
+                return self._not_found()
+            if code in _DENIED:
+                return self._fail(f"access denied: {op} on {sid} (check the IAM policy for secretsmanager:{op})")
+            if code in _BAD_CREDENTIALS:
+                return self._fail(f"AWS refused the credentials ({code}) on {op}")
+            if code == "InvalidRequestException" and ("deletion" in said or "deleted" in said):
+                return self._deleted()
+            if code == "ResourceExistsException" and op == "PutSecretValue":
+                return self._fail(
+                    f"{op} on {sid}: this rotation's request token is already used by a different value "
+                    "(was the same rotation run with another key?)"
+                )
+            if code.startswith("KMS") or code == "DecryptionFailure" or code == "EncryptionFailure":
+                return self._fail(f"cannot use the KMS key of {sid} ({code}); check the key policy")
+            if code in _RETRYABLE or (isinstance(status, int) and status >= 500):
+                return self._fail(f"{op} on {sid} failed: {code or 'error'} (HTTP {status})", retryable=True)
+            return self._fail(f"{op} on {sid} refused: {code or 'error'} (HTTP {status})")
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            return self._fail("no AWS credentials found (environment, profile, SSO or instance role)")
+        if isinstance(exc, botocore.exceptions.ProfileNotFound):
+            return self._fail(f"AWS profile {self.settings.profile} not found")
+        if isinstance(exc, (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError)):
+            return self._fail(f"timed out calling {op} at {self._endpoint()}", retryable=True)
+        if isinstance(exc, botocore.exceptions.EndpointConnectionError):
+            return self._fail(f"cannot reach Secrets Manager at {self._endpoint()}", retryable=True)
+        if isinstance(exc, botocore.exceptions.SSLError):
+            return self._fail(f"TLS error talking to {self._endpoint()}")
+        if isinstance(exc, botocore.exceptions.ConnectionError):
+            return self._fail(f"connection to {self._endpoint()} failed ({type(exc).__name__})", retryable=True)
+        if isinstance(exc, botocore.exceptions.ParamValidationError):
+            return self._fail(f"{op}: invalid parameters for {sid}")
+        if isinstance(exc, botocore.exceptions.BotoCoreError):
+            return self._fail(f"{op} failed: {type(exc).__name__}", retryable=True)
+        return self._fail(f"{op} failed: {type(exc).__name__}", retryable=True)
+
+    def _endpoint(self) -> str:
+        if self._client is not None:
+            return str(self._client.meta.endpoint_url)
+        return self.settings.endpoint_url or f"secretsmanager.{self._region}"
+
+    async def _call(self, op: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        try:
+            return await self.ctx.run_blocking(functools.partial(fn, **kwargs))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._translate(exc, op) from None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise self._fail("not open")
+        return self._client
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def _config(self) -> Config:
+        t = self.settings.timeout
+        return Config(
+            connect_timeout=min(5.0, t),
+            read_timeout=t,
+            retries={"mode": "standard", "total_max_attempts": 1},
+            max_pool_connections=16,
+            user_agent_extra="rotator",
+        )
+
+    def _assume_role(self, base: boto3.session.Session, region: str) -> boto3.session.Session:
+        s = self.settings
+        assert s.role_arn is not None
+        sts = base.client("sts", region_name=region, config=self._config())
+        session_name = re.sub(r"[^\w+=,.@-]", "-", f"rotator-{self.name}")[:64]
+
+        def fetch() -> dict[str, Any]:
+            creds = sts.assume_role(RoleArn=s.role_arn, RoleSessionName=session_name)["Credentials"]
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": creds["Expiration"].isoformat(),
+            }
+
+        refreshable = RefreshableCredentials.create_from_metadata(
+            metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
+        )
+        core = botocore.session.get_session()
+        core._credentials = refreshable  # the documented way to hand botocore refreshable credentials
+        return boto3.session.Session(botocore_session=core, region_name=region)
+
+    def _build(self) -> Any:
+        s = self.settings
+        session = boto3.session.Session(profile_name=s.profile, region_name=s.region)
+        region = s.region or session.region_name
+        if not region:
+            raise self._fail("no region: set region in the plan, or AWS_REGION / the profile's region")
+        self._region = region
+        if s.role_arn:
+            try:
+                session = self._assume_role(session, region)
+            except botocore.exceptions.ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                raise self._fail(f"cannot assume role {s.role_arn} ({code})") from None
+        if session.get_credentials() is None:  # resolve the whole chain now, not after the key arrives
+            raise botocore.exceptions.NoCredentialsError()
+        client = session.client(
+            "secretsmanager", region_name=region, endpoint_url=s.endpoint_url, config=self._config()
+        )
+        # Load the operation models we use, so the first write does not pay for it.
+        for op in ("DescribeSecret", "GetSecretValue", "PutSecretValue", "CreateSecret"):
+            client.meta.service_model.operation_model(op)
+        return client
+
+    async def open(self) -> None:
+        try:
+            self._client = await self.ctx.run_blocking(self._build)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._translate(exc, "open") from None
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await self.ctx.run_blocking(client.close)
+
+    # -- preflight ---------------------------------------------------------
+
+    async def preflight(self) -> Check:
+        try:
+            return await self._preflight()
+        except PluginError as exc:
+            return Check(ok=False, detail=str(exc))
+
+    async def _preflight(self) -> Check:
+        s = self.settings
+        warnings: list[str] = []
+        try:
+            desc = await self._call("DescribeSecret", self.client.describe_secret, SecretId=s.secret_id)
+        except _NotFound:
+            if s.create and not self._is_arn:
+                return Check(ok=True, detail=f"{s.secret_id} does not exist in {self._region}; it will be created")
+            raise
+        if desc.get("DeletedDate"):
+            raise self._deleted(desc["DeletedDate"])
+        if desc.get("RotationEnabled"):
+            lam = desc.get("RotationLambdaARN") or "a rotation function"
+            warnings.append(
+                f"aws {self.name}: AWS-managed rotation is on for {s.secret_id} ({lam}); it would replace the "
+                "key rotator writes (turn it off: aws secretsmanager cancel-rotate-secret)"
+            )
+        stored = await self.read()
+        arn = desc.get("ARN") or s.secret_id
+        if stored.version is None:
+            state = "no AWSCURRENT value yet"
+        else:
+            state = f"AWSCURRENT {stored.version}"
+            if s.json_key and stored.secret is None:
+                state += f"; field {s.json_key} not set yet"
+        return Check(
+            ok=True,
+            detail=f"{arn} in {self._region}: {state} (write access is checked by the write)",
+            warnings=warnings,
+        )
+
+    # -- read / write ------------------------------------------------------
+
+    async def _current(self) -> tuple[str | None, dict[str, Any] | str | None]:
+        """(AWSCURRENT version id, value): value is the parsed JSON object in json_key mode,
+        else the string; (None, None) when the secret has no current value."""
+        s = self.settings
+        try:
+            resp = await self._call(
+                "GetSecretValue", self.client.get_secret_value, SecretId=s.secret_id, VersionStage="AWSCURRENT"
+            )
+        except _NotFound:
+            return None, None
+        version = resp.get("VersionId")
+        text = resp.get("SecretString")
+        if text is None:
+            raise self._fail(f"{s.secret_id} holds SecretBinary; rotator writes SecretString")
+        if not s.json_key:
+            return version, text
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            raise self._fail(f"{s.secret_id} SecretString is not a JSON object, but json_key = {s.json_key!r} is set")
+        return version, obj
+
+    def _key_of(self, value: dict[str, Any] | str | None) -> Secret | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return Secret(value)
+        field = value.get(self.settings.json_key or "")
+        if field is None:
+            return None
+        if not isinstance(field, str):
+            raise self._fail(f"field {self.settings.json_key} of {self.settings.secret_id} is not a string")
+        return Secret(field)
+
+    async def read(self) -> Stored:
+        version, value = await self._current()
+        return Stored(self._key_of(value), version=version)
+
+    async def write(self, secret: Secret, *, token: str, expected_version: str | None) -> Written:
+        s = self.settings
+        crt = request_token(token)
+        previous = expected_version
+        if s.json_key:
+            version, value = await self._current()
+            if version == crt:
+                return Written(version=crt, detail=f"{crt} is AWSCURRENT (already written, nothing new)")
+            current = self._key_of(value)
+            if current is not None and current.fingerprint == secret.fingerprint:
+                return Written(version=version, detail=f"{version} is AWSCURRENT (already current, nothing written)")
+            if expected_version is not None and version != expected_version:
+                raise Conflict(
+                    f"aws {self.name}: {s.secret_id} changed since arm (version {version}, expected "
+                    f"{expected_version}); rerun, or --force"
+                )
+            obj = dict(value) if isinstance(value, dict) else {}
+            obj[s.json_key] = secret.reveal()
+            text = json.dumps(obj)
+            previous = version
+        else:
+            text = secret.reveal()
+        try:
+            resp = await self._call(
+                "PutSecretValue",
+                self.client.put_secret_value,
+                SecretId=s.secret_id,
+                ClientRequestToken=crt,
+                SecretString=text,
+            )
+        except _NotFound:
+            if not s.create or self._is_arn:
+                raise
+            resp = await self._call(
+                "CreateSecret", self.client.create_secret, Name=s.secret_id, ClientRequestToken=crt, SecretString=text
+            )
+            return Written(version=resp.get("VersionId", crt), detail=f"created {s.secret_id}; {crt} is AWSCURRENT")
+        new = resp.get("VersionId", crt)
+        detail = f"{new} is AWSCURRENT"
+        if previous and previous != new:
+            detail += f" (previous {previous} kept as AWSPREVIOUS)"
+        return Written(version=new, detail=detail)

@@ -20,7 +20,7 @@ from rotator.exitcodes import Exit
 from rotator.journal import Journal
 from rotator.logs import configure, get_logger
 from rotator.plan import Plan, PlanError, load_plan
-from rotator.render import ProgressPrinter, fmt_time, history_table, print_report, report_json
+from rotator.render import ProgressPrinter, fmt_time, history_lines, print_report, report_json
 from rotator.rotation import Report, Rotation, RotationError
 from rotator.secret import MAX_KEY_LENGTH, CleanKey, KeyRejected, clean_paste
 
@@ -150,7 +150,7 @@ async def _rotate(
                 f"fingerprint now: {armed.old_fingerprint or '(no key in the primary yet)'}"
                 + (f" (version {armed.old_version})" if armed.old_version else "")
             )
-            err.print(DASHBOARD_STEPS)
+            err.print(DASHBOARD_STEPS if interactive else DASHBOARD_STEPS.split("  3.")[0] + "  3. reading the key from stdin")
         for attempt in range(1, MAX_KEY_ATTEMPTS + 1):
             if key_stdin:
                 raw: str | bytes = await asyncio.to_thread(_read_key_stdin)
@@ -346,7 +346,8 @@ def history(state: _State, plan_name: str | None, limit: int, as_json: bool) -> 
     if not rows:
         err.print("no rotations yet")
         return 0
-    Console(highlight=False).print(history_table(rows))
+    for line in history_lines(rows):
+        click.echo(line)
     return 0
 
 

@@ -92,19 +92,13 @@ def fmt_time(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def history_table(rows: list[Any]) -> Table:
-    table = Table(show_edge=False)
-    for col in ("id", "kind", "plan", "state", "window", "operator", "reason", "fingerprint"):
-        table.add_column(col, overflow="fold")
+def history_lines(rows: list[Any]) -> list[str]:
+    """One line per rotation, plain text: readable in a terminal, a pipe or grep."""
+    out = [f"{'id':<26} {'kind':<6} {'plan':<20} {'state':<11} {'window':>9}  {'fingerprint':<34} {'operator':<10} reason"]
     for r in rows:
-        table.add_row(
-            r.id,
-            r.kind,
-            r.plan,
-            r.state,
-            f"{r.window_s * 1000:.0f} ms" if r.window_s is not None else "-",
-            r.operator,
-            escape(r.reason or ""),
-            f"{r.old_fp or '-'} → {r.new_fp or '-'}",
+        window = f"{r.window_s * 1000:.0f} ms" if r.window_s is not None else "-"
+        fps = f"{r.old_fp or '-'} → {r.new_fp or '-'}"
+        out.append(
+            f"{r.id:<26} {r.kind:<6} {r.plan:<20} {r.state:<11} {window:>9}  {fps:<34} {r.operator:<10} {r.reason or ''}"
         )
-    return table
+    return out

@@ -150,7 +150,9 @@ async def _rotate(
                 f"fingerprint now: {armed.old_fingerprint or '(no key in the primary yet)'}"
                 + (f" (version {armed.old_version})" if armed.old_version else "")
             )
-            err.print(DASHBOARD_STEPS if interactive else DASHBOARD_STEPS.split("  3.")[0] + "  3. reading the key from stdin")
+            err.print(
+                DASHBOARD_STEPS if interactive else DASHBOARD_STEPS.split("  3.")[0] + "  3. reading the key from stdin"
+            )
         for attempt in range(1, MAX_KEY_ATTEMPTS + 1):
             if key_stdin:
                 raw: str | bytes = await asyncio.to_thread(_read_key_stdin)
@@ -364,7 +366,7 @@ def show(state: _State, rotation_id: str, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps({"rotation": row.__dict__, "events": events}, indent=2, default=str))
         return 0
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     out.print(f"[bold]{row.kind} {row.id}[/] · plan {row.plan} ({row.plan_path})")
     out.print(
         f"state: {row.state} (exit {row.exit_code})   operator: {row.operator}   reason: {escape(row.reason or '-')}"

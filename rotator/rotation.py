@@ -523,6 +523,7 @@ class Rotation:
         await self._journal(
             self.journal.update, self.id, state="key_accepted", new_fp=fp, key_received_at=self._key_received_wall
         )
+        self._journal_soon(self.journal.record, self.id, "key", "accepted", fingerprint=fp)
 
         revocation_task = None
         if self.plan.probe.check_old_key and self.prober and self.old_secret and self.old_secret != secret:
@@ -676,6 +677,9 @@ class Rotation:
 
     async def _close_journal(self, report: Report) -> None:
         self.report = report
+        self._journal_soon(
+            self.journal.record, self.id, "report", report.state, detail=report.message, seconds=report.window
+        )
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
             self._pending.clear()
@@ -729,7 +733,11 @@ class Rotation:
             b = self.backends[name]
             drift = fp != secret.fingerprint
             detail = f"holds {fp or 'nothing'}, primary holds {secret.fingerprint}" if drift else "in sync"
-            targets.append(TargetResult(name, "backend", b.settings.type, "drift" if drift else "unchanged", detail, fingerprint=fp))
+            targets.append(
+                TargetResult(
+                    name, "backend", b.settings.type, "drift" if drift else "unchanged", detail, fingerprint=fp
+                )
+            )
             self.emit("check", name, "failed" if drift else "ok", detail)
         drifted = [t.name for t in targets if t.status == "drift"]
         report = Report(

@@ -6,6 +6,6 @@ exercise rotator's Vault client code with real hvac over real HTTP, not to
 replace Vault.
 """
 
-from rotator.testing.vaultserver import ROOT, VaultServer, VaultToken
+from rotator.testing.vaultserver import DROP, ROOT, RequestRecord, VaultServer, VaultToken
 
-__all__ = ["ROOT", "VaultServer", "VaultToken"]
+__all__ = ["DROP", "ROOT", "RequestRecord", "VaultServer", "VaultToken"]

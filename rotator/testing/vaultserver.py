@@ -34,14 +34,21 @@ Example::
 
     with VaultServer(tokens={"t0k": ROOT}) as vault:
         client = hvac.Client(url=vault.url, token="t0k")
+
+In its own process (so its threads do not share the caller's GIL, e.g. for a
+benchmark): ``python -m rotator.testing.vaultserver --token t0k --latency 0.02``
+prints its URL on the first line of stdout and serves until interrupted.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import secrets
+import signal
 import ssl
+import sys
 import threading
 import time
 import uuid
@@ -232,7 +239,9 @@ class VaultServer:
             # The handshake happens in the connection's thread, not in accept().
             httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="vault-double", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="vault-double", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -761,3 +770,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(raw)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_LIST = _dispatch
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; the URL is the first line printed."""
+    parser = argparse.ArgumentParser(prog="python -m rotator.testing.vaultserver", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", action="append", default=[], help="a root token (repeatable)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("--mount", action="append", default=[], help="MOUNT=VERSION, e.g. secret=2 (repeatable)")
+    args = parser.parse_args(argv)
+    mounts = dict((m.split("=", 1)[0], int(m.split("=", 1)[1])) for m in args.mount) or None
+    server = VaultServer(tokens={t: ROOT for t in args.token}, latency=args.latency, mounts=mounts, port=args.port)
+    server.start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(server.url, flush=True)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

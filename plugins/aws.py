@@ -152,6 +152,12 @@ class AwsSecretsManagerBackend(Backend):
             f"(aws secretsmanager restore-secret --secret-id {self.settings.secret_id})"
         )
 
+    def _token_reused(self) -> PluginError:
+        return self._fail(
+            f"PutSecretValue on {self.settings.secret_id}: this rotation's request token is already used by a "
+            "different value (was the same rotation run with another key?)"
+        )
+
     @staticmethod
     def _aws_said(exc: botocore.exceptions.ClientError) -> str:
         text = " ".join(str(exc.response.get("Error", {}).get("Message") or "").split())
@@ -169,17 +175,14 @@ class AwsSecretsManagerBackend(Backend):
             said = self._aws_said(exc).lower()
             if code == "ResourceNotFoundException":
                 return self._not_found()
-            if code in _DENIED:
-                return self._fail(f"access denied: {op} on {sid} (check the IAM policy for secretsmanager:{op})")
             if code in _BAD_CREDENTIALS:
                 return self._fail(f"AWS refused the credentials ({code}) on {op}")
+            if code in _DENIED or status == 403:
+                return self._fail(f"access denied: {op} on {sid} (check the IAM policy for secretsmanager:{op})")
             if code == "InvalidRequestException" and ("deletion" in said or "deleted" in said):
                 return self._deleted()
             if code == "ResourceExistsException" and op == "PutSecretValue":
-                return self._fail(
-                    f"{op} on {sid}: this rotation's request token is already used by a different value "
-                    "(was the same rotation run with another key?)"
-                )
+                return self._token_reused()
             if code.startswith("KMS") or code == "DecryptionFailure" or code == "EncryptionFailure":
                 return self._fail(f"cannot use the KMS key of {sid} ({code}); check the key policy")
             if code in _RETRYABLE or (isinstance(status, int) and status >= 500):
@@ -375,11 +378,12 @@ class AwsSecretsManagerBackend(Backend):
         previous = expected_version
         if s.json_key:
             version, value = await self._current()
-            if version == crt:
-                return Written(version=crt, detail=f"{crt} is AWSCURRENT (already written, nothing new)")
             current = self._key_of(value)
             if current is not None and current.fingerprint == secret.fingerprint:
+                # A retried write (its answer lost), or a rerun: no second version.
                 return Written(version=version, detail=f"{version} is AWSCURRENT (already current, nothing written)")
+            if version == crt:
+                raise self._token_reused()
             if expected_version is not None and version != expected_version:
                 raise Conflict(
                     f"aws {self.name}: {s.secret_id} changed since arm (version {version}, expected "

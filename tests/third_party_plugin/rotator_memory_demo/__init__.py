@@ -1,0 +1,33 @@
+"""An in-memory rotator backend: the smallest complete third-party plugin."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from rotator import Backend, BackendSettings, Check, Secret, Stored, Written
+
+STORE: dict[str, tuple[int, str]] = {}  # slot -> (version, value)
+
+
+class MemorySettings(BackendSettings):
+    slot: str = Field(min_length=1)
+
+
+class MemoryBackend(Backend):
+    Settings: ClassVar[type[BackendSettings]] = MemorySettings
+
+    async def preflight(self) -> Check:
+        return Check(ok=True, detail=f"slot {self.settings.slot}")
+
+    async def read(self) -> Stored:
+        version, value = STORE.get(self.settings.slot, (0, None))
+        return Stored(Secret(value) if value is not None else None, version=str(version))
+
+    async def write(self, secret: Secret, *, token: str, expected_version: str | None) -> Written:
+        version, value = STORE.get(self.settings.slot, (0, None))
+        if value == secret.reveal():
+            return Written(version=str(version), detail="already current")
+        STORE[self.settings.slot] = (version + 1, secret.reveal())
+        return Written(version=str(version + 1), detail=f"v{version + 1}")

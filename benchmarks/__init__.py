@@ -1,0 +1,1 @@
+"""Benchmarks (not part of the test suite).  Run: ``python -m benchmarks.window``."""

@@ -1,0 +1,598 @@
+"""Benchmark the revocation window: rotator against the critical path and a sequential runbook.
+
+    python -m benchmarks.window            # full run (~2-3 min on 2 cores)
+    python -m benchmarks.window --quick    # fewer repetitions (~1 min)
+
+What it does, all on loopback:
+
+* starts, in two child processes (so their CPU is not the rotator's): the Adjutor
+  stand-in (probe), the Vault-protocol double, moto's server (AWS), and N webhook
+  consumers (one asyncio process, one port each) whose ``/fingerprint`` reports
+  the new key's fingerprint `reload_delay` seconds after the reload notice
+  arrived.  Every request to each of them is answered after an injected latency;
+  the .env files get the same latency per read and per write (benchmarks/_latent.py);
+* per case, alternating in this process: (a) rotator's `Rotation` (armed before the
+  reset, not timed; window = key received -> last consumer confirmed, as the
+  report measures it), and (b) a sequential runbook script with the same client
+  libraries (httpx, hvac, boto3), building its clients after the key arrives as a
+  script started after the reset does, and making the same calls one after another:
+  probe, for each backend write then read back, for each consumer signal then poll
+  its confirm endpoint every 50 ms until it reports the new fingerprint;
+* computes the critical path from the injected latencies, and the time from the key
+  being received to the first bytes of the probe request at the stand-in;
+* writes benchmarks/results/latest.json and latest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python benchmarks/window.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "benchmarks"
+
+from benchmarks import _latent
+from benchmarks._services import AWS_ENV, AWS_REGION, VAULT_TOKEN, backends_main, consumers_main
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HOOK_ENV = "ROTATOR_BENCH_HOOK_KEY"
+VAULT_ENV = "ROTATOR_BENCH_VAULT_TOKEN"
+VARIABLE = "ADJUTOR_API_KEY"
+POLL = 0.05  # the runbook polls as often as rotator's webhook confirm does
+
+
+# ---------------------------------------------------------------- cases
+
+
+@dataclass
+class Case:
+    name: str
+    vault_mirrors: int  # Vault backends besides the primary
+    aws: int
+    env: int
+    consumers: int
+    consumers_read_primary: bool  # True: each consumer reads the primary (signalled once it is written)
+    reps: int
+    baseline_reps: int
+
+    @property
+    def backends(self) -> int:
+        return 1 + self.vault_mirrors + self.aws + self.env
+
+    @property
+    def targets(self) -> int:
+        return self.backends + self.consumers
+
+    @property
+    def fanout(self) -> int:
+        return self.targets - 1
+
+
+def cases(quick: bool, only: list[str] | None) -> list[Case]:
+    q = quick
+    all_cases = [
+        # The headline: Vault primary, AWS and a .env file, ten webhook consumers that
+        # (by default) are signalled once every backend is written.
+        Case("headline", 0, 1, 1, 10, False, 6 if q else 15, 4 if q else 11),
+        # Scaling: the same critical path at every size (consumers read the primary, other
+        # backends are written meanwhile), so only the number of fan-out targets changes.
+        Case("fanout-1", 0, 0, 0, 1, True, 6 if q else 15, 3 if q else 7),
+        Case("fanout-10", 1, 1, 1, 7, True, 5 if q else 11, 3 if q else 5),
+        Case("fanout-50", 2, 2, 2, 44, True, 4 if q else 9, 1 if q else 3),
+        Case("fanout-200", 7, 7, 7, 179, True, 3 if q else 7, 1 if q else 2),
+    ]
+    return [c for c in all_cases if not only or c.name in only]
+
+
+@dataclass
+class Latency:
+    probe: float
+    vault: float
+    aws: float
+    env: float
+    consumer: float
+    reload_delay: float
+
+
+# ---------------------------------------------------------------- services
+
+
+class Child:
+    def __init__(self, target: Any, *args: Any) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=target, args=(child, *args), daemon=True)
+        self.proc.start()
+        self.ready = self._recv(60)
+
+    def _recv(self, timeout: float) -> Any:
+        if not self.conn.poll(timeout):
+            raise RuntimeError(f"{self.proc.name} did not answer within {timeout:.0f}s")
+        reply = self.conn.recv()
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def call(self, *msg: Any, timeout: float = 120) -> Any:
+        self.conn.send(msg)
+        return self._recv(timeout)
+
+    def stop(self) -> None:
+        try:
+            self.call("stop", timeout=10)
+        except (RuntimeError, OSError, EOFError):
+            pass
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.terminate()
+
+
+@dataclass
+class Setup:
+    case: Case
+    lat: Latency
+    plan_data: dict[str, Any]
+    probe_url: str
+    vault_url: str
+    moto_url: str
+    vault_paths: list[str]  # primary first
+    aws_names: list[str]
+    env_paths: list[Path]
+    consumer_urls: list[str]
+    hook_key: bytes
+
+
+def prepare(case: Case, lat: Latency, s1: Child, s2: Child, root: Path, hook_key: bytes) -> Setup:
+    from rotator.secret import fingerprint
+
+    info = s1.ready
+    s1.call("latency", lat.probe, lat.vault, lat.aws)
+    _latent.LatentEnvFile.latency = lat.env
+    vault_paths = ["bench/primary"] + [f"bench/mirror-{i}" for i in range(case.vault_mirrors)]
+    aws_names = [f"bench/aws-{i}" for i in range(case.aws)]
+    key = s1.call("seed", vault_paths, aws_names)
+    env_paths = []
+    for i in range(case.env):
+        p = root / "env" / f"svc-{i}.env"
+        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        p.write_text(f"# service {i}\nAPP=bench\n{VARIABLE}={key}\nLOG_LEVEL=info\n")
+        p.chmod(0o600)
+        env_paths.append(p)
+    ports = s2.call("setup", case.consumers, lat.consumer, lat.reload_delay, fingerprint(key))
+    consumer_urls = [f"http://127.0.0.1:{p}" for p in ports]
+
+    backends: list[dict[str, Any]] = []
+    for i, path in enumerate(vault_paths):
+        backends.append(
+            {
+                "name": "vault" if i == 0 else f"vault-{i - 1}",
+                "type": "vault",
+                "primary": i == 0,
+                "url": info["vault_url"],
+                "mount": "secret",
+                "path": path,
+                "field": "api_key",
+                "token": {"env": VAULT_ENV},
+            }
+        )
+    for i, name in enumerate(aws_names):
+        backends.append(
+            {"name": f"aws-{i}", "type": "aws", "secret_id": name, "region": AWS_REGION, "endpoint_url": info["moto_url"]}
+        )
+    for i, p in enumerate(env_paths):
+        backends.append({"name": f"env-{i}", "type": "envfile-latent", "path": str(p), "variable": VARIABLE})
+    consumers = []
+    for i, url in enumerate(consumer_urls):
+        c: dict[str, Any] = {
+            "name": f"svc-{i}",
+            "type": "webhook",
+            "url": f"{url}/reload",
+            "confirm_url": f"{url}/fingerprint",
+            "hmac_key": {"env": HOOK_ENV},
+        }
+        if case.consumers_read_primary:
+            c["reads_from"] = ["vault"]
+        consumers.append(c)
+    plan_data = {
+        "secret": {"name": f"bench-{case.name}"},
+        "probe": {"preset": "adjutor", "url": info["probe_url"]},
+        "rotation": {"deadline": 60.0},
+        "backends": backends,
+        "consumers": consumers,
+    }
+    return Setup(
+        case, lat, plan_data, info["probe_url"], info["vault_url"], info["moto_url"],
+        vault_paths, aws_names, env_paths, consumer_urls, hook_key,
+    )
+
+
+# ---------------------------------------------------------------- critical path
+
+
+def critical_path(case: Case, lat: Latency) -> dict[str, float]:
+    """The shortest possible window given the injected latencies.
+
+    Every backend write is a write plus the read-back rotator makes to compare
+    fingerprints (2 round trips; the primary's check-and-set version comes from arm).
+    A consumer needs its reload notice answered (1 round trip), then a confirm
+    answer given after its reload finished: max(latency, reload_delay - latency)
+    after the notice was answered, counting the reload from the notice's arrival.
+    """
+    probe = lat.probe
+    primary = 2 * lat.vault
+    others = [2 * lat.vault] * case.vault_mirrors + [2 * lat.aws] * case.aws + [2 * lat.env] * case.env
+    slowest_other = max(others, default=0.0)
+    signal = lat.consumer if case.consumers else 0.0
+    confirm = max(lat.consumer, lat.reload_delay - lat.consumer) if case.consumers else 0.0
+    if case.consumers_read_primary:
+        tail = max(slowest_other, signal + confirm)
+    else:
+        tail = slowest_other + signal + confirm
+    sequential = probe + primary + sum(others) + case.consumers * (signal + confirm)
+    return {
+        "probe": probe,
+        "primary": primary,
+        "slowest_other_write": slowest_other,
+        "signal": signal,
+        "confirm": confirm,
+        "critical_path": probe + primary + tail,
+        "sequential_floor": sequential,
+    }
+
+
+# ---------------------------------------------------------------- (a) rotator
+
+
+async def _rotator_once(setup: Setup, journal: Any, s1: Child, s2: Child) -> dict[str, Any]:
+    from rotator.plan import parse_plan
+    from rotator.rotation import Rotation
+    from rotator.secret import Secret
+
+    plan = parse_plan(setup.plan_data, Path(f"bench-{setup.case.name}.toml"))
+    rot = Rotation(plan, journal, reason="benchmark", operator="benchmark")
+    try:
+        t_arm = time.perf_counter()
+        armed = await rot.arm()
+        arm_s = time.perf_counter() - t_arm
+        if not armed.ok:
+            raise RuntimeError("arm failed: " + "; ".join(armed.problems()))
+        s2.call("collect")
+        key = s1.call("reset")  # "Reset app key": the old key is dead from here
+        rot.key_arrived()
+        t_key = rot.key_received
+        assert t_key is not None
+        report = await rot.rotate(Secret(key))
+        returned = time.perf_counter() - t_key
+    finally:
+        await rot.close()
+    if report.state != "done":
+        bad = [f"{t.name}: {t.status} {t.detail}" for t in report.targets if t.status != "ok"]
+        raise RuntimeError(f"rotation {report.state}: {report.message}; {bad[:5]}")
+    arrivals = [a for a in s1.call("arrivals") if a >= t_key]
+    farm = s2.call("collect")
+    confirmed = [c for c in farm["confirmed"] if c is not None]
+    if len(confirmed) != setup.case.consumers:
+        raise RuntimeError(f"{len(confirmed)} of {setup.case.consumers} consumers confirmed")
+    slowest = max(report.targets, key=lambda t: t.finished or 0.0)
+    return {
+        "window": report.window,
+        "returned": returned,
+        "arm": arm_s,
+        "first_probe_byte": (min(arrivals) - t_key) if arrivals else None,
+        "server_last_confirm": (max(confirmed) - t_key) if confirmed else None,
+        "steps": dict(report.steps),
+        "slowest_target": slowest.name,
+    }
+
+
+def rotator_once(setup: Setup, journal: Any, s1: Child, s2: Child) -> dict[str, Any]:
+    return asyncio.run(_rotator_once(setup, journal, s1, s2))
+
+
+# ---------------------------------------------------------------- (b) runbook
+
+
+def baseline_once(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
+    """What an operator's script does after the reset: one call after another."""
+    import boto3
+    import httpx
+    import hvac
+
+    from rotator.consumer import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+    from rotator.secret import fingerprint
+    from rotator_plugins.envfile import _atomic_write, update_dotenv
+
+    case, lat = setup.case, setup.lat
+    s2.call("collect")
+    key = s1.call("reset")
+    t0 = time.perf_counter()
+    fp = fingerprint(key)
+    clients = 0.0
+
+    def built(fn: Any) -> Any:
+        nonlocal clients
+        t = time.perf_counter()
+        obj = fn()
+        clients += time.perf_counter() - t
+        return obj
+
+    http = built(lambda: httpx.Client(timeout=10))
+    r = http.get(setup.probe_url, headers={"Authorization": f"Bearer {key}"})
+    if r.status_code != 200 or r.json().get("status") != "success":
+        raise RuntimeError(f"baseline probe: HTTP {r.status_code}")
+    t_probe = time.perf_counter() - t0
+    vault = built(lambda: hvac.Client(url=setup.vault_url, token=VAULT_TOKEN, timeout=10))
+    for path in setup.vault_paths:
+        vault.secrets.kv.v2.create_or_update_secret(path=path, secret={"api_key": key, "other": "kept"}, mount_point="secret")
+        back = vault.secrets.kv.v2.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=False)
+        if back["data"]["data"]["api_key"] != key:
+            raise RuntimeError(f"baseline: vault {path} read back a different key")
+    if setup.aws_names:
+        sm = built(lambda: boto3.session.Session().client("secretsmanager", region_name=AWS_REGION, endpoint_url=setup.moto_url))
+        for name in setup.aws_names:
+            sm.put_secret_value(SecretId=name, SecretString=key)
+            if sm.get_secret_value(SecretId=name)["SecretString"] != key:
+                raise RuntimeError(f"baseline: aws {name} read back a different key")
+    for p in setup.env_paths:
+        time.sleep(lat.env)
+        _atomic_write(p, update_dotenv(p.read_text(), VARIABLE, key).encode(), None)
+        time.sleep(lat.env)
+        if f"{VARIABLE}={key}" not in p.read_text():
+            raise RuntimeError(f"baseline: {p} read back a different key")
+    t_backends = time.perf_counter() - t0
+    for url in setup.consumer_urls:
+        body = json.dumps({"secret": "bench", "fingerprint": fp, "rotation_id": "runbook", "timestamp": int(time.time())}).encode()
+        ts = int(time.time())
+        headers = {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(setup.hook_key, ts, body), "Content-Type": "application/json"}
+        r = http.post(f"{url}/reload", content=body, headers=headers)
+        if r.status_code != 200:
+            raise RuntimeError(f"baseline: {url}/reload answered {r.status_code}")
+        deadline = time.perf_counter() + 30
+        while http.get(f"{url}/fingerprint").json().get("fingerprint") != fp:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"baseline: {url} never confirmed")
+            time.sleep(POLL)
+    window = time.perf_counter() - t0
+    http.close()
+    vault.adapter.close()
+    s2.call("collect")
+    return {"window": window, "clients": clients, "probe": t_probe, "backends": t_backends}
+
+
+# ---------------------------------------------------------------- stats and output
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    if len(s) == 1:
+        return s[0]
+    pos = (len(s) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": pct(values, 0.5),
+        "p10": pct(values, 0.1),
+        "p90": pct(values, 0.9),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def ms(v: float | None) -> str:
+    return "–" if v is None else f"{v * 1000:.0f}"
+
+
+def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any) -> dict[str, Any]:
+    case = setup.case
+    cp = critical_path(case, setup.lat)
+    # One unrecorded warm-up of each (first-use costs in this long-lived process).
+    rotator_once(setup, journal, s1, s2)
+    baseline_once(setup, s1, s2)
+    rot_runs: list[dict[str, Any]] = []
+    base_runs: list[dict[str, Any]] = []
+    for i in range(case.reps):
+        order = ("r", "b") if i % 2 == 0 else ("b", "r")
+        for which in order:
+            if which == "r":
+                rot_runs.append(rotator_once(setup, journal, s1, s2))
+            elif i < case.baseline_reps:
+                base_runs.append(baseline_once(setup, s1, s2))
+    w = summary([r["window"] for r in rot_runs])
+    b = summary([r["window"] for r in base_runs])
+    fb = summary([r["first_probe_byte"] for r in rot_runs if r["first_probe_byte"] is not None])
+    steps = {k: pct([r["steps"][k] for r in rot_runs if k in r["steps"]], 0.5) for k in rot_runs[0]["steps"]}
+    out = {
+        "case": asdict(case),
+        "targets": case.targets,
+        "fanout_targets": case.fanout,
+        "backends": case.backends,
+        "consumers": case.consumers,
+        "critical_path": cp,
+        "rotator": {
+            "window": w,
+            "window_over_critical_path": w["median"] / cp["critical_path"],
+            "first_probe_byte": fb,
+            "returned_median": pct([r["returned"] for r in rot_runs], 0.5),
+            "server_last_confirm_median": pct([r["server_last_confirm"] for r in rot_runs if r["server_last_confirm"]], 0.5)
+            if case.consumers
+            else None,
+            "arm_median": pct([r["arm"] for r in rot_runs], 0.5),
+            "steps_median": steps,
+            "slowest_targets": sorted({r["slowest_target"] for r in rot_runs}),
+            "runs": [r["window"] for r in rot_runs],
+        },
+        "baseline": {
+            "window": b,
+            "clients_median": pct([r["clients"] for r in base_runs], 0.5),
+            "runs": [r["window"] for r in base_runs],
+        },
+        "baseline_over_window": b["median"] / w["median"],
+    }
+    log(
+        f"{case.name:>11}: {case.backends} backends + {case.consumers} consumers | critical path {ms(cp['critical_path'])} ms"
+        f" | rotator {ms(w['median'])} ms [{ms(w['p10'])}–{ms(w['p90'])}] = {out['rotator']['window_over_critical_path']:.2f}x CP"
+        f" | runbook {ms(b['median'])} ms = {out['baseline_over_window']:.1f}x | key→probe byte {fb['median'] * 1000:.1f} ms"
+    )
+    return out
+
+
+def targets_met(results: dict[str, Any]) -> list[dict[str, Any]]:
+    by = {c["case"]["name"]: c for c in results["cases"]}
+    out = []
+    if "headline" in by:
+        h = by["headline"]
+        out.append(
+            {
+                "target": "3 backends + 10 consumers: window <= 1.10 x critical path",
+                "value": f"{h['rotator']['window_over_critical_path']:.3f} x",
+                "met": h["rotator"]["window_over_critical_path"] <= 1.10,
+            }
+        )
+        out.append(
+            {
+                "target": "3 backends + 10 consumers: runbook >= 5 x window",
+                "value": f"{h['baseline_over_window']:.2f} x (ceiling from latencies alone: "
+                f"{h['critical_path']['sequential_floor'] / h['critical_path']['critical_path']:.2f} x)",
+                "met": h["baseline_over_window"] >= 5.0,
+            }
+        )
+    if "fanout-1" in by and "fanout-200" in by:
+        r = by["fanout-200"]["rotator"]["window"]["median"] / by["fanout-1"]["rotator"]["window"]["median"]
+        out.append({"target": "200 targets: window <= 1.5 x window with 1 target", "value": f"{r:.3f} x", "met": r <= 1.5})
+    fb = max(c["rotator"]["first_probe_byte"]["median"] for c in results["cases"])
+    fbmax = max(c["rotator"]["first_probe_byte"]["max"] for c in results["cases"])
+    out.append(
+        {
+            "target": "key received -> first probe byte <= 20 ms",
+            "value": f"{fb * 1000:.2f} ms (worst median of all cases; worst single run {fbmax * 1000:.2f} ms)",
+            "met": fb <= 0.020,
+        }
+    )
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["meta"]
+    lat = m["latency"]
+    lines = [
+        f"Latency injected per request: probe {ms(lat['probe'])} ms, Vault {ms(lat['vault'])} ms, "
+        f"AWS (moto) {ms(lat['aws'])} ms, .env {ms(lat['env'])} ms per read/write, consumers {ms(lat['consumer'])} ms; "
+        f"consumer reload {ms(lat['reload_delay'])} ms. {m['cpus']} CPUs, Python {m['python']}, {m['mode']} run.",
+        "",
+        "| case | backends + consumers | critical path | rotator window median [p10–p90] | window / CP "
+        "| runbook median [p10–p90] | runbook / window | key → probe byte median (max) | runs (rotator/runbook) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in results["cases"]:
+        w, b, fb = c["rotator"]["window"], c["baseline"]["window"], c["rotator"]["first_probe_byte"]
+        lines.append(
+            f"| {c['case']['name']} | {c['backends']} + {c['consumers']} | {ms(c['critical_path']['critical_path'])} ms "
+            f"| {ms(w['median'])} ms [{ms(w['p10'])}–{ms(w['p90'])}] | {c['rotator']['window_over_critical_path']:.2f} "
+            f"| {ms(b['median'])} ms [{ms(b['p10'])}–{ms(b['p90'])}] | {c['baseline_over_window']:.1f}x "
+            f"| {fb['median'] * 1000:.1f} ms ({fb['max'] * 1000:.1f}) | {w['n']}/{b['n']} |"
+        )
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    for t in results["targets"]:
+        lines.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |")
+    lines += [
+        "",
+        "headline: Vault primary, AWS and .env mirrors, 10 webhook consumers signalled after every backend is written. "
+        "fanout-N: Vault primary plus N targets (Vault/AWS/.env mirrors and webhook consumers that read the primary), "
+        "so the critical path is the same at every N. The runbook builds its clients after the key arrives "
+        "(median client construction in the JSON) and makes the same calls, one at a time.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.window", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute)")
+    ap.add_argument("--latency", type=float, default=0.05, help="seconds added to every request (default 0.05)")
+    for name in ("probe", "vault", "aws", "env", "consumer"):
+        ap.add_argument(f"--{name}-latency", type=float, help=f"override --latency for {name}")
+    ap.add_argument("--reload-delay", type=float, help="seconds a consumer takes to reload (default: --latency)")
+    ap.add_argument("--case", action="append", help="run only these cases (headline, fanout-1, fanout-10, ...)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="directory for latest.json and latest.md")
+    args = ap.parse_args(argv)
+
+    def pick(name: str) -> float:
+        v = getattr(args, f"{name}_latency")
+        return args.latency if v is None else v
+
+    lat = Latency(
+        pick("probe"), pick("vault"), pick("aws"), pick("env"), pick("consumer"),
+        args.latency if args.reload_delay is None else args.reload_delay,
+    )
+    hook_key = secrets.token_hex(32)
+    os.environ.update(AWS_ENV)
+    os.environ[HOOK_ENV] = hook_key
+    os.environ[VAULT_ENV] = VAULT_TOKEN
+    _latent.register()
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    root = Path(tempfile.mkdtemp(prefix="rotator-bench-"))
+    started = time.perf_counter()
+    s1 = Child(backends_main)
+    s2 = Child(consumers_main, hook_key.encode())
+    log(f"services up (stand-in {s1.ready['probe_url']}, vault {s1.ready['vault_url']}, moto {s1.ready['moto_url']})")
+    from rotator.journal import Journal
+
+    journal = Journal(f"sqlite:///{root / 'journal.db'}")
+    results: dict[str, Any] = {
+        "meta": {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "mode": "quick" if args.quick else "full",
+            "latency": asdict(lat),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "command": "python -m benchmarks.window" + (" --quick" if args.quick else ""),
+        },
+        "cases": [],
+    }
+    try:
+        for case in cases(args.quick, args.case):
+            setup = prepare(case, lat, s1, s2, root, hook_key.encode())
+            results["cases"].append(run_case(setup, journal, s1, s2, log))
+    finally:
+        journal.close()
+        s1.stop()
+        s2.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    results["targets"] = targets_met(results)
+    results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    md = markdown(results)
+    (args.out / "latest.md").write_text(md)
+    print(md)
+    log(f"wrote {args.out / 'latest.json'} and latest.md in {results['meta']['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -446,3 +446,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"rotator: internal error ({type(exc).__name__}); rerun with -vv for details", err=True)
         sys.exit(Exit.ERROR)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+from rotator.service.command import serve  # noqa: E402 - registered last: serve imports rotator.cli lazily
+
+cli.add_command(serve)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import Callable
 
 import httpx
@@ -45,9 +46,16 @@ def describe_error(exc: BaseException) -> str:
     """One line for an httpx failure, e.g. 'connection refused' or 'timed out'."""
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
+    cause: BaseException | None = exc
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:  # the OS's reason is deep in the chain
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return f"cannot resolve the host ({cause.strerror})"
+        cause = cause.__cause__ or cause.__context__
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if "refused" in text.lower():
-        return "connection refused"
     return text[:200]
 
 

@@ -12,6 +12,7 @@ webhook signing keys) a reload command has no use for; add what it needs with `e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shlex
@@ -161,6 +162,8 @@ class CommandConsumer(Consumer):
             except ProcessLookupError:
                 pass
             await asyncio.shield(proc.wait())
+            with contextlib.suppress(TimeoutError, OSError):  # drain and close the pipes
+                await asyncio.wait_for(proc.communicate(), 1.0)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise PluginError(

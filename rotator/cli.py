@@ -24,7 +24,7 @@ from rotator.render import ProgressPrinter, fmt_time, history_lines, print_repor
 from rotator.rotation import Report, Rotation, RotationError
 from rotator.secret import MAX_KEY_LENGTH, CleanKey, KeyRejected, clean_paste
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
 MAX_KEY_ATTEMPTS = 5
 
 DASHBOARD_STEPS = """\

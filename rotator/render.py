@@ -41,17 +41,19 @@ def print_report(console: Console, report: Report) -> None:
     style = "green" if report.exit_code == 0 else "bold red"
     console.print()
     table = Table(title=f"rotation {report.id} · {report.plan}", title_justify="left", show_edge=False)
-    for col in ("target", "kind", "status", "start", "end", "detail"):
+    for col in ("target", "kind", "status", "start", "end", "version / why"):
         table.add_column(col, overflow="fold")
     for t in report.targets:
-        st = _STYLE.get("ok" if t.status in ("ok", "unchanged") else "failed", "")
+        good = t.status in ("ok", "unchanged")
+        st = _STYLE["ok" if good else "failed"]
+        note = (f"v{t.version}" if t.version else "") if good else t.detail
         table.add_row(
             t.name + (" (primary)" if t.primary else ""),
             f"{t.kind}/{t.type}",
             f"[{st}]{t.status}[/]",
             _ms(t.started),
             _ms(t.finished),
-            escape(t.detail),
+            escape(note),
         )
     if report.targets:
         console.print(table)

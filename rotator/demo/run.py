@@ -114,7 +114,7 @@ reads_from = ["worker-env"]
 
 
 def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | None = None) -> int:
-    out = console or Console(stderr=True, highlight=False)
+    out = console or Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
     root = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
     procs: list[subprocess.Popen[bytes]] = []
     hook_key = secrets.token_hex(32)
@@ -202,8 +202,8 @@ def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | No
                     f"{s['ok']} good calls, now on {s['fingerprint']}"
                 )
             out.print(
-                f"\nThe consumers lost calls only between the reset and their reload: that gap is the window, "
-                f"{(report.window or 0) * 1000:.0f} ms here."
+                "\nThe consumers failed only between the reset and their reload. rotator's window runs from "
+                f"the key being pasted to the last consumer confirmed: {(report.window or 0) * 1000:.0f} ms here."
             )
             if keep:
                 out.print(f"kept: {root} (plan demo.toml, journal journal.db)")

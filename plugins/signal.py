@@ -277,20 +277,23 @@ class SignalConsumer(Consumer):
         loop = asyncio.get_running_loop()
         sig = f"SIG{self.settings.signal}"
         after = self.settings.alive_after
+        if self.settings.confirm_url:
+            # The consumer reporting the new fingerprint is the proof; waiting alive_after
+            # as well would only lengthen the window.  It must still be alive then.
+            result = await poll_fingerprint(
+                self.ctx.http, self.settings.confirm_url, fingerprint, deadline, request_timeout=self.settings.timeout
+            )
+            if not _alive(proc):
+                return Confirmation(False, detail=f"process {proc.pid} ({proc.name}) exited after {sig}; see its log")
+            if result.confirmed:
+                result.detail = f"process {proc.pid} still running; {result.detail}"
+            return result
         if after > 0:
             wait = min(self._signalled_at + after, deadline) - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
             if not _alive(proc):
                 return Confirmation(False, detail=f"process {proc.pid} ({proc.name}) exited after {sig}; see its log")
-        if self.settings.confirm_url:
-            result = await poll_fingerprint(
-                self.ctx.http, self.settings.confirm_url, fingerprint, deadline, request_timeout=self.settings.timeout
-            )
-            if result.confirmed and after > 0:
-                result.detail = f"process {proc.pid} still running; {result.detail}"
-            return result
-        if after > 0:
             return Confirmation(
                 True,
                 None,

@@ -360,6 +360,8 @@ class EnvFileBackend(Backend):
     def _read_text(self, target: Path) -> str | None:
         """The file's text, None when it does not exist."""
         try:
+            if target.exists() and not target.is_file():  # a FIFO would block the read forever
+                raise PluginError(f"{self.settings.path} is not a regular file; set path to a file", retryable=False)
             data = target.read_bytes()
         except FileNotFoundError:
             return None

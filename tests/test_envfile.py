@@ -340,6 +340,15 @@ def test_absent_file_fails_preflight_unless_create(tmp_path: Path) -> None:
     assert mode(path) == 0o600
 
 
+def test_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "app.env"
+    os.mkfifo(fifo)
+    check = run(backend(fifo).preflight())
+    assert check.ok is False and "not a regular file" in check.detail
+    (tmp_path / "dir.env").mkdir()
+    assert run(backend(tmp_path / "dir.env").preflight()).ok is False
+
+
 def test_missing_directory_fails_preflight(tmp_path: Path) -> None:
     check = run(backend(tmp_path / "nope" / "app.env", create=True).preflight())
     assert check.ok is False and "does not exist" in check.detail

@@ -1,0 +1,128 @@
+"""Prometheus metrics of the service, on a registry of its own.
+
+Own registry (not the process-global default) so that two services in one
+process (tests) never collide, and `/metrics` shows only rotator's series.
+Everything is labelled by plan name and, where it applies, backend or step;
+never by anything derived from a key.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from rotator.journal import Journal
+    from rotator.plan import Plan
+    from rotator.rotation import Report
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# The window is tens of milliseconds when all is well, seconds when a consumer is slow.
+WINDOW_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BAD_TARGET = ("failed", "skipped", "unconfirmed", "conflict", "drift")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.window = Histogram(
+            "rotator_rotation_window_seconds",
+            "Seconds from the key's arrival until the last target holds it (or gave up)",
+            ["plan"],
+            buckets=WINDOW_BUCKETS,
+            registry=r,
+        )
+        self.step = Histogram(
+            "rotator_step_duration_seconds",
+            "Seconds each step of a rotation or sync took (arm, probe, primary, fan_out)",
+            ["plan", "kind", "step"],
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
+        self.runs = Counter(
+            "rotator_runs_total", "Rotations and syncs finished, by final state", ["plan", "kind", "state"], registry=r
+        )
+        self.last_rotation = Gauge(
+            "rotator_last_successful_rotation_timestamp_seconds",
+            "Unix time of the last rotation of the plan that finished with every target done",
+            ["plan"],
+            registry=r,
+        )
+        self.last_sync = Gauge(
+            "rotator_last_successful_sync_timestamp_seconds",
+            "Unix time of the last sync of the plan that finished with every backend in line",
+            ["plan"],
+            registry=r,
+        )
+        self.drift = Gauge(
+            "rotator_backend_drift",
+            "1 when the backend does not hold the primary's key (as last seen by a sync or rotation), else 0",
+            ["plan", "backend"],
+            registry=r,
+        )
+        self.key_age = Gauge(
+            "rotator_key_age_seconds",
+            "Seconds since the plan's key was last rotated (absent when no rotation is journaled)",
+            ["plan"],
+            registry=r,
+        )
+        self.key_age_warning = Gauge(
+            "rotator_key_age_warning",
+            "1 when the key is older than max_age_days or within reminder_lead_days of it, "
+            "or its age is unknown; else 0",
+            ["plan"],
+            registry=r,
+        )
+        self.armed = Gauge("rotator_armed_rotations", "Rotations armed and waiting for a key", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # -- updates ---------------------------------------------------------
+    def observe_arm(self, plan: str, kind: str, seconds: float) -> None:
+        self.step.labels(plan, kind, "arm").observe(seconds)
+
+    def observe_report(self, report: Report, finished_at: float | None = None) -> None:
+        finished_at = finished_at or time.time()
+        plan, kind = report.plan, report.kind
+        self.runs.labels(plan, kind, report.state).inc()
+        for step, secs in report.steps.items():
+            if secs is not None:
+                self.step.labels(plan, kind, step).observe(secs)
+        wrote = report.state in ("done", "partial")
+        if kind == "rotate" and wrote and report.window is not None:
+            self.window.labels(plan).observe(report.window)
+        for t in report.targets:
+            if t.kind == "backend":
+                self.drift.labels(plan, t.name).set(1 if t.status in BAD_TARGET else 0)
+        if report.state == "done":
+            if kind == "rotate":
+                self.last_rotation.labels(plan).set(finished_at)
+                self.key_age.labels(plan).set(0)
+            elif kind == "sync":
+                self.last_sync.labels(plan).set(finished_at)
+
+    def set_key_age(self, plan: str, age: float | None, warning: bool) -> None:
+        if age is None:
+            try:
+                self.key_age.remove(plan)
+            except KeyError:
+                pass
+        else:
+            self.key_age.labels(plan).set(age)
+        self.key_age_warning.labels(plan).set(1 if warning else 0)
+
+    def load(self, journal: Journal, plans: list[Plan]) -> None:
+        """Seed the timestamps from the journal, so a restart does not look like 'never'."""
+        for plan in plans:
+            rot = journal.last_success(plan.name, "rotate")
+            if rot is not None and rot.finished_at:
+                self.last_rotation.labels(plan.name).set(rot.finished_at)
+            sync = journal.last_success(plan.name, "sync")
+            if sync is not None and sync.finished_at:
+                self.last_sync.labels(plan.name).set(sync.finished_at)

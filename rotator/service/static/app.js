@@ -1,0 +1,421 @@
+// rotator's page: sign in, pick a plan, arm, paste the key, watch it land.
+//
+// The API token lives in sessionStorage (this tab only) and goes out in the
+// Authorization header of each request: the browser never sends it by itself,
+// so another site cannot make requests with it (no cookie, no CSRF).  Live
+// progress is read with fetch() from the server-sent-events endpoint, because
+// EventSource cannot send that header.  Everything shown is set with
+// textContent, never parsed as HTML.  The key is read from the password field,
+// the field is cleared at once, and the key is kept in no variable past the
+// request that sends it.
+"use strict";
+
+(function () {
+  const TOKEN = "rotator-token";
+  const $ = (id) => document.getElementById(id);
+  const state = { plans: [], rotation: null, follow: null, finished: false };
+
+  // -- helpers ---------------------------------------------------------------
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v;
+      else e.setAttribute(k, v);
+    }
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+
+  function show(id, on) { $(id).hidden = !on; }
+
+  function ms(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    return seconds < 10 ? `${(seconds * 1000).toFixed(1)} ms` : `${seconds.toFixed(2)} s`;
+  }
+
+  function when(ts) {
+    if (!ts) return "—";
+    const d = new Date(ts * 1000);
+    return d.toLocaleString();
+  }
+
+  function ago(seconds) {
+    if (seconds === null || seconds === undefined) return "unknown";
+    const days = seconds / 86400;
+    if (days >= 1) return `${days.toFixed(1)} days`;
+    const hours = seconds / 3600;
+    if (hours >= 1) return `${hours.toFixed(1)} hours`;
+    return `${Math.round(seconds / 60)} minutes`;
+  }
+
+  const MARK = { ok: "✓", failed: "✗", warning: "!", skipped: "–", running: "…", unchanged: "✓",
+                 unconfirmed: "?", conflict: "✗", drift: "✗", pending: "·" };
+  function statusCell(status) {
+    const good = status === "ok" || status === "unchanged";
+    const cls = good ? "st-ok" : (status === "running" || status === "pending") ? "st-running"
+      : status === "warning" ? "st-warning" : "st-failed";
+    return el("span", { class: `status ${cls}`, "data-status": status }, `${MARK[status] || "·"} ${status}`);
+  }
+
+  class Unauthorized extends Error {}
+
+  async function api(method, path, body) {
+    const headers = { Authorization: `Bearer ${sessionStorage.getItem(TOKEN) || ""}` };
+    const init = { method, headers, cache: "no-store", credentials: "omit" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(path, init);
+    if (res.status === 401) throw new Unauthorized("the token was not accepted");
+    let data = null;
+    try { data = await res.json(); } catch (e) { data = null; }
+    return { ok: res.ok, status: res.status, data: data || {} };
+  }
+
+  function signOut(message) {
+    sessionStorage.removeItem(TOKEN);
+    if (state.follow) state.follow.abort();
+    for (const id of ["plans-section", "armed-section", "progress-section", "history-section"]) show(id, false);
+    show("signout", false);
+    show("login-section", true);
+    $("login-error").textContent = message || "";
+    $("token").focus();
+  }
+
+  function guard(fn) {
+    return async (ev) => {
+      if (ev) ev.preventDefault();
+      try { await fn(ev); } catch (e) {
+        if (e instanceof Unauthorized) signOut("The token was not accepted: sign in again.");
+        else { console.error(e); $("plan-status").textContent = `Error: ${e.message}`; }
+      }
+    };
+  }
+
+  // -- sign in ---------------------------------------------------------------
+  async function signIn() {
+    const input = $("token");
+    const token = input.value.trim();
+    input.value = "";
+    if (!token) { $("login-error").textContent = "Enter the API token."; input.focus(); return; }
+    sessionStorage.setItem(TOKEN, token);
+    try {
+      await loadPlans();
+    } catch (e) {
+      if (e instanceof Unauthorized) { signOut("That token was not accepted."); return; }
+      throw e;
+    }
+    $("login-error").textContent = "";
+    show("login-section", false);
+    show("signout", true);
+    show("plans-section", true);
+    show("history-section", true);
+    loadHistory();
+    $("plan").focus();
+  }
+
+  // -- plans -----------------------------------------------------------------
+  async function loadPlans() {
+    const r = await api("GET", "/api/plans");
+    if (!r.ok) throw new Error(r.data.error || `HTTP ${r.status}`);
+    state.plans = r.data.plans || [];
+    const select = $("plan");
+    const chosen = select.value;
+    select.replaceChildren(...state.plans.map((p) => el("option", { value: p.name }, p.name)));
+    if (chosen && state.plans.some((p) => p.name === chosen)) select.value = chosen;
+    renderPlanInfo();
+  }
+
+  function currentPlan() { return state.plans.find((p) => p.name === $("plan").value); }
+
+  function renderPlanInfo() {
+    const p = currentPlan();
+    const dl = $("plan-info");
+    dl.replaceChildren();
+    if (!p) { dl.append(el("dt", {}, "No plans"), el("dd", {}, "The service has no plans loaded.")); return; }
+    const add = (k, v, cls) => dl.append(el("dt", {}, k), el("dd", cls ? { class: cls } : {}, v));
+    if (p.description) add("What", p.description);
+    add("Primary", p.primary);
+    add("Backends", p.backends.map((b) => `${b.name} (${b.type})`).join(", "));
+    add("Consumers", p.consumers.map((c) => `${c.name} (${c.type})`).join(", ") || "none");
+    add("Fingerprint", p.fingerprint || "unknown (no journal entry yet)");
+    const age = p.key_age || {};
+    add("Key age", age.status === "unknown" ? "unknown: no completed rotation journaled"
+      : `${ago(age.age_seconds)}${age.max_age_days ? ` (max ${age.max_age_days} days)` : ""}`,
+      age.status === "overdue" ? "warn" : age.status === "due" ? "warn" : "");
+    const lr = p.last_rotation;
+    add("Last rotation", lr ? `${when(lr.finished_at || lr.created_at)} · ${lr.state}` +
+      (lr.window_seconds !== null && lr.window_seconds !== undefined ? ` · window ${ms(lr.window_seconds)}` : "") : "never");
+    const ls = p.last_sync;
+    add("Last sync", ls ? `${when(ls.finished_at || ls.created_at)} · ${ls.state}` : "never");
+    const drifted = p.drifted || [];
+    add("Drift", drifted.length ? `out of line: ${drifted.join(", ")}` : (Object.keys(p.drift || {}).length ? "none" : "not checked yet"),
+      drifted.length ? "warn" : "");
+    if (p.schedules.length) add("Schedules", p.schedules.map((s) => `${s.job} ${s.cron}`).join("; "));
+    if (p.armed_rotation) add("Armed", `rotation ${p.armed_rotation} is waiting for a key`, "warn");
+  }
+
+  async function syncPlan(check) {
+    const p = currentPlan();
+    if (!p) return;
+    const status = $("plan-status");
+    status.textContent = check ? `Checking ${p.name} for drift…` : `Syncing ${p.name} from ${p.primary}…`;
+    const r = await api("POST", `/api/plans/${encodeURIComponent(p.name)}/sync`, { check });
+    status.textContent = r.ok ? `${r.data.state}: ${r.data.message}` : `Not done: ${r.data.error || r.status}`;
+    await loadPlans();
+    loadHistory();
+  }
+
+  // -- arm -------------------------------------------------------------------
+  async function arm() {
+    const p = currentPlan();
+    if (!p) return;
+    const btn = $("arm-btn");
+    btn.disabled = true;
+    $("plan-status").textContent = `Arming ${p.name}: checking every backend and consumer…`;
+    let r;
+    try {
+      r = await api("POST", `/api/plans/${encodeURIComponent(p.name)}/arm`, {});
+    } finally { btn.disabled = false; }
+    renderPreflight(r.data.preflight || []);
+    if (!r.ok) {
+      $("plan-status").textContent = `Not armed: ${r.data.error || `HTTP ${r.status}`}`;
+      show("armed-section", (r.data.preflight || []).length > 0);
+      $("armed-summary").textContent = "Fix what is marked failed, then arm again. Do not reset the key yet.";
+      show("instruction-box", false);
+      show("key-form", false);
+      return;
+    }
+    state.rotation = r.data;
+    state.finished = false;
+    $("plan-status").textContent = `Armed: rotation ${r.data.id}.`;
+    $("armed-summary").textContent =
+      `Rotation ${r.data.id} · current fingerprint ${r.data.old_fingerprint || "(none in the primary)"}`;
+    $("instruction").replaceChildren(...r.data.instruction.slice(1).map((s) => el("li", {}, s)));
+    $("key-status").textContent = "";
+    $("expires").textContent = r.data.expires_at
+      ? `This armed rotation closes itself at ${new Date(r.data.expires_at * 1000).toLocaleTimeString()} if no key comes.`
+      : "";
+    show("instruction-box", true);
+    show("key-form", true);
+    show("armed-section", true);
+    resetProgress();
+    show("plans-section", false);
+    follow(r.data.id);
+    $("key").focus();
+  }
+
+  function renderPreflight(checks) {
+    $("preflight").replaceChildren(...checks.map((c) => {
+      const status = c.ok === false ? "failed" : (c.ok === null || (c.warnings || []).length) ? "warning" : "ok";
+      const what = `${c.target} (${c.kind} ${c.type}${c.primary ? ", primary" : ""})`;
+      const detail = [c.detail, ...(c.warnings || []).map((w) => `warning: ${w}`)].filter(Boolean).join("; ");
+      return el("li", { "data-target": c.target }, statusCell(status), " ", el("strong", {}, what),
+        detail ? ` — ${detail}` : "");
+    }));
+  }
+
+  async function cancelArmed() {
+    if (!state.rotation) return;
+    await api("POST", `/api/rotations/${state.rotation.id}/close`, {});
+    backToPlans(`Closed rotation ${state.rotation.id}; nothing was written.`);
+  }
+
+  function backToPlans(message) {
+    if (state.follow) state.follow.abort();
+    state.rotation = null;
+    show("armed-section", false);
+    show("plans-section", true);
+    $("plan-status").textContent = message || "";
+    loadPlans().catch(() => {});
+    loadHistory();
+    $("plan").focus();
+  }
+
+  // -- the key ---------------------------------------------------------------
+  async function submitKey() {
+    if (!state.rotation) return;
+    const input = $("key");
+    const btn = $("rotate-btn");
+    if (!input.value.trim()) { $("key-status").textContent = "Paste the new key first."; input.focus(); return; }
+    btn.disabled = true;
+    $("key-status").textContent = "";
+    show("progress-section", true);
+    let r;
+    try {
+      // The value goes straight into the request body; the field is emptied before the request is sent.
+      const body = JSON.stringify({ key: input.value });
+      input.value = "";
+      r = await sendKey(state.rotation.id, body);
+    } finally { btn.disabled = false; }
+    if (r.status === 200) { renderReport(r.data.report); return; }
+    // Refused (or rejected): still armed, paste again.
+    const msg = r.data.error || (r.data.report && r.data.report.message) || `HTTP ${r.status}`;
+    $("key-status").textContent = `Refused: ${msg}`;
+    const rot = r.data.rotation;
+    if (rot && rot.state !== "armed") { backToPlans(`Rotation closed: ${msg}`); return; }
+    input.focus();
+  }
+
+  async function sendKey(id, body) {
+    const res = await fetch(`/api/rotations/${encodeURIComponent(id)}/key`, {
+      method: "POST", cache: "no-store", credentials: "omit", body,
+      headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN) || ""}`, "Content-Type": "application/json" },
+    });
+    if (res.status === 401) throw new Unauthorized("the token was not accepted");
+    let data = {};
+    try { data = await res.json(); } catch (e) { data = {}; }
+    return { status: res.status, data };
+  }
+
+  // -- live progress (server-sent events over fetch) --------------------------
+  function resetProgress() {
+    $("progress").tBodies[0].replaceChildren();
+    $("result").replaceChildren();
+    show("progress-section", false);
+    show("again-btn", false);
+  }
+
+  function progressRow(key, label) {
+    const body = $("progress").tBodies[0];
+    let row = body.querySelector(`tr[data-key="${CSS.escape(key)}"]`);
+    if (!row) {
+      row = el("tr", { "data-key": key }, el("th", { scope: "row" }, label), el("td"), el("td"), el("td"), el("td"));
+      body.append(row);
+    }
+    return row;
+  }
+
+  function onProgress(p) {
+    if (p.step === "arm") return; // shown in the preflight list
+    const key = p.target || p.step;
+    const row = progressRow(key, p.target || p.step);
+    row.cells[1].textContent = p.step;
+    row.cells[2].replaceChildren(statusCell(p.status));
+    if (p.seconds !== null && p.seconds !== undefined) row.cells[3].textContent = ms(p.seconds);
+    if (p.detail) row.cells[4].textContent = p.detail;
+    row.dataset.status = p.status;
+  }
+
+  function renderReport(report) {
+    if (!report || state.finished) return;
+    state.finished = true;
+    show("progress-section", true);
+    for (const t of report.targets || []) {
+      const row = progressRow(t.name, t.name + (t.primary ? " (primary)" : ""));
+      row.cells[0].textContent = t.name + (t.primary ? " (primary)" : "");
+      row.cells[1].textContent = `${t.kind} ${t.type}`;
+      row.cells[2].replaceChildren(statusCell(t.status));
+      row.cells[3].textContent = t.finished !== null && t.finished !== undefined ? `done at ${ms(t.finished)}` : "";
+      row.cells[4].textContent = t.detail || "";
+      row.dataset.status = t.status;
+    }
+    const good = report.exit_code === 0;
+    const out = $("result");
+    out.replaceChildren(
+      el("h3", { id: "result-h", tabindex: "-1", class: good ? "st-ok" : "st-failed" },
+        good ? "Done: every target holds the new key" : `Not finished: ${report.state}`),
+      el("p", { class: "window" }, "Window: ", el("strong", { id: "window" }, ms(report.window_seconds))),
+      el("p", {}, report.message),
+      el("p", {}, `Fingerprint ${report.old_fingerprint || "—"} → ${report.new_fingerprint || "—"} · rotation ${report.id}`),
+    );
+    if (report.old_key_check) {
+      out.append(el("p", {}, `Old key: ${report.old_key_check.outcome === "refused" ? "refused by the API (revoked)" : report.old_key_check.outcome}`));
+    }
+    for (const w of report.warnings || []) out.append(el("p", { class: "warn" }, `Warning: ${w}`));
+    show("armed-section", false);
+    show("again-btn", true);
+    state.rotation = null;
+    $("result-h").focus();
+    loadHistory();
+  }
+
+  async function follow(id) {
+    if (state.follow) state.follow.abort();
+    const ctl = new AbortController();
+    state.follow = ctl;
+    let last = 0;
+    for (let attempt = 0; attempt < 20 && !ctl.signal.aborted; attempt++) {
+      try {
+        const res = await fetch(`/api/rotations/${encodeURIComponent(id)}/events`, {
+          headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN) || ""}`, "Last-Event-ID": String(last) },
+          signal: ctl.signal, cache: "no-store", credentials: "omit",
+        });
+        if (!res.ok) return;
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let cut;
+          while ((cut = buf.indexOf("\n\n")) >= 0) {
+            const block = buf.slice(0, cut);
+            buf = buf.slice(cut + 2);
+            const ev = { type: "message", data: "" };
+            for (const line of block.split("\n")) {
+              if (line.startsWith("event: ")) ev.type = line.slice(7);
+              else if (line.startsWith("data: ")) ev.data += line.slice(6);
+              else if (line.startsWith("id: ")) last = parseInt(line.slice(4), 10) || last;
+            }
+            if (ev.type === "end") return;
+            if (ev.data) handleEvent(ev.type, JSON.parse(ev.data));
+          }
+        }
+      } catch (e) {
+        if (ctl.signal.aborted) return;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
+  function handleEvent(type, data) {
+    if (type === "progress") { show("progress-section", true); onProgress(data); }
+    else if (type === "key") {
+      show("progress-section", true);
+      const row = progressRow("key", "key");
+      row.cells[1].textContent = "key";
+      row.cells[2].replaceChildren(statusCell("ok"));
+      row.cells[4].textContent = `received, fingerprint ${data.fingerprint}`;
+    } else if (type === "refused") {
+      $("key-status").textContent = `Refused: ${data.message}`;
+    } else if (type === "report") renderReport(data.report);
+    else if (type === "closed" && !state.finished) {
+      backToPlans(`The armed rotation was closed: ${data.reason}. Nothing was written.`);
+    }
+  }
+
+  // -- history ---------------------------------------------------------------
+  async function loadHistory() {
+    let r;
+    try { r = await api("GET", "/api/history?limit=10"); } catch (e) { return; }
+    if (!r.ok) return;
+    $("history").tBodies[0].replaceChildren(...(r.data.rotations || []).map((h) => el("tr", {},
+      el("td", {}, when(h.created_at)), el("td", {}, h.plan), el("td", {}, h.kind), el("td", {}, statusCell(h.state === "done" ? "ok" : h.state)),
+      el("td", {}, h.window_s !== null && h.window_s !== undefined ? ms(h.window_s) : ""),
+      el("td", {}, h.new_fp || h.old_fp || ""), el("td", {}, h.operator))));
+  }
+
+  // -- wiring ----------------------------------------------------------------
+  document.addEventListener("DOMContentLoaded", () => {
+    $("login-form").addEventListener("submit", guard(signIn));
+    $("plan-form").addEventListener("submit", guard(arm));
+    $("plan").addEventListener("change", renderPlanInfo);
+    $("check-btn").addEventListener("click", guard(() => syncPlan(true)));
+    $("sync-btn").addEventListener("click", guard(() => syncPlan(false)));
+    $("key-form").addEventListener("submit", guard(submitKey));
+    $("cancel-btn").addEventListener("click", guard(cancelArmed));
+    $("again-btn").addEventListener("click", () => { resetProgress(); backToPlans(""); });
+    $("signout").addEventListener("click", () => signOut("Signed out."));
+    if (sessionStorage.getItem(TOKEN)) {
+      loadPlans().then(() => {
+        show("login-section", false); show("signout", true); show("plans-section", true); show("history-section", true);
+        loadHistory(); $("plan").focus();
+      }).catch(() => signOut(""));
+    }
+  });
+})();

@@ -359,6 +359,9 @@ class VaultBackend(Backend):
                 return Check(ok=False, detail=msg + "; renew it (vault token renew) or use a fresh one")
             warnings.append(msg + "; rotator logs in again if it expires")
 
+        mount_problem = await self._check_mount()
+        if mount_problem:
+            return Check(ok=False, detail=f"vault {self.name}: {mount_problem}")
         caps = await self._capabilities(warnings)
         if caps is not None and "read" not in caps:
             return self._lacks(["read"], caps)
@@ -374,6 +377,33 @@ class VaultBackend(Backend):
         if exists and fields is not None and self._field(fields) is None:
             state += f"; field {s.field} not set yet"
         return Check(ok=True, detail=f"{s.url} {self._where}: {state}", warnings=warnings)
+
+    async def _check_mount(self) -> str | None:
+        """Is the mount KV, of the version the plan says?  Asked as ``vault kv`` does;
+        a token that may not ask is not an error (the read below still checks access)."""
+        s = self.settings
+        try:
+            answer = await self._call(
+                "sys/internal/ui/mounts",
+                self.client.adapter.get,
+                f"/v1/sys/internal/ui/mounts/{s.mount}",
+                relogin=False,
+                missing=None,
+            )
+        except PluginError as exc:
+            if exc.retryable:
+                raise
+            return None
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(data, dict):
+            return None
+        kind = data.get("type")
+        if kind and kind not in ("kv", "generic"):
+            return f"{s.mount}/ is a {kind} mount, not KV"
+        version = str((data.get("options") or {}).get("version") or "1")
+        if version != str(s.kv_version):
+            return f"{s.mount}/ is a KV v{version} mount, but the plan says kv_version = {s.kv_version}"
+        return None
 
     async def _capabilities(self, warnings: list[str]) -> list[str] | None:
         """The token's capabilities on the data path; None when Vault would not say."""

@@ -491,6 +491,20 @@ def test_kv_v1(vault: VaultServer) -> None:
     assert vault.writes == 1
 
 
+def test_kv_version_mismatch_is_caught_at_preflight(vault: VaultServer) -> None:
+    async def go() -> None:
+        async with opened(VaultBackend, **settings(vault, mount="kv")) as b:
+            check = await b.preflight()
+            assert check.ok is False
+            assert check.detail == "vault vault: kv/ is a KV v1 mount, but the plan says kv_version = 2"
+        async with opened(VaultBackend, **settings(vault, kv_version=1)) as b:
+            check = await b.preflight()
+            assert check.detail == "vault vault: secret/ is a KV v2 mount, but the plan says kv_version = 1"
+
+    run(go())
+    assert vault.writes == 0
+
+
 # -- plan validation --------------------------------------------------------------
 
 

@@ -8,6 +8,8 @@ uses, following the shapes and status codes in Vault's API documentation:
   when sealed (``sealedcode`` / ``activecode`` / ``uninitcode`` honoured).
 * ``GET /v1/auth/token/lookup-self``: the token's ``ttl``, ``policies``, ...
 * ``POST /v1/sys/capabilities-self`` ``{"paths": [...]}``: capabilities per path.
+* ``GET /v1/sys/internal/ui/mounts/<path>``: the mount's type and KV version
+  (what ``vault kv`` asks first).
 * ``POST /v1/auth/<mount>/login``: AppRole (``role_id`` / ``secret_id``) and
   Kubernetes (``role`` / ``jwt``) logins, which issue a new token.
 * KV v2 at a mount: ``GET/POST/PUT/DELETE /v1/<mount>/data/<path>`` (``options.cas``
@@ -460,6 +462,8 @@ class VaultServer:
             return _errors(403, "permission denied")
         if rel == "auth/token/lookup-self" and method == "GET":
             return self._lookup_self(tok, headers.get("x-vault-token", ""))
+        if rel.startswith("sys/internal/ui/mounts/") and method == "GET":
+            return self._mount_info(tok, rel[len("sys/internal/ui/mounts/") :])
         if rel == "sys/capabilities-self" and method in ("POST", "PUT"):
             paths = payload.get("paths")
             if isinstance(paths, str):
@@ -588,6 +592,30 @@ class VaultServer:
             "renewable": tok.renewable,
             "ttl": tok.remaining(now),
             "type": "service",
+        }
+        return 200, self._envelope(data)
+
+    def _mount_info(self, tok: VaultToken, path: str) -> _Reply:
+        """What ``vault kv`` asks to learn a mount's KV version (any capability under it will do)."""
+        mount = path.split("/", 1)[0]
+        version = self.mounts.get(mount)
+        if version is None:
+            return _errors(403, "permission denied")
+        if tok.capabilities != ROOT:
+            assert isinstance(tok.capabilities, dict)
+            if not any(p.startswith(mount + "/") or p == mount for p in tok.capabilities):
+                return _errors(403, "permission denied")
+        data = {
+            "accessor": f"kv_{mount}",
+            "config": {"default_lease_ttl": 0, "force_no_cache": False, "max_lease_ttl": 0},
+            "description": "key/value secret storage",
+            "external_entropy_access": False,
+            "local": False,
+            "options": {"version": str(version)},
+            "path": f"{mount}/",
+            "seal_wrap": False,
+            "type": "kv",
+            "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, mount)),
         }
         return 200, self._envelope(data)
 

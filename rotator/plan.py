@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,9 +39,13 @@ class SecretSpec(_Strict):
     def _compiles(cls, v: str | None) -> str | None:
         if v is not None:
             try:
-                re.compile(v)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # e.g. FutureWarning "possible nested set"
+                    re.compile(v)
             except re.error as exc:
                 raise ValueError(f"not a regular expression: {exc}") from None
+            except (OverflowError, RecursionError):
+                raise ValueError("not a usable regular expression: too large or nested too deeply") from None
         return v
 
 
@@ -138,8 +143,16 @@ class PlanError(Exception):
     """A plan that cannot be used; `problems` are one line each."""
 
     def __init__(self, problems: list[str]) -> None:
+        problems = [_one_line(p) for p in problems]
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+def _one_line(text: str) -> str:
+    """A key or value from the file may hold line breaks or control characters: escape them."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _loc(parts: tuple[int | str, ...] | list[int | str]) -> str:
@@ -186,7 +199,12 @@ def load_plan(path: str | Path) -> Plan:
         raise PlanError([f"{label}: not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise PlanError([f"{label}: not valid TOML: {exc}"]) from None
-    return parse_plan(data, path)
+    except RecursionError:
+        raise PlanError([f"{label}: nested too deeply"]) from None
+    try:
+        return parse_plan(data, path)
+    except RecursionError:
+        raise PlanError([f"{label}: nested too deeply"]) from None
 
 
 def parse_plan(data: dict[str, Any], path: Path) -> Plan:

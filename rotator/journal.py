@@ -248,7 +248,10 @@ class Journal:
             row = c.execute(locks.select().where(locks.c.plan == plan)).mappings().first()
             if row is not None:
                 stale = row["lease_until"] < now or (row["host"] == self.host and not _pid_alive(row["pid"]))
-                if not stale and row["holder"] != holder:
+                # The same holder in another live process (a `resume` of a rotation that is
+                # still running) must wait like anyone else.
+                mine = row["holder"] == holder and row["host"] == self.host and row["pid"] == os.getpid()
+                if not stale and not mine:
                     raise LockHeld(plan, row["holder"], row["host"], row["pid"], row["acquired_at"])
                 c.execute(locks.delete().where(locks.c.plan == plan, locks.c.holder == row["holder"]))
             try:

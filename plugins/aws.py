@@ -270,6 +270,9 @@ class AwsSecretsManagerBackend(Backend):
             except botocore.exceptions.ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code")
                 raise self._fail(f"cannot assume role {s.role_arn} ({code})") from None
+            except botocore.exceptions.BotoCoreError as exc:
+                retry = isinstance(exc, botocore.exceptions.ConnectionError)
+                raise self._fail(f"cannot assume role {s.role_arn} ({type(exc).__name__})", retryable=retry) from None
         if session.get_credentials() is None:  # resolve the whole chain now, not after the key arrives
             raise botocore.exceptions.NoCredentialsError()
         client = session.client(

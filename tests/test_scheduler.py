@@ -1,0 +1,293 @@
+"""Scheduled jobs of `rotator serve`: sync repairs drift and is journaled; the
+age check warns and notifies; APScheduler keeps the jobs in the journal's
+database and a service that was down catches up once, not once per missed run.
+
+No test waits for a cron minute: the job functions are called directly, or a
+stored job is made due now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from rotator.demo.standin import AdjutorStandIn
+from rotator.journal import Journal
+from rotator.plan import load_plan
+from rotator.service import scheduler as sched
+from rotator.service.core import Service
+from tests.test_service import env_key, write_env, write_plan
+
+NOTIFY_ENV = "ROTATOR_TEST_NOTIFY_URL"
+SCHEDULES = """
+[[schedules]]
+job = "sync"
+cron = "* * * * *"
+
+[[schedules]]
+job = "age-check"
+cron = "0 9 * * *"
+notify = { env = "ROTATOR_TEST_NOTIFY_URL" }
+"""
+
+
+class Notified:
+    """A Slack-style incoming webhook on loopback: keeps each JSON body."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                outer.messages.append(json.loads(self.rfile.read(n)))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/xyz"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def notified(monkeypatch: pytest.MonkeyPatch) -> Iterator[Notified]:
+    n = Notified()
+    monkeypatch.setenv(NOTIFY_ENV, n.url)
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    j = Journal(f"sqlite:///{tmp_path / 'journal.db'}")
+    yield j
+    j.close()
+
+
+@pytest.fixture
+def plan_path(tmp_path: Path, standin: AdjutorStandIn) -> Path:
+    return write_plan(tmp_path, standin, schedules=SCHEDULES, secret_extra="reminder_lead_days = 7")
+
+
+def make_service(plan_path: Path, journal: Journal) -> Service:
+    svc = Service([load_plan(plan_path)], journal)
+    sched.set_service(svc)
+    return svc
+
+
+@pytest.fixture(autouse=True)
+def _no_service_left() -> Iterator[None]:
+    yield
+    sched.set_service(None)
+
+
+def journaled_rotation(journal: Journal, plan: str, days_ago: float, state: str = "done") -> str:
+    """A rotation row as `rotator rotate` leaves it, `days_ago` days back."""
+    when = time.time() - days_ago * 86400
+    rid = journal.begin(kind="rotate", plan=plan, plan_path="/x.toml", reason="t", operator="t", old_fp="a" * 16)
+    journal.update(rid, state=state, created_at=when, key_received_at=when, finished_at=when + 0.1, new_fp="b" * 16)
+    return rid
+
+
+def syncs(journal: Journal, plan: str) -> list[Any]:
+    return [r for r in journal.history(plan, 100) if r.kind == "sync"]
+
+
+# -- sync --------------------------------------------------------------------
+def test_sync_job_repairs_drift_and_journals_it(plan_path: Path, journal: Journal, tmp_path: Path) -> None:
+    svc = make_service(plan_path, journal)
+    plan = load_plan(plan_path)
+    key = env_key(tmp_path / "store/adjutor.env")
+    write_env(tmp_path / "worker/.env", "sk_test_edited0by0hand000000")  # someone edited a target
+
+    assert asyncio.run(sched.sync_job(plan.name)) == "done"
+
+    assert env_key(tmp_path / "worker/.env") == key
+    assert env_key(tmp_path / "api/.env") == key
+    rows = syncs(journal, plan.name)
+    assert len(rows) == 1 and rows[0].state == "done"
+    targets = {t["name"]: t["status"] for t in rows[0].report["targets"]}
+    assert targets["worker-env"] == "ok"  # written
+    assert targets["api-env"] == "unchanged"  # already in line: not touched
+    steps = [(e["step"], e["target"], e["status"]) for e in journal.events(rows[0].id)]
+    assert ("write", "worker-env", "ok") in steps
+    assert 'rotator_backend_drift{backend="worker-env"' in svc.metrics.render().decode()
+
+    # Nothing drifted: the next run writes nothing.
+    assert asyncio.run(sched.sync_job(plan.name)) == "done"
+    latest = syncs(journal, plan.name)[0]
+    assert all(t["status"] == "unchanged" for t in latest.report["targets"] if not t["primary"])
+
+
+def test_sync_job_skips_a_plan_that_is_being_rotated(plan_path: Path, journal: Journal) -> None:
+    make_service(plan_path, journal)
+    plan = load_plan(plan_path)
+    journal.acquire(plan.name, "someone-else")  # held by a live process (this one)
+    assert asyncio.run(sched.sync_job(plan.name)) == "busy"
+    journal.release(plan.name, "someone-else")
+    assert asyncio.run(sched.sync_job("no-such-plan")) == "unknown-plan"
+
+
+# -- the scheduler with its persistent job store ------------------------------
+def test_stored_job_runs_by_reference(plan_path: Path, journal: Journal, tmp_path: Path) -> None:
+    make_service(plan_path, journal)
+    plan = load_plan(plan_path)
+    write_env(tmp_path / "api/.env", "sk_test_drifted00000000000")
+
+    async def run() -> dict[str, str]:
+        s = sched.make_scheduler(journal.engine)
+        s.start(paused=True)
+        outcome = sched.reconcile(s, [plan])
+        s.resume()
+        await sched.run_now(s, f"rotator/{plan.name}/0/sync")
+        deadline = time.monotonic() + 15
+        while not syncs(journal, plan.name) or syncs(journal, plan.name)[0].state not in ("done", "partial"):
+            assert time.monotonic() < deadline, "the scheduled sync did not run"
+            await asyncio.sleep(0.05)
+        s.shutdown(wait=False)
+        await asyncio.sleep(0.05)
+        return outcome
+
+    outcome = asyncio.run(run())
+    assert outcome == {f"rotator/{plan.name}/0/sync": "added", f"rotator/{plan.name}/1/age-check": "added"}
+    assert env_key(tmp_path / "api/.env") == env_key(tmp_path / "store/adjutor.env")
+    with journal.engine.connect() as c:
+        ids = {r[0] for r in c.execute(sa.text("SELECT id FROM apscheduler_jobs"))}
+    assert ids == set(outcome)
+
+
+def test_a_service_that_was_down_catches_up_once(plan_path: Path, journal: Journal) -> None:
+    make_service(plan_path, journal)
+    plan = load_plan(plan_path)
+    job_id = f"rotator/{plan.name}/0/sync"
+
+    async def first_life() -> None:
+        s = sched.make_scheduler(journal.engine)
+        s.start(paused=True)
+        sched.reconcile(s, [plan])
+        # As if the service stopped ten minutes ago, before ten runs of "* * * * *".
+        s.modify_job(job_id, next_run_time=datetime.now(s.timezone) - timedelta(minutes=10))
+        s.shutdown(wait=False)
+        await asyncio.sleep(0.05)
+
+    async def second_life() -> tuple[dict[str, str], Any]:
+        s = sched.make_scheduler(journal.engine)
+        s.start(paused=True)
+        outcome = sched.reconcile(s, [plan])  # unchanged schedule: the stored next run time is kept
+        s.resume()
+        deadline = time.monotonic() + 15
+        while not syncs(journal, plan.name):
+            assert time.monotonic() < deadline, "the missed run was not caught up"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # room for any further (wrong) runs
+        next_run = s.get_job(job_id).next_run_time
+        s.shutdown(wait=False)
+        await asyncio.sleep(0.05)
+        return outcome, next_run
+
+    asyncio.run(first_life())
+    outcome, next_run = asyncio.run(second_life())
+    assert outcome[job_id] == "kept"
+    assert len(syncs(journal, plan.name)) == 1  # ten missed runs, one catch-up
+    assert next_run > datetime.now(next_run.tzinfo)
+
+
+def test_reconcile_follows_the_plans(plan_path: Path, journal: Journal, tmp_path: Path) -> None:
+    plan = load_plan(plan_path)
+
+    async def run() -> list[dict[str, str]]:
+        s = sched.make_scheduler(journal.engine)
+        s.start(paused=True)
+        out = [sched.reconcile(s, [plan])]
+        changed = load_plan(plan_path)
+        changed.schedules = [changed.schedules[0].model_copy(update={"cron": "*/5 * * * *"})]
+        out.append(sched.reconcile(s, [changed]))
+        out.append(sched.reconcile(s, [changed]))
+        s.shutdown(wait=False)
+        await asyncio.sleep(0.05)
+        return out
+
+    first, second, third = asyncio.run(run())
+    sync_id, age_id = f"rotator/{plan.name}/0/sync", f"rotator/{plan.name}/1/age-check"
+    assert first == {sync_id: "added", age_id: "added"}
+    assert second == {sync_id: "rescheduled", age_id: "removed"}
+    assert third == {sync_id: "kept"}
+
+
+# -- key age -------------------------------------------------------------------
+def test_age_check_warns_and_notifies_when_the_key_is_too_old(
+    plan_path: Path, journal: Journal, notified: Notified
+) -> None:
+    svc = make_service(plan_path, journal)
+    plan = load_plan(plan_path)
+    journaled_rotation(journal, plan.name, days_ago=120)
+
+    assert asyncio.run(sched.age_check_job(plan.name, 1)) == "overdue"
+
+    assert len(notified.messages) == 1
+    text = notified.messages[0]["text"]
+    assert plan.name in text and "120 days" in text and "max_age_days = 90" in text
+    m = svc.metrics.render().decode()
+    age = float(next(line.split()[-1] for line in m.splitlines() if line.startswith("rotator_key_age_seconds{")))
+    assert 119 * 86400 < age < 121 * 86400
+    assert f'rotator_key_age_warning{{plan="{plan.name}"}} 1.0' in m
+
+
+def test_age_check_reminds_within_the_lead_time(plan_path: Path, journal: Journal, notified: Notified) -> None:
+    make_service(plan_path, journal)
+    plan = load_plan(plan_path)
+    journaled_rotation(journal, plan.name, days_ago=400, state="done")  # older, superseded
+    journaled_rotation(journal, plan.name, days_ago=86)
+    journaled_rotation(journal, plan.name, days_ago=1, state="partial")  # not a completed rotation
+
+    assert asyncio.run(sched.age_check_job(plan.name, 1)) == "due"
+    assert len(notified.messages) == 1 and "in 4 days" in notified.messages[0]["text"]
+
+
+def test_age_check_is_quiet_for_a_fresh_key(plan_path: Path, journal: Journal, notified: Notified) -> None:
+    svc = make_service(plan_path, journal)
+    plan = load_plan(plan_path)
+    journaled_rotation(journal, plan.name, days_ago=10)
+    assert asyncio.run(sched.age_check_job(plan.name, 1)) == "ok"
+    assert notified.messages == []
+    assert f'rotator_key_age_warning{{plan="{plan.name}"}} 0.0' in svc.metrics.render().decode()
+
+
+def test_unknown_age_is_warned_once(plan_path: Path, journal: Journal, notified: Notified) -> None:
+    make_service(plan_path, journal)
+    plan = load_plan(plan_path)
+    assert asyncio.run(sched.age_check_job(plan.name, 1)) == "unknown"
+    assert asyncio.run(sched.age_check_job(plan.name, 1)) == "unknown"
+    assert len(notified.messages) == 1 and "unknown" in notified.messages[0]["text"]
+
+
+def test_notify_failures_do_not_break_the_check(
+    plan_path: Path, journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_service(plan_path, journal)
+    plan = load_plan(plan_path)
+    journaled_rotation(journal, plan.name, days_ago=120)
+    monkeypatch.delenv(NOTIFY_ENV, raising=False)  # the webhook URL is not set
+    assert asyncio.run(sched.age_check_job(plan.name, 1)) == "overdue"
+    monkeypatch.setenv(NOTIFY_ENV, "http://127.0.0.1:9/nothing-listens")
+    assert asyncio.run(sched.age_check_job(plan.name, 1)) == "overdue"

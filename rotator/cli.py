@@ -24,7 +24,7 @@ from rotator.render import ProgressPrinter, fmt_time, history_lines, print_repor
 from rotator.rotation import Report, Rotation, RotationError
 from rotator.secret import MAX_KEY_LENGTH, CleanKey, KeyRejected, clean_paste
 
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
+err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
 MAX_KEY_ATTEMPTS = 5
 
 DASHBOARD_STEPS = """\
@@ -366,7 +366,7 @@ def show(state: _State, rotation_id: str, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps({"rotation": row.__dict__, "events": events}, indent=2, default=str))
         return 0
-    out = Console(highlight=False, soft_wrap=True)
+    out = Console(highlight=False, emoji=False, soft_wrap=True)
     out.print(f"[bold]{row.kind} {row.id}[/] · plan {row.plan} ({row.plan_path})")
     out.print(
         f"state: {row.state} (exit {row.exit_code})   operator: {row.operator}   reason: {escape(row.reason or '-')}"
@@ -402,7 +402,7 @@ def plugins() -> int:
     """List installed backends and consumers, and where each comes from."""
     from rotator.registry import installed
 
-    out = Console(highlight=False)
+    out = Console(highlight=False, emoji=False)
     for p in installed():
         out.print(f"{p.kind:<9} {p.name:<12} {p.target:<45} {p.distribution} {p.version}")
     return 0

@@ -114,7 +114,7 @@ reads_from = ["worker-env"]
 
 
 def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | None = None) -> int:
-    out = console or Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
+    out = console or Console(stderr=True, highlight=False, emoji=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
     root = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
     procs: list[subprocess.Popen[bytes]] = []
     hook_key = secrets.token_hex(32)

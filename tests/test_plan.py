@@ -83,7 +83,9 @@ def test_unknown_type_lists_installed(tmp_path: Path) -> None:
 
 
 def test_secret_settings_are_never_inline(tmp_path: Path) -> None:
-    text = GOOD + '\n[[consumers]]\nname = "hook"\ntype = "webhook"\nurl = "http://127.0.0.1:9/x"\nhmac_key = "hunter2"\n'
+    text = (
+        GOOD + '\n[[consumers]]\nname = "hook"\ntype = "webhook"\nurl = "http://127.0.0.1:9/x"\nhmac_key = "hunter2"\n'
+    )
     problems = _problems(tmp_path, text)
     assert any("consumers[0].hmac_key" in p and "never written inline" in p for p in problems)
     assert not any("hunter2" in p for p in problems)
@@ -104,7 +106,9 @@ def test_key_never_in_probe_url(tmp_path: Path) -> None:
 
 def test_reads_from_must_name_a_backend(tmp_path: Path) -> None:
     text = GOOD + '\n[[consumers]]\nname = "c"\ntype = "command"\nargv = ["true"]\nreads_from = ["nope"]\n'
-    assert _problems(tmp_path, text) == [f"{tmp_path / 'plan.toml'}: consumers[0].reads_from[0]: no backend named 'nope'"]
+    assert _problems(tmp_path, text) == [
+        f"{tmp_path / 'plan.toml'}: consumers[0].reads_from[0]: no backend named 'nope'"
+    ]
 
 
 def test_check_cli_exit_codes(tmp_path: Path) -> None:

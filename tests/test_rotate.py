@@ -64,7 +64,9 @@ def setup(tmp_path: Path, standin: AdjutorStandIn) -> dict[str, object]:
     (tmp_path / "reload.py").write_text(RELOAD)
     plan = tmp_path / "plan.toml"
     plan.write_text(
-        PLAN.replace("{models_url}", standin.models_url).replace("{tmp}", str(tmp_path)).replace("{python}", sys.executable)
+        PLAN.replace("{models_url}", standin.models_url)
+        .replace("{tmp}", str(tmp_path))
+        .replace("{python}", sys.executable)
     )
     return {"plan": plan, "tmp": tmp_path, "old": key}
 
@@ -80,7 +82,9 @@ def rotate(plan: Path, key: str, *extra: str) -> subprocess.CompletedProcess[str
 
 
 def snapshot(tmp: Path) -> dict[str, bytes]:
-    return {str(p): p.read_bytes() for p in tmp.rglob("*.env")} | {str(tmp / "app/.env"): (tmp / "app/.env").read_bytes()}
+    return {str(p): p.read_bytes() for p in tmp.rglob("*.env")} | {
+        str(tmp / "app/.env"): (tmp / "app/.env").read_bytes()
+    }
 
 
 def assert_no_key(key: str, *texts: str) -> None:

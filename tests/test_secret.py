@@ -23,7 +23,7 @@ def test_fingerprint_is_documented_formula() -> None:
 
 def test_secret_never_shows_itself() -> None:
     s = Secret(KEY)
-    for text in (repr(s), str(s), f"{s}", f"{s!r}", f"{s:>40}", "%s" % s, str([s]), str({"k": s})):
+    for text in (repr(s), str(s), f"{s}", f"{s!r}", f"{s:>40}", "%s" % s, str([s]), str({"k": s})):  # noqa: UP031
         assert KEY not in text
         assert s.fingerprint in text
     with pytest.raises(TypeError):

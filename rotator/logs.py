@@ -77,8 +77,17 @@ class _RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = [s for s in live_values() if len(s) >= 4]
         msg = record.getMessage()
+        # A traceback holds exception messages, which may hold a key: render it here,
+        # scrubbed, instead of letting the handler's formatter add it unscrubbed.
+        if record.exc_info:
+            msg += "\n" + logging.Formatter().formatException(record.exc_info)
+        elif record.exc_text:
+            msg += "\n" + record.exc_text
+        if record.stack_info:
+            msg += "\n" + record.stack_info
         record.msg = _scrub(msg, secrets)
         record.args = ()
+        record.exc_info = record.exc_text = record.stack_info = None
         return True
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from rotator.plan import ProbeSpec
-from rotator.secret import Secret
+from rotator.secret import Secret, scrub
 
 
 class ProbeOutcome(enum.StrEnum):
@@ -102,7 +102,8 @@ class Prober:
             balance = _number(body["meta"].get("balance"))
         if status in spec.refuse_status:
             msg = body.get("message") if isinstance(body, dict) else None
-            extra = f": {str(msg)[:120]}" if msg else ""
+            # An API may echo the key it refused: scrub before cutting, or half a key survives.
+            extra = f": {scrub(str(msg))[:120]}" if msg else ""
             return ProbeResult(ProbeOutcome.REFUSED, f"HTTP {status}{extra}", status, cost=cost, balance=balance)
         ok_status = status in spec.accept_status if spec.accept_status else 200 <= status < 300
         if not ok_status:
@@ -112,7 +113,7 @@ class Prober:
             if got != expected:
                 return ProbeResult(
                     ProbeOutcome.UNAVAILABLE,
-                    f"HTTP {status} but {k}={str(got)[:40]!r}, expected {expected!r}",
+                    f"HTTP {status} but {k}={scrub(str(got))[:40]!r}, expected {expected!r}",
                     status,
                     cost=cost,
                     balance=balance,

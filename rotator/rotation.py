@@ -42,7 +42,7 @@ from rotator.plugin import (
 )
 from rotator.probe import ProbeOutcome, Prober, ProbeResult
 from rotator.registry import backend_class, consumer_class
-from rotator.secret import Secret
+from rotator.secret import Secret, scrub
 
 T = TypeVar("T")
 log = get_logger("rotator.rotation")
@@ -173,7 +173,7 @@ def _retryable(exc: BaseException) -> bool:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, PluginError):
-        return str(exc)
+        return scrub(str(exc))  # a plugin may echo its input: no live secret gets through
     if isinstance(exc, TimeoutError):
         return "timed out"
     # Never echo an arbitrary library exception's text: it may hold a request body.
@@ -227,7 +227,7 @@ class Rotation:
     # -- helpers ---------------------------------------------------------
     def emit(self, step: str, target: str, status: str, detail: str = "", seconds: float | None = None) -> None:
         try:
-            self._progress(Progress(step, target, status, detail, seconds))
+            self._progress(Progress(step, target, status, scrub(detail), seconds))
         except Exception:  # noqa: BLE001 - a broken progress display must not break a rotation
             log.warning("progress callback failed", step=step)
 
@@ -279,7 +279,7 @@ class Rotation:
                         primary_stored = stored
             except Exception as exc:  # noqa: BLE001 - one line per target, never a traceback
                 check = Check(False, _reason(exc))
-            checks[b.name] = check
+            checks[b.name] = check = _scrubbed(check)
             self.emit("arm", b.name, _check_status(check), _check_detail(check), time.perf_counter() - start)
 
         async def ready_consumer(c: Consumer) -> None:
@@ -289,7 +289,7 @@ class Rotation:
                 check = await asyncio.wait_for(c.preflight(), c.settings.timeout)
             except Exception as exc:  # noqa: BLE001
                 check = Check(False, _reason(exc))
-            checks[c.name] = check
+            checks[c.name] = check = _scrubbed(check)
             self.emit("arm", c.name, _check_status(check), _check_detail(check), time.perf_counter() - start)
 
         async def warm_probe() -> None:
@@ -463,7 +463,7 @@ class Rotation:
 
         try:
             version, detail, fp = await self._attempts(res, b.settings.timeout, b.settings.retries, deadline, once)
-            res.status, res.version, res.fingerprint, res.detail = "ok", version, fp, detail or "verified"
+            res.status, res.version, res.fingerprint, res.detail = "ok", version, fp, scrub(detail) or "verified"
         except Exception as exc:  # noqa: BLE001
             res.status, res.detail = ("conflict" if isinstance(exc, Conflict) else "failed"), _reason(_unwrap(exc))
         res.finished = self._since_key()
@@ -479,8 +479,8 @@ class Rotation:
         res.started = self._since_key()
         self.emit("signal", c.name, "running")
         try:
-            res.detail = await self._attempts(
-                res, c.settings.timeout, c.settings.retries, deadline, lambda: c.signal(event)
+            res.detail = scrub(
+                await self._attempts(res, c.settings.timeout, c.settings.retries, deadline, lambda: c.signal(event))
             )
             res.status = "ok"
         except Exception as exc:  # noqa: BLE001
@@ -501,10 +501,10 @@ class Rotation:
             if conf is not None:
                 res.fingerprint = conf.reported_fingerprint
                 if conf.confirmed:
-                    res.detail = conf.detail or "confirmed"
+                    res.detail = scrub(conf.detail) or "confirmed"
                 else:
                     res.status = "unconfirmed"
-                    res.detail = conf.detail or (
+                    res.detail = scrub(conf.detail) or (
                         f"still reports {conf.reported_fingerprint or 'nothing'}, not {event.fingerprint}"
                     )
             self.emit(
@@ -781,6 +781,10 @@ def _unwrap(exc: BaseException) -> BaseException:
         if inner is not None:
             return inner
     return exc
+
+
+def _scrubbed(c: Check) -> Check:
+    return Check(c.ok, scrub(c.detail), [scrub(w) for w in c.warnings])
 
 
 def _check_status(c: Check) -> str:

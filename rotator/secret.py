@@ -13,6 +13,7 @@ import re
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
+from urllib.parse import quote, quote_plus
 
 FINGERPRINT_PREFIX = "rotator-fp-v1:"
 ADJUTOR_KEY_PATTERN = r"^sk_(live|test)_[A-Za-z0-9]+$"
@@ -88,6 +89,24 @@ class Secret:
 def live_values() -> list[str]:
     """The values of every Secret alive now (for the redaction step)."""
     return [s.reveal() for s in list(_LIVE)]
+
+
+REDACTED = "[REDACTED]"
+
+
+def scrub(text: str) -> str:
+    """`text` with every live secret's value, as is or URL-encoded, replaced by ``[REDACTED]``.
+
+    For text that comes from a plugin or a server (an error message, a detail)
+    on its way to a report, the journal or a log: a plugin may echo its input.
+    """
+    for value in live_values():
+        if len(value) < 4:
+            continue
+        for form in {value, quote(value, safe=""), quote_plus(value)}:
+            if form in text:
+                text = text.replace(form, REDACTED)
+    return text
 
 
 class KeyRejected(ValueError):

@@ -87,6 +87,12 @@ def read_token(token_env: str, token_file: str | None) -> str:
     return token
 
 
+class _QuietHealth:
+    def filter(self, record: Any) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (len(args) >= 5 and args[2] == "/healthz" and args[4] == 200)
+
+
 @click.command()
 @click.option(
     "--plans",
@@ -149,6 +155,8 @@ def serve(
     configure(level="debug" if verbose >= 2 else "info")
     for name in ("uvicorn.error", "uvicorn.access", "apscheduler"):
         logging.getLogger(name).setLevel(logging.INFO if name != "apscheduler" else logging.WARNING)
+    # Health checks every 30 s would drown the access log (method, path, status: never a body).
+    logging.getLogger("uvicorn.access").addFilter(_QuietHealth())
 
     url = db_url or getattr(ctx.obj, "db", None)
     try:

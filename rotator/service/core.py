@@ -36,6 +36,7 @@ log = get_logger("rotator.service")
 ARM_TIMEOUT = 900.0  # seconds an armed rotation waits for its key
 MAX_KEY_ATTEMPTS = 5  # refused keys before an armed rotation is closed
 KEEP_WARM_EVERY = 15.0  # seconds between probe keep-alives and lock renewals while armed
+KEEP_FINISHED = 600.0  # seconds a finished or closed rotation stays in memory (then: the journal)
 INSTRUCTION = [
     "Every target is ready. Now reset the key; the old key stops working at once, so the window starts now.",
     "Adjutor dashboard → Business → Apps → View details → Reset app key",
@@ -356,7 +357,9 @@ class Service:
         if held.keeper is not None and held.keeper is not asyncio.current_task():
             held.keeper.cancel()
         await held.rot.close()
+        held.rot.old_secret = None  # the old key is revoked; keep no copy of it around
         self.metrics.armed.set(sum(1 for h in self.held.values() if h.state == "armed"))
+        asyncio.get_running_loop().call_later(KEEP_FINISHED, self.held.pop, held.id, None)
 
     def _spawn_close(self, held: Held, why: str) -> None:
         task = asyncio.ensure_future(self.close(held.id, why))

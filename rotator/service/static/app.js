@@ -52,9 +52,9 @@
   }
 
   const MARK = { ok: "✓", failed: "✗", warning: "!", skipped: "–", running: "…", unchanged: "✓",
-                 unconfirmed: "?", conflict: "✗", drift: "✗", pending: "·" };
+                 unconfirmed: "?", conflict: "✗", drift: "✗", pending: "·", done: "✓" };
   function statusCell(status) {
-    const good = status === "ok" || status === "unchanged";
+    const good = status === "ok" || status === "unchanged" || status === "done";
     const cls = good ? "st-ok" : (status === "running" || status === "pending") ? "st-running"
       : status === "warning" ? "st-warning" : "st-failed";
     return el("span", { class: `status ${cls}`, "data-status": status }, `${MARK[status] || "·"} ${status}`);
@@ -195,6 +195,7 @@
     $("plan-status").textContent = `Armed: rotation ${r.data.id}.`;
     $("armed-summary").textContent =
       `Rotation ${r.data.id} · current fingerprint ${r.data.old_fingerprint || "(none in the primary)"}`;
+    $("instruction-lead").textContent = r.data.instruction[0];
     $("instruction").replaceChildren(...r.data.instruction.slice(1).map((s) => el("li", {}, s)));
     $("key-status").textContent = "";
     $("expires").textContent = r.data.expires_at
@@ -324,7 +325,8 @@
       el("p", {}, `Fingerprint ${report.old_fingerprint || "—"} → ${report.new_fingerprint || "—"} · rotation ${report.id}`),
     );
     if (report.old_key_check) {
-      out.append(el("p", {}, `Old key: ${report.old_key_check.outcome === "refused" ? "refused by the API (revoked)" : report.old_key_check.outcome}`));
+      // outcome "accepted" means the check passed: the API refused the old key.
+      out.append(el("p", {}, `Old key check: ${report.old_key_check.detail}`));
     }
     for (const w of report.warnings || []) out.append(el("p", { class: "warn" }, `Warning: ${w}`));
     show("armed-section", false);
@@ -395,7 +397,7 @@
     try { r = await api("GET", "/api/history?limit=10"); } catch (e) { return; }
     if (!r.ok) return;
     $("history").tBodies[0].replaceChildren(...(r.data.rotations || []).map((h) => el("tr", {},
-      el("td", {}, when(h.created_at)), el("td", {}, h.plan), el("td", {}, h.kind), el("td", {}, statusCell(h.state === "done" ? "ok" : h.state)),
+      el("td", {}, when(h.created_at)), el("td", {}, h.plan), el("td", {}, h.kind), el("td", {}, statusCell(h.state)),
       el("td", {}, h.window_s !== null && h.window_s !== undefined ? ms(h.window_s) : ""),
       el("td", {}, h.new_fp || h.old_fp || ""), el("td", {}, h.operator))));
   }

@@ -268,7 +268,7 @@ def rotate(
     return _finish(result, as_json)
 
 
-async def _resume(plan: Plan, journal: Journal, rid: str, fp: str | None, quiet: bool) -> Report:
+async def _resume(plan: Plan, journal: Journal, rid: str, fp: str | None, quiet: bool, unsure: bool) -> Report:
     rot = Rotation(
         plan, journal, kind="rotate", rotation_id=rid, progress=(lambda p: None) if quiet else ProgressPrinter(err)
     )
@@ -276,7 +276,7 @@ async def _resume(plan: Plan, journal: Journal, rid: str, fp: str | None, quiet:
         armed = await rot.arm()
         if not armed.ok:
             raise Fail("cannot resume: " + "; ".join(armed.problems()), Exit.PREFLIGHT_FAILED)
-        return await rot.resume(fp)
+        return await rot.resume(fp, primary_unsure=unsure)
     except RotationError as exc:
         raise Fail(str(exc), exc.exit_code) from None
     finally:
@@ -297,14 +297,16 @@ def resume(state: _State, rotation_id: str, plan_path: str | None, as_json: bool
     if row.state == "done":
         err.print(f"rotation {row.id} is already done")
         return 0
-    if row.state in ("armed", "key_accepted", "refused", "unavailable", "aborted", "dry_run"):
+    if row.state in ("armed", "refused", "unavailable", "aborted", "dry_run", "conflict"):
         raise Fail(
             f"rotation {row.id} never wrote the primary ({row.state}): the key must be entered again: "
             f"`rotator rotate {row.plan_path}`",
             Exit.ERROR,
         )
     plan = _load(plan_path or row.plan_path)
-    report = asyncio.run(_resume(plan, state.journal, row.id, row.new_fp, quiet))
+    # Killed during the primary write, or its answer lost: the write may have landed.  The primary decides.
+    unsure = row.state in ("key_accepted", "failed")
+    report = asyncio.run(_resume(plan, state.journal, row.id, row.new_fp, quiet, unsure))
     return _finish(report, as_json)
 
 

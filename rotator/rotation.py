@@ -520,9 +520,8 @@ class Rotation:
         deadline = loop.time() + self.plan.rotation.deadline
         fp = secret.fingerprint
         # Write-ahead: the journal knows the key's fingerprint before any backend does.
-        await self._journal(
-            self.journal.update, self.id, state="key_accepted", new_fp=fp, key_received_at=self._key_received_wall
-        )
+        received = {} if self._resuming else {"key_received_at": self._key_received_wall}  # keep the first one
+        await self._journal(self.journal.update, self.id, state="key_accepted", new_fp=fp, **received)
         self._journal_soon(self.journal.record, self.id, "key", "accepted", fingerprint=fp)
 
         revocation_task = None
@@ -694,11 +693,21 @@ class Rotation:
         )
 
     # -- resume ----------------------------------------------------------
-    async def resume(self, expected_fp: str | None) -> Report:
-        """Finish a rotation whose primary holds the key: re-read it from there."""
+    async def resume(self, expected_fp: str | None, *, primary_unsure: bool = False) -> Report:
+        """Finish a rotation whose primary holds the key: re-read it from there.
+
+        `primary_unsure`: the journal does not say whether the primary write landed
+        (killed during it); a primary without the journaled key means it did not."""
         assert self.armed is not None
         primary = self.backends[self.plan.primary.name]
         stored = await primary.read()
+        held = stored.secret.fingerprint if stored.secret else None
+        if primary_unsure and (held is None or held != expected_fp):
+            raise RotationError(
+                f"rotation {self.id} never wrote the primary ({primary.name} holds {held or 'no key'}, "
+                f"not {expected_fp}): the key must be entered again with `rotator rotate`",
+                Exit.ERROR,
+            )
         if stored.secret is None:
             raise RotationError(
                 f"the primary ({primary.name}) holds no key: enter the key again with `rotator rotate`", Exit.ERROR

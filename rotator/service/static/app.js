@@ -183,7 +183,8 @@
     } finally { btn.disabled = false; }
     renderPreflight(r.data.preflight || []);
     if (!r.ok) {
-      $("plan-status").textContent = `Not armed: ${r.data.error || `HTTP ${r.status}`}`;
+      const why = r.data.error || `HTTP ${r.status}`;
+      $("plan-status").textContent = why.startsWith("not armed") ? `N${why.slice(1)}` : `Not armed: ${why}`;
       show("armed-section", (r.data.preflight || []).length > 0);
       $("armed-summary").textContent = "Fix what is marked failed, then arm again. Do not reset the key yet.";
       show("instruction-box", false);
@@ -406,7 +407,10 @@
   document.addEventListener("DOMContentLoaded", () => {
     $("login-form").addEventListener("submit", guard(signIn));
     $("plan-form").addEventListener("submit", guard(arm));
-    $("plan").addEventListener("change", renderPlanInfo);
+    $("plan").addEventListener("change", () => {
+      renderPlanInfo();
+      if (!state.rotation) { show("armed-section", false); $("plan-status").textContent = ""; }
+    });
     $("check-btn").addEventListener("click", guard(() => syncPlan(true)));
     $("sync-btn").addEventListener("click", guard(() => syncPlan(false)));
     $("key-form").addEventListener("submit", guard(submitKey));

@@ -14,7 +14,8 @@ Security, in the order a request meets it (each a small ASGI layer):
    state-changing request must be ``Content-Type: application/json`` (a form
    cannot send that without a CORS preflight, which is never granted) and is
    refused when the browser says it is cross-site (``Origin`` not this host,
-   or ``Sec-Fetch-Site: cross-site``).
+   or ``Sec-Fetch-Site: cross-site``).  Behind a reverse proxy, pass the
+   ``Host`` header through unchanged, or the page's own POSTs look cross-origin.
 3. `BodyLimit`: a request body over the limit (64 KiB) is answered 413 before
    the app sees it.
 

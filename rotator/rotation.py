@@ -212,6 +212,7 @@ class Rotation:
         self.id = rotation_id or ""
         self._resuming = rotation_id is not None  # continue a journaled rotation, no new entry
         self._primary_done = False  # resume and sync: the primary already holds the key
+        self._key_journaled = self._resuming
         self.ctx: PluginContext | None = None
         self.backends: dict[str, Backend] = {}
         self.consumers: dict[str, Consumer] = {}
@@ -522,6 +523,7 @@ class Rotation:
         # Write-ahead: the journal knows the key's fingerprint before any backend does.
         received = {} if self._resuming else {"key_received_at": self._key_received_wall}  # keep the first one
         await self._journal(self.journal.update, self.id, state="key_accepted", new_fp=fp, **received)
+        self._key_journaled = True
         self._journal_soon(self.journal.record, self.id, "key", "accepted", fingerprint=fp)
 
         revocation_task = None
@@ -777,7 +779,9 @@ class Rotation:
         if hasattr(self, "_journal_thread"):
             if self._pending:
                 await asyncio.gather(*self._pending, return_exceptions=True)
-            if self.id and self.report is None and not self._resuming and self.armed and self.armed.ok:
+            # Only a rotation that never took a key is "aborted"; one that failed after
+            # the key was journaled keeps its state, so `resume` can finish it.
+            if self.id and self.report is None and not self._key_journaled and self.armed and self.armed.ok:
                 await self._journal(self.journal.update, self.id, state="aborted", finished_at=time.time())
             if self._locked:
                 await self._journal(self.journal.release, self.plan.name, self.id)

@@ -331,11 +331,7 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - reported in one line; the journal says how far it got
             held.state, held.closed_reason = "closed", f"internal error ({type(exc).__name__})"
             log.error("rotation failed", rotation=held.id, error=type(exc).__name__)
-            row = await self._j(self.journal.get, rot.id)
-            if row is not None and row.state != "armed":
-                # The key reached the journal (maybe the primary): do not let close()
-                # mark it aborted, so `rotator resume` can finish it.
-                rot._resuming = True
+            # close() leaves a rotation whose key was journaled resumable (`rotator resume`).
             held.push("closed", {"reason": held.closed_reason, "resume": f"rotator resume {rot.id}"})
             await self._release(held)
             raise ApiError(500, f"the rotation failed ({type(exc).__name__}); see `rotator show {rot.id}`") from None

@@ -139,6 +139,10 @@ class Prober:
                 result = ProbeResult(ProbeOutcome.UNAVAILABLE, f"timed out after {spec.timeout:g}s")
             except httpx.HTTPError as exc:
                 result = ProbeResult(ProbeOutcome.UNAVAILABLE, f"{type(exc).__name__} reaching {spec.url}")
+            except UnicodeEncodeError:  # e.g. an old key read from a store: a header carries ASCII only
+                result = ProbeResult(ProbeOutcome.UNAVAILABLE, "the key has characters an HTTP header cannot carry")
+                result.attempts = attempt
+                break
             result.attempts = attempt
             if result.outcome is not ProbeOutcome.UNAVAILABLE or attempt > spec.retries:
                 break

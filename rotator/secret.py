@@ -128,7 +128,7 @@ def clean_paste(raw: str | bytes, key_pattern: str | None = ADJUTOR_KEY_PATTERN)
 
     Strips surrounding whitespace and newlines, one pair of surrounding quotes
     and a leading ``Bearer ``.  Refuses empty values, inner whitespace, control
-    characters, and anything absurdly long.  A value that does not match
+    and non-ASCII characters, and anything absurdly long.  A value that does not match
     `key_pattern` is accepted with a warning: the probe is the real judge.
     """
     if isinstance(raw, bytes):
@@ -154,6 +154,10 @@ def clean_paste(raw: str | bytes, key_pattern: str | None = ADJUTOR_KEY_PATTERN)
             raise KeyRejected("the key has control characters in it")
         if not ch.isprintable():
             raise KeyRejected("the key has non-printable characters in it")
+    if not value.isascii():
+        # An API key travels in an HTTP header, which carries ASCII only (and “curly quotes”
+        # from a document are a paste accident, not part of a key).
+        raise KeyRejected("the key has non-ASCII characters in it (curly quotes or accents from a paste?)")
     warnings: list[str] = []
     if key_pattern and not re.fullmatch(key_pattern, value):
         warnings.append(f"the key does not look like an Adjutor key (pattern {key_pattern}); the probe will decide")

@@ -38,9 +38,10 @@ DASHBOARD_STEPS = """\
 class Fail(Exception):
     """A one-line failure with its exit code."""
 
-    def __init__(self, message: str, code: Exit) -> None:
+    def __init__(self, message: str, code: Exit, report: Report | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.report = report  # for --json: a script still gets a report on stdout
 
 
 class _State:
@@ -169,8 +170,8 @@ async def _rotate(
                 if interactive and attempt < MAX_KEY_ATTEMPTS:
                     err.print(f"[red]✗ {escape(str(exc))}[/]: paste it again")
                     continue
-                await rot.abandon(_refused(rot, f"the pasted key was rejected: {exc}; nothing was written"))
-                raise Fail(f"the pasted key was rejected: {exc}; nothing was written", Exit.KEY_REFUSED) from None
+                message = f"the pasted key was rejected: {exc}; nothing was written"
+                raise Fail(message, Exit.KEY_REFUSED, await rot.abandon(_refused(rot, message))) from None
             finally:
                 del raw
             for w in clean.warnings:
@@ -251,18 +252,23 @@ def rotate(
             f"[yellow]! rotation {row.id} of {plan.name} did not finish ({row.state}); "
             f"`rotator resume {row.id}` completes it from the primary[/]"
         )
-    result = asyncio.run(
-        _rotate(
-            plan,
-            journal,
-            key_stdin=key_stdin,
-            dry_run=dry_run,
-            reason=reason,
-            force=force,
-            accept_unprobed=accept_unprobed,
-            quiet=quiet,
+    try:
+        result = asyncio.run(
+            _rotate(
+                plan,
+                journal,
+                key_stdin=key_stdin,
+                dry_run=dry_run,
+                reason=reason,
+                force=force,
+                accept_unprobed=accept_unprobed,
+                quiet=quiet,
+            )
         )
-    )
+    except Fail as exc:
+        if as_json and exc.report is not None:
+            click.echo(report_json(exc.report))
+        raise
     if isinstance(result, int):
         return result
     return _finish(result, as_json)

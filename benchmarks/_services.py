@@ -90,9 +90,14 @@ class _MotoServer:
         app = DomainDispatcherApplication(create_backend_app)
 
         def delayed(environ: Any, start_response: Any) -> Any:
-            if self.latency > 0:
-                time.sleep(self.latency)
-            return app(environ, start_response)
+            # Answered `latency` after it arrived: moto's own processing (a few ms)
+            # counts toward the latency, as a real service's does.
+            arrived = time.perf_counter()
+            result = app(environ, start_response)
+            wait = arrived + self.latency - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            return result
 
         class Handler(WSGIRequestHandler):
             disable_nagle_algorithm = True
@@ -122,8 +127,21 @@ def backends_main(conn: Any) -> None:
     # sets TCP_NODELAY, so the benchmark does too.
     vaultserver._Handler.disable_nagle_algorithm = True
 
+    class Vault(VaultServer):
+        """Answers `answer_in` seconds after a request arrived (its processing included)."""
+
+        answer_in = 0.0
+
+        def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
+            arrived = time.perf_counter()
+            reply = super().handle(method, target, headers, body)
+            wait = arrived + self.answer_in - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            return reply
+
     standin = _timed_standin(0.0)
-    vault = VaultServer(tokens={VAULT_TOKEN: ROOT}, latency=0.0).start()
+    vault = Vault(tokens={VAULT_TOKEN: ROOT}, latency=0.0).start()
     moto = _MotoServer(0.0)
     sm = boto3.client("secretsmanager", endpoint_url=moto.url, region_name=AWS_REGION)
     conn.send({"probe_url": standin.models_url, "vault_url": vault.url, "moto_url": moto.url, "key": standin.current_key})
@@ -132,7 +150,7 @@ def backends_main(conn: Any) -> None:
         try:
             if cmd == "latency":
                 probe, vault_l, aws = args
-                standin.latency, vault.latency, moto.latency = probe, vault_l, aws
+                standin.latency, vault.answer_in, moto.latency = probe, vault_l, aws
                 reply: Any = True
             elif cmd == "seed":
                 vault_paths, aws_names = args

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from rotator.demo.standin import AdjutorStandIn
@@ -174,14 +174,14 @@ def mutated_plans(draw: st.DrawFn) -> tuple[str, list[str]]:
                 del node[k]
             else:
                 node[k] = draw(values)
-            done.append(f"{op} {path + [k]}")
+            done.append(f"{op} {[*path, k]}")
         elif isinstance(node, dict):
             node[draw(keys)] = draw(values)
             done.append(f"unknown key in {path}")
         elif node:
             i = draw(st.integers(0, len(node) - 1))
             node[i] = draw(values)
-            done.append(f"replace {path + [i]}")
+            done.append(f"replace {[*path, i]}")
     return to_toml(plan), done
 
 
@@ -214,6 +214,7 @@ def test_the_base_plan_is_valid(scratch: Path) -> None:
 @given(mutated_plans())
 def test_mutated_plans_fail_with_one_line_per_problem(scratch: Path, mutated: tuple[str, list[str]]) -> None:
     text, done = mutated
+    note(f"mutations: {done}")
     assert_plan_error(scratch, text.encode("utf-8", "surrogatepass"))
 
 
@@ -376,7 +377,7 @@ def test_an_old_key_no_header_can_carry_does_not_crash_the_revocation_check() ->
     import httpx
 
     from rotator.plan import ProbeSpec
-    from rotator.probe import Prober, ProbeOutcome
+    from rotator.probe import ProbeOutcome, Prober
     from rotator.secret import Secret
 
     async def check() -> Any:

@@ -3,6 +3,18 @@
 Holds ids, fingerprints, versions, outcomes and timings, never a key.  SQLite
 in the data directory by default; any SQLAlchemy URL (PostgreSQL for several
 replicas) works the same.  After a crash it says exactly how far a rotation got.
+
+The schema is created and migrated by rotator itself when a journal is opened:
+`schema_version` holds one row per applied step of `MIGRATIONS`, applied in
+one transaction under an advisory lock on PostgreSQL, so replicas starting at
+once do not race (the second finds the work done).
+
+The plan lock (one rotation or sync of a plan at a time) is a lease row in
+`locks`.  On PostgreSQL the row only says who holds it and since when; the
+lock itself is a session-level advisory lock on a connection the holder keeps
+open, which PostgreSQL drops when the holder dies, on whatever host.  On
+SQLite (one host) a row whose holder's pid is dead, or whose lease ran out,
+is taken over.
 """
 
 from __future__ import annotations
@@ -10,14 +22,19 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+
+from rotator import locks as pglocks
 
 metadata = sa.MetaData()
 
@@ -68,6 +85,27 @@ locks = sa.Table(
     sa.Column("lease_until", sa.Float, nullable=False),
 )
 
+# Scheduled runs claimed by a replica: the (job, scheduled time) primary key lets
+# exactly one replica run each tick, and survives any replica's crash.
+job_runs = sa.Table(
+    "job_runs",
+    metadata,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("run_time", sa.String(32), primary_key=True),  # UTC, ISO 8601 with microseconds
+    sa.Column("replica", sa.String(300), nullable=False),
+    sa.Column("claimed_at", sa.Float, nullable=False),
+)
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+JOB_RUNS_KEEP = 7 * 86400.0  # seconds of claimed runs kept (pruned as new ones are claimed)
+
 # States a rotation can be left in; the unfinished ones can be resumed.
 UNFINISHED = ("armed", "key_accepted", "primary_written", "fanning_out")
 FINISHED = ("done", "partial", "refused", "unavailable", "failed", "aborted", "conflict", "dry_run", "drift")
@@ -88,11 +126,44 @@ def default_url() -> str:
     return f"sqlite:///{data_dir() / 'journal.db'}"
 
 
+def normalize_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 (SQLAlchemy would pick psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL: say nothing of it
+        return "(unparsable URL)"
+
+
+def replica_id() -> str:
+    """This process, as other replicas see it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class SchemaTooNew(RuntimeError):
+    pass
+
+
 class LockHeld(Exception):
     def __init__(self, plan: str, holder: str, host: str, pid: int, since: float) -> None:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
-        super().__init__(f"plan {plan} is locked by {holder} (pid {pid} on {host}) since {when}")
+        utc = time.strftime("%H:%M:%SZ", time.gmtime(since))
+        super().__init__(f"plan {plan} is locked by {holder} (pid {pid} on {host}) since {when} ({utc})")
+        self.plan = plan
         self.holder = holder
+        self.host = host
+        self.pid = pid
+        self.since = since
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"plan": self.plan, "holder": self.holder, "host": self.host, "pid": self.pid, "since": self.since}
 
 
 @dataclass
@@ -130,19 +201,142 @@ def new_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
+# -- schema ----------------------------------------------------------------
+def _v1(c: sa.Connection) -> None:
+    """The journal of the first versioned release.  Adopts the tables an unversioned
+    rotator made (they are the same).  When a later step changes a table, this one
+    must keep creating the table as it was in version 1."""
+    metadata.create_all(c, tables=[rotations, events, locks, job_runs], checkfirst=True)
+
+
+# (version, what it does, step): applied in order, each once, on every open.
+MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
+    (1, "rotations, events, locks, job_runs", _v1),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def migrate(engine: sa.Engine) -> int:
+    """Bring the schema to `SCHEMA_VERSION`; returns it.  Idempotent.  On
+    PostgreSQL every step runs in one transaction holding an advisory lock, so
+    replicas starting at once wait for each other and the second finds nothing
+    to do; SQLite has no such lock, so a process that loses a race retries."""
+    postgres = pglocks.is_postgres(engine)
+    for attempt in range(10):
+        try:
+            with engine.begin() as c:
+                if postgres:
+                    pglocks.xact_lock(c, "schema")
+                schema_version.create(c, checkfirst=True)
+                current = c.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+                if current > SCHEMA_VERSION:
+                    raise SchemaTooNew(
+                        f"the journal's schema is version {current}, newer than this rotator knows "
+                        f"({SCHEMA_VERSION}): upgrade rotator"
+                    )
+                for version, description, step in MIGRATIONS:
+                    if version > current:
+                        step(c)
+                        c.execute(
+                            schema_version.insert().values(
+                                version=version, description=description, applied_at=time.time()
+                            )
+                        )
+            return SCHEMA_VERSION
+        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            if postgres or attempt == 9:
+                raise
+            time.sleep(0.05 * (attempt + 1))  # another process is creating the same tables
+    raise AssertionError("unreachable")
+
+
+def ensure_tables(engine: sa.Engine, *tables: sa.Table) -> None:
+    """Create tables kept by others in the journal's database (APScheduler's job
+    store) under the same lock as `migrate`, so replicas never race on them."""
+    for attempt in range(10):
+        try:
+            with engine.begin() as c:
+                if pglocks.is_postgres(engine):
+                    pglocks.xact_lock(c, "schema")
+                for t in tables:
+                    t.create(c, checkfirst=True)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+            if pglocks.is_postgres(engine) or attempt == 9:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+# -- scheduled runs --------------------------------------------------------
+def run_time_key(run_time: datetime) -> str:
+    return run_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def claim_run(engine: sa.Engine, job_id: str, run_time: datetime, replica: str | None = None) -> bool:
+    """Claim one scheduled run (a job at its scheduled time) for this replica.
+    True for exactly one caller across every replica, however many try."""
+    now = time.time()
+    values = {
+        "job_id": job_id,
+        "run_time": run_time_key(run_time),
+        "replica": replica or replica_id(),
+        "claimed_at": now,
+    }
+    with engine.begin() as c:
+        if engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            won = (
+                c.execute(
+                    pg_insert(job_runs).values(**values).on_conflict_do_nothing().returning(job_runs.c.job_id)
+                ).first()
+                is not None
+            )
+        elif engine.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            won = (
+                c.execute(
+                    sqlite_insert(job_runs).values(**values).on_conflict_do_nothing().returning(job_runs.c.job_id)
+                ).first()
+                is not None
+            )
+        else:
+            try:
+                with c.begin_nested():
+                    c.execute(job_runs.insert().values(**values))
+                won = True
+            except sa.exc.IntegrityError:
+                won = False
+        if won:
+            cutoff = run_time_key(datetime.fromtimestamp(now - JOB_RUNS_KEEP, UTC))
+            c.execute(job_runs.delete().where(job_runs.c.job_id == job_id, job_runs.c.run_time < cutoff))
+    return won
+
+
+def _text(values: dict[str, Any]) -> dict[str, Any]:
+    """PostgreSQL text cannot hold NUL; no journal field needs one."""
+    return {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in values.items()}
+
+
 class Journal:
     def __init__(self, url: str | None = None) -> None:
-        self.url = url or default_url()
+        self.url = normalize_url(url or default_url())
         if self.url.startswith("sqlite:///"):
             path = Path(self.url.removeprefix("sqlite:///"))
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not path.exists():
                 path.touch(mode=0o600)
-        self.engine = sa.create_engine(self.url, future=True)
+        postgres = self.url.startswith("postgresql")
+        self.engine = sa.create_engine(self.url, pool_pre_ping=postgres)
         if self.engine.dialect.name == "sqlite":
             sa_event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        self.schema_version = migrate(self.engine)
         self.host = socket.gethostname()
+        # PostgreSQL: plan locks are advisory locks on connections of their own.
+        self._lock_engine = pglocks.lock_engine(self.engine.url) if pglocks.is_postgres(self.engine) else None
+        self._held: dict[str, tuple[str, pglocks.SessionLock]] = {}
+        self._held_mutex = threading.Lock()
 
     # -- rotations -------------------------------------------------------
     def begin(self, *, kind: str, plan: str, plan_path: str, reason: str, operator: str, old_fp: str | None) -> str:
@@ -150,15 +344,19 @@ class Journal:
         with self.engine.begin() as c:
             c.execute(
                 rotations.insert().values(
-                    id=rid,
-                    kind=kind,
-                    plan=plan,
-                    plan_path=plan_path,
-                    reason=reason,
-                    operator=operator,
-                    state="armed",
-                    created_at=time.time(),
-                    old_fp=old_fp,
+                    **_text(
+                        {
+                            "id": rid,
+                            "kind": kind,
+                            "plan": plan,
+                            "plan_path": plan_path,
+                            "reason": reason,
+                            "operator": operator,
+                            "state": "armed",
+                            "created_at": time.time(),
+                            "old_fp": old_fp,
+                        }
+                    )
                 )
             )
         return rid
@@ -167,7 +365,7 @@ class Journal:
         if "report" in values and not isinstance(values["report"], str | None):
             values["report"] = json.dumps(values["report"], default=str)
         with self.engine.begin() as c:
-            c.execute(rotations.update().where(rotations.c.id == rid).values(**values))
+            c.execute(rotations.update().where(rotations.c.id == rid).values(**_text(values)))
 
     def record(
         self,
@@ -184,15 +382,19 @@ class Journal:
         with self.engine.begin() as c:
             c.execute(
                 events.insert().values(
-                    rotation_id=rid,
-                    ts=time.time(),
-                    step=step,
-                    target=target,
-                    status=status,
-                    detail=detail[:2000],
-                    fingerprint=fingerprint,
-                    version=version,
-                    seconds=seconds,
+                    **_text(
+                        {
+                            "rotation_id": rid,
+                            "ts": time.time(),
+                            "step": step,
+                            "target": target,
+                            "status": status,
+                            "detail": detail[:2000],
+                            "fingerprint": fingerprint,
+                            "version": version,
+                            "seconds": seconds,
+                        }
+                    )
                 )
             )
 
@@ -207,9 +409,11 @@ class Journal:
                 row = rows[0]
         return _row(row)
 
-    def events(self, rid: str) -> list[dict[str, Any]]:
+    def events(self, rid: str, after: int = 0) -> list[dict[str, Any]]:
+        """The rotation's events in order; `after`: only those with a greater id."""
+        q = events.select().where(events.c.rotation_id == rid, events.c.id > after).order_by(events.c.id)
         with self.engine.connect() as c:
-            rows = c.execute(events.select().where(events.c.rotation_id == rid).order_by(events.c.id)).mappings().all()
+            rows = c.execute(q).mappings().all()
         return [dict(r) for r in rows]
 
     def history(self, plan: str | None = None, limit: int = 20) -> list[RotationRow]:
@@ -241,8 +445,13 @@ class Journal:
 
     # -- locks -----------------------------------------------------------
     def acquire(self, plan: str, holder: str, lease: float = 600.0) -> None:
-        """One rotation or sync of a plan at a time.  A lock whose holder died on
-        this host, or whose lease ran out, is taken over."""
+        """One rotation or sync of a plan at a time; the same holder again renews.
+        PostgreSQL: held while this process keeps the lock's connection, released
+        when it dies.  SQLite: a lock whose holder died on this host, or whose
+        lease ran out, is taken over."""
+        if self._lock_engine is not None:
+            self._acquire_pg(plan, holder, lease)
+            return
         now = time.time()
         with self.engine.begin() as c:
             row = c.execute(locks.select().where(locks.c.plan == plan)).mappings().first()
@@ -271,12 +480,107 @@ class Journal:
                     raise
                 raise LockHeld(plan, other["holder"], other["host"], other["pid"], other["acquired_at"]) from None
 
+    def _acquire_pg(self, plan: str, holder: str, lease: float) -> None:
+        now = time.time()
+        with self._held_mutex:
+            mine = self._held.get(plan)
+            if mine is not None and mine[0] == holder:
+                if mine[1].alive():
+                    with self.engine.begin() as c:
+                        c.execute(
+                            locks.update()
+                            .where(locks.c.plan == plan, locks.c.holder == holder)
+                            .values(lease_until=now + lease)
+                        )
+                    return
+                # The lock's session ended (database restart, network): another
+                # replica may hold the plan now; take it again only if it is free.
+                del self._held[plan]
+                mine[1].release()
+            assert self._lock_engine is not None
+            got = pglocks.SessionLock.try_acquire(self._lock_engine, plan_lock_key(plan))
+            if got is None:
+                raise self._lock_held(plan)
+            try:
+                with self.engine.begin() as c:
+                    c.execute(locks.delete().where(locks.c.plan == plan))  # a dead holder's row
+                    c.execute(
+                        locks.insert().values(
+                            plan=plan,
+                            holder=holder,
+                            host=self.host,
+                            pid=os.getpid(),
+                            acquired_at=now,
+                            lease_until=now + lease,
+                        )
+                    )
+            except BaseException:
+                got.release()
+                raise
+            self._held[plan] = (holder, got)
+
+    def _lock_held(self, plan: str) -> LockHeld:
+        # The holder writes its row just after taking the lock: give it a moment.
+        for _ in range(40):
+            row = self.lock_row(plan)
+            if row is not None:
+                return LockHeld(plan, row["holder"], row["host"], row["pid"], row["acquired_at"])
+            time.sleep(0.025)
+        return LockHeld(plan, "another replica", "an unknown host", 0, time.time())
+
+    def lock_row(self, plan: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(locks.select().where(locks.c.plan == plan)).mappings().first()
+        return dict(row) if row else None
+
+    def lock_info(self, plan: str) -> dict[str, Any] | None:
+        """Who holds the plan's lock and since when, and whether that holder is
+        alive (PostgreSQL: its session still holds the advisory lock); None if nobody."""
+        row = self.lock_row(plan)
+        if row is None:
+            return None
+        if self._lock_engine is not None:
+            with self.engine.connect() as c:
+                alive = pglocks.held_by_anyone(c, plan_lock_key(plan))
+        else:
+            alive = row["lease_until"] >= time.time() and (row["host"] != self.host or _pid_alive(row["pid"]))
+        return {
+            "plan": plan,
+            "holder": row["holder"],
+            "host": row["host"],
+            "pid": row["pid"],
+            "since": row["acquired_at"],
+            "alive": alive,
+        }
+
     def release(self, plan: str, holder: str) -> None:
+        if self._lock_engine is not None:
+            with self._held_mutex:
+                mine = self._held.get(plan)
+                if mine is None or mine[0] != holder:
+                    return  # not ours: the row belongs to a live holder elsewhere, or to nobody
+                del self._held[plan]
+            try:
+                with self.engine.begin() as c:
+                    c.execute(locks.delete().where(locks.c.plan == plan, locks.c.holder == holder))
+            finally:
+                mine[1].release()
+            return
         with self.engine.begin() as c:
             c.execute(locks.delete().where(locks.c.plan == plan, locks.c.holder == holder))
 
     def close(self) -> None:
+        with self._held_mutex:
+            held, self._held = list(self._held.values()), {}
+        for _, lock in held:
+            lock.release()
+        if self._lock_engine is not None:
+            self._lock_engine.dispose()
         self.engine.dispose()
+
+
+def plan_lock_key(plan: str) -> int:
+    return pglocks.advisory_key("plan:" + plan)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

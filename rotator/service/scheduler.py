@@ -11,6 +11,20 @@ On start the stored jobs are reconciled with the plans: a job whose schedule is
 unchanged keeps its stored next run time (that is what makes catching up work),
 a changed one is rescheduled, a job of a removed schedule is deleted.
 
+Several replicas share the job store (one schedule for all, kept in the
+database).  APScheduler 3 does not coordinate schedulers sharing a store:
+each replica fires every due job.  So each run is *claimed* first: a row
+(job id, scheduled time) in the journal's `job_runs` table, whose primary key
+lets exactly one replica insert it; the others skip that tick.  The claim is
+keyed on the scheduled time (the same on every replica, whatever their
+clocks), is durable (a crashed replica cannot make a tick run twice), and
+works on SQLite too.  An advisory lock held for the job's duration would not
+do: a replica firing a moment after the first one finished would get it and
+run the tick again.  What replicas write to the shared store per tick is the
+same next run time, computed from the same trigger; a write that finds the
+job gone (another replica's reconcile removed it) is ignored, and reconcile
+itself runs on one replica at a time.
+
 The job functions find the running service through `set_service`; they take
 only picklable arguments, as a persistent job store needs.
 """
@@ -18,7 +32,10 @@ only picklable arguments, as a persistent job store needs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from rotator.logs import get_logger
@@ -26,7 +43,7 @@ from rotator.logs import get_logger
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    from rotator.plan import Plan
+    from rotator.plan import Plan, ScheduleSpec
     from rotator.service.core import Service
 
 log = get_logger("rotator.service.scheduler")
@@ -101,9 +118,15 @@ async def age_check_job(plan_name: str, schedule_index: int = 0) -> str:
 class JobSpec:
     id: str
     func: str
-    cron: str
+    cron: str | None
     kwargs: dict[str, Any]
     name: str
+    every: int | None = None
+
+
+# `every = N` ticks are counted from this instant, so they fall on the same
+# times on every replica (and across restarts).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def job_specs(plans: list[Plan]) -> list[JobSpec]:
@@ -115,37 +138,125 @@ def job_specs(plans: list[Plan]) -> list[JobSpec]:
                     id=f"{JOB_PREFIX}{plan.name}/{i}/{s.job}",
                     func=JOB_FUNCS[s.job],
                     cron=s.cron,
+                    every=s.every,
                     kwargs={"plan_name": plan.name, "schedule_index": i},
-                    name=f"{s.job} {plan.name} ({s.cron})",
+                    name=f"{s.job} {plan.name} ({_when(s)})",
                 )
             )
     return out
 
 
+def _when(s: ScheduleSpec | JobSpec) -> str:
+    return s.cron if s.cron is not None else f"every {s.every}s"
+
+
+def make_trigger(spec: JobSpec, timezone: Any) -> Any:
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if spec.cron is not None:
+        return CronTrigger.from_crontab(spec.cron, timezone=timezone)
+    return IntervalTrigger(seconds=spec.every or 60, start_date=EPOCH, timezone=timezone)
+
+
 def make_scheduler(engine: Any, *, misfire_grace_time: int | None = None, timezone: Any = None) -> AsyncIOScheduler:
-    """An AsyncIOScheduler whose jobs live in the journal's database (table apscheduler_jobs)."""
+    """An AsyncIOScheduler whose jobs live in the journal's database (table
+    apscheduler_jobs), each run claimed in `job_runs` so that one replica runs it."""
+    from apscheduler.executors.asyncio import AsyncIOExecutor
+    from apscheduler.jobstores.base import JobLookupError
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.util import iscoroutinefunction_partial
 
+    from rotator.journal import claim_run, ensure_tables, replica_id
+
+    class SharedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
+        """The journal's database, shared by replicas.  APScheduler lets an error
+        here escape its wake-up loop, which would stop the schedule for good."""
+
+        def update_job(self, job: Any) -> None:
+            try:
+                super().update_job(job)
+            except JobLookupError:
+                log.info("job removed by another replica", job=job.id)
+            except Exception as exc:  # noqa: BLE001 - the claim makes a repeated tick harmless
+                log.warning("could not store the next run time", job=job.id, error=type(exc).__name__)
+
+        def get_next_run_time(self) -> Any:
+            try:
+                return super().get_next_run_time()
+            except Exception as exc:  # noqa: BLE001 - look again soon
+                log.warning("job store unavailable", error=type(exc).__name__)
+                return datetime.now(UTC) + timedelta(seconds=10)
+
+    class ClaimingExecutor(AsyncIOExecutor):  # type: ignore[misc]
+        """Runs a rotator job only for the scheduled times this replica claims."""
+
+        def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+            if not job.id.startswith(JOB_PREFIX) or not iscoroutinefunction_partial(job.func):
+                super()._do_submit_job(job, run_times)
+                return
+            from apscheduler.executors.base import run_coroutine_job
+
+            async def claimed() -> list[Any]:
+                won = []
+                for rt in run_times:
+                    try:
+                        if await asyncio.to_thread(claim_run, engine, job.id, rt, me):
+                            won.append(rt)
+                        else:
+                            log.debug("scheduled run taken by another replica", job=job.id, run_time=rt.isoformat())
+                    except Exception as exc:  # noqa: BLE001 - unclaimed, not run: another replica may
+                        log.warning("could not claim a scheduled run", job=job.id, error=type(exc).__name__)
+                if not won:
+                    return []
+                return list(await run_coroutine_job(job, job._jobstore_alias, won, self._logger.name))
+
+            def done(f: asyncio.Future[list[Any]]) -> None:
+                self._pending_futures.discard(f)
+                try:
+                    events = f.result()
+                except BaseException:  # noqa: BLE001 - as APScheduler's own executor
+                    self._run_job_error(job.id, *sys.exc_info()[1:])
+                else:
+                    self._run_job_success(job.id, events)
+
+            f = self._eventloop.create_task(claimed())
+            f.add_done_callback(done)
+            self._pending_futures.add(f)
+
+    me = replica_id()
+    store = SharedJobStore(engine=engine)
+    ensure_tables(engine, store.jobs_t)  # before start(): replicas starting at once must not race on it
     options: dict[str, Any] = {
-        "jobstores": {"default": SQLAlchemyJobStore(engine=engine)},
+        "jobstores": {"default": store},
+        "executors": {"default": ClaimingExecutor()},
         "job_defaults": {"coalesce": True, "max_instances": 1, "misfire_grace_time": misfire_grace_time},
     }
     if timezone is not None:
         options["timezone"] = timezone
-    return AsyncIOScheduler(**options)
+    scheduler = AsyncIOScheduler(**options)
+    scheduler.rotator_engine = engine  # reconcile takes a lock in it
+    return scheduler
 
 
 def reconcile(scheduler: AsyncIOScheduler, plans: list[Plan]) -> dict[str, str]:
     """Make the stored jobs match the plans' schedules.  Call between
-    `start(paused=True)` and `resume()`.  Returns {job id: kept|added|rescheduled|removed}."""
-    from apscheduler.triggers.cron import CronTrigger
+    `start(paused=True)` and `resume()`.  Returns {job id: kept|added|rescheduled|removed}.
+    Replicas reconcile one at a time (an advisory lock on PostgreSQL)."""
+    from rotator.locks import exclusive
 
+    engine = getattr(scheduler, "rotator_engine", None)
+    with exclusive(engine, "scheduler-reconcile") if engine is not None else contextlib.nullcontext():
+        return _reconcile(scheduler, plans)
+
+
+def _reconcile(scheduler: AsyncIOScheduler, plans: list[Plan]) -> dict[str, str]:
     outcome: dict[str, str] = {}
     wanted = job_specs(plans)
     defaults = scheduler._job_defaults  # what new jobs get; a kept job is brought in line with it
     for spec in wanted:
-        trigger = CronTrigger.from_crontab(spec.cron, timezone=scheduler.timezone)
+        trigger = make_trigger(spec, scheduler.timezone)
         job = scheduler.get_job(spec.id)
         if job is not None and job.func_ref == spec.func and str(job.trigger) == str(trigger):
             changes: dict[str, Any] = {}

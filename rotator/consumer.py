@@ -64,12 +64,13 @@ def verify_webhook(
     sig = _header(headers, SIGNATURE_HEADER)
     if not ts_text or not sig:
         raise InvalidSignature("missing signature or timestamp header")
+    current = time.time() if now is None else now
     try:
         ts = int(ts_text)
-    except ValueError:
-        raise InvalidSignature("timestamp is not an integer") from None
-    current = time.time() if now is None else now
-    if abs(current - ts) > tolerance:
+        skew = abs(current - ts)
+    except (ValueError, OverflowError):  # not a number, or one too large for a time
+        raise InvalidSignature("timestamp is not a Unix time") from None
+    if skew > tolerance:
         raise InvalidSignature("timestamp outside tolerance (replay or clock skew)")
     expected = sign(hmac_key, ts, body)
     if not hmac.compare_digest(expected.encode(), sig.strip().encode()):

@@ -387,3 +387,35 @@ def test_an_old_key_no_header_can_carry_does_not_crash_the_revocation_check() ->
 
     result = asyncio.run(check())
     assert result.outcome is ProbeOutcome.UNAVAILABLE and "header" in result.detail
+
+
+# -- forged webhooks at a consumer -------------------------------------------------
+
+HOOK_EXAMPLES = int(500 * SCALE)
+
+
+@settings(FAST, max_examples=HOOK_EXAMPLES)
+@given(
+    ts=st.one_of(
+        st.text(max_size=30),
+        st.integers().map(str),
+        st.integers(1, 4000).map(lambda n: "9" * n),
+        st.just("1e308"),
+        st.just(" 17 "),
+    ),
+    sig=st.one_of(st.text(max_size=80), st.binary(max_size=40).map(lambda b: "v1=" + b.hex())),
+    body=st.binary(max_size=200),
+)
+def test_forged_webhooks_are_refused_never_crash_the_consumer(ts: str, sig: str, body: bytes) -> None:
+    """`rotator.consumer.verify_webhook` on headers an attacker chose: InvalidSignature, nothing else."""
+    import time
+
+    from rotator.consumer import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature, sign, verify_webhook
+
+    headers = {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sig}
+    with pytest.raises(InvalidSignature):
+        verify_webhook(b"the-shared-key", headers, body)
+    # ...while the real thing, the same body, passes.
+    now = int(time.time())
+    good = {TIMESTAMP_HEADER: str(now), SIGNATURE_HEADER: sign(b"the-shared-key", now, body)}
+    assert verify_webhook(b"the-shared-key", good, body) == now

@@ -196,9 +196,10 @@ def _no_gc_in_window(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable
 class RotationError(Exception):
     """Stops a rotation before anything is written; carries the exit code."""
 
-    def __init__(self, message: str, exit_code: Exit) -> None:
+    def __init__(self, message: str, exit_code: Exit, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.details = details or {}  # e.g. {"lock": who holds the plan and since when}
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -366,7 +367,7 @@ class Rotation:
             except LockHeld as exc:
                 if not self._resuming:
                     await self._journal(self.journal.update, self.id, state="aborted", finished_at=time.time())
-                raise RotationError(str(exc), Exit.BUSY) from None
+                raise RotationError(str(exc), Exit.BUSY, {"lock": exc.as_dict()}) from None
             await self._journal(
                 self.journal.record,
                 self.id,

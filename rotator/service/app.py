@@ -23,10 +23,16 @@ The key travels only in the JSON body of ``POST /api/rotations/{id}/key``; no
 route takes it in a URL, so access logs (method and path only) cannot hold it.
 No response holds it either: reports carry fingerprints, and every JSON
 response and event passes through `core.scrub`.
+
+A rotation this replica does not hold (armed on another replica, or finished
+and pruned from memory) is answered from the journal: ``GET`` gives its row,
+its events and who holds it; its event stream follows the journal's events
+until the rotation is finished or its replica is gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -315,10 +321,11 @@ def build_app(
         held = service.held.get(rid)
         if held is not None:
             return _json({**held.summary(), "events": held.events})
-        row = service.journal.get(rid)
+        row = await asyncio.to_thread(service.journal.get, rid)
         if row is None:
             raise ApiError(404, f"no rotation {rid}")
-        return _json({**row_dict(row, with_report=True), "events": service.journal.events(row.id)})
+        events, where = await asyncio.to_thread(lambda: (service.journal.events(row.id), service.where(row)))
+        return _json({**row_dict(row, with_report=True), "events": events, "held_here": False, "lock": where or None})
 
     @_api
     async def close_rotation(request: Request) -> Response:
@@ -328,11 +335,21 @@ def build_app(
 
     @_api
     async def events(request: Request) -> Response:
-        held = service.get(request.path_params["id"])
+        rid = request.path_params["id"]
         try:
             after = int(request.headers.get("last-event-id") or request.query_params.get("after") or 0)
         except ValueError:
             after = 0
+        held = service.held.get(rid)
+        if held is None:
+            row = await asyncio.to_thread(service.journal.get, rid)
+            if row is None:
+                raise ApiError(404, f"no rotation {rid}")
+            return StreamingResponse(
+                _journal_stream(service, row.id, row.plan, after),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            )
 
         async def stream() -> AsyncIterator[bytes]:
             yield b"retry: 2000\n\n"
@@ -406,6 +423,54 @@ def build_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     return SecurityHeaders(BearerAuth(BodyLimit(app, max_body), token))
+
+
+JOURNAL_POLL = 0.5  # seconds between journal reads when following another replica's rotation
+
+
+async def _journal_stream(
+    service: Service, rid: str, plan: str, after: int, heartbeat: float = 15.0
+) -> AsyncIterator[bytes]:
+    """A rotation held by another replica, followed through the journal: each event
+    row as `journal` (id = the row's id, for Last-Event-ID), then `report` or
+    `closed`, then `end`."""
+    from rotator.journal import FINISHED
+
+    yield b"retry: 2000\n\n"
+    last, quiet, gone = after, 0.0, 0
+    while True:
+        # The state first: a finished rotation's events are all written before its state.
+        row = await asyncio.to_thread(service.journal.get, rid)
+        rows = await asyncio.to_thread(service.journal.events, rid, last)
+        for e in rows:
+            last = e["id"]
+            item = scrub({**e, "seq": e["id"], "type": "journal", "t": e["ts"]})
+            yield f"id: {e['id']}\nevent: journal\ndata: {json.dumps(item, separators=(',', ':'))}\n\n".encode()
+        if row is None:
+            break
+        if row.state in FINISHED:
+            if row.report:
+                data = scrub({"state": row.state, "report": row.report})
+                yield f"event: report\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+            else:
+                yield f"event: closed\ndata: {json.dumps({'reason': row.state})}\n\n".encode()
+            break
+        # Unfinished and nobody holds it (twice in a row: the lock is taken just after
+        # the row is written): the replica that ran it is gone.
+        where = await asyncio.to_thread(service.where, row)
+        gone = 0 if where.get("alive") else gone + 1
+        if gone >= 2:
+            reason = "the replica that armed it is gone" + (
+                "" if row.state == "armed" else f"; `rotator resume {rid}` finishes it"
+            )
+            yield f"event: closed\ndata: {json.dumps({'reason': reason, 'state': row.state})}\n\n".encode()
+            break
+        await asyncio.sleep(JOURNAL_POLL)
+        quiet = 0.0 if rows else quiet + JOURNAL_POLL
+        if quiet >= heartbeat:
+            quiet = 0.0
+            yield b": keep-alive\n\n"
+    yield b"event: end\ndata: {}\n\n"
 
 
 async def _key_age(service: Service, plan_name: str) -> Any:

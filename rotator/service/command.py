@@ -148,7 +148,7 @@ def serve(
     import asyncio
     import logging
 
-    from rotator.journal import Journal
+    from rotator.journal import Journal, safe_url
     from rotator.logs import configure
 
     verbose = ctx.find_root().params.get("verbose", 0) or 0
@@ -162,7 +162,9 @@ def serve(
     try:
         journal = Journal(url)
     except Exception as exc:  # noqa: BLE001
-        raise _fail(f"cannot open the journal ({url or 'default'}): {type(exc).__name__}: {exc}", 1) from None
+        where = safe_url(url) if url else "default"  # never print a password from the URL
+        why = "not a database URL" if "Could not parse" in str(exc) else str(exc)
+        raise _fail(f"cannot open the journal ({where}): {type(exc).__name__}: {why}", 1) from None
     grace = shutdown_grace if shutdown_grace is not None else max(p.rotation.deadline for p in plans) + 15.0
     try:
         return asyncio.run(
@@ -246,8 +248,15 @@ async def _serve(
     sock = config.bind_socket()
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    from rotator.journal import replica_id, safe_url
+
     names = ", ".join(p.name for p in plans)
     print(f"rotator serve: {len(plans)} plan(s) ({names})", file=sys.stderr, flush=True)
+    print(
+        f"rotator serve: replica {replica_id()}, journal {safe_url(journal.url)} (schema v{journal.schema_version})",
+        file=sys.stderr,
+        flush=True,
+    )
     print(f"rotator serve: listening on http://{shown}:{bound[1]}/", file=sys.stderr, flush=True)
     if bound[0] not in ("127.0.0.1", "::1", "localhost"):
         print(

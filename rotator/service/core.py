@@ -11,6 +11,11 @@ probe's connection is kept warm and the journal lock's lease renewed.
 Every rotation and sync runs as a task owned by this object, not by the HTTP
 request that started it: a client that disconnects does not stop a rotation
 half-way, and shutdown can wait for what is in flight.
+
+With several replicas, an armed rotation lives in the replica that armed it
+(its clients, connections and the plan's lock are there): another replica
+answers for it from the journal, and refuses its key with the name of the
+replica that holds it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rotator.exitcodes import Exit
-from rotator.journal import Journal, RotationRow
+from rotator.journal import FINISHED, Journal, LockHeld, RotationRow
 from rotator.logs import REDACTED, get_logger
 from rotator.plan import Plan
 from rotator.rotation import Progress, Report, Rotation, RotationError
@@ -233,7 +238,7 @@ class Service:
             armed = await rot.arm()
         except RotationError as exc:
             await rot.close()
-            raise ApiError(409 if exc.exit_code == Exit.BUSY else 500, str(exc)) from None
+            raise ApiError(409 if exc.exit_code == Exit.BUSY else 500, str(exc), **exc.details) from None
         except BaseException:
             await rot.close()
             raise
@@ -271,14 +276,47 @@ class Service:
                 # Same holder: extends the lease.  On the rotation's own journal
                 # thread, so it is ordered before the release in close().
                 await rot._journal(self.journal.acquire, rot.plan.name, rot.id)
+            except LockHeld as exc:
+                # Our hold on the plan ended (database connection lost) and someone
+                # else has it now: this rotation must not take a key.
+                log.error("plan lock lost", rotation=held.id, holder=exc.holder)
+                await self.close(held.id, f"lost the plan's lock: {exc}")
+                return
             except Exception as exc:  # noqa: BLE001 - keeping warm is best effort
                 log.warning("keep-warm failed", rotation=held.id, error=type(exc).__name__)
 
     def get(self, rid: str) -> Held:
         held = self.held.get(rid)
         if held is None:
-            raise ApiError(404, f"no rotation {rid} in this service (see /api/history)")
+            raise self.not_here(rid)
         return held
+
+    def not_here(self, rid: str) -> ApiError:
+        """Why a rotation this replica does not hold cannot be acted on here."""
+        row = self.journal.get(rid)
+        if row is None:
+            return ApiError(404, f"no rotation {rid} in this service (see /api/history)")
+        if row.state in FINISHED:
+            return ApiError(409, f"rotation {row.id} is {row.state}; arm the plan again")
+        where = self.where(row)
+        if where.get("alive"):
+            return ApiError(
+                409,
+                f"rotation {row.id} is held by another replica (pid {where['pid']} on {where['host']}, "
+                "which armed it): send its key to that replica",
+                lock=where,
+            )
+        return ApiError(
+            409,
+            f"rotation {row.id} ({row.state}) was left by a replica that is gone: "
+            + ("arm the plan again" if row.state == "armed" else f"`rotator resume {row.id}` finishes it"),
+            lock=where or None,
+        )
+
+    def where(self, row: RotationRow) -> dict[str, Any]:
+        """The plan lock's holder, if it is this rotation: host, pid, since, alive."""
+        info = self.journal.lock_info(row.plan)
+        return info if info is not None and info["holder"] == row.id else {}
 
     # -- the key ---------------------------------------------------------
     async def submit_key(self, rid: str, raw: str) -> tuple[int, dict[str, Any]]:
@@ -407,7 +445,7 @@ class Service:
                 raise ApiError(409, "cannot sync: " + "; ".join(armed.problems()), preflight=preflight(rot))
             report = await rot.sync(check_only)
         except RotationError as exc:
-            raise ApiError(409 if exc.exit_code == Exit.BUSY else 500, str(exc)) from None
+            raise ApiError(409 if exc.exit_code == Exit.BUSY else 500, str(exc), **exc.details) from None
         finally:
             await rot.close()
         self.metrics.observe_report(report)
@@ -441,7 +479,10 @@ class Service:
             "primary": plan.primary.name,
             "backends": [{"name": b.name, "type": b.type, "primary": b.primary} for b in plan.backends],
             "consumers": [{"name": c.name, "type": c.type} for c in plan.consumers],
-            "schedules": [{"job": s.job, "cron": s.cron, "notify": s.notify is not None} for s in plan.schedules],
+            "schedules": [
+                {"job": s.job, "cron": s.cron, "every": s.every, "when": s.when, "notify": s.notify is not None}
+                for s in plan.schedules
+            ],
             "fingerprint": fp,
             "fingerprint_from": fp_from,
             "key_age": age.as_dict(),
@@ -450,6 +491,7 @@ class Service:
             "drift": drift,
             "drifted": sorted(n for n, d in drift.items() if d),
             "armed_rotation": armed,
+            "lock": self.journal.lock_info(plan.name),  # held by any replica: who, since when
             "probe": plan.probe.enabled,
         }
 

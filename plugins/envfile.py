@@ -15,10 +15,12 @@ that has no such quoting is refused rather than written to be misread.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -307,6 +309,23 @@ def _atomic_write(target: Path, data: bytes, owner: tuple[int, int] | None) -> N
     _fsync_dir(target.parent)
 
 
+STALE_TEMP_AGE = 60.0  # seconds; a temp file this old is no write in progress
+
+
+def _sweep_stale_temps(target: Path) -> int:
+    """Remove temp files of `_atomic_write` that a killed process (SIGKILL, power loss) left
+    beside `target`: each holds a key.  Returns how many were removed."""
+    removed = 0
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.rotator-tmp"):
+        try:
+            if tmp.is_file() and not tmp.is_symlink() and time.time() - tmp.stat().st_mtime > STALE_TEMP_AGE:
+                tmp.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 class EnvFileBackend(Backend):
     """A variable in a dotenv file on this machine."""
 
@@ -394,6 +413,9 @@ class EnvFileBackend(Backend):
         if not os.access(directory, os.W_OK | os.X_OK):
             return Check(False, f"directory {directory} is not writable by this user; fix its permissions")
         warnings: list[str] = []
+        swept = _sweep_stale_temps(target)
+        if swept:
+            warnings.append(f"removed {swept} temp file(s) beside {path} that an interrupted write left behind")
         try:
             st = target.stat()
         except FileNotFoundError:

@@ -11,16 +11,19 @@ except the two .env files that are the plan's intended backends.
 Paths: success; a refused key (also by an API that echoes the key it refuses);
 probe unavailable; partial failure; SIGKILL during the fan-out, then resume;
 third-party backends whose exceptions echo the key (a RuntimeError, and a
-PluginError whose text rotator must scrub).
+PluginError whose text rotator must scrub); an env file's temp file left by a
+write that was killed before its rename.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -265,6 +268,19 @@ def echoing_backends(w: World) -> None:
     assert {t[n]["status"] for n in ("store", "vault", "app", "hook")} == {"ok"}
 
 
+def killed_mid_write(w: World) -> None:
+    """An earlier rotator was killed between writing an env file's temp file and renaming it:
+    the temp file holds a key.  The next arm removes it (and says so)."""
+    stale = w.tmp / "app" / "..env.k1ll3d.rotator-tmp"  # as _atomic_write names them
+    key = lc.canary()
+    w.canaries.append(key)
+    stale.write_text(f"ADJUTOR_API_KEY={key}\n")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    w.rotate(w.plan(), w.standin.reset(), Exit.DONE)
+    assert not stale.exists()
+    assert "temp file(s) beside" in w.outputs[-1][1]
+
+
 PATHS: dict[str, Callable[[World], None]] = {
     "success": success,
     "refused": refused,
@@ -273,6 +289,7 @@ PATHS: dict[str, Callable[[World], None]] = {
     "partial-then-resume": partial,
     "sigkill-then-resume": crash_and_resume,
     "echoing-backends": echoing_backends,
+    "temp-file-of-a-killed-write": killed_mid_write,
 }
 
 

@@ -428,16 +428,18 @@ class Service:
         log.info("armed rotation closed", rotation=rid, why=why)
 
     # -- sync ------------------------------------------------------------
-    async def sync(self, plan_name: str, *, check_only: bool = False, trigger: str = "api") -> Report:
+    async def sync(
+        self, plan_name: str, *, check_only: bool = False, trigger: str = "api", reason: str | None = None
+    ) -> Report:
         """A journaled sync of one plan (owned by the service, so shutdown waits for it)."""
         self._refuse_if_draining()
         plan = self.plan(plan_name)
-        task = asyncio.ensure_future(self._sync(plan, check_only, trigger))
+        task = asyncio.ensure_future(self._sync(plan, check_only, trigger, reason or trigger))
         self._track(task)
         return await asyncio.shield(task)
 
-    async def _sync(self, plan: Plan, check_only: bool, trigger: str) -> Report:
-        rot = Rotation(plan, self.journal, kind="sync", reason=trigger, operator=f"rotator serve ({trigger})")
+    async def _sync(self, plan: Plan, check_only: bool, trigger: str, reason: str) -> Report:
+        rot = Rotation(plan, self.journal, kind="sync", reason=reason, operator=f"rotator serve ({trigger})")
         try:
             armed = await rot.arm()
             self.metrics.observe_arm(plan.name, "sync", armed.seconds)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,6 +56,8 @@ JOB_FUNCS = {
 }
 
 _service: Service | None = None
+# The scheduled time of the run in progress (set by the executor, read by the jobs).
+scheduled_for: contextvars.ContextVar[datetime | None] = contextvars.ContextVar("scheduled_for", default=None)
 
 
 def set_service(service: Service | None) -> None:
@@ -80,8 +83,14 @@ async def sync_job(plan_name: str, schedule_index: int = 0) -> str:
         return "unknown-plan"
     if service.draining:
         return "draining"
+    when = scheduled_for.get()
+    reason = "schedule"
+    if when is not None:  # which tick, run by which replica: the journal says it
+        from rotator.journal import replica_id, run_time_key
+
+        reason = f"schedule {run_time_key(when)} on {replica_id()}"
     try:
-        report = await service.sync(plan_name, trigger="schedule")
+        report = await service.sync(plan_name, trigger="schedule", reason=reason)
     except ApiError as exc:
         busy = exc.status == 409 and "locked" in str(exc)
         (log.info if busy else log.warning)(
@@ -205,11 +214,12 @@ def make_scheduler(engine: Any, *, misfire_grace_time: int | None = None, timezo
                         if await asyncio.to_thread(claim_run, engine, job.id, rt, me):
                             won.append(rt)
                         else:
-                            log.debug("scheduled run taken by another replica", job=job.id, run_time=rt.isoformat())
+                            log.info("scheduled run taken by another replica", job=job.id, run_time=rt.isoformat())
                     except Exception as exc:  # noqa: BLE001 - unclaimed, not run: another replica may
                         log.warning("could not claim a scheduled run", job=job.id, error=type(exc).__name__)
                 if not won:
                     return []
+                scheduled_for.set(won[-1])  # this task's context: the job sees it
                 return list(await run_coroutine_job(job, job._jobstore_alias, won, self._logger.name))
 
             def done(f: asyncio.Future[list[Any]]) -> None:

@@ -1,0 +1,96 @@
+"""The hidden prompt, as an operator meets it: a real terminal (pty), a wrong
+paste asked again, the right one rotated, and the key never echoed."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rotator.demo.standin import AdjutorStandIn
+
+PLAN = """
+[secret]
+name = "adjutor-tty"
+
+[probe]
+preset = "adjutor"
+url = "{url}"
+
+[[backends]]
+name = "store"
+type = "envfile"
+primary = true
+path = "{tmp}/store.env"
+variable = "ADJUTOR_API_KEY"
+
+[[backends]]
+name = "app"
+type = "envfile"
+path = "{tmp}/app.env"
+variable = "ADJUTOR_API_KEY"
+"""
+
+
+class Terminal:
+    def __init__(self, argv: list[str]) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+        os.close(slave)
+        self.seen = b""
+
+    def expect(self, text: bytes, timeout: float = 30.0, count: int = 1) -> None:
+        deadline = time.monotonic() + timeout
+        while self.seen.count(text) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out waiting for {text!r}; screen so far:\n{self.seen.decode(errors='replace')}"
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    assert text in self.seen, f"process ended before {text!r}:\n{self.seen.decode(errors='replace')}"
+                self.seen += chunk
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\r")
+
+    def wait(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if ready:
+                try:
+                    self.seen += os.read(self.master, 65536)
+                except OSError:
+                    pass
+        return self.proc.wait(timeout=1)
+
+
+def test_prompt_asks_again_after_a_wrong_key_and_never_echoes(tmp_path: Path, standin: AdjutorStandIn) -> None:
+    old = standin.current_key
+    for name in ("store.env", "app.env"):
+        (tmp_path / name).write_text(f"ADJUTOR_API_KEY={old}\n")
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN.format(url=standin.models_url, tmp=tmp_path))
+    term = Terminal([sys.executable, "-m", "rotator", "rotate", str(plan), "--reason", "tty test"])
+    term.expect(b"Reset app key")
+    term.expect(b"new key:")
+    new = standin.reset()
+    wrong = new[:-3] + "zzz"
+    term.type(wrong)
+    term.expect(b"paste it again")
+    assert (tmp_path / "app.env").read_text() == f"ADJUTOR_API_KEY={old}\n"  # nothing written
+    term.expect(b"new key:", count=2)  # getpass flushes what is typed before its prompt
+    term.type(f'"{new}"')
+    assert term.wait() == 0, term.seen.decode(errors="replace")
+    screen = term.seen.decode(errors="replace")
+    assert "window:" in screen and "done" in screen
+    assert new not in screen and wrong not in screen  # hidden input: never echoed
+    assert (tmp_path / "app.env").read_text() == f"ADJUTOR_API_KEY={new}\n"

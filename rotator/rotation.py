@@ -261,6 +261,7 @@ class Rotation:
         self._locked = False
         self._closed = False
         self._pending: list[asyncio.Future[None]] = []
+        self._held: list[Callable[[], None]] | None = None  # events held during the fan-out
 
     # -- helpers ---------------------------------------------------------
     def emit(self, step: str, target: str, status: str, detail: str = "", seconds: float | None = None) -> None:
@@ -279,8 +280,21 @@ class Rotation:
         await asyncio.get_running_loop().run_in_executor(self._journal_thread, lambda: fn(*args, **kw))
 
     def _journal_soon(self, fn: Callable[..., None], *args: Any, **kw: Any) -> None:
-        """Fire and forget (still in order); for events a resume can re-derive."""
-        self._pending.append(asyncio.get_running_loop().run_in_executor(self._journal_thread, lambda: fn(*args, **kw)))
+        """Fire and forget (still in order); for events a resume can re-derive.
+
+        During the fan-out they are held, and written in one go when it ends: one
+        insert per target on the journal thread took the GIL from the event loop
+        in the middle of the fan-out (about 60 ms of a 200-target window)."""
+        job = functools.partial(fn, *args, **kw)
+        if self._held is not None:
+            self._held.append(job)
+        else:
+            self._pending.append(asyncio.get_running_loop().run_in_executor(self._journal_thread, job))
+
+    def _write_held(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            self._pending.append(asyncio.get_running_loop().run_in_executor(self._journal_thread, _run_each, held))
 
     # -- arm -------------------------------------------------------------
     async def arm(self) -> ArmResult:
@@ -593,6 +607,7 @@ class Rotation:
             await self._close_journal(report)
             return report
         await self._journal(self.journal.update, self.id, state="fanning_out", primary_version=pres.version)
+        self._held = []
         self._journal_soon(
             self.journal.record,
             self.id,
@@ -716,6 +731,7 @@ class Rotation:
 
     async def _close_journal(self, report: Report) -> None:
         self.report = report
+        self._write_held()
         self._journal_soon(
             self.journal.record, self.id, "report", report.state, detail=report.message, seconds=report.window
         )
@@ -817,6 +833,7 @@ class Rotation:
         if self.ctx:
             await self.ctx.aclose()
         if hasattr(self, "_journal_thread"):
+            self._write_held()
             if self._pending:
                 await asyncio.gather(*self._pending, return_exceptions=True)
             # Only a rotation that never took a key is "aborted"; one that failed after
@@ -826,6 +843,14 @@ class Rotation:
             if self._locked:
                 await self._journal(self.journal.release, self.plan.name, self.id)
             self._journal_thread.shutdown(wait=True)
+
+
+def _run_each(jobs: list[Callable[[], None]]) -> None:
+    for job in jobs:
+        try:
+            job()
+        except Exception as exc:  # noqa: BLE001 - one lost event must not lose the others
+            log.warning("journal event not written", error=type(exc).__name__)
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -519,10 +519,12 @@ class VaultBackend(Backend):
                 expected = int(expected_version)
             except ValueError:
                 raise self._fail(f"expected version {expected_version!r} is not a KV v2 version number") from None
-        fast = expected is not None and self._base is not None and self._base[0] == expected
+        # Arm (or the last write) read this secret: write with that version as cas
+        # and skip a read, so a write is one round trip after the key arrives.  For
+        # the primary it must be the expected version; for the others, a secret
+        # changed since is refused by the cas and the mismatch path below reads.
+        fast = self._base is not None and (expected is None or self._base[0] == expected)
         if fast and self._base is not None:
-            # Arm read this very version, so a write with cas=expected keeps exactly
-            # the fields stored now: one round trip after the key arrives.
             version, fields = self._base
         else:
             version, data = await self._read_v2()

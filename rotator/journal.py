@@ -499,25 +499,29 @@ class Journal:
                 mine[1].release()
             assert self._lock_engine is not None
             got = pglocks.SessionLock.try_acquire(self._lock_engine, plan_lock_key(plan))
-            if got is None:
-                raise self._lock_held(plan)
-            try:
-                with self.engine.begin() as c:
-                    c.execute(locks.delete().where(locks.c.plan == plan))  # a dead holder's row
-                    c.execute(
-                        locks.insert().values(
-                            plan=plan,
-                            holder=holder,
-                            host=self.host,
-                            pid=os.getpid(),
-                            acquired_at=now,
-                            lease_until=now + lease,
-                        )
+            if got is not None:
+                self._record_lock(plan, holder, got, now, lease)
+                return
+        raise self._lock_held(plan)  # outside the mutex: it may wait for the holder's row
+
+    def _record_lock(self, plan: str, holder: str, got: pglocks.SessionLock, now: float, lease: float) -> None:
+        try:
+            with self.engine.begin() as c:
+                c.execute(locks.delete().where(locks.c.plan == plan))  # a dead holder's row
+                c.execute(
+                    locks.insert().values(
+                        plan=plan,
+                        holder=holder,
+                        host=self.host,
+                        pid=os.getpid(),
+                        acquired_at=now,
+                        lease_until=now + lease,
                     )
-            except BaseException:
-                got.release()
-                raise
-            self._held[plan] = (holder, got)
+                )
+        except BaseException:
+            got.release()
+            raise
+        self._held[plan] = (holder, got)
 
     def _lock_held(self, plan: str) -> LockHeld:
         # The holder writes its row just after taking the lock: give it a moment.

@@ -55,8 +55,12 @@ class _State:
             try:
                 self._journal = Journal(self.db)
             except Exception as exc:  # noqa: BLE001
+                from rotator.journal import default_url, safe_url
+
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
                 raise Fail(
-                    f"cannot open the journal ({self.db or 'default'}): {type(exc).__name__}: {exc}", Exit.ERROR
+                    f"cannot open the journal ({safe_url(self.db or default_url())}): {type(exc).__name__}: {first}",
+                    Exit.ERROR,
                 ) from None
         return self._journal
 

@@ -155,7 +155,7 @@
     const drifted = p.drifted || [];
     add("Drift", drifted.length ? `out of line: ${drifted.join(", ")}` : (Object.keys(p.drift || {}).length ? "none" : "not checked yet"),
       drifted.length ? "warn" : "");
-    if (p.schedules.length) add("Schedules", p.schedules.map((s) => `${s.job} ${s.cron}`).join("; "));
+    if (p.schedules.length) add("Schedules", p.schedules.map((s) => `${s.job} ${s.when}`).join("; "));
     if (p.armed_rotation) add("Armed", `rotation ${p.armed_rotation} is waiting for a key`, "warn");
   }
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
+from rotator_plugins.envfile import EnvFileBackend
+
 from rotator.plugin import Stored, Written
 from rotator.secret import Secret
-from rotator_plugins.envfile import EnvFileBackend
 
 
 class LatentEnvFile(EnvFileBackend):

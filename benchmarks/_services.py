@@ -144,7 +144,9 @@ def backends_main(conn: Any) -> None:
     vault = Vault(tokens={VAULT_TOKEN: ROOT}, latency=0.0).start()
     moto = _MotoServer(0.0)
     sm = boto3.client("secretsmanager", endpoint_url=moto.url, region_name=AWS_REGION)
-    conn.send({"probe_url": standin.models_url, "vault_url": vault.url, "moto_url": moto.url, "key": standin.current_key})
+    conn.send(
+        {"probe_url": standin.models_url, "vault_url": vault.url, "moto_url": moto.url, "key": standin.current_key}
+    )
     while True:
         cmd, *args = conn.recv()
         try:
@@ -259,7 +261,7 @@ class _Farm:
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
                     break
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
             pass
         finally:
             writer.close()

@@ -31,13 +31,12 @@ import json
 import multiprocessing as mp
 import os
 import platform
-
 import secrets
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +67,8 @@ class Case:
     consumers_read_primary: bool  # True: each consumer reads the primary (signalled once it is written)
     reps: int
     baseline_reps: int
+    cold_reps: int = 0  # rotations in a fresh interpreter each (imports after the key show up there)
+    reload_delay: float | None = None  # overrides --reload-delay for this case
 
     @property
     def backends(self) -> int:
@@ -87,7 +88,9 @@ def cases(quick: bool, only: list[str] | None) -> list[Case]:
     all_cases = [
         # The headline: Vault primary, AWS and a .env file, ten webhook consumers that
         # (by default) are signalled once every backend is written.
-        Case("headline", 0, 1, 1, 10, False, 6 if q else 15, 4 if q else 11),
+        Case("headline", 0, 1, 1, 10, False, 6 if q else 15, 4 if q else 11, 1 if q else 3),
+        # The same with consumers that take 500 ms to reload (a graceful restart, say).
+        Case("headline-reload-500ms", 0, 1, 1, 10, False, 3 if q else 6, 1 if q else 3, reload_delay=0.5),
         # Scaling: the same critical path at every size (consumers read the primary, other
         # backends are written meanwhile), so only the number of fan-out targets changes.
         Case("fanout-1", 0, 0, 0, 1, True, 6 if q else 15, 3 if q else 7),
@@ -160,6 +163,8 @@ def prepare(case: Case, lat: Latency, s1: Child, s2: Child, root: Path, hook_key
     from rotator.secret import fingerprint
 
     info = s1.ready
+    if case.reload_delay is not None:
+        lat = replace(lat, reload_delay=case.reload_delay)
     s1.call("latency", lat.probe, lat.vault, lat.aws)
     _latent.LatentEnvFile.latency = lat.env
     vault_paths = ["bench/primary"] + [f"bench/mirror-{i}" for i in range(case.vault_mirrors)]
@@ -191,7 +196,13 @@ def prepare(case: Case, lat: Latency, s1: Child, s2: Child, root: Path, hook_key
         )
     for i, name in enumerate(aws_names):
         backends.append(
-            {"name": f"aws-{i}", "type": "aws", "secret_id": name, "region": AWS_REGION, "endpoint_url": info["moto_url"]}
+            {
+                "name": f"aws-{i}",
+                "type": "aws",
+                "secret_id": name,
+                "region": AWS_REGION,
+                "endpoint_url": info["moto_url"],
+            }
         )
     for i, p in enumerate(env_paths):
         backends.append({"name": f"env-{i}", "type": "envfile-latent", "path": str(p), "variable": VARIABLE})
@@ -215,29 +226,58 @@ def prepare(case: Case, lat: Latency, s1: Child, s2: Child, root: Path, hook_key
         "consumers": consumers,
     }
     return Setup(
-        case, lat, plan_data, info["probe_url"], info["vault_url"], info["moto_url"],
-        vault_paths, aws_names, env_paths, consumer_urls, hook_key,
+        case,
+        lat,
+        plan_data,
+        info["probe_url"],
+        info["vault_url"],
+        info["moto_url"],
+        vault_paths,
+        aws_names,
+        env_paths,
+        consumer_urls,
+        hook_key,
     )
 
 
 # ---------------------------------------------------------------- critical path
 
 
-def critical_path(case: Case, lat: Latency) -> dict[str, float]:
-    """The shortest possible window given the injected latencies.
+def injected_hops(lat: Latency) -> dict[str, float]:
+    """Each request's injected latency (the .env file's per read and per write)."""
+    return {
+        "probe": lat.probe,
+        "vault_write": lat.vault,
+        "vault_read": lat.vault,
+        "aws_write": lat.aws,
+        "aws_read": lat.aws,
+        "env_write": lat.env,
+        "env_read": lat.env,
+        "signal": lat.consumer,
+        "confirm_get": lat.consumer,
+    }
+
+
+def critical_path(case: Case, hops: dict[str, float], reload_delay: float) -> dict[str, float]:
+    """The shortest possible window given the time of each request (`hops`).
 
     Every backend write is a write plus the read-back rotator makes to compare
     fingerprints (2 round trips; the primary's check-and-set version comes from arm).
     A consumer needs its reload notice answered (1 round trip), then a confirm
-    answer given after its reload finished: max(latency, reload_delay - latency)
+    answer given after its reload finished: max(one request, reload_delay - notice)
     after the notice was answered, counting the reload from the notice's arrival.
     """
-    probe = lat.probe
-    primary = 2 * lat.vault
-    others = [2 * lat.vault] * case.vault_mirrors + [2 * lat.aws] * case.aws + [2 * lat.env] * case.env
+    h = hops
+    probe = h["probe"]
+    primary = h["vault_write"] + h["vault_read"]
+    others = (
+        [h["vault_write"] + h["vault_read"]] * case.vault_mirrors
+        + [h["aws_write"] + h["aws_read"]] * case.aws
+        + [h["env_write"] + h["env_read"]] * case.env
+    )
     slowest_other = max(others, default=0.0)
-    signal = lat.consumer if case.consumers else 0.0
-    confirm = max(lat.consumer, lat.reload_delay - lat.consumer) if case.consumers else 0.0
+    signal = h["signal"] if case.consumers else 0.0
+    confirm = max(h["confirm_get"], reload_delay - h["signal"]) if case.consumers else 0.0
     if case.consumers_read_primary:
         tail = max(slowest_other, signal + confirm)
     else:
@@ -252,6 +292,84 @@ def critical_path(case: Case, lat: Latency) -> dict[str, float]:
         "critical_path": probe + primary + tail,
         "sequential_floor": sequential,
     }
+
+
+def measure_hops(setup: Setup, s1: Child, reps: int = 7) -> dict[str, float]:
+    """Each kind of request alone, one at a time, with the same client libraries: what the
+    critical path costs on this machine before any orchestration (the 'measured floor')."""
+    import statistics
+
+    import boto3
+    import httpx
+    import hvac
+    from rotator_plugins.envfile import _atomic_write, update_dotenv
+
+    lat = setup.lat
+    http = httpx.Client(timeout=10)
+    vault = hvac.Client(url=setup.vault_url, token=VAULT_TOKEN, timeout=10)
+    sm = boto3.session.Session().client("secretsmanager", region_name=AWS_REGION, endpoint_url=setup.moto_url)
+    s1.call("seed", ["bench/floor"], ["bench/floor"])
+    env = setup.env_paths[0].with_name("floor.env") if setup.env_paths else None
+    if env is None:
+        env = Path(tempfile.mkdtemp()) / "floor.env"
+    env.write_text(f"{VARIABLE}=x\n")
+    consumer = setup.consumer_urls[0] if setup.consumer_urls else None
+    from rotator.consumer import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+    def env_write() -> None:
+        time.sleep(lat.env)
+        _atomic_write(env, update_dotenv(env.read_text(), VARIABLE, "y").encode(), None)
+
+    def env_read() -> None:
+        time.sleep(lat.env)
+        env.read_text()
+
+    def signal() -> None:
+        assert consumer is not None
+        fp = http.get(f"{consumer}/fingerprint").json()["fingerprint"]  # re-announce what it runs on
+        body = json.dumps({"fingerprint": fp}).encode()
+        ts = int(time.time())
+        t = time.perf_counter()
+        http.post(
+            f"{consumer}/reload",
+            content=body,
+            headers={TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(setup.hook_key, ts, body)},
+        )
+        timings.append(time.perf_counter() - t)
+
+    ops: dict[str, Any] = {
+        "probe": lambda: http.get(setup.probe_url),
+        "vault_write": lambda: vault.secrets.kv.v2.create_or_update_secret(
+            path="bench/floor", secret={"api_key": "y"}, mount_point="secret"
+        ),
+        "vault_read": lambda: vault.secrets.kv.v2.read_secret_version(
+            path="bench/floor", mount_point="secret", raise_on_deleted_version=False
+        ),
+        "aws_write": lambda: sm.put_secret_value(SecretId="bench/floor", SecretString="y"),
+        "aws_read": lambda: sm.get_secret_value(SecretId="bench/floor"),
+        "env_write": env_write,
+        "env_read": env_read,
+    }
+    if consumer:
+        ops["confirm_get"] = lambda: http.get(f"{consumer}/fingerprint")
+    out = {}
+    for name, fn in ops.items():
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        out[name] = statistics.median(ts)
+    if consumer:
+        timings: list[float] = []
+        for _ in range(reps):
+            signal()
+        out["signal"] = statistics.median(timings)
+    else:
+        out["signal"] = out["confirm_get"] = lat.consumer
+    http.close()
+    vault.adapter.close()
+    return out
 
 
 # ---------------------------------------------------------------- (a) rotator
@@ -303,6 +421,61 @@ def rotator_once(setup: Setup, journal: Any, s1: Child, s2: Child) -> dict[str, 
     return asyncio.run(_rotator_once(setup, journal, s1, s2))
 
 
+def cold_main(conn: Any, plan_data: dict[str, Any], env: dict[str, str], env_latency: float, db_url: str) -> None:
+    """A fresh interpreter: arm, wait for the key, rotate once.  Reports the window and
+    every module first imported after the key arrived (import work on the critical path)."""
+    os.environ.update(env)
+    _latent.register()
+    _latent.LatentEnvFile.latency = env_latency
+    from rotator.journal import Journal
+    from rotator.plan import parse_plan
+    from rotator.rotation import Rotation
+    from rotator.secret import Secret
+
+    async def go() -> dict[str, Any]:
+        journal = Journal(db_url)
+        rot = Rotation(
+            parse_plan(plan_data, Path("bench-cold.toml")), journal, reason="benchmark", operator="benchmark"
+        )
+        try:
+            armed = await rot.arm()
+            if not armed.ok:
+                raise RuntimeError("arm failed: " + "; ".join(armed.problems()))
+            conn.send("armed")
+            key = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+            before = set(sys.modules)
+            rot.key_arrived()
+            report = await rot.rotate(Secret(key))
+            imported = sorted(set(sys.modules) - before)
+        finally:
+            await rot.close()
+            journal.close()
+        return {"window": report.window, "t_key": rot.key_received, "state": report.state, "imported": imported}
+
+    try:
+        conn.send(asyncio.run(go()))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        conn.send(RuntimeError(f"cold run: {type(exc).__name__}: {exc}"))
+
+
+def cold_once(setup: Setup, s1: Child, s2: Child, db_url: str) -> dict[str, Any]:
+    env = {k: os.environ[k] for k in (HOOK_ENV, VAULT_ENV, *AWS_ENV)}
+    child = Child(cold_main, setup.plan_data, env, setup.lat.env, db_url)  # ready once armed
+    try:
+        s2.call("collect")
+        key = s1.call("reset")
+        child.conn.send(key)
+        res = child._recv(120)
+    finally:
+        child.proc.join(10)
+    if res["state"] != "done":
+        raise RuntimeError(f"cold rotation {res['state']}")
+    arrivals = [a for a in s1.call("arrivals") if a >= res["t_key"]]
+    s2.call("collect")
+    res["first_probe_byte"] = (min(arrivals) - res["t_key"]) if arrivals else None
+    return res
+
+
 # ---------------------------------------------------------------- (b) runbook
 
 
@@ -311,12 +484,12 @@ def baseline_once(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
     import boto3
     import httpx
     import hvac
+    from rotator_plugins.envfile import _atomic_write, update_dotenv
 
     from rotator.consumer import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
     from rotator.secret import fingerprint
-    from rotator_plugins.envfile import _atomic_write, update_dotenv
 
-    case, lat = setup.case, setup.lat
+    lat = setup.lat
     s2.call("collect")
     key = s1.call("reset")
     t0 = time.perf_counter()
@@ -337,12 +510,18 @@ def baseline_once(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
     t_probe = time.perf_counter() - t0
     vault = built(lambda: hvac.Client(url=setup.vault_url, token=VAULT_TOKEN, timeout=10))
     for path in setup.vault_paths:
-        vault.secrets.kv.v2.create_or_update_secret(path=path, secret={"api_key": key, "other": "kept"}, mount_point="secret")
+        vault.secrets.kv.v2.create_or_update_secret(
+            path=path, secret={"api_key": key, "other": "kept"}, mount_point="secret"
+        )
         back = vault.secrets.kv.v2.read_secret_version(path=path, mount_point="secret", raise_on_deleted_version=False)
         if back["data"]["data"]["api_key"] != key:
             raise RuntimeError(f"baseline: vault {path} read back a different key")
     if setup.aws_names:
-        sm = built(lambda: boto3.session.Session().client("secretsmanager", region_name=AWS_REGION, endpoint_url=setup.moto_url))
+        sm = built(
+            lambda: boto3.session.Session().client(
+                "secretsmanager", region_name=AWS_REGION, endpoint_url=setup.moto_url
+            )
+        )
         for name in setup.aws_names:
             sm.put_secret_value(SecretId=name, SecretString=key)
             if sm.get_secret_value(SecretId=name)["SecretString"] != key:
@@ -355,9 +534,15 @@ def baseline_once(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
             raise RuntimeError(f"baseline: {p} read back a different key")
     t_backends = time.perf_counter() - t0
     for url in setup.consumer_urls:
-        body = json.dumps({"secret": "bench", "fingerprint": fp, "rotation_id": "runbook", "timestamp": int(time.time())}).encode()
+        body = json.dumps(
+            {"secret": "bench", "fingerprint": fp, "rotation_id": "runbook", "timestamp": int(time.time())}
+        ).encode()
         ts = int(time.time())
-        headers = {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(setup.hook_key, ts, body), "Content-Type": "application/json"}
+        headers = {
+            TIMESTAMP_HEADER: str(ts),
+            SIGNATURE_HEADER: sign(setup.hook_key, ts, body),
+            "Content-Type": "application/json",
+        }
         r = http.post(f"{url}/reload", content=body, headers=headers)
         if r.status_code != 200:
             raise RuntimeError(f"baseline: {url}/reload answered {r.status_code}")
@@ -398,15 +583,16 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def ms(v: float | None) -> str:
-    return "–" if v is None else f"{v * 1000:.0f}"
+    return "-" if v is None else f"{v * 1000:.0f}"
 
 
-def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any) -> dict[str, Any]:
+def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any, db_url: str) -> dict[str, Any]:
     case = setup.case
-    cp = critical_path(case, setup.lat)
-    # One unrecorded warm-up of each (first-use costs in this long-lived process).
+    cp = critical_path(case, injected_hops(setup.lat), setup.lat.reload_delay)
+    hops = measure_hops(setup, s1)
+    floor = critical_path(case, hops, setup.lat.reload_delay)
+    # One unrecorded warm-up (first-use costs in this long-lived process).
     rotator_once(setup, journal, s1, s2)
-    baseline_once(setup, s1, s2)
     rot_runs: list[dict[str, Any]] = []
     base_runs: list[dict[str, Any]] = []
     for i in range(case.reps):
@@ -416,6 +602,7 @@ def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any) -> dict
                 rot_runs.append(rotator_once(setup, journal, s1, s2))
             elif i < case.baseline_reps:
                 base_runs.append(baseline_once(setup, s1, s2))
+    cold = [cold_once(setup, s1, s2, db_url) for _ in range(case.cold_reps)]
     w = summary([r["window"] for r in rot_runs])
     b = summary([r["window"] for r in base_runs])
     fb = summary([r["first_probe_byte"] for r in rot_runs if r["first_probe_byte"] is not None])
@@ -426,13 +613,19 @@ def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any) -> dict
         "fanout_targets": case.fanout,
         "backends": case.backends,
         "consumers": case.consumers,
+        "reload_delay": setup.lat.reload_delay,
         "critical_path": cp,
+        "measured_hops": hops,
+        "measured_floor": floor,
         "rotator": {
             "window": w,
             "window_over_critical_path": w["median"] / cp["critical_path"],
+            "window_over_measured_floor": w["median"] / floor["critical_path"],
             "first_probe_byte": fb,
             "returned_median": pct([r["returned"] for r in rot_runs], 0.5),
-            "server_last_confirm_median": pct([r["server_last_confirm"] for r in rot_runs if r["server_last_confirm"]], 0.5)
+            "server_last_confirm_median": pct(
+                [r["server_last_confirm"] for r in rot_runs if r["server_last_confirm"]], 0.5
+            )
             if case.consumers
             else None,
             "arm_median": pct([r["arm"] for r in rot_runs], 0.5),
@@ -447,10 +640,16 @@ def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any) -> dict
         },
         "baseline_over_window": b["median"] / w["median"],
     }
+    if cold:
+        out["rotator"]["cold_process"] = {
+            "window": summary([r["window"] for r in cold]),
+            "first_probe_byte": summary([r["first_probe_byte"] for r in cold if r["first_probe_byte"] is not None]),
+            "imported_after_key": sorted({m for r in cold for m in r["imported"]}),
+        }
     log(
         f"{case.name:>11}: {case.backends} backends + {case.consumers} consumers | critical path {ms(cp['critical_path'])} ms"
-        f" | rotator {ms(w['median'])} ms [{ms(w['p10'])}–{ms(w['p90'])}] = {out['rotator']['window_over_critical_path']:.2f}x CP"
-        f" | runbook {ms(b['median'])} ms = {out['baseline_over_window']:.1f}x | key→probe byte {fb['median'] * 1000:.1f} ms"
+        f" | rotator {ms(w['median'])} ms [{ms(w['p10'])}-{ms(w['p90'])}] = {out['rotator']['window_over_critical_path']:.2f}x CP"
+        f" | runbook {ms(b['median'])} ms = {out['baseline_over_window']:.1f}x | key->probe byte {fb['median'] * 1000:.1f} ms"
     )
     return out
 
@@ -475,15 +674,34 @@ def targets_met(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": h["baseline_over_window"] >= 5.0,
             }
         )
+    if "headline-reload-500ms" in by:
+        h = by["headline-reload-500ms"]
+        out.append(
+            {
+                "target": "(same, consumers reloading in 500 ms) runbook >= 5 x window",
+                "value": f"{h['baseline_over_window']:.2f} x (ceiling "
+                f"{h['critical_path']['sequential_floor'] / h['critical_path']['critical_path']:.2f} x); "
+                f"window {h['rotator']['window_over_critical_path']:.3f} x critical path",
+                "met": h["baseline_over_window"] >= 5.0,
+            }
+        )
     if "fanout-1" in by and "fanout-200" in by:
         r = by["fanout-200"]["rotator"]["window"]["median"] / by["fanout-1"]["rotator"]["window"]["median"]
-        out.append({"target": "200 targets: window <= 1.5 x window with 1 target", "value": f"{r:.3f} x", "met": r <= 1.5})
+        out.append(
+            {"target": "200 targets: window <= 1.5 x window with 1 target", "value": f"{r:.3f} x", "met": r <= 1.5}
+        )
     fb = max(c["rotator"]["first_probe_byte"]["median"] for c in results["cases"])
+    cold = [
+        c["rotator"]["cold_process"]["first_probe_byte"]["max"]
+        for c in results["cases"]
+        if "cold_process" in c["rotator"]
+    ]
     fbmax = max(c["rotator"]["first_probe_byte"]["max"] for c in results["cases"])
     out.append(
         {
             "target": "key received -> first probe byte <= 20 ms",
-            "value": f"{fb * 1000:.2f} ms (worst median of all cases; worst single run {fbmax * 1000:.2f} ms)",
+            "value": f"{fb * 1000:.2f} ms (worst median of all cases; worst single run {fbmax * 1000:.2f} ms"
+            + (f"; fresh interpreter {max(cold) * 1000:.2f} ms)" if cold else ")"),
             "met": fb <= 0.020,
         }
     )
@@ -494,31 +712,48 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["meta"]
     lat = m["latency"]
     lines = [
-        f"Latency injected per request: probe {ms(lat['probe'])} ms, Vault {ms(lat['vault'])} ms, "
-        f"AWS (moto) {ms(lat['aws'])} ms, .env {ms(lat['env'])} ms per read/write, consumers {ms(lat['consumer'])} ms; "
-        f"consumer reload {ms(lat['reload_delay'])} ms. {m['cpus']} CPUs, Python {m['python']}, {m['mode']} run.",
+        f"Injected latency per request: probe {ms(lat['probe'])} ms, Vault {ms(lat['vault'])} ms, "
+        f"AWS (moto) {ms(lat['aws'])} ms, .env {ms(lat['env'])} ms per read and per write, "
+        f"consumers {ms(lat['consumer'])} ms. {m['cpus']} CPUs, Python {m['python']}, {m['mode']} run, "
+        f"{m['seconds']:.0f} s.",
         "",
-        "| case | backends + consumers | critical path | rotator window median [p10–p90] | window / CP "
-        "| runbook median [p10–p90] | runbook / window | key → probe byte median (max) | runs (rotator/runbook) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | backends + consumers | reload | critical path | measured floor | rotator window median [p10-p90] "
+        "| window / CP | window / floor | runbook median [p10-p90] | runbook / window | key -> probe byte median (max) "
+        "| runs rotator/runbook |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in results["cases"]:
-        w, b, fb = c["rotator"]["window"], c["baseline"]["window"], c["rotator"]["first_probe_byte"]
+        r = c["rotator"]
+        w, b, fb = r["window"], c["baseline"]["window"], r["first_probe_byte"]
         lines.append(
-            f"| {c['case']['name']} | {c['backends']} + {c['consumers']} | {ms(c['critical_path']['critical_path'])} ms "
-            f"| {ms(w['median'])} ms [{ms(w['p10'])}–{ms(w['p90'])}] | {c['rotator']['window_over_critical_path']:.2f} "
-            f"| {ms(b['median'])} ms [{ms(b['p10'])}–{ms(b['p90'])}] | {c['baseline_over_window']:.1f}x "
-            f"| {fb['median'] * 1000:.1f} ms ({fb['max'] * 1000:.1f}) | {w['n']}/{b['n']} |"
+            f"| {c['case']['name']} | {c['backends']} + {c['consumers']} | {ms(c['reload_delay'])} ms "
+            f"| {ms(c['critical_path']['critical_path'])} ms | {ms(c['measured_floor']['critical_path'])} ms "
+            f"| {ms(w['median'])} ms [{ms(w['p10'])}-{ms(w['p90'])}] | {r['window_over_critical_path']:.2f} "
+            f"| {r['window_over_measured_floor']:.2f} | {ms(b['median'])} ms [{ms(b['p10'])}-{ms(b['p90'])}] "
+            f"| {c['baseline_over_window']:.1f}x | {fb['median'] * 1000:.1f} ms ({fb['max'] * 1000:.1f}) "
+            f"| {w['n']}/{b['n']} |"
         )
+    for c in results["cases"]:
+        cold = c["rotator"].get("cold_process")
+        if cold:
+            lines += [
+                "",
+                f"{c['case']['name']}, each rotation in a fresh interpreter ({cold['window']['n']} runs): window median "
+                f"{ms(cold['window']['median'])} ms, key -> probe byte {cold['first_probe_byte']['median'] * 1000:.1f} ms, "
+                f"modules first imported after the key: {', '.join(cold['imported_after_key']) or 'none'}.",
+            ]
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     for t in results["targets"]:
         lines.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |")
     lines += [
         "",
-        "headline: Vault primary, AWS and .env mirrors, 10 webhook consumers signalled after every backend is written. "
-        "fanout-N: Vault primary plus N targets (Vault/AWS/.env mirrors and webhook consumers that read the primary), "
-        "so the critical path is the same at every N. The runbook builds its clients after the key arrives "
-        "(median client construction in the JSON) and makes the same calls, one at a time.",
+        "Critical path: from the injected latencies (probe + primary write and read-back + slowest other write and "
+        "read-back + slowest signal + confirm). Measured floor: the same path built from each request's time measured "
+        "alone, one at a time, with the same client libraries (what a perfect orchestrator could reach on this "
+        "machine). headline: Vault primary, AWS and .env mirrors, 10 webhook consumers signalled once every backend "
+        "is written. fanout-N: Vault primary plus N targets (Vault/AWS/.env mirrors and webhook consumers that read "
+        "the primary), so the critical path is the same at every N. The runbook builds its clients after the key "
+        "arrives and makes the same calls (write, read back; signal, poll confirm every 50 ms) one at a time.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -542,7 +777,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.latency if v is None else v
 
     lat = Latency(
-        pick("probe"), pick("vault"), pick("aws"), pick("env"), pick("consumer"),
+        pick("probe"),
+        pick("vault"),
+        pick("aws"),
+        pick("env"),
+        pick("consumer"),
         args.latency if args.reload_delay is None else args.reload_delay,
     )
     hook_key = secrets.token_hex(32)
@@ -577,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for case in cases(args.quick, args.case):
             setup = prepare(case, lat, s1, s2, root, hook_key.encode())
-            results["cases"].append(run_case(setup, journal, s1, s2, log))
+            results["cases"].append(run_case(setup, journal, s1, s2, log, journal.url))
     finally:
         journal.close()
         s1.stop()

@@ -350,6 +350,8 @@ class EnvFileBackend(Backend):
         def _absolute(cls, v: Path) -> Path:
             if v.name in ("", ".", ".."):
                 raise ValueError("must name a file, not a directory")
+            if "\x00" in str(v):
+                raise ValueError("must not contain a NUL character")
             return Path(os.path.abspath(v.expanduser()))
 
     settings: Settings

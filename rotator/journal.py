@@ -403,7 +403,7 @@ class Journal:
             row = c.execute(rotations.select().where(rotations.c.id == rid)).mappings().first()
             if row is None:
                 # Allow a unique prefix, as git does.
-                rows = c.execute(rotations.select().where(rotations.c.id.like(f"{rid}%"))).mappings().all()
+                rows = c.execute(rotations.select().where(rotations.c.id.startswith(rid, autoescape=True))).mappings().all()
                 if len(rows) != 1:
                     return None
                 row = rows[0]

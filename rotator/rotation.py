@@ -31,6 +31,7 @@ from tenacity import (
 
 from rotator.exitcodes import Exit
 from rotator.journal import Journal, LockHeld
+from rotator.journal_writer import JournalWriter
 from rotator.logs import get_logger
 from rotator.plan import Plan
 from rotator.plugin import (
@@ -260,8 +261,7 @@ class Rotation:
         self.report: Report | None = None
         self._locked = False
         self._closed = False
-        self._pending: list[asyncio.Future[None]] = []
-        self._held: list[Callable[[], None]] | None = None  # events held during the fan-out
+        self._writer = JournalWriter(journal)
 
     # -- helpers ---------------------------------------------------------
     def emit(self, step: str, target: str, status: str, detail: str = "", seconds: float | None = None) -> None:
@@ -274,35 +274,19 @@ class Rotation:
         assert self.key_received is not None
         return time.perf_counter() - self.key_received
 
-    async def _journal(self, fn: Callable[..., None], *args: Any, **kw: Any) -> None:
-        """Journal writes run on one thread in order, off the event loop."""
-        assert self.ctx is not None
-        await asyncio.get_running_loop().run_in_executor(self._journal_thread, lambda: fn(*args, **kw))
+    async def _journal(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """A journal write we wait for (it runs after every event queued before it)."""
+        return await self._writer.call(fn, *args, **kw)
 
-    def _journal_soon(self, fn: Callable[..., None], *args: Any, **kw: Any) -> None:
-        """Fire and forget (still in order); for events a resume can re-derive.
-
-        During the fan-out they are held, and written in one go when it ends: one
-        insert per target on the journal thread took the GIL from the event loop
-        in the middle of the fan-out (about 60 ms of a 200-target window)."""
-        job = functools.partial(fn, *args, **kw)
-        if self._held is not None:
-            self._held.append(job)
-        else:
-            self._pending.append(asyncio.get_running_loop().run_in_executor(self._journal_thread, job))
-
-    def _write_held(self) -> None:
-        held, self._held = self._held, None
-        if held:
-            self._pending.append(asyncio.get_running_loop().run_in_executor(self._journal_thread, _run_each, held))
+    def _event(self, step: str, status: str, **fields: Any) -> None:
+        """Journal an event without waiting: written with the next batch, in order."""
+        self._writer.event(self.id, step, status, **fields)
 
     # -- arm -------------------------------------------------------------
     async def arm(self) -> ArmResult:
         """Everything that can be done before the key exists."""
-        from concurrent.futures import ThreadPoolExecutor
-
         t0 = time.perf_counter()
-        self._journal_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rotator-journal")
+        self._armed_once = True
         plan = self.plan
         self.emit("arm", "", "running", f"{len(plan.backends)} backends, {len(plan.consumers)} consumers")
         n_targets = len(plan.backends) + len(plan.consumers)
@@ -363,8 +347,7 @@ class Rotation:
         ok = all(c.ok is not False for c in checks.values())
         self.armed = ArmResult(ok, checks, old_fp, old_version, time.perf_counter() - t0, current)
         if ok and not self._resuming:
-            self.id = await asyncio.get_running_loop().run_in_executor(
-                self._journal_thread,
+            self.id = await self._journal(
                 lambda: self.journal.begin(
                     kind=self.kind,
                     plan=plan.name,
@@ -411,9 +394,7 @@ class Rotation:
         self.emit("probe", "", status, f"{result.outcome.value}: {result.detail}", result.seconds)
         for w in result.warnings:
             self.emit("probe", "", "warning", w)
-        self._journal_soon(
-            self.journal.record,
-            self.id,
+        self._event(
             "probe",
             result.outcome.value,
             detail=result.detail,
@@ -542,7 +523,7 @@ class Rotation:
             self.emit("signal", c.name, "failed", res.detail, res.seconds)
             return
         self.emit("signal", c.name, "ok", res.detail, self._since_key() - res.started)
-        self._journal_soon(self.journal.record, self.id, "signal", "ok", target=c.name, fingerprint=event.fingerprint)
+        self._event("signal", "ok", target=c.name, fingerprint=event.fingerprint)
         if c.can_confirm:
             loop = asyncio.get_running_loop()
             until = min(deadline, loop.time() + c.settings.confirm_timeout)
@@ -574,9 +555,10 @@ class Rotation:
         fp = secret.fingerprint
         # Write-ahead: the journal knows the key's fingerprint before any backend does.
         received = {} if self._resuming else {"key_received_at": self._key_received_wall}  # keep the first one
+        # (An event queued before an awaited write is written before it.)
+        self._event("key", "accepted", fingerprint=fp)
         await self._journal(self.journal.update, self.id, state="key_accepted", new_fp=fp, **received)
         self._key_journaled = True
-        self._journal_soon(self.journal.record, self.id, "key", "accepted", fingerprint=fp)
 
         revocation_task = None
         if self.plan.probe.check_old_key and self.prober and self.old_secret and self.old_secret != secret:
@@ -606,17 +588,8 @@ class Rotation:
             report.message = f"the primary ({primary.name}) was not written: {pres.detail}; nothing else was written"
             await self._close_journal(report)
             return report
+        self._event("primary", pres.status, target=primary.name, fingerprint=fp, version=pres.version)
         await self._journal(self.journal.update, self.id, state="fanning_out", primary_version=pres.version)
-        self._held = []
-        self._journal_soon(
-            self.journal.record,
-            self.id,
-            "primary",
-            pres.status,
-            target=primary.name,
-            fingerprint=fp,
-            version=pres.version,
-        )
 
         # Fan out: every other backend at once; each consumer as soon as what it reads from is written.
         t = self._since_key()
@@ -631,9 +604,7 @@ class Rotation:
                 self.emit("write", b.name, "ok", res.detail, 0.0)
             else:
                 await self._write_backend(b, secret, res, deadline, None)
-            self._journal_soon(
-                self.journal.record,
-                self.id,
+            self._event(
                 "write",
                 "ok" if res.status in ("ok", "unchanged") else res.status,
                 target=b.name,
@@ -669,9 +640,7 @@ class Rotation:
                 self.emit("signal", c.name, "skipped", res.detail)
             else:
                 await self._signal_consumer(c, event, res, deadline)
-            self._journal_soon(
-                self.journal.record,
-                self.id,
+            self._event(
                 "consumer",
                 res.status,
                 target=c.name,
@@ -731,13 +700,7 @@ class Rotation:
 
     async def _close_journal(self, report: Report) -> None:
         self.report = report
-        self._write_held()
-        self._journal_soon(
-            self.journal.record, self.id, "report", report.state, detail=report.message, seconds=report.window
-        )
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-            self._pending.clear()
+        self._event("report", report.state, detail=report.message, seconds=report.window)
         await self._journal(
             self.journal.update,
             self.id,
@@ -832,25 +795,14 @@ class Rotation:
                 pass
         if self.ctx:
             await self.ctx.aclose()
-        if hasattr(self, "_journal_thread"):
-            self._write_held()
-            if self._pending:
-                await asyncio.gather(*self._pending, return_exceptions=True)
+        if getattr(self, "_armed_once", False):
             # Only a rotation that never took a key is "aborted"; one that failed after
             # the key was journaled keeps its state, so `resume` can finish it.
             if self.id and self.report is None and not self._key_journaled and self.armed and self.armed.ok:
                 await self._journal(self.journal.update, self.id, state="aborted", finished_at=time.time())
             if self._locked:
                 await self._journal(self.journal.release, self.plan.name, self.id)
-            self._journal_thread.shutdown(wait=True)
-
-
-def _run_each(jobs: list[Callable[[], None]]) -> None:
-    for job in jobs:
-        try:
-            job()
-        except Exception as exc:  # noqa: BLE001 - one lost event must not lose the others
-            log.warning("journal event not written", error=type(exc).__name__)
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.close)
 
 
 def _unwrap(exc: BaseException) -> BaseException:

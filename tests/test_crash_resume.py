@@ -180,7 +180,7 @@ def test_killed_during_fan_out_then_resume_finishes_everything(world: World, tmp
     assert row is not None and row.state == "fanning_out"
     assert row.new_fp == fp and row.old_fp == fingerprint(w.old)
     steps = [(e["step"], e["status"]) for e in Journal().events(row.id)]
-    assert ("arm", "ok") in steps
+    assert ("arm", "ok") in steps and ("key", "accepted") in steps and ("primary", "ok") in steps
     # The primary holds the key; Vault (held up) does not; the consumer was never told.
     now = w.fingerprints()
     assert now["store"] == fp and now["vault"] == fingerprint(w.old) and now["reloader"] is None

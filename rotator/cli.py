@@ -21,7 +21,8 @@ from rotator.journal import Journal
 from rotator.logs import configure, get_logger
 from rotator.plan import Plan, PlanError, load_plan
 from rotator.render import ProgressPrinter, fmt_time, history_lines, print_report, report_json
-from rotator.rotation import Report, Rotation, RotationError
+from rotator.report import Report
+from rotator.rotation import Rotation, RotationError
 from rotator.secret import MAX_KEY_LENGTH, CleanKey, KeyRejected, clean_paste
 
 err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rotator.rotation import Progress, Report
+from rotator.report import Progress, Report
 
 _STYLE = {"ok": "green", "failed": "bold red", "warning": "yellow", "skipped": "yellow", "running": "dim"}
 _MARK = {"ok": "✓", "failed": "✗", "warning": "!", "skipped": "-", "running": "…"}
@@ -105,7 +105,9 @@ def fmt_time(ts: float | None) -> str:
 
 def history_lines(rows: list[Any]) -> list[str]:
     """One line per rotation, plain text: readable in a terminal, a pipe or grep."""
-    out = [f"{'id':<26} {'kind':<6} {'plan':<20} {'state':<11} {'window':>9}  {'fingerprint':<34} {'operator':<10} reason"]
+    out = [
+        f"{'id':<26} {'kind':<6} {'plan':<20} {'state':<11} {'window':>9}  {'fingerprint':<34} {'operator':<10} reason"
+    ]
     for r in rows:
         window = f"{r.window_s * 1000:.0f} ms" if r.window_s is not None else "-"
         fps = f"{r.old_fp or '-'} → {r.new_fp or '-'}"

@@ -30,7 +30,8 @@ from rich.console import Console
 from rotator.journal import Journal
 from rotator.plan import load_plan
 from rotator.render import ProgressPrinter, print_report
-from rotator.rotation import Report, Rotation
+from rotator.report import Report
+from rotator.rotation import Rotation
 from rotator.secret import clean_paste
 
 HOOK_ENV = "ROTATOR_DEMO_HOOK_KEY"
@@ -114,7 +115,9 @@ reads_from = ["worker-env"]
 
 
 def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | None = None) -> int:
-    out = console or Console(stderr=True, highlight=False, emoji=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
+    out = console or Console(
+        stderr=True, highlight=False, emoji=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120
+    )
     root = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
     procs: list[subprocess.Popen[bytes]] = []
     hook_key = secrets.token_hex(32)

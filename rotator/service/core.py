@@ -32,7 +32,8 @@ from rotator.exitcodes import Exit
 from rotator.journal import FINISHED, Journal, LockHeld, RotationRow
 from rotator.logs import REDACTED, get_logger
 from rotator.plan import Plan
-from rotator.rotation import Progress, Report, Rotation, RotationError
+from rotator.report import Progress, Report
+from rotator.rotation import Rotation, RotationError
 from rotator.secret import KeyRejected, clean_paste, live_values
 from rotator.service.metrics import Metrics
 

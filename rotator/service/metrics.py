@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 if TYPE_CHECKING:
     from rotator.journal import Journal
     from rotator.plan import Plan
-    from rotator.rotation import Report
+    from rotator.report import Report
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

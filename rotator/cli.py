@@ -176,7 +176,7 @@ async def _rotate(
                     err.print(f"[red]✗ {escape(str(exc))}[/]: paste it again")
                     continue
                 message = f"the pasted key was rejected: {exc}; nothing was written"
-                raise Fail(message, Exit.KEY_REFUSED, await rot.abandon(_refused(rot, message))) from None
+                raise Fail(message, Exit.KEY_REFUSED, await rot.abandon(rot.not_written(message))) from None
             finally:
                 del raw
             for w in clean.warnings:
@@ -184,7 +184,7 @@ async def _rotate(
             err.print(f"key received: fingerprint {clean.secret.fingerprint}")
             if dry_run:
                 result = await rot.probe(clean.secret)
-                report = _refused(rot, f"dry run: arm and probe only; probe {result.outcome.value} ({result.detail})")
+                report = rot.not_written(f"dry run: arm and probe only; probe {result.outcome.value} ({result.detail})")
                 report.state, report.probe = "dry_run", result
                 report.exit_code = {
                     "accepted": 0,
@@ -205,20 +205,6 @@ async def _rotate(
         raise Fail(str(exc), exc.exit_code) from None
     finally:
         await rot.close()
-
-
-def _refused(rot: Rotation, message: str) -> Report:
-    return Report(
-        id=rot.id,
-        kind=rot.kind,
-        plan=rot.plan.name,
-        state="refused",
-        exit_code=int(Exit.KEY_REFUSED),
-        reason=rot.reason,
-        operator=rot.operator,
-        old_fingerprint=rot.armed.old_fingerprint if rot.armed else None,
-        message=message,
-    )
 
 
 def _finish(report: Report, as_json: bool) -> int:

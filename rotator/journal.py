@@ -392,22 +392,9 @@ class Journal:
         with self.engine.begin() as c:
             c.execute(rotations.update().where(rotations.c.id == rid).values(**_text(values)))
 
-    def record(
-        self,
-        rid: str,
-        step: str,
-        status: str,
-        *,
-        target: str = "",
-        detail: str = "",
-        fingerprint: str | None = None,
-        version: str | None = None,
-        seconds: float | None = None,
-    ) -> None:
-        row = event_row(
-            rid, step, status, target=target, detail=detail, fingerprint=fingerprint, version=version, seconds=seconds
-        )
-        self.record_many([row])
+    def record(self, rid: str, step: str, status: str, **fields: Any) -> None:
+        """One event (fields as `event_row` takes them)."""
+        self.record_many([event_row(rid, step, status, **fields)])
 
     def record_many(self, rows: list[dict[str, Any]]) -> None:
         """Several events in one transaction (one executemany)."""

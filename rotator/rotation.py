@@ -305,16 +305,14 @@ class Rotation:
         result = await self.probe(secret)
         steps = {"probe": self._since_key() - probe_start}
         if result.outcome is ProbeOutcome.REFUSED:
-            return self._not_written(
-                "refused", Exit.KEY_REFUSED, f"the API refused this key ({result.detail}); nothing was written", result
-            )
+            return self.not_written(f"the API refused this key ({result.detail}); nothing was written", probe=result)
         if result.outcome is ProbeOutcome.UNAVAILABLE and not self.accept_unprobed:
-            return self._not_written(
-                "unavailable",
-                Exit.PROBE_UNAVAILABLE,
+            return self.not_written(
                 f"the probe could not check the key ({result.detail}); nothing was written "
                 "(--accept-unprobed writes it anyway, during an API outage)",
-                result,
+                state="unavailable",
+                code=Exit.PROBE_UNAVAILABLE,
+                probe=result,
             )
         warnings = list(result.warnings)
         if result.outcome is ProbeOutcome.UNAVAILABLE:
@@ -325,7 +323,10 @@ class Rotation:
             self.emit("key", "", "warning", warnings[-1])
         return await self._commit(secret, result, steps, warnings)
 
-    def _not_written(self, state: str, code: Exit, message: str, probe: ProbeResult) -> Report:
+    def not_written(
+        self, message: str, *, state: str = "refused", code: Exit = Exit.KEY_REFUSED, probe: ProbeResult | None = None
+    ) -> Report:
+        """The report of an attempt that wrote nothing (a refused or rejected key, a dry run)."""
         return Report(
             id=self.id,
             kind=self.kind,

@@ -411,19 +411,7 @@ class Service:
         rot = held.rot
         if held.last_refusal is not None and rot.report is None:
             with contextlib.suppress(Exception):
-                await rot.abandon(
-                    Report(
-                        id=rot.id,
-                        kind=rot.kind,
-                        plan=rot.plan.name,
-                        state="refused",
-                        exit_code=int(Exit.KEY_REFUSED),
-                        reason=rot.reason,
-                        operator=rot.operator,
-                        old_fingerprint=rot.armed.old_fingerprint if rot.armed else None,
-                        message=held.last_refusal["message"],
-                    )
-                )
+                await rot.abandon(rot.not_written(held.last_refusal["message"]))
         await self._release(held)
         held.push("closed", {"reason": why})
         log.info("armed rotation closed", rotation=rid, why=why)

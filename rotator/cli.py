@@ -401,9 +401,8 @@ def plugins() -> int:
     """List installed backends and consumers, and where each comes from."""
     from rotator.registry import installed
 
-    out = Console(highlight=False, emoji=False)
     for p in installed():
-        out.print(f"{p.kind:<9} {p.name:<12} {p.target:<45} {p.distribution} {p.version}")
+        click.echo(f"{p.kind:<9} {p.name:<10} {p.distribution} {p.version:<8} {p.target}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -134,3 +135,17 @@ def test_plugin_installed_with_pip(tmp_path: Path, on_path: Path) -> None:
         pytest.skip(f"pip cannot build a wheel offline here ({errors[0] if errors else 'see pip output'})")
     registry.clear_cache()
     _use(_plan(tmp_path))
+
+
+def test_rotator_plugins_lists_builtins_and_the_third_party_package(on_path: Path) -> None:
+    _dist_info(on_path)
+    env = {**os.environ, "PYTHONPATH": str(on_path)}
+    r = subprocess.run([sys.executable, "-m", "rotator", "plugins"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    rows = {tuple(line.split()[:3]) for line in r.stdout.splitlines()}
+    for kind, name in [("backend", "envfile"), ("backend", "vault"), ("backend", "aws")]:
+        assert (kind, name, "rotator") in rows
+    for name in ("webhook", "signal", "command"):
+        assert ("consumer", name, "rotator") in rows
+    assert ("backend", "memory", DIST) in rows
+    assert f"{PACKAGE}:MemoryBackend" in r.stdout

@@ -73,6 +73,7 @@ class WebhookConsumer(Consumer):
     def __init__(self, settings: Any, ctx: Any) -> None:
         super().__init__(settings, ctx)
         self._hmac: Secret | None = None
+        self._answered: str | None = None  # the fingerprint the last reload answer reported
 
     @property
     def can_confirm(self) -> bool:
@@ -169,6 +170,11 @@ class WebhookConsumer(Consumer):
         elapsed = (time.perf_counter() - started) * 1000
         status = response.status_code
         if 200 <= status < 300:
+            # A consumer that reloads before answering may say so: {"fingerprint": "<new>"}
+            # confirms it at once, without polling confirm_url (one round trip less).
+            self._answered = _reported_fingerprint(response)
+            if self._answered == event.fingerprint:
+                return f"POST {shown} answered {status} in {elapsed:.0f} ms, running on the new key"
             return f"POST {shown} answered {status} in {elapsed:.0f} ms"
         if status in (401, 403):
             hint = "check that hmac_key (and headers) match the consumer's"
@@ -183,6 +189,8 @@ class WebhookConsumer(Consumer):
         raise PluginError(f"POST {shown} answered HTTP {status}; {hint}", retryable=retryable)
 
     async def confirm(self, fingerprint: str, deadline: float) -> Confirmation:
+        if self._answered == fingerprint:
+            return Confirmation(True, fingerprint, "its reload answer reports the new fingerprint")
         if not self.settings.confirm_url:
             return Confirmation(False, detail="no confirm_url; set one to confirm the reload")
         return await poll_fingerprint(
@@ -193,3 +201,14 @@ class WebhookConsumer(Consumer):
             request_timeout=self.settings.timeout,
             headers=lambda: self._signed_headers(b""),
         )
+
+
+def _reported_fingerprint(response: httpx.Response) -> str | None:
+    """The fingerprint a reload answer reports, if it is JSON with a well-formed one."""
+    if "json" not in response.headers.get("content-type", ""):
+        return None
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    return as_fingerprint(data.get("fingerprint")) if isinstance(data, dict) else None

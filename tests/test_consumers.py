@@ -740,3 +740,65 @@ def test_command_settings_are_checked() -> None:
         with pytest.raises(ValidationError):
             CommandConsumer.Settings.model_validate({**base, **bad})
     assert os.environ.get("ROTATOR_FINGERPRINT") is None
+
+
+def test_webhook_confirmed_by_its_reload_answer_without_polling() -> None:
+    """A consumer that reloads before answering and says so needs no confirm poll."""
+    polls: list[str] = []
+    fp = {"now": "0000000000000000"}
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a: Any) -> None:
+            pass
+
+        def _json(self, obj: dict[str, Any]) -> None:
+            body = json.dumps(obj).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            fp["now"] = data["fingerprint"]  # "reloaded"
+            self._json({"reloaded": True, "fingerprint": fp["now"]})
+
+        def do_GET(self) -> None:
+            polls.append(self.path)
+            self._json({"fingerprint": fp["now"]})
+
+        def do_HEAD(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        os.environ["ROTATOR_T_ANSWER_KEY"] = "k" * 32
+        c = build(
+            WebhookConsumer,
+            type="webhook",
+            url=f"{url}/reload",
+            confirm_url=f"{url}/fingerprint",
+            hmac_key={"env": "ROTATOR_T_ANSWER_KEY"},
+        )
+
+        async def scenario() -> tuple[str, Confirmation]:
+            await c.open()
+            await c.preflight()
+            polls.clear()
+            detail = await c.signal(event())
+            conf = await c.confirm(NEW_KEY.fingerprint, asyncio.get_running_loop().time() + 5)
+            await c.ctx.aclose()
+            return detail, conf
+
+        detail, conf = run(scenario)
+    finally:
+        server.shutdown()
+        os.environ.pop("ROTATOR_T_ANSWER_KEY", None)
+    assert "running on the new key" in detail
+    assert conf.confirmed and conf.reported_fingerprint == NEW_KEY.fingerprint
+    assert polls == []  # confirmed from the answer: confirm_url never polled

@@ -11,6 +11,7 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 
 import click
 from rich.console import Console
@@ -21,7 +22,7 @@ from rotator.journal import Journal
 from rotator.logs import configure, get_logger
 from rotator.plan import Plan, PlanError, load_plan
 from rotator.render import ProgressPrinter, fmt_time, history_lines, print_report, report_json
-from rotator.report import Report
+from rotator.report import Progress, Report
 from rotator.rotation import Rotation, RotationError
 from rotator.secret import MAX_KEY_LENGTH, CleanKey, KeyRejected, clean_paste
 
@@ -132,14 +133,13 @@ async def _rotate(
     accept_unprobed: bool,
     quiet: bool,
 ) -> Report | int:
-    printer = ProgressPrinter(err)
     rot = Rotation(
         plan,
         journal,
         reason=reason,
         force=force,
         accept_unprobed=accept_unprobed,
-        progress=(lambda p: None) if quiet else printer,
+        progress=_progress(quiet),
     )
     try:
         armed = await rot.arm()
@@ -265,19 +265,21 @@ def rotate(
     return _finish(result, as_json)
 
 
-async def _resume(plan: Plan, journal: Journal, rid: str, fp: str | None, quiet: bool, unsure: bool) -> Report:
-    rot = Rotation(
-        plan, journal, kind="rotate", rotation_id=rid, progress=(lambda p: None) if quiet else ProgressPrinter(err)
-    )
+async def _armed(rot: Rotation, what: str, step: Callable[[Rotation], Awaitable[Report]]) -> Report:
+    """Arm `rot`, run one step on it, close it; failures become one-line `Fail`s."""
     try:
         armed = await rot.arm()
         if not armed.ok:
-            raise Fail("cannot resume: " + "; ".join(armed.problems()), Exit.PREFLIGHT_FAILED)
-        return await rot.resume(fp, primary_unsure=unsure)
+            raise Fail(f"cannot {what}: " + "; ".join(armed.problems()), Exit.PREFLIGHT_FAILED)
+        return await step(rot)
     except RotationError as exc:
         raise Fail(str(exc), exc.exit_code) from None
     finally:
         await rot.close()
+
+
+def _progress(quiet: bool) -> Callable[[Progress], None]:
+    return (lambda p: None) if quiet else ProgressPrinter(err)
 
 
 @cli.command()
@@ -303,21 +305,9 @@ def resume(state: _State, rotation_id: str, plan_path: str | None, as_json: bool
     plan = _load(plan_path or row.plan_path)
     # Killed during the primary write, or its answer lost: the write may have landed.  The primary decides.
     unsure = row.state in ("key_accepted", "failed")
-    report = asyncio.run(_resume(plan, state.journal, row.id, row.new_fp, quiet, unsure))
+    rot = Rotation(plan, state.journal, rotation_id=row.id, progress=_progress(quiet))
+    report = asyncio.run(_armed(rot, "resume", lambda r: r.resume(row.new_fp, primary_unsure=unsure)))
     return _finish(report, as_json)
-
-
-async def _sync(plan: Plan, journal: Journal, check_only: bool, quiet: bool) -> Report:
-    rot = Rotation(plan, journal, kind="sync", progress=(lambda p: None) if quiet else ProgressPrinter(err))
-    try:
-        armed = await rot.arm()
-        if not armed.ok:
-            raise Fail("cannot sync: " + "; ".join(armed.problems()), Exit.PREFLIGHT_FAILED)
-        return await rot.sync(check_only)
-    except RotationError as exc:
-        raise Fail(str(exc), exc.exit_code) from None
-    finally:
-        await rot.close()
 
 
 @cli.command()
@@ -329,7 +319,8 @@ async def _sync(plan: Plan, journal: Journal, check_only: bool, quiet: bool) -> 
 def sync(state: _State, plan_path: str, check_only: bool, as_json: bool, quiet: bool) -> int:
     """Copy the primary's key to every backend that differs; signal what changed."""
     plan = _load(plan_path)
-    report = asyncio.run(_sync(plan, state.journal, check_only, quiet))
+    rot = Rotation(plan, state.journal, kind="sync", progress=_progress(quiet))
+    report = asyncio.run(_armed(rot, "sync", lambda r: r.sync(check_only)))
     return _finish(report, as_json)
 
 

@@ -134,8 +134,9 @@ def test_rotate_from_the_page_with_the_keyboard(
                 assert key not in html
                 assert key not in values
                 assert key not in storage
-            history = page.inner_text("#history")
-            assert PLAN_NAME in history
+            # The history table reloads after the report (a request of its own): wait for it.
+            page.locator("#history tbody td", has_text=PLAN_NAME).first.wait_for(timeout=10_000)
+            assert PLAN_NAME in page.inner_text("#history")
             page.screenshot(path=str(tmp_path / "page-after-rotation.png"), full_page=True)
         finally:
             browser.close()

@@ -308,24 +308,12 @@ def claim_run(engine: sa.Engine, job_id: str, run_time: datetime, replica: str |
         "claimed_at": now,
     }
     with engine.begin() as c:
-        if engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
+        if engine.dialect.name in ("postgresql", "sqlite"):
+            from sqlalchemy.dialects import postgresql, sqlite
 
-            won = (
-                c.execute(
-                    pg_insert(job_runs).values(**values).on_conflict_do_nothing().returning(job_runs.c.job_id)
-                ).first()
-                is not None
-            )
-        elif engine.dialect.name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            won = (
-                c.execute(
-                    sqlite_insert(job_runs).values(**values).on_conflict_do_nothing().returning(job_runs.c.job_id)
-                ).first()
-                is not None
-            )
+            insert: Any = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+            stmt = insert(job_runs).values(**values).on_conflict_do_nothing().returning(job_runs.c.job_id)
+            won = c.execute(stmt).first() is not None
         else:
             try:
                 with c.begin_nested():

@@ -23,7 +23,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from rotator.plugin import Check, Consumer, ConsumerSettings, PluginError, RotationEvent
-from rotator.secret import live_values
+from rotator.secret import scrub
 
 __all__ = ["CommandConsumer"]
 
@@ -49,10 +49,7 @@ def _last_line(data: bytes) -> str:
     lines = [line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
     if not lines:
         return ""
-    text = " ".join(lines[-1].split())
-    for value in live_values():
-        if len(value) >= 8 and value in text:
-            text = text.replace(value, "[redacted]")
+    text = scrub(" ".join(lines[-1].split()))
     return text[:_MAX_DETAIL] + ("…" if len(text) > _MAX_DETAIL else "")
 
 

@@ -14,35 +14,32 @@ from typing import Any, TextIO
 
 import structlog
 
-from rotator.secret import Secret, live_values
+from rotator.secret import REDACTED, Secret, scrub
 
-REDACTED = "[REDACTED]"
+__all__ = ["REDACTED", "configure", "get_logger", "redact_secrets"]
 
 
-def _scrub(value: Any, secrets: list[str]) -> Any:
+def _scrub(value: Any) -> Any:
+    """`secret.scrub` applied through the shapes a log event holds."""
     if isinstance(value, Secret):
         return repr(value)
     if isinstance(value, str):
-        for s in secrets:
-            if s and s in value:
-                value = value.replace(s, REDACTED)
-        return value
+        return scrub(value)
     if isinstance(value, bytes):
-        return _scrub(value.decode("utf-8", "replace"), secrets)
+        return scrub(value.decode("utf-8", "replace"))
     if isinstance(value, dict):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
+        return {k: _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
-        return [_scrub(v, secrets) for v in value]
+        return [_scrub(v) for v in value]
     if isinstance(value, BaseException):
-        return _scrub(f"{type(value).__name__}: {value}", secrets)
+        return scrub(f"{type(value).__name__}: {value}")
     return value
 
 
 def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: no live secret value survives into a log line."""
-    secrets = [s for s in live_values() if len(s) >= 4]
     for key in list(event_dict):
-        event_dict[key] = _scrub(event_dict[key], secrets)
+        event_dict[key] = _scrub(event_dict[key])
     return event_dict
 
 
@@ -75,7 +72,6 @@ def configure(level: str = "info", stream: TextIO | None = None, json: bool | No
 
 class _RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = [s for s in live_values() if len(s) >= 4]
         msg = record.getMessage()
         # A traceback holds exception messages, which may hold a key: render it here,
         # scrubbed, instead of letting the handler's formatter add it unscrubbed.
@@ -85,7 +81,7 @@ class _RedactFilter(logging.Filter):
             msg += "\n" + record.exc_text
         if record.stack_info:
             msg += "\n" + record.stack_info
-        record.msg = _scrub(msg, secrets)
+        record.msg = scrub(msg)
         record.args = ()
         record.exc_info = record.exc_text = record.stack_info = None
         return True

@@ -26,10 +26,10 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from rotator.plugin import Backend, BackendSettings, Check, PluginError, Stored, Written
+from rotator.plugin import Backend, BackendSettings, Check, Conflict, PluginError, Stored, Written
 from rotator.secret import Secret
 
-__all__ = ["EnvFileBackend", "EnvFileError", "encode_value", "lookup", "parse_dotenv", "update_dotenv"]
+__all__ = ["EnvFileBackend", "EnvFileError", "encode_value", "lookup", "parse_dotenv", "update_dotenv", "version_of"]
 
 FILE_MODE = 0o600
 
@@ -68,6 +68,23 @@ _SAFE_UNQUOTED = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 # its default); a shell does not inside single quotes.  No escape exists for it.
 _DOTENV_INTERPOLATION = re.compile(r"\$\{[^}:]*(?::-[^}]*)?\}")
 _VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def version_of(secret: Secret | None) -> str:
+    """The version of an env file's variable: what it holds, by fingerprint.
+
+    A file has no version counter, so the check-and-set compares the value this
+    backend owns: the fingerprint read at arm against the one read again under the
+    write lock, immediately before the atomic rename.  It guarantees that a change
+    to the variable made before that re-read (a colleague's edit, another rotator)
+    is never overwritten: the write fails with `Conflict` (exit 9).  Edits to other
+    lines are not conflicts; they are kept, as every write keeps them.  An editor
+    that saves in the microseconds between the re-read and the rename, without
+    taking a lock, can still be lost: no lock-free file format can exclude that.
+    Inode and mtime are not part of it: a file rewritten with the same value (an
+    editor's save, a config-management run) holds the same key and is no conflict.
+    """
+    return f"fp:{secret.fingerprint}" if secret is not None else "absent"
 
 
 class EnvFileError(ValueError):
@@ -458,18 +475,27 @@ class EnvFileBackend(Backend):
         if text is None:
             return Stored(None)
         value = lookup(text, self.settings.variable)
-        return Stored(Secret(value) if value else None)
+        secret = Secret(value) if value else None
+        return Stored(secret, version_of(secret))
 
     async def write(self, secret: Secret, *, token: str, expected_version: str | None) -> Written:
-        return await self.ctx.run_blocking(self._write, secret)
+        return await self.ctx.run_blocking(self._write, secret, expected_version)
 
-    def _write(self, secret: Secret) -> Written:
+    def _write(self, secret: Secret, expected_version: str | None = None) -> Written:
         path: Path = self.settings.path
         target = self._target()
         with _lock_for(target):
             old = self._read_text(target)
             if old is None and not self.settings.create:
                 raise PluginError(f"{path} does not exist; create it or set create = true", retryable=False)
+            value = lookup(old, self.settings.variable) if old is not None else None
+            held = Secret(value) if value else None
+            if expected_version is not None and held != secret and version_of(held) != expected_version:
+                # Checked under the lock, on the text read just before the rename: see version_of.
+                raise Conflict(
+                    f"{path}: {self.settings.variable} changed since arm (now {version_of(held)}, "
+                    f"was {expected_version}); nothing written; check who changed it, or --force"
+                )
             try:
                 new = update_dotenv(old or "", self.settings.variable, secret.reveal())
             except EnvFileError as exc:

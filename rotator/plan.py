@@ -270,12 +270,18 @@ def parse_plan(data: dict[str, Any], path: Path) -> Plan:
             for j, dep in enumerate(c.reads_from):
                 if dep not in names:
                     problems.append(f"{label}: consumers[{i}].reads_from[{j}]: no backend named {dep!r}")
+        # One namespace for both kinds: arm checks, results, the journal and reads_from
+        # all name a target, so a consumer named like a backend would hide it.
+        seen: dict[str, str] = {}
         for section, items in (("backends", backends), ("consumers", consumers)):
-            seen: set[str] = set()
             for i, item in enumerate(items):
                 if item.name in seen:
-                    problems.append(f"{label}: {section}[{i}].name: {item.name!r} is used twice")
-                seen.add(item.name)
+                    problems.append(
+                        f"{label}: {section}[{i}].name: {item.name!r} is already the name of {seen[item.name]}; "
+                        "names must be unique across backends and consumers"
+                    )
+                else:
+                    seen[item.name] = f"{section}[{i}]"
     if problems:
         raise PlanError(problems)
     assert pf is not None

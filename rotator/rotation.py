@@ -207,7 +207,7 @@ class Rotation:
                         primary_stored = stored
             except Exception as exc:  # noqa: BLE001 - one line per target, never a traceback
                 check = Check(False, _reason(exc))
-            checks[b.name] = check = _scrubbed(check)
+            check = _keep(checks, b.name, _scrubbed(check))
             self.emit("arm", b.name, _check_status(check), _check_detail(check), time.perf_counter() - start)
 
         async def ready_consumer(c: Consumer) -> None:
@@ -217,7 +217,7 @@ class Rotation:
                 check = await asyncio.wait_for(c.preflight(), c.settings.timeout)
             except Exception as exc:  # noqa: BLE001
                 check = Check(False, _reason(exc))
-            checks[c.name] = check = _scrubbed(check)
+            check = _keep(checks, c.name, _scrubbed(check))
             self.emit("arm", c.name, _check_status(check), _check_detail(check), time.perf_counter() - start)
 
         async def warm_probe() -> None:
@@ -704,6 +704,15 @@ def _unwrap(exc: BaseException) -> BaseException:
         if inner is not None:
             return inner
     return exc
+
+
+def _keep(checks: dict[str, Check], name: str, check: Check) -> Check:
+    """Record a target's arm check; a second target of the same name (a plan built
+    without `load_plan`'s checks) can never mask the first one's failure."""
+    if name in checks:
+        check = Check(False, f"two targets are named {name!r}; names must be unique across backends and consumers")
+    checks[name] = check
+    return check
 
 
 def _scrubbed(c: Check) -> Check:

@@ -371,9 +371,28 @@ def test_read_returns_the_stored_value(tmp_path: Path) -> None:
     path = tmp_path / "app.env"
     path.write_text(f"export {VAR}='{KEY}' # current\n")
     stored = run(backend(path).read())
-    assert stored.secret == Secret(KEY) and stored.version is None
+    assert stored.secret == Secret(KEY) and stored.version == f"fp:{Secret(KEY).fingerprint}"
     path.write_text("A=1\n")
-    assert run(backend(path).read()).secret is None
+    absent = run(backend(path).read())
+    assert absent.secret is None and absent.version == "absent"
+
+
+def test_write_checks_the_version_read_at_arm(tmp_path: Path) -> None:
+    """Check-and-set on the variable's value: a changed value is a Conflict, a retry is not."""
+    from rotator.plugin import Conflict
+
+    path = tmp_path / "app.env"
+    path.write_text(f"{VAR}={KEY}\nOTHER=1\n")
+    b = backend(path)
+    armed = run(b.read()).version
+    path.write_text(f"{VAR}=sk_live_ChangedByColleague\nOTHER=1\n")
+    with pytest.raises(Conflict, match="changed since arm"):
+        run(b.write(Secret("sk_live_new1"), token="t", expected_version=armed))
+    assert "ChangedByColleague" in path.read_text()
+    path.write_text(f"{VAR}={KEY}\nOTHER=2\n")  # other lines changed: no conflict
+    run(b.write(Secret("sk_live_new1"), token="t", expected_version=armed))
+    run(b.write(Secret("sk_live_new1"), token="t", expected_version=armed))  # the same write retried
+    assert path.read_text() == f"{VAR}=sk_live_new1\nOTHER=2\n"
 
 
 def test_symlink_outside_the_directory_is_refused(tmp_path: Path) -> None:

@@ -30,7 +30,6 @@ No message ever includes the SecretString.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import uuid
@@ -43,9 +42,10 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 from pydantic import Field, field_validator
+from rotator_plugins._sdk import NotFound, SdkBackend, vendor_text
 
-from rotator.plugin import Backend, BackendSettings, Check, Conflict, PluginError, Stored, Written
-from rotator.secret import Secret, live_values
+from rotator.plugin import BackendSettings, Check, Conflict, PluginError, Stored, Written
+from rotator.secret import Secret
 
 T = TypeVar("T")
 
@@ -91,10 +91,6 @@ def request_token(token: str) -> str:
     return str(uuid.uuid5(TOKEN_NAMESPACE, token))
 
 
-class _NotFound(PluginError):
-    """The secret (or its AWSCURRENT value) does not exist."""
-
-
 class AwsSettings(BackendSettings):
     secret_id: str = Field(min_length=1, max_length=2048, description="secret name or ARN")
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -112,22 +108,23 @@ class AwsSettings(BackendSettings):
         return v
 
 
-class AwsSecretsManagerBackend(Backend):
+class AwsSecretsManagerBackend(SdkBackend):
     """A secret in AWS Secrets Manager."""
 
     Settings: ClassVar[type[BackendSettings]] = AwsSettings
     can_be_primary: ClassVar[bool] = True
+    label: ClassVar[str] = "aws"
+    sdk_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        botocore.exceptions.BotoCoreError,
+        botocore.exceptions.ClientError,
+    )
     settings: AwsSettings
 
     def __init__(self, settings: Any, ctx: Any) -> None:
         super().__init__(settings, ctx)
-        self._client: Any = None
         self._region: str = settings.region or ""
 
     # -- helpers -----------------------------------------------------------
-
-    def _fail(self, what: str, *, retryable: bool = False) -> PluginError:
-        return PluginError(f"aws {self.name}: {what}", retryable=retryable)
 
     def describe(self) -> str:
         s = self.settings
@@ -141,7 +138,7 @@ class AwsSecretsManagerBackend(Backend):
 
     def _not_found(self) -> PluginError:
         hint = "create it" if self._is_arn else "create it, or set create = true"
-        return _NotFound(
+        return NotFound(
             f"aws {self.name}: secret {self.settings.secret_id} not found in {self._region} ({hint})", retryable=False
         )
 
@@ -160,11 +157,7 @@ class AwsSecretsManagerBackend(Backend):
 
     @staticmethod
     def _aws_said(exc: botocore.exceptions.ClientError) -> str:
-        text = " ".join(str(exc.response.get("Error", {}).get("Message") or "").split())
-        for value in live_values():
-            if value and value in text:
-                text = text.replace(value, "[redacted]")
-        return text[:300]
+        return vendor_text(str(exc.response.get("Error", {}).get("Message") or ""), 300)
 
     def _translate(self, exc: BaseException, op: str) -> PluginError:
         sid = self.settings.secret_id
@@ -212,16 +205,7 @@ class AwsSecretsManagerBackend(Backend):
         return self.settings.endpoint_url or f"secretsmanager.{self._region}"
 
     async def _call(self, op: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        try:
-            return await self.ctx.run_blocking(functools.partial(fn, **kwargs))
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise self._translate(exc, op) from None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            raise self._fail("not open")
-        return self._client
+        return await self._run(op, fn, **kwargs)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -296,18 +280,12 @@ class AwsSecretsManagerBackend(Backend):
 
     # -- preflight ---------------------------------------------------------
 
-    async def preflight(self) -> Check:
-        try:
-            return await self._preflight()
-        except PluginError as exc:
-            return Check(ok=False, detail=str(exc))
-
     async def _preflight(self) -> Check:
         s = self.settings
         warnings: list[str] = []
         try:
             desc = await self._call("DescribeSecret", self.client.describe_secret, SecretId=s.secret_id)
-        except _NotFound:
+        except NotFound:
             if s.create and not self._is_arn:
                 return Check(ok=True, detail=f"{s.secret_id} does not exist in {self._region}; it will be created")
             raise
@@ -343,7 +321,7 @@ class AwsSecretsManagerBackend(Backend):
             resp = await self._call(
                 "GetSecretValue", self.client.get_secret_value, SecretId=s.secret_id, VersionStage="AWSCURRENT"
             )
-        except _NotFound:
+        except NotFound:
             return None, None
         version = resp.get("VersionId")
         text = resp.get("SecretString")
@@ -406,7 +384,7 @@ class AwsSecretsManagerBackend(Backend):
                 ClientRequestToken=crt,
                 SecretString=text,
             )
-        except _NotFound:
+        except NotFound:
             if not s.create or self._is_arn:
                 raise
             resp = await self._call(

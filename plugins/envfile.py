@@ -6,11 +6,8 @@ value of one variable, so comments, order and the other variables stay exactly
 as the operator left them, and writes the file atomically with mode 0600 so a
 reader never sees half a file and no other user can read the key.
 
-The parser follows python-dotenv's grammar (quoted values may span lines,
-``export`` prefixes, inline comments after unquoted values), so what this
-backend finds is what python-dotenv would load.  Values are written in the one
-quoting that python-dotenv and a POSIX shell both read back unchanged; a value
-that has no such quoting is refused rather than written to be misread.
+What it finds and writes follows python-dotenv's grammar (`_dotenv`), so what
+this backend reads is what python-dotenv would load.
 """
 
 from __future__ import annotations
@@ -21,10 +18,17 @@ import re
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, field_validator
+from rotator_plugins._dotenv import (
+    VARIABLE_NAME,
+    EnvFileError,
+    encode_value,
+    lookup,
+    parse_dotenv,
+    update_dotenv,
+)
 
 from rotator.plugin import Backend, BackendSettings, Check, Conflict, PluginError, Stored, Written
 from rotator.secret import Secret
@@ -32,42 +36,6 @@ from rotator.secret import Secret
 __all__ = ["EnvFileBackend", "EnvFileError", "encode_value", "lookup", "parse_dotenv", "update_dotenv", "version_of"]
 
 FILE_MODE = 0o600
-
-# --- python-dotenv's grammar (dotenv/parser.py), so both read the same bindings ---
-_MULTILINE_WS = re.compile(r"\s*")
-_WS = re.compile(r"[^\S\r\n]*")
-_EXPORT = re.compile(r"(?:export[^\S\r\n]+)?")
-_SINGLE_QUOTED_KEY = re.compile(r"'([^']+)'")
-_UNQUOTED_KEY = re.compile(r"([^=\#\s]+)")
-_EQUAL_SIGN = re.compile(r"=[^\S\r\n]*")
-_SINGLE_QUOTED_VALUE = re.compile(r"'((?:\\'|[^'])*)'")
-_DOUBLE_QUOTED_VALUE = re.compile(r'"((?:\\"|[^"])*)"')
-_UNQUOTED_VALUE = re.compile(r"[^\r\n]*")
-_INLINE_COMMENT = re.compile(r"\s+#")
-_COMMENT = re.compile(r"(?:[^\S\r\n]*#[^\r\n]*)?")
-_END_OF_LINE = re.compile(r"[^\S\r\n]*(?:\r\n|\n|\r|$)")
-_REST_OF_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)?")
-_DOUBLE_QUOTE_ESCAPES = re.compile(r"\\[\\'\"abfnrtv]")
-_SINGLE_QUOTE_ESCAPES = re.compile(r"\\[\\']")
-_DOUBLE_QUOTE_DECODE = {
-    "\\\\": "\\",
-    "\\'": "'",
-    '\\"': '"',
-    "\\a": "\a",
-    "\\b": "\b",
-    "\\f": "\f",
-    "\\n": "\n",
-    "\\r": "\r",
-    "\\t": "\t",
-    "\\v": "\v",
-}
-
-# What may be written bare: nothing a shell or python-dotenv treats specially.
-_SAFE_UNQUOTED = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
-# python-dotenv expands ${NAME} and ${NAME:-default} inside any quoting (interpolate=True,
-# its default); a shell does not inside single quotes.  No escape exists for it.
-_DOTENV_INTERPOLATION = re.compile(r"\$\{[^}:]*(?::-[^}]*)?\}")
-_VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 def version_of(secret: Secret | None) -> str:
@@ -85,198 +53,6 @@ def version_of(secret: Secret | None) -> str:
     editor's save, a config-management run) holds the same key and is no conflict.
     """
     return f"fp:{secret.fingerprint}" if secret is not None else "absent"
-
-
-class EnvFileError(ValueError):
-    """A value or file that this backend cannot handle; the message never holds a value."""
-
-
-@dataclass(frozen=True)
-class Binding:
-    """One ``KEY=value`` found in the text, with where its value sits.
-
-    `value_start`..`value_end` is the span to replace (quotes included, an inline
-    comment and trailing blanks excluded); for ``KEY`` without ``=`` it is empty
-    and `has_equals` is False.
-    """
-
-    key: str
-    value: str | None
-    line: int
-    value_start: int
-    value_end: int
-    has_equals: bool
-
-
-@dataclass(frozen=True)
-class ParseResult:
-    bindings: list[Binding]
-    error_lines: list[int]
-    # Keys of lines that started like an assignment but could not be parsed.
-    error_keys: dict[str, int]
-
-
-def _line_of(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + text.count("\r", 0, pos) - text.count("\r\n", 0, pos) + 1
-
-
-def _skip(regex: re.Pattern[str], text: str, pos: int) -> int:
-    """End of `regex` (one that always matches, possibly empty) at `pos`."""
-    m = regex.match(text, pos)
-    assert m is not None
-    return m.end()
-
-
-def _decode(regex: re.Pattern[str], raw: str) -> str:
-    return regex.sub(lambda m: _DOUBLE_QUOTE_DECODE[m.group(0)], raw)
-
-
-def parse_dotenv(text: str) -> ParseResult:
-    """Find every binding the way python-dotenv does (without ``${}`` expansion)."""
-    bindings: list[Binding] = []
-    error_lines: list[int] = []
-    error_keys: dict[str, int] = {}
-    pos = 0
-    n = len(text)
-    while pos < n:
-        mark = pos
-        key: str | None = None
-        try:
-            pos = _skip(_MULTILINE_WS, text, pos)
-            if pos >= n:
-                break
-            line = _line_of(text, pos)
-            pos = _skip(_EXPORT, text, pos)
-            if text.startswith("#", pos):
-                key = None
-            else:
-                m = (_SINGLE_QUOTED_KEY if text.startswith("'", pos) else _UNQUOTED_KEY).match(text, pos)
-                if m is None:
-                    raise EnvFileError("bad key")
-                key = m.group(1)
-                pos = m.end()
-            key_end = pos
-            pos = _skip(_WS, text, pos)
-            value: str | None = None
-            value_start = value_end = key_end
-            has_equals = text.startswith("=", pos)
-            if has_equals:
-                pos = _skip(_EQUAL_SIGN, text, pos)
-                value_start = value_end = pos
-                ch = text[pos : pos + 1]
-                if ch == "'":
-                    m = _SINGLE_QUOTED_VALUE.match(text, pos)
-                    if m is None:
-                        raise EnvFileError("unterminated single quote")
-                    value = _decode(_SINGLE_QUOTE_ESCAPES, m.group(1))
-                    pos = value_end = m.end()
-                elif ch == '"':
-                    m = _DOUBLE_QUOTED_VALUE.match(text, pos)
-                    if m is None:
-                        raise EnvFileError("unterminated double quote")
-                    value = _decode(_DOUBLE_QUOTE_ESCAPES, m.group(1))
-                    pos = value_end = m.end()
-                elif ch in ("", "\n", "\r"):
-                    value = ""
-                else:
-                    m = _UNQUOTED_VALUE.match(text, pos)
-                    assert m is not None
-                    part = m.group(0)
-                    c = _INLINE_COMMENT.search(part)
-                    value = (part[: c.start()] if c else part).rstrip()
-                    value_end = pos + len(value)
-                    pos = m.end()
-            pos = _skip(_COMMENT, text, pos)
-            m = _END_OF_LINE.match(text, pos)
-            if m is None:
-                raise EnvFileError("text after the value")
-            pos = m.end()
-            if key is not None:
-                bindings.append(Binding(key, value, line, value_start, value_end, has_equals))
-        except EnvFileError:
-            bad_line = _line_of(text, _skip(_MULTILINE_WS, text, mark))
-            error_lines.append(bad_line)
-            if key is not None:
-                error_keys.setdefault(key, bad_line)
-            pos = _skip(_REST_OF_LINE, text, pos)
-            if pos == mark:  # cannot happen with the patterns above; never loop forever
-                pos += 1
-    return ParseResult(bindings, error_lines, error_keys)
-
-
-def lookup(text: str, variable: str) -> str | None:
-    """The value python-dotenv would load for `variable` (the last binding wins)."""
-    found = None
-    for b in parse_dotenv(text).bindings:
-        if b.key == variable:
-            found = b.value
-    return found
-
-
-def encode_value(value: str) -> str:
-    """Quote `value` so python-dotenv and a POSIX shell both read exactly `value`.
-
-    Bare when only safe characters appear (an Adjutor key stays ``sk_live_...``);
-    else single quotes (literal in a shell; python-dotenv only decodes ``\\\\`` and
-    ``\\'`` there); else double quotes with ``\\`` and ``"`` escaped, which needs
-    no ``$`` or backquote.  Anything else is refused.
-    """
-    for ch in value:
-        if ch in "\r\n\0":
-            raise EnvFileError("the value has a line break or NUL; a dotenv line cannot hold it")
-        if not ch.isprintable() and ch != "\t":
-            raise EnvFileError("the value has a non-printable character; refusing to write it to a dotenv file")
-    if _DOTENV_INTERPOLATION.search(value):
-        raise EnvFileError("the value contains ${...}, which python-dotenv would expand; refusing to write it")
-    if value.endswith("\\"):
-        raise EnvFileError("the value ends with a backslash, which python-dotenv reads as escaping the closing quote")
-    if value == "" or _SAFE_UNQUOTED.fullmatch(value):
-        return value
-    if "'" not in value and "\\\\" not in value:
-        return f"'{value}'"
-    if "$" not in value and "`" not in value:
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    raise EnvFileError(
-        "the value has a quote ' or a double backslash and also a $ or `;"
-        " no dotenv quoting makes python-dotenv and a shell read that alike"
-    )
-
-
-def update_dotenv(text: str, variable: str, value: str) -> str:
-    """`text` with every binding of `variable` set to `value` (appended if absent).
-
-    Only the value spans change; a new binding goes on a line of its own at the end,
-    with the file's own line ending.
-    """
-    encoded = encode_value(value)
-    parsed = parse_dotenv(text)
-    if variable in parsed.error_keys:
-        raise EnvFileError(
-            f"line {parsed.error_keys[variable]} assigns {variable} but cannot be parsed; fix its quoting"
-        )
-    spans = [b for b in parsed.bindings if b.key == variable]
-    if not spans:
-        newline = "\r\n" if "\r\n" in text else "\n"
-        sep = "" if text == "" or text.endswith(("\n", "\r")) else newline
-        return f"{text}{sep}{variable}={encoded}{newline}"
-    out: list[str] = []
-    cursor = 0
-    for b in spans:
-        rest = text[b.value_end : _skip(_UNQUOTED_VALUE, text, b.value_end)]
-        piece = encoded
-        if rest.lstrip().startswith("#"):
-            # An inline comment follows.  python-dotenv skips blanks after "=", so an empty
-            # value would read the comment as the value: quote it.  A comment glued to a
-            # quoted value ('old'#c) would become part of a bare one: separate it.
-            if piece == "":
-                piece = "''"
-            if rest.startswith("#"):
-                piece += " "
-        out.append(text[cursor : b.value_start])
-        out.append(piece if b.has_equals else f"={piece}")
-        cursor = b.value_end
-    out.append(text[cursor:])
-    return "".join(out)
 
 
 # One writer at a time per real file within this process: two envfile targets may
@@ -298,13 +74,19 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _temp_prefix(target: Path) -> str:
+    """Temp files of a write to `target` are named ``.<name>.<pid>-<random>.rotator-tmp``:
+    the pid says whose they are, so a leftover of a dead process is known at once."""
+    return f".{target.name}.{os.getpid()}-"
+
+
 def _atomic_write(target: Path, data: bytes, owner: tuple[int, int] | None) -> None:
     """Replace `target` with `data`: 0600 temp file beside it, fsync, rename, fsync dir.
 
     The temp file is removed on any failure, so the key never lingers anywhere but
-    in `target`.
+    in `target` (a SIGKILL leaves it: `_sweep_leftovers` removes it).
     """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".rotator-tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".rotator-tmp", dir=target.parent)
     try:
         try:
             os.fchmod(fd, FILE_MODE)
@@ -326,16 +108,42 @@ def _atomic_write(target: Path, data: bytes, owner: tuple[int, int] | None) -> N
     _fsync_dir(target.parent)
 
 
-STALE_TEMP_AGE = 60.0  # seconds; a temp file this old is no write in progress
+STALE_TEMP_AGE = 60.0  # seconds; a temp file of unknown owner this old is no write in progress
 
 
-def _sweep_stale_temps(target: Path) -> int:
-    """Remove temp files of `_atomic_write` that a killed process (SIGKILL, power loss) left
-    beside `target`: each holds a key.  Returns how many were removed."""
+def _writer_gone(pid: int) -> bool:
+    """Is the process that named a temp file no longer writing it?
+
+    This process: yes, since the caller holds the file's lock, which every write of
+    this process holds from its read to its rename.  Another: yes when it no longer
+    exists.  A live one (another rotator writing the same file) is left alone; a
+    reused pid only delays the removal to the age rule."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: alive, another user's
+        return False
+    return False
+
+
+def _sweep_leftovers(target: Path) -> int:
+    """Remove the temp files of `_atomic_write` that an interrupted write (SIGKILL, power
+    loss) left beside `target`: each holds a key.  Call with `target`'s lock held.
+
+    A temp file is removed at once when its writer is gone (`_writer_gone`), and after
+    `STALE_TEMP_AGE` when its name carries no pid (an older rotator's) or the pid is
+    alive.  Returns how many were removed."""
     removed = 0
+    named = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)-[^.]*\.rotator-tmp$")
     for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.rotator-tmp"):
         try:
-            if tmp.is_file() and not tmp.is_symlink() and time.time() - tmp.stat().st_mtime > STALE_TEMP_AGE:
+            if not tmp.is_file() or tmp.is_symlink():
+                continue
+            m = named.match(tmp.name)
+            if (m and _writer_gone(int(m.group(1)))) or time.time() - tmp.stat().st_mtime > STALE_TEMP_AGE:
                 tmp.unlink()
                 removed += 1
         except OSError:
@@ -351,7 +159,7 @@ class EnvFileBackend(Backend):
     class Settings(BackendSettings):
         type: str = "envfile"
         path: Path = Field(description="the dotenv file")
-        variable: str = Field(pattern=_VARIABLE_NAME, max_length=200, description="the variable that holds the key")
+        variable: str = Field(pattern=VARIABLE_NAME, max_length=200, description="the variable that holds the key")
         create: bool = Field(default=False, description="create the file when it does not exist")
         backup: bool = Field(default=False, description="keep the previous file as <path>.bak (mode 0600)")
 
@@ -432,7 +240,8 @@ class EnvFileBackend(Backend):
         if not os.access(directory, os.W_OK | os.X_OK):
             return Check(False, f"directory {directory} is not writable by this user; fix its permissions")
         warnings: list[str] = []
-        swept = _sweep_stale_temps(target)
+        with _lock_for(target):
+            swept = _sweep_leftovers(target)
         if swept:
             warnings.append(f"removed {swept} temp file(s) beside {path} that an interrupted write left behind")
         try:
@@ -485,6 +294,10 @@ class EnvFileBackend(Backend):
         path: Path = self.settings.path
         target = self._target()
         with _lock_for(target):
+            # What an interrupted write left holds a key: gone before this write, even one
+            # that finds nothing to do (a resume).
+            swept = _sweep_leftovers(target) + (_sweep_leftovers(self._backup_path()) if self.settings.backup else 0)
+            note = f"; removed {swept} temp file(s) an interrupted write left" if swept else ""
             old = self._read_text(target)
             if old is None and not self.settings.create:
                 raise PluginError(f"{path} does not exist; create it or set create = true", retryable=False)
@@ -503,7 +316,7 @@ class EnvFileBackend(Backend):
             if new == old:  # a retried write: leave the file (and any backup) alone
                 if target.stat().st_mode & 0o777 != FILE_MODE:
                     os.chmod(target, FILE_MODE)
-                return Written(detail=f"{path}: {self.settings.variable} already current")
+                return Written(detail=f"{path}: {self.settings.variable} already current{note}")
             owner: tuple[int, int] | None = None
             if old is not None and os.geteuid() == 0:
                 st = target.stat()
@@ -516,4 +329,5 @@ class EnvFileBackend(Backend):
                 raise PluginError(
                     f"cannot write {path}: {exc.strerror or exc}; check the directory's permissions and space"
                 ) from None
-        return Written(detail=f"{path}: {'updated' if old is not None else 'created'} {self.settings.variable}")
+        done = "updated" if old is not None else "created"
+        return Written(detail=f"{path}: {done} {self.settings.variable}{note}")

@@ -18,112 +18,67 @@ A plan entry::
     field = "api_key"
     token = { env = "VAULT_TOKEN" }
 
-Auth is ``token`` (from env or file), ``approle`` (``role_id`` / ``secret_id``
-from env or file) or ``kubernetes`` (the service-account JWT file).  Every
-client, session and login is made in `open` (arm time); after the key arrives
-only the write itself goes over the wire.
-
-Error messages are built here from status codes and never include hvac's
-exception text unfiltered, so nothing from a request body can reach a log.
+The connection (address, TLS, token / AppRole / Kubernetes auth, relogin) is
+`_vault_client`'s; every client, session and login is made in `open` (arm time),
+so after the key arrives only the write itself goes over the wire.  Error
+messages never include hvac's exception text unfiltered.
 """
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-import hvac
-import hvac.exceptions
-import requests
-from pydantic import Field, field_validator, model_validator
-from requests.adapters import HTTPAdapter
+from pydantic import Field, field_validator
+from rotator_plugins._sdk import Denied, NotFound, SdkBackend
+from rotator_plugins._vault_client import (
+    CAS_MISMATCH,
+    SDK_ERRORS,
+    CasMismatch,
+    VaultClient,
+    VaultConnection,
+    segments,
+    translate,
+)
 
-from rotator.plugin import Backend, BackendSettings, Check, Conflict, PluginError, SecretRef, Stored, Written
-from rotator.secret import Secret, live_values
+from rotator.plugin import BackendSettings, Check, Conflict, PluginError, Stored, Written
+from rotator.secret import Secret
 
 T = TypeVar("T")
 
-CAS_MISMATCH = "check-and-set parameter did not match the current version"
+__all__ = ["CAS_MISMATCH", "VaultBackend", "VaultSettings"]
+
 MIN_TOKEN_TTL = 300  # seconds; a token about to expire would fail in the middle of a rotation
-DEFAULT_K8S_JWT = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 _RAISE: Any = object()
-_SEGMENTS = re.compile(r"^[^/\s]+(/[^/\s]+)*$")
 
 
-class _CasMismatch(PluginError):
-    """Vault refused a write because its cas was not the current version."""
-
-
-class VaultSettings(BackendSettings):
-    url: str = Field(description="Vault address, e.g. https://vault.example.com:8200")
+class VaultSettings(VaultConnection):
     mount: str = Field(default="secret", description="KV mount path")
     path: str = Field(description="secret path inside the mount")
     field: str = Field(
         default="api_key", min_length=1, max_length=500, description="field of the secret holding the key"
     )
     kv_version: Literal[1, 2] = 2
-    auth: Literal["token", "approle", "kubernetes"] = "token"
-    token: SecretRef | None = None
-    role_id: SecretRef | None = None
-    secret_id: SecretRef | None = None
-    approle_mount: str = "approle"
-    kubernetes_role: str | None = None
-    kubernetes_jwt_path: Path = DEFAULT_K8S_JWT
-    kubernetes_mount: str = "kubernetes"
-    namespace: str | None = None
-    ca_cert: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
-    verify: bool = True
 
-    @field_validator("url")
+    @field_validator("mount", "path")
     @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError("must start with http:// or https:// and name a host")
-        return v.rstrip("/")
-
-    @field_validator("mount", "path", "approle_mount", "kubernetes_mount")
-    @classmethod
-    def _segments(cls, v: str) -> str:
-        v = v.strip("/")
-        if not _SEGMENTS.match(v) or any(seg in (".", "..") for seg in v.split("/")):
-            raise ValueError("must be a path like a/b/c (no empty, '.' or '..' segments, no spaces)")
-        return v
-
-    @model_validator(mode="after")
-    def _auth_fields(self) -> VaultSettings:
-        if self.auth == "token" and self.token is None:
-            raise ValueError('auth = "token" needs token (e.g. token = { env = "VAULT_TOKEN" })')
-        if self.auth == "approle":
-            if self.role_id is None:
-                raise ValueError('auth = "approle" needs role_id (e.g. role_id = { env = "VAULT_ROLE_ID" })')
-            if self.secret_id is None:
-                raise ValueError(
-                    'auth = "approle" needs secret_id (e.g. secret_id = { file = "/run/secrets/secret_id" })'
-                )
-        if self.auth == "kubernetes" and not self.kubernetes_role:
-            raise ValueError('auth = "kubernetes" needs kubernetes_role')
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError("client_key needs client_cert")
-        return self
+    def _paths(cls, v: str) -> str:
+        return segments(v)
 
 
-class VaultBackend(Backend):
+class VaultBackend(SdkBackend):
     """A KV v2 (or v1) secret in Vault; the key in one field, other fields kept."""
 
     Settings: ClassVar[type[BackendSettings]] = VaultSettings
     can_be_primary: ClassVar[bool] = True
+    label: ClassVar[str] = "vault"
+    sdk_errors: ClassVar[tuple[type[BaseException], ...]] = SDK_ERRORS
     settings: VaultSettings
 
     def __init__(self, settings: Any, ctx: Any) -> None:
         super().__init__(settings, ctx)
-        self._client: hvac.Client | None = None
-        self._session: requests.Session | None = None
+        self._conn = VaultClient(self.settings, ctx, self._fail)
         # What the last read saw: (version, every field).  A write whose cas is
         # that version can build the new data from it without reading again.
         self._base: tuple[int, dict[str, Any]] | None = None
@@ -139,58 +94,13 @@ class VaultBackend(Backend):
         s = self.settings
         return f"{s.mount}/data/{s.path}" if s.kv_version == 2 else f"{s.mount}/{s.path}"
 
-    def _fail(self, what: str, *, retryable: bool = False) -> PluginError:
-        return PluginError(f"vault {self.name}: {what}", retryable=retryable)
-
     def describe(self) -> str:
         s = self.settings
         ns = f" namespace {s.namespace}" if s.namespace else ""
         return f"{s.url}{ns} {self._where} field {s.field} (kv v{s.kv_version}, {s.auth} auth)"
 
-    @staticmethod
-    def _vault_said(exc: hvac.exceptions.VaultError) -> str:
-        """Vault's own error strings, one line, redacted of any live secret, short."""
-        text = "; ".join(str(e) for e in (exc.errors or []) if e)
-        text = " ".join(text.replace("*", " ").split())
-        for value in live_values():
-            if value and value in text:
-                text = text.replace(value, "[redacted]")
-        return text[:200]
-
     def _translate(self, exc: BaseException, doing: str) -> PluginError:
-        url = self.settings.url
-        if isinstance(exc, hvac.exceptions.VaultError):
-            said = self._vault_said(exc)
-            if isinstance(exc, hvac.exceptions.Forbidden):
-                return self._fail(f"permission denied on {doing} (check the token's policy)")
-            if isinstance(exc, hvac.exceptions.Unauthorized):
-                return self._fail(f"unauthorized on {doing} (is the token valid?)")
-            if isinstance(exc, hvac.exceptions.VaultDown):
-                if "sealed" in said.lower():
-                    return self._fail("sealed")
-                return self._fail(f"unavailable (HTTP 503) on {doing}", retryable=True)
-            if isinstance(exc, hvac.exceptions.InvalidPath):
-                return self._fail(f"not found: {doing}" + (f" ({said})" if said else ""))
-            if isinstance(exc, hvac.exceptions.RateLimitExceeded):
-                return self._fail(f"rate limited on {doing}", retryable=True)
-            if isinstance(exc, (hvac.exceptions.InternalServerError, hvac.exceptions.BadGateway)):
-                return self._fail(f"server error on {doing}" + (f" ({said})" if said else ""), retryable=True)
-            if isinstance(exc, hvac.exceptions.VaultNotInitialized):
-                return self._fail("not initialized")
-            if isinstance(exc, hvac.exceptions.InvalidRequest):
-                if CAS_MISMATCH in said:
-                    return _CasMismatch(f"vault {self.name}: {doing}: {CAS_MISMATCH}", retryable=False)
-                return self._fail(f"request refused on {doing}" + (f": {said}" if said else ""))
-            return self._fail(f"unexpected answer on {doing}" + (f": {said}" if said else ""), retryable=True)
-        if isinstance(exc, requests.exceptions.SSLError):
-            return self._fail(f"TLS handshake with {url} failed (check ca_cert, client_cert, verify)")
-        if isinstance(exc, requests.exceptions.Timeout):
-            return self._fail(f"timed out talking to {url} ({doing})", retryable=True)
-        if isinstance(exc, requests.exceptions.ConnectionError):
-            return self._fail(f"cannot reach {url} ({doing})", retryable=True)
-        if isinstance(exc, requests.exceptions.RequestException):
-            return self._fail(f"HTTP error talking to {url} ({doing}): {type(exc).__name__}", retryable=True)
-        return self._fail(f"{doing} failed: {type(exc).__name__}", retryable=True)
+        return translate(exc, doing, self.settings.url, self._fail)
 
     async def _call(
         self,
@@ -203,123 +113,32 @@ class VaultBackend(Backend):
     ) -> T:
         """Run one hvac call in the pool; hvac/requests errors become one-line PluginErrors.
 
-        `missing`: what to return on a 404 instead of raising.
+        `missing`: what to return on a 404 instead of raising.  A 403 on a login
+        token logs in again once and retries (the token may have expired while the
+        operator was getting the key).
         """
         try:
-            return await self.ctx.run_blocking(functools.partial(fn, *args, **kwargs))
-        except hvac.exceptions.InvalidPath as exc:
+            return await self._run(where, fn, *args, **kwargs)
+        except NotFound:
             if missing is not _RAISE:
                 return missing  # type: ignore[no-any-return]
-            raise self._translate(exc, where) from None
-        except hvac.exceptions.Forbidden as exc:
-            # A login token may have expired while the operator was getting the key:
-            # log in again once, then retry.
-            if not (relogin and self.settings.auth != "token"):
-                raise self._translate(exc, where) from None
-        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as exc:
-            raise self._translate(exc, where) from None
-        await self._login()
+            raise
+        except Denied:
+            if not (relogin and self._conn.can_relogin):
+                raise
+        await self._conn.login()
         return await self._call(where, fn, *args, relogin=False, missing=missing, **kwargs)
-
-    @property
-    def client(self) -> hvac.Client:
-        if self._client is None:
-            raise self._fail("not open")
-        return self._client
 
     # -- lifecycle ---------------------------------------------------------
 
-    def _build(self, token: str | None) -> hvac.Client:
-        s = self.settings
-        session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=16, max_retries=0)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        verify: bool | str = str(s.ca_cert.expanduser()) if s.ca_cert is not None and s.verify else s.verify
-        cert: tuple[str, str] | str | None = None
-        if s.client_cert is not None:
-            cert = (
-                (str(s.client_cert.expanduser()), str(s.client_key.expanduser()))
-                if s.client_key is not None
-                else str(s.client_cert.expanduser())
-            )
-        # hvac prefers the session's verify/cert over its own arguments, so set both.
-        session.verify = verify
-        session.cert = cert
-        self._session = session
-        return hvac.Client(
-            url=s.url,
-            token=token,
-            namespace=s.namespace,
-            verify=verify,
-            cert=cert,
-            timeout=s.timeout,
-            session=session,
-        )
-
-    def _resolve(self, label: str, ref: SecretRef | None) -> str:
-        if ref is None:
-            raise self._fail(f"{label} is not set")
-        try:
-            return ref.resolve().reveal()
-        except PluginError as exc:
-            raise self._fail(f"{label}: {exc}") from None
-
     async def open(self) -> None:
-        s = self.settings
-        for label, p in (("ca_cert", s.ca_cert), ("client_cert", s.client_cert), ("client_key", s.client_key)):
-            if p is not None and not p.expanduser().is_file():
-                raise self._fail(f"{label} {p} is not a readable file")
-        token = self._resolve("token", s.token) if s.auth == "token" else None
-        self._client = await self.ctx.run_blocking(self._build, token)
-        if s.auth != "token":
-            await self._login()
-
-    async def _login(self) -> None:
-        s = self.settings
-        if s.auth == "approle":
-            role_id = self._resolve("role_id", s.role_id)
-            secret_id = self._resolve("secret_id", s.secret_id)
-            fn = functools.partial(
-                self.client.auth.approle.login, role_id=role_id, secret_id=secret_id, mount_point=s.approle_mount
-            )
-            where = f"auth/{s.approle_mount}/login"
-        elif s.auth == "kubernetes":
-            try:
-                jwt = s.kubernetes_jwt_path.expanduser().read_text().strip()
-            except OSError as exc:
-                raise self._fail(f"cannot read kubernetes_jwt_path {s.kubernetes_jwt_path}: {exc.strerror}") from None
-            if not jwt:
-                raise self._fail(f"kubernetes_jwt_path {s.kubernetes_jwt_path} is empty")
-            fn = functools.partial(
-                self.client.auth.kubernetes.login, role=s.kubernetes_role, jwt=jwt, mount_point=s.kubernetes_mount
-            )
-            where = f"auth/{s.kubernetes_mount}/login"
-        else:
-            return
-        try:
-            await self.ctx.run_blocking(fn)
-        except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
-            what = "role_id or secret_id" if s.auth == "approle" else f"role {s.kubernetes_role} or service-account JWT"
-            raise self._fail(f"{s.auth} login at {where} refused (check the {what})") from None
-        except (hvac.exceptions.VaultError, requests.exceptions.RequestException) as exc:
-            raise self._translate(exc, f"{s.auth} login at {where}") from None
-        except (KeyError, TypeError):
-            raise self._fail(f"{s.auth} login at {where} gave no client token") from None
+        self._client = await self._conn.open()
 
     async def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        self._conn.close()
         self._client = None
 
     # -- preflight ---------------------------------------------------------
-
-    async def preflight(self) -> Check:
-        try:
-            return await self._preflight()
-        except PluginError as exc:
-            return Check(ok=False, detail=str(exc))
 
     async def _preflight(self) -> Check:
         s = self.settings
@@ -546,7 +365,7 @@ class VaultBackend(Backend):
                 cas=version,
                 mount_point=s.mount,
             )
-        except _CasMismatch:
+        except CasMismatch:
             # Someone wrote in between, or an earlier attempt of this very write
             # landed and its answer was lost.  Look before deciding.
             now_version, now_data = await self._read_v2()

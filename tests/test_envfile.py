@@ -9,6 +9,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -431,3 +432,79 @@ def test_settings_are_checked() -> None:
     with pytest.raises(ValidationError):
         EnvFileBackend.Settings.model_validate({"name": "env", "type": "envfile", "variable": VAR})
     assert EnvFileBackend.can_be_primary is True
+
+
+# --- what a SIGKILLed write leaves (issue 16, item 6) ------------------------------
+
+_KILLED_WRITER = """
+import os, sys, time
+from pathlib import Path
+import rotator_plugins.envfile as envfile
+
+def hang(src, dst):  # the temp file is written, fsynced and closed: stop before the rename
+    print("written", flush=True)
+    time.sleep(600)
+
+os.replace = hang
+envfile._atomic_write(Path(sys.argv[1]), sys.argv[2].encode(), None)
+"""
+
+
+def killed_write(path: Path, text: str) -> Path:
+    """Run `_atomic_write` in a real process, SIGKILL it between the temp file and the
+    rename; return the temp file it left (0600, `text` inside)."""
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(path), text], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "written\n"
+    finally:
+        proc.kill()
+        proc.wait()
+    (left,) = path.parent.glob(f".{path.name}.*.rotator-tmp")
+    assert mode(left) == 0o600 and left.read_text() == text
+    return left
+
+
+def test_a_write_removes_at_once_what_a_killed_write_left(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(f"{VAR}=sk_live_old\n")
+    left = killed_write(env, f"{VAR}={KEY}\n")
+    b = backend(env)
+    detail = run(b.write(Secret(KEY), token="rot-2/env", expected_version=None)).detail
+    assert not left.exists(), "the new key stayed in a temp file beside .env"
+    assert "removed 1 temp file(s)" in detail
+    assert lookup(env.read_text(), VAR) == KEY
+    assert list(tmp_path.iterdir()) == [env]
+
+
+def test_a_resume_that_finds_the_key_written_still_removes_the_leftover(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(f"{VAR}={KEY}\n")  # the rename of an earlier attempt landed; a later one was killed
+    left = killed_write(env, f"{VAR}={KEY}\n")
+    detail = run(backend(env).write(Secret(KEY), token="rot-1/env", expected_version=None)).detail
+    assert "already current" in detail and not left.exists()
+
+
+def test_arm_removes_a_killed_writers_leftover_at_once(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(f"{VAR}=sk_live_old\n")
+    left = killed_write(env, f"{VAR}={KEY}\n")
+    check = run(backend(env).preflight())
+    assert check.ok and not left.exists()
+    assert any("interrupted write" in w for w in check.warnings)
+
+
+def test_a_live_writers_temp_file_is_left_alone(tmp_path: Path) -> None:
+    """Another live process (a second rotator writing the same file) owns its temp file."""
+    env = tmp_path / ".env"
+    env.write_text(f"{VAR}=sk_live_old\n")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        live = tmp_path / f"..env.{other.pid}-abcd1234.rotator-tmp"
+        live.write_text("in progress")
+        write(backend(env), KEY)
+        assert live.exists()
+    finally:
+        other.kill()
+        other.wait()
+    write(backend(env), KEY)  # its writer is gone now
+    assert not live.exists()

@@ -41,8 +41,9 @@ import botocore.exceptions
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from rotator_plugins._sdk import NotFound, SdkBackend, vendor_text
+from rotator_plugins._slots import Change, SlotState, StandbySlots
 
 from rotator.plugin import BackendSettings, Check, Conflict, PluginError, Stored, Written
 from rotator.secret import Secret
@@ -99,6 +100,30 @@ class AwsSettings(BackendSettings):
     role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
     json_key: str | None = Field(default=None, min_length=1, description="the key lives in this field of a JSON object")
     create: bool = Field(default=False, description="create the secret if it does not exist")
+    standby_json_key: str | None = Field(
+        default=None,
+        min_length=1,
+        description="alternating plans, primary only: the standby key's JSON field (default <json_key>_standby)",
+    )
+    slots_json_key: str | None = Field(
+        default=None,
+        min_length=1,
+        description="alternating plans, primary only: the slot metadata's JSON field (default <json_key>_slots)",
+    )
+
+    @property
+    def standby(self) -> str:
+        return self.standby_json_key or f"{self.json_key}_standby"
+
+    @property
+    def slots(self) -> str:
+        return self.slots_json_key or f"{self.json_key}_slots"
+
+    @model_validator(mode="after")
+    def _distinct_keys(self) -> AwsSettings:
+        if self.json_key and len({self.json_key, self.standby, self.slots}) != 3:
+            raise ValueError("json_key, standby_json_key and slots_json_key must be three different names")
+        return self
 
     @field_validator("endpoint_url")
     @classmethod
@@ -108,7 +133,7 @@ class AwsSettings(BackendSettings):
         return v
 
 
-class AwsSecretsManagerBackend(SdkBackend):
+class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
     """A secret in AWS Secrets Manager."""
 
     Settings: ClassVar[type[BackendSettings]] = AwsSettings
@@ -337,16 +362,17 @@ class AwsSecretsManagerBackend(SdkBackend):
             raise self._fail(f"{s.secret_id} SecretString is not a JSON object, but json_key = {s.json_key!r} is set")
         return version, obj
 
-    def _key_of(self, value: dict[str, Any] | str | None) -> Secret | None:
+    def _key_of(self, value: dict[str, Any] | str | None, name: str | None = None) -> Secret | None:
         if value is None:
             return None
         if isinstance(value, str):
             return Secret(value)
-        field = value.get(self.settings.json_key or "")
+        name = name or self.settings.json_key or ""
+        field = value.get(name)
         if field is None:
             return None
         if not isinstance(field, str):
-            raise self._fail(f"field {self.settings.json_key} of {self.settings.secret_id} is not a string")
+            raise self._fail(f"field {name} of {self.settings.secret_id} is not a string")
         return Secret(field)
 
     async def read(self) -> Stored:
@@ -396,3 +422,73 @@ class AwsSecretsManagerBackend(SdkBackend):
         if previous and previous != new:
             detail += f" (previous {previous} kept as AWSPREVIOUS)"
         return Written(version=new, detail=detail)
+
+    # -- the standby slot (alternating plans) ------------------------------
+    #
+    # Two more fields of the same JSON SecretString: the standby key and the slot
+    # metadata (JSON, no key).  One PutSecretValue changes all three, so a swap is
+    # one new version (AWSPREVIOUS keeps the one before).  Not tags: tags are
+    # changed by their own call, outside the version history, and a crash between
+    # the two would leave them describing the wrong values.  Check-and-set is as for
+    # `write` with json_key: the AWSCURRENT version read just before the put.
+
+    @classmethod
+    def standby_problem(cls, settings: Any) -> str | None:
+        if not settings.json_key:
+            return (
+                "a standby slot needs json_key (the SecretString a JSON object: the key, the standby key and "
+                'the slot metadata side by side), e.g. json_key = "api_key"'
+            )
+        return None
+
+    def _state_of(self, version: str | None, value: dict[str, Any] | str | None) -> SlotState:
+        s = self.settings
+        obj = value if isinstance(value, dict) else {}
+        meta = obj.get(s.slots)
+        return SlotState(
+            self._key_of(obj), self._key_of(obj, s.standby), meta if isinstance(meta, str) else None, version
+        )
+
+    async def _slot_state(self) -> SlotState:
+        return self._state_of(*await self._current())
+
+    def _slots_at(self) -> tuple[str, str, str]:
+        s = self.settings
+        return f"aws {self.name}: {s.secret_id}", f"field {s.standby}", f"field {s.slots}"
+
+    async def _change_slots(
+        self, change: Callable[[SlotState], Change | None], *, token: str, expected_version: str | None, done: str
+    ) -> Written:
+        s = self.settings
+        problem = self.standby_problem(s)
+        if problem:
+            raise self._fail(problem)
+        version, value = await self._current()
+        todo = change(self._state_of(version, value))
+        if todo is None:
+            return Written(version=version, detail=f"{version} is AWSCURRENT (already done, nothing written)")
+        crt = request_token(token)
+        if version == crt:
+            raise self._token_reused()
+        obj = dict(value) if isinstance(value, dict) else {}
+        for name, key in ((s.json_key or "", todo.active), (s.standby, todo.standby)):
+            if key is not None:
+                obj[name] = key.reveal()
+        obj[s.slots] = todo.meta_text
+        text = json.dumps(obj)
+        try:
+            resp = await self._call(
+                "PutSecretValue",
+                self.client.put_secret_value,
+                SecretId=s.secret_id,
+                ClientRequestToken=crt,
+                SecretString=text,
+            )
+        except NotFound:
+            if not s.create or self._is_arn:
+                raise
+            resp = await self._call(
+                "CreateSecret", self.client.create_secret, Name=s.secret_id, ClientRequestToken=crt, SecretString=text
+            )
+        new = resp.get("VersionId", crt)
+        return Written(version=new, detail=f"{new} is AWSCURRENT: {done} (previous {version} kept as AWSPREVIOUS)")

@@ -18,9 +18,10 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from rotator_plugins._dotenv import (
     VARIABLE_NAME,
     EnvFileError,
@@ -29,9 +30,10 @@ from rotator_plugins._dotenv import (
     parse_dotenv,
     update_dotenv,
 )
+from rotator_plugins._slots import Change, SlotState, StandbySlots
 
-from rotator.plugin import Backend, BackendSettings, Check, Conflict, PluginError, Stored, Written
-from rotator.secret import Secret
+from rotator.plugin import BackendSettings, Check, Conflict, PluginError, Stored, Written
+from rotator.secret import Secret, fingerprint
 
 __all__ = ["EnvFileBackend", "EnvFileError", "encode_value", "lookup", "parse_dotenv", "update_dotenv", "version_of"]
 
@@ -151,7 +153,7 @@ def _sweep_leftovers(target: Path) -> int:
     return removed
 
 
-class EnvFileBackend(Backend):
+class EnvFileBackend(StandbySlots):
     """A variable in a dotenv file on this machine."""
 
     can_be_primary = True
@@ -162,6 +164,18 @@ class EnvFileBackend(Backend):
         variable: str = Field(pattern=VARIABLE_NAME, max_length=200, description="the variable that holds the key")
         create: bool = Field(default=False, description="create the file when it does not exist")
         backup: bool = Field(default=False, description="keep the previous file as <path>.bak (mode 0600)")
+        standby_variable: str | None = Field(
+            default=None,
+            pattern=VARIABLE_NAME,
+            max_length=200,
+            description="alternating plans, primary only: the standby key's variable (default <variable>_STANDBY)",
+        )
+        slots_variable: str | None = Field(
+            default=None,
+            pattern=VARIABLE_NAME,
+            max_length=200,
+            description="alternating plans, primary only: the slot metadata's variable (default <variable>_SLOTS)",
+        )
 
         @field_validator("path", mode="before")
         @classmethod
@@ -169,6 +183,21 @@ class EnvFileBackend(Backend):
             if isinstance(v, str | Path) and (str(v).strip() == "" or str(v).endswith(("/", "/.", "/.."))):
                 raise ValueError("must name a file, not a directory")
             return v
+
+        @model_validator(mode="after")
+        def _distinct_variables(self) -> EnvFileBackend.Settings:
+            names = [self.variable, self.standby, self.slots]
+            if len(set(names)) != 3:
+                raise ValueError("variable, standby_variable and slots_variable must be three different names")
+            return self
+
+        @property
+        def standby(self) -> str:
+            return self.standby_variable or f"{self.variable}_STANDBY"
+
+        @property
+        def slots(self) -> str:
+            return self.slots_variable or f"{self.variable}_SLOTS"
 
         @field_validator("path")
         @classmethod
@@ -296,7 +325,7 @@ class EnvFileBackend(Backend):
         with _lock_for(target):
             # What an interrupted write left holds a key: gone before this write, even one
             # that finds nothing to do (a resume).
-            swept = _sweep_leftovers(target) + (_sweep_leftovers(self._backup_path()) if self.settings.backup else 0)
+            swept = self._sweep(target)
             note = f"; removed {swept} temp file(s) an interrupted write left" if swept else ""
             old = self._read_text(target)
             if old is None and not self.settings.create:
@@ -317,17 +346,89 @@ class EnvFileBackend(Backend):
                 if target.stat().st_mode & 0o777 != FILE_MODE:
                     os.chmod(target, FILE_MODE)
                 return Written(detail=f"{path}: {self.settings.variable} already current{note}")
-            owner: tuple[int, int] | None = None
-            if old is not None and os.geteuid() == 0:
-                st = target.stat()
-                owner = (st.st_uid, st.st_gid)
-            try:
-                if self.settings.backup and old is not None:
-                    _atomic_write(self._backup_path(), old.encode("utf-8"), owner)
-                _atomic_write(target, new.encode("utf-8"), owner)
-            except OSError as exc:
-                raise PluginError(
-                    f"cannot write {path}: {exc.strerror or exc}; check the directory's permissions and space"
-                ) from None
+            self._replace(target, old, new)
         done = "updated" if old is not None else "created"
         return Written(detail=f"{path}: {done} {self.settings.variable}{note}")
+
+    def _replace(self, target: Path, old: str | None, new: str) -> None:
+        """Write `new` over `target` (which held `old`), keeping its owner and a backup if asked.
+        Call with `target`'s lock held."""
+        owner: tuple[int, int] | None = None
+        if old is not None and os.geteuid() == 0:
+            st = target.stat()
+            owner = (st.st_uid, st.st_gid)
+        try:
+            if self.settings.backup and old is not None:
+                _atomic_write(self._backup_path(), old.encode("utf-8"), owner)
+            _atomic_write(target, new.encode("utf-8"), owner)
+        except OSError as exc:
+            raise PluginError(
+                f"cannot write {self.settings.path}: {exc.strerror or exc}; check the directory's permissions and space"
+            ) from None
+
+    # -- the standby slot (alternating plans) -------------------------------------
+    #
+    # Three variables of the one file: the key, the standby key, and the slot
+    # metadata (JSON, no key).  Every change is one atomic rename of the whole file,
+    # so a swap is one write: a reader sees both old values or both new ones.
+
+    def _sweep(self, target: Path) -> int:
+        return _sweep_leftovers(target) + (_sweep_leftovers(self._backup_path()) if self.settings.backup else 0)
+
+    def _state_of(self, text: str | None) -> SlotState:
+        s = self.settings
+        text = text or ""
+        active, standby, meta = (lookup(text, v) for v in (s.variable, s.standby, s.slots))
+        a = Secret(active) if active else None
+        b = Secret(standby) if standby else None
+        # A file has no version counter: the version is the three values, by fingerprint
+        # (see version_of), so an edit to any of them between arm and write is a Conflict.
+        version = "slots:" + fingerprint("|".join([version_of(a), version_of(b), meta or ""]))
+        return SlotState(a, b, meta, version)
+
+    async def _slot_state(self) -> SlotState:
+        return await self.ctx.run_blocking(lambda: self._state_of(self._read_text(self._target())))
+
+    def _slots_at(self) -> tuple[str, str, str]:
+        return str(self.settings.path), self.settings.standby, self.settings.slots
+
+    async def preflight_standby(self) -> Check:
+        check = await super().preflight_standby()
+        if check.ok is not False:
+            s = self.settings
+            text = await self.ctx.run_blocking(self._read_text, self._target())
+            parsed = parse_dotenv(text or "")
+            for var in (s.standby, s.slots):
+                if var in parsed.error_keys:
+                    line = parsed.error_keys[var]
+                    return Check(False, f"{s.path}: line {line} assigns {var} but cannot be parsed; fix its quoting")
+        return check
+
+    async def _change_slots(
+        self, change: Callable[[SlotState], Change | None], *, token: str, expected_version: str | None, done: str
+    ) -> Written:
+        return await self.ctx.run_blocking(self._rewrite_slots, change, done)
+
+    def _rewrite_slots(self, change: Callable[[SlotState], Change | None], done: str) -> Written:
+        s = self.settings
+        target = self._target()
+        with _lock_for(target):
+            swept = self._sweep(target)
+            note = f"; removed {swept} temp file(s) an interrupted write left" if swept else ""
+            old = self._read_text(target)
+            if old is None and not s.create:
+                raise PluginError(f"{s.path} does not exist; create it or set create = true", retryable=False)
+            state = self._state_of(old)
+            todo = change(state)
+            if todo is None:
+                return Written(version=state.version, detail=f"{s.path}: already done, nothing written{note}")
+            new = old or ""
+            try:
+                for var, value in ((s.variable, todo.active), (s.standby, todo.standby)):
+                    if value is not None:
+                        new = update_dotenv(new, var, value.reveal())
+                new = update_dotenv(new, s.slots, todo.meta_text)
+            except EnvFileError as exc:
+                raise PluginError(f"{s.path}: {exc}", retryable=False) from None
+            self._replace(target, old, new)
+            return Written(version=self._state_of(new).version, detail=f"{s.path}: {done}{note}")

@@ -29,8 +29,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from rotator_plugins._sdk import Denied, NotFound, SdkBackend
+from rotator_plugins._slots import Change, SlotState, StandbySlots
 from rotator_plugins._vault_client import (
     CAS_MISMATCH,
     SDK_ERRORS,
@@ -60,6 +61,32 @@ class VaultSettings(VaultConnection):
         default="api_key", min_length=1, max_length=500, description="field of the secret holding the key"
     )
     kv_version: Literal[1, 2] = 2
+    standby_field: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="alternating plans, primary only: the standby key's field (default <field>_standby)",
+    )
+    slots_field: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="alternating plans, primary only: the slot metadata's field (default <field>_slots)",
+    )
+
+    @property
+    def standby(self) -> str:
+        return self.standby_field or f"{self.field}_standby"
+
+    @property
+    def slots(self) -> str:
+        return self.slots_field or f"{self.field}_slots"
+
+    @model_validator(mode="after")
+    def _distinct_fields(self) -> VaultSettings:
+        if len({self.field, self.standby, self.slots}) != 3:
+            raise ValueError("field, standby_field and slots_field must be three different names")
+        return self
 
     @field_validator("mount", "path")
     @classmethod
@@ -67,7 +94,7 @@ class VaultSettings(VaultConnection):
         return segments(v)
 
 
-class VaultBackend(SdkBackend):
+class VaultBackend(StandbySlots, SdkBackend):
     """A KV v2 (or v1) secret in Vault; the key in one field, other fields kept."""
 
     Settings: ClassVar[type[BackendSettings]] = VaultSettings
@@ -260,12 +287,13 @@ class VaultBackend(SdkBackend):
 
     # -- read / write ------------------------------------------------------
 
-    def _field(self, data: dict[str, Any]) -> Secret | None:
-        value = data.get(self.settings.field)
+    def _field(self, data: dict[str, Any], name: str | None = None) -> Secret | None:
+        name = name or self.settings.field
+        value = data.get(name)
         if value is None:
             return None
         if not isinstance(value, str):
-            raise self._fail(f"field {self.settings.field} of {self._where} is not a string")
+            raise self._fail(f"field {name} of {self._where} is not a string")
         return Secret(value)
 
     async def _current(self) -> tuple[bool, int, dict[str, Any] | None]:
@@ -403,3 +431,78 @@ class VaultBackend(SdkBackend):
             mount_point=s.mount,
         )
         return Written(version=None, detail="written (kv v1 keeps no previous version)")
+
+    # -- the standby slot (alternating plans) ------------------------------
+    #
+    # Two more fields of the same secret: the standby key and the slot metadata
+    # (JSON, no key).  Not custom_metadata: that is written by its own request with
+    # no check-and-set, so a swap would be two writes that a crash could leave
+    # disagreeing; three fields of one version make every slot change one cas write.
+
+    @classmethod
+    def standby_problem(cls, settings: Any) -> str | None:
+        if settings.kv_version != 2:
+            return "kv_version = 1 keeps no versions and has no check-and-set; a standby slot needs KV v2"
+        return None
+
+    def _state_of(self, version: int, fields: dict[str, Any]) -> SlotState:
+        s = self.settings
+        meta = fields.get(s.slots)
+        return SlotState(
+            self._field(fields), self._field(fields, s.standby), meta if isinstance(meta, str) else None, str(version)
+        )
+
+    async def _slot_state(self) -> SlotState:
+        version, data = await self._read_v2()
+        return self._state_of(version, data or {})
+
+    def _slots_at(self) -> tuple[str, str, str]:
+        return f"vault {self.name}: {self._where}", f"field {self.settings.standby}", f"field {self.settings.slots}"
+
+    async def _change_slots(
+        self, change: Callable[[SlotState], Change | None], *, token: str, expected_version: str | None, done: str
+    ) -> Written:
+        """One cas write of the three fields (every other field kept)."""
+        s = self.settings
+        problem = self.standby_problem(s)
+        if problem:
+            raise self._fail(problem)
+        # As in _write_v2: what arm read is the base when it is the expected version (no read).
+        if self._base is not None and (expected_version is None or str(self._base[0]) == expected_version):
+            version, fields = self._base
+        else:
+            version, data = await self._read_v2()
+            fields = data or {}
+        todo = change(self._state_of(version, fields))
+        if todo is None:
+            return Written(version=str(version), detail=f"v{version} (already done, nothing written)")
+        new_fields = dict(fields)
+        for name, value in ((s.field, todo.active), (s.standby, todo.standby)):
+            if value is not None:
+                new_fields[name] = value.reveal()
+        new_fields[s.slots] = todo.meta_text
+        try:
+            resp = await self._call(
+                self._where,
+                self.client.secrets.kv.v2.create_or_update_secret,
+                path=s.path,
+                secret=new_fields,
+                cas=version,
+                mount_point=s.mount,
+            )
+        except CasMismatch:
+            # Someone wrote in between, or this very write landed and its answer was lost.
+            now_version, now_data = await self._read_v2()
+            if change(self._state_of(now_version, now_data or {})) is None:
+                return Written(version=str(now_version), detail=f"v{now_version} (already done, nothing written)")
+            if expected_version is not None:
+                raise self._conflict(now_version, int(expected_version)) from None
+            raise self._fail(
+                f"{self._where} changed during the write (now version {now_version})", retryable=True
+            ) from None
+        try:
+            new_version = int(resp["data"]["version"])
+        except (KeyError, TypeError, ValueError):
+            raise self._fail(f"unexpected answer writing {self._where}", retryable=True) from None
+        self._base = (new_version, new_fields)
+        return Written(version=str(new_version), detail=f"v{new_version}: {done} (previous v{version} kept)")

@@ -17,6 +17,8 @@ from rotator.plugin import (
     PluginError,
     RotationEvent,
     SecretRef,
+    Slot,
+    Slots,
     Stored,
     Written,
 )
@@ -37,6 +39,8 @@ __all__ = [
     "RotationEvent",
     "Secret",
     "SecretRef",
+    "Slot",
+    "Slots",
     "Stored",
     "Written",
     "__version__",

@@ -6,12 +6,14 @@ and unknown keys are errors so that a typo never passes silently.
 
 from __future__ import annotations
 
+import enum
 import re
 import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -27,9 +29,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Strategy(enum.StrEnum):
+    """How a plan's key is replaced.
+
+    ``single``: one Adjutor app; its key is reset and every consumer fails until it
+    has the new one.  ``alternating``: two apps with the same API services; the
+    consumers move to the standby app's key (which works already) before the other
+    app is reset, so no call fails whatever the operator's speed.
+    """
+
+    SINGLE = "single"
+    ALTERNATING = "alternating"
+
+
+AppName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
 class SecretSpec(_Strict):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/-]+$")
     description: str = Field(default="", max_length=2000)
+    strategy: Strategy = Strategy.SINGLE
+    apps: list[AppName] = Field(
+        default_factory=list,
+        max_length=20,
+        description="alternating: the two Adjutor apps, as the dashboard names them",
+    )
     max_age_days: int | None = Field(default=None, ge=1, le=3650)
     reminder_lead_days: int = Field(default=7, ge=0, le=365, description="warn this many days before max age")
     key_pattern: str | None = ADJUTOR_KEY_PATTERN
@@ -64,6 +88,29 @@ class ProbeSpec(_Strict):
     backoff: float = Field(default=0.2, ge=0, le=30)
     check_old_key: bool = False
     enabled: bool = True
+    paths: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="more paths on the url's host that every key must be accepted on "
+        "(alternating: a promote never moves consumers to an app lacking one of these API services)",
+    )
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, v: list[str]) -> list[str]:
+        for i, path in enumerate(v):
+            if not re.fullmatch(r"/[^\s?#{}]*(\?[^\s#{}]*)?", path):
+                raise ValueError(f"[{i}] {path!r}: a path starting with / (no spaces, no #, no {{key}})")
+        if len(set(v)) != len(v):
+            raise ValueError("a path is listed twice")
+        return v
+
+    def urls(self) -> list[str]:
+        """Every URL a key must be accepted on: `url`, then each of `paths` on its host."""
+        if not self.url:
+            return []
+        origin = urlsplit(self.url)
+        return [self.url, *(f"{origin.scheme}://{origin.netloc}{p}" for p in self.paths)]
 
     @model_validator(mode="after")
     def _apply_preset(self) -> ProbeSpec:
@@ -154,6 +201,20 @@ class Plan:
     def others(self) -> list[BackendSettings]:
         return [b for b in self.backends if not b.primary]
 
+    @property
+    def alternating(self) -> bool:
+        return self.secret.strategy is Strategy.ALTERNATING
+
+    def hints(self) -> list[str]:
+        """One line each of advice `rotator check` prints for a valid plan (not problems)."""
+        if self.alternating:
+            return []
+        return [
+            f"{self.path}: hint: this plan resets the key in use, so consumers fail until they have the new one; "
+            '[secret] strategy = "alternating" with apps = ["APP", "OTHER-APP"] (a second Adjutor app with the '
+            "same API services, its key kept as a standby on the primary) makes a reset fail no call"
+        ]
+
 
 class PlanError(Exception):
     """A plan that cannot be used; `problems` are one line each."""
@@ -223,6 +284,28 @@ def load_plan(path: str | Path) -> Plan:
         raise PlanError([f"{label}: nested too deeply"]) from None
 
 
+def _strategy_problems(label: str, spec: SecretSpec, backends: list[BackendSettings]) -> list[str]:
+    """An alternating plan names two different apps and a primary that can hold the standby."""
+    if spec.strategy is Strategy.SINGLE:
+        if spec.apps:
+            return [f'{label}: secret.apps: only used with strategy = "alternating" (this plan is "single")']
+        return []
+    if len(spec.apps) != 2:
+        return [
+            f'{label}: secret.apps: strategy = "alternating" needs exactly two apps, as the dashboard names them '
+            f'(found {len(spec.apps)}), e.g. apps = ["payments-blue", "payments-green"]'
+        ]
+    problems: list[str] = []
+    if spec.apps[0].strip().casefold() == spec.apps[1].strip().casefold():
+        problems.append(f"{label}: secret.apps[1]: {spec.apps[1]!r} is the same app twice; name two different apps")
+    for i, b in enumerate(backends):
+        if b.primary:
+            why = backend_class(b.type).standby_problem(b)
+            if why:
+                problems.append(f"{label}: backends[{i}]: {why} (alternating keeps the standby key on the primary)")
+    return problems
+
+
 def parse_plan(data: dict[str, Any], path: Path) -> Plan:
     label = str(path)
     problems: list[str] = []
@@ -265,6 +348,7 @@ def parse_plan(data: dict[str, Any], path: Path) -> Plan:
             p = backends[primaries[0]]
             if not backend_class(p.type).can_be_primary:
                 problems.append(f"{label}: backends[{primaries[0]}].primary: a {p.type} backend cannot be the primary")
+        problems.extend(_strategy_problems(label, pf.secret, backends))
         names = {b.name for b in backends}
         for i, c in enumerate(consumers):
             for j, dep in enumerate(c.reads_from):

@@ -12,6 +12,7 @@ The built-in plugins in ``rotator_plugins`` use exactly this interface.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -138,6 +139,80 @@ class Written:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Slot:
+    """What one slot of an alternating plan holds: which app's key, its fingerprint,
+    and when rotator stored it (ISO 8601, UTC).  `app` is None when the stored
+    metadata does not describe this key (someone changed the value outside rotator)."""
+
+    app: str | None
+    fingerprint: str
+    set_at: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"app": self.app, "fp": self.fingerprint, "set_at": self.set_at}
+
+
+@dataclass
+class Slots:
+    """The two slots of an alternating plan, as the primary stores them.
+
+    ``active`` is the key every backend and consumer uses (what `Backend.read`
+    returns); ``standby`` is the other app's key, kept only on the primary and
+    never read by consumers.  `standby_secret` is there for the probe at arm and
+    for a promote; `version` is what `write_standby` / `swap_slots` take as
+    `expected_version`.  Either slot is None when empty.
+    """
+
+    active: Slot | None
+    standby: Slot | None
+    version: str | None = None
+    standby_secret: Secret | None = field(default=None, repr=False)
+
+
+SLOTS_FORMAT = 1
+
+
+def slots_metadata(active: Slot | None, standby: Slot | None, token: str) -> str:
+    """The slot metadata a backend stores beside the two values: app names, fingerprints,
+    times and the token of the write that set them.  Never a key: a fingerprint is all
+    a new machine with an empty journal needs to tell which app a value belongs to."""
+    return json.dumps(
+        {
+            "format": SLOTS_FORMAT,
+            "active": active.as_dict() if active else None,
+            "standby": standby.as_dict() if standby else None,
+            "token": token,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+
+
+def parse_slots_metadata(text: str | None) -> dict[str, Any]:
+    """Stored metadata as a dict (``{}`` when absent or unreadable: the slots are then unknown)."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) and data.get("format") == SLOTS_FORMAT else {}
+
+
+def slot_of(secret: Secret | None, meta: Any) -> Slot | None:
+    """The Slot for a stored value, with the metadata's app and time only if its
+    fingerprint is this value's (metadata left behind by an edit describes nothing)."""
+    if secret is None:
+        return None
+    if isinstance(meta, dict) and meta.get("fp") == secret.fingerprint:
+        app, set_at = meta.get("app"), meta.get("set_at")
+        return Slot(
+            app if isinstance(app, str) else None, secret.fingerprint, set_at if isinstance(set_at, str) else None
+        )
+    return Slot(None, secret.fingerprint)
+
+
 @dataclass
 class RotationEvent:
     """What a consumer is told.  Holds the fingerprint, never the key."""
@@ -228,6 +303,9 @@ class Backend(_Plugin):
     kind: ClassVar[Literal["backend", "consumer"]] = "backend"
     Settings: ClassVar[type[BackendSettings]] = BackendSettings
     can_be_primary: ClassVar[bool] = True
+    can_hold_standby: ClassVar[bool] = False
+    """Implements the standby slot of alternating plans (`read_slots`, `write_standby`,
+    `swap_slots`, `preflight_standby`); only the primary ever holds one."""
 
     def __init__(self, settings: Any, ctx: PluginContext) -> None:
         self.settings = settings
@@ -243,6 +321,46 @@ class Backend(_Plugin):
         """Store `secret`.  `token` is stable for one rotation and target, so a retried
         write must not make a second version.  `expected_version` is what arm read
         (for check-and-set); None when unknown or when the operator forced it."""
+
+    # -- the standby slot (alternating plans; only where can_hold_standby) --------
+    #
+    # Both slots and their metadata live in the primary, side by side, so a promote
+    # that fails midway can always be finished or undone from there.  Each change is
+    # one check-and-set write of the values and the metadata together (the built-ins:
+    # one KV v2 version, one Secrets Manager version, one atomic file rename).  A
+    # store that cannot do that should not set can_hold_standby: a swap in two writes
+    # leaves one key in neither slot if it stops between them.  Retried with the same
+    # token a call changes nothing the second time, so each step passes its own token
+    # (a promote and the roll back after it are two swaps); a stale `expected_version`
+    # (from `read_slots`) raises `Conflict`, as `write` does.  The metadata holds app
+    # names, fingerprints, times and the token, never a key (`slots_metadata`).
+
+    @classmethod
+    def standby_problem(cls, settings: Any) -> str | None:
+        """Why these settings cannot hold a standby slot (for `rotator check`, no network); None if they can."""
+        return None if cls.can_hold_standby else f"a {settings.type} backend cannot hold a standby slot"
+
+    async def preflight_standby(self) -> Check:
+        """Can the standby location be written (and its metadata read)?  No writes: arm
+        fails on ok=False, before anything changes."""
+        return Check(ok=False, detail=self.standby_problem(self.settings) or "no standby slot")
+
+    async def read_slots(self) -> Slots:
+        """Both slots and their metadata, as stored now."""
+        raise PluginError(self.standby_problem(self.settings) or "no standby slot", retryable=False)
+
+    async def write_standby(
+        self, secret: Secret, *, app: str, token: str, expected_version: str | None, active_app: str | None = None
+    ) -> Written:
+        """Store `secret` as the standby, `app`'s key; the active value is untouched.
+        `active_app` names the active slot's app when rotator did not record it yet
+        (first use)."""
+        raise PluginError(self.standby_problem(self.settings) or "no standby slot", retryable=False)
+
+    async def swap_slots(self, *, token: str, expected_version: str | None) -> Written:
+        """Active and standby change places, values and metadata, in one write (promote,
+        and roll back by swapping again).  After it, `read` returns the previous standby."""
+        raise PluginError(self.standby_problem(self.settings) or "no standby slot", retryable=False)
 
 
 class Consumer(_Plugin):

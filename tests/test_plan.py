@@ -128,3 +128,70 @@ def test_check_cli_exit_codes(tmp_path: Path) -> None:
 def test_shipped_plans_check_clean(plan: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "rotator", "check", str(plan)], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+# --- alternating plans (issue 11) ----------------------------------------------------
+
+ALTERNATING = GOOD.replace(
+    'name = "adjutor-test"',
+    'name = "adjutor-test"\nstrategy = "alternating"\napps = ["payments-blue", "payments-green"]',
+)
+
+
+def test_alternating_plan_loads(tmp_path: Path) -> None:
+    from rotator.plan import Strategy
+
+    text = ALTERNATING.replace('preset = "adjutor"', 'preset = "adjutor"\npaths = ["/v2/verification/bvn"]')
+    plan = load_plan(_write(tmp_path, text))
+    assert plan.secret.strategy is Strategy.ALTERNATING and plan.alternating
+    assert plan.secret.apps == ["payments-blue", "payments-green"]
+    assert plan.probe.urls() == [
+        "https://adjutor.lendsqr.com/v2/decisioning/models",
+        "https://adjutor.lendsqr.com/v2/verification/bvn",
+    ]
+    assert plan.hints() == []
+
+
+def test_single_is_the_default_and_gets_a_one_line_hint(tmp_path: Path) -> None:
+    from rotator.plan import Strategy
+
+    plan = load_plan(_write(tmp_path, GOOD))
+    assert plan.secret.strategy is Strategy.SINGLE and not plan.alternating
+    (hint,) = plan.hints()
+    assert "\n" not in hint and 'strategy = "alternating"' in hint and "apps = [" in hint
+    assert "same API services" in hint
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ('strategy = "alternating"', 'secret.apps: strategy = "alternating" needs exactly two apps'),
+        ('strategy = "alternating"\napps = ["blue"]', "needs exactly two apps, as the dashboard names them (found 1)"),
+        ('strategy = "alternating"\napps = ["a", "b", "c"]', "(found 3)"),
+        ('strategy = "alternating"\napps = ["blue", "Blue "]', "secret.apps[1]: 'Blue ' is the same app twice"),
+        ('apps = ["blue", "green"]', 'secret.apps: only used with strategy = "alternating"'),
+        ('strategy = "alternate"', "secret.strategy: Input should be 'single' or 'alternating'"),
+        ('strategy = "alternating"\napps = ["blue", ""]', "secret.apps[1]: String should have at least 1 character"),
+    ],
+)
+def test_alternating_check_errors_name_the_key(tmp_path: Path, secret: str, problem: str) -> None:
+    problems = _problems(tmp_path, GOOD.replace('name = "adjutor-test"', f'name = "adjutor-test"\n{secret}'))
+    assert len(problems) == 1 and problem in problems[0], problems
+    assert problems[0].startswith(f"{tmp_path / 'plan.toml'}: secret.")
+
+
+def test_alternating_needs_a_primary_that_can_hold_a_standby(tmp_path: Path) -> None:
+    text = ALTERNATING.replace(
+        'name = "store"\ntype = "envfile"\nprimary = true\npath = "{tmp}/store.env"\nvariable = "ADJUTOR_API_KEY"\n',
+        'name = "store"\ntype = "aws"\nprimary = true\nsecret_id = "prod/adjutor"\nregion = "eu-west-1"\n',
+    )
+    (problem,) = _problems(tmp_path, text)
+    assert problem.startswith(f"{tmp_path / 'plan.toml'}: backends[0]: a standby slot needs json_key")
+    assert load_plan(_write(tmp_path, text.replace('region = "eu-west-1"', 'region = "eu-west-1"\njson_key = "k"')))
+
+
+@pytest.mark.parametrize("path", ["v2/x", "/v2/{key}", "/a b", "https://evil/x"])
+def test_probe_paths_are_paths_on_the_probe_host(tmp_path: Path, path: str) -> None:
+    text = GOOD.replace('preset = "adjutor"', f'preset = "adjutor"\npaths = ["{path}"]')
+    (problem,) = _problems(tmp_path, text)
+    assert "probe.paths" in problem and "a path starting with /" in problem

@@ -1,0 +1,203 @@
+"""The standby-slot rules every built-in backend shares (alternating plans).
+
+A backend stores three things side by side in the primary: the active value
+(what consumers read), the standby value, and the slot metadata (JSON: app,
+fingerprint and time of each slot, and the token of the write that set them;
+`rotator.plugin.slots_metadata`).  It reads them into a `SlotState`, asks
+`standby_change` or `swap_change` what to write, and writes the three in one
+check-and-set write.  The rules live here once:
+
+* a retried call with the same token changes nothing (a write-standby whose
+  value is already the standby; a swap whose token the metadata already holds);
+* a stale `expected_version` is a `Conflict`;
+* the standby never equals the active key (both would be one app's key).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from rotator.plugin import (
+    Backend,
+    Check,
+    Conflict,
+    PluginError,
+    Slot,
+    Slots,
+    Written,
+    parse_slots_metadata,
+    slot_of,
+    slots_metadata,
+)
+from rotator.secret import Secret
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class SlotState:
+    """What a backend read: both values, the stored metadata, and the version for check-and-set."""
+
+    active: Secret | None
+    standby: Secret | None
+    meta_text: str | None
+    version: str | None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return parse_slots_metadata(self.meta_text)
+
+    def slots(self) -> Slots:
+        meta = self.meta
+        return Slots(
+            active=slot_of(self.active, meta.get("active")),
+            standby=slot_of(self.standby, meta.get("standby")),
+            version=self.version,
+            standby_secret=self.standby,
+        )
+
+
+@dataclass
+class Change:
+    """What to store: the new active and standby values and the metadata text."""
+
+    active: Secret | None
+    standby: Secret | None
+    meta_text: str
+
+
+def _check_version(state: SlotState, expected_version: str | None, where: str) -> None:
+    if expected_version is not None and state.version != expected_version:
+        raise Conflict(
+            f"{where} changed since arm (version {state.version}, expected {expected_version}); "
+            "nothing written; rerun, or --force"
+        )
+
+
+def standby_change(
+    state: SlotState,
+    secret: Secret,
+    *,
+    app: str,
+    token: str,
+    expected_version: str | None,
+    active_app: str | None,
+    where: str,
+) -> Change | None:
+    """What `write_standby` stores; None when the standby already is `secret` as `app`'s key."""
+    current = state.slots()
+    if (
+        state.standby == secret
+        and current.standby is not None
+        and current.standby.app == app
+        and (active_app is None or (current.active is not None and current.active.app == active_app))
+    ):
+        return None
+    _check_version(state, expected_version, where)
+    if state.active is not None and state.active == secret:
+        raise PluginError(
+            f"{where}: this key is the active key; the standby must be the other app's key", retryable=False
+        )
+    active = current.active
+    if active is not None and active_app is not None and active.app != active_app:
+        active = Slot(active_app, active.fingerprint, active.set_at)
+    return Change(state.active, secret, slots_metadata(active, Slot(app, secret.fingerprint, now_iso()), token))
+
+
+def swap_change(state: SlotState, *, token: str, expected_version: str | None, where: str) -> Change | None:
+    """What `swap_slots` stores; None when this token's swap is what is stored already."""
+    if state.meta.get("token") == token:
+        return None
+    _check_version(state, expected_version, where)
+    if state.standby is None or state.active is None:
+        empty = "standby" if state.standby is None else "active"
+        raise PluginError(f"{where}: the {empty} slot is empty; nothing to swap", retryable=False)
+    current = state.slots()
+    return Change(state.standby, state.active, slots_metadata(current.standby, current.active, token))
+
+
+class StandbySlots(Backend):
+    """The slot methods of `Backend` for a store that keeps the three side by side.
+
+    A backend supplies `_slot_state` (read the three now), `_change_slots` (one
+    check-and-set write of what `change` returns, which it calls on the state it is
+    about to replace) and `_slots_at` (where they live, for humans); the rules
+    above and the arm check are written once here.
+    """
+
+    can_hold_standby: ClassVar[bool] = True
+
+    @abstractmethod
+    async def _slot_state(self) -> SlotState:
+        """Both values and the metadata as stored now."""
+
+    @abstractmethod
+    async def _change_slots(
+        self, change: Callable[[SlotState], Change | None], *, token: str, expected_version: str | None, done: str
+    ) -> Written:
+        """Write what `change(current state)` returns in one check-and-set write; nothing when it returns None."""
+
+    @abstractmethod
+    def _slots_at(self) -> tuple[str, str, str]:
+        """(the store, the standby's place, the metadata's place), for messages."""
+
+    async def read_slots(self) -> Slots:
+        return (await self._slot_state()).slots()
+
+    async def preflight_standby(self) -> Check:
+        where, standby_at, meta_at = self._slots_at()
+        problem = self.standby_problem(self.settings)
+        if problem:
+            return Check(ok=False, detail=f"{where}: {problem}")
+        check = await self.preflight()  # reachable, allowed to read and write the secret
+        if check.ok is False:
+            return check
+        try:
+            state = await self._slot_state()
+        except PluginError as exc:
+            return Check(ok=False, detail=str(exc))
+        warnings = list(check.warnings)
+        if state.meta_text and not state.meta:
+            warnings.append(f"{where}: {meta_at} is not rotator's slot metadata; the next slot write replaces it")
+        held = f"holds {state.standby.fingerprint}" if state.standby else "empty"
+        return Check(
+            ok=check.ok,
+            detail=f"{where}: standby in {standby_at} ({held}), slot metadata in {meta_at}",
+            warnings=warnings,
+        )
+
+    async def write_standby(
+        self, secret: Secret, *, app: str, token: str, expected_version: str | None, active_app: str | None = None
+    ) -> Written:
+        where = self._slots_at()[0]
+
+        def change(state: SlotState) -> Change | None:
+            return standby_change(
+                state,
+                secret,
+                app=app,
+                token=token,
+                expected_version=expected_version,
+                active_app=active_app,
+                where=where,
+            )
+
+        return await self._change_slots(
+            change, token=token, expected_version=expected_version, done=f"standby ({app}) set"
+        )
+
+    async def swap_slots(self, *, token: str, expected_version: str | None) -> Written:
+        where = self._slots_at()[0]
+
+        def change(state: SlotState) -> Change | None:
+            return swap_change(state, token=token, expected_version=expected_version, where=where)
+
+        return await self._change_slots(
+            change, token=token, expected_version=expected_version, done="active and standby swapped"
+        )

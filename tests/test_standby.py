@@ -431,3 +431,37 @@ def test_the_three_places_must_differ(cls: type[Backend], extra: dict[str, Any])
 
     with pytest.raises(ValidationError, match="three different names"):
         cls.Settings.model_validate({"name": "b", **extra})
+
+
+def test_vault_swap_whose_answer_was_lost_is_not_swapped_back_by_its_retry(
+    vault: VaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Vault did the swap and the answer was lost (502 after the write): the retry, with the
+    same token, finds the swap done and writes nothing."""
+    monkeypatch.setenv("TEST_VAULT_TOKEN", ROOT_TOKEN)
+    blue, green = leakcheck.canary(), leakcheck.canary()
+    vault.put("apps/billing", {"api_key": blue})
+
+    async def scenario() -> None:
+        async with opened(
+            VaultBackend,
+            name="vault",
+            type="vault",
+            url=vault.url,
+            path="apps/billing",
+            token={"env": "TEST_VAULT_TOKEN"},
+        ) as b:
+            await b.write_standby(Secret(green), app=GREEN, token="t1", expected_version=None, active_app=BLUE)
+            armed = await b.read_slots()
+            vault.fail_next(1, 502, contains="/data/", method="POST", after=True)
+            with pytest.raises(PluginError) as lost:
+                await b.swap_slots(token="t2", expected_version=armed.version)
+            assert lost.value.retryable
+            writes = vault.writes
+            retried = await b.swap_slots(token="t2", expected_version=armed.version)
+            assert "already done" in retried.detail and vault.writes == writes
+            slots = await b.read_slots()
+            assert slots.active is not None and slots.active.app == GREEN
+
+    run(scenario())
+    assert (vault.get("apps/billing") or {})["api_key"] == green

@@ -16,6 +16,11 @@ A plan entry::
     region = "eu-west-1"
     json_key = "api_key"        # optional
 
+As the primary of an alternating plan (``json_key`` needed) it keeps the standby
+key in a second JSON field (``standby_json_key``, default ``<json_key>_standby``)
+and the slot metadata in a third (``slots_json_key``, default ``<json_key>_slots``):
+every slot change is one new version.
+
 Credentials come from the usual AWS chain (environment, ``profile``, SSO,
 instance or task role), never from the plan; ``role_arn`` is assumed through
 STS at arm time and refreshed by botocore when it nears expiry.

@@ -6,13 +6,17 @@ value of one variable, so comments, order and the other variables stay exactly
 as the operator left them, and writes the file atomically with mode 0600 so a
 reader never sees half a file and no other user can read the key.
 
+As the primary of an alternating plan it keeps the standby key in a second
+variable (``standby_variable``, default ``<variable>_STANDBY``) and the slot
+metadata in a third (``slots_variable``, default ``<variable>_SLOTS``) of the same
+file, so a swap is one atomic rename.
+
 What it finds and writes follows python-dotenv's grammar (`_dotenv`), so what
 this backend reads is what python-dotenv would load.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import tempfile
@@ -139,14 +143,23 @@ def _sweep_leftovers(target: Path) -> int:
     `STALE_TEMP_AGE` when its name carries no pid (an older rotator's) or the pid is
     alive.  Returns how many were removed."""
     removed = 0
+    prefix, suffix = f".{target.name}.", ".rotator-tmp"
     named = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)-[^.]*\.rotator-tmp$")
-    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.rotator-tmp"):
+    try:
+        # Runs on every write: ~50 us for a directory of 20 files, beside the write's two fsyncs (ms).
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix)):
+            continue
         try:
-            if not tmp.is_file() or tmp.is_symlink():
+            if not entry.is_file(follow_symlinks=False):
                 continue
-            m = named.match(tmp.name)
-            if (m and _writer_gone(int(m.group(1)))) or time.time() - tmp.stat().st_mtime > STALE_TEMP_AGE:
-                tmp.unlink()
+            m = named.match(name)
+            if (m and _writer_gone(int(m.group(1)))) or time.time() - entry.stat().st_mtime > STALE_TEMP_AGE:
+                os.unlink(entry.path)
                 removed += 1
         except OSError:
             pass

@@ -18,6 +18,10 @@ A plan entry::
     field = "api_key"
     token = { env = "VAULT_TOKEN" }
 
+As the primary of an alternating plan it keeps the standby key in a second field
+(``standby_field``, default ``<field>_standby``) and the slot metadata in a third
+(``slots_field``, default ``<field>_slots``), so every slot change is one cas write.
+
 The connection (address, TLS, token / AppRole / Kubernetes auth, relogin) is
 `_vault_client`'s; every client, session and login is made in `open` (arm time),
 so after the key arrives only the write itself goes over the wire.  Error

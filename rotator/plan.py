@@ -64,6 +64,16 @@ class ProbeSpec(_Strict):
     backoff: float = Field(default=0.2, ge=0, le=30)
     check_old_key: bool = False
     enabled: bool = True
+    watch_interval: float = Field(
+        default=0.5, ge=0, le=60, description="seconds between probes of the old key while armed (reset detection); 0 = off"
+    )
+
+    @field_validator("watch_interval")
+    @classmethod
+    def _watch_interval(cls, v: float) -> float:
+        if 0 < v < 0.1:  # 10+ calls a second to the operator's API for a measurement good to 0.1 s is abuse
+            raise ValueError("0 (off) or at least 0.1 seconds")
+        return v
 
     @model_validator(mode="after")
     def _apply_preset(self) -> ProbeSpec:

@@ -9,10 +9,11 @@ command line, in a log, a repr or an exception):
   change), then ``wl-paste --no-newline`` reads the new value.
 * X11 (``xclip``, else ``xsel``) and macOS (``pbpaste``): no tool offers a
   notification, so the value is read every 50 ms and compared by hash.  Measured
-  on a loaded 2-core CI box under Xvfb: 20 reads a second cost ~1.4 ms of this
-  process and ~4 ms of xclip each, about 10 % of one core in all while armed
-  (python -m rotator.clipboard --measure).  Reading starts at arm and stops at
-  the key, so that is seconds, not a resident cost.
+  under Xvfb on the shared 2-core box (load ~6): a read costs ~1.8 ms of this
+  process and ~3.5 ms of xclip, so 20 a second take ~11 % of one core while
+  armed (``DISPLAY=:N python -m rotator.clipboard --measure 5``); a thread with
+  subprocess.run saved only 0.5 ms a read.  The watch runs from arm to the key:
+  seconds, not a resident cost.
 
 A value is offered only when it is new (it differs from what the clipboard held
 at start and from the last value seen), passes paste hygiene (`clean_paste`),

@@ -234,13 +234,13 @@ class ClipboardSource:
         await self.aclose()
 
     # -- the children ---------------------------------------------------------
-    async def _spawn(self, argv: tuple[str, ...], **kw: int) -> asyncio.subprocess.Process:
+    async def _spawn(self, argv: tuple[str, ...], *, stdout: int, stderr: int) -> asyncio.subprocess.Process:
         try:
-            proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL, env=self._env, **kw)
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=self._env
+            )
         except OSError as exc:
-            raise ClipboardUnavailable(
-                f"cannot run {argv[0]} ({exc.strerror}): install {self.tool.install}"
-            ) from None
+            raise ClipboardUnavailable(f"cannot run {argv[0]} ({exc.strerror}): install {self.tool.install}") from None
         self._children.add(proc)
         return proc
 

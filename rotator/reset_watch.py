@@ -23,7 +23,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from rotator.probe import ProbeOutcome, ProbeResult, Prober
+from rotator.probe import ProbeOutcome, Prober, ProbeResult
 from rotator.secret import Secret
 
 T = TypeVar("T")

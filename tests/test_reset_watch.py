@@ -87,7 +87,11 @@ def test_a_probe_that_costs_money_stops_the_watch_with_a_warning() -> None:
 
         result = watch_during(priced, priced.current_key, nothing)
         assert result.outcome is WatchOutcome.COSTS and result.reset is None
-        assert result.warning is not None and "costs 0.5 a call" in result.warning and "watch_interval = 0" in result.warning
+        assert (
+            result.warning is not None
+            and "costs 0.5 a call" in result.warning
+            and "watch_interval = 0" in result.warning
+        )
         assert result.probes == 1 and priced.requests == 1 and priced.balance == 9.5
 
 
@@ -151,7 +155,9 @@ def test_watch_interval_in_the_plan(tmp_path: Path) -> None:
     assert plan.probe.watch_interval == 0
     for bad in ("0.05", "-1", "61", "nan"):
         with pytest.raises(PlanError) as info:
-            load_plan(_write(tmp_path, GOOD.replace('preset = "adjutor"', f'preset = "adjutor"\nwatch_interval = {bad}')))
+            load_plan(
+                _write(tmp_path, GOOD.replace('preset = "adjutor"', f'preset = "adjutor"\nwatch_interval = {bad}'))
+            )
         assert info.value.problems == [
             f"{tmp_path / 'plan.toml'}: probe.watch_interval: 0 (off) or between 0.1 and 60 seconds"
         ]

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -24,13 +24,9 @@ from rotator.plan import ProbeSpec
 from rotator.probe import ProbeOutcome, Prober
 from rotator.secret import Secret
 from tests.leakcheck import find, scan_tree
-from tests.xserver import XServer, xvfb
+from tests.xserver import XServer, xserver_fixture
 
-
-@pytest.fixture(scope="module")
-def xserver() -> Iterator[XServer]:
-    with xvfb() as x:
-        yield x
+xserver = pytest.fixture(scope="module")(xserver_fixture)
 
 
 async def until(what: str, cond: Callable[[], object], timeout: float = 20.0) -> None:
@@ -55,7 +51,9 @@ def ps_args() -> str:
     return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["xfixes", "poll"])
 def test_takes_the_new_key_ignores_the_rest_and_keeps_watching_after_a_refusal(
+    native: bool,
     xserver: XServer,
     standin: AdjutorStandIn,
     tmp_path: Path,
@@ -70,8 +68,15 @@ def test_takes_the_new_key_ignores_the_rest_and_keeps_watching_after_a_refusal(
     seen: list[str] = []
 
     async def operator_minute() -> tuple[Secret, Secret, str]:
-        async with httpx.AsyncClient() as client, ClipboardSource(current=Secret(old), env=xserver.env) as clip:
-            assert clip.tool is XCLIP and clip.tool.mode is Mode.POLL
+        async with (
+            httpx.AsyncClient() as client,
+            ClipboardSource(current=Secret(old), env=xserver.env, native=native) as clip,
+        ):
+            assert clip.tool is XCLIP
+            assert clip.mode is (Mode.NOTIFY if native else Mode.POLL)
+            assert clip.describe() == (
+                "xclip (XFIXES change notifications)" if native else "xclip (a read every 50 ms)"
+            )
             taking = asyncio.create_task(clip.next_key())
             for value, reason in (
                 ("https://app.adjutor.io/business/apps/1", Ignored.URL),
@@ -97,6 +102,8 @@ def test_takes_the_new_key_ignores_the_rest_and_keeps_watching_after_a_refusal(
             await copy(xserver, new + "\n")
             second = await asyncio.wait_for(taking, 20)
             assert (await prober(standin, client).probe(second)).outcome is ProbeOutcome.ACCEPTED
+            # Seven copies: with XFIXES each was announced (not found by the 0.5 s safety read).
+            assert clip.notifications >= (7 if native else 0) and (native or clip.notifications == 0)
             seen.append(repr(clip))
             seen.append(ps_args())
             return first, second, new
@@ -122,11 +129,12 @@ def test_include_initial_takes_what_is_already_there(xserver: XServer) -> None:
     assert asyncio.run(go()).reveal() == key
 
 
-def test_clear_if_unchanged(xserver: XServer) -> None:
+@pytest.mark.parametrize("native", [True, False], ids=["xfixes", "poll"])
+def test_clear_if_unchanged(xserver: XServer, native: bool) -> None:
     key = new_key()
 
     async def go() -> None:
-        async with ClipboardSource(current=None, env=xserver.env) as clip:
+        async with ClipboardSource(current=None, env=xserver.env, native=native) as clip:
             taking = asyncio.create_task(clip.next_key())
             await copy(xserver, key)
             taken = await asyncio.wait_for(taking, 20)

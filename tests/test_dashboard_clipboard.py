@@ -13,25 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rotator.clipboard import ClipboardSource, Ignored
+from rotator.clipboard import ClipboardSource, Ignored, Mode
 from rotator.demo.standin import AdjutorStandIn
 from rotator.secret import Secret
 from rotator.testing.dashboard import DashboardStandIn
 from tests.leakcheck import find, scan_tree
 from tests.test_service_page import ARGS, CHROMIUM
-from tests.xserver import XServer, need, xvfb
+from tests.xserver import XServer, xserver_fixture
 
-
-@pytest.fixture(scope="module")
-def xserver() -> Iterator[XServer]:
-    with xvfb() as x:
-        yield x
+xserver = pytest.fixture(scope="module")(xserver_fixture)
 
 
 def _async_playwright() -> Any:
@@ -66,7 +62,6 @@ def test_reset_in_the_dashboard_puts_the_key_where_rotator_takes_it(
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    need("Xvfb", "xclip")
     async_playwright = _async_playwright()
     caplog.set_level(logging.DEBUG)
     old = standin.current_key
@@ -92,6 +87,7 @@ def test_reset_in_the_dashboard_puts_the_key_where_rotator_takes_it(
                         await page.evaluate("v => navigator.clipboard.writeText(v)", value)
 
                     async with ClipboardSource(current=Secret(old), env=xserver.env) as clip:
+                        assert clip.mode is Mode.NOTIFY  # XFIXES: Chromium takes the selection on each write
                         taking = asyncio.create_task(clip.next_key())
                         for value, reason in (
                             ("https://app.adjutor.io/business/apps/1", Ignored.URL),
@@ -122,6 +118,7 @@ def test_reset_in_the_dashboard_puts_the_key_where_rotator_takes_it(
                         assert xserver.paste() in ("", None)
                         assert await page.evaluate("navigator.clipboard.readText()") == ""
                         assert [name for name, _, _ in dash.resets] == ["Production", "Production"]
+                        assert clip.notifications >= 6
                         seen.append(await page.content())
                         seen.extend([repr(clip), repr(dash)])
                         seen.append(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout)

@@ -23,6 +23,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import httpx
+
 from rotator.probe import ProbeOutcome, Prober, ProbeResult
 from rotator.secret import Secret
 
@@ -77,6 +79,10 @@ class WatchResult:
     probes: int = 0
     unavailable: int = 0  # answers that were neither pass nor refusal (5xx, timeouts)
     warning: str | None = None
+    # When the last probe the key passed was sent.  STOPPED with this set means the old key still
+    # worked when the new key arrived: the reset did not happen yet, or another app was reset.
+    last_ok_wall: float | None = None
+    last_ok_perf: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,19 +91,33 @@ class WatchResult:
             "probes": self.probes,
             "unavailable": self.unavailable,
             "warning": self.warning,
+            "last_ok": self.last_ok_wall,
         }
 
 
 class ResetWatch:
-    """``watch = ResetWatch(prober, current_key)``; ``task = asyncio.create_task(watch.run())``;
-    the task ends with RESET at the first refusal, COSTS, or STOPPED after ``watch.stop()``."""
+    """``watch = ResetWatch(prober, current_key, client=own_client)``; ``task = asyncio.create_task(watch.run())``;
+    the task ends with RESET at the first refusal, COSTS, or STOPPED after ``watch.stop()``.
 
-    def __init__(self, prober: Prober, current: Secret, interval: float | None = None) -> None:
+    Give the watch its own `client` (its own warm connection): a watch probe in flight
+    when the new key arrives must not hold, or be cancelled on, the connection the new
+    key's probe is about to use (a fresh TLS handshake to Adjutor would cost ~100 ms of
+    window).  Without one it shares `prober.client`.
+    """
+
+    def __init__(
+        self,
+        prober: Prober,
+        current: Secret,
+        interval: float | None = None,
+        *,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
         spec = prober.spec
         self.interval = spec.watch_interval if interval is None else interval
         self.enabled = spec.enabled and self.interval > 0
         # One try per tick: the probe's own retries (with backoff) would blur the reset's time.
-        self._prober = Prober(spec.model_copy(update={"retries": 0}), prober.client)
+        self._prober = Prober(spec.model_copy(update={"retries": 0}), client or prober.client)
         self._current = current
         self._stopped = asyncio.Event()
         self.result = WatchResult(WatchOutcome.OFF)
@@ -153,6 +173,7 @@ class ResetWatch:
                 return result
             if answer.outcome is ProbeOutcome.ACCEPTED:
                 after = sent
+                result.last_ok_wall, result.last_ok_perf = sent
             else:
                 result.unavailable += 1
             next_at += self.interval

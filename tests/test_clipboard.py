@@ -209,3 +209,19 @@ def test_detect_picks_xclip_on_x11_and_xsel_when_only_xsel(tmp_path: Path) -> No
     only.mkdir()
     (only / "xsel").symlink_to("/usr/bin/true")
     assert detect({"DISPLAY": ":5", "PATH": str(only)}, "linux").name == "xsel"
+
+
+def test_without_a_key_pattern_urls_and_sentences_are_still_ignored(xserver: XServer) -> None:
+    token = "ghp_" + new_key()[8:]  # another vendor's token shape: only hygiene and the URL rule apply
+
+    async def go() -> Secret:
+        async with ClipboardSource(current=None, key_pattern=None, env=xserver.env) as clip:
+            taking = asyncio.create_task(clip.next_key())
+            await copy(xserver, "https://example.com/callback?code=abc")
+            await until("the URL", lambda: clip.ignored.get(Ignored.URL))
+            await copy(xserver, "two words")
+            await until("the sentence", lambda: clip.ignored.get(Ignored.NOT_A_KEY))
+            await copy(xserver, token)
+            return await asyncio.wait_for(taking, 20)
+
+    assert asyncio.run(go()).reveal() == token

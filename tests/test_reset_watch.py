@@ -116,6 +116,29 @@ def test_stop_ends_the_watch(standin: AdjutorStandIn) -> None:
 
     result = watch_during(standin, standin.current_key, stop)
     assert result.outcome is WatchOutcome.STOPPED and result.reset is None and result.probes >= 1
+    # the old key still worked: the session says "the reset did not happen, or another app was reset"
+    assert result.last_ok_wall is not None and result.last_ok_wall <= time.time()
+
+
+def test_the_watch_on_its_own_client_leaves_the_probes_connection_alone(standin: AdjutorStandIn) -> None:
+    async def go() -> tuple[WatchResult, int]:
+        async with httpx.AsyncClient() as client, httpx.AsyncClient() as own:
+            prober = Prober(spec(standin), client)
+            await prober.warm()
+            watch = ResetWatch(prober, Secret(standin.current_key), client=own)
+            task = asyncio.create_task(watch.run())
+            await until("the watch at work", lambda: standin.authorized >= 2)
+            new = Secret(standin.reset())
+            watch.stop()
+            key_probe = await prober.probe(new)
+            result = await asyncio.wait_for(task, 20)
+            assert key_probe.outcome.value == "accepted"
+            pool = client._transport._pool.connections  # type: ignore[attr-defined]
+            return result, len(pool)
+
+    result, connections = asyncio.run(go())
+    assert result.outcome in (WatchOutcome.STOPPED, WatchOutcome.RESET)
+    assert connections == 1  # the key's probe used the connection warmed at arm
 
 
 def test_stop_abandons_a_probe_in_flight() -> None:

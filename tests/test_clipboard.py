@@ -172,6 +172,50 @@ def test_cancel_stops_at_once_and_kills_the_child(xserver: XServer) -> None:
     asyncio.run(go())
 
 
+CTRL_C_SCRIPT = """
+import asyncio, sys
+from rotator.clipboard import ClipboardSource, Mode, Tool
+
+async def main():
+    clip = ClipboardSource(tool=Tool("hung", Mode.POLL, read=("sleep", "30"), clear=("true",)), include_initial=True)
+    clip._started = True
+    async with clip:
+        await clip.next_key()
+
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_in_a_real_process_kills_the_read() -> None:
+    import signal
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT], stderr=subprocess.PIPE)
+    try:
+
+        def children() -> list[int]:
+            r = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True)
+            return [int(p) for p in r.stdout.split()]
+
+        end = time.monotonic() + 30
+        while not (kids := children()):
+            assert time.monotonic() < end and proc.poll() is None, "the read never started"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+        assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
+        for pid in kids:  # killed and reaped, not left to run its 30 s
+            assert not os.path.exists(f"/proc/{pid}") or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def test_a_display_that_is_not_there_is_one_line() -> None:
     if not os.path.exists("/usr/bin/xclip"):
         pytest.skip("xclip missing")

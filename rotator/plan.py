@@ -94,6 +94,9 @@ class ProbeSpec(_Strict):
         description="more paths on the url's host that every key must be accepted on "
         "(alternating: a promote never moves consumers to an app lacking one of these API services)",
     )
+    watch_interval: float = Field(
+        default=0.5, description="seconds between probes of the old key while armed (reset detection); 0 = off"
+    )
 
     @field_validator("paths")
     @classmethod
@@ -111,6 +114,14 @@ class ProbeSpec(_Strict):
             return []
         origin = urlsplit(self.url)
         return [self.url, *(f"{origin.scheme}://{origin.netloc}{p}" for p in self.paths)]
+
+    @field_validator("watch_interval")
+    @classmethod
+    def _watch_interval(cls, v: float) -> float:
+        # Under 0.1 s is 10+ calls a second to the operator's API for a time good to 0.1 s anyway.
+        if v != 0 and not 0.1 <= v <= 60:
+            raise ValueError("0 (off) or between 0.1 and 60 seconds")
+        return v
 
     @model_validator(mode="after")
     def _apply_preset(self) -> ProbeSpec:

@@ -1,0 +1,245 @@
+"""Shared by the ``kubernetes`` backend and the ``kubernetes-rollout`` consumer:
+where the cluster is, one client per target, RBAC checks, and error wording.
+
+The client is lightkube (0.17 – 0.22).  Chosen over the official ``kubernetes``
+package, which is blocking (every call would take a thread from the pool, and
+its models are untyped), and over ``kubernetes_asyncio``, which brings aiohttp
+as a second HTTP stack: lightkube is async, typed (dataclass models, py.typed)
+and built on httpx, which rotator already uses for probes and webhooks.
+lightkube 1.0 moved to ``httpx2`` (another HTTP stack again), hence ``<1``.
+
+Credentials never appear in a plan: the client is configured as kubectl is,
+in-cluster (the pod's service-account token, re-read when the kubelet rotates
+it) or from a kubeconfig file and context.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rotator.plugin import Check, PluginError
+from rotator.secret import scrub
+
+try:
+    import lightkube
+    from lightkube.config.client_adapter import verify_cluster
+    from lightkube.config.kubeconfig import KubeConfig, SingleConfig
+    from lightkube.core.exceptions import ApiError, ConfigError
+    from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAccessReviewSpec
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.apps_v1 import DaemonSet, Deployment, StatefulSet
+    from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
+    from lightkube.resources.core_v1 import Secret as KubeSecret
+    from lightkube.types import PatchType
+except ImportError:  # pragma: no cover - exercised by a test in a process without lightkube
+    raise ImportError(
+        "the kubernetes plugins need the 'kubernetes' extra: pip install 'rotator[kubernetes]'"
+    ) from None
+
+__all__ = [
+    "ApiError",
+    "DaemonSet",
+    "Deployment",
+    "KubeConnection",
+    "KubeSecret",
+    "KubeTarget",
+    "ObjectMeta",
+    "PatchType",
+    "StatefulSet",
+    "access_problems",
+    "api_call",
+    "kube_said",
+]
+
+T = TypeVar("T")
+
+# RFC 1123 names (namespaces, most objects) and Secret data keys.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DATA_KEY = r"^[-._a-zA-Z0-9]+$"
+# An idle connection is kept this long (httpx's default is 5 s): the operator may
+# take minutes to paste the key, and the write should not pay a new TLS handshake.
+KEEPALIVE = 600.0
+
+
+class KubeConnection(BaseModel):
+    """How to reach the cluster.  Both unset: in-cluster when run in a pod
+    (KUBERNETES_SERVICE_HOST), else $KUBECONFIG or ~/.kube/config, like kubectl."""
+
+    model_config = ConfigDict(extra="forbid")
+    kubeconfig: Path | None = Field(default=None, description="a kubeconfig file (default: in-cluster, or kubectl's)")
+    context: str | None = Field(default=None, min_length=1, description="a context of the kubeconfig")
+
+
+class KubeTarget(KubeConnection):
+    namespace: str = Field(max_length=63, pattern=DNS_LABEL, description="the object's namespace")
+
+    @field_validator("kubeconfig")
+    @classmethod
+    def _expand(cls, v: Path | None) -> Path | None:
+        return None if v is None else v.expanduser()
+
+
+def _config(conn: KubeConnection) -> SingleConfig:
+    """The kubeconfig entry to use (reads files: call it in a thread)."""
+    if conn.kubeconfig is not None:
+        found = KubeConfig.from_file(conn.kubeconfig).get(conn.context)
+    else:
+        cfg = KubeConfig.from_env()
+        found = cfg.get(conn.context) if conn.context else cfg.get()
+    if found is None:  # pragma: no cover - lightkube raises instead
+        raise ConfigError("no context")
+    return found
+
+
+class _Transport(httpx.AsyncHTTPTransport):
+    """lightkube copies its connection parameters with dataclasses.asdict, which
+    deep-copies; a transport (its pool, its SSL context) is shared, not copied."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Transport:
+        return self
+
+
+def _transport(config: SingleConfig) -> httpx.AsyncHTTPTransport:
+    """The transport lightkube would make, with a long keep-alive (see KEEPALIVE)."""
+    if config.user is None:
+        raise ConfigError(f"context {config.context_name} has no user")
+    verify = verify_cluster(config.cluster, config.user, config.abs_file)
+    return _Transport(
+        verify=verify, limits=httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=KEEPALIVE)
+    )
+
+
+async def open_client(conn: KubeConnection, timeout: float, run_blocking: Callable[..., Awaitable[Any]]) -> Any:
+    """A lightkube AsyncClient for `conn`; a bad configuration is one line naming the fix."""
+    where = f"kubeconfig {conn.kubeconfig}" if conn.kubeconfig else "the in-cluster config or kubeconfig"
+    try:
+        config = await run_blocking(_config, conn)
+        transport = await run_blocking(_transport, config)
+    except ConfigError as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise PluginError(f"cannot load {where}: {text}", retryable=False) from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise PluginError(f"cannot load {where}: {type(exc).__name__}", retryable=False) from None
+    return lightkube.AsyncClient(
+        config,
+        timeout=httpx.Timeout(timeout),
+        field_manager="rotator",
+        transport=transport,
+        trust_env=False,
+    )
+
+
+def kube_said(exc: ApiError) -> str:
+    """The API server's own message, one line, scrubbed of any live secret, short."""
+    message = getattr(exc.status, "message", None) or ""
+    return scrub(" ".join(str(message).split()))[:300]
+
+
+def _status(exc: ApiError) -> tuple[int, str]:
+    code = getattr(exc.status, "code", None) or exc.response.status_code
+    return int(code), str(getattr(exc.status, "reason", None) or "")
+
+
+def translate(exc: BaseException, label: str, doing: str, server: str) -> PluginError:
+    """One secret-free line for a failed API call (never the client's exception text)."""
+    if isinstance(exc, ApiError):
+        code, reason = _status(exc)
+        said = kube_said(exc)
+        if code == 401:
+            return PluginError(f"{label}: the API server refused the credentials on {doing} (HTTP 401)", retryable=False)
+        if code == 403:
+            return PluginError(f"{label}: forbidden: {doing} ({said or 'check the Role'})", retryable=False)
+        if code == 404:
+            return PluginError(f"{label}: not found: {doing}", retryable=False)
+        if code == 409:
+            return PluginError(f"{label}: conflict on {doing}: {said}", retryable=False)
+        if code == 422:
+            return PluginError(f"{label}: refused {doing}: {said}", retryable=False)
+        if code == 429 or code >= 500:
+            return PluginError(f"{label}: {doing} failed: HTTP {code} {reason}".rstrip(), retryable=True)
+        return PluginError(f"{label}: {doing} refused: HTTP {code} {reason}".rstrip(), retryable=False)
+    if isinstance(exc, httpx.HTTPStatusError):
+        code = exc.response.status_code
+        return PluginError(f"{label}: {doing} answered HTTP {code} (not a Kubernetes API?)", retryable=code >= 500)
+    if isinstance(exc, httpx.TimeoutException):
+        return PluginError(f"{label}: timed out talking to {server} ({doing})", retryable=True)
+    if isinstance(exc, httpx.ConnectError):
+        if isinstance(exc.__context__, ssl.SSLError) or "SSL" in type(exc.__context__).__name__:
+            return PluginError(f"{label}: TLS handshake with {server} failed (check the kubeconfig's CA)")
+        return PluginError(f"{label}: cannot reach the API server at {server} ({doing})", retryable=True)
+    if isinstance(exc, httpx.HTTPError):
+        return PluginError(f"{label}: HTTP error talking to {server} ({doing}): {type(exc).__name__}", retryable=True)
+    if isinstance(exc, ConfigError):
+        return PluginError(f"{label}: client configuration: {type(exc).__name__}", retryable=False)
+    return PluginError(f"{label}: {doing} failed: {type(exc).__name__}", retryable=True)
+
+
+def is_status(exc: BaseException, code: int) -> bool:
+    return isinstance(exc, ApiError) and _status(exc)[0] == code
+
+
+async def api_call(label: str, doing: str, server: str, call: Awaitable[T]) -> T:
+    """Await one lightkube call; its errors become one-line PluginErrors."""
+    try:
+        return await call
+    except (httpx.HTTPError, ConfigError) as exc:
+        raise translate(exc, label, doing, server) from None
+
+
+def server_of(client: Any) -> str:
+    """The API server's address for messages (no user info, no query)."""
+    try:
+        url = httpx.URL(client.config.cluster.server)
+        return str(url.copy_with(username=None, password=None, query=None, fragment=None)).rstrip("/")
+    except (AttributeError, httpx.InvalidURL, ValueError):
+        return "the API server"
+
+
+async def access_problems(
+    client: Any,
+    label: str,
+    server: str,
+    *,
+    namespace: str,
+    group: str,
+    resource: str,
+    name: str,
+    verbs: list[str],
+) -> list[str]:
+    """The verbs this identity may NOT use on the object (SelfSubjectAccessReview,
+    as ``kubectl auth can-i`` asks), then the authorizer's first reason in
+    parentheses; [] when all are allowed.  Nothing is written."""
+    denied: list[str] = []
+    reasons: list[str] = []
+    for verb in verbs:
+        review = SelfSubjectAccessReview(
+            spec=SelfSubjectAccessReviewSpec(
+                resourceAttributes=ResourceAttributes(
+                    namespace=namespace, group=group, resource=resource, name=name, verb=verb
+                )
+            )
+        )
+        answer = await api_call(label, "a SelfSubjectAccessReview", server, client.create(review))
+        status = answer.status
+        if status is None or not status.allowed:
+            denied.append(verb)
+            if status is not None and status.reason and not reasons:
+                reasons.append(scrub(" ".join(status.reason.split()))[:120])
+    return denied + [f"({r})" for r in reasons]
+
+
+def rbac_check(label: str, what: str, denied: list[str], role_hint: str) -> Check:
+    verbs = " or ".join(d for d in denied if not d.startswith("("))
+    why = "".join(f" {d}" for d in denied if d.startswith("("))
+    return Check(
+        ok=False,
+        detail=f"{label}: this identity may not {verbs} {what}{why}; grant it in the Role: {role_hint}",
+    )
+

@@ -1,0 +1,595 @@
+"""A small Kubernetes-API-shaped HTTP server on loopback, and a test controller.
+
+Nothing here is used in a real rotation.  No API server can be installed on
+the test machines (envtest downloads binaries), and kmock 0.8, tried first,
+cannot serve what the plugins rely on: it keeps no ``resourceVersion`` (a patch
+with a stale one succeeds, so check-and-set cannot be tested), answers PUT on
+an object with 404, keeps no ``generation``/``observedGeneration``, has no
+SelfSubjectAccessReview, and its pytest plugin needs pytest-asyncio.  So this
+server speaks the part of the API the plugins use, as the API server does:
+
+* Secrets and apps/v1 Deployments, StatefulSets, DaemonSets: GET, POST, PUT,
+  PATCH (JSON merge patch; strategic merge patch is treated as a merge, which is
+  what it does on maps such as annotations and data).
+* ``metadata.resourceVersion`` (one counter for the store), bumped on every
+  change and checked as a precondition when a write carries one (HTTP 409);
+  ``metadata.generation`` bumped when ``spec`` changes; ``status`` ignored on
+  writes to the main resource (a status subresource).
+* ``immutable`` Secrets: a change of data is HTTP 422, as the API server says.
+* Bearer tokens mapped to a user and RBAC-like rules; HTTP 401 / 403 with the
+  API server's wording; ``SelfSubjectAccessReview`` answered from the rules.
+* Errors as ``Status`` objects with ``Content-Type: application/json``.
+
+`RolloutController` plays the workload controllers: after a patch of the pod
+template it advances status one step per tick (observedGeneration, then one
+pod updated per tick, old pods gone, updated pods available), and can stall a
+rollout at N pods and mark it ``ProgressDeadlineExceeded`` after a deadline,
+then recover.  Request bodies are never recorded or logged (they hold keys).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+__all__ = ["ALL", "KubeServer", "RequestRecord", "Rollout", "RolloutController", "Rule"]
+
+APPS = ("deployments", "statefulsets", "daemonsets")
+KINDS = {
+    "secrets": ("v1", "Secret"),
+    "deployments": ("apps/v1", "Deployment"),
+    "statefulsets": ("apps/v1", "StatefulSet"),
+    "daemonsets": ("apps/v1", "DaemonSet"),
+}
+_PATH = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
+    r"/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$"
+)
+_SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Like one rule of a Role: verbs on resources of an API group, in a namespace
+    (``*`` for any), optionally only the named objects."""
+
+    verbs: tuple[str, ...]
+    resources: tuple[str, ...]
+    group: str = ""
+    namespace: str = "*"
+    names: tuple[str, ...] = ()
+
+    def allows(self, verb: str, group: str, resource: str, namespace: str, name: str) -> bool:
+        return (
+            (verb in self.verbs or "*" in self.verbs)
+            and (resource in self.resources or "*" in self.resources)
+            and self.group in (group, "*")
+            and self.namespace in (namespace, "*")
+            and (not self.names or name in self.names)
+        )
+
+
+ALL = (Rule(("*",), ("*",), group="*"),)
+
+
+@dataclass
+class _Identity:
+    user: str
+    rules: tuple[Rule, ...]
+
+
+@dataclass
+class RequestRecord:
+    method: str
+    path: str
+    status: int
+    user: str | None
+
+
+@dataclass
+class Rollout:
+    """How the controller treats one workload: stall at `stall_at` updated pods
+    (None: never) and mark it stalled `deadline` seconds after its last progress."""
+
+    stall_at: int | None = None
+    deadline: float = 0.2
+    nodes: int = 3  # DaemonSet: the nodes it runs on
+    last_progress: float = field(default_factory=time.monotonic)
+    template: str = ""
+
+
+def _status(code: int, reason: str, message: str, **details: Any) -> tuple[int, dict[str, Any]]:
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details:
+        body["details"] = details
+    return code, body
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
+
+
+class KubeServer:
+    """A threaded Kubernetes-API-shaped server on 127.0.0.1 (a test double)."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tick: float = 0.02, lockstep: bool = False) -> None:
+        self._host, self._port = host, port
+        self._lock = threading.RLock()
+        self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._identities: dict[str, _Identity] = {}
+        self._rv = 100
+        self.records: deque[RequestRecord] = deque(maxlen=10_000)
+        self.controller = RolloutController(self, tick=tick, lockstep=lockstep)
+        self.read_since_step: set[tuple[str, str, str]] = set()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> KubeServer:
+        httpd = ThreadingHTTPServer((self._host, self._port), _Handler)
+        httpd.daemon_threads = True
+        httpd.kube = self  # type: ignore[attr-defined]
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="kube-double", daemon=True
+        )
+        self._thread.start()
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> KubeServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("KubeServer is not started")
+        return f"http://{self._host}:{self._httpd.server_address[1]}"
+
+    # -- configuration -----------------------------------------------------
+
+    def add_identity(self, token: str, user: str = "system:serviceaccount:rotator:rotator", rules: Any = ALL) -> None:
+        with self._lock:
+            self._identities[token] = _Identity(user, tuple(rules))
+
+    def kubeconfig(self, path: Path, token: str, *, namespace: str = "default", context: str = "test") -> Path:
+        """A kubeconfig file for this server and `token` (JSON is YAML)."""
+        conf = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "users": [{"name": f"{context}-user", "user": {"token": token}}],
+            "contexts": [
+                {"name": context, "context": {"cluster": context, "user": f"{context}-user", "namespace": namespace}}
+            ],
+            "current-context": context,
+        }
+        path.write_text(json.dumps(conf, indent=2))
+        path.chmod(0o600)
+        return path
+
+    # -- the store (for tests) ----------------------------------------------
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def put(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create or replace an object directly (as if applied by someone else)."""
+        with self._lock:
+            meta = obj.setdefault("metadata", {})
+            key = (plural, meta.get("namespace", "default"), meta["name"])
+            old = self._objects.get(key)
+            api, kind = KINDS[plural]
+            obj.setdefault("apiVersion", api)
+            obj.setdefault("kind", kind)
+            meta.setdefault("namespace", key[1])
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta["resourceVersion"] = self._next_rv()
+            if plural in APPS:
+                obj.setdefault("status", {})
+                if old is None:
+                    meta["generation"] = 1
+                else:
+                    meta["generation"] = old["metadata"].get("generation", 1) + (old.get("spec") != obj.get("spec"))
+            self._objects[key] = copy.deepcopy(obj)
+            return copy.deepcopy(obj)
+
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            obj = self._objects.get((plural, namespace, name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's data, decoded."""
+        obj = self.get("secrets", namespace, name)
+        if obj is None:
+            return None
+        return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+
+    def update_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """What a controller does through the status subresource."""
+        with self._lock:
+            obj = self._objects[(plural, namespace, name)]
+            obj["status"] = merge_patch(obj.get("status") or {}, status)
+            obj["metadata"]["resourceVersion"] = self._next_rv()
+
+    def objects(self, plural: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(o) for (p, _, _), o in self._objects.items() if p == plural]
+
+    # -- the API -----------------------------------------------------------
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        auth = headers.get("authorization", "")
+        ident = self._identities.get(auth[7:]) if auth.lower().startswith("bearer ") else None
+        if ident is None:
+            return _status(401, "Unauthorized", "Unauthorized")
+        path = path.split("?", 1)[0]
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            return _status(400, "BadRequest", "the request body is not JSON")
+        if method == "POST" and path == _SSAR:
+            return self._access_review(ident, data or {})
+        m = _PATH.match(path)
+        if m is None or m["plural"] not in KINDS:
+            return _status(404, "NotFound", "the server could not find the requested resource")
+        group = "" if m["core"] else m["group"]
+        plural, ns, name = m["plural"], m["ns"], m["name"]
+        verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
+        if verb is None or (verb == "create") != (name is None):
+            return _status(405, "MethodNotAllowed", f"{method} is not supported here")
+        if isinstance(data, dict) and verb == "create":
+            name = str((data.get("metadata") or {}).get("name") or "")
+        if not any(r.allows(verb, group, plural, ns, name or "") for r in ident.rules):
+            return _status(
+                403,
+                "Forbidden",
+                f'{plural} "{name}" is forbidden: User "{ident.user}" cannot {verb} resource "{plural}" '
+                f'in API group "{group}" in the namespace "{ns}"',
+            )
+        with self._lock:
+            if verb == "get":
+                obj = self._objects.get((plural, ns, name or ""))
+                if obj is None:
+                    return _status(404, "NotFound", f'{plural} "{name}" not found')
+                self.read_since_step.add((plural, ns, name or ""))
+                return 200, copy.deepcopy(obj)
+            if verb == "create":
+                return self._create(plural, ns, data)
+            if verb == "delete":
+                obj = self._objects.pop((plural, ns, name or ""), None)
+                if obj is None:
+                    return _status(404, "NotFound", f'{plural} "{name}" not found')
+                return 200, obj
+            ctype = headers.get("content-type", "").split(";")[0].strip()
+            return self._change(plural, ns, name or "", verb, ctype, data)
+
+    def _access_review(self, ident: _Identity, review: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
+        allowed = any(
+            r.allows(
+                attrs.get("verb", ""),
+                attrs.get("group", ""),
+                attrs.get("resource", ""),
+                attrs.get("namespace", ""),
+                attrs.get("name", ""),
+            )
+            for r in ident.rules
+        )
+        out = dict(review)
+        out["status"] = {"allowed": allowed}
+        if not allowed:
+            out["status"]["reason"] = "no RBAC rule allows it"
+        return 201, out
+
+    def _create(self, plural: str, ns: str, data: Any) -> tuple[int, dict[str, Any]]:
+        if not isinstance(data, dict) or not (data.get("metadata") or {}).get("name"):
+            return _status(422, "Invalid", f"{KINDS[plural][1]} is invalid: metadata.name: Required value")
+        name = data["metadata"]["name"]
+        if (plural, ns, name) in self._objects:
+            return _status(409, "AlreadyExists", f'{plural} "{name}" already exists')
+        obj = self._normalise(plural, copy.deepcopy(data))
+        obj["metadata"]["namespace"] = ns
+        obj["metadata"]["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return 201, self.put(plural, obj)
+
+    @staticmethod
+    def _normalise(plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """stringData folds into data, as the API server does."""
+        if plural == "secrets" and obj.get("stringData"):
+            data = dict(obj.get("data") or {})
+            for k, v in obj.pop("stringData").items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+            obj["data"] = data
+        obj.pop("stringData", None)
+        return obj
+
+    def _change(
+        self, plural: str, ns: str, name: str, verb: str, ctype: str, data: Any
+    ) -> tuple[int, dict[str, Any]]:
+        old = self._objects.get((plural, ns, name))
+        if old is None:
+            return _status(404, "NotFound", f'{plural} "{name}" not found')
+        if not isinstance(data, dict):
+            return _status(400, "BadRequest", "the body must be a JSON object")
+        if verb == "patch":
+            if ctype not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+                return _status(415, "UnsupportedMediaType", f"the patch type {ctype!r} is not supported here")
+            new = merge_patch(old, data)
+        else:
+            new = copy.deepcopy(data)
+        wanted = (data.get("metadata") or {}).get("resourceVersion")
+        current = old["metadata"]["resourceVersion"]
+        if wanted is not None and str(wanted) != current:
+            return _status(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {plural} "{name}": the object has been modified; '
+                "please apply your changes to the latest version and try again",
+            )
+        new = self._normalise(plural, new)
+        new["metadata"] = {**old["metadata"], **(new.get("metadata") or {}), "resourceVersion": current}
+        new["metadata"]["name"], new["metadata"]["namespace"] = name, ns
+        if plural in APPS:
+            new["status"] = old.get("status") or {}  # status changes only through the subresource
+        if plural == "secrets" and old.get("immutable"):
+            if new.get("data") != old.get("data") or not new.get("immutable"):
+                return _status(
+                    422,
+                    "Invalid",
+                    f'Secret "{name}" is invalid: data: Forbidden: field is immutable when `immutable` is set',
+                )
+        if new == old:
+            return 200, copy.deepcopy(old)  # a no-op write makes no new resourceVersion
+        stored = self.put(plural, new)
+        return 200, stored
+
+    # -- records -----------------------------------------------------------
+
+    def writes(self, plural: str = "secrets") -> int:
+        return sum(
+            1
+            for r in self.records
+            if r.method in ("PUT", "PATCH", "POST") and f"/{plural}" in r.path and r.status < 300
+        )
+
+
+class RolloutController:
+    """Advances the status of Deployments, StatefulSets and DaemonSets, one step per tick."""
+
+    def __init__(self, server: KubeServer, *, tick: float = 0.02, lockstep: bool = False) -> None:
+        self.server = server
+        self.tick = tick
+        # lockstep: a rollout advances only after its workload was read since the last
+        # step, so a poller sees every step (tests of progress lines need no timing).
+        self.lockstep = lockstep
+        self.rollouts: dict[tuple[str, str, str], Rollout] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def rollout(self, plural: str, namespace: str, name: str) -> Rollout:
+        with self.server._lock:
+            return self.rollouts.setdefault((plural, namespace, name), Rollout())
+
+    def stall(self, plural: str, namespace: str, name: str, *, at: int, deadline: float = 0.2) -> None:
+        r = self.rollout(plural, namespace, name)
+        r.stall_at, r.deadline = at, deadline
+
+    def recover(self, plural: str, namespace: str, name: str) -> None:
+        """The cause is fixed (a quota raised, an image pushed): progress resumes, and
+        the Progressing condition leaves ProgressDeadlineExceeded as the controller does."""
+        r = self.rollout(plural, namespace, name)
+        r.stall_at = None
+        r.last_progress = time.monotonic()
+        if plural == "deployments":
+            self.server.update_status(plural, namespace, name, {"conditions": [_progressing("True", "ReplicaSetUpdated")]})
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kube-controller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick):
+            with self.server._lock:
+                for plural in APPS:
+                    for obj in self.server.objects(plural):
+                        self.step(plural, obj)
+
+    def step(self, plural: str, obj: dict[str, Any]) -> None:
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        ns, name = meta["namespace"], meta["name"]
+        r = self.rollout(plural, ns, name)
+        template = _hash(spec.get("template"))
+        generation = meta.get("generation", 1)
+        n = int(spec.get("replicas", 1)) if plural != "daemonsets" else r.nodes
+        new: dict[str, Any] = {}
+        if status.get("observedGeneration", 0) < generation:
+            if spec.get("paused"):
+                self.server.update_status(plural, ns, name, {"observedGeneration": generation})
+                return
+            new["observedGeneration"] = generation
+            if template != r.template:
+                first = not r.template
+                r.template, r.last_progress = template, time.monotonic()
+                done = n if first else 0  # a new workload starts on its first template
+                new.update(self._counts(plural, name, n, done, n, n, template, first))
+                if plural == "deployments":
+                    reason = "NewReplicaSetAvailable" if first else "ReplicaSetUpdated"
+                    new["conditions"] = [_progressing("True", reason)]
+            self.server.update_status(plural, ns, name, new)
+            return
+        if spec.get("paused"):
+            return
+        if self.lockstep and (plural, ns, name) not in self.server.read_since_step:
+            return
+        updated = self._updated(plural, status)
+        total = self._total(plural, status, n)
+        available = self._available(plural, status, n)
+        if updated >= n and total <= n and available >= n:
+            return  # rolled out
+        if r.stall_at is not None and updated >= r.stall_at:
+            if plural == "deployments" and time.monotonic() - r.last_progress > r.deadline:
+                conds = status.get("conditions") or []
+                if not any(c.get("reason") == "ProgressDeadlineExceeded" for c in conds):
+                    rs = f"{name}-{template[:8]}"
+                    cond = _progressing("False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs}" has timed out progressing.')
+                    self.server.update_status(plural, ns, name, {"conditions": [cond]})
+            return
+        r.last_progress = time.monotonic()
+        self.server.read_since_step.discard((plural, ns, name))
+        if updated < n:
+            new.update(self._counts(plural, name, n, updated + 1, n + 1, n, template, False))
+        elif total > n:
+            new.update(self._counts(plural, name, n, n, n, max(n - 1, 0), template, False))
+        else:
+            new.update(self._counts(plural, name, n, n, n, n, template, True))
+        if plural == "deployments":
+            done = updated >= n and total <= n
+            new["conditions"] = [_progressing("True", "NewReplicaSetAvailable" if done else "ReplicaSetUpdated")]
+        self.server.update_status(plural, ns, name, new)
+
+    @staticmethod
+    def _counts(
+        plural: str, name: str, n: int, updated: int, total: int, available: int, template: str, finished: bool
+    ) -> dict[str, Any]:
+        if plural == "deployments":
+            return {
+                "replicas": total,
+                "updatedReplicas": updated,
+                "readyReplicas": available,
+                "availableReplicas": available,
+            }
+        if plural == "statefulsets":
+            rev = f"{name}-{template[:8]}"
+            out: dict[str, Any] = {
+                "replicas": n,
+                "readyReplicas": available if total <= n else n,
+                "updatedReplicas": updated,
+                "updateRevision": rev,
+            }
+            if finished:
+                out.update(currentRevision=rev, currentReplicas=n)
+            return out
+        return {
+            "desiredNumberScheduled": n,
+            "currentNumberScheduled": n,
+            "numberMisscheduled": 0,
+            "updatedNumberScheduled": updated,
+            "numberAvailable": available if total <= n else n - 1 if updated < n else available,
+            "numberReady": available,
+        }
+
+    @staticmethod
+    def _updated(plural: str, status: dict[str, Any]) -> int:
+        key = "updatedNumberScheduled" if plural == "daemonsets" else "updatedReplicas"
+        return int(status.get(key, 0))
+
+    @staticmethod
+    def _total(plural: str, status: dict[str, Any], n: int) -> int:
+        return int(status.get("replicas", n)) if plural == "deployments" else n
+
+    @staticmethod
+    def _available(plural: str, status: dict[str, Any], n: int) -> int:
+        if plural == "deployments":
+            return int(status.get("availableReplicas", 0))
+        if plural == "daemonsets":
+            return int(status.get("numberAvailable", 0))
+        return n if status.get("currentRevision") == status.get("updateRevision") else 0
+
+
+def _progressing(state: str, reason: str, message: str = "") -> dict[str, Any]:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {
+        "type": "Progressing",
+        "status": state,
+        "reason": reason,
+        "message": message or reason,
+        "lastUpdateTime": now,
+        "lastTransitionTime": now,
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "kube-double/1"
+
+    def _serve(self) -> None:
+        kube: KubeServer = self.server.kube  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            code, payload = kube.handle(self.command, self.path, headers, body)
+        except Exception as exc:  # noqa: BLE001 - a double's bug is an HTTP 500, not a hung client
+            code, payload = _status(500, "InternalError", f"internal error: {type(exc).__name__}")
+        auth = headers.get("authorization", "")
+        ident = kube._identities.get(auth[7:]) if auth.lower().startswith("bearer ") else None
+        kube.records.append(RequestRecord(self.command, self.path.split("?", 1)[0], code, ident.user if ident else None))
+        raw = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        pass  # request lines are kept in records; nothing reaches a terminal

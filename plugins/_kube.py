@@ -1,7 +1,7 @@
 """Shared by the ``kubernetes`` backend and the ``kubernetes-rollout`` consumer:
 where the cluster is, one client per target, RBAC checks, and error wording.
 
-The client is lightkube (0.17 – 0.22).  Chosen over the official ``kubernetes``
+The client is lightkube (0.17 to 0.22), chosen over the official ``kubernetes``
 package, which is blocking (every call would take a thread from the pool, and
 its models are untyped), and over ``kubernetes_asyncio``, which brings aiohttp
 as a second HTTP stack: lightkube is async, typed (dataclass models, py.typed)
@@ -38,9 +38,7 @@ try:
     from lightkube.resources.core_v1 import Secret as KubeSecret
     from lightkube.types import PatchType
 except ImportError:  # pragma: no cover - exercised by a test in a process without lightkube
-    raise ImportError(
-        "the kubernetes plugins need the 'kubernetes' extra: pip install 'rotator[kubernetes]'"
-    ) from None
+    raise ImportError("the kubernetes plugins need the 'kubernetes' extra: pip install 'rotator[kubernetes]'") from None
 
 __all__ = [
     "ApiError",
@@ -153,7 +151,9 @@ def translate(exc: BaseException, label: str, doing: str, server: str) -> Plugin
         code, reason = _status(exc)
         said = kube_said(exc)
         if code == 401:
-            return PluginError(f"{label}: the API server refused the credentials on {doing} (HTTP 401)", retryable=False)
+            return PluginError(
+                f"{label}: the API server refused the credentials on {doing} (HTTP 401)", retryable=False
+            )
         if code == 403:
             return PluginError(f"{label}: forbidden: {doing} ({said or 'check the Role'})", retryable=False)
         if code == 404:
@@ -242,4 +242,3 @@ def rbac_check(label: str, what: str, denied: list[str], role_hint: str) -> Chec
         ok=False,
         detail=f"{label}: this identity may not {verbs} {what}{why}; grant it in the Role: {role_hint}",
     )
-

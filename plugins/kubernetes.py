@@ -247,9 +247,7 @@ class KubernetesSecretBackend(Backend):
         s = self.settings
         body = {"metadata": {"resourceVersion": seen.version}, "data": {s.key: self._encoded(secret)}}
         try:
-            obj = await self.client.patch(
-                KubeSecret, s.secret, body, namespace=s.namespace, patch_type=PatchType.MERGE
-            )
+            obj = await self.client.patch(KubeSecret, s.secret, body, namespace=s.namespace, patch_type=PatchType.MERGE)
         except ApiError as exc:
             if is_status(exc, 409) or is_status(exc, 404):
                 return await self._after_conflict(secret, expected, "write")

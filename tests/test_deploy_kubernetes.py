@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import yaml
 from lightkube import codecs
+from rotator_plugins.kubernetes import KubernetesSecretBackend
+from rotator_plugins.kubernetes_rollout import KubernetesRolloutConsumer
 
 from rotator.plan import load_plan
 from rotator.plugin import PluginContext, RotationEvent
 from rotator.secret import Secret, fingerprint
 from rotator.testing.kube import KubeServer, Rule
-from rotator_plugins.kubernetes import KubernetesSecretBackend
-from rotator_plugins.kubernetes_rollout import KubernetesRolloutConsumer
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "kubernetes"
 
@@ -53,8 +53,16 @@ def test_every_manifest_is_a_valid_object() -> None:
         "Service",
     }
     for doc in docs:
-        obj = codecs.from_dict(doc)
-        assert obj.to_dict() == doc, f"{doc['kind']} {doc['metadata']['name']}: fields lost in the round trip"
+        model = type(codecs.from_dict(doc))  # the kind's typed model
+        # lazy=False parses every nested model now (lazily, to_dict would hand back the input).
+        assert model.from_dict(doc, lazy=False).to_dict() == doc, f"{doc['kind']} {doc['metadata']['name']}"
+
+
+def test_the_round_trip_catches_a_misspelt_field() -> None:
+    doc = one("Deployment")
+    doc["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesytem"] = True
+    model = type(codecs.from_dict(doc))
+    assert model.from_dict(doc, lazy=False).to_dict() != doc
 
 
 def test_the_deployment_runs_serve_locked_down() -> None:
@@ -104,7 +112,13 @@ def role_rules(skip: tuple[int, str] | None = None) -> list[Rule]:
         verbs = tuple(v for v in r["verbs"] if (i, v) != skip)
         (group,) = r["apiGroups"]
         rules.append(
-            Rule(verbs, tuple(r["resources"]), group=group, namespace=role["metadata"]["namespace"], names=tuple(r.get("resourceNames", ())))
+            Rule(
+                verbs,
+                tuple(r["resources"]),
+                group=group,
+                namespace=role["metadata"]["namespace"],
+                names=tuple(r.get("resourceNames", ())),
+            )
         )
     return rules
 

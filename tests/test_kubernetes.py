@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from rotator_plugins.kubernetes import KubernetesSecretBackend
+from rotator_plugins.kubernetes_rollout import KubernetesRolloutConsumer, WorkloadKind, rollout_status
 
 from rotator.exitcodes import Exit
 from rotator.plugin import Conflict, PluginContext, PluginError, RotationEvent
 from rotator.secret import Secret, fingerprint, scrub
 from rotator.testing import ROOT, VaultServer
 from rotator.testing.kube import KubeServer, Rule
-from rotator_plugins.kubernetes import KubernetesSecretBackend
-from rotator_plugins.kubernetes_rollout import KubernetesRolloutConsumer, WorkloadKind, rollout_status
 
 try:
     from tests import leakcheck as lc
@@ -87,7 +87,9 @@ def settled(kube: KubeServer, plural: str, name: str) -> None:
     """Wait until the controller has observed the workload (it is rolled out)."""
     lc.wait_for(
         f"{name} observed",
-        lambda: (o := kube.get(plural, NS, name)) and o["status"].get("observedGeneration") == o["metadata"]["generation"],
+        lambda: (
+            (o := kube.get(plural, NS, name)) and o["status"].get("observedGeneration") == o["metadata"]["generation"]
+        ),
         timeout=10,
     )
 
@@ -279,7 +281,10 @@ def test_absent_secret_needs_create(kube: KubeServer, tmp_path: Path) -> None:
 
 def test_scrub_removes_the_base64_form() -> None:
     s = Secret("sk_test_" + "b64form" * 6)
-    for form in (base64.b64encode(s.reveal().encode()).decode(), base64.urlsafe_b64encode(s.reveal().encode()).decode()):
+    for form in (
+        base64.b64encode(s.reveal().encode()).decode(),
+        base64.urlsafe_b64encode(s.reveal().encode()).decode(),
+    ):
         line = scrub(f'Secret is invalid: data: {{"K": "{form}"}}')
         assert not lc.find(line, [s.reveal()], "scrubbed"), line
 
@@ -414,7 +419,11 @@ def test_rollout_status_follows_kubectl() -> None:
 
     def dep(generation: int, status: dict[str, Any]) -> Any:
         return Deployment.from_dict(
-            {"metadata": {"name": "d", "generation": generation}, "spec": {**deployment("d", 5)["spec"]}, "status": status}
+            {
+                "metadata": {"name": "d", "generation": generation},
+                "spec": {**deployment("d", 5)["spec"]},
+                "status": status,
+            }
         )
 
     done = {"observedGeneration": 2, "replicas": 5, "updatedReplicas": 5, "availableReplicas": 5}
@@ -526,7 +535,9 @@ def world(tmp_path: Path, kube: KubeServer, standin: Any, monkeypatch: pytest.Mo
         vault.stop()
 
 
-def rotate(plan: Path, key: str, *extra: str, between: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+def rotate(
+    plan: Path, key: str, *extra: str, between: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "rotator", "-v", "rotate", str(plan), "--key-stdin", "--json", *extra],
         stdin=subprocess.PIPE,

@@ -355,9 +355,7 @@ class KubeServer:
         obj.pop("stringData", None)
         return obj
 
-    def _change(
-        self, plural: str, ns: str, name: str, verb: str, ctype: str, data: Any
-    ) -> tuple[int, dict[str, Any]]:
+    def _change(self, plural: str, ns: str, name: str, verb: str, ctype: str, data: Any) -> tuple[int, dict[str, Any]]:
         old = self._objects.get((plural, ns, name))
         if old is None:
             return _status(404, "NotFound", f'{plural} "{name}" not found')
@@ -433,7 +431,9 @@ class RolloutController:
         r.stall_at = None
         r.last_progress = time.monotonic()
         if plural == "deployments":
-            self.server.update_status(plural, namespace, name, {"conditions": [_progressing("True", "ReplicaSetUpdated")]})
+            self.server.update_status(
+                plural, namespace, name, {"conditions": [_progressing("True", "ReplicaSetUpdated")]}
+            )
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="kube-controller", daemon=True)
@@ -489,7 +489,9 @@ class RolloutController:
                 conds = status.get("conditions") or []
                 if not any(c.get("reason") == "ProgressDeadlineExceeded" for c in conds):
                     rs = f"{name}-{template[:8]}"
-                    cond = _progressing("False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs}" has timed out progressing.')
+                    cond = _progressing(
+                        "False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs}" has timed out progressing.'
+                    )
                     self.server.update_status(plural, ns, name, {"conditions": [cond]})
             return
         r.last_progress = time.monotonic()
@@ -581,7 +583,9 @@ class _Handler(BaseHTTPRequestHandler):
             code, payload = _status(500, "InternalError", f"internal error: {type(exc).__name__}")
         auth = headers.get("authorization", "")
         ident = kube._identities.get(auth[7:]) if auth.lower().startswith("bearer ") else None
-        kube.records.append(RequestRecord(self.command, self.path.split("?", 1)[0], code, ident.user if ident else None))
+        kube.records.append(
+            RequestRecord(self.command, self.path.split("?", 1)[0], code, ident.user if ident else None)
+        )
         raw = json.dumps(payload).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -591,5 +595,5 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # request lines are kept in records; nothing reaches a terminal

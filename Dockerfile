@@ -19,8 +19,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY rotator ./rotator
 COPY plugins ./plugins
-# Wheels for rotator and every dependency; nothing here needs a compiler.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# Wheels for rotator, its kubernetes extra (deploy/kubernetes/) and every dependency;
+# nothing here needs a compiler.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[kubernetes]"
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -29,7 +30,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ROTATOR_DATA_DIR=/var/lib/rotator \
     ROTATOR_PORT=8700
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels rotator \
+    pip install --no-cache-dir --no-index --find-links=/wheels "rotator[kubernetes]" \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/rotator --shell /usr/sbin/nologin rotator \
  && mkdir -p /var/lib/rotator /etc/rotator \
  && chown rotator:rotator /var/lib/rotator \

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,11 @@ def test_the_deployment_runs_serve_locked_down() -> None:
     assert pod["serviceAccountName"] == one("ServiceAccount")["metadata"]["name"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert isinstance(pod["securityContext"]["runAsUser"], int) and pod["securityContext"]["runAsUser"] > 0
+    # The image's user, so its data directory is writable; and the image has the extra.
+    dockerfile = (DEPLOY.parent.parent / "Dockerfile").read_text()
+    uid = re.search(r"--uid (\d+)", dockerfile)
+    assert uid is not None and int(uid.group(1)) == pod["securityContext"]["runAsUser"]
+    assert '"rotator[kubernetes]"' in dockerfile
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]

@@ -130,7 +130,6 @@ async def open_client(conn: KubeConnection, timeout: float, run_blocking: Callab
         timeout=httpx.Timeout(timeout),
         field_manager="rotator",
         transport=transport,
-        trust_env=False,
     )
 
 

@@ -264,10 +264,10 @@ class KubernetesSecretBackend(Backend):
 
     async def _create(self, secret: Secret, expected: str | None) -> Written:
         s = self.settings
+        if expected not in (None, "0"):
+            raise self._conflict(None, expected)  # it existed at arm: deleted since
         if not s.create:
             raise self._fail(f"{self._where} does not exist (create it, or set create = true)")
-        if expected not in (None, "0"):
-            raise self._conflict(None, expected)
         obj = KubeSecret(
             metadata=ObjectMeta(name=s.secret, namespace=s.namespace, labels=dict(MANAGED_BY)),
             type="Opaque",

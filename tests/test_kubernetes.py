@@ -510,8 +510,8 @@ def world(tmp_path: Path, kube: KubeServer, standin: Any, monkeypatch: pytest.Mo
     vault.put("apps/billing", {"api_key": old})
     monkeypatch.setenv("KUBE_E2E_VAULT_TOKEN", VAULT_TOKEN)
 
-    def plan(kube_primary: bool = False) -> Path:
-        path = tmp_path / ("kube-primary.toml" if kube_primary else "plan.toml")
+    def plan(kube_primary: bool = False, kubeconfig: str = "kubeconfig") -> Path:
+        path = tmp_path / f"plan-{kube_primary}-{kubeconfig}.toml"
         path.write_text(
             PLAN.format(
                 models_url=standin.models_url,
@@ -519,7 +519,7 @@ def world(tmp_path: Path, kube: KubeServer, standin: Any, monkeypatch: pytest.Mo
                 vault_primary=str(not kube_primary).lower(),
                 kube_primary=str(kube_primary).lower(),
                 ns=NS,
-                kubeconfig=tmp_path / "kubeconfig",
+                kubeconfig=tmp_path / kubeconfig,
             )
         )
         return path
@@ -626,6 +626,16 @@ def test_secret_as_primary_changed_since_arm_exits_9(world: Any) -> None:
     assert w.kube.secret_data(NS, "adjutor-api") == {"ADJUTOR_API_KEY": w.old, "DB_PASSWORD": "changed"}
     dep = w.kube.get("deployments", NS, "billing-api")
     assert "annotations" not in dep["spec"]["template"]["metadata"]
+    no_leak(new, r)
+
+
+def test_missing_permission_stops_at_arm(world: Any) -> None:
+    w = world
+    new = w.standin.reset()
+    r = rotate(w.plan(kubeconfig="reader.kubeconfig"), new)
+    assert r.returncode == Exit.PREFLIGHT_FAILED, r.stderr
+    assert "this identity may not patch Secret billing/adjutor-api" in r.stdout + r.stderr
+    assert w.vault.get("apps/billing") == {"api_key": w.old}  # nothing written, not even the primary
     no_leak(new, r)
 
 

@@ -24,7 +24,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rotator.plugin import Check, PluginError
-from rotator.secret import scrub
+
+from ._sdk import vendor_text
 
 try:
     import lightkube
@@ -135,8 +136,7 @@ async def open_client(conn: KubeConnection, timeout: float, run_blocking: Callab
 
 def kube_said(exc: ApiError) -> str:
     """The API server's own message, one line, scrubbed of any live secret, short."""
-    message = getattr(exc.status, "message", None) or ""
-    return scrub(" ".join(str(message).split()))[:300]
+    return vendor_text(str(getattr(exc.status, "message", None) or ""), 300)
 
 
 def _status(exc: ApiError) -> tuple[int, str]:
@@ -230,7 +230,7 @@ async def access_problems(
         if status is None or not status.allowed:
             denied.append(verb)
             if status is not None and status.reason and not reasons:
-                reasons.append(scrub(" ".join(status.reason.split()))[:120])
+                reasons.append(vendor_text(status.reason, 120))
     return denied + [f"({r})" for r in reasons]
 
 

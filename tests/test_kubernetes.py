@@ -586,6 +586,7 @@ def test_rotation_vault_to_secret_to_rollout(world: Any) -> None:
     assert targets["billing-api"]["detail"] == f"Deployment {NS}/billing-api rolled out: 5/5 pods updated and available"
     assert '"progress": "3/5 pods updated"' in r.stderr  # the progress lines, with -v
     no_leak(new, r)
+    assert not lc.scan_tree(w.tmp, [new])  # plans, kubeconfigs: the key lives only in Vault and the Secret
 
 
 def test_stalled_rollout_exits_5_and_resume_finishes(world: Any) -> None:

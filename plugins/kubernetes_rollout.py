@@ -42,6 +42,7 @@ from pydantic import Field, field_validator
 from rotator.logs import get_logger
 from rotator.plugin import Check, Confirmation, Consumer, ConsumerSettings, PluginError, RotationEvent
 
+from ._http_confirm import as_fingerprint
 from ._kube import (
     DNS_SUBDOMAIN,
     DaemonSet,
@@ -281,7 +282,7 @@ class KubernetesRolloutConsumer(Consumer):
         warnings = []
         if state.failed:
             warnings.append(f"{self._label}: {self._where} {state.failed} now; its rollout may not finish")
-        current = self._annotation_of(obj) or "not set"
+        current = as_fingerprint(self._annotation_of(obj)) or "not set"
         return Check(
             True, f"{self._where} at {self._server}: {state.line}; {s.annotation} {current}", warnings=warnings
         )
@@ -320,9 +321,12 @@ class KubernetesRolloutConsumer(Consumer):
             else:
                 reported = self._annotation_of(obj)
                 if reported != fingerprint:
+                    # Echo it only if it is a fingerprint: an annotation can hold anything.
+                    shown = as_fingerprint(reported) or ("another value" if reported else "unset")
                     return Confirmation(
                         False,
-                        detail=f"{self._where}'s template now has {self.settings.annotation} {reported or 'unset'}, "
+                        as_fingerprint(reported),
+                        f"{self._where}'s template now has {self.settings.annotation} {shown}, "
                         f"not {fingerprint} (changed by someone else?)",
                     )
                 paused = self._paused(obj)
@@ -337,8 +341,9 @@ class KubernetesRolloutConsumer(Consumer):
                     return Confirmation(
                         False,
                         fingerprint,
-                        f"{self._where} {state.failed} at {state.line}; fix the rollout, then `rotator resume ID` "
-                        "confirms it",
+                        f"{self._where} {state.failed}"
+                        + (f" at {state.line}" if state.line else "")
+                        + "; fix the rollout, then `rotator resume ID` confirms it",
                     )
                 if state.done:
                     return Confirmation(True, fingerprint, f"{self._where} rolled out: {state.line}")

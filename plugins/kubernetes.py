@@ -23,8 +23,9 @@ Client: lightkube, async over httpx (why, in `_kube`).  A plan entry::
     key = "ADJUTOR_API_KEY"
 
 The Secret's name is ``secret`` (``name`` is every target's own name in a
-plan).  Secret data is base64 on the wire; rotator's scrub knows that form, so
-neither the key nor its base64 can reach a log or an error line.
+plan).  Secret data is base64 on the wire: an API server message is shown only
+through `_kube.kube_said`, which scrubs the base64 forms too, so neither the key
+nor its base64 can reach a log or an error line.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ off, and the only way in is the explicit `reveal()`.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
@@ -102,8 +101,7 @@ _created = 0  # Secrets made so far: with len(_LIVE), tells when the live set ch
 
 
 def _live_forms() -> tuple[str, ...]:
-    """Every live secret value as is, URL-encoded and base64 (standard and urlsafe:
-    Kubernetes Secret data and HTTP basic auth carry it so), longest first.
+    """Every live secret value as is and URL-encoded, longest first.
 
     Recomputed only when the set of live values changes: scrub runs on every
     progress line of a rotation, and quoting 200 values each time cost ~0.2 ms
@@ -112,19 +110,13 @@ def _live_forms() -> tuple[str, ...]:
     key = (_created, len(_LIVE))
     if key != _forms_cache[0]:
         values = {v for v in live_values() if len(v) >= 4}
-        forms = {f for v in values for f in (v, quote(v, safe=""), quote_plus(v), *_b64(v))}
+        forms = {f for v in values for f in (v, quote(v, safe=""), quote_plus(v))}
         _forms_cache = (key, tuple(sorted(forms, key=len, reverse=True)))
     return _forms_cache[1]
 
 
-def _b64(value: str) -> tuple[str, ...]:
-    raw = value.encode()
-    std = base64.b64encode(raw).decode()
-    return std, std.rstrip("="), base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def scrub(text: str) -> str:
-    """`text` with every live secret's value, as is, URL-encoded or base64, replaced by ``[REDACTED]``.
+    """`text` with every live secret's value, as is or URL-encoded, replaced by ``[REDACTED]``.
 
     For text that comes from a plugin or a server (an error message, a detail)
     on its way to a report, the journal or a log: a plugin may echo its input.

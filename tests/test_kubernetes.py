@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from rotator_plugins._kube import kube_said
 from rotator_plugins.kubernetes import KubernetesSecretBackend
 from rotator_plugins.kubernetes_rollout import KubernetesRolloutConsumer, WorkloadKind, rollout_status
 
 from rotator.exitcodes import Exit
 from rotator.plugin import Conflict, PluginContext, PluginError, RotationEvent
-from rotator.secret import Secret, fingerprint, scrub
+from rotator.secret import Secret, fingerprint
 from rotator.testing import ROOT, VaultServer
 from rotator.testing.kube import KubeServer, Rule
 
@@ -279,14 +280,54 @@ def test_absent_secret_needs_create(kube: KubeServer, tmp_path: Path) -> None:
     assert kube.secret_data(NS, "new-secret") == {"ADJUTOR_API_KEY": NEW}
 
 
-def test_scrub_removes_the_base64_form() -> None:
-    s = Secret("sk_test_" + "b64form" * 6)
-    for form in (
-        base64.b64encode(s.reveal().encode()).decode(),
-        base64.urlsafe_b64encode(s.reveal().encode()).decode(),
-    ):
-        line = scrub(f'Secret is invalid: data: {{"K": "{form}"}}')
-        assert not lc.find(line, [s.reveal()], "scrubbed"), line
+def test_an_api_error_echoing_the_key_is_scrubbed(kube: KubeServer, tmp_path: Path) -> None:
+    """An API server that quotes the request (here: the patch body, base64 and all)
+    in its error: the message reaches the report without the key in any form."""
+    key = Secret(lc.canary())
+    kube.echo_errors = True
+    obj = kube.get("secrets", NS, "adjutor-api")
+    assert obj is not None
+    obj["immutable"] = True
+    kube.put("secrets", obj)
+
+    async def go(ctx: PluginContext) -> BaseException | None:
+        b = backend(tmp_path, ctx)
+        await b.open()
+        try:
+            b._seen = None  # as if arm had not seen it immutable: the API server refuses the patch
+            stored = await b.read()
+            assert b._seen is not None
+            b._seen.immutable = False
+            try:
+                await b.write(key, token="t", expected_version=stored.version)
+            except PluginError as exc:
+                return exc
+            return None
+        finally:
+            await b.close()
+
+    exc = run(go)
+    assert isinstance(exc, PluginError) and "immutable" in str(exc)
+    assert not lc.find(str(exc), [key.reveal()], "error")
+    said = kube_said(_api_error(kube, key))  # the API server's text, as shown for other refusals
+    assert "[REDACTED]" in said and not lc.find(said, [key.reveal()], "said")
+
+
+def _api_error(kube: KubeServer, key: Secret) -> Any:
+    """An ApiError as lightkube makes it, from the server's echoing 422."""
+    import httpx
+    from lightkube.core.exceptions import ApiError
+
+    body = {"data": {"ADJUTOR_API_KEY": b64(key.reveal())}}
+    code, status = kube.handle(
+        "PATCH",
+        f"/api/v1/namespaces/{NS}/secrets/adjutor-api",
+        {"authorization": f"Bearer {ADMIN}", "content-type": "application/merge-patch+json"},
+        json.dumps(body).encode(),
+    )
+    assert code == 422 and b64(key.reveal()).rstrip("=") in status["message"]
+    request = httpx.Request("PATCH", "http://k")
+    return ApiError(request=request, response=httpx.Response(code, json=status, request=request))
 
 
 # -- the rollout consumer ------------------------------------------------------

@@ -154,6 +154,9 @@ class KubeServer:
         self.records: deque[RequestRecord] = deque(maxlen=10_000)
         self.controller = RolloutController(self, tick=tick, lockstep=lockstep)
         self.read_since_step: set[tuple[str, str, str]] = set()
+        # Quote the request body in 422 messages, as some admission webhooks do: a
+        # client must not pass such text on unscrubbed.
+        self.echo_errors = False
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -383,10 +386,11 @@ class KubeServer:
             new["status"] = old.get("status") or {}  # status changes only through the subresource
         if plural == "secrets" and old.get("immutable"):
             if new.get("data") != old.get("data") or not new.get("immutable"):
+                quoted = f" (request: {json.dumps(data)})" if self.echo_errors else ""
                 return _status(
                     422,
                     "Invalid",
-                    f'Secret "{name}" is invalid: data: Forbidden: field is immutable when `immutable` is set',
+                    f'Secret "{name}" is invalid: data: Forbidden: field is immutable when `immutable` is set{quoted}',
                 )
         if new == old:
             return 200, copy.deepcopy(old)  # a no-op write makes no new resourceVersion

@@ -380,6 +380,18 @@ def test_a_vendored_copy_runs_on_the_standard_library_alone(tmp_path: Path, stan
     assert out.stdout.split("\n")[:2] == [secret.fingerprint(standin.current_key), "[]"]
 
 
+def test_importing_the_installed_module_loads_nothing_but_the_standard_library() -> None:
+    script = (
+        "import sys; before = set(sys.modules); import rotator.consumer; "
+        "print(sorted({m.split('.')[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "['rotator']"  # no pydantic, httpx, ... (rotator/__init__ imports lazily)
+    import rotator
+
+    assert [name for name in rotator.__all__ if not hasattr(rotator, name)] == []  # the lazy names all resolve
+
+
 VALUES = ["sk_live_abc123", "sk_test_AbC9", "has space", "with#hash", "it's", 'dq"and\\back', "tab\there", "a=b"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import shutil
 import signal
@@ -345,6 +346,64 @@ def test_notify_from_another_thread_wakes_a_held_async_call(standin: AdjutorStan
 
     assert asyncio.run(scenario()) == 200
     assert key.stats().held == 1 and key.stats().retries == 1
+
+
+# --- the README's Node version of the algorithm, run as it is -----------------------------
+
+NODE_DRIVER = """
+const { holdAndRetry } = require(process.argv[2]);
+const call = holdAndRetry({ file: process.argv[3] });
+const [url, until] = [process.argv[4], Date.now() + Number(process.argv[5])];
+const tally = { ok: 0, failed: 0, longest: 0 };
+(async () => {
+  console.log("ready");
+  while (Date.now() < until) {
+    const t0 = Date.now();
+    try { (await call(url)).status === 200 ? tally.ok++ : tally.failed++; } catch (e) { tally.failed++; }
+    tally.longest = Math.max(tally.longest, Date.now() - t0);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  console.log(JSON.stringify(tally));
+})();
+"""
+
+
+def readme_node_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Consumers that call the API directly") :]
+    return section[section.index("```js\n") + 6 : section.index("\n```", section.index("```js"))]
+
+
+def test_the_readme_node_wrapper_fails_no_call_across_the_gap(
+    tmp_path: Path, env_file: Path, standin: AdjutorStandIn
+) -> None:
+    node = shutil.which("node")
+    assert node, "node is needed for this test: apt-get install nodejs (.ci/run does)"
+    (tmp_path / "hold.js").write_text(readme_node_block())
+    (tmp_path / "driver.js").write_text(NODE_DRIVER)
+    run_ms = int((0.3 + GAP + 0.7) * 1000)
+    proc = subprocess.Popen(
+        [node, str(tmp_path / "driver.js"), str(tmp_path / "hold.js"), str(env_file), standin.models_url, str(run_ms)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.3)
+        new = standin.reset()
+        time.sleep(GAP)
+        write_env(env_file, new)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    tally = json.loads(out.strip().splitlines()[-1])
+    assert proc.returncode == 0, err
+    assert tally["failed"] == 0 and tally["ok"] >= 10, tally
+    assert tally["longest"] >= GAP / 2 * 1000  # a call was held across the gap
+    assert standin.stats()["unauthorized"] >= 1
 
 
 # --- the module itself: standard library only, and agreeing with rotator ---------------

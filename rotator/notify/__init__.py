@@ -8,7 +8,16 @@ notifier; `send.notify_all` delivers them all at once with retries and never
 fails the rotation.
 """
 
-from rotator.notify.base import Fact, Message, Notifier, NotifierSettings, Outcome, SendError
+from rotator.notify.base import (
+    Fact,
+    Message,
+    Notifier,
+    NotifierSettings,
+    Outcome,
+    SendError,
+    WebhookNotifier,
+    WebhookUrlSettings,
+)
 from rotator.notify.send import NotifyResult, NotifyStatus, notify_all, notify_warning
 
 __all__ = [
@@ -20,6 +29,8 @@ __all__ = [
     "NotifyStatus",
     "Outcome",
     "SendError",
+    "WebhookNotifier",
+    "WebhookUrlSettings",
     "notify_all",
     "notify_warning",
 ]

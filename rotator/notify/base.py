@@ -3,8 +3,9 @@
 A notifier is a class registered under the entry-point group
 ``rotator.notifiers`` (the built-ins ``slack``, ``teams`` and ``webhook`` too).
 It declares a pydantic `Settings` model, so ``rotator check`` validates a
-plan's ``[[notify]]`` entries with no network, and implements `send`: one HTTP
-request for one `Message`.  Retries, backoff, timing and making sure nothing
+plan's ``[[notify]]`` entries with no network, and implements `send`: one
+attempt at delivering one `Message`.  Most notifiers are one POST to a URL that
+is itself a credential: `WebhookNotifier` does that part, they build the request.  Retries, backoff, timing and making sure nothing
 it raises reaches the rotation are `rotator.notify.send`'s job, not each
 notifier's.
 """
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from rotator.plugin import SecretRef
+from rotator.plugin import PluginError, SecretRef
 from rotator.secret import Secret
 
 
@@ -32,16 +33,11 @@ class Outcome(StrEnum):
 
 
 class NotifierSettings(BaseModel):
-    """Keys every ``[[notify]]`` entry has.
-
-    The URL is a credential (anyone holding a Slack or Teams webhook URL can
-    post to the channel), so it is named by env var or file, never inline.
-    """
+    """Keys every ``[[notify]]`` entry has."""
 
     model_config = ConfigDict(extra="forbid")
     type: str
     name: str = Field(default="", max_length=200, pattern=r"^[A-Za-z0-9_.:-]*$", description="default: the type")
-    url: SecretRef = Field(description="the incoming webhook's URL, by env or file")
     only_failures: bool = Field(default=False, description="stay quiet when everything went well")
     timeout: float = Field(default=10.0, gt=0, le=120, description="seconds per attempt")
     retries: int = Field(default=3, ge=0, le=10, description="attempts after the first")
@@ -50,6 +46,13 @@ class NotifierSettings(BaseModel):
     @property
     def label(self) -> str:
         return self.name or self.type
+
+
+class WebhookUrlSettings(NotifierSettings):
+    """A notifier that POSTs to a URL.  The URL is a credential (anyone holding a
+    Slack or Teams webhook URL can post to the channel): by env var or file, never inline."""
+
+    url: SecretRef = Field(description="the incoming webhook's URL, by env or file")
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,11 @@ class SendError(Exception):
 
 
 class Notifier(ABC):
-    """Sends `Message`s to one destination."""
+    """Sends `Message`s to one destination.
+
+    `send` makes one attempt; `rotator.notify.send.deliver` retries it (when it
+    raises a retryable `SendError`), times it and catches whatever else it raises.
+    """
 
     Settings: ClassVar[type[NotifierSettings]] = NotifierSettings
 
@@ -105,8 +112,39 @@ class Notifier(ABC):
         self.name: str = settings.label
 
     @abstractmethod
+    async def send(self, message: Message, http: httpx.AsyncClient) -> str:
+        """Deliver `message` once; return a short detail ("HTTP 200"), raise `SendError` if it did not go through."""
+
+
+class WebhookNotifier(Notifier):
+    """A notifier that is one POST to a URL from the plan: implement `request`."""
+
+    Settings: ClassVar[type[NotifierSettings]] = WebhookUrlSettings
+    settings: WebhookUrlSettings
+
+    @abstractmethod
     def request(self, message: Message, url: Secret) -> httpx.Request:
         """The HTTP request that delivers `message` to `url` (built, not sent)."""
+
+    async def send(self, message: Message, http: httpx.AsyncClient) -> str:
+        try:
+            url = self.settings.url.resolve()
+        except PluginError as exc:  # the env var or file naming the URL
+            raise SendError(f"url: {exc}", retryable=False) from None
+        if not url.reveal().lower().startswith(("https://", "http://")):
+            raise SendError(f"url: the value of {self.settings.url.describe()} is not an http(s) URL", retryable=False)
+        request = self.request(message, url)
+        request.extensions["timeout"] = httpx.Timeout(self.settings.timeout).as_dict()
+        try:
+            response = await http.send(request)
+        except httpx.TimeoutException:
+            raise SendError(f"timed out after {self.settings.timeout:g}s") from None
+        except httpx.ConnectError:
+            raise SendError("cannot connect (refused, unreachable or name not resolved)") from None
+        except httpx.HTTPError as exc:  # never its text: it may hold the URL
+            raise SendError(f"{type(exc).__name__} while sending") from None
+        self.accepted(response)
+        return f"HTTP {response.status_code}"
 
     def accepted(self, response: httpx.Response) -> None:
         """Raise `SendError` unless `response` means delivered (default: any 2xx)."""
@@ -117,6 +155,8 @@ class Notifier(ABC):
             hint = "the webhook URL is wrong, revoked or deleted: make a new one"
         elif status == 400:
             hint = "the receiver refused the message's shape"
+        elif 300 <= status < 400:
+            hint = "the webhook URL redirects: use the address it redirects to"
         else:
             hint = "the receiver is failing or rate-limiting"
         raise SendError(f"HTTP {status}: {hint}", retryable=status >= 500 or status in (408, 425, 429))

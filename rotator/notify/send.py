@@ -28,14 +28,12 @@ from tenacity import (
 from rotator.logs import get_logger
 from rotator.notify import message as messages
 from rotator.notify.base import Message, Notifier, NotifierSettings, Outcome, SendError
-from rotator.plugin import PluginError
-from rotator.secret import Secret
 
 if TYPE_CHECKING:
     from rotator.plan import Plan
 
 log = get_logger("rotator.notify")
-DEADLINE = 60.0  # seconds for all attempts of one notification: a CLI run waits for them before it exits
+DEADLINE = 60.0  # seconds after which a notification makes no new attempt (a CLI run waits for them)
 
 
 class NotifyStatus(StrEnum):
@@ -68,37 +66,12 @@ class NotifyResult:
         }
 
 
-def _describe(exc: httpx.HTTPError) -> str:
-    """One line for a transport failure; never the exception's text, which may hold the URL."""
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    if isinstance(exc, httpx.ConnectError):
-        return "cannot connect (refused, unreachable or name not resolved)"
-    return f"{type(exc).__name__} while sending"
-
-
-async def _once(notifier: Notifier, message: Message, url: Secret, client: httpx.AsyncClient) -> int:
-    request = notifier.request(message, url)
-    request.extensions["timeout"] = httpx.Timeout(notifier.settings.timeout).as_dict()
-    try:
-        response = await client.send(request)
-    except httpx.TimeoutException:
-        raise SendError(f"timed out after {notifier.settings.timeout:g}s") from None
-    except httpx.HTTPError as exc:
-        raise SendError(_describe(exc)) from None
-    notifier.accepted(response)
-    return response.status_code
-
-
 async def deliver(notifier: Notifier, message: Message, client: httpx.AsyncClient) -> NotifyResult:
     """Send `message` through `notifier`, retrying what may pass.  Never raises."""
     s: NotifierSettings = notifier.settings
     result = NotifyResult(notifier.name, s.type, NotifyStatus.FAILED)
     started = time.monotonic()
     try:
-        url = s.url.resolve()
-        if not url.reveal().lower().startswith(("https://", "http://")):
-            raise SendError(f"url: the value of {s.url.describe()} is not an http(s) URL", retryable=False)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(s.retries + 1) | stop_after_delay(DEADLINE),
             wait=wait_exponential(multiplier=s.backoff, max=s.backoff * 8) + wait_random(0, s.backoff / 2),
@@ -108,10 +81,8 @@ async def deliver(notifier: Notifier, message: Message, client: httpx.AsyncClien
         async for attempt in retrying:
             with attempt:
                 result.attempts += 1
-                status = await _once(notifier, message, url, client)
-        result.status, result.detail = NotifyStatus.SENT, f"HTTP {status}"
-    except PluginError as exc:  # the URL's env var or file
-        result.detail = messages.clean(f"url: {exc}")
+                detail = await notifier.send(message, client)
+        result.status, result.detail = NotifyStatus.SENT, messages.clean(detail)
     except SendError as exc:
         tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
         result.detail = messages.clean(f"{exc}{tries}")

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from rotator.notify.base import Message, Notifier, NotifierSettings, Outcome
+from rotator.notify.base import Message, NotifierSettings, Outcome, WebhookNotifier, WebhookUrlSettings
 from rotator.secret import Secret
 
 _EMOJI = {Outcome.SUCCESS: ":white_check_mark:", Outcome.FAILURE: ":rotating_light:", Outcome.WARNING: ":warning:"}
@@ -24,11 +24,11 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class SlackSettings(NotifierSettings):
+class SlackSettings(WebhookUrlSettings):
     type: str = "slack"
 
 
-class SlackNotifier(Notifier):
+class SlackNotifier(WebhookNotifier):
     Settings: ClassVar[type[NotifierSettings]] = SlackSettings
 
     def payload(self, message: Message) -> dict[str, Any]:

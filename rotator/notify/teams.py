@@ -14,17 +14,17 @@ from typing import Any, ClassVar
 
 import httpx
 
-from rotator.notify.base import Message, Notifier, NotifierSettings, Outcome
+from rotator.notify.base import Message, NotifierSettings, Outcome, WebhookNotifier, WebhookUrlSettings
 from rotator.secret import Secret
 
 _COLOR = {Outcome.SUCCESS: "Good", Outcome.FAILURE: "Attention", Outcome.WARNING: "Warning"}
 
 
-class TeamsSettings(NotifierSettings):
+class TeamsSettings(WebhookUrlSettings):
     type: str = "teams"
 
 
-class TeamsNotifier(Notifier):
+class TeamsNotifier(WebhookNotifier):
     Settings: ClassVar[type[NotifierSettings]] = TeamsSettings
 
     def card(self, message: Message) -> dict[str, Any]:

@@ -19,17 +19,17 @@ import httpx
 from pydantic import Field
 
 from rotator.consumer import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from rotator.notify.base import Message, Notifier, NotifierSettings, SendError
+from rotator.notify.base import Message, NotifierSettings, SendError, WebhookNotifier, WebhookUrlSettings
 from rotator.plugin import PluginError, SecretRef
 from rotator.secret import Secret
 
 
-class WebhookSettings(NotifierSettings):
+class WebhookSettings(WebhookUrlSettings):
     type: str = "webhook"
     hmac_key: SecretRef = Field(description="shared signing key, by env or file")
 
 
-class SignedWebhookNotifier(Notifier):
+class SignedWebhookNotifier(WebhookNotifier):
     Settings: ClassVar[type[NotifierSettings]] = WebhookSettings
     settings: WebhookSettings
 

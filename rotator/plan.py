@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rotator.notify.base import NotifierSettings
 from rotator.plugin import BackendSettings, ConsumerSettings, SecretRef
-from rotator.registry import UnknownPlugin, backend_class, consumer_class
+from rotator.registry import UnknownPlugin, backend_class, consumer_class, notifier_class
 from rotator.secret import ADJUTOR_KEY_PATTERN
 
 MAX_PLAN_BYTES = 1_000_000
@@ -188,6 +189,7 @@ class _PlanFile(_Strict):
     backends: list[dict[str, Any]] = Field(min_length=1)
     consumers: list[dict[str, Any]] = Field(default_factory=list)
     schedules: list[ScheduleSpec] = Field(default_factory=list)
+    notify: list[dict[str, Any]] = Field(default_factory=list)
 
 
 @dataclass
@@ -199,6 +201,7 @@ class Plan:
     backends: list[BackendSettings]
     consumers: list[ConsumerSettings]
     schedules: list[ScheduleSpec] = field(default_factory=list)
+    notify: list[NotifierSettings] = field(default_factory=list)  # rotator.notify: after a run
 
     @property
     def name(self) -> str:
@@ -328,9 +331,11 @@ def parse_plan(data: dict[str, Any], path: Path) -> Plan:
         pf = None
     backends: list[BackendSettings] = []
     consumers: list[ConsumerSettings] = []
+    notifiers: list[NotifierSettings] = []
     for section, getter, out in (
         ("backends", backend_class, backends),
         ("consumers", consumer_class, consumers),
+        ("notify", notifier_class, notifiers),
     ):
         entries = data.get(section, [])
         if not isinstance(entries, list):
@@ -388,4 +393,5 @@ def parse_plan(data: dict[str, Any], path: Path) -> Plan:
         backends=backends,
         consumers=consumers,
         schedules=pf.schedules,
+        notify=notifiers,
     )

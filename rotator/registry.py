@@ -1,7 +1,8 @@
 """Plugin discovery through entry points.
 
 Built-ins and third-party packages register the same way, under
-``rotator.backends`` and ``rotator.consumers``; nothing here knows their names.
+``rotator.backends``, ``rotator.consumers`` and ``rotator.notifiers``; nothing
+here knows their names.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
+from rotator.notify.base import Notifier
 from rotator.plugin import Backend, Consumer
 
 BACKEND_GROUP = "rotator.backends"
 CONSUMER_GROUP = "rotator.consumers"
+NOTIFIER_GROUP = "rotator.notifiers"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,11 @@ def backend_points() -> dict[str, EntryPoint]:
 @cache
 def consumer_points() -> dict[str, EntryPoint]:
     return _entry_points(CONSUMER_GROUP)
+
+
+@cache
+def notifier_points() -> dict[str, EntryPoint]:
+    return _entry_points(NOTIFIER_GROUP)
 
 
 class UnknownPlugin(LookupError):
@@ -81,9 +89,26 @@ def consumer_class(type_name: str) -> type[Consumer]:
     return cls
 
 
+@cache
+def notifier_class(type_name: str) -> type[Notifier]:
+    ep = notifier_points().get(type_name)
+    if ep is None:
+        raise UnknownPlugin(
+            f"unknown notifier type {type_name!r} (installed: {', '.join(sorted(notifier_points())) or 'none'})"
+        )
+    cls = _load(ep, "notifier", type_name)
+    if not (isinstance(cls, type) and issubclass(cls, Notifier)):
+        raise UnknownPlugin(f"notifier {type_name!r} ({ep.value}) is not a rotator.notify.Notifier")
+    return cls
+
+
 def installed() -> list[PluginInfo]:
     out: list[PluginInfo] = []
-    for kind, points in (("backend", backend_points()), ("consumer", consumer_points())):
+    for kind, points in (
+        ("backend", backend_points()),
+        ("consumer", consumer_points()),
+        ("notifier", notifier_points()),
+    ):
         for name, ep in sorted(points.items()):
             dist = ep.dist
             out.append(
@@ -100,5 +125,5 @@ def installed() -> list[PluginInfo]:
 
 def clear_cache() -> None:
     """Forget what was discovered (tests that install a plugin at run time)."""
-    for f in (backend_points, consumer_points, backend_class, consumer_class):
+    for f in (backend_points, consumer_points, notifier_points, backend_class, consumer_class, notifier_class):
         f.cache_clear()

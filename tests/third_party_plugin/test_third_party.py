@@ -1,4 +1,4 @@
-"""A backend from another package is found through its entry point and used in a plan."""
+"""A backend and a notifier from another package are found through their entry points and used in a plan."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from rotator import registry
+from rotator.notify import NotifyStatus, notify_all
 from rotator.plan import PlanError, load_plan
 from rotator.plugin import PluginContext
 from rotator.secret import Secret
@@ -66,7 +67,7 @@ def _use(plan_path: Path) -> None:
     cls = registry.backend_class(plan.primary.type)
     assert cls.__module__ == PACKAGE
     assert plan.primary.slot == "billing"  # type: ignore[attr-defined]
-    info = {p.name: p for p in registry.installed()}["memory"]
+    info = {(p.kind, p.name): p for p in registry.installed()}[("backend", "memory")]
     assert (info.kind, info.distribution, info.version, info.target) == (
         "backend",
         DIST,
@@ -100,6 +101,18 @@ def test_plugin_found_through_dist_info_entry_points(tmp_path: Path, on_path: Pa
     _dist_info(on_path)
     registry.clear_cache()
     _use(_plan(tmp_path))
+
+
+def test_notifier_found_through_dist_info_entry_points(tmp_path: Path, on_path: Path) -> None:
+    _dist_info(on_path)
+    registry.clear_cache()
+    plan_path = _plan(tmp_path)
+    plan_path.write_text(plan_path.read_text() + '\n[[notify]]\ntype = "memory"\nchannel = "ops"\n')
+    plan = load_plan(plan_path)
+    report = {"id": "r1", "kind": "rotate", "state": "done", "exit_code": 0, "message": "done"}
+    (result,) = asyncio.run(notify_all(plan, report))
+    assert (result.name, result.status, result.detail) == ("memory", NotifyStatus.SENT, "kept in channel ops")
+    assert sys.modules[PACKAGE].SENT == [("ops", "adjutor: rotate done")]
 
 
 def test_plugin_installed_with_pip(tmp_path: Path, on_path: Path) -> None:
@@ -147,5 +160,8 @@ def test_rotator_plugins_lists_builtins_and_the_third_party_package(on_path: Pat
         assert (kind, name, "rotator") in rows
     for name in ("webhook", "signal", "command"):
         assert ("consumer", name, "rotator") in rows
+    for name in ("slack", "teams", "webhook"):
+        assert ("notifier", name, "rotator") in rows
     assert ("backend", "memory", DIST) in rows
+    assert ("notifier", "memory", DIST) in rows
     assert f"{PACKAGE}:MemoryBackend" in r.stdout

@@ -1,14 +1,17 @@
-"""An in-memory rotator backend: the smallest complete third-party plugin."""
+"""An in-memory rotator backend and notifier: the smallest complete third-party plugins."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+import httpx
 from pydantic import Field
 
 from rotator import Backend, BackendSettings, Check, Secret, Stored, Written
+from rotator.notify import Message, Notifier, NotifierSettings
 
 STORE: dict[str, tuple[int, str]] = {}  # slot -> (version, value)
+SENT: list[tuple[str, str]] = []  # (channel, title) of every notification
 
 
 class MemorySettings(BackendSettings):
@@ -31,3 +34,15 @@ class MemoryBackend(Backend):
             return Written(version=str(version), detail="already current")
         STORE[self.settings.slot] = (version + 1, secret.reveal())
         return Written(version=str(version + 1), detail=f"v{version + 1}")
+
+
+class MemoryNotifierSettings(NotifierSettings):
+    channel: str = Field(min_length=1)
+
+
+class MemoryNotifier(Notifier):
+    Settings: ClassVar[type[NotifierSettings]] = MemoryNotifierSettings
+
+    async def send(self, message: Message, http: httpx.AsyncClient) -> str:
+        SENT.append((self.settings.channel, message.title))
+        return f"kept in channel {self.settings.channel}"

@@ -1,0 +1,121 @@
+"""From a report to a `Message`: what a notification says, for every notifier alike.
+
+Reads the report as JSON data (``Report.as_dict()``, or the journal's copy), so
+a field renamed there is looked up under both names here rather than breaking
+notifications.  Every piece of text is scrubbed twice: of every live secret
+value (`rotator.secret.scrub`) and of anything shaped like an Adjutor key, so a
+key that reached a detail string by some new path still never leaves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from rotator.notify.base import Fact, Message, Outcome
+from rotator.secret import REDACTED, scrub
+
+SCHEMA = 1
+MAX_LINES = 20  # per-target lines shown; a 200-target failure is summarised, not pasted
+_KEY_SHAPED = re.compile(r"sk_(?:live|test)_[A-Za-z0-9]{6,}")
+_GOOD = {"ok", "unchanged", "confirmed", "done"}
+
+
+def clean(text: object) -> str:
+    """One line of scrubbed text."""
+    out = scrub(" ".join(str(text).split()))
+    return _KEY_SHAPED.sub(REDACTED, out)
+
+
+def _first(d: Mapping[str, Any], *names: str) -> Any:
+    for n in names:
+        if d.get(n) is not None:
+            return d[n]
+    return None
+
+
+def _ms(seconds: object) -> str | None:
+    try:
+        value = float(seconds)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+
+
+def from_report(plan_name: str, report: Mapping[str, Any], *, link: str | None = None) -> Message:
+    """The notification for one rotation, resume or sync."""
+    link = clean(link) if link else None
+    kind = clean(report.get("kind") or "rotation")
+    state = clean(report.get("state") or "unknown")
+    exit_code = report.get("exit_code")
+    ok = exit_code == 0
+    outcome = Outcome.SUCCESS if ok else Outcome.FAILURE
+    title = f"{plan_name}: {kind} {state}" + ("" if ok or exit_code is None else f" (exit {exit_code})")
+    summary = clean(report.get("message") or state)
+
+    facts: list[Fact] = []
+    rid = report.get("id")
+    if rid:
+        facts.append(Fact("Rotation", clean(rid)))
+    window = _ms(_first(report, "window_seconds", "window_s", "window"))
+    if window:
+        facts.append(Fact("Window", f"{window} (key received → last target done)"))
+    outage = _ms(_first(report, "outage_seconds", "outage_s", "outage"))
+    if outage:
+        facts.append(Fact("Outage", f"{outage} (old key stopped working → last target done)"))
+    for label, names in (("Operator", ("operator",)), ("Reason", ("reason",))):
+        value = _first(report, *names)
+        if value:
+            facts.append(Fact(label, clean(value)))
+    old_fp = _first(report, "old_fingerprint", "old_fp")
+    new_fp = _first(report, "new_fingerprint", "new_fp")
+    if old_fp or new_fp:
+        facts.append(Fact("Fingerprint", f"{clean(old_fp or '?')} → {clean(new_fp or '?')}"))
+    old_key = report.get("old_key_check")
+    if isinstance(old_key, Mapping) and old_key.get("detail"):
+        facts.append(Fact("Old key", clean(old_key["detail"])))
+
+    targets = [t for t in report.get("targets") or [] if isinstance(t, Mapping)]
+    bad = [t for t in targets if str(t.get("status")) not in _GOOD]
+    if targets:
+        counts: dict[str, int] = {}
+        for t in targets:
+            counts[clean(t.get("status"))] = counts.get(clean(t.get("status")), 0) + 1
+        facts.append(Fact("Targets", ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))))
+    lines = [f"{clean(t.get('name'))}: {clean(t.get('status'))}: {clean(t.get('detail') or '')}" for t in bad]
+    lines += [f"warning: {clean(w)}" for w in report.get("warnings") or []]
+    if len(lines) > MAX_LINES:
+        lines = [*lines[: MAX_LINES - 1], f"... and {len(lines) - MAX_LINES + 1} more (rotator show {clean(rid)})"]
+
+    data = {
+        "schema": SCHEMA,
+        "event": f"{kind}.{'succeeded' if ok else 'failed'}",
+        "plan": plan_name,
+        "rotation_id": clean(rid) if rid else None,
+        "kind": kind,
+        "outcome": outcome.value,
+        "state": state,
+        "exit_code": exit_code,
+        "message": summary,
+        "operator": clean(report.get("operator") or ""),
+        "reason": clean(report.get("reason") or ""),
+        "old_fingerprint": clean(old_fp) if old_fp else None,
+        "new_fingerprint": clean(new_fp) if new_fp else None,
+        "window_seconds": _first(report, "window_seconds", "window_s", "window"),
+        "outage_seconds": _first(report, "outage_seconds", "outage_s", "outage"),
+        "targets": [
+            {"name": clean(t.get("name")), "status": clean(t.get("status")), "detail": clean(t.get("detail") or "")}
+            for t in targets
+        ],
+        "link": link,
+    }
+    return Message(title, outcome, summary, tuple(facts), tuple(lines), link, data)
+
+
+def warning(plan_name: str, text: str, *, link: str | None = None) -> Message:
+    """A notice that is not about one rotation (e.g. the key-age reminder)."""
+    link = clean(link) if link else None
+    summary = clean(text)
+    data = {"schema": SCHEMA, "event": "warning", "plan": plan_name, "outcome": "warning", "message": summary}
+    return Message(f"{plan_name}: warning", Outcome.WARNING, summary, link=link, data={**data, "link": link})

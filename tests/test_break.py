@@ -156,3 +156,87 @@ def test_arm_checks_are_kept_per_target_even_for_a_plan_built_by_hand(
             await rot.close()
 
     assert asyncio.run(arm()) is False
+
+
+# -- 5: a consumer that prints the key encoded ------------------------------------
+
+ENCODER = r"""
+import base64, pathlib, sys
+key = next(l.split("=", 1)[1] for l in pathlib.Path(sys.argv[1]).read_text().splitlines()
+           if l.startswith("ADJUTOR_API_KEY=")).encode()
+form, code = sys.argv[2], int(sys.argv[3])
+kind, _, offset = form.partition("@")
+pad = b"xy"[: int(offset or 0)]  # the key `offset` bytes into what is encoded
+text = {
+    "base64": lambda: base64.b64encode(pad + key),
+    "urlsafe-base64": lambda: base64.urlsafe_b64encode(pad + key),
+    "hex": lambda: key.hex().encode(),
+    "HEX": lambda: key.hex().upper().encode(),
+    "reversed": lambda: key[::-1],
+    "raw": lambda: key,
+}[kind]().decode()
+print(f"reloaded; token={text}", file=sys.stderr if code else sys.stdout)
+sys.exit(code)
+"""
+
+ENCODED_FORMS = [
+    *(f"{kind}@{o}" for kind in ("base64", "urlsafe-base64") for o in range(3)),
+    "hex",
+    "HEX",
+    "reversed",
+    "raw",
+]
+
+
+def test_a_key_printed_encoded_by_a_command_consumer_is_scrubbed(tmp_path: Path) -> None:
+    """Each consumer prints the new key in one encoding (on stdout and exit 0, or on stderr
+    and exit 1): none of it reaches the progress lines, the --json report, `show` or journal.db."""
+    import sys
+
+    (tmp_path / "store.env").write_text(f"ADJUTOR_API_KEY={OLD}\n")
+    (tmp_path / "encode.py").write_text(ENCODER)
+    plan = (
+        '[secret]\nname = "break-encoded"\n\n'
+        f'[[backends]]\nname = "store"\ntype = "envfile"\nprimary = true\npath = "{tmp_path}/store.env"\n'
+        'variable = "ADJUTOR_API_KEY"\n'
+    )
+    for i, form in enumerate(ENCODED_FORMS):
+        for code in (0, 1):
+            plan += (
+                f'\n[[consumers]]\nname = "c{i}-{code}"\ntype = "command"\nretries = 0\nreads_from = ["store"]\n'
+                f'argv = ["{sys.executable}", "{tmp_path}/encode.py", "{tmp_path}/store.env", "{form}", "{code}"]\n'
+            )
+    (tmp_path / "plan.toml").write_text(plan)
+    new = lc.canary()
+
+    r = lc.cli("-vv", "rotate", str(tmp_path / "plan.toml"), "--key-stdin", "--json", input=new + "\n")
+    assert r.returncode == Exit.PARTIAL, r.stderr
+    report = json.loads(r.stdout)
+    details = {t["name"]: t.get("detail", "") for t in report["targets"] if t["name"] != "store"}
+    assert len(details) == 2 * len(ENCODED_FORMS)
+    assert all("[REDACTED]" in d for d in details.values()), details  # base64 keeps its edge characters
+    assert lc.env_fp(tmp_path / "store.env") == fingerprint(new)
+    shown = lc.cli("show", report["id"], "--json")
+    hits = lc.find(r.stdout, [new], "--json report") + lc.find(r.stderr, [new], "progress and logs")
+    hits += lc.find(shown.stdout, [new], "show --json") + lc.scan_journal([new])
+    assert not hits, "\n".join(hits)
+
+
+def test_scrub_covers_every_form_the_leak_suite_searches_for() -> None:
+    """In-process: each form of `leakcheck.forms`, inside other text, for a key made before the
+    matchers were built and for one made after (it must be covered at once)."""
+    from rotator.secret import REDACTED, Secret, scrub
+
+    first = Secret(lc.canary())
+    scrub("build the matchers")
+    later = Secret(lc.canary())
+    others = [Secret(lc.canary()) for _ in range(300)]  # more than one compiled chunk
+    for s in (first, later, others[-1]):
+        for name, form in lc.forms(s.reveal()).items():
+            for text in (f"got {form}", f"a={form}&b=1", f"{form}", f"[{form}]\n"):
+                out = scrub(text)
+                assert not lc.find(out, [s.reveal()], name), (name, out)
+                assert REDACTED in out
+    assert scrub("nothing secret in fp=3f2a9c0d11aa22bb") == "nothing secret in fp=3f2a9c0d11aa22bb"
+    # Text decoded with surrogateescape (a command's undecodable output) is scrubbed, not an error.
+    assert scrub(f"\udcff é {first.reveal()}") == f"\udcff é {REDACTED}"

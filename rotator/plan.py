@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rotator.files import NotRegular, TooLarge, read_regular
 from rotator.plugin import BackendSettings, ConsumerSettings, SecretRef
 from rotator.registry import UnknownPlugin, backend_class, consumer_class
 from rotator.secret import ADJUTOR_KEY_PATTERN
@@ -274,13 +275,15 @@ def load_plan(path: str | Path) -> Plan:
     path = Path(path)
     label = str(path)
     try:
-        raw_bytes = path.read_bytes()
+        raw_bytes = read_regular(path, MAX_PLAN_BYTES)
     except FileNotFoundError:
         raise PlanError([f"{label}: file not found"]) from None
+    except NotRegular as exc:  # a named pipe would block the read forever
+        raise PlanError([f"{label}: not a regular file ({exc.kind}); give the path of a plan file"]) from None
+    except TooLarge as exc:
+        raise PlanError([f"{label}: {exc.size} bytes; a plan is at most {MAX_PLAN_BYTES}"]) from None
     except OSError as exc:
         raise PlanError([f"{label}: cannot read: {exc.strerror}"]) from None
-    if len(raw_bytes) > MAX_PLAN_BYTES:
-        raise PlanError([f"{label}: {len(raw_bytes)} bytes; a plan is at most {MAX_PLAN_BYTES}"])
     try:
         data = tomllib.loads(raw_bytes.decode("utf-8"))
     except UnicodeDecodeError:

@@ -240,3 +240,24 @@ def test_scrub_covers_every_form_the_leak_suite_searches_for() -> None:
     assert scrub("nothing secret in fp=3f2a9c0d11aa22bb") == "nothing secret in fp=3f2a9c0d11aa22bb"
     # Text decoded with surrogateescape (a command's undecodable output) is scrubbed, not an error.
     assert scrub(f"\udcff é {first.reveal()}") == f"\udcff é {REDACTED}"
+
+
+# -- 7: a plan path that is not a regular file ------------------------------------
+
+
+def test_check_refuses_a_fifo_at_once(tmp_path: Path) -> None:
+    """`rotator check` on a named pipe used to wait forever for a writer."""
+    import os
+
+    fifo = tmp_path / "plan.toml"
+    os.mkfifo(fifo)
+    for args in (("check", str(fifo)), ("rotate", str(fifo), "--key-stdin")):
+        r = lc.cli(*args, input=lc.canary() + "\n", timeout=20)
+        assert r.returncode == Exit.PLAN_INVALID, r.stderr
+        assert lc.one_line(r.stderr).endswith(
+            f"{fifo}: not a regular file (a named pipe); give the path of a plan file"
+        )
+    for path, kind in ((tmp_path, "a directory"), (Path("/dev/null"), "a character device")):
+        with pytest.raises(PlanError) as err:
+            load_plan(path)
+        assert err.value.problems == [f"{path}: not a regular file ({kind}); give the path of a plan file"]

@@ -261,3 +261,40 @@ def test_check_refuses_a_fifo_at_once(tmp_path: Path) -> None:
         with pytest.raises(PlanError) as err:
             load_plan(path)
         assert err.value.problems == [f"{path}: not a regular file ({kind}); give the path of a plan file"]
+
+
+# -- 8: deeply dotted keys ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" + ".a" * 19_999 + " = 1\n",  # 40 KB: 40 s in tomllib (quadratic in the parts of one key)
+        '[secret]\nname = "x"\n\n[' + ".".join(['"q"'] * 20_000) + "]\n",  # quoted parts, a table header
+        "x = { " + " . ".join(["b"] * 20_000) + " = 1 }\n",  # spaces around dots, in an inline table
+    ],
+    ids=["bare", "quoted-header", "inline"],
+)
+def test_deeply_dotted_keys_are_refused_at_once(tmp_path: Path, text: str) -> None:
+    plan = tmp_path / "deep.toml"
+    plan.write_text(text)
+    r = lc.cli("check", str(plan), timeout=20)  # the guard only: it answers within a second now
+    assert r.returncode == Exit.PLAN_INVALID, r.stderr
+    line = lc.one_line(r.stderr)
+    assert "a dotted key with more than 16 parts" in line and str(plan) in line, line
+
+
+def test_dots_in_strings_comments_and_values_are_not_key_parts(tmp_path: Path) -> None:
+    """Only keys count: a string, a comment or a float may hold any number of dots."""
+    many = ".".join(["a"] * 40)
+    plan = tmp_path / "plan.toml"
+    plan.write_text(
+        f'# {many}\n[secret]\nname = "dots"\ndescription = "{many}"\n\n'
+        f'[[backends]]\nname = "store"\ntype = "envfile"\nprimary = true\npath = "{tmp_path}/{many}.env"\n'
+        f"variable = 'ADJUTOR_API_KEY'  # {many}\n"
+        f'\n[[consumers]]\nname = "c"\ntype = "command"\nargv = ["""/bin/true""", """{many}""", \'\'\'{many}\'\'\']\n'
+        f'env = {{ A = """\n{many} \\""" #\n{many}""""", B = \'\'\'\n{many}\n\'\'\'\'\' }}\n'
+    )
+    p = load_plan(plan)
+    assert p.secret.description == many
+    assert p.consumers[0].env == {"A": f'{many} """ #\n{many}""', "B": f"{many}\n''"}  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ off, and the only way in is the explicit `reveal()`.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -237,6 +238,40 @@ def scrub(text: str) -> str:
     return data.decode("utf-8", "surrogatepass") if found else text
 
 
+def _pattern_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False
+    return options
+
+
+_PATTERN_OPTIONS = _pattern_options()
+_HUGE_COUNT = re.compile(r"(?<!\\)\{\s*\d*,?\s*\d{5}")
+
+
+@functools.lru_cache(maxsize=64)
+def key_regex(pattern: str) -> Any:
+    """`pattern` (a plan's `key_pattern`) compiled by RE2; ValueError says what RE2 refuses.
+
+    Matched with RE2, not Python's `re`, because the pattern is the operator's and the
+    paste it judges arrives inside the window: `re` backtracks, and a nested quantifier
+    such as ``^sk_live_(a+)+$`` against ``sk_live_`` + 30 ``a`` + ``!`` ran > 45 s there
+    (2**n steps).  RE2 (Google's own Python binding, ``google-re2``, prebuilt wheels) runs
+    every pattern it accepts in time linear in the text, so no pattern can block the
+    window; a static check for "dangerous" shapes would miss some (``(a|aa)+``, ``(a|a)*``).
+    What RE2 refuses -- lookarounds, backreferences, repetitions over 1,000 -- is refused
+    by `rotator check`, and so is a count of 5 digits or more, which RE2 would not refuse
+    but read wrongly (``a{4294967296}`` compiles and matches nothing)."""
+    if _HUGE_COUNT.search(pattern):
+        raise ValueError("not a regular expression RE2 runs (a repetition count over 1000)")
+    try:
+        return re2.compile(pattern, _PATTERN_OPTIONS)
+    except re2.error as exc:
+        why = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(
+            f"not a regular expression RE2 runs ({why}); lookarounds and backreferences are not supported"
+        ) from None
+
+
 class KeyRejected(ValueError):
     """A pasted value that cannot be a key.  The message never holds the value."""
 
@@ -287,6 +322,14 @@ def clean_paste(raw: str | bytes, key_pattern: str | None = ADJUTOR_KEY_PATTERN)
         # from a document are a paste accident, not part of a key).
         raise KeyRejected("the key has non-ASCII characters in it (curly quotes or accents from a paste?)")
     warnings: list[str] = []
-    if key_pattern and not re.fullmatch(key_pattern, value):
-        warnings.append(f"the key does not look like an Adjutor key (pattern {key_pattern}); the probe will decide")
+    if key_pattern:
+        try:
+            looks_right = key_regex(key_pattern).fullmatch(value) is not None
+        except ValueError as exc:  # a Plan built without load_plan's checks
+            warnings.append(f"key_pattern is not usable: {exc}; the probe will decide")
+        else:
+            if not looks_right:
+                warnings.append(
+                    f"the key does not look like an Adjutor key (pattern {key_pattern}); the probe will decide"
+                )
     return CleanKey(Secret(value), warnings)

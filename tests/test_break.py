@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from rotator.demo.standin import AdjutorStandIn
 from rotator.exitcodes import Exit
 from rotator.plan import PlanError, load_plan
 from rotator.secret import fingerprint
@@ -298,3 +299,59 @@ def test_dots_in_strings_comments_and_values_are_not_key_parts(tmp_path: Path) -
     p = load_plan(plan)
     assert p.secret.description == many
     assert p.consumers[0].env == {"A": f'{many} """ #\n{many}""', "B": f"{many}\n''"}  # type: ignore[attr-defined]
+
+
+# -- 9: a key_pattern that backtracks -----------------------------------------------
+
+NESTED = """
+[secret]
+name = "break-pattern"
+key_pattern = '{pattern}'
+
+[probe]
+preset = "adjutor"
+url = "{probe_url}"
+retries = 0
+
+[[backends]]
+name = "store"
+type = "envfile"
+primary = true
+path = "{tmp}/store.env"
+variable = "ADJUTOR_API_KEY"
+"""
+
+
+def test_a_nested_quantifier_pattern_never_blocks_the_window(tmp_path: Path, standin: AdjutorStandIn) -> None:
+    """`^sk_live_(a+)+$` against `sk_live_` + 40 `a` + `!`: 2**40 steps for a backtracking engine,
+    one linear pass for RE2; the paste is judged by the probe at once."""
+    (tmp_path / "store.env").write_text(f"ADJUTOR_API_KEY={standin.current_key}\n")
+    plan = tmp_path / "plan.toml"
+    plan.write_text(NESTED.format(pattern="^sk_live_(a+)+$", probe_url=standin.models_url, tmp=tmp_path))
+    assert lc.cli("check", str(plan)).returncode == Exit.DONE
+
+    before = (tmp_path / "store.env").read_text()
+    r = lc.cli("rotate", str(plan), "--key-stdin", "--json", input="sk_live_" + "a" * 40 + "!\n", timeout=60)
+    assert r.returncode == Exit.KEY_REFUSED, r.stderr
+    assert "does not look like an Adjutor key" in r.stderr
+    assert json.loads(r.stdout)["state"] == "refused"
+    assert (tmp_path / "store.env").read_text() == before
+
+    new = standin.reset()  # a matching key is still taken
+    plan.write_text(NESTED.format(pattern="^sk_test_([A-Za-z0-9]+)+$", probe_url=standin.models_url, tmp=tmp_path))
+    r = lc.cli("rotate", str(plan), "--key-stdin", input=new + "\n", timeout=60)
+    assert r.returncode == Exit.DONE, r.stderr
+    assert "does not look like" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [("^sk_(?=live)[a-z_]+$", "invalid perl operator: (?="), (r"^(sk)_\1$", "invalid escape sequence: \\1")],
+)
+def test_a_pattern_re2_cannot_run_is_refused_at_check(tmp_path: Path, pattern: str, why: str) -> None:
+    plan = tmp_path / "plan.toml"
+    plan.write_text(NESTED.format(pattern=pattern, probe_url="http://127.0.0.1:9/", tmp=tmp_path))
+    r = lc.cli("check", str(plan))
+    assert r.returncode == Exit.PLAN_INVALID, r.stderr
+    line = lc.one_line(r.stderr)
+    assert "secret.key_pattern: not a regular expression RE2 runs" in line and why in line, line

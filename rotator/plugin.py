@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -280,8 +280,6 @@ class PluginContext:
 
 
 class _Plugin(ABC):
-    kind: ClassVar[Literal["backend", "consumer"]]
-
     async def open(self) -> None:
         """Make clients and connections.  Called at arm time, before the key exists."""
 
@@ -293,14 +291,14 @@ class _Plugin(ABC):
         """Reachable, authenticated, allowed to do its job?  No writes."""
 
     def describe(self) -> str:
-        """Where this target is, for humans (no secrets)."""
+        """Where this target is, for humans (no secrets; no network: `rotator.targets` calls it
+        on plugins that were never opened)."""
         return ""
 
 
 class Backend(_Plugin):
     """Where a secret is stored."""
 
-    kind: ClassVar[Literal["backend", "consumer"]] = "backend"
     Settings: ClassVar[type[BackendSettings]] = BackendSettings
     can_be_primary: ClassVar[bool] = True
     can_hold_standby: ClassVar[bool] = False
@@ -366,7 +364,6 @@ class Backend(_Plugin):
 class Consumer(_Plugin):
     """Something that uses the secret and must reload."""
 
-    kind: ClassVar[Literal["backend", "consumer"]] = "consumer"
     Settings: ClassVar[type[ConsumerSettings]] = ConsumerSettings
 
     def __init__(self, settings: Any, ctx: PluginContext) -> None:

@@ -29,8 +29,7 @@ from tenacity import (
 )
 
 from rotator.exitcodes import Exit
-from rotator.journal import Journal, LockHeld
-from rotator.journal_writer import JournalWriter
+from rotator.journal import Journal, JournalWriter, LockHeld
 from rotator.logs import get_logger
 from rotator.plan import Plan
 from rotator.plugin import (

@@ -254,7 +254,7 @@ def reconcile(scheduler: AsyncIOScheduler, plans: list[Plan]) -> dict[str, str]:
     """Make the stored jobs match the plans' schedules.  Call between
     `start(paused=True)` and `resume()`.  Returns {job id: kept|added|rescheduled|removed}.
     Replicas reconcile one at a time (an advisory lock on PostgreSQL)."""
-    from rotator.locks import exclusive
+    from rotator.journal import exclusive
 
     engine = getattr(scheduler, "rotator_engine", None)
     with exclusive(engine, "scheduler-reconcile") if engine is not None else contextlib.nullcontext():

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from rotator.journal import Journal, event_row
+from rotator.journal.store import Journal, event_row
 from rotator.logs import get_logger
 
 T = TypeVar("T")
@@ -31,7 +31,6 @@ class JournalWriter:
         self._lock = threading.Lock()
         self._queued: list[dict[str, Any]] = []
         self._flush_scheduled = False
-        self._last: Future[None] | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run `fn` on the journal thread after every event queued before it; wait for it."""
@@ -50,7 +49,7 @@ class JournalWriter:
             if self._flush_scheduled or not self._queued:
                 return
             self._flush_scheduled = True
-        self._last = self._thread.submit(self._flush)
+        self._thread.submit(self._flush)
 
     def _flush(self) -> None:
         with self._lock:

@@ -9,6 +9,9 @@ without anyone having to guess from leases or pids.
 Each lock held for a while gets its own connection (outside the pool, in
 autocommit so that it never sits idle in a transaction); short critical
 sections (schema migration) use a transaction-level lock instead.
+
+Its own module, not part of `plan_lock`: schema migration and the scheduler's
+one-replica sections use these locks too, and know nothing of plans.
 """
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ AWS_ENV = {
 
 def _timed_standin(latency: float) -> Any:
     """An AdjutorStandIn whose keyed requests are timestamped on arrival."""
-    from rotator.demo.standin import MODELS_PATH, AdjutorStandIn, QuietServer, _StandInHandler, _StandInServer
+    from rotator.testing._http import LoopbackServer
+    from rotator.testing.adjutor import MODELS_PATH, AdjutorStandIn, _StandInHandler, _StandInServer
 
     class Handler(_StandInHandler):
         def parse_request(self) -> bool:
@@ -61,7 +62,7 @@ def _timed_standin(latency: float) -> Any:
     class Server(_StandInServer):
         def __init__(self, host: str, port: int, standin: AdjutorStandIn) -> None:
             self.standin = standin
-            QuietServer.__init__(self, host, port, Handler)
+            LoopbackServer.__init__(self, host, port, Handler)
 
     class TimedStandIn(AdjutorStandIn):
         def __init__(self, **kw: Any) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.demo.standin import AdjutorStandIn
+from rotator.testing.adjutor import AdjutorStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,17 +18,17 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
 
 from rotator.journal import Journal, RotationRow, data_dir
 from rotator.secret import fingerprint
+from rotator.testing._http import LoopbackServer
 
 T = TypeVar("T")
 
@@ -111,7 +111,7 @@ def scan_journal(canaries: Iterable[str]) -> list[str]:
 
 def canary() -> str:
     """A fresh random key shaped like Adjutor's (``sk_test_`` and 40 letters and digits)."""
-    from rotator.demo.standin import new_key
+    from rotator.testing.adjutor import new_key
 
     return new_key()
 
@@ -254,12 +254,12 @@ class Hook:
     stale: bool = False
     posts: int = 0
     received: list[dict[str, Any]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/reload"
+        return f"{self._server.url}/reload"
 
     @property
     def confirm_url(self) -> str:
@@ -302,16 +302,12 @@ class Hook:
                     hook.reports = event["fingerprint"]
                 self._send(204)
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = LoopbackServer("127.0.0.1", 0, Handler).start_background("leak-hook")
         return self
 
     def __exit__(self, *_: object) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
 
 
 # -- a third-party plugin package whose backends echo the key ------------------

@@ -29,10 +29,10 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from rotator.demo.standin import AdjutorStandIn
 from rotator.exitcodes import Exit
 from rotator.plan import Plan, PlanError, load_plan
 from rotator.secret import MAX_KEY_LENGTH, CleanKey, KeyRejected, clean_paste
+from rotator.testing.adjutor import AdjutorStandIn
 
 try:
     from tests import leakcheck as lc

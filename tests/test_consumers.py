@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from rotator_plugins.webhook import WebhookConsumer
 from rotator.consumer import InvalidSignature, verify_webhook
 from rotator.plugin import Confirmation, Consumer, PluginContext, PluginError, RotationEvent
 from rotator.secret import Secret, fingerprint
+from rotator.testing._http import LoopbackServer
 
 HMAC_KEY = "whsec_test_0123456789"
 NEW_KEY = Secret("sk_live_newkey987654321")
@@ -140,16 +141,12 @@ def make_handler(svc: Service) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def service() -> Iterator[Service]:
     svc = Service(hmac_key=HMAC_KEY.encode())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(svc))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    svc.url = f"http://127.0.0.1:{server.server_address[1]}"
+    server = LoopbackServer("127.0.0.1", 0, make_handler(svc)).start_background("webhook-service")
+    svc.url = server.url
     try:
         yield svc
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -773,9 +770,8 @@ def test_webhook_confirmed_by_its_reload_answer_without_polling() -> None:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+    server = LoopbackServer("127.0.0.1", 0, H).start_background("answering-consumer")
+    url = server.url
     try:
         os.environ["ROTATOR_T_ANSWER_KEY"] = "k" * 32
         c = build(
@@ -797,7 +793,7 @@ def test_webhook_confirmed_by_its_reload_answer_without_polling() -> None:
 
         detail, conf = run(scenario)
     finally:
-        server.shutdown()
+        server.stop()
         os.environ.pop("ROTATOR_T_ANSWER_KEY", None)
     assert "running on the new key" in detail
     assert conf.confirmed and conf.reported_fingerprint == NEW_KEY.fingerprint

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from rotator.demo.standin import AdjutorStandIn
 from rotator.exitcodes import Exit
 from rotator.journal import Journal, LockHeld, locks
 from rotator.secret import fingerprint
 from rotator.testing import ROOT, VaultServer
+from rotator.testing.adjutor import AdjutorStandIn
 
 try:
     from tests import leakcheck as lc

@@ -19,7 +19,7 @@ import pytest
 
 from rotator.consumer import SIGNATURE_HEADER, TIMESTAMP_HEADER, fingerprint, sign
 from rotator.demo.consumer_app import read_env_value
-from rotator.demo.standin import ADMIN_HEADER
+from rotator.testing.adjutor import ADMIN_HEADER
 
 REPO = Path(__file__).resolve().parents[1]
 HOOK_KEY = "demo-hook-key-for-tests"
@@ -117,7 +117,7 @@ class Demo:
 @pytest.fixture
 def demo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Demo]:
     extra: list[str] = getattr(request, "param", [])
-    api_proc, api = start(["rotator.demo.standin", "--port", "0"], tmp_path / "standin.json")
+    api_proc, api = start(["rotator.testing.adjutor", "--port", "0"], tmp_path / "standin.json")
     env_file = tmp_path / "service.env"
     env_file.write_text(f"ADJUTOR_API_KEY={api['key']}\n")
     pidfile = tmp_path / "consumer.pid"

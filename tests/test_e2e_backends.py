@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from rotator.demo.standin import AdjutorStandIn
 from rotator.exitcodes import Exit
 from rotator.secret import fingerprint
 from rotator.testing import ROOT, VaultServer
+from rotator.testing.adjutor import AdjutorStandIn
 
 try:
     from tests.fixtures_backends import *  # noqa: F403

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from rotator.demo.standin import AdjutorStandIn
+from rotator.testing.adjutor import AdjutorStandIn
 
 PLAN = """
 [secret]

@@ -22,20 +22,20 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rotator.demo.standin import AdjutorStandIn
 from rotator.exitcodes import Exit
 from rotator.journal import data_dir
 from rotator.testing import ROOT, VaultServer
+from rotator.testing._http import LoopbackServer
+from rotator.testing.adjutor import AdjutorStandIn
 
 try:
     from tests import leakcheck as lc
@@ -126,17 +126,15 @@ class EchoAPI:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = LoopbackServer("127.0.0.1", 0, Handler).start_background("echo-api")
         return self
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v2/decisioning/models"
+        return f"{self.server.url}/v2/decisioning/models"
 
     def __exit__(self, *_: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @dataclass

@@ -28,8 +28,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from rotator.demo.standin import AdjutorStandIn
 from rotator.journal import SCHEMA_VERSION, Journal, LockHeld, SchemaTooNew, claim_run, job_runs, locks, rotations
+from rotator.testing.adjutor import AdjutorStandIn
 from tests.pgserver import PostgresServer, find_bindir
 from tests.test_service import PLAN_NAME, SSE, ServiceProc, env_key, write_plan
 

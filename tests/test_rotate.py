@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rotator.demo.standin import AdjutorStandIn
 from rotator.exitcodes import Exit
 from rotator.journal import Journal
+from rotator.testing.adjutor import AdjutorStandIn
 
 PLAN = """
 [secret]

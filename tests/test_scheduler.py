@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from rotator.demo.standin import AdjutorStandIn
 from rotator.journal import Journal
 from rotator.plan import load_plan
 from rotator.service import scheduler as sched
 from rotator.service.core import Service
+from rotator.testing._http import LoopbackServer
+from rotator.testing.adjutor import AdjutorStandIn
 from tests.test_service import env_key, write_env, write_plan
 
 NOTIFY_ENV = "ROTATOR_TEST_NOTIFY_URL"
@@ -60,13 +60,11 @@ class Notified:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/xyz"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = LoopbackServer("127.0.0.1", 0, Handler).start_background("notified")
+        self.url = f"{self.server.url}/services/T000/B000/xyz"
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture

@@ -17,15 +17,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from rotator.demo.standin import AdjutorStandIn
 from rotator.registry import UnknownPlugin, consumer_class
+from rotator.testing._http import LoopbackServer
+from rotator.testing.adjutor import AdjutorStandIn
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "svc-test-" + secrets.token_hex(16)
@@ -61,13 +62,11 @@ class HookReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = LoopbackServer("127.0.0.1", 0, Handler).start_background("hook-receiver")
+        self.url = self.server.url
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 def write_env(path: Path, key: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rotator.demo.standin import AdjutorStandIn
+from rotator.testing.adjutor import AdjutorStandIn
 from tests.test_service import PLAN_NAME, TOKEN, HookReceiver, ServiceProc, env_key, webhook_available, write_plan
 
 CHROMIUM = Path("/usr/bin/chromium")

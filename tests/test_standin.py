@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from rotator.demo.standin import ADMIN_HEADER, AdjutorStandIn
 from rotator.secret import fingerprint
+from rotator.testing.adjutor import ADMIN_HEADER, AdjutorStandIn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,7 +176,7 @@ def test_many_concurrent_clients(api: AdjutorStandIn) -> None:
 def test_runs_as_a_process_with_a_ready_file(tmp_path: Path) -> None:
     ready = tmp_path / "standin.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rotator.demo.standin", "--port", "0", "--ready-file", str(ready), "--cost", "5"],
+        [sys.executable, "-m", "rotator.testing.adjutor", "--port", "0", "--ready-file", str(ready), "--cost", "5"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -207,7 +207,7 @@ def test_initial_key_from_the_environment(tmp_path: Path) -> None:
     ready = tmp_path / "standin.json"
     key = "sk_test_" + "A" * 40
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rotator.demo.standin", "--ready-file", str(ready), "--initial-key-env", "FIRST_KEY"],
+        [sys.executable, "-m", "rotator.testing.adjutor", "--ready-file", str(ready), "--initial-key-env", "FIRST_KEY"],
         cwd=REPO,
         env={**os.environ, "FIRST_KEY": key},
         stdout=subprocess.DEVNULL,

@@ -42,8 +42,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rotator.consumer import InvalidSignature, verify_webhook
-from rotator.demo.standin import MODELS_PATH, JsonHandler, QuietServer, write_ready_file
 from rotator.secret import Secret
+from rotator.testing._http import JsonHandler, LoopbackServer, write_ready_file
+from rotator.testing.adjutor import MODELS_PATH
 
 
 class ReloadError(Exception):
@@ -350,7 +351,7 @@ class _ConsumerHandler(JsonHandler):
         self.send_json(status, answer)
 
 
-class _ConsumerServer(QuietServer):
+class _ConsumerServer(LoopbackServer):
     def __init__(self, host: str, port: int, app: ConsumerApp) -> None:
         self.app = app
         super().__init__(host, port, _ConsumerHandler)

@@ -130,7 +130,7 @@ def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | No
                 [
                     sys.executable,
                     "-m",
-                    "rotator.demo.standin",
+                    "rotator.testing.adjutor",
                     "--port",
                     "0",
                     "--ready-file",

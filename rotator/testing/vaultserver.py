@@ -57,11 +57,13 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from rotator.testing._http import LoopbackServer
 
 __all__ = ["DROP", "ROOT", "RequestRecord", "VaultServer", "VaultToken"]
 
@@ -223,13 +225,12 @@ class VaultServer:
         self._host = host
         self._port = port
         self._tls = (certfile, keyfile, client_ca)
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._httpd: _HTTPServer | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> VaultServer:
-        httpd = _HTTPServer((self._host, self._port), _Handler)
+        httpd = _HTTPServer(self._host, self._port, _Handler)
         httpd.vault = self
         certfile, keyfile, client_ca = self._tls
         if certfile:
@@ -240,21 +241,13 @@ class VaultServer:
                 ctx.verify_mode = ssl.CERT_REQUIRED
             # The handshake happens in the connection's thread, not in accept().
             httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="vault-double", daemon=True
-        )
-        self._thread.start()
+        self._httpd = httpd.start_background("vault-double")
         return self
 
     def stop(self) -> None:
         if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+            self._httpd.stop()
             self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     def __enter__(self) -> VaultServer:
         return self.start()
@@ -745,10 +738,7 @@ class VaultServer:
         self.records.append(rec)
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 1024
+class _HTTPServer(LoopbackServer):
     vault: VaultServer
 
 
@@ -770,7 +760,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise
 
     def log_message(self, format: str, *args: Any) -> None:
-        pass
+        pass  # requests carry tokens and secrets
 
     def _dispatch(self) -> None:
         vault = self.server.vault

@@ -26,7 +26,7 @@ Beyond that it has what tests need: injected latency, an ``unavailable`` switch
     POST /_admin/unavailable  {"unavailable": true|false}
     POST /_admin/latency      {"latency": <seconds>}
 
-Run as a process (``python -m rotator.demo.standin --port 0 --ready-file PATH``)
+Run as a process (``python -m rotator.testing.adjutor --port 0 --ready-file PATH``)
 it writes ``{"url", "admin_token", "key", "pid"}`` to the ready file (mode 0600)
 once it listens, and stops cleanly on SIGTERM or SIGINT.  It never logs keys:
 the request log is off.
@@ -35,30 +35,24 @@ the request log is off.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hmac
-import ipaddress
-import json
 import os
 import secrets
 import signal
-import socket
 import string
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from rotator.secret import fingerprint
+from rotator.testing._http import JsonHandler, LoopbackServer, write_ready_file
 
 MODELS_PATH = "/v2/decisioning/models"
 ADMIN_HEADER = "X-Admin-Token"
 KEY_PREFIX = "sk_test_"
 KEY_LENGTH = 40
-MAX_BODY = 1 << 20
 _ALPHANUMERIC = string.ascii_letters + string.digits
 
 DEMO_MODELS: list[dict[str, Any]] = [
@@ -81,130 +75,6 @@ DEMO_MODELS: list[dict[str, Any]] = [
 def new_key() -> str:
     """A fresh test key: ``sk_test_`` and 40 random letters and digits."""
     return KEY_PREFIX + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(KEY_LENGTH))
-
-
-def write_ready_file(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
-    """Write `data` as JSON to `path`, mode 0600, atomically (a reader never sees half)."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, json.dumps(data).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
-
-
-class QuietServer(ThreadingHTTPServer):
-    """A threading HTTP/1.1 server that keeps no request log and can drop its
-    keep-alive connections on stop (so a stopped server answers nothing more)."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 1024
-
-    def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        super().__init__((host, port), handler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[0], self.server_address[1]
-        if isinstance(host, bytes):
-            host = host.decode()
-        if host in ("0.0.0.0", ""):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{port}"
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def start_background(self, name: str) -> None:
-        self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop accepting, close the listener and every open connection."""
-        if self._thread is not None:
-            self.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.server_close()
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class JsonHandler(BaseHTTPRequestHandler):
-    """HTTP/1.1 keep-alive, JSON bodies with Content-Length, no request log."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "rotator-demo/1"
-    sys_version = ""
-    timeout = 120  # an idle keep-alive connection is dropped after this
-    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stall
-
-    def log_message(self, format: str, *args: Any) -> None:  # never log (requests carry keys)
-        pass
-
-    def read_body(self) -> bytes:
-        length_text = self.headers.get("Content-Length")
-        if not length_text:
-            return b""
-        try:
-            length = int(length_text)
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY:
-            self.close_connection = True
-            return b""
-        return self.rfile.read(length)
-
-    def read_json(self) -> Any:
-        body = self.read_body()
-        if not body:
-            return {}
-        try:
-            return json.loads(body)
-        except ValueError:
-            return None
-
-    def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        payload = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    def client_is_loopback(self) -> bool:
-        try:
-            return ipaddress.ip_address(self.client_address[0]).is_loopback
-        except ValueError:
-            return False
 
 
 class _StandInHandler(JsonHandler):
@@ -263,7 +133,7 @@ class _StandInHandler(JsonHandler):
         return True
 
 
-class _StandInServer(QuietServer):
+class _StandInServer(LoopbackServer):
     def __init__(self, host: str, port: int, standin: AdjutorStandIn) -> None:
         self.standin = standin
         super().__init__(host, port, _StandInHandler)
@@ -399,7 +269,7 @@ def _bearer(authorization: str | None) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rotator.demo.standin", description="A local stand-in for Adjutor's API-key auth."
+        prog="python -m rotator.testing.adjutor", description="A local stand-in for Adjutor's API-key auth."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

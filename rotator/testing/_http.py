@@ -1,0 +1,149 @@
+"""One threaded loopback HTTP server for every test double (Adjutor stand-in,
+Vault-protocol server, the demo's consumer, the tests' receivers).
+
+`LoopbackServer` is `ThreadingHTTPServer` with what a double needs: no request
+log (requests carry keys), a deep listen backlog (hundreds of clients at once),
+a background thread, a `url`, and a `stop()` that also drops open keep-alive
+connections, so a stopped server answers nothing more.  `JsonHandler` adds
+HTTP/1.1 keep-alive with JSON bodies; any `BaseHTTPRequestHandler` works too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Self
+
+MAX_BODY = 1 << 20
+
+
+def write_ready_file(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
+    """Write `data` as JSON to `path`, mode 0600, atomically (a reader never sees half)."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps(data).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A threading HTTP/1.1 server that keeps no request log and can drop its
+    keep-alive connections on stop (so a stopped server answers nothing more)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        """Listening once made (`port` 0 picks a free one); `start_background` serves."""
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        super().__init__((host, port), handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[0], self.server_address[1]
+        if isinstance(host, bytes):
+            host = host.decode()
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conns_lock:
+            self._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def start_background(self, name: str) -> Self:
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, close the listener and every open connection."""
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.server_close()
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, JSON bodies with Content-Length, no request log."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "rotator-demo/1"
+    sys_version = ""
+    timeout = 120  # an idle keep-alive connection is dropped after this
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stall
+
+    def log_message(self, format: str, *args: Any) -> None:  # never log (requests carry keys)
+        pass
+
+    def read_body(self) -> bytes:
+        length_text = self.headers.get("Content-Length")
+        if not length_text:
+            return b""
+        try:
+            length = int(length_text)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            self.close_connection = True
+            return b""
+        return self.rfile.read(length)
+
+    def read_json(self) -> Any:
+        body = self.read_body()
+        if not body:
+            return {}
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
+
+    def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def client_is_loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.client_address[0]).is_loopback
+        except ValueError:
+            return False

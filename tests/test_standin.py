@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from rotator.secret import fingerprint
-from rotator.testing.adjutor import ADMIN_HEADER, AdjutorStandIn
+from rotator.testing.adjutor import ADMIN_HEADER, MODELS_PATH, AdjutorStandIn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -217,6 +217,112 @@ def test_initial_key_from_the_environment(tmp_path: Path) -> None:
         info = wait_for_file(ready, proc)
         assert info["key"] == key
         assert httpx.get(f"{info['url']}/v2/decisioning/models", headers=bearer(key)).status_code == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+# -- an organisation with several apps (alternating keys, issue 11) ----------
+
+KARMA = "/v2/verification/karma/"
+
+
+@pytest.fixture
+def org() -> Iterator[AdjutorStandIn]:
+    """Two apps with the same API services, and a third that lacks Karma."""
+    with AdjutorStandIn(app="payments-blue", paths=[MODELS_PATH, KARMA]) as standin:
+        standin.add_app("payments-green", paths=[MODELS_PATH, KARMA])
+        standin.add_app("reports", paths=[MODELS_PATH])
+        yield standin
+
+
+def test_every_apps_current_key_works_and_says_which_app(org: AdjutorStandIn, client: httpx.Client) -> None:
+    assert org.apps == ["payments-blue", "payments-green", "reports"]
+    keys = {app: org.key_of(app) for app in ("payments-blue", "payments-green", "reports")}
+    assert len(set(keys.values())) == 3
+    assert org.current_key == keys["payments-blue"]  # the first app is the one current_key means
+    for app, key in keys.items():
+        body = client.get(org.models_url, headers=bearer(key)).json()
+        assert body["status"] == "success" and body["meta"]["app"] == app
+        assert body["meta"]["cost"] == 0  # the probe path costs nothing by default
+    assert org.balance == 100_000.0
+
+
+def test_resetting_one_app_revokes_only_its_key(org: AdjutorStandIn, client: httpx.Client) -> None:
+    blue, green = org.key_of("payments-blue"), org.key_of("payments-green")
+    new_green = org.reset("payments-green")
+    assert new_green not in (blue, green) and org.key_of("payments-green") == new_green
+    assert client.get(org.models_url, headers=bearer(green)).status_code == 401  # revoked at once
+    assert client.get(org.models_url, headers=bearer(blue)).json()["meta"]["app"] == "payments-blue"
+    assert client.get(org.models_url, headers=bearer(new_green)).json()["meta"]["app"] == "payments-green"
+    stats = org.stats()
+    assert stats["resets"] == 1
+    assert stats["apps"]["payments-green"]["resets"] == 1 and stats["apps"]["payments-blue"]["resets"] == 0
+    assert stats["apps"]["payments-green"]["key_fingerprint"] == fingerprint(new_green)
+    assert blue not in json.dumps(stats) and new_green not in json.dumps(stats)
+
+
+def test_an_app_lacking_a_service_answers_403_there(org: AdjutorStandIn, client: httpx.Client) -> None:
+    karma = f"{org.url}{KARMA}0zspgifzbo.ga"
+    assert client.get(karma, headers=bearer(org.key_of("payments-green"))).json()["meta"]["app"] == "payments-green"
+    lacking = client.get(karma, headers=bearer(org.key_of("reports")))
+    assert lacking.status_code == 403 and lacking.json()["status"] == "error"
+    assert client.get(org.models_url, headers=bearer(org.key_of("reports"))).status_code == 200
+    assert client.get(karma, headers=bearer("sk_test_wrong")).status_code == 401  # a bad key is still 401
+    assert client.get(f"{org.url}/v2/creditbureaus/crc/1", headers=bearer(org.current_key)).status_code == 404
+    assert (org.forbidden, org.stats()["apps"]["reports"]["forbidden"]) == (1, 1)
+    assert org.balance == 100_000.0
+
+
+def test_apps_through_the_admin_endpoints(org: AdjutorStandIn, client: httpx.Client) -> None:
+    admin = {ADMIN_HEADER: org.admin_token}
+    green = org.key_of("payments-green")
+    reset = client.post(f"{org.url}/_admin/reset", headers=admin, json={"app": "payments-green"}).json()
+    assert reset["app"] == "payments-green" and reset["key"] == org.key_of("payments-green") != green
+    assert client.post(f"{org.url}/_admin/reset", headers=admin, json={"app": "nope"}).status_code == 404
+    made = client.post(f"{org.url}/_admin/apps", headers=admin, json={"name": "audit", "paths": [MODELS_PATH]})
+    assert made.json() == {"app": "audit", "key": org.key_of("audit")}
+    assert client.post(f"{org.url}/_admin/apps", headers=admin, json={"name": "audit"}).status_code == 400
+    assert client.post(f"{org.url}/_admin/apps", json={"name": "x"}).status_code == 401
+    with pytest.raises(ValueError):
+        org.add_app("reports")
+
+
+def test_a_single_app_stand_in_has_no_app_names(api: AdjutorStandIn, client: httpx.Client) -> None:
+    assert api.apps == [None]
+    assert "app" not in client.get(api.models_url, headers=bearer(api.current_key)).json()["meta"]
+    assert "apps" not in api.stats()
+    assert client.get(f"{api.models_url}/1", headers=bearer(api.current_key)).status_code == 404
+
+
+def test_apps_as_a_process(tmp_path: Path) -> None:
+    ready = tmp_path / "standin.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rotator.testing.adjutor",
+            "--ready-file",
+            str(ready),
+            "--app",
+            "blue",
+            "--app",
+            f"green={MODELS_PATH}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        info = wait_for_file(ready, proc)
+        assert set(info["apps"]) == {"blue", "green"} and info["apps"]["blue"] == info["key"]
+        models = f"{info['url']}{MODELS_PATH}"
+        with httpx.Client(timeout=5.0) as c:
+            for app, key in info["apps"].items():
+                assert c.get(models, headers=bearer(key)).json()["meta"]["app"] == app
+            c.post(f"{info['url']}/_admin/reset", headers={ADMIN_HEADER: info["admin_token"]}, json={"app": "blue"})
+            assert c.get(models, headers=bearer(info["apps"]["blue"])).status_code == 401
+            assert c.get(models, headers=bearer(info["apps"]["green"])).status_code == 200
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0

@@ -4,6 +4,14 @@ It serves one real endpoint, ``GET /v2/decisioning/models``, and holds exactly o
 valid key at a time: `AdjutorStandIn.reset` issues a new key and revokes the old
 one at once, as the "Reset app key" button in Adjutor's dashboard does.
 
+An organisation may have several apps, each with its own key ("Each app
+represents a unique API identity with its own credentials"): `add_app` makes
+another, `reset(app)` revokes only that app's key, and the API accepts every
+app's current key and says whose in ``meta.app``.  Each app may call a set of
+API services (paths; one ending in ``/`` means every path under it;
+`add_app(paths=...)`); any other service answers that app 403.  A stand-in made the single-app way has one unnamed app and
+answers exactly as before (no ``meta.app``).
+
 What the real API looks like (Adjutor's public docs, docs.adjutor.io: "Decision
 Model Lookup", "Authentication"; checked while writing this):
 
@@ -21,13 +29,15 @@ Model Lookup", "Authentication"; checked while writing this):
 Beyond that it has what tests need: injected latency, an ``unavailable`` switch
 (503) and loopback-only admin endpoints guarded by a token made at start::
 
-    POST /_admin/reset        -> {"key": "<new key>"}
-    GET  /_admin/stats        -> counters, the key's fingerprint (never the key)
+    POST /_admin/reset        -> {"key": "<new key>"}   ({"app": NAME}: that app's key)
+    POST /_admin/apps         {"name": NAME, "paths": [...] | null} -> {"app", "key"}
+    GET  /_admin/stats        -> counters, the keys' fingerprints (never a key)
     POST /_admin/unavailable  {"unavailable": true|false}
     POST /_admin/latency      {"latency": <seconds>}
 
 Run as a process (``python -m rotator.testing.adjutor --port 0 --ready-file PATH``)
-it writes ``{"url", "admin_token", "key", "pid"}`` to the ready file (mode 0600)
+it writes ``{"url", "admin_token", "key", "pid"}`` (and ``"apps": {name: key}``
+with ``--app NAME[=PATH,...]``) to the ready file (mode 0600)
 once it listens, and stops cleanly on SIGTERM or SIGINT.  It never logs keys:
 the request log is off.
 """
@@ -43,6 +53,8 @@ import string
 import sys
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -85,8 +97,9 @@ class _StandInHandler(JsonHandler):
         self.read_body()
         path = self.path.split("?", 1)[0]
         standin = self.server.standin
-        if path == MODELS_PATH:
-            status, body = standin._serve_models(self.headers.get("Authorization"))
+        service = standin.service_of(path)
+        if service is not None:
+            status, body = standin._serve(service, self.headers.get("Authorization"))
             headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
             self.send_json(status, body, headers)
         elif path == "/_admin/stats":
@@ -105,7 +118,17 @@ class _StandInHandler(JsonHandler):
         if not self._admin_allowed():
             return
         if path == "/_admin/reset":
-            self.send_json(200, {"key": standin.reset()})
+            app = data.get("app") if isinstance(data, dict) else None
+            if app is not None and app not in standin.apps:
+                self.send_json(404, {"error": f"no app named {app!r}"})
+                return
+            self.send_json(200, {"key": standin.reset(app)} if app is None else {"app": app, "key": standin.reset(app)})
+        elif path == "/_admin/apps":
+            name, paths = (data.get("name"), data.get("paths")) if isinstance(data, dict) else (None, None)
+            if not isinstance(name, str) or not name or name in standin.apps or not _str_list_or_none(paths):
+                self.send_json(400, {"error": 'body must be {"name": <new app name>, "paths": [<path>, ...] | null}'})
+                return
+            self.send_json(200, {"app": name, "key": standin.add_app(name, paths=paths)})
         elif path == "/_admin/unavailable":
             if not isinstance(data, dict) or not isinstance(data.get("unavailable"), bool):
                 self.send_json(400, {"error": 'body must be {"unavailable": true|false}'})
@@ -139,12 +162,39 @@ class _StandInServer(LoopbackServer):
         super().__init__(host, port, _StandInHandler)
 
 
+@dataclass
+class App:
+    """One app of the organisation: its own key, and the API services it may call.
+
+    `paths` are the services' paths: ``/v2/decisioning/models`` is that path, a
+    path ending in ``/`` (``/v2/verification/karma/``) every path under it.  None: every
+    service the stand-in serves.  `name` None is the unnamed app of a stand-in
+    made the single-app way, whose answers look exactly as they always have.
+    """
+
+    name: str | None
+    key: str
+    paths: frozenset[str] | None = None
+    authorized: int = 0
+    forbidden: int = 0
+    resets: int = 0
+    last_reset_at: float | None = None
+
+    def may_call(self, service: str) -> bool:
+        return self.paths is None or service in self.paths
+
+
 class AdjutorStandIn:
-    """Adjutor's key auth on a local port.  Exactly one key is valid at any time.
+    """Adjutor's key auth on a local port.  Each app holds exactly one valid key.
+
+    Made the single-app way (the default) it has one unnamed app: exactly one key
+    is valid at any time and `reset` replaces it.  `add_app` adds apps to the
+    organisation, each its own key: resetting one revokes only that one's key,
+    and the API accepts any app's current key, saying which app in ``meta.app``.
 
     Usable as a context manager (``with AdjutorStandIn() as api: ...``).  Counters
-    (`requests`, `authorized`, `unauthorized`, `unavailable_served`, `resets`) count
-    calls to the API endpoint and change only under `lock`.
+    (`requests`, `authorized`, `unauthorized`, `forbidden`, `unavailable_served`,
+    `resets`) count calls to the API and change only under `lock`.
     """
 
     def __init__(
@@ -156,6 +206,8 @@ class AdjutorStandIn:
         initial_key: str | None = None,
         *,
         balance: float = 100_000.0,
+        app: str | None = None,
+        paths: Iterable[str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -168,10 +220,13 @@ class AdjutorStandIn:
         self.requests = 0
         self.authorized = 0
         self.unauthorized = 0
+        self.forbidden = 0
         self.unavailable_served = 0
         self.resets = 0
         self.last_reset_at: float | None = None
-        self._key = initial_key if initial_key is not None else new_key()
+        self.services: set[str] = {MODELS_PATH}  # what the API serves (paths of every app, and the models)
+        self._apps: list[App] = []
+        self._add(app, initial_key if initial_key is not None else new_key(), paths)
         self._server: _StandInServer | None = None
 
     # -- lifecycle --------------------------------------------------------
@@ -206,40 +261,99 @@ class AdjutorStandIn:
     def models_url(self) -> str:
         return f"{self.url}{MODELS_PATH}"
 
-    # -- the key ----------------------------------------------------------
+    # -- apps and their keys ----------------------------------------------
+    def _add(self, name: str | None, key: str, paths: Iterable[str] | None) -> App:
+        services = None if paths is None else frozenset(paths)
+        app = App(name, key, services)
+        with self.lock:
+            if any(a.name == name for a in self._apps):
+                raise ValueError(f"the organisation already has an app named {name!r}")
+            self._apps.append(app)
+            self.services |= services or set()
+        return app
+
+    def add_app(self, name: str, *, paths: Iterable[str] | None = None, key: str | None = None) -> str:
+        """Create another app (as "Business → Apps → Create app" does); returns its key.
+        `paths`: the API services it may call (None: all of them)."""
+        if not name:
+            raise ValueError("an added app needs a name")
+        return self._add(name, key if key is not None else new_key(), paths).key
+
+    @property
+    def apps(self) -> list[str | None]:
+        """The apps' names, the first (the one `current_key` and `reset()` mean) first."""
+        with self.lock:
+            return [a.name for a in self._apps]
+
+    def _app(self, name: str | None) -> App:
+        if name is None:
+            return self._apps[0]
+        for app in self._apps:
+            if app.name == name:
+                return app
+        raise KeyError(f"no app named {name!r} (apps: {', '.join(str(a.name) for a in self._apps)})")
+
+    def key_of(self, app: str | None = None) -> str:
+        """The app's one valid key (the first app's when `app` is None); never logged."""
+        with self.lock:
+            return self._app(app).key
+
     @property
     def current_key(self) -> str:
-        """The one valid key (for tests and the demo; never logged)."""
-        with self.lock:
-            return self._key
+        """The first app's one valid key (for tests and the demo; never logged)."""
+        return self.key_of(None)
 
-    def reset(self) -> str:
-        """Issue a new key and revoke the old one at once; return the new key."""
+    def reset(self, app: str | None = None) -> str:
+        """Issue the app a new key and revoke its old one at once (every other app's
+        key keeps working); return the new key.  `app` None: the first app."""
         key = new_key()
         with self.lock:
-            self._key = key
+            target = self._app(app)
+            target.key = key
+            target.resets += 1
+            target.last_reset_at = self.last_reset_at = time.time()
             self.resets += 1
-            self.last_reset_at = time.time()
         return key
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
-            return {
+            out: dict[str, Any] = {
                 "requests": self.requests,
                 "authorized": self.authorized,
                 "unauthorized": self.unauthorized,
+                "forbidden": self.forbidden,
                 "unavailable_served": self.unavailable_served,
                 "resets": self.resets,
                 "last_reset_at": self.last_reset_at,
-                "key_fingerprint": fingerprint(self._key),
+                "key_fingerprint": fingerprint(self._apps[0].key),
                 "balance": self.balance,
                 "cost": self.cost,
                 "latency": self.latency,
                 "unavailable": self.unavailable,
             }
+            named = [a for a in self._apps if a.name is not None]
+            if named:
+                out["apps"] = {
+                    a.name: {
+                        "key_fingerprint": fingerprint(a.key),
+                        "paths": sorted(a.paths) if a.paths is not None else None,
+                        "authorized": a.authorized,
+                        "forbidden": a.forbidden,
+                        "resets": a.resets,
+                        "last_reset_at": a.last_reset_at,
+                    }
+                    for a in named
+                }
+            return out
 
     # -- the API ----------------------------------------------------------
-    def _serve_models(self, authorization: str | None) -> tuple[int, dict[str, Any]]:
+    def service_of(self, path: str) -> str | None:
+        """The API service `path` calls (the longest that matches), None if none."""
+        with self.lock:
+            found = [s for s in self.services if path == s or (s.endswith("/") and path.startswith(s))]
+        return max(found, key=len) if found else None
+
+    def _serve(self, service: str, authorization: str | None) -> tuple[int, dict[str, Any]]:
         if self.latency > 0:
             time.sleep(self.latency)
         given = _bearer(authorization)
@@ -248,14 +362,33 @@ class AdjutorStandIn:
             if self.unavailable:
                 self.unavailable_served += 1
                 return 503, {"status": "error", "message": "Service temporarily unavailable"}
-            valid = given is not None and hmac.compare_digest(given.encode(), self._key.encode())
-            if not valid:
+            app = None
+            if given is not None:
+                # Every app's key is compared (no early exit): the time says nothing of which matched.
+                matches = [a for a in self._apps if hmac.compare_digest(given.encode(), a.key.encode())]
+                app = matches[0] if matches else None
+            if app is None:
                 self.unauthorized += 1
                 return 401, {"status": "error", "message": "Invalid token"}
+            if not app.may_call(service):
+                self.forbidden += 1
+                app.forbidden += 1
+                return 403, {"status": "error", "message": "This app does not have access to this service"}
             self.authorized += 1
+            app.authorized += 1
             self.balance -= self.cost
-            meta = {"cost": self.cost, "balance": self.balance}
-        return 200, {"status": "success", "message": "Successful", "data": DEMO_MODELS, "meta": meta}
+            meta: dict[str, Any] = {"cost": self.cost, "balance": self.balance}
+            if app.name is not None:
+                meta["app"] = app.name
+        data: Any = DEMO_MODELS if service == MODELS_PATH else {}
+        return 200, {"status": "success", "message": "Successful", "data": data, "meta": meta}
+
+    def _serve_models(self, authorization: str | None) -> tuple[int, dict[str, Any]]:
+        return self._serve(MODELS_PATH, authorization)
+
+
+def _str_list_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(v, str) and v.startswith("/") for v in value))
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -280,7 +413,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--initial-key-env", metavar="NAME", help="take the first key from this environment variable (not argv)"
     )
+    parser.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        metavar="NAME[=PATH,...]",
+        help="an app of the organisation, with the API services it may call (default: all); repeatable, "
+        "the first is the app the initial key belongs to",
+    )
     args = parser.parse_args(argv)
+    apps: list[tuple[str, list[str] | None]] = []
+    for spec in args.app:
+        name, sep, paths = spec.partition("=")
+        if not name or name in (a[0] for a in apps):
+            parser.error(f"--app {spec!r}: give each app a name of its own")
+        apps.append((name, [p for p in paths.split(",") if p] if sep else None))
 
     initial_key = None
     if args.initial_key_env:
@@ -292,19 +439,24 @@ def main(argv: list[str] | None = None) -> int:
     # then wait for them synchronously: no handler runs inside lock-holding code.
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    standin = AdjutorStandIn(args.host, args.port, args.latency, args.cost, initial_key, balance=args.balance)
+    first, first_paths = apps[0] if apps else (None, None)
+    standin = AdjutorStandIn(
+        args.host, args.port, args.latency, args.cost, initial_key, balance=args.balance, app=first, paths=first_paths
+    )
+    for name, paths in apps[1:]:
+        standin.add_app(name, paths=paths)
     standin.start()
     try:
         if args.ready_file:
-            write_ready_file(
-                args.ready_file,
-                {
-                    "url": standin.url,
-                    "admin_token": standin.admin_token,
-                    "key": standin.current_key,
-                    "pid": os.getpid(),
-                },
-            )
+            ready: dict[str, Any] = {
+                "url": standin.url,
+                "admin_token": standin.admin_token,
+                "key": standin.current_key,
+                "pid": os.getpid(),
+            }
+            if apps:
+                ready["apps"] = {name: standin.key_of(name) for name, _ in apps}
+            write_ready_file(args.ready_file, ready)
         print(f"adjutor stand-in listening on {standin.url}", file=sys.stderr, flush=True)
         signal.sigwait(stop_signals)
     finally:

@@ -1,0 +1,38 @@
+"""The public surface is exactly what `__all__` lists (httpx's test of its own `__all__`)."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+import rotator
+import rotator.journal
+
+
+def public_names(module: types.ModuleType, *, dunders: tuple[str, ...] = ()) -> list[str]:
+    """Names a user can import from `module`: not private, not a submodule (Python sets
+    an attribute for each imported submodule; those are not part of the surface)."""
+    return sorted(
+        name
+        for name, value in vars(module).items()
+        if (not name.startswith("_") or name in dunders)
+        and not isinstance(value, types.ModuleType)
+        and name != "annotations"  # `from __future__ import annotations`
+    )
+
+
+def test_rotator_all_is_exactly_the_public_names() -> None:
+    assert sorted(rotator.__all__) == public_names(rotator, dunders=("__version__",))
+    assert len(set(rotator.__all__)) == len(rotator.__all__)
+
+
+def test_journal_all_is_exactly_the_public_names() -> None:
+    assert sorted(rotator.journal.__all__) == public_names(rotator.journal)
+    assert len(set(rotator.journal.__all__)) == len(rotator.journal.__all__)
+
+
+@pytest.mark.parametrize("module", [rotator, rotator.journal], ids=lambda m: m.__name__)
+def test_every_listed_name_imports(module: types.ModuleType) -> None:
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name

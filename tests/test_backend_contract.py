@@ -12,7 +12,8 @@ token makes no second version; a write whose expected version is stale raises
 
 from __future__ import annotations
 
-import sys
+import importlib.util
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +34,19 @@ except ImportError:
     from fixtures_backends import *  # type: ignore[no-redef]  # noqa: F403
     from fixtures_backends import ROOT_TOKEN, opened, run  # type: ignore[no-redef]
 
-# The third-party package's module itself (tests/third_party_plugin), not a copy.
-sys.path.insert(0, str(Path(__file__).resolve().parent / "third_party_plugin"))
-import rotator_memory_demo
+
+def _memory_plugin() -> types.ModuleType:
+    """The third-party package's module itself (tests/third_party_plugin), loaded from its
+    file without touching sys.path (test_third_party installs it its own way)."""
+    path = Path(__file__).resolve().parent / "third_party_plugin" / "rotator_memory_demo" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("contract_memory_plugin", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rotator_memory_demo = _memory_plugin()
 
 OLD = Secret("sk_test_" + "0" * 40)
 NEW = Secret("sk_test_" + "N" * 40)

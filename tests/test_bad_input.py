@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from rotator.exitcodes import Exit
 from rotator.plan import Plan, PlanError, load_plan
 from rotator.secret import MAX_KEY_LENGTH, CleanKey, KeyRejected, clean_paste
+from rotator.testing import plans
 from rotator.testing.adjutor import AdjutorStandIn
 
 try:
@@ -345,14 +346,17 @@ def test_pasted_keys_through_rotate(tmp_path: Path, standin: AdjutorStandIn) -> 
     (tmp_path / "app").mkdir()
     (tmp_path / "store.env").write_text(f"# the store\nADJUTOR_API_KEY={old}\n")
     (tmp_path / "app" / ".env").write_text(f"PORT=1\nADJUTOR_API_KEY='{old}'\n")
-    plan = tmp_path / "plan.toml"
-    plan.write_text(
-        f'[secret]\nname = "pastes"\n\n[probe]\npreset = "adjutor"\nurl = "{standin.models_url}"\nretries = 0\n\n'
-        f'[[backends]]\nname = "store"\ntype = "envfile"\nprimary = true\npath = "{tmp_path}/store.env"\n'
-        'variable = "ADJUTOR_API_KEY"\n\n'
-        f'[[backends]]\nname = "app"\ntype = "envfile"\npath = "{tmp_path}/app/.env"\nvariable = "ADJUTOR_API_KEY"\n\n'
-        f'[[consumers]]\nname = "reloader"\ntype = "command"\nargv = ["{sys.executable}", "-c", '
-        f"\"open('{tmp_path}/reloaded', 'w')\"]\n"
+    plan = plans.write_plan(
+        tmp_path / "plan.toml",
+        plans.plan(
+            "pastes",
+            probe=plans.adjutor_probe(standin.models_url, retries=0),
+            backends=[
+                plans.envfile("store", tmp_path / "store.env", primary=True),
+                plans.envfile("app", tmp_path / "app/.env"),
+            ],
+            consumers=[plans.command("reloader", [sys.executable, "-c", f"open('{tmp_path}/reloaded', 'w')"])],
+        ),
     )
     standin.reset()
 

@@ -12,6 +12,7 @@ from rotator.demo.standin import AdjutorStandIn
 from rotator.exitcodes import Exit
 from rotator.plan import PlanError, load_plan
 from rotator.secret import fingerprint
+from rotator.testing import plans
 
 try:
     from tests import leakcheck as lc
@@ -21,31 +22,23 @@ except ImportError:
 OLD = "sk_test_" + "0ld" * 10
 COLLEAGUE = "sk_live_ChangedByColleague"
 
-ENVFILE_PRIMARY = """
-[secret]
-name = "break-cas"
 
-[[backends]]
-name = "store"
-type = "envfile"
-primary = true
-path = "{tmp}/store.env"
-variable = "ADJUTOR_API_KEY"
-
-[[backends]]
-name = "app"
-type = "envfile"
-path = "{tmp}/app.env"
-variable = "ADJUTOR_API_KEY"
-"""
+def envfile_primary(tmp: Path) -> Path:
+    """Two .env stores; the primary is the one a colleague edits."""
+    return plans.write_plan(
+        tmp / "plan.toml",
+        plans.plan(
+            "break-cas",
+            backends=[plans.envfile("store", tmp / "store.env", primary=True), plans.envfile("app", tmp / "app.env")],
+        ),
+    )
 
 
 def test_envfile_primary_changed_after_arm_is_a_conflict(tmp_path: Path) -> None:
     """A colleague's edit of the primary between arm and key is never overwritten: exit 9."""
     for name in ("store.env", "app.env"):
         (tmp_path / name).write_text(f"# keep me\nADJUTOR_API_KEY={OLD}\n")
-    plan = tmp_path / "plan.toml"
-    plan.write_text(ENVFILE_PRIMARY.format(tmp=tmp_path))
+    plan = envfile_primary(tmp_path)
     new = lc.canary()
 
     run = lc.start("rotate", str(plan), "--key-stdin", "--json", logs=tmp_path / "logs")
@@ -66,8 +59,7 @@ def test_envfile_primary_changed_after_arm_is_a_conflict(tmp_path: Path) -> None
 def test_envfile_primary_unchanged_still_rotates_and_force_overrides(tmp_path: Path) -> None:
     for name in ("store.env", "app.env"):
         (tmp_path / name).write_text(f"ADJUTOR_API_KEY={OLD}\nOTHER=1\n")
-    plan = tmp_path / "plan.toml"
-    plan.write_text(ENVFILE_PRIMARY.format(tmp=tmp_path))
+    plan = envfile_primary(tmp_path)
 
     # Other lines edited after arm: not a conflict, and kept.
     new = lc.canary()
@@ -91,35 +83,24 @@ def test_envfile_primary_unchanged_still_rotates_and_force_overrides(tmp_path: P
     assert lc.env_fp(tmp_path / "store.env") == fingerprint(newer)
 
 
-SAME_NAME = """
-[secret]
-name = "break-names"
-
-[[backends]]
-name = "store"
-type = "envfile"
-primary = true
-path = "{tmp}/store.env"
-variable = "ADJUTOR_API_KEY"
-
-[[backends]]
-name = "app-env"
-type = "envfile"
-path = "{tmp}/missing-dir/.env"
-variable = "ADJUTOR_API_KEY"
-
-[[consumers]]
-name = "app-env"
-type = "webhook"
-url = "http://127.0.0.1:9/reload"
-hmac_key = {{ env = "BREAK_HOOK_KEY" }}
-"""
+def same_name(tmp: Path, consumer: str = "app-env") -> Path:
+    """A consumer named `consumer`; "app-env" is also a backend's name."""
+    return plans.write_plan(
+        tmp / "plan.toml",
+        plans.plan(
+            "break-names",
+            backends=[
+                plans.envfile("store", tmp / "store.env", primary=True),
+                plans.envfile("app-env", tmp / "missing-dir/.env"),
+            ],
+            consumers=[plans.webhook(consumer, "http://127.0.0.1:9/reload", hmac_env="BREAK_HOOK_KEY")],
+        ),
+    )
 
 
 def test_consumer_named_like_a_backend_is_a_plan_error(tmp_path: Path) -> None:
     (tmp_path / "store.env").write_text(f"ADJUTOR_API_KEY={OLD}\n")
-    plan = tmp_path / "plan.toml"
-    plan.write_text(SAME_NAME.format(tmp=tmp_path))
+    plan = same_name(tmp_path)
     with pytest.raises(PlanError) as err:
         load_plan(plan)
     assert any("consumers[0].name" in p and "backends[1]" in p for p in err.value.problems), err.value.problems
@@ -143,8 +124,7 @@ def test_arm_checks_are_kept_per_target_even_for_a_plan_built_by_hand(
     from rotator.rotation import Rotation
 
     (tmp_path / "store.env").write_text(f"ADJUTOR_API_KEY={OLD}\n")
-    plan = tmp_path / "plan.toml"
-    plan.write_text(SAME_NAME.format(tmp=tmp_path).replace('"app-env"\ntype = "webhook"', '"hook"\ntype = "webhook"'))
+    plan = same_name(tmp_path, consumer="hook")
     monkeypatch.setenv("BREAK_HOOK_KEY", "k")
     p = load_plan(plan)
     p.consumers[0].name = "app-env"  # what the plan check now refuses

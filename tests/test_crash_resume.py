@@ -21,7 +21,7 @@ import pytest
 from rotator.exitcodes import Exit
 from rotator.journal import Journal, LockHeld, locks
 from rotator.secret import fingerprint
-from rotator.testing import ROOT, VaultServer
+from rotator.testing import ROOT, VaultServer, plans
 from rotator.testing.adjutor import AdjutorStandIn
 
 try:
@@ -31,43 +31,6 @@ except ImportError:
 
 VAULT_TOKEN = "crash-vault-token"
 HELD = 30.0  # seconds the Vault server holds each request while the fan-out is "stuck"
-
-PLAN = """
-[secret]
-name = "{name}"
-
-[probe]
-preset = "adjutor"
-url = "{models_url}"
-retries = 1
-backoff = 0.01
-
-[[backends]]
-name = "store"
-type = "{primary_type}"
-primary = true
-{primary}
-
-[[backends]]
-name = "{second}"
-type = "{second_type}"
-{second_settings}
-
-[[backends]]
-name = "app"
-type = "envfile"
-path = "{tmp}/app/.env"
-variable = "ADJUTOR_API_KEY"
-
-[[consumers]]
-name = "reloader"
-type = "command"
-argv = ["{python}", "{tmp}/reload.py"]
-retries = 0
-"""
-
-ENVFILE = 'path = "{tmp}/store.env"\nvariable = "ADJUTOR_API_KEY"'
-VAULT = 'url = "{url}"\npath = "apps/billing"\ntoken = {{ env = "CRASH_VAULT_TOKEN" }}\ntimeout = 60\nretries = 1'
 
 RELOAD = """
 import os, pathlib
@@ -103,35 +66,27 @@ def make_world(tmp: Path, standin: AdjutorStandIn, vault: VaultServer, *, vault_
     (tmp / "app" / ".env").write_text(f"PORT=8080\nADJUTOR_API_KEY={old}\n")
     vault.put("apps/billing", {"api_key": old, "db_password": "hunter2"})
     (tmp / "reload.py").write_text(RELOAD)
-    envfile = ENVFILE.format(tmp=tmp)
-    vault_settings = VAULT.format(url=vault.url)
+    vault_backend = plans.vault(
+        "vault", vault.url, "apps/billing", token_env="CRASH_VAULT_TOKEN", timeout=60, retries=1
+    )
     name = "crash-" + tmp.name.replace("_", "-")[-30:]
     if vault_primary:
-        primary_type, primary, second, second_type, second_settings = "vault", vault_settings, "mirror", "envfile", ""
-        second_settings = envfile.replace("store.env", "mirror.env")
+        backends = [
+            {**vault_backend, "name": "store", "primary": True},
+            plans.envfile("mirror", tmp / "mirror.env"),
+        ]
         (tmp / "mirror.env").write_text(f"ADJUTOR_API_KEY={old}\n")
     else:
-        primary_type, primary, second, second_type, second_settings = (
-            "envfile",
-            envfile,
-            "vault",
-            "vault",
-            vault_settings,
-        )
+        backends = [plans.envfile("store", tmp / "store.env", primary=True), vault_backend]
         (tmp / "store.env").write_text(f"ADJUTOR_API_KEY={old}\n")
-    plan = tmp / "plan.toml"
-    plan.write_text(
-        PLAN.format(
-            name=name,
-            models_url=standin.models_url,
-            primary_type=primary_type,
-            primary=primary,
-            second=second,
-            second_type=second_type,
-            second_settings=second_settings,
-            tmp=tmp,
-            python=sys.executable,
-        )
+    plan = plans.write_plan(
+        tmp / "plan.toml",
+        plans.plan(
+            name,
+            probe=plans.adjutor_probe(standin.models_url, retries=1, backoff=0.01),
+            backends=[*backends, plans.envfile("app", tmp / "app/.env")],
+            consumers=[plans.command("reloader", [sys.executable, tmp / "reload.py"], retries=0)],
+        ),
     )
     return World(tmp, plan, name, old, vault, standin)
 

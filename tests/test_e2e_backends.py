@@ -17,7 +17,7 @@ import pytest
 
 from rotator.exitcodes import Exit
 from rotator.secret import fingerprint
-from rotator.testing import ROOT, VaultServer
+from rotator.testing import ROOT, VaultServer, plans
 from rotator.testing.adjutor import AdjutorStandIn
 
 try:
@@ -29,45 +29,6 @@ except ImportError:
 
 VAULT_TOKEN = "e2e-vault-token"
 SECRET_ID = "prod/billing/adjutor"
-
-PLAN = """
-[secret]
-name = "adjutor-backends"
-
-[probe]
-preset = "adjutor"
-url = "{models_url}"
-retries = 1
-backoff = 0.01
-
-[[backends]]
-name = "vault"
-type = "vault"
-primary = true
-url = "{vault_url}"
-path = "apps/billing"
-token = {{ env = "E2E_VAULT_TOKEN" }}
-
-[[backends]]
-name = "aws"
-type = "aws"
-secret_id = "{secret_id}"
-region = "{region}"
-endpoint_url = "{moto_url}"
-json_key = "api_key"
-
-[[backends]]
-name = "app"
-type = "envfile"
-path = "{tmp}/app.env"
-variable = "ADJUTOR_API_KEY"
-
-[[consumers]]
-name = "reloader"
-type = "command"
-argv = ["{python}", "{tmp}/reload.py"]
-retries = 0
-"""
 
 RELOAD = """
 import os, pathlib
@@ -87,17 +48,18 @@ def world(
     secretsmanager.create_secret(Name=SECRET_ID, SecretString=json.dumps({"api_key": old, "region": "eu"}))
     (tmp_path / "app.env").write_text(f"PORT=8080\nADJUTOR_API_KEY={old}\n")
     (tmp_path / "reload.py").write_text(RELOAD)
-    plan = tmp_path / "plan.toml"
-    plan.write_text(
-        PLAN.format(
-            models_url=standin.models_url,
-            vault_url=server.url,
-            secret_id=SECRET_ID,
-            region=AWS_REGION,
-            moto_url=aws_env,
-            tmp=tmp_path,
-            python=sys.executable,
-        )
+    plan = plans.write_plan(
+        tmp_path / "plan.toml",
+        plans.plan(
+            "adjutor-backends",
+            probe=plans.adjutor_probe(standin.models_url, retries=1, backoff=0.01),
+            backends=[
+                plans.vault("vault", server.url, "apps/billing", token_env="E2E_VAULT_TOKEN", primary=True),
+                plans.aws("aws", SECRET_ID, region=AWS_REGION, endpoint_url=aws_env, json_key="api_key"),
+                plans.envfile("app", tmp_path / "app.env"),
+            ],
+            consumers=[plans.command("reloader", [sys.executable, tmp_path / "reload.py"], retries=0)],
+        ),
     )
     monkeypatch.setenv("E2E_VAULT_TOKEN", VAULT_TOKEN)
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")

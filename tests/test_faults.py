@@ -6,6 +6,7 @@ would strike after the operator pressed "Reset app key"."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ import pytest
 
 from rotator.exitcodes import Exit
 from rotator.secret import fingerprint
-from rotator.testing import ROOT, VaultServer
+from rotator.testing import ROOT, VaultServer, plans
 
 try:
     from tests import leakcheck as lc
@@ -26,70 +27,6 @@ except ImportError:
 
 TOKEN = "faults-vault-token"
 OLD = "sk_test_" + "0ld" * 10
-
-PLAN = """
-[secret]
-name = "faults"
-
-[rotation]
-deadline = {deadline}
-
-[[backends]]
-name = "store"
-type = "envfile"
-primary = true
-path = "{tmp}/store.env"
-variable = "ADJUTOR_API_KEY"
-
-[[backends]]
-name = "slow"
-type = "vault"
-url = "{slow_url}"
-path = "apps/billing"
-token = {{ env = "FAULTS_VAULT_TOKEN" }}
-timeout = {slow_timeout}
-retries = {slow_retries}
-
-[[backends]]
-name = "fast"
-type = "vault"
-url = "{fast_url}"
-path = "apps/billing"
-token = {{ env = "FAULTS_VAULT_TOKEN" }}
-timeout = 5
-retries = {fast_retries}
-
-[[backends]]
-name = "app"
-type = "envfile"
-path = "{tmp}/app.env"
-variable = "ADJUTOR_API_KEY"
-
-[[consumers]]
-name = "hook"
-type = "webhook"
-url = "{hook_url}"
-confirm_url = "{hook_confirm}"
-hmac_key = {{ env = "FAULTS_HOOK_KEY" }}
-reads_from = ["app"]
-timeout = {hook_timeout}
-retries = 2
-confirm_timeout = 1
-
-[[consumers]]
-name = "reloader"
-type = "command"
-argv = ["{python}", "{tmp}/reload.py"]
-reads_from = ["app"]
-retries = 0
-
-[[consumers]]
-name = "uses-fast"
-type = "command"
-argv = ["{python}", "{tmp}/reload.py", "fast"]
-reads_from = ["fast"]
-retries = 0
-"""
 
 RELOAD = """
 import os, pathlib, sys
@@ -114,19 +51,36 @@ class Rig:
             "hook_timeout": 5,
             **overrides,
         }
-        path = self.tmp / "plan.toml"
-        path.write_text(
-            PLAN.format(
-                tmp=self.tmp,
-                slow_url=self.slow.url,
-                fast_url=self.fast.url,
-                hook_url=self.hook.url,
-                hook_confirm=self.hook.confirm_url,
-                python=sys.executable,
-                **values,
-            )
+        v = values
+        reload = [sys.executable, self.tmp / "reload.py"]
+        vault = functools.partial(plans.vault, path="apps/billing", token_env="FAULTS_VAULT_TOKEN")
+        return plans.write_plan(
+            self.tmp / "plan.toml",
+            plans.plan(
+                "faults",
+                rotation={"deadline": v["deadline"]},
+                backends=[
+                    plans.envfile("store", self.tmp / "store.env", primary=True),
+                    vault("slow", self.slow.url, timeout=v["slow_timeout"], retries=v["slow_retries"]),
+                    vault("fast", self.fast.url, timeout=5, retries=v["fast_retries"]),
+                    plans.envfile("app", self.tmp / "app.env"),
+                ],
+                consumers=[
+                    plans.webhook(
+                        "hook",
+                        self.hook.url,
+                        hmac_env="FAULTS_HOOK_KEY",
+                        confirm_url=self.hook.confirm_url,
+                        reads_from=["app"],
+                        timeout=v["hook_timeout"],
+                        retries=2,
+                        confirm_timeout=1,
+                    ),
+                    plans.command("reloader", reload, reads_from=["app"], retries=0),
+                    plans.command("uses-fast", [*reload, "fast"], reads_from=["fast"], retries=0),
+                ],
+            ),
         )
-        return path
 
     def rotate(self, plan: Path, inject: Callable[[], None]) -> tuple[str, int, dict[str, Any], str]:
         """Arm, inject the fault, paste a new key; (key, exit code, report, stderr)."""

@@ -11,29 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from rotator.testing import plans
 from rotator.testing.adjutor import AdjutorStandIn
-
-PLAN = """
-[secret]
-name = "adjutor-tty"
-
-[probe]
-preset = "adjutor"
-url = "{url}"
-
-[[backends]]
-name = "store"
-type = "envfile"
-primary = true
-path = "{tmp}/store.env"
-variable = "ADJUTOR_API_KEY"
-
-[[backends]]
-name = "app"
-type = "envfile"
-path = "{tmp}/app.env"
-variable = "ADJUTOR_API_KEY"
-"""
 
 
 class Terminal:
@@ -77,8 +56,17 @@ def test_prompt_asks_again_after_a_wrong_key_and_never_echoes(tmp_path: Path, st
     old = standin.current_key
     for name in ("store.env", "app.env"):
         (tmp_path / name).write_text(f"ADJUTOR_API_KEY={old}\n")
-    plan = tmp_path / "plan.toml"
-    plan.write_text(PLAN.format(url=standin.models_url, tmp=tmp_path))
+    plan = plans.write_plan(
+        tmp_path / "plan.toml",
+        plans.plan(
+            "adjutor-tty",
+            probe=plans.adjutor_probe(standin.models_url),
+            backends=[
+                plans.envfile("store", tmp_path / "store.env", primary=True),
+                plans.envfile("app", tmp_path / "app.env"),
+            ],
+        ),
+    )
     term = Terminal([sys.executable, "-m", "rotator", "rotate", str(plan), "--reason", "tty test"])
     term.expect(b"Reset app key")
     term.expect(b"new key:")

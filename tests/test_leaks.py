@@ -33,7 +33,7 @@ import pytest
 
 from rotator.exitcodes import Exit
 from rotator.journal import data_dir
-from rotator.testing import ROOT, VaultServer
+from rotator.testing import ROOT, VaultServer, plans
 from rotator.testing._http import LoopbackServer
 from rotator.testing.adjutor import AdjutorStandIn
 
@@ -44,65 +44,11 @@ except ImportError:
 
 TOKEN = "leaks-vault-token"
 
-PLAN = """
-[secret]
-name = "leaks"
-
-[probe]
-preset = "adjutor"
-url = "{probe_url}"
-check_old_key = true
-retries = 1
-backoff = 0.01
-
-[[backends]]
-name = "store"
-type = "envfile"
-primary = true
-path = "{tmp}/store.env"
-variable = "ADJUTOR_API_KEY"
-
-[[backends]]
-name = "vault"
-type = "vault"
-url = "{vault_url}"
-path = "apps/billing"
-token = {{ env = "LEAKS_VAULT_TOKEN" }}
-timeout = 60
-retries = 2
-
-[[backends]]
-name = "app"
-type = "envfile"
-path = "{tmp}/app/.env"
-variable = "ADJUTOR_API_KEY"
-{extra}
-[[consumers]]
-name = "hook"
-type = "webhook"
-url = "{hook_url}"
-confirm_url = "{hook_confirm}"
-hmac_key = {{ env = "LEAKS_HOOK_KEY" }}
-reads_from = ["app"]
-
-[[consumers]]
-name = "reloader"
-type = "command"
-argv = ["{python}", "{tmp}/reload.py"]
-retries = 0
-"""
-
-ECHO_BACKENDS = """
-[[backends]]
-name = "echo-rt"
-type = "echo-runtime"
-retries = 1
-
-[[backends]]
-name = "echo-pe"
-type = "echo-pluginerror"
-retries = 1
-"""
+# Third-party backends (lc.leaky_plugin_site) that put the key in their exceptions.
+ECHO_BACKENDS = [
+    {"name": "echo-rt", "type": "echo-runtime", "retries": 1},
+    {"name": "echo-pe", "type": "echo-pluginerror", "retries": 1},
+]
 
 RELOAD = """
 import os, pathlib
@@ -148,20 +94,35 @@ class World:
     outputs: list[tuple[str, str]] = field(default_factory=list)  # (what, text) to scan
     canaries: list[str] = field(default_factory=list)
 
-    def plan(self, *, probe_url: str | None = None, extra: str = "") -> Path:
-        path = self.tmp / "plan.toml"
-        path.write_text(
-            PLAN.format(
-                probe_url=probe_url or self.standin.models_url,
-                tmp=self.tmp,
-                vault_url=self.vault.url,
-                hook_url=self.hook.url,
-                hook_confirm=self.hook.confirm_url,
-                python=sys.executable,
-                extra=extra,
-            )
+    def plan(self, *, probe_url: str | None = None, extra: list[dict[str, Any]] | None = None) -> Path:
+        """The .env primary, a Vault mirror, the app's .env (and `extra` backends); a webhook and a command."""
+        return plans.write_plan(
+            self.tmp / "plan.toml",
+            plans.plan(
+                "leaks",
+                probe=plans.adjutor_probe(
+                    probe_url or self.standin.models_url, check_old_key=True, retries=1, backoff=0.01
+                ),
+                backends=[
+                    plans.envfile("store", self.tmp / "store.env", primary=True),
+                    plans.vault(
+                        "vault", self.vault.url, "apps/billing", token_env="LEAKS_VAULT_TOKEN", timeout=60, retries=2
+                    ),
+                    plans.envfile("app", self.tmp / "app/.env"),
+                    *(extra or []),
+                ],
+                consumers=[
+                    plans.webhook(
+                        "hook",
+                        self.hook.url,
+                        hmac_env="LEAKS_HOOK_KEY",
+                        confirm_url=self.hook.confirm_url,
+                        reads_from=["app"],
+                    ),
+                    plans.command("reloader", [sys.executable, self.tmp / "reload.py"], retries=0),
+                ],
+            ),
         )
-        return path
 
     def cli(self, *args: str, input: str | None = None, code: int | None = None) -> Any:
         r = lc.cli("-vv", *args, input=input, env=self.env)
@@ -322,10 +283,9 @@ def test_in_process_exception_texts_logs_and_report(tmp_path: Path, monkeypatch:
     registry.clear_cache()
     key = lc.canary()
     (tmp_path / "store.env").write_text("ADJUTOR_API_KEY=sk_test_old\n")
-    plan_path = tmp_path / "plan.toml"
-    plan_path.write_text(
-        '[secret]\nname = "inproc"\n\n[[backends]]\nname = "store"\ntype = "envfile"\nprimary = true\n'
-        f'path = "{tmp_path}/store.env"\nvariable = "ADJUTOR_API_KEY"\n' + ECHO_BACKENDS
+    plan_path = plans.write_plan(
+        tmp_path / "plan.toml",
+        plans.plan("inproc", backends=[plans.envfile("store", tmp_path / "store.env", primary=True), *ECHO_BACKENDS]),
     )
     logs = io.StringIO()
     configure(level="debug", stream=logs, json=True)

@@ -35,11 +35,7 @@ from tests.test_service import PLAN_NAME, SSE, ServiceProc, env_key, write_plan
 
 REPO = Path(__file__).resolve().parents[1]
 TICK = 2  # seconds between scheduled syncs
-SCHEDULE = f"""
-[[schedules]]
-job = "sync"
-every = {TICK}
-"""
+SCHEDULE = [{"job": "sync", "every": TICK}]
 
 
 @pytest.fixture(scope="module")

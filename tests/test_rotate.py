@@ -12,38 +12,19 @@ import pytest
 
 from rotator.exitcodes import Exit
 from rotator.journal import Journal
+from rotator.testing import plans
 from rotator.testing.adjutor import AdjutorStandIn
 
-PLAN = """
-[secret]
-name = "adjutor-e2e"
 
-[probe]
-preset = "adjutor"
-url = "{models_url}"
-check_old_key = true
-retries = 1
-backoff = 0.01
+def rotate_plan(tmp: Path, models_url: str) -> dict[str, object]:
+    """The primary .env store, the app's .env, a reload command."""
+    return plans.plan(
+        "adjutor-e2e",
+        probe=plans.adjutor_probe(models_url, check_old_key=True, retries=1, backoff=0.01),
+        backends=[plans.envfile("store", tmp / "store.env", primary=True), plans.envfile("app", tmp / "app/.env")],
+        consumers=[plans.command("reloader", [sys.executable, tmp / "reload.py"], retries=0)],
+    )
 
-[[backends]]
-name = "store"
-type = "envfile"
-primary = true
-path = "{tmp}/store.env"
-variable = "ADJUTOR_API_KEY"
-
-[[backends]]
-name = "app"
-type = "envfile"
-path = "{tmp}/app/.env"
-variable = "ADJUTOR_API_KEY"
-
-[[consumers]]
-name = "reloader"
-type = "command"
-argv = ["{python}", "{tmp}/reload.py"]
-retries = 0
-"""
 
 RELOAD = """
 import os, pathlib, sys
@@ -62,12 +43,7 @@ def setup(tmp_path: Path, standin: AdjutorStandIn) -> dict[str, object]:
     (tmp_path / "store.env").write_text(f"ADJUTOR_API_KEY={key}\n")
     (tmp_path / "app" / ".env").write_text(f"# app settings\nPORT=8080\nADJUTOR_API_KEY={key}\nDEBUG=false\n")
     (tmp_path / "reload.py").write_text(RELOAD)
-    plan = tmp_path / "plan.toml"
-    plan.write_text(
-        PLAN.replace("{models_url}", standin.models_url)
-        .replace("{tmp}", str(tmp_path))
-        .replace("{python}", sys.executable)
-    )
+    plan = plans.write_plan(tmp_path / "plan.toml", rotate_plan(tmp_path, standin.models_url))
     return {"plan": plan, "tmp": tmp_path, "old": key}
 
 

@@ -29,16 +29,10 @@ from rotator.testing.adjutor import AdjutorStandIn
 from tests.test_service import env_key, write_env, write_plan
 
 NOTIFY_ENV = "ROTATOR_TEST_NOTIFY_URL"
-SCHEDULES = """
-[[schedules]]
-job = "sync"
-cron = "* * * * *"
-
-[[schedules]]
-job = "age-check"
-cron = "0 9 * * *"
-notify = { env = "ROTATOR_TEST_NOTIFY_URL" }
-"""
+SCHEDULES = [
+    {"job": "sync", "cron": "* * * * *"},
+    {"job": "age-check", "cron": "0 9 * * *", "notify": {"env": "ROTATOR_TEST_NOTIFY_URL"}},
+]
 
 
 class Notified:
@@ -84,7 +78,7 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 
 @pytest.fixture
 def plan_path(tmp_path: Path, standin: AdjutorStandIn) -> Path:
-    return write_plan(tmp_path, standin, schedules=SCHEDULES, secret_extra="reminder_lead_days = 7")
+    return write_plan(tmp_path, standin, schedules=SCHEDULES, reminder_lead_days=7)
 
 
 def make_service(plan_path: Path, journal: Journal) -> Service:

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from rotator.registry import UnknownPlugin, consumer_class
+from rotator.testing import plans
 from rotator.testing._http import LoopbackServer
 from rotator.testing.adjutor import AdjutorStandIn
 
@@ -80,64 +81,37 @@ def write_plan(
     standin: AdjutorStandIn,
     *,
     hook_url: str | None = None,
-    schedules: str = "",
+    schedules: list[dict[str, Any]] | None = None,
     name: str = PLAN_NAME,
-    secret_extra: str = "",
+    **secret: Any,
 ) -> Path:
     """A plan like `rotator demo`'s: three .env stores, and a webhook consumer when
-    that plugin is installed."""
+    that plugin is installed.  `secret`: more keys of ``[secret]``."""
     key = standin.current_key
     for sub in ("store/adjutor.env", "api/.env", "worker/.env"):
         write_env(root / sub, key)
-    consumer = ""
+    consumers = []
     if hook_url:
-        consumer = f"""
-[[consumers]]
-name = "api"
-type = "webhook"
-url = "{hook_url}/reload"
-hmac_key = {{ env = "{HOOK_ENV}" }}
-reads_from = ["api-env"]
-"""
+        consumers.append(plans.webhook("api", f"{hook_url}/reload", hmac_env=HOOK_ENV, reads_from=["api-env"]))
     plan = root / "plans" / f"{name}.toml"
     plan.parent.mkdir(parents=True, exist_ok=True)
-    plan.write_text(
-        f"""
-[secret]
-name = "{name}"
-description = "Adjutor key for the service tests"
-max_age_days = 90
-{secret_extra}
-
-[probe]
-preset = "adjutor"
-url = "{standin.models_url}"
-check_old_key = true
-retries = 0
-
-[[backends]]
-name = "store"
-type = "envfile"
-primary = true
-path = "{root}/store/adjutor.env"
-variable = "ADJUTOR_API_KEY"
-
-[[backends]]
-name = "api-env"
-type = "envfile"
-path = "{root}/api/.env"
-variable = "ADJUTOR_API_KEY"
-
-[[backends]]
-name = "worker-env"
-type = "envfile"
-path = "{root}/worker/.env"
-variable = "ADJUTOR_API_KEY"
-{consumer}
-{schedules}
-"""
+    return plans.write_plan(
+        plan,
+        plans.plan(
+            name,
+            description="Adjutor key for the service tests",
+            max_age_days=90,
+            **secret,
+            probe=plans.adjutor_probe(standin.models_url, check_old_key=True, retries=0),
+            backends=[
+                plans.envfile("store", root / "store/adjutor.env", primary=True),
+                plans.envfile("api-env", root / "api/.env"),
+                plans.envfile("worker-env", root / "worker/.env"),
+            ],
+            consumers=consumers,
+            schedules=schedules or [],
+        ),
     )
-    return plan
 
 
 def env_key(path: Path) -> str | None:

@@ -18,6 +18,7 @@ from rotator.notify import NotifyStatus, notify_all
 from rotator.plan import PlanError, load_plan
 from rotator.plugin import PluginContext
 from rotator.secret import Secret
+from rotator.testing import plans
 
 HERE = Path(__file__).parent
 PACKAGE = "rotator_memory_demo"
@@ -55,11 +56,8 @@ def on_path(tmp_path: Path) -> Iterator[Path]:
 
 
 def _plan(tmp_path: Path) -> Path:
-    plan = tmp_path / "plan.toml"
-    plan.write_text(
-        '[secret]\nname = "adjutor"\n\n[[backends]]\nname = "mem"\ntype = "memory"\nprimary = true\nslot = "billing"\n'
-    )
-    return plan
+    mem = {"name": "mem", "type": "memory", "primary": True, "slot": "billing"}
+    return plans.write_plan(tmp_path / "plan.toml", plans.plan("adjutor", backends=[mem]))
 
 
 def _use(plan_path: Path) -> None:

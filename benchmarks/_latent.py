@@ -26,10 +26,10 @@ class LatentEnvFile(EnvFileBackend):
             time.sleep(self.latency)
         return super()._read()
 
-    def _write(self, secret: Secret) -> Written:
+    def _write(self, secret: Secret, expected_version: str | None = None) -> Written:
         if self.latency > 0:
             time.sleep(self.latency)
-        return super()._write(secret)
+        return super()._write(secret, expected_version)
 
 
 def register() -> None:

@@ -45,7 +45,6 @@ AWS_ENV = {
 
 def _timed_standin(latency: float) -> Any:
     """An AdjutorStandIn whose keyed requests are timestamped on arrival."""
-    from rotator.testing._http import LoopbackServer
     from rotator.testing.adjutor import MODELS_PATH, AdjutorStandIn, _StandInHandler, _StandInServer
 
     class Handler(_StandInHandler):
@@ -60,20 +59,14 @@ def _timed_standin(latency: float) -> Any:
             super().do_GET()
 
     class Server(_StandInServer):
-        def __init__(self, host: str, port: int, standin: AdjutorStandIn) -> None:
-            self.standin = standin
-            LoopbackServer.__init__(self, host, port, Handler)
+        handler = Handler
 
     class TimedStandIn(AdjutorStandIn):
+        server_class = Server
+
         def __init__(self, **kw: Any) -> None:
             super().__init__(**kw)
             self.arrivals: list[float] = []
-
-        def start(self) -> TimedStandIn:
-            self._server = Server(self.host, self.port, self)
-            self.port = int(self._server.server_address[1])
-            self._server.start_background("adjutor-standin")
-            return self
 
     return TimedStandIn(latency=latency).start()
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import sqlalchemy as sa
 
 from rotator.journal import advisory
+
+T = TypeVar("T")
 
 metadata = sa.MetaData()
 
@@ -102,53 +105,55 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def migrate(engine: sa.Engine) -> int:
-    """Bring the schema to `SCHEMA_VERSION`; returns it.  Idempotent.  On
-    PostgreSQL every step runs in one transaction holding an advisory lock, so
-    replicas starting at once wait for each other and the second finds nothing
-    to do; SQLite has no such lock, so a process that loses a race retries."""
+def _under_schema_lock(
+    engine: sa.Engine, work: Callable[[sa.Connection], T], retry_on: tuple[type[Exception], ...]
+) -> T:
+    """`work` in one transaction holding the schema's advisory lock on PostgreSQL, so
+    replicas starting at once wait for each other.  SQLite has no such lock: a
+    process that loses a race to create the same tables retries (10 times)."""
     postgres = advisory.is_postgres(engine)
     for attempt in range(10):
         try:
             with engine.begin() as c:
                 if postgres:
                     advisory.xact_lock(c, "schema")
-                schema_version.create(c, checkfirst=True)
-                current = c.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
-                if current > SCHEMA_VERSION:
-                    raise SchemaTooNew(
-                        f"the journal's schema is version {current}, newer than this rotator knows "
-                        f"({SCHEMA_VERSION}): upgrade rotator"
-                    )
-                for version, description, step in MIGRATIONS:
-                    if version > current:
-                        step(c)
-                        c.execute(
-                            schema_version.insert().values(
-                                version=version, description=description, applied_at=time.time()
-                            )
-                        )
-            return SCHEMA_VERSION
-        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                return work(c)
+        except retry_on:
             if postgres or attempt == 9:
                 raise
             time.sleep(0.05 * (attempt + 1))  # another process is creating the same tables
     raise AssertionError("unreachable")
 
 
+def migrate(engine: sa.Engine) -> int:
+    """Bring the schema to `SCHEMA_VERSION`; returns it.  Idempotent; the second of
+    several replicas starting at once finds nothing to do."""
+
+    def apply(c: sa.Connection) -> int:
+        schema_version.create(c, checkfirst=True)
+        current = c.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"the journal's schema is version {current}, newer than this rotator knows "
+                f"({SCHEMA_VERSION}): upgrade rotator"
+            )
+        for version, description, step in MIGRATIONS:
+            if version > current:
+                step(c)
+                c.execute(
+                    schema_version.insert().values(version=version, description=description, applied_at=time.time())
+                )
+        return SCHEMA_VERSION
+
+    return _under_schema_lock(engine, apply, (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError))
+
+
 def ensure_tables(engine: sa.Engine, *tables: sa.Table) -> None:
     """Create tables kept by others in the journal's database (APScheduler's job
     store) under the same lock as `migrate`, so replicas never race on them."""
-    postgres = advisory.is_postgres(engine)
-    for attempt in range(10):
-        try:
-            with engine.begin() as c:
-                if postgres:
-                    advisory.xact_lock(c, "schema")
-                for t in tables:
-                    t.create(c, checkfirst=True)
-            return
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
-            if postgres or attempt == 9:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+
+    def create(c: sa.Connection) -> None:
+        for t in tables:
+            t.create(c, checkfirst=True)
+
+    _under_schema_lock(engine, create, (sa.exc.OperationalError, sa.exc.ProgrammingError))

@@ -18,6 +18,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Self
 
 MAX_BODY = 1 << 20
@@ -147,3 +148,46 @@ class JsonHandler(BaseHTTPRequestHandler):
             return ipaddress.ip_address(self.client_address[0]).is_loopback
         except ValueError:
             return False
+
+
+class Served:
+    """A double's life around its server: `start` (or ``with``), `url`, `stop`.
+
+    A subclass says how its server is made in `_make_server`; the server runs
+    on a background thread named `thread_name`.
+    """
+
+    thread_name = "test-double"
+    _server: LoopbackServer | None = None
+
+    def _make_server(self) -> LoopbackServer:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        if self._server is not None:
+            raise RuntimeError(f"{type(self).__name__} is already started")
+        self._server = self._make_server().start_background(self.thread_name)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def server(self) -> LoopbackServer:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._server
+
+    @property
+    def url(self) -> str:
+        return self.server.url

@@ -55,11 +55,10 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from rotator.secret import fingerprint
-from rotator.testing._http import JsonHandler, LoopbackServer, write_ready_file
+from rotator.testing._http import JsonHandler, LoopbackServer, Served, write_ready_file
 
 MODELS_PATH = "/v2/decisioning/models"
 ADMIN_HEADER = "X-Admin-Token"
@@ -157,9 +156,11 @@ class _StandInHandler(JsonHandler):
 
 
 class _StandInServer(LoopbackServer):
+    handler: type[_StandInHandler] = _StandInHandler  # a benchmark's subclass timestamps arrivals
+
     def __init__(self, host: str, port: int, standin: AdjutorStandIn) -> None:
         self.standin = standin
-        super().__init__(host, port, _StandInHandler)
+        super().__init__(host, port, self.handler)
 
 
 @dataclass
@@ -184,7 +185,7 @@ class App:
         return self.paths is None or service in self.paths
 
 
-class AdjutorStandIn:
+class AdjutorStandIn(Served):
     """Adjutor's key auth on a local port.  Each app holds exactly one valid key.
 
     Made the single-app way (the default) it has one unnamed app: exactly one key
@@ -196,6 +197,9 @@ class AdjutorStandIn:
     (`requests`, `authorized`, `unauthorized`, `forbidden`, `unavailable_served`,
     `resets`) count calls to the API and change only under `lock`.
     """
+
+    thread_name = "adjutor-standin"
+    server_class: type[_StandInServer] = _StandInServer
 
     def __init__(
         self,
@@ -227,35 +231,12 @@ class AdjutorStandIn:
         self.services: set[str] = {MODELS_PATH}  # what the API serves (paths of every app, and the models)
         self._apps: list[App] = []
         self._add(app, initial_key if initial_key is not None else new_key(), paths)
-        self._server: _StandInServer | None = None
 
-    # -- lifecycle --------------------------------------------------------
-    def start(self) -> AdjutorStandIn:
-        if self._server is not None:
-            raise RuntimeError("already started")
-        self._server = _StandInServer(self.host, self.port, self)
-        self.port = int(self._server.server_address[1])
-        self._server.start_background("adjutor-standin")
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> AdjutorStandIn:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("not started")
-        return self._server.url
+    # -- lifecycle (start, stop, with, url: _http.Served) ----------------------
+    def _make_server(self) -> LoopbackServer:
+        server = self.server_class(self.host, self.port, self)
+        self.port = int(server.server_address[1])
+        return server
 
     @property
     def models_url(self) -> str:

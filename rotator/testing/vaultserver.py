@@ -59,11 +59,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from rotator.testing._http import LoopbackServer
+from rotator.testing._http import LoopbackServer, Served
 
 __all__ = ["DROP", "ROOT", "RequestRecord", "VaultServer", "VaultToken"]
 
@@ -186,12 +185,14 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(out)
 
 
-class VaultServer:
+class VaultServer(Served):
     """A threaded Vault-protocol HTTP server on 127.0.0.1 (a test double).
 
     `tokens` maps token strings to a `VaultToken`, to a capabilities dict, or
     to `ROOT`.  `mounts` maps KV mount paths to their version (1 or 2).
     """
+
+    thread_name = "vault-double"
 
     def __init__(
         self,
@@ -225,11 +226,10 @@ class VaultServer:
         self._host = host
         self._port = port
         self._tls = (certfile, keyfile, client_ca)
-        self._httpd: _HTTPServer | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self) -> VaultServer:
+    def _make_server(self) -> LoopbackServer:
         httpd = _HTTPServer(self._host, self._port, _Handler)
         httpd.vault = self
         certfile, keyfile, client_ca = self._tls
@@ -241,27 +241,11 @@ class VaultServer:
                 ctx.verify_mode = ssl.CERT_REQUIRED
             # The handshake happens in the connection's thread, not in accept().
             httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
-        self._httpd = httpd.start_background("vault-double")
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.stop()
-            self._httpd = None
-
-    def __enter__(self) -> VaultServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return httpd
 
     @property
     def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("VaultServer is not started")
-        return int(self._httpd.server_address[1])
+        return int(self.server.server_address[1])
 
     @property
     def url(self) -> str:

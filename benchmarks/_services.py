@@ -26,18 +26,12 @@ import threading
 import time
 from typing import Any
 
+from rotator.testing import moto_env
+
 LOOPBACK = "127.0.0.1"
 VAULT_TOKEN = "bench-root-token"
-AWS_REGION = "us-east-1"
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": AWS_REGION,
-    "AWS_REGION": AWS_REGION,
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
+AWS_REGION = moto_env.REGION
+AWS_ENV = moto_env.ENV
 
 
 # ---------------------------------------------------------------- backends

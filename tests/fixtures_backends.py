@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -15,12 +14,12 @@ import pytest
 import requests
 
 from rotator.plugin import Backend, PluginContext
-from rotator.testing import ROOT, VaultServer
+from rotator.testing import ROOT, VaultServer, moto_env
 
 T = TypeVar("T")
 
 ROOT_TOKEN = "root-token-for-tests"
-AWS_REGION = "us-east-1"
+AWS_REGION = moto_env.REGION
 
 __all__ = [
     "AWS_REGION",
@@ -59,17 +58,6 @@ def vault() -> Iterator[VaultServer]:
         yield server
 
 
-_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": AWS_REGION,
-    "AWS_REGION": AWS_REGION,
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto's server mode on a loopback port, for the whole session; yields its URL."""
@@ -90,7 +78,7 @@ def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Dummy credentials in the environment, STS pointed at moto, moto's state reset."""
     for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(key, raising=False)
-    for key, value in _AWS_ENV.items():
+    for key, value in moto_env.ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server)
     requests.post(f"{moto_server}/moto-api/reset", timeout=5).raise_for_status()

@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,8 @@ from rotator.journal import Journal
 from rotator.plan import load_plan
 from rotator.service import scheduler as sched
 from rotator.service.core import Service
-from rotator.testing._http import LoopbackServer
 from rotator.testing.adjutor import AdjutorStandIn
-from tests.test_service import env_key, write_env, write_plan
+from tests.test_service import HookReceiver, env_key, write_env, write_plan
 
 NOTIFY_ENV = "ROTATOR_TEST_NOTIFY_URL"
 SCHEDULES = [
@@ -35,30 +33,15 @@ SCHEDULES = [
 ]
 
 
-class Notified:
+class Notified(HookReceiver):
     """A Slack-style incoming webhook on loopback: keeps each JSON body."""
 
     def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        outer = self
+        super().__init__(answer=b"ok", path="/services/T000/B000/xyz")
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                outer.messages.append(json.loads(self.rfile.read(n)))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = LoopbackServer("127.0.0.1", 0, Handler).start_background("notified")
-        self.url = f"{self.server.url}/services/T000/B000/xyz"
-
-    def stop(self) -> None:
-        self.server.stop()
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return [json.loads(b) for b in self.bodies]
 
 
 @pytest.fixture

@@ -44,9 +44,10 @@ def webhook_available() -> bool:
 
 
 class HookReceiver:
-    """A consumer's reload endpoint: records each signed POST, answers 200."""
+    """A consumer's reload endpoint (or a chat webhook): records each POST's body,
+    answers 200 with `answer`."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: bytes = b"{}", path: str = "") -> None:
         self.bodies: list[bytes] = []
         outer = self
 
@@ -56,15 +57,15 @@ class HookReceiver:
                 outer.bodies.append(self.rfile.read(n))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(answer)
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         self.server = LoopbackServer("127.0.0.1", 0, Handler).start_background("hook-receiver")
-        self.url = self.server.url
+        self.url = self.server.url + path
 
     def stop(self) -> None:
         self.server.stop()

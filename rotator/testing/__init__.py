@@ -7,8 +7,10 @@ Nothing here is used in a real rotation.
 - `VaultServer` (`vaultserver`): a small Vault-protocol server on loopback (no
   Vault binary is needed), to exercise rotator's Vault client with real hvac over
   real HTTP, not to replace Vault.  ``python -m rotator.testing.vaultserver``.
-- `_http`: the one threaded loopback HTTP server both are built on (and the
-  tests' own receivers).
+- `plans`: plans built as data and written as TOML (tests, demo).
+- `moto_env`: the environment boto3 needs to talk to moto's server only.
+- `_http`: the one threaded loopback HTTP server both doubles are built on (and
+  the tests' own receivers), and `Served`, their start/stop/with life.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from rotator.clipboard import ClipboardSource
-from rotator.demo.standin import new_key
+from rotator.testing.adjutor import new_key
 from rotator.testing.xserver import XServer, xvfb
 
 

@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from rotator.clipboard import XCLIP, ClipboardSource, ClipboardUnavailable, Ignored, Mode, Tool, detect
-from rotator.demo.standin import AdjutorStandIn, new_key
 from rotator.plan import ProbeSpec
 from rotator.probe import ProbeOutcome, Prober
 from rotator.secret import Secret
+from rotator.testing.adjutor import AdjutorStandIn, new_key
 from tests.leakcheck import find, scan_tree
 from tests.xserver import XServer, need, xserver_fixture
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from rotator.clipboard import ClipboardSource, Ignored, Mode
-from rotator.demo.standin import AdjutorStandIn
 from rotator.secret import Secret
+from rotator.testing.adjutor import AdjutorStandIn
 from rotator.testing.dashboard import DashboardStandIn
 from tests.leakcheck import find, scan_tree
 from tests.test_service_page import ARGS, CHROMIUM

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rotator.demo.standin import AdjutorStandIn, new_key
 from rotator.plan import PlanError, ProbeSpec, load_plan
 from rotator.probe import Prober
 from rotator.reset_watch import ResetWatch, WatchOutcome, WatchResult
 from rotator.secret import Secret
+from rotator.testing.adjutor import AdjutorStandIn, new_key
 from tests.test_plan import GOOD, _write
 
 INTERVAL = 0.2

@@ -326,3 +326,16 @@ def test_apps_as_a_process(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_the_dashboard_resets_one_app_of_an_organisation(org: AdjutorStandIn) -> None:
+    from rotator.testing.dashboard import DashboardStandIn
+
+    blue, green = org.key_of("payments-blue"), org.key_of("payments-green")
+    with DashboardStandIn(org) as dash, httpx.Client(base_url=dash.url, timeout=5.0) as c:
+        page = c.get("/business/apps").text  # sets the session cookie, as a browser would
+        assert all(name in page for name in ("payments-blue", "payments-green", "reports"))
+        answer = c.post("/api/apps/1/reset-key").json()
+    assert answer["key"] == org.key_of("payments-green") != green
+    assert org.key_of("payments-blue") == blue  # the other app's key still works
+    assert [r[0] for r in dash.resets] == ["payments-green"]

@@ -24,9 +24,9 @@ import threading
 import time
 from collections.abc import Mapping
 from http.cookies import SimpleCookie
-from types import TracebackType
 
-from rotator.demo.standin import AdjutorStandIn, JsonHandler, QuietServer
+from rotator.testing._http import JsonHandler, LoopbackServer, Served
+from rotator.testing.adjutor import AdjutorStandIn
 
 COOKIE = "dashboard_session"
 CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'"
@@ -144,24 +144,38 @@ class _Handler(JsonHandler):
         self.send_json(200, {"status": "success", "key": key})
 
 
-class _Server(QuietServer):
+class _Server(LoopbackServer):
     def __init__(self, host: str, port: int, dashboard: DashboardStandIn) -> None:
         self.dashboard = dashboard
         super().__init__(host, port, _Handler)
 
 
-class DashboardStandIn:
-    """The dashboard pages for some `AdjutorStandIn` apps (by display name), on a loopback port."""
+class DashboardStandIn(Served):
+    """The dashboard pages for some Adjutor apps (by display name), on a loopback port.
 
-    def __init__(self, apps: Mapping[str, AdjutorStandIn], host: str = "127.0.0.1", port: int = 0) -> None:
-        if not apps:
-            raise ValueError("give at least one app")
-        self.apps = dict(apps)
+    `apps`: display name -> `AdjutorStandIn` (each its own single-app stand-in), or
+    one `AdjutorStandIn` whose named apps (`add_app`) are the organisation's apps:
+    resetting one there revokes only that app's key.
+    """
+
+    thread_name = "dashboard-standin"
+
+    def __init__(
+        self, apps: Mapping[str, AdjutorStandIn] | AdjutorStandIn, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        if isinstance(apps, AdjutorStandIn):
+            names = [name for name in apps.apps if name is not None]
+            self.apps = {name: apps for name in names}
+            self._app_of: dict[str, str | None] = {name: name for name in names}
+        else:
+            self.apps = dict(apps)
+            self._app_of = dict.fromkeys(self.apps)
+        if not self.apps:
+            raise ValueError("give at least one app (an AdjutorStandIn made with app=NAME, or a mapping)")
         self.host, self.port = host, port
         self.session = secrets.token_urlsafe(24)
         self.lock = threading.Lock()
         self.resets: list[tuple[str, float, float]] = []  # (app, time.time(), perf_counter()) of each click's reset
-        self._server: _Server | None = None
 
     def __repr__(self) -> str:
         return f"DashboardStandIn(apps={list(self.apps)}, url={self._server.url if self._server else None})"
@@ -172,37 +186,15 @@ class DashboardStandIn:
 
     def reset(self, name: str) -> str:
         """What the button does on the server: the app's key is reset at once."""
-        key = self.apps[name].reset()
+        key = self.apps[name].reset(self._app_of[name])
         with self.lock:
             self.resets.append((name, time.time(), time.perf_counter()))
         return key
 
-    def start(self) -> DashboardStandIn:
-        if self._server is not None:
-            raise RuntimeError("already started")
-        self._server = _Server(self.host, self.port, self)
-        self.port = int(self._server.server_address[1])
-        self._server.start_background("dashboard-standin")
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> DashboardStandIn:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("not started")
-        return self._server.url
+    def _make_server(self) -> LoopbackServer:
+        server = _Server(self.host, self.port, self)
+        self.port = int(server.server_address[1])
+        return server
 
     def details_url(self, name: str) -> str:
         return f"{self.url}/business/apps/{list(self.apps).index(name)}"

@@ -2,7 +2,8 @@
 
 One parametrised scenario, against real servers: envfile on disk, vault against
 rotator.testing's Vault-protocol server with real hvac, aws against moto's
-server with real boto3.
+server with real boto3, kubernetes against rotator.testing's Kubernetes-API
+server with real lightkube.
 
 read -> write -> read back (by a fresh instance); a retried write with the same
 token makes no second version; a write whose expected version is stale raises
@@ -12,6 +13,7 @@ token makes no second version; a write whose expected version is stale raises
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import types
 from collections.abc import Callable, Iterator
@@ -23,9 +25,11 @@ import hvac
 import pytest
 from rotator_plugins.aws import AwsSecretsManagerBackend
 from rotator_plugins.envfile import EnvFileBackend
+from rotator_plugins.kubernetes import KubernetesSecretBackend
 from rotator_plugins.vault import VaultBackend
 
 from rotator import Backend, Conflict, Secret
+from rotator.testing.kube import KubeServer
 
 try:
     from tests.fixtures_backends import *  # noqa: F403
@@ -120,6 +124,24 @@ def aws_json_subject(secretsmanager: Any, aws_env: str) -> Subject:
 
 
 @pytest.fixture
+def kubernetes_subject(tmp_path: Path) -> Iterator[Subject]:
+    with KubeServer() as kube:
+        kube.add_identity("contract-admin")
+        data = {"ADJUTOR_API_KEY": base64.b64encode(OLD.reveal().encode()).decode()}
+        kube.put("secrets", {"metadata": {"name": "adjutor-api", "namespace": "billing"}, "data": data})
+        config = kube.kubeconfig(tmp_path / "kubeconfig", "contract-admin", namespace="billing")
+
+        def versions() -> object:
+            secret = kube.get("secrets", "billing", "adjutor-api")
+            assert secret is not None
+            return secret["metadata"]["resourceVersion"]
+
+        settings = {"name": "store", "type": "kubernetes", "namespace": "billing", "secret": "adjutor-api"}
+        settings |= {"key": "ADJUTOR_API_KEY", "kubeconfig": str(config)}
+        yield Subject(KubernetesSecretBackend, settings, versions)
+
+
+@pytest.fixture
 def memory_subject() -> Iterator[Subject]:
     rotator_memory_demo.STORE["contract"] = (1, OLD.reveal())
     yield Subject(
@@ -143,6 +165,7 @@ SUBJECTS = [
         ),
     ),
     "aws_json_subject",
+    "kubernetes_subject",
     "memory_subject",
 ]
 

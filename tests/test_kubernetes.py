@@ -25,7 +25,7 @@ from rotator_plugins.kubernetes_rollout import KubernetesRolloutConsumer, Worklo
 from rotator.exitcodes import Exit
 from rotator.plugin import Conflict, PluginContext, PluginError, RotationEvent
 from rotator.secret import Secret, fingerprint
-from rotator.testing import ROOT, VaultServer
+from rotator.testing import ROOT, VaultServer, plans
 from rotator.testing.kube import KubeServer, Rule
 
 try:
@@ -496,48 +496,6 @@ def test_settings_are_checked_without_network() -> None:
 
 VAULT_TOKEN = "kube-e2e-vault-token"
 
-PLAN = """
-[secret]
-name = "adjutor-kube"
-
-[probe]
-preset = "adjutor"
-url = "{models_url}"
-retries = 1
-backoff = 0.01
-
-[rotation]
-deadline = 60
-
-[[backends]]
-name = "vault"
-type = "vault"
-primary = {vault_primary}
-url = "{vault_url}"
-path = "apps/billing"
-token = {{ env = "KUBE_E2E_VAULT_TOKEN" }}
-
-[[backends]]
-name = "k8s"
-type = "kubernetes"
-primary = {kube_primary}
-namespace = "{ns}"
-secret = "adjutor-api"
-key = "ADJUTOR_API_KEY"
-kubeconfig = "{kubeconfig}"
-
-[[consumers]]
-name = "billing-api"
-type = "kubernetes-rollout"
-kind = "Deployment"
-namespace = "{ns}"
-workload = "billing-api"
-kubeconfig = "{kubeconfig}"
-reads_from = ["k8s"]
-poll_interval = 0.02
-confirm_timeout = 30
-"""
-
 
 @pytest.fixture
 def world(tmp_path: Path, kube: KubeServer, standin: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
@@ -552,18 +510,27 @@ def world(tmp_path: Path, kube: KubeServer, standin: Any, monkeypatch: pytest.Mo
     monkeypatch.setenv("KUBE_E2E_VAULT_TOKEN", VAULT_TOKEN)
 
     def plan(kube_primary: bool = False, kubeconfig: str = "kubeconfig") -> Path:
-        path = tmp_path / f"plan-{kube_primary}-{kubeconfig}.toml"
-        path.write_text(
-            PLAN.format(
-                models_url=standin.models_url,
-                vault_url=vault.url,
-                vault_primary=str(not kube_primary).lower(),
-                kube_primary=str(kube_primary).lower(),
-                ns=NS,
-                kubeconfig=tmp_path / kubeconfig,
-            )
+        """Vault and a Kubernetes Secret (either the primary), a Deployment that reads the Secret."""
+        config = str(tmp_path / kubeconfig)
+        k8s = {"name": "k8s", "type": "kubernetes", "primary": kube_primary, "namespace": NS}
+        k8s |= {"secret": "adjutor-api", "key": "ADJUTOR_API_KEY", "kubeconfig": config}
+        rollout = {"name": "billing-api", "type": "kubernetes-rollout", "kind": "Deployment", "namespace": NS}
+        rollout |= {"workload": "billing-api", "kubeconfig": config, "reads_from": ["k8s"]}
+        return plans.write_plan(
+            tmp_path / f"plan-{kube_primary}-{kubeconfig}.toml",
+            plans.plan(
+                "adjutor-kube",
+                probe=plans.adjutor_probe(standin.models_url, retries=1, backoff=0.01),
+                rotation={"deadline": 60},
+                backends=[
+                    plans.vault(
+                        "vault", vault.url, "apps/billing", token_env="KUBE_E2E_VAULT_TOKEN", primary=not kube_primary
+                    ),
+                    k8s,
+                ],
+                consumers=[{**rollout, "poll_interval": 0.02, "confirm_timeout": 30}],
+            ),
         )
-        return path
 
     class World:
         pass

@@ -39,10 +39,11 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
+
+from rotator.testing._http import LoopbackServer, Served
 
 __all__ = ["ALL", "KubeServer", "RequestRecord", "Rollout", "RolloutController", "Rule"]
 
@@ -142,8 +143,10 @@ def _hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
 
 
-class KubeServer:
+class KubeServer(Served):
     """A threaded Kubernetes-API-shaped server on 127.0.0.1 (a test double)."""
+
+    thread_name = "kube-double"
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tick: float = 0.02, lockstep: bool = False) -> None:
         self._host, self._port = host, port
@@ -157,46 +160,22 @@ class KubeServer:
         # Quote the request body in 422 messages, as some admission webhooks do: a
         # client must not pass such text on unscrubbed.
         self.echo_errors = False
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- lifecycle (with, url: _http.Served) ---------------------------------
 
-    def start(self) -> KubeServer:
-        httpd = ThreadingHTTPServer((self._host, self._port), _Handler)
-        httpd.daemon_threads = True
-        httpd.kube = self  # type: ignore[attr-defined]
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="kube-double", daemon=True
-        )
-        self._thread.start()
+    def _make_server(self) -> LoopbackServer:
+        httpd = _Server(self._host, self._port, _Handler)
+        httpd.kube = self
+        return httpd
+
+    def start(self) -> Self:
+        super().start()
         self.controller.start()
         return self
 
     def stop(self) -> None:
         self.controller.stop()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> KubeServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("KubeServer is not started")
-        return f"http://{self._host}:{self._httpd.server_address[1]}"
+        super().stop()
 
     # -- configuration -----------------------------------------------------
 
@@ -572,13 +551,18 @@ def _progressing(state: str, reason: str, message: str = "") -> dict[str, Any]:
     }
 
 
+class _Server(LoopbackServer):
+    kube: KubeServer
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kube-double/1"
+    server: _Server
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
     def _serve(self) -> None:
-        kube: KubeServer = self.server.kube  # type: ignore[attr-defined]
+        kube = self.server.kube
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}

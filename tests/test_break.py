@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rotator.demo.standin import AdjutorStandIn
 from rotator.exitcodes import Exit
 from rotator.plan import PlanError, load_plan
 from rotator.secret import fingerprint
 from rotator.testing import plans
+from rotator.testing.adjutor import AdjutorStandIn
 
 try:
     from tests import leakcheck as lc
@@ -176,18 +176,18 @@ def test_a_key_printed_encoded_by_a_command_consumer_is_scrubbed(tmp_path: Path)
 
     (tmp_path / "store.env").write_text(f"ADJUTOR_API_KEY={OLD}\n")
     (tmp_path / "encode.py").write_text(ENCODER)
-    plan = (
-        '[secret]\nname = "break-encoded"\n\n'
-        f'[[backends]]\nname = "store"\ntype = "envfile"\nprimary = true\npath = "{tmp_path}/store.env"\n'
-        'variable = "ADJUTOR_API_KEY"\n'
-    )
-    for i, form in enumerate(ENCODED_FORMS):
-        for code in (0, 1):
-            plan += (
-                f'\n[[consumers]]\nname = "c{i}-{code}"\ntype = "command"\nretries = 0\nreads_from = ["store"]\n'
-                f'argv = ["{sys.executable}", "{tmp_path}/encode.py", "{tmp_path}/store.env", "{form}", "{code}"]\n'
-            )
-    (tmp_path / "plan.toml").write_text(plan)
+    encoders = [
+        plans.command(
+            f"c{i}-{code}",
+            [sys.executable, tmp_path / "encode.py", tmp_path / "store.env", form, str(code)],
+            retries=0,
+            reads_from=["store"],
+        )
+        for i, form in enumerate(ENCODED_FORMS)
+        for code in (0, 1)
+    ]
+    store = plans.envfile("store", tmp_path / "store.env", primary=True)
+    plans.write_plan(tmp_path / "plan.toml", plans.plan("break-encoded", backends=[store], consumers=encoders))
     new = lc.canary()
 
     r = lc.cli("-vv", "rotate", str(tmp_path / "plan.toml"), "--key-stdin", "--json", input=new + "\n")
@@ -283,31 +283,25 @@ def test_dots_in_strings_comments_and_values_are_not_key_parts(tmp_path: Path) -
 
 # -- 9: a key_pattern that backtracks -----------------------------------------------
 
-NESTED = """
-[secret]
-name = "break-pattern"
-key_pattern = '{pattern}'
 
-[probe]
-preset = "adjutor"
-url = "{probe_url}"
-retries = 0
-
-[[backends]]
-name = "store"
-type = "envfile"
-primary = true
-path = "{tmp}/store.env"
-variable = "ADJUTOR_API_KEY"
-"""
+def nested(tmp: Path, pattern: str, probe_url: str) -> Path:
+    """A plan whose key_pattern is `pattern`."""
+    return plans.write_plan(
+        tmp / "plan.toml",
+        plans.plan(
+            "break-pattern",
+            key_pattern=pattern,
+            probe=plans.adjutor_probe(probe_url, retries=0),
+            backends=[plans.envfile("store", tmp / "store.env", primary=True)],
+        ),
+    )
 
 
 def test_a_nested_quantifier_pattern_never_blocks_the_window(tmp_path: Path, standin: AdjutorStandIn) -> None:
     """`^sk_live_(a+)+$` against `sk_live_` + 40 `a` + `!`: 2**40 steps for a backtracking engine,
     one linear pass for RE2; the paste is judged by the probe at once."""
     (tmp_path / "store.env").write_text(f"ADJUTOR_API_KEY={standin.current_key}\n")
-    plan = tmp_path / "plan.toml"
-    plan.write_text(NESTED.format(pattern="^sk_live_(a+)+$", probe_url=standin.models_url, tmp=tmp_path))
+    plan = nested(tmp_path, "^sk_live_(a+)+$", standin.models_url)
     assert lc.cli("check", str(plan)).returncode == Exit.DONE
 
     before = (tmp_path / "store.env").read_text()
@@ -318,7 +312,7 @@ def test_a_nested_quantifier_pattern_never_blocks_the_window(tmp_path: Path, sta
     assert (tmp_path / "store.env").read_text() == before
 
     new = standin.reset()  # a matching key is still taken
-    plan.write_text(NESTED.format(pattern="^sk_test_([A-Za-z0-9]+)+$", probe_url=standin.models_url, tmp=tmp_path))
+    nested(tmp_path, "^sk_test_([A-Za-z0-9]+)+$", standin.models_url)
     r = lc.cli("rotate", str(plan), "--key-stdin", input=new + "\n", timeout=60)
     assert r.returncode == Exit.DONE, r.stderr
     assert "does not look like" not in r.stderr
@@ -329,8 +323,7 @@ def test_a_nested_quantifier_pattern_never_blocks_the_window(tmp_path: Path, sta
     [("^sk_(?=live)[a-z_]+$", "invalid perl operator: (?="), (r"^(sk)_\1$", "invalid escape sequence: \\1")],
 )
 def test_a_pattern_re2_cannot_run_is_refused_at_check(tmp_path: Path, pattern: str, why: str) -> None:
-    plan = tmp_path / "plan.toml"
-    plan.write_text(NESTED.format(pattern=pattern, probe_url="http://127.0.0.1:9/", tmp=tmp_path))
+    plan = nested(tmp_path, pattern, "http://127.0.0.1:9/")
     r = lc.cli("check", str(plan))
     assert r.returncode == Exit.PLAN_INVALID, r.stderr
     line = lc.one_line(r.stderr)

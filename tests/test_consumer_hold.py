@@ -35,7 +35,7 @@ from rotator_plugins.envfile import lookup, update_dotenv
 from rotator import consumer, secret
 from rotator.consumer import EnvFileKey, HoldStats, HoldTimeout, KeySourceError, RotatingKey, read_env_value
 from rotator.consumer_http import HoldAndRetryAuth, RequestsHoldAndRetryAuth
-from rotator.demo.standin import AdjutorStandIn
+from rotator.testing.adjutor import AdjutorStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = "ADJUTOR_API_KEY"

@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from rotator.plan import PlanError, load_plan
 from rotator.probe import ProbeOutcome, ProbeResult
 from rotator.report import Report, TargetResult
 from rotator.secret import Secret
+from rotator.testing._http import LoopbackServer
 
 HOOK_KEY = "notify-signing-key-0123456789"
 
@@ -46,7 +46,7 @@ class Receiver:
 
     answer: Callable[[int, Received], tuple[int, bytes]]
     requests: list[Received] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
+    server: LoopbackServer | None = None
 
     def __post_init__(self) -> None:
         receiver = self
@@ -65,18 +65,16 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.server = LoopbackServer("127.0.0.1", 0, Handler).start_background("notify-receiver")
 
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_port}/hook/T000/B000/{secrets.token_hex(8)}"
+        return f"{self.server.url}/hook/T000/B000/{secrets.token_hex(8)}"
 
     def close(self) -> None:
         assert self.server is not None
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 def slack_answer(n: int, r: Received) -> tuple[int, bytes]:

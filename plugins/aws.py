@@ -388,7 +388,9 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
         s = self.settings
         crt = request_token(token)
         previous = expected_version
-        if s.json_key:
+        if s.json_key or expected_version is not None:
+            # json_key: the other fields are kept, so the object is read anyway.  A plain string is
+            # read only for a check-and-set (the primary): a target's write stays one call.
             version, value = await self._current()
             current = self._key_of(value)
             if current is not None and current.fingerprint == secret.fingerprint:
@@ -396,15 +398,18 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
                 return Written(version=version, detail=f"{version} is AWSCURRENT (already current, nothing written)")
             if version == crt:
                 raise self._token_reused()
-            if expected_version is not None and version != expected_version:
+            if expected_version is not None and version != expected_version and not (
+                version is None and expected_version == "0"
+            ):
                 raise Conflict(
                     f"aws {self.name}: {s.secret_id} changed since arm (version {version}, expected "
                     f"{expected_version}); rerun, or --force"
                 )
+            previous = version
+        if s.json_key:
             obj = dict(value) if isinstance(value, dict) else {}
             obj[s.json_key] = secret.reveal()
             text = json.dumps(obj)
-            previous = version
         else:
             text = secret.reveal()
         try:

@@ -155,15 +155,7 @@ def memory_subject() -> Iterator[Subject]:
 SUBJECTS = [
     "envfile_subject",
     "vault_subject",
-    pytest.param(
-        "aws_subject",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=pytest.fail.Exception,
-            reason="plugins/aws.py: a plain-string secret (no json_key) ignores expected_version, so a stale "
-            "one is overwritten instead of raising Conflict (the json_key path checks it); fix there, then drop this",
-        ),
-    ),
+    "aws_subject",
     "aws_json_subject",
     "kubernetes_subject",
     "memory_subject",

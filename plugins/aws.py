@@ -398,8 +398,10 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
                 return Written(version=version, detail=f"{version} is AWSCURRENT (already current, nothing written)")
             if version == crt:
                 raise self._token_reused()
-            if expected_version is not None and version != expected_version and not (
-                version is None and expected_version == "0"
+            if (
+                expected_version is not None
+                and version != expected_version
+                and not (version is None and expected_version == "0")
             ):
                 raise Conflict(
                     f"aws {self.name}: {s.secret_id} changed since arm (version {version}, expected "

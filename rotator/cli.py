@@ -17,12 +17,13 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from rotator.errors import CommandError
 from rotator.exitcodes import Exit
 from rotator.journal import Journal
 from rotator.logs import configure, get_logger
 from rotator.plan import Plan, PlanError, load_plan
 from rotator.render import ProgressPrinter, fmt_time, history_lines, print_report, report_json
-from rotator.report import Progress, Report
+from rotator.report import PRIMARY_UNSURE, RESUMABLE, Progress, Report, RunState
 from rotator.rotation import Rotation, RotationError
 from rotator.secret import MAX_KEY_LENGTH, CleanKey, KeyRejected, clean_paste
 
@@ -37,13 +38,7 @@ DASHBOARD_STEPS = """\
   3. Paste it here and press Enter (input is hidden)"""
 
 
-class Fail(Exception):
-    """A one-line failure with its exit code."""
-
-    def __init__(self, message: str, code: Exit, report: Report | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.report = report  # for --json: a script still gets a report on stdout
+Fail = CommandError  # the name every command raises
 
 
 class _State:
@@ -293,10 +288,10 @@ def resume(state: _State, rotation_id: str, plan_path: str | None, as_json: bool
     row = state.journal.get(rotation_id)
     if row is None:
         raise Fail(f"no rotation {rotation_id} in the journal (see `rotator history`)", Exit.PLAN_INVALID)
-    if row.state == "done":
+    if row.state == RunState.DONE:
         err.print(f"rotation {row.id} is already done")
         return 0
-    if row.state in ("armed", "refused", "unavailable", "aborted", "dry_run", "conflict"):
+    if row.state not in RESUMABLE:
         raise Fail(
             f"rotation {row.id} never wrote the primary ({row.state}): the key must be entered again: "
             f"`rotator rotate {row.plan_path}`",
@@ -304,7 +299,7 @@ def resume(state: _State, rotation_id: str, plan_path: str | None, as_json: bool
         )
     plan = _load(plan_path or row.plan_path)
     # Killed during the primary write, or its answer lost: the write may have landed.  The primary decides.
-    unsure = row.state in ("key_accepted", "failed")
+    unsure = row.state in PRIMARY_UNSURE
     rot = Rotation(plan, state.journal, rotation_id=row.id, progress=_progress(quiet))
     report = asyncio.run(_armed(rot, "resume", lambda r: r.resume(row.new_fp, primary_unsure=unsure)))
     return _finish(report, as_json)
@@ -333,7 +328,10 @@ def history(state: _State, plan_name: str | None, limit: int, as_json: bool) -> 
     """List recent rotations and syncs."""
     rows = state.journal.history(plan_name, limit)
     if as_json:
-        click.echo(json.dumps([{k: v for k, v in r.__dict__.items() if k != "report"} for r in rows], indent=2))
+        rows_out = [
+            {**{k: v for k, v in r.__dict__.items() if k != "report"}, "resumable": r.state in RESUMABLE} for r in rows
+        ]
+        click.echo(json.dumps(rows_out, indent=2))
         return 0
     if not rows:
         err.print("no rotations yet")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rotator.files import NotRegular, TooLarge, read_regular
 from rotator.notify.base import NotifierSettings
+from rotator.errors import PlanError
 from rotator.plugin import BackendSettings, ConsumerSettings, SecretRef
 from rotator.registry import UnknownPlugin, backend_class, consumer_class, notifier_class
 from rotator.secret import ADJUTOR_KEY_PATTERN, key_regex
@@ -223,22 +224,6 @@ class Plan:
             '[secret] strategy = "alternating" with apps = ["APP", "OTHER-APP"] (a second Adjutor app with the '
             "same API services, its key kept as a standby on the primary) makes a reset fail no call"
         ]
-
-
-class PlanError(Exception):
-    """A plan that cannot be used; `problems` are one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        problems = [_one_line(p) for p in problems]
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-def _one_line(text: str) -> str:
-    """A key or value from the file may hold line breaks or control characters: escape them."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _loc(parts: tuple[int | str, ...] | list[int | str]) -> str:

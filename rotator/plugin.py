@@ -24,28 +24,11 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rotator.errors import Conflict as Conflict  # re-exported: defined in rotator.errors
+from rotator.errors import PluginError
 from rotator.secret import Secret
 
 T = TypeVar("T")
-
-
-class PluginError(Exception):
-    """A one-line, secret-free reason a target failed.
-
-    `retryable` says whether trying again could help (a timeout, a 5xx) or not
-    (access denied, a check-and-set conflict).
-    """
-
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-class Conflict(PluginError):
-    """The stored secret changed between arm and write (check-and-set)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
 
 
 class SecretRef(BaseModel):

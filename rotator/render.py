@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rotator.report import Progress, Report
+from rotator.report import RESUMABLE, Progress, Report
 
 _STYLE = {"ok": "green", "failed": "bold red", "warning": "yellow", "skipped": "yellow", "running": "dim"}
 _MARK = {"ok": "✓", "failed": "✗", "warning": "!", "skipped": "-", "running": "…"}
@@ -104,7 +104,8 @@ def fmt_time(ts: float | None) -> str:
 
 
 def history_lines(rows: list[Any]) -> list[str]:
-    """One line per rotation, plain text: readable in a terminal, a pipe or grep."""
+    """One line per rotation, plain text: readable in a terminal, a pipe or grep.  A run
+    `rotator resume` can finish (report.RESUMABLE, what `rotate` warns about) says so."""
     out = [
         f"{'id':<26} {'kind':<6} {'plan':<20} {'state':<11} {'window':>9}  {'fingerprint':<34} {'operator':<10} reason"
     ]
@@ -113,5 +114,6 @@ def history_lines(rows: list[Any]) -> list[str]:
         fps = f"{r.old_fp or '-'} → {r.new_fp or '-'}"
         out.append(
             f"{r.id:<26} {r.kind:<6} {r.plan:<20} {r.state:<11} {window:>9}  {fps:<34} {r.operator:<10} {r.reason or ''}"
+            + (f"  (unfinished: `rotator resume {r.id}`)" if r.state in RESUMABLE else "")
         )
     return out

@@ -8,17 +8,97 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
-from rotator.plugin import Check
-from rotator.probe import ProbeResult
+if TYPE_CHECKING:  # annotations only: this module stays standard-library (the journal and the CLI import it)
+    from rotator.plugin import Check
+    from rotator.probe import ProbeResult
+
+
+class TargetStatus(StrEnum):
+    """Where one backend or consumer ended (`TargetResult.status`)."""
+
+    PENDING = "pending"
+    OK = "ok"
+    UNCHANGED = "unchanged"  # already held the key (resume, sync), or the primary it came from
+    FAILED = "failed"
+    SKIPPED = "skipped"  # a consumer not signalled because what it reads from was not written
+    UNCONFIRMED = "unconfirmed"  # signalled, but did not report the new fingerprint in time
+    CONFLICT = "conflict"  # check-and-set: changed since arm
+    DRIFT = "drift"  # sync --check: differs from the primary
+
+
+GOOD = frozenset({TargetStatus.OK, TargetStatus.UNCHANGED})
+BAD = frozenset(
+    {TargetStatus.FAILED, TargetStatus.SKIPPED, TargetStatus.UNCONFIRMED, TargetStatus.CONFLICT, TargetStatus.DRIFT}
+)
+
+
+class RunState(StrEnum):
+    """A rotation's (or sync's) state in the journal and its report.
+
+    There is no "primary written" state: `fanning_out` is journaled the moment
+    the primary's write is read back, so it is that state (one awaited journal
+    write fewer in the window).  A run killed during the primary write is left
+    `key_accepted`: only the primary can say whether the write landed.
+    """
+
+    ARMED = "armed"
+    KEY_ACCEPTED = "key_accepted"  # write-ahead: the key's fingerprint, before any backend has it
+    FANNING_OUT = "fanning_out"  # the primary holds the key
+    DONE = "done"
+    PARTIAL = "partial"  # the primary holds the key, some target does not
+    REFUSED = "refused"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"  # the primary write failed (its answer may have been lost: it may have landed)
+    CONFLICT = "conflict"
+    ABORTED = "aborted"
+    DRY_RUN = "dry_run"
+    DRIFT = "drift"
+
+
+# The run stopped: nothing more happens to it unless `rotator resume` picks it up.
+FINISHED = frozenset(
+    {
+        RunState.DONE,
+        RunState.PARTIAL,
+        RunState.REFUSED,
+        RunState.UNAVAILABLE,
+        RunState.FAILED,
+        RunState.ABORTED,
+        RunState.CONFLICT,
+        RunState.DRY_RUN,
+        RunState.DRIFT,
+    }
+)
+# The primary holds (or may hold) the key and some target may not: `rotator resume`
+# finishes it from the primary, `rotate` warns about it, `history` marks it.
+RESUMABLE = frozenset({RunState.KEY_ACCEPTED, RunState.FANNING_OUT, RunState.PARTIAL, RunState.FAILED})
+# Resume cannot tell from the journal whether the primary write landed: the primary decides.
+PRIMARY_UNSURE = frozenset({RunState.KEY_ACCEPTED, RunState.FAILED})
+
+
+class Step(StrEnum):
+    """The step a progress line or a journal event belongs to."""
+
+    ARM = "arm"
+    KEY = "key"
+    PROBE = "probe"
+    PRIMARY = "primary"
+    WRITE = "write"
+    SIGNAL = "signal"
+    CONFIRM = "confirm"
+    CONSUMER = "consumer"  # journal: where a consumer ended
+    CHECK = "check"  # sync --check
+    REPORT = "report"
 
 
 @dataclass
 class Progress:
     """One line of live progress: a step or a target changed state."""
 
-    step: str  # arm | key | probe | primary | write | signal | confirm | revoked | report
+    step: str  # a Step
     target: str
     status: str  # running | ok | failed | skipped | warning
     detail: str = ""
@@ -33,7 +113,7 @@ class TargetResult:
     name: str
     kind: str  # backend | consumer
     type: str
-    status: str = "pending"  # ok | failed | skipped | unconfirmed | unchanged
+    status: str = TargetStatus.PENDING
     detail: str = ""
     attempts: int = 0
     started: float | None = None  # seconds after the key was received

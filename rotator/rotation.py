@@ -44,7 +44,7 @@ from rotator.plugin import (
 )
 from rotator.probe import ProbeOutcome, Prober, ProbeResult
 from rotator.registry import backend_class, consumer_class
-from rotator.report import ArmResult, Progress, ProgressFn, Report, TargetResult
+from rotator.report import BAD, ArmResult, Progress, ProgressFn, Report, TargetResult
 from rotator.secret import Secret, scrub
 
 T = TypeVar("T")
@@ -559,7 +559,7 @@ class Rotation:
     ) -> Report:
         ends = [r.finished for r in results.values() if r.finished is not None]
         window = max(ends) if ends else self._since_key()
-        bad = [r for r in results.values() if r.status in ("failed", "skipped", "unconfirmed", "conflict", "drift")]
+        bad = [r for r in results.values() if r.status in BAD]
         state = "partial" if bad else "done"
         if revocation is not None:
             if revocation.outcome is ProbeOutcome.REFUSED:

@@ -235,6 +235,36 @@ def test_killed_during_the_primary_write(tmp_path: Path, standin: AdjutorStandIn
     assert lc.env_fp(w.tmp / "mirror.env") == fp
 
 
+def test_killed_during_the_primary_write_is_unfinished_for_rotate_resume_and_history(
+    tmp_path: Path, standin: AdjutorStandIn, vault: VaultServer
+) -> None:
+    """SIGKILLed while the primary's write is in flight: `rotate` warns about it, `history`
+    marks it, and `resume` picks it up: one definition of unfinished (report.RESUMABLE)."""
+    w = make_world(tmp_path / "w", standin, vault, vault_primary=True)
+    new, _ = crash_while(w, "key_accepted", tmp_path / "run1")
+    row = lc.latest(w.name)
+    assert row is not None and row.state == "key_accepted"
+
+    hist = lc.cli("history", "--plan", w.name)
+    assert hist.returncode == 0, hist.stderr
+    line = next(x for x in hist.stdout.splitlines() if x.startswith(row.id))
+    assert f"unfinished: `rotator resume {row.id}`" in line
+    rows = json.loads(lc.cli("history", "--plan", w.name, "--json").stdout)
+    assert [r["resumable"] for r in rows if r["id"] == row.id] == [True]
+
+    r = lc.cli("rotate", str(w.plan), "--key-stdin", input="\n")
+    assert r.returncode == Exit.KEY_REFUSED, r.stderr
+    assert f"rotation {row.id} of {w.name} did not finish (key_accepted)" in r.stderr
+
+    # The write landed after all: resume finishes it, and it is no longer unfinished.
+    vault.put("apps/billing", {"api_key": new, "db_password": "hunter2"})
+    assert lc.cli("resume", row.id).returncode == Exit.DONE
+    r = lc.cli("rotate", str(w.plan), "--key-stdin", input="\n")
+    assert r.returncode == Exit.KEY_REFUSED and "did not finish" not in r.stderr
+    hist = lc.cli("history", "--plan", w.name)
+    assert "unfinished" not in hist.stdout
+
+
 def test_sync_repairs_a_tampered_target(world: World, tmp_path: Path) -> None:
     w = world
     new = w.standin.reset()

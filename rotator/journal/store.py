@@ -20,9 +20,10 @@ from sqlalchemy import event as sa_event
 from rotator.journal.plan_lock import PlanLocks
 from rotator.journal.schema import events, migrate, rotations
 from rotator.journal.urls import default_url, normalize_url
+from rotator.report import FINISHED as FINISHED  # re-exported: rotator.report defines the run states
+from rotator.report import RESUMABLE
 
 # States a rotation ends in (the rest can still move on).
-FINISHED = ("done", "partial", "refused", "unavailable", "failed", "aborted", "conflict", "dry_run", "drift")
 
 
 @dataclass
@@ -159,9 +160,10 @@ class Journal:
             return [_row(r) for r in c.execute(q).mappings().all()]
 
     def unfinished(self, plan: str) -> list[RotationRow]:
+        """The plan's rotations `rotator resume` can finish (report.RESUMABLE), newest first."""
         q = (
             rotations.select()
-            .where(rotations.c.plan == plan, rotations.c.state.in_(("primary_written", "fanning_out", "partial")))
+            .where(rotations.c.plan == plan, rotations.c.state.in_(sorted(RESUMABLE)))
             .order_by(rotations.c.created_at.desc())
         )
         with self.engine.connect() as c:

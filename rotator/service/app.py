@@ -434,7 +434,7 @@ async def _journal_stream(
     """A rotation held by another replica, followed through the journal: each event
     row as `journal` (id = the row's id, for Last-Event-ID), then `report` or
     `closed`, then `end`."""
-    from rotator.journal import FINISHED
+    from rotator.report import FINISHED
 
     yield b"retry: 2000\n\n"
     last, quiet, gone = after, 0.0, 0

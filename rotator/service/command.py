@@ -18,10 +18,10 @@ MIN_TOKEN_LENGTH = 16
 
 
 def _fail(message: str, code: int = 2) -> Exception:
-    from rotator.cli import Fail
+    from rotator.errors import CommandError
     from rotator.exitcodes import Exit
 
-    return Fail(message, Exit(code))
+    return CommandError(message, Exit(code))
 
 
 def plan_files(sources: tuple[str, ...]) -> list[Path]:

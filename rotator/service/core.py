@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rotator.exitcodes import Exit
-from rotator.journal import FINISHED, Journal, LockHeld, RotationRow
+from rotator.journal import Journal, LockHeld, RotationRow
 from rotator.logs import REDACTED, get_logger
 from rotator.plan import Plan
-from rotator.report import Progress, Report
+from rotator.report import BAD, FINISHED, Progress, Report
 from rotator.rotation import Rotation, RotationError
 from rotator.secret import KeyRejected, clean_paste, live_values
 from rotator.service.metrics import Metrics
@@ -460,7 +460,7 @@ class Service:
             if r.state in ("done", "partial", "drift") and r.report and r.report.get("targets"):
                 for t in r.report["targets"]:
                     if t.get("kind") == "backend" and not t.get("primary"):
-                        drift[t["name"]] = t.get("status") in ("drift", "failed", "skipped", "conflict")
+                        drift[t["name"]] = t.get("status") in BAD
                 break
         armed = next((h.id for h in self.held.values() if h.plan.name == plan.name and h.state == "armed"), None)
         return {

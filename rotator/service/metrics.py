@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from rotator.report import BAD
+
 if TYPE_CHECKING:
     from rotator.journal import Journal
     from rotator.plan import Plan
@@ -23,7 +25,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # The window is tens of milliseconds when all is well, seconds when a consumer is slow.
 WINDOW_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-BAD_TARGET = ("failed", "skipped", "unconfirmed", "conflict", "drift")
 
 
 class Metrics:
@@ -99,7 +100,7 @@ class Metrics:
             self.window.labels(plan).observe(report.window)
         for t in report.targets:
             if t.kind == "backend":
-                self.drift.labels(plan, t.name).set(1 if t.status in BAD_TARGET else 0)
+                self.drift.labels(plan, t.name).set(1 if t.status in BAD else 0)
         if report.state == "done":
             if kind == "rotate":
                 self.last_rotation.labels(plan).set(finished_at)

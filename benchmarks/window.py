@@ -388,15 +388,17 @@ def progress_printer() -> Any:
 
 
 async def _rotator_once(setup: Setup, journal: Any, s1: Child, s2: Child) -> dict[str, Any]:
+    from rotator import pipeline
+    from rotator.pipeline import arm
+    from rotator.pipeline.state import RotationState
     from rotator.plan import parse_plan
-    from rotator.rotation import Rotation
     from rotator.secret import Secret
 
     plan = parse_plan(setup.plan_data, Path(f"bench-{setup.case.name}.toml"))
-    rot = Rotation(plan, journal, reason="benchmark", operator="benchmark", progress=progress_printer())
+    rot = RotationState(plan, journal, reason="benchmark", operator="benchmark", progress_fn=progress_printer())
     try:
         t_arm = time.perf_counter()
-        armed = await rot.arm()
+        armed = await arm.run(rot)
         arm_s = time.perf_counter() - t_arm
         if not armed.ok:
             raise RuntimeError("arm failed: " + "; ".join(armed.problems()))
@@ -405,10 +407,10 @@ async def _rotator_once(setup: Setup, journal: Any, s1: Child, s2: Child) -> dic
         rot.key_arrived()
         t_key = rot.key_received
         assert t_key is not None
-        report = await rot.rotate(Secret(key))
+        report = await pipeline.rotate(rot, Secret(key))
         returned = time.perf_counter() - t_key
     finally:
-        await rot.close()
+        await arm.disarm(rot)
     if report.state != "done":
         bad = [f"{t.name}: {t.status} {t.detail}" for t in report.targets if t.status != "ok"]
         raise RuntimeError(f"rotation {report.state}: {report.message}; {bad[:5]}")
@@ -439,32 +441,34 @@ def cold_main(conn: Any, plan_data: dict[str, Any], env: dict[str, str], env_lat
     os.environ.update(env)
     _latent.register()
     _latent.LatentEnvFile.latency = env_latency
+    from rotator import pipeline
     from rotator.journal import Journal
+    from rotator.pipeline import arm
+    from rotator.pipeline.state import RotationState
     from rotator.plan import parse_plan
-    from rotator.rotation import Rotation
     from rotator.secret import Secret
 
     async def go() -> dict[str, Any]:
         journal = Journal(db_url)
-        rot = Rotation(
+        rot = RotationState(
             parse_plan(plan_data, Path("bench-cold.toml")),
             journal,
             reason="benchmark",
             operator="benchmark",
-            progress=progress_printer(),
+            progress_fn=progress_printer(),
         )
         try:
-            armed = await rot.arm()
+            armed = await arm.run(rot)
             if not armed.ok:
                 raise RuntimeError("arm failed: " + "; ".join(armed.problems()))
             conn.send("armed")
             key = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
             before = set(sys.modules)
             rot.key_arrived()
-            report = await rot.rotate(Secret(key))
+            report = await pipeline.rotate(rot, Secret(key))
             imported = sorted(set(sys.modules) - before)
         finally:
-            await rot.close()
+            await arm.disarm(rot)
             journal.close()
         return {"window": report.window, "t_key": rot.key_received, "state": report.state, "imported": imported}
 

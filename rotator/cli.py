@@ -17,14 +17,16 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from rotator.errors import CommandError
+from rotator import pipeline
+from rotator.errors import CommandError, RotationError
 from rotator.exitcodes import Exit
 from rotator.journal import Journal
 from rotator.logs import configure, get_logger
+from rotator.pipeline import arm, finish
+from rotator.pipeline.state import RotationState
 from rotator.plan import Plan, PlanError, load_plan
 from rotator.render import ProgressPrinter, fmt_time, history_lines, print_report, report_json
 from rotator.report import PRIMARY_UNSURE, RESUMABLE, Progress, Report, RunState
-from rotator.rotation import Rotation, RotationError
 from rotator.secret import MAX_KEY_LENGTH, CleanKey, KeyRejected, clean_paste
 
 err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
@@ -109,12 +111,12 @@ async def _ask_key(prompt: str) -> str:
     return await asyncio.to_thread(getpass.getpass, prompt)
 
 
-async def _keep_warm(rot: Rotation) -> None:
+async def _keep_warm(state: RotationState) -> None:
     """While the operator is in the dashboard, keep the probe's connection open."""
     while True:
         await asyncio.sleep(15)
-        if rot.prober:
-            await rot.prober.warm()
+        if state.prober:
+            await state.prober.warm()
 
 
 async def _rotate(
@@ -128,16 +130,16 @@ async def _rotate(
     accept_unprobed: bool,
     quiet: bool,
 ) -> Report | int:
-    rot = Rotation(
+    rot = RotationState(
         plan,
         journal,
         reason=reason,
         force=force,
         accept_unprobed=accept_unprobed,
-        progress=_progress(quiet),
+        progress_fn=_progress(quiet),
     )
     try:
-        armed = await rot.arm()
+        armed = await arm.run(rot)
         if not armed.ok:
             raise Fail(
                 "not armed: " + "; ".join(armed.problems()) + " — fix these before resetting the key",
@@ -171,35 +173,28 @@ async def _rotate(
                     err.print(f"[red]✗ {escape(str(exc))}[/]: paste it again")
                     continue
                 message = f"the pasted key was rejected: {exc}; nothing was written"
-                raise Fail(message, Exit.KEY_REFUSED, await rot.abandon(rot.not_written(message))) from None
+                raise Fail(
+                    message, Exit.KEY_REFUSED, await finish.abandon(rot, finish.not_written(rot, message))
+                ) from None
             finally:
                 del raw
             for w in clean.warnings:
                 err.print(f"[yellow]! {escape(w)}[/]")
             err.print(f"key received: fingerprint {clean.secret.fingerprint}")
             if dry_run:
-                result = await rot.probe(clean.secret)
-                report = rot.not_written(f"dry run: arm and probe only; probe {result.outcome.value} ({result.detail})")
-                report.state, report.probe = "dry_run", result
-                report.exit_code = {
-                    "accepted": 0,
-                    "skipped": 0,
-                    "refused": int(Exit.KEY_REFUSED),
-                    "unavailable": int(Exit.PROBE_UNAVAILABLE),
-                }[result.outcome.value]
-                return await rot.abandon(report)
-            report = await rot.rotate(clean.secret)
+                return await pipeline.dry_run(rot, clean.secret)
+            report = await pipeline.rotate(rot, clean.secret)
             if report.exit_code == Exit.KEY_REFUSED and interactive and attempt < MAX_KEY_ATTEMPTS:
                 err.print(f"[red]✗ {escape(report.message)}[/]: check the key and paste it again")
                 continue
             if report.state in ("refused", "unavailable"):
-                await rot.abandon(report)
+                await finish.abandon(rot, report)
             return report
         raise AssertionError("unreachable")
     except RotationError as exc:
         raise Fail(str(exc), exc.exit_code) from None
     finally:
-        await rot.close()
+        await arm.disarm(rot)
 
 
 def _finish(report: Report, as_json: bool) -> int:
@@ -260,17 +255,17 @@ def rotate(
     return _finish(result, as_json)
 
 
-async def _armed(rot: Rotation, what: str, step: Callable[[Rotation], Awaitable[Report]]) -> Report:
-    """Arm `rot`, run one step on it, close it; failures become one-line `Fail`s."""
+async def _armed(state: RotationState, what: str, flow: Callable[[RotationState], Awaitable[Report]]) -> Report:
+    """Arm `state`, run one flow on it, disarm it; failures become one-line `Fail`s."""
     try:
-        armed = await rot.arm()
+        armed = await arm.run(state)
         if not armed.ok:
             raise Fail(f"cannot {what}: " + "; ".join(armed.problems()), Exit.PREFLIGHT_FAILED)
-        return await step(rot)
+        return await flow(state)
     except RotationError as exc:
         raise Fail(str(exc), exc.exit_code) from None
     finally:
-        await rot.close()
+        await arm.disarm(state)
 
 
 def _progress(quiet: bool) -> Callable[[Progress], None]:
@@ -300,8 +295,8 @@ def resume(state: _State, rotation_id: str, plan_path: str | None, as_json: bool
     plan = _load(plan_path or row.plan_path)
     # Killed during the primary write, or its answer lost: the write may have landed.  The primary decides.
     unsure = row.state in PRIMARY_UNSURE
-    rot = Rotation(plan, state.journal, rotation_id=row.id, progress=_progress(quiet))
-    report = asyncio.run(_armed(rot, "resume", lambda r: r.resume(row.new_fp, primary_unsure=unsure)))
+    rot = RotationState(plan, state.journal, id=row.id, progress_fn=_progress(quiet))
+    report = asyncio.run(_armed(rot, "resume", lambda s: pipeline.resume(s, row.new_fp, primary_unsure=unsure)))
     return _finish(report, as_json)
 
 
@@ -314,8 +309,8 @@ def resume(state: _State, rotation_id: str, plan_path: str | None, as_json: bool
 def sync(state: _State, plan_path: str, check_only: bool, as_json: bool, quiet: bool) -> int:
     """Copy the primary's key to every backend that differs; signal what changed."""
     plan = _load(plan_path)
-    rot = Rotation(plan, state.journal, kind="sync", progress=_progress(quiet))
-    report = asyncio.run(_armed(rot, "sync", lambda r: r.sync(check_only)))
+    rot = RotationState(plan, state.journal, kind="sync", progress_fn=_progress(quiet))
+    report = asyncio.run(_armed(rot, "sync", pipeline.check_drift if check_only else pipeline.sync))
     return _finish(report, as_json)
 
 

@@ -121,7 +121,8 @@ def test_arm_checks_are_kept_per_target_even_for_a_plan_built_by_hand(
     import asyncio
 
     from rotator.journal import Journal
-    from rotator.rotation import Rotation
+    from rotator.pipeline import arm as arm_step
+    from rotator.pipeline.state import RotationState
 
     (tmp_path / "store.env").write_text(f"ADJUTOR_API_KEY={OLD}\n")
     plan = same_name(tmp_path, consumer="hook")
@@ -130,11 +131,11 @@ def test_arm_checks_are_kept_per_target_even_for_a_plan_built_by_hand(
     p.consumers[0].name = "app-env"  # what the plan check now refuses
 
     async def arm() -> bool:
-        rot = Rotation(p, Journal(), reason="test")
+        rot = RotationState(p, Journal(), reason="test")
         try:
-            return (await rot.arm()).ok
+            return (await arm_step.run(rot)).ok
         finally:
-            await rot.close()
+            await arm_step.disarm(rot)
 
     assert asyncio.run(arm()) is False
 

@@ -271,11 +271,12 @@ def test_in_process_exception_texts_logs_and_report(tmp_path: Path, monkeypatch:
     details, progress lines, the report, the journal, debug logs with tracebacks) is clean."""
     import asyncio
 
-    from rotator import registry
+    from rotator import pipeline, registry
     from rotator.journal import Journal
     from rotator.logs import configure
+    from rotator.pipeline import arm
+    from rotator.pipeline.state import RotationState
     from rotator.plan import load_plan
-    from rotator.rotation import Rotation
     from rotator.secret import Secret
 
     site = lc.leaky_plugin_site(tmp_path / "site")
@@ -292,12 +293,12 @@ def test_in_process_exception_texts_logs_and_report(tmp_path: Path, monkeypatch:
     progress: list[str] = []
 
     async def go() -> Any:
-        rot = Rotation(load_plan(plan_path), Journal(), progress=lambda p: progress.append(f"{p}"))
+        rot = RotationState(load_plan(plan_path), Journal(), progress_fn=lambda p: progress.append(f"{p}"))
         try:
-            assert (await rot.arm()).ok
-            return await rot.rotate(Secret(key))
+            assert (await arm.run(rot)).ok
+            return await pipeline.rotate(rot, Secret(key))
         finally:
-            await rot.close()
+            await arm.disarm(rot)
 
     try:
         report = asyncio.run(go())

@@ -27,11 +27,13 @@ from typing import Any
 
 from rich.console import Console
 
+from rotator import pipeline
 from rotator.journal import Journal
+from rotator.pipeline import arm
+from rotator.pipeline.state import RotationState
 from rotator.plan import load_plan
 from rotator.render import ProgressPrinter, print_report
 from rotator.report import Report
-from rotator.rotation import Rotation
 from rotator.secret import clean_paste
 from rotator.testing import plans
 
@@ -203,9 +205,9 @@ def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | No
 
 
 async def _rotate(plan: Any, journal: Journal, api_base: str, admin: str, out: Console) -> Report:
-    rot = Rotation(plan, journal, reason="demo", progress=ProgressPrinter(out))
+    rot = RotationState(plan, journal, reason="demo", progress_fn=ProgressPrinter(out))
     try:
-        armed = await rot.arm()
+        armed = await arm.run(rot)
         if not armed.ok:
             raise RuntimeError("demo could not arm: " + "; ".join(armed.problems()))
         out.print("[bold]armed[/]; now pressing 'Reset app key' on the stand-in (the old key dies at once)")
@@ -215,12 +217,12 @@ async def _rotate(plan: Any, journal: Journal, api_base: str, admin: str, out: C
         rot.key_arrived()
         typo = clean_paste(new_key[:-1] + ("x" if new_key[-1] != "x" else "y"))
         out.print("pasting the key with a typo in it first:")
-        refused = await rot.rotate(typo.secret)
+        refused = await pipeline.rotate(rot, typo.secret)
         out.print(f"[red]✗ {refused.message}[/]")
         out.print("pasting the right key:")
-        return await rot.rotate(clean_paste(f"  {new_key}\n").secret)
+        return await pipeline.rotate(rot, clean_paste(f"  {new_key}\n").secret)
     finally:
-        await rot.close()
+        await arm.disarm(rot)
 
 
 if __name__ == "__main__":  # pragma: no cover

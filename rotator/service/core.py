@@ -28,12 +28,15 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rotator import pipeline
+from rotator.errors import RotationError
 from rotator.exitcodes import Exit
 from rotator.journal import Journal, LockHeld, RotationRow
 from rotator.logs import REDACTED, get_logger
+from rotator.pipeline import arm, finish
+from rotator.pipeline.state import RotationState
 from rotator.plan import Plan
 from rotator.report import BAD, FINISHED, Progress, Report
-from rotator.rotation import Rotation, RotationError
 from rotator.secret import KeyRejected, clean_paste, live_values
 from rotator.service.metrics import Metrics
 
@@ -76,7 +79,7 @@ def scrub(obj: Any) -> Any:
 class Held:
     """An armed rotation and what its watchers need: the events so far, the report."""
 
-    rot: Rotation
+    rot: RotationState
     plan: Plan
     operator: str
     created_at: float
@@ -143,7 +146,7 @@ class Held:
         )
 
 
-def preflight(rot: Rotation) -> list[dict[str, Any]]:
+def preflight(rot: RotationState) -> list[dict[str, Any]]:
     """One entry per backend and consumer: ok (true/false/null = unverified), detail."""
     if rot.armed is None:
         return []
@@ -232,20 +235,20 @@ class Service:
             if holder:
                 holder[0].push("progress", asdict(p))
 
-        rot = Rotation(plan, self.journal, reason=reason or "web", operator=operator, progress=progress)
+        rot = RotationState(plan, self.journal, reason=reason or "web", operator=operator, progress_fn=progress)
         held = Held(rot, plan, operator, now, now + self.arm_timeout)
         holder.append(held)
         try:
-            armed = await rot.arm()
+            armed = await arm.run(rot)
         except RotationError as exc:
-            await rot.close()
+            await arm.disarm(rot)
             raise ApiError(409 if exc.exit_code == Exit.BUSY else 500, str(exc), **exc.details) from None
         except BaseException:
-            await rot.close()
+            await arm.disarm(rot)
             raise
         self.metrics.observe_arm(plan.name, "rotate", armed.seconds)
         if not armed.ok:
-            await rot.close()
+            await arm.disarm(rot)
             raise ApiError(
                 409,
                 "not armed: " + "; ".join(armed.problems()) + " — fix these before resetting the key",
@@ -272,11 +275,7 @@ class Service:
             if held.state != "armed":
                 return
             try:
-                if rot.prober is not None:
-                    await rot.prober.warm()
-                # Same holder: extends the lease.  On the rotation's own journal
-                # thread, so it is ordered before the release in close().
-                await rot._journal(self.journal.acquire, rot.plan.name, rot.id)
+                await arm.keep_warm(rot)  # the probe's connection, the lock's lease
             except LockHeld as exc:
                 # Our hold on the plan ended (database connection lost) and someone
                 # else has it now: this rotation must not take a key.
@@ -362,7 +361,7 @@ class Service:
     async def _rotate(self, held: Held, secret: Any) -> Report:
         rot = held.rot
         try:
-            report = await rot.rotate(secret)
+            report = await pipeline.rotate(rot, secret)
         except asyncio.CancelledError:
             # Shutdown ran out of time: leave the journal entry as it is (resumable)
             # and the process exit releases the rest.
@@ -391,8 +390,7 @@ class Service:
     async def _release(self, held: Held) -> None:
         if held.keeper is not None and held.keeper is not asyncio.current_task():
             held.keeper.cancel()
-        await held.rot.close()
-        held.rot.old_secret = None  # the old key is revoked; keep no copy of it around
+        await arm.disarm(held.rot)  # also drops its copy of the old key
         self.metrics.armed.set(sum(1 for h in self.held.values() if h.state == "armed"))
         asyncio.get_running_loop().call_later(KEEP_FINISHED, self.held.pop, held.id, None)
 
@@ -411,7 +409,7 @@ class Service:
         rot = held.rot
         if held.last_refusal is not None and rot.report is None:
             with contextlib.suppress(Exception):
-                await rot.abandon(rot.not_written(held.last_refusal["message"]))
+                await finish.abandon(rot, finish.not_written(rot, held.last_refusal["message"]))
         await self._release(held)
         held.push("closed", {"reason": why})
         log.info("armed rotation closed", rotation=rid, why=why)
@@ -428,17 +426,17 @@ class Service:
         return await asyncio.shield(task)
 
     async def _sync(self, plan: Plan, check_only: bool, trigger: str, reason: str) -> Report:
-        rot = Rotation(plan, self.journal, kind="sync", reason=reason, operator=f"rotator serve ({trigger})")
+        rot = RotationState(plan, self.journal, kind="sync", reason=reason, operator=f"rotator serve ({trigger})")
         try:
-            armed = await rot.arm()
+            armed = await arm.run(rot)
             self.metrics.observe_arm(plan.name, "sync", armed.seconds)
             if not armed.ok:
                 raise ApiError(409, "cannot sync: " + "; ".join(armed.problems()), preflight=preflight(rot))
-            report = await rot.sync(check_only)
+            report = await (pipeline.check_drift(rot) if check_only else pipeline.sync(rot))
         except RotationError as exc:
             raise ApiError(409 if exc.exit_code == Exit.BUSY else 500, str(exc), **exc.details) from None
         finally:
-            await rot.close()
+            await arm.disarm(rot)
         self.metrics.observe_report(report)
         return report
 

@@ -1,0 +1,192 @@
+"""Arm: everything that can be done before the key exists; and disarm.
+
+Plugins are imported and constructed, clients made, connections opened,
+preflights run, the current values read, the probe's connection warmed, the
+journal entry opened and the plan's lock taken.  After this, the window needs
+no import, no connection set-up and no first read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from rotator.errors import RotationError
+from rotator.exitcodes import Exit
+from rotator.journal import LockHeld
+from rotator.pipeline.attempts import reason
+from rotator.plugin import Check, PluginContext, Stored
+from rotator.probe import Prober
+from rotator.registry import backend_class, consumer_class
+from rotator.report import ArmResult, RunState, Step
+from rotator.secret import scrub
+
+if TYPE_CHECKING:
+    from rotator.pipeline.state import RotationState
+    from rotator.plugin import Backend, Consumer
+
+
+async def run(state: RotationState) -> ArmResult:
+    """Ready every target; journal the entry (unless the state continues one) and lock the plan.
+    Raises RotationError (exit BUSY) when another rotation holds the plan."""
+    t0 = time.perf_counter()
+    plan = state.plan
+    state.emit(Step.ARM, "", "running", f"{len(plan.backends)} backends, {len(plan.consumers)} consumers")
+    n_targets = len(plan.backends) + len(plan.consumers)
+    ctx = state.ctx = PluginContext(max_threads=max(plan.rotation.max_threads, min(n_targets * 2 + 4, 1024)))
+    for b in plan.backends:
+        state.backends[b.name] = backend_class(b.type)(b, ctx)
+    for c in plan.consumers:
+        state.consumers[c.name] = consumer_class(c.type)(c, ctx)
+    if plan.probe.enabled:
+        state.prober = Prober(plan.probe, ctx.http)
+
+    checks: dict[str, Check] = {}
+    current: dict[str, str | None] = {}
+    primary_stored: Stored | None = None
+
+    async def ready_backend(b: Backend) -> None:
+        nonlocal primary_stored
+        start = time.perf_counter()
+        try:
+            await asyncio.wait_for(b.open(), b.settings.timeout)
+            check = await asyncio.wait_for(b.preflight(), b.settings.timeout)
+            if check.ok is not False:
+                stored = await asyncio.wait_for(b.read(), b.settings.timeout)
+                current[b.name] = stored.secret.fingerprint if stored.secret else None
+                if b.settings.primary:
+                    primary_stored = stored
+        except Exception as exc:  # noqa: BLE001 - one line per target, never a traceback
+            check = Check(False, reason(exc))
+        check = _keep(checks, b.name, _scrubbed(check))
+        state.emit(Step.ARM, b.name, _check_status(check), _check_detail(check), time.perf_counter() - start)
+
+    async def ready_consumer(c: Consumer) -> None:
+        start = time.perf_counter()
+        try:
+            await asyncio.wait_for(c.open(), c.settings.timeout)
+            check = await asyncio.wait_for(c.preflight(), c.settings.timeout)
+        except Exception as exc:  # noqa: BLE001
+            check = Check(False, reason(exc))
+        check = _keep(checks, c.name, _scrubbed(check))
+        state.emit(Step.ARM, c.name, _check_status(check), _check_detail(check), time.perf_counter() - start)
+
+    async def warm_probe() -> None:
+        if state.prober:
+            detail = await state.prober.warm()
+            state.emit(Step.ARM, "probe", "ok", detail)
+
+    await asyncio.gather(
+        *(ready_backend(b) for b in state.backends.values()),
+        *(ready_consumer(c) for c in state.consumers.values()),
+        warm_probe(),
+    )
+    old_fp = None
+    old_version = None
+    if primary_stored is not None:
+        state.old_secret = primary_stored.secret
+        old_version = primary_stored.version
+        old_fp = primary_stored.secret.fingerprint if primary_stored.secret else None
+    ok = all(c.ok is not False for c in checks.values())
+    armed = state.armed = ArmResult(ok, checks, old_fp, old_version, time.perf_counter() - t0, current)
+    if ok:
+        await _open_entry(state)
+    state.emit(Step.ARM, "", "ok" if ok else "failed", f"{armed.seconds:.2f}s", armed.seconds)
+    return armed
+
+
+async def _open_entry(state: RotationState) -> None:
+    """Journal the rotation (a new entry unless it continues one) and take the plan's lock."""
+    assert state.armed is not None
+    plan, armed = state.plan, state.armed
+    if not state.id:
+        state.id = await state.journal_call(
+            lambda: state.journal.begin(
+                kind=state.kind,
+                plan=plan.name,
+                plan_path=str(plan.path.resolve()),
+                reason=state.reason,
+                operator=state.operator,
+                old_fp=armed.old_fingerprint,
+            ),
+        )
+        state.entry_opened = True
+    try:
+        await state.journal_call(state.journal.acquire, plan.name, state.id)
+        state.locked = True
+    except LockHeld as exc:
+        if state.entry_opened:
+            await state.journal_call(state.journal.update, state.id, state=RunState.ABORTED, finished_at=time.time())
+        raise RotationError(str(exc), Exit.BUSY, {"lock": exc.as_dict()}) from None
+    await state.journal_call(
+        state.journal.record,
+        state.id,
+        Step.ARM,
+        "ok",
+        detail=f"{len(armed.checks)} targets ready in {armed.seconds:.3f}s",
+        fingerprint=armed.old_fingerprint,
+        version=armed.old_version,
+    )
+
+
+async def keep_warm(state: RotationState) -> None:
+    """While armed: keep the probe's connection open and renew the plan lock's lease.
+    Raises LockHeld when the hold ended and someone else has the plan now."""
+    if state.prober is not None:
+        await state.prober.warm()
+    if state.locked:
+        # Same holder: extends the lease.  On the rotation's own journal thread, so
+        # it is ordered before the release in disarm().
+        await state.journal_call(state.journal.acquire, state.plan.name, state.id)
+
+
+async def disarm(state: RotationState) -> None:
+    """Close every client, journal a rotation that never took a key as aborted, release the lock."""
+    if state.closed:
+        return
+    state.closed = True
+    for p in list(state.backends.values()) + list(state.consumers.values()):
+        try:
+            await asyncio.wait_for(p.close(), 5)
+        except Exception:  # noqa: BLE001, S110 - closing is best effort
+            pass
+    if state.ctx:
+        await state.ctx.aclose()
+    if state.revocation is not None and not state.revocation.done():
+        state.revocation.cancel()
+    # Only a rotation that never took a key is "aborted"; one that failed after the
+    # key was journaled keeps its state, so `resume` can finish it.
+    if state.id and state.report is None and not state.key_journaled and state.armed and state.armed.ok:
+        await state.journal_call(state.journal.update, state.id, state=RunState.ABORTED, finished_at=time.time())
+    if state.locked:
+        await state.journal_call(state.journal.release, state.plan.name, state.id)
+    await asyncio.get_running_loop().run_in_executor(None, state.writer.close)
+    state.old_secret = None  # keep no copy of the old key around
+
+
+def _keep(checks: dict[str, Check], name: str, check: Check) -> Check:
+    """Record a target's arm check; a second target of the same name (a plan built
+    without `load_plan`'s checks) can never mask the first one's failure."""
+    if name in checks:
+        check = Check(False, f"two targets are named {name!r}; names must be unique across backends and consumers")
+    checks[name] = check
+    return check
+
+
+def _scrubbed(c: Check) -> Check:
+    return Check(c.ok, scrub(c.detail), [scrub(w) for w in c.warnings])
+
+
+def _check_status(c: Check) -> str:
+    if c.ok is False:
+        return "failed"
+    if c.warnings or c.ok is None:
+        return "warning"
+    return "ok"
+
+
+def _check_detail(c: Check) -> str:
+    parts = [c.detail] if c.detail else []
+    parts += [f"warning: {w}" for w in c.warnings]
+    return "; ".join(parts)

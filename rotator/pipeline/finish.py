@@ -1,0 +1,128 @@
+"""Finish: the report of a rotation, and the journal entry closed with it.
+
+Also the reports of attempts that wrote nothing (a refused key, a dry run, a
+primary that was not written) and the closing of their entries.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rotator.exitcodes import Exit
+from rotator.probe import ProbeOutcome
+from rotator.report import BAD, Report, RunState, Step, TargetStatus
+
+if TYPE_CHECKING:
+    from rotator.pipeline.state import RotationState
+    from rotator.probe import ProbeResult
+    from rotator.secret import Secret
+
+NOT_REVOKED = "the OLD key still works against the API: it has NOT been revoked"
+
+
+async def run(state: RotationState, secret: Secret) -> Report:
+    """Wait for the old-key check, report every target, close the journal entry."""
+    revocation = await state.revocation if state.revocation else None
+    return await close_journal(state, report(state, secret, revocation))
+
+
+def report(state: RotationState, secret: Secret, revocation: ProbeResult | None = None) -> Report:
+    results = state.results.values()
+    ends = [r.finished for r in results if r.finished is not None]
+    window = max(ends) if ends else state.since_key()
+    bad = [r for r in results if r.status in BAD]
+    warnings = state.warnings
+    if revocation is not None:
+        if revocation.outcome is ProbeOutcome.REFUSED:
+            warnings.append(NOT_REVOKED)
+        elif revocation.outcome is not ProbeOutcome.ACCEPTED:
+            warnings.append(f"could not check that the old key is revoked: {revocation.detail}")
+    if bad:
+        names = ", ".join(f"{r.name} ({r.status})" for r in bad)
+        message = f"the primary holds the new key; not finished: {names}; run `rotator resume {state.id}`"
+    else:
+        message = f"every target holds the new key; window {window:.3f}s"
+    return Report(
+        id=state.id,
+        kind=state.kind,
+        plan=state.plan.name,
+        state=RunState.PARTIAL if bad else RunState.DONE,
+        exit_code=int(Exit.PARTIAL if bad else Exit.DONE),
+        reason=state.reason,
+        operator=state.operator,
+        old_fingerprint=state.armed.old_fingerprint if state.armed else None,
+        new_fingerprint=secret.fingerprint,
+        window=window,
+        steps=state.steps,
+        probe=state.probe,
+        revocation=revocation,
+        targets=list(results),
+        warnings=warnings,
+        message=message,
+    )
+
+
+async def primary_failed(state: RotationState, secret: Secret) -> Report:
+    """The primary was not written: nothing else is; journal why."""
+    if state.revocation is not None:
+        state.revocation.cancel()
+    primary = state.results[state.plan.primary.name]
+    out = report(state, secret)
+    conflict = primary.status == TargetStatus.CONFLICT
+    out.state = RunState.CONFLICT if conflict else RunState.FAILED
+    out.exit_code = int(Exit.CONFLICT if conflict else Exit.ERROR)
+    out.message = f"the primary ({primary.name}) was not written: {primary.detail}; nothing else was written"
+    return await close_journal(state, out)
+
+
+def not_written(
+    state: RotationState,
+    message: str,
+    *,
+    run_state: str = RunState.REFUSED,
+    code: Exit = Exit.KEY_REFUSED,
+    probe: ProbeResult | None = None,
+) -> Report:
+    """The report of an attempt that wrote nothing (a refused or rejected key, a dry run)."""
+    return Report(
+        id=state.id,
+        kind=state.kind,
+        plan=state.plan.name,
+        state=run_state,
+        exit_code=int(code),
+        reason=state.reason,
+        operator=state.operator,
+        old_fingerprint=state.armed.old_fingerprint if state.armed else None,
+        probe=probe,
+        message=message,
+    )
+
+
+async def abandon(state: RotationState, report: Report) -> Report:
+    """Close the journal entry of a rotation that wrote nothing."""
+    state.report = report
+    await state.journal_call(
+        state.journal.update,
+        state.id,
+        state=report.state,
+        exit_code=report.exit_code,
+        finished_at=time.time(),
+        report=report.as_dict(),
+    )
+    return report
+
+
+async def close_journal(state: RotationState, report: Report) -> Report:
+    state.report = report
+    state.event(Step.REPORT, report.state, detail=report.message, seconds=report.window)
+    await state.journal_call(
+        state.journal.update,
+        state.id,
+        state=report.state,
+        exit_code=report.exit_code,
+        finished_at=time.time(),
+        window_s=report.window,
+        report=report.as_dict(),
+    )
+    return report

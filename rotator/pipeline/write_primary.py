@@ -1,0 +1,39 @@
+"""Write the primary: check-and-set on the version read at arm, then read it back.
+
+Until the primary holds the key nothing else is written, so a failure here
+leaves every other target on the old key (and the journal says so).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rotator.pipeline import finish, write
+from rotator.report import GOOD, RunState, Step
+
+if TYPE_CHECKING:
+    from rotator.pipeline.state import RotationState
+    from rotator.report import Report
+    from rotator.secret import Secret
+
+
+async def run(state: RotationState, secret: Secret) -> Report | None:
+    """None once the primary holds `secret`; else the (journaled) report of a rotation that wrote nothing."""
+    assert state.armed is not None
+    primary = state.primary
+    res = state.results[primary.name]
+    start = state.since_key()
+    expected = None if state.force else (state.armed.old_version or "0")
+    await write.run(state, primary, secret, res, expected)
+    state.steps["primary"] = state.since_key() - start
+    if res.status not in GOOD:
+        return await finish.primary_failed(state, secret)
+    await landed(state)
+    return None
+
+
+async def landed(state: RotationState) -> None:
+    """Journal that the primary holds the key: from here `rotator resume` can finish the rotation."""
+    res = state.results[state.primary.name]
+    state.event(Step.PRIMARY, res.status, target=res.name, fingerprint=res.fingerprint, version=res.version)
+    await state.journal_call(state.journal.update, state.id, state=RunState.FANNING_OUT, primary_version=res.version)

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rotator.exitcodes import Exit
-    from rotator.report import Report
 
 
 class RotatorError(Exception):
@@ -73,7 +72,7 @@ class RotationError(RotatorError):
 class CommandError(RotatorError):
     """A one-line failure of a command with its exit code (was `rotator.cli.Fail`)."""
 
-    def __init__(self, message: str, code: Exit, report: Report | None = None) -> None:
+    def __init__(self, message: str, code: Exit, report: Any = None) -> None:
         super().__init__(message)
         self.code = code
-        self.report = report  # for --json: a script still gets a report on stdout
+        self.report = report  # a rotator.report.Report, for --json: a script still gets one on stdout

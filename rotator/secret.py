@@ -333,3 +333,19 @@ def clean_paste(raw: str | bytes, key_pattern: str | None = ADJUTOR_KEY_PATTERN)
                     f"the key does not look like an Adjutor key (pattern {key_pattern}); the probe will decide"
                 )
     return CleanKey(Secret(value), warnings)
+
+
+def scrub_data(obj: Any) -> Any:
+    """JSON-shaped data (dicts, lists, strings, numbers) with `scrub` applied to every string,
+    keys included: the last net under every API response and event stream.
+
+    Anything else becomes its `str()` (as `json.dumps(default=str)` would), scrubbed."""
+    if isinstance(obj, str):
+        return scrub(obj)
+    if obj is None or isinstance(obj, bool | int | float):
+        return obj
+    if isinstance(obj, dict):
+        return {(scrub(k) if isinstance(k, str) else k): scrub_data(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [scrub_data(v) for v in obj]
+    return scrub(str(obj))

@@ -75,7 +75,7 @@ def _current() -> Service:
 async def sync_job(plan_name: str, schedule_index: int = 0) -> str:
     """Copy the primary's key to every backend that drifted; journaled.  Returns the
     final state (done, partial, busy, failed, ...)."""
-    from rotator.service.core import ApiError
+    from rotator.service.views import ApiError
 
     service = _current()
     if plan_name not in service.plans:

@@ -1,0 +1,394 @@
+"""`ArmedSession`: one armed rotation waiting for its key: the one flow of `rotator
+rotate` and of the service.
+
+    arm ──ok──▶ ARMED ──key──▶ ROTATING ──written──▶ FINISHED
+     │            ▲  │            │
+     │            └──┼─refused────┘  (attempts left: still armed, ask again)
+     ▼               │
+    NotArmed         └──close / expiry / lock lost / last refusal──▶ CLOSED
+
+While ARMED, a keeper keeps the probe's connection warm and renews the plan
+lock's lease (every `keep_warm_every` seconds) and closes the session when no
+key came before `expires_at`.  Keys come from any number of `KeySource`s racing
+(a hidden prompt, stdin, the web page / API, the clipboard): the first key
+offered is tried, a key offered while one is being written is refused as busy.
+`spawn` runs further background work while armed (e.g. a watcher of the old key);
+it is cancelled when the session ends.
+
+The attempt runs as a task owned by the session, not by whoever offered the key:
+an HTTP client that disconnects does not stop a rotation half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rotator import pipeline
+from rotator.errors import RotatorError
+from rotator.exitcodes import Exit
+from rotator.journal import LockHeld
+from rotator.logs import get_logger
+from rotator.pipeline import arm, finish
+from rotator.report import Report, RunState
+from rotator.secret import CleanKey, KeyRejected, clean_paste
+
+if TYPE_CHECKING:
+    from rotator.pipeline.state import RotationState
+    from rotator.report import ArmResult
+
+log = get_logger("rotator.session")
+
+MAX_KEY_ATTEMPTS = 5  # keys refused (rejected pastes included) before an armed rotation is closed
+KEEP_WARM_EVERY = 15.0  # seconds between probe keep-alives and lock renewals while armed
+
+# What the operator does once armed: the dashboard steps, said once for the terminal and the page.
+ARMED_HEADLINE = (
+    "Every target is ready. Now reset the key; the old key stops working at once, so the window starts now."
+)
+RESET_STEPS = (
+    "Adjutor dashboard → Business → Apps → View details → Reset app key",
+    "Copy the new key the dashboard shows.",
+)
+PASTE_PROMPT = "Paste it here and press Enter (input is hidden)."
+PASTE_STDIN = "Pipe it in: reading the key from stdin."
+PASTE_PAGE = "Paste it into the key field here and press Enter."
+
+
+def instruction(paste: str = PASTE_PAGE) -> list[str]:
+    """The armed instruction: the headline, then the numbered steps ending with how to paste."""
+    return [ARMED_HEADLINE, *RESET_STEPS, paste]
+
+
+def not_armed_message(armed: ArmResult, what: str = "rotate") -> str:
+    problems = "; ".join(armed.problems())
+    if what == "rotate":
+        return f"not armed: {problems} — fix these before resetting the key"
+    return f"cannot {what}: {problems}"
+
+
+class NotArmed(RotatorError):
+    """Arm found a target not ready: nothing was journaled as started, no key may be taken."""
+
+    def __init__(self, message: str, armed: ArmResult) -> None:
+        super().__init__(message)
+        self.armed = armed
+        self.code = Exit.PREFLIGHT_FAILED
+
+
+class SessionBusy(RotatorError):
+    """A key was offered to a session that cannot take one now (writing one, finished, closed)."""
+
+
+class Status(StrEnum):
+    ARMING = "arming"
+    ARMED = "armed"
+    ROTATING = "rotating"
+    FINISHED = "finished"
+    CLOSED = "closed"
+
+
+class Outcome(StrEnum):
+    REJECTED = "rejected"  # the paste is not a key (empty, wrong shape): nothing probed
+    REFUSED = "refused"  # the probe refused it or could not check it: nothing written
+    WRITTEN = "written"  # the rotation ran: see the report's state
+    DRY_RUN = "dry_run"
+
+
+@dataclass
+class Attempt:
+    """What became of one key offered to the session."""
+
+    outcome: Outcome
+    report: Report
+    message: str  # the whole line: what happened, and that nothing was written
+    attempts_left: int
+    final: bool  # the session is over: FINISHED or CLOSED
+    detail: str = ""  # a rejected paste: what is wrong with it
+
+
+class KeySource(Protocol):
+    """Somewhere a key can come from.  `read` waits for the next raw paste; None: no more."""
+
+    name: str
+
+    async def read(self) -> str | bytes | None: ...
+
+
+class Listener:
+    """What a session tells its front end (terminal, page).  Every method may be left as is."""
+
+    def key(self, clean: CleanKey) -> None:
+        """A paste was cleaned into a key; it is about to be probed."""
+
+    def refused(self, attempt: Attempt) -> None:
+        """A key was rejected or refused; `attempt.final`: the session closes now."""
+
+    def finished(self, report: Report) -> None:
+        """The rotation ran (done, partial, failed, conflict)."""
+
+    def closed(self, reason: str, resume: str | None = None) -> None:
+        """The session ended without (another) key: `reason`, and how to finish it if resumable."""
+
+
+class ArmedSession:
+    """One armed rotation, its key attempts and its keeper.  Use `arm()` first, `release()` last."""
+
+    def __init__(
+        self,
+        state: RotationState,
+        listener: Listener | None = None,
+        *,
+        max_attempts: int = MAX_KEY_ATTEMPTS,
+        arm_timeout: float | None = None,
+        keep_warm_every: float = KEEP_WARM_EVERY,
+        unavailable_keeps_armed: bool = True,
+        dry_run: bool = False,
+    ) -> None:
+        self.state = state
+        self.listener = listener or Listener()
+        self.max_attempts = max_attempts
+        self.arm_timeout = arm_timeout
+        self.keep_warm_every = keep_warm_every
+        # A key the probe could not check: ask again (the page) or stop with its exit code (the terminal).
+        self.unavailable_keeps_armed = unavailable_keeps_armed
+        self.dry_run = dry_run
+        self.status = Status.ARMING
+        self.attempts = 0
+        self.expires_at: float | None = None  # wall clock
+        self.last_refusal: Attempt | None = None
+        self.closed_reason = ""
+        self.report: Report | None = None  # the final report, once the session is over
+        self.error: Exception | None = None  # what ended an attempt that raised (the journal says how far it got)
+        self._over: asyncio.Future[Report | None] = asyncio.get_running_loop().create_future()
+        self._keeper: asyncio.Task[None] | None = None
+        self._attempt_task: asyncio.Task[Attempt] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @property
+    def id(self) -> str:
+        return self.state.id
+
+    @property
+    def done(self) -> bool:
+        return self.status in (Status.FINISHED, Status.CLOSED)
+
+    @property
+    def in_flight(self) -> asyncio.Task[Attempt] | None:
+        """The attempt running now (probing or writing a key), if any."""
+        task = self._attempt_task
+        return task if task is not None and not task.done() else None
+
+    @property
+    def attempts_left(self) -> int:
+        return max(self.max_attempts - self.attempts, 0)
+
+    # -- arm -------------------------------------------------------------
+    async def arm(self, what: str = "rotate") -> ArmResult:
+        """Arm the rotation.  Raises NotArmed (after disarming) when a target is not ready,
+        RotationError when the plan is locked by another rotation."""
+        try:
+            armed = await arm.run(self.state)
+        except BaseException:
+            await self.release()
+            raise
+        if not armed.ok:
+            await self.release()
+            raise NotArmed(not_armed_message(armed, what), armed)
+        self.status = Status.ARMED
+        if self.arm_timeout is not None:
+            self.expires_at = time.time() + self.arm_timeout
+        self._start_keeper()
+        return armed
+
+    # -- keys ------------------------------------------------------------
+    def feed(self, source: KeySource) -> asyncio.Task[None]:
+        """Offer every key `source` reads until the session is over (or the source has no more)."""
+
+        async def pump() -> None:
+            while not self.done:
+                raw = await source.read()
+                if raw is None:
+                    return
+                try:
+                    attempt = await self.offer(raw)
+                except SessionBusy:
+                    continue
+                finally:
+                    del raw
+                if attempt.final:
+                    return
+
+        return self.spawn(pump())
+
+    async def offer(self, raw: str | bytes) -> Attempt:
+        """Try one key.  Raises SessionBusy unless the session is armed."""
+        if self.status is Status.ROTATING:
+            raise SessionBusy(f"rotation {self.id} is already writing a key")
+        if self.status is not Status.ARMED:
+            raise SessionBusy(f"rotation {self.id} is {self.status}; arm the plan again")
+        self.state.key_arrived()  # the window starts when the key reaches us
+        self.status = Status.ROTATING
+        self._stop_keeper()
+        task = self._attempt_task = self.spawn(self._attempt(raw))
+        del raw
+        return await asyncio.shield(task)
+
+    async def _attempt(self, raw: str | bytes) -> Attempt:
+        self.attempts += 1
+        state = self.state
+        try:
+            clean = clean_paste(raw, state.plan.secret.key_pattern)
+        except KeyRejected as exc:
+            message = f"the pasted key was rejected: {exc}; nothing was written"
+            return await self._refused(Outcome.REJECTED, finish.not_written(state, message), message, detail=str(exc))
+        finally:
+            del raw
+        self.listener.key(clean)
+        secret = clean.secret
+        del clean
+        try:
+            if self.dry_run:
+                report = await pipeline.dry_run(state, secret)
+                return await self._over_with(Attempt(Outcome.DRY_RUN, report, report.message, self.attempts_left, True))
+            report = await pipeline.rotate(state, secret)
+        except asyncio.CancelledError:
+            # Shutdown ran out of time: leave the journal entry as it is (resumable).
+            raise
+        except Exception as exc:
+            self.error = exc
+            why = f"internal error ({type(exc).__name__})"
+            log.error("rotation failed", rotation=self.id, error=type(exc).__name__)
+            # Disarming leaves a rotation whose key was journaled resumable.
+            await self._end(Status.CLOSED, why, resume=f"rotator resume {self.id}")
+            raise
+        finally:
+            del secret
+        if report.state == RunState.REFUSED:
+            return await self._refused(Outcome.REFUSED, report, report.message)
+        if report.state == RunState.UNAVAILABLE:
+            return await self._refused(Outcome.REFUSED, report, report.message, last=not self.unavailable_keeps_armed)
+        return await self._over_with(Attempt(Outcome.WRITTEN, report, report.message, self.attempts_left, True))
+
+    async def _refused(
+        self, outcome: Outcome, report: Report, message: str, *, last: bool = False, detail: str = ""
+    ) -> Attempt:
+        """Nothing written: keep it armed for another key, or (no attempts left) close it."""
+        final = last or self.attempts >= self.max_attempts
+        attempt = Attempt(outcome, report, message, self.attempts_left, final, detail)
+        self.last_refusal = attempt
+        if final:
+            await finish.abandon(self.state, report)
+            self.listener.refused(attempt)
+            await self._end(Status.CLOSED, f"{self.attempts} keys refused" if not last else message)
+        else:
+            self.status = Status.ARMED
+            self._start_keeper()
+            self.listener.refused(attempt)
+        return attempt
+
+    async def _over_with(self, attempt: Attempt) -> Attempt:
+        self.report = attempt.report
+        self.listener.finished(attempt.report)
+        await self._end(Status.FINISHED, "")
+        return attempt
+
+    # -- waiting, closing --------------------------------------------------
+    async def wait(self) -> Report | None:
+        """Until the session is over: the final report (None when closed without one)."""
+        return await asyncio.shield(self._over)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `coro` beside the session; cancelled when the session ends."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: whoever awaited it has it (`error`, the offer's caller)
+
+    async def close(self, why: str) -> None:
+        """Close an armed session that will get no key: journaled as aborted, or as refused
+        when its last key was refused.  Does nothing unless armed."""
+        if self.status is not Status.ARMED:
+            return
+        if self.last_refusal is not None and self.state.report is None:
+            with contextlib.suppress(Exception):
+                await finish.abandon(self.state, self.last_refusal.report)
+        await self._end(Status.CLOSED, why)
+
+    async def release(self) -> None:
+        """Disarm (idempotent): clients closed, lock released, a never-keyed entry aborted."""
+        self._stop_keeper()
+        await arm.disarm(self.state)
+
+    async def _end(self, status: Status, why: str, resume: str | None = None) -> None:
+        self.status = status
+        self.closed_reason = why
+        await self.release()
+        current = asyncio.current_task()
+        for task in list(self._background):  # the key sources, watchers (not the attempt ending it)
+            if task is not current:
+                task.cancel()
+        if status is Status.CLOSED:
+            self.listener.closed(why, resume)
+            log.info("armed rotation closed", rotation=self.id, why=why)
+        if not self._over.done():
+            self._over.set_result(self.report)
+
+    # -- the keeper ------------------------------------------------------
+    def _start_keeper(self) -> None:
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.ensure_future(self._keep_armed())
+
+    def _stop_keeper(self) -> None:
+        if self._keeper is not None and self._keeper is not asyncio.current_task():
+            self._keeper.cancel()
+        self._keeper = None
+
+    async def _keep_armed(self) -> None:
+        """While it waits for its key: keep the probe's connection warm, renew the
+        lock's lease, and close the session when no key came in time."""
+        while self.status is Status.ARMED:
+            wait = self.keep_warm_every
+            if self.expires_at is not None:
+                wait = min(wait, self.expires_at - time.time())
+                if wait <= 0:
+                    await self.close(f"no key within {self.arm_timeout:.0f}s of arming")
+                    return
+            await asyncio.sleep(wait)
+            if self.status is not Status.ARMED:
+                return
+            try:
+                await arm.keep_warm(self.state)
+            except LockHeld as exc:
+                # Our hold on the plan ended (database connection lost) and someone
+                # else has it now: this rotation must not take a key.
+                log.error("plan lock lost", rotation=self.id, holder=exc.holder)
+                await self.close(f"lost the plan's lock: {exc}")
+                return
+            except Exception as exc:  # noqa: BLE001 - keeping warm is best effort
+                log.warning("keep-warm failed", rotation=self.id, error=type(exc).__name__)
+
+
+__all__ = [
+    "MAX_KEY_ATTEMPTS",
+    "ArmedSession",
+    "Attempt",
+    "KeySource",
+    "Listener",
+    "NotArmed",
+    "Outcome",
+    "SessionBusy",
+    "Status",
+    "instruction",
+    "not_armed_message",
+]

@@ -1,0 +1,195 @@
+"""The HTTP endpoints, as plain functions: state from `request.app.state`
+(`service`, `scheduler`), answers through `json` (scrubbed).
+
+The key travels only in the JSON body of ``POST /api/rotations/{id}/key``; no
+route takes it in a URL, so access logs (method and path only) cannot hold it.
+A rotation this replica does not hold (armed on another replica, or finished
+and pruned from memory) is answered from the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+
+from rotator.secret import scrub_data
+from rotator.service import sse
+from rotator.service.metrics import CONTENT_TYPE
+from rotator.service.views import ApiError, row_dict
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from rotator.service.core import Service
+
+STATIC = Path(__file__).parent / "static"
+Handler = Callable[["Request"], Awaitable[Response]]
+
+
+def json(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(scrub_data(data), status_code=status)
+
+
+def api(fn: Handler) -> Handler:
+    """An API endpoint: an `ApiError` becomes its one-line JSON answer."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except ApiError as exc:
+            return json({"error": str(exc), **exc.extra}, exc.status)
+
+    wrapped.__name__ = fn.__name__
+    return wrapped
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+async def _json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        if required:
+            raise ApiError(400, "a JSON object body is required")
+        return {}
+    try:
+        data = jsonlib.loads(raw)
+    except ValueError:
+        raise ApiError(400, "the body is not valid JSON") from None
+    finally:
+        del raw
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return data
+
+
+def _operator(request: Request, data: dict[str, Any]) -> str:
+    who = data.get("operator")
+    client = request.client.host if request.client else "?"
+    if isinstance(who, str) and who.strip():
+        return f"{who.strip()[:80]} (web, {client})"
+    return f"web ({client})"
+
+
+async def healthz(request: Request) -> Response:
+    if _service(request).draining:
+        return JSONResponse({"status": "shutting down"}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+
+async def metrics(request: Request) -> Response:
+    return Response(_service(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+@api
+async def list_plans(request: Request) -> Response:
+    service = _service(request)
+    states = await asyncio.to_thread(lambda: [service.plan_state(p) for p in service.plans.values()])
+    jobs = []
+    scheduler = request.app.state.scheduler
+    if scheduler is not None and scheduler.running:
+        from rotator.service.scheduler import describe_jobs
+
+        jobs = describe_jobs(scheduler)
+    return json({"plans": states, "jobs": jobs})
+
+
+@api
+async def get_plan(request: Request) -> Response:
+    service = _service(request)
+    plan = service.plan(request.path_params["name"])
+    return json(await asyncio.to_thread(service.plan_state, plan))
+
+
+@api
+async def arm(request: Request) -> Response:
+    data = await _json_body(request, required=False)
+    reason = data.get("reason") if isinstance(data.get("reason"), str) else ""
+    held = await _service(request).arm(
+        request.path_params["name"], operator=_operator(request, data), reason=(reason or "web")[:500]
+    )
+    return json(held.summary(), 201)
+
+
+@api
+async def sync(request: Request) -> Response:
+    data = await _json_body(request, required=False)
+    report = await _service(request).sync(
+        request.path_params["name"], check_only=bool(data.get("check", False)), trigger="api"
+    )
+    return json(report.as_dict())
+
+
+@api
+async def submit_key(request: Request) -> Response:
+    data = await _json_body(request)
+    key = data.pop("key", None)
+    del data
+    if not isinstance(key, str):
+        raise ApiError(400, 'send {"key": "<the new key>"}')
+    status, body = await _service(request).submit_key(request.path_params["id"], key)
+    del key
+    return json(body, status)
+
+
+@api
+async def get_rotation(request: Request) -> Response:
+    service = _service(request)
+    rid = request.path_params["id"]
+    held = service.held.get(rid)
+    if held is not None:
+        return json({**held.summary(), "events": held.events})
+    row = await asyncio.to_thread(service.journal.get, rid)
+    if row is None:
+        raise ApiError(404, f"no rotation {rid}")
+    events, where = await asyncio.to_thread(lambda: (service.journal.events(row.id), service.where(row)))
+    return json({**row_dict(row, with_report=True), "events": events, "held_here": False, "lock": where or None})
+
+
+@api
+async def close_rotation(request: Request) -> Response:
+    service = _service(request)
+    held = service.get(request.path_params["id"])
+    await service.close(held.id, "closed by the operator")
+    return json(held.summary())
+
+
+@api
+async def events(request: Request) -> Response:
+    service = _service(request)
+    rid = request.path_params["id"]
+    try:
+        after = int(request.headers.get("last-event-id") or request.query_params.get("after") or 0)
+    except ValueError:
+        after = 0
+    held = service.held.get(rid)
+    if held is not None:
+        return StreamingResponse(sse.held_stream(held, after), media_type="text/event-stream", headers=sse.HEADERS)
+    row = await asyncio.to_thread(service.journal.get, rid)
+    if row is None:
+        raise ApiError(404, f"no rotation {rid}")
+    return StreamingResponse(
+        sse.journal_stream(service, row.id, row.plan, after), media_type="text/event-stream", headers=sse.HEADERS
+    )
+
+
+@api
+async def history(request: Request) -> Response:
+    plan = request.query_params.get("plan") or None
+    try:
+        limit = max(1, min(int(request.query_params.get("limit", "50")), 500))
+    except ValueError:
+        limit = 50
+    rows = await asyncio.to_thread(_service(request).journal.history, plan, limit)
+    return json({"rotations": [row_dict(r) for r in rows]})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -85,6 +84,8 @@ async def _armed(state: RotationState, what: str, flow: Callable[[RotationState]
 @click.pass_obj
 def resume(ctx: Context, rotation_id: str, plan_path: str | None, as_json: bool, quiet: bool) -> int:
     """Finish an interrupted or partial rotation from the key in the primary."""
+    import asyncio
+
     from rotator import pipeline
     from rotator.pipeline.state import RotationState
     from rotator.report import PRIMARY_UNSURE, RESUMABLE, RunState
@@ -117,6 +118,8 @@ def resume(ctx: Context, rotation_id: str, plan_path: str | None, as_json: bool,
 @click.pass_obj
 def sync(ctx: Context, plan_path: str, check_only: bool, as_json: bool, quiet: bool) -> int:
     """Copy the primary's key to every backend that differs; signal what changed."""
+    import asyncio
+
     from rotator import pipeline
     from rotator.pipeline.state import RotationState
 

@@ -7,7 +7,6 @@ printed when a key is refused.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import sys
 from typing import TYPE_CHECKING
@@ -32,6 +31,8 @@ class Prompt:
     name = "prompt"
 
     async def read(self) -> str:
+        import asyncio
+
         return await asyncio.to_thread(getpass.getpass, "new key: ")
 
 
@@ -47,6 +48,8 @@ class Stdin:
         if self.used:
             return None
         self.used = True
+        import asyncio
+
         return await asyncio.to_thread(_read_key_stdin)
 
 
@@ -169,6 +172,8 @@ def rotate(
     quiet: bool,
 ) -> int:
     """Arm, take the new key, probe it, write it everywhere, signal consumers."""
+    import asyncio
+
     plan = load(plan_path)
     journal = ctx.journal
     for row in journal.unfinished(plan.name):

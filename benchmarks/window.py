@@ -436,17 +436,17 @@ def rotator_once(setup: Setup, journal: Any, s1: Child, s2: Child) -> dict[str, 
 
 
 def cold_main(conn: Any, plan_data: dict[str, Any], env: dict[str, str], env_latency: float, db_url: str) -> None:
-    """A fresh interpreter: arm, wait for the key, rotate once.  Reports the window and
-    every module first imported after the key arrived (import work on the critical path)."""
+    """A fresh interpreter: arm, wait for the key, rotate once, through the armed session
+    `rotator rotate` and the service use (the paste cleaned there too).  Reports the
+    window and every module first imported after the key arrived (import work on the
+    critical path)."""
     os.environ.update(env)
     _latent.register()
     _latent.LatentEnvFile.latency = env_latency
-    from rotator import pipeline
     from rotator.journal import Journal
-    from rotator.pipeline import arm
+    from rotator.pipeline.session import ArmedSession
     from rotator.pipeline.state import RotationState
     from rotator.plan import parse_plan
-    from rotator.secret import Secret
 
     async def go() -> dict[str, Any]:
         journal = Journal(db_url)
@@ -457,19 +457,18 @@ def cold_main(conn: Any, plan_data: dict[str, Any], env: dict[str, str], env_lat
             operator="benchmark",
             progress_fn=progress_printer(),
         )
+        session = ArmedSession(rot)
         try:
-            armed = await arm.run(rot)
-            if not armed.ok:
-                raise RuntimeError("arm failed: " + "; ".join(armed.problems()))
+            await session.arm()
             conn.send("armed")
             key = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
             before = set(sys.modules)
-            rot.key_arrived()
-            report = await pipeline.rotate(rot, Secret(key))
+            attempt = await session.offer(key)
             imported = sorted(set(sys.modules) - before)
         finally:
-            await arm.disarm(rot)
+            await session.release()
             journal.close()
+        report = attempt.report
         return {"window": report.window, "t_key": rot.key_received, "state": report.state, "imported": imported}
 
     try:

@@ -100,22 +100,15 @@ def not_written(
 
 
 async def abandon(state: RotationState, report: Report) -> Report:
-    """Close the journal entry of a rotation that wrote nothing."""
-    state.report = report
-    await state.journal_call(
-        state.journal.update,
-        state.id,
-        state=report.state,
-        exit_code=report.exit_code,
-        finished_at=time.time(),
-        report=report.as_dict(),
-    )
-    return report
+    """Close the journal entry of a rotation that wrote nothing (no report event: no window)."""
+    return await close_journal(state, report, event=False)
 
 
-async def close_journal(state: RotationState, report: Report) -> Report:
+async def close_journal(state: RotationState, report: Report, *, event: bool = True) -> Report:
+    """Record `report` as the entry's final state (and, by default, as its last event)."""
     state.report = report
-    state.event(Step.REPORT, report.state, detail=report.message, seconds=report.window)
+    if event:
+        state.event(Step.REPORT, report.state, detail=report.message, seconds=report.window)
     await state.journal_call(
         state.journal.update,
         state.id,

@@ -25,7 +25,7 @@ from rotator.pipeline.session import (
 from rotator.pipeline.state import RotationState
 from rotator.plan import Plan
 from rotator.report import Report, RunState
-from rotator.secret import fingerprint
+from rotator.secret import Secret, fingerprint
 
 try:
     from tests import memory_targets as mem
@@ -147,10 +147,10 @@ def test_no_key_in_time_closes_it() -> None:
 
 def test_keys_from_racing_sources_the_first_one_is_written() -> None:
     class Source:
-        def __init__(self, name: str, key: str, after: float) -> None:
+        def __init__(self, name: str, key: str | Secret, after: float) -> None:
             self.name, self.key, self.after, self.reads = name, key, after, 0
 
-        async def read(self) -> str | None:
+        async def read(self) -> str | Secret | None:
             self.reads += 1
             if self.reads > 1:
                 await asyncio.sleep(3600)
@@ -158,7 +158,7 @@ def test_keys_from_racing_sources_the_first_one_is_written() -> None:
             return self.key
 
     async def body(session: ArmedSession, rec: Recorder) -> Report | None:
-        session.feed(Source("clipboard", NEW, 0.01))
+        session.feed(Source("clipboard", Secret(NEW), 0.01))  # a source that cleans its own keys
         session.feed(Source("prompt", "sk_test_typedlater", 0.5))
         return await asyncio.wait_for(session.wait(), 10)
 

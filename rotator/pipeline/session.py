@@ -36,7 +36,7 @@ from rotator.journal import LockHeld
 from rotator.logs import get_logger
 from rotator.pipeline import arm, finish
 from rotator.report import Report, RunState
-from rotator.secret import CleanKey, KeyRejected, clean_paste
+from rotator.secret import CleanKey, KeyRejected, Secret, clean_paste
 
 if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
@@ -113,11 +113,13 @@ class Attempt:
 
 
 class KeySource(Protocol):
-    """Somewhere a key can come from.  `read` waits for the next raw paste; None: no more."""
+    """Somewhere a key can come from.  `read` waits for the next key: a raw paste (cleaned
+    here), or a `Secret` a source already cleaned (`rotator.clipboard.ClipboardSource.next_key`);
+    None: no more."""
 
     name: str
 
-    async def read(self) -> str | bytes | None: ...
+    async def read(self) -> str | bytes | Secret | None: ...
 
 
 class Listener:
@@ -226,7 +228,7 @@ class ArmedSession:
 
         return self.spawn(pump())
 
-    async def offer(self, raw: str | bytes) -> Attempt:
+    async def offer(self, raw: str | bytes | Secret) -> Attempt:
         """Try one key.  Raises SessionBusy unless the session is armed."""
         if self.status is Status.ROTATING:
             raise SessionBusy(f"rotation {self.id} is already writing a key")
@@ -239,11 +241,11 @@ class ArmedSession:
         del raw
         return await asyncio.shield(task)
 
-    async def _attempt(self, raw: str | bytes) -> Attempt:
+    async def _attempt(self, raw: str | bytes | Secret) -> Attempt:
         self.attempts += 1
         state = self.state
         try:
-            clean = clean_paste(raw, state.plan.secret.key_pattern)
+            clean = CleanKey(raw) if isinstance(raw, Secret) else clean_paste(raw, state.plan.secret.key_pattern)
         except KeyRejected as exc:
             message = f"the pasted key was rejected: {exc}; nothing was written"
             return await self._refused(Outcome.REJECTED, finish.not_written(state, message), message, detail=str(exc))

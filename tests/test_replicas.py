@@ -249,7 +249,10 @@ def test_two_replicas_share_a_schedule_and_survive_a_kill(
         rows, runs = sync_rows(journal.engine), claims(journal.engine)
         ticks = [tick_of(r.reason) for r in rows]
         assert len(ticks) == len(set(ticks)), f"a tick ran twice: {ticks}"
-        assert {r.state for r in rows} <= {"done", "armed"}, rows  # "armed": the newest, still running
+        *older, newest = rows
+        assert {r.state for r in older} <= {"done"}, rows
+        # The newest may still be running: armed, key_accepted or fanning_out (a sync passes through all three).
+        assert newest.state in {"done", "armed", "key_accepted", "fanning_out"}, rows
         assert set(ticks) <= {r.run_time for r in runs}
         assert "scheduled run taken by another replica" in a.output() + b.output()  # both fired, one ran
 

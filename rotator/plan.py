@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rotator.errors import PlanError
 from rotator.files import NotRegular, TooLarge, read_regular
 from rotator.notify.base import NotifierSettings
-from rotator.errors import PlanError
 from rotator.plugin import BackendSettings, ConsumerSettings, SecretRef
 from rotator.registry import UnknownPlugin, backend_class, consumer_class, notifier_class
 from rotator.secret import ADJUTOR_KEY_PATTERN, key_regex

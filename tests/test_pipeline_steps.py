@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 import pytest
 
 from rotator import pipeline
-from rotator.demo.standin import AdjutorStandIn
 from rotator.errors import PluginError, RotationError
 from rotator.exitcodes import Exit
 from rotator.journal import Journal
@@ -21,6 +20,7 @@ from rotator.plan import Plan
 from rotator.plugin import RotationEvent
 from rotator.report import RunState, TargetResult, TargetStatus
 from rotator.secret import Secret, fingerprint
+from rotator.testing.adjutor import AdjutorStandIn
 
 try:
     from tests import memory_targets as mem

@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 import pytest
 
-from rotator.demo.standin import AdjutorStandIn
 from rotator.journal import Journal
 from rotator.pipeline.session import (
     ArmedSession,
@@ -26,6 +25,7 @@ from rotator.pipeline.state import RotationState
 from rotator.plan import Plan
 from rotator.report import Report, RunState
 from rotator.secret import Secret, fingerprint
+from rotator.testing.adjutor import AdjutorStandIn
 
 try:
     from tests import memory_targets as mem

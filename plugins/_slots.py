@@ -60,6 +60,7 @@ class SlotState:
             standby=slot_of(self.standby, meta.get("standby")),
             version=self.version,
             standby_secret=self.standby,
+            token=meta.get("token") if isinstance(meta.get("token"), str) else None,
         )
 
 

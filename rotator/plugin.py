@@ -151,6 +151,7 @@ class Slots:
     standby: Slot | None
     version: str | None = None
     standby_secret: Secret | None = field(default=None, repr=False)
+    token: str | None = None  # the token of the slot write that set them (says which step last changed them)
 
 
 SLOTS_FORMAT = 1

@@ -91,6 +91,11 @@ class Step(StrEnum):
     CONFIRM = "confirm"
     CONSUMER = "consumer"  # journal: where a consumer ended
     CHECK = "check"  # sync --check
+    SLOTS = "slots"  # alternating: both slots read and probed at arm
+    PROMOTE = "promote"  # alternating: the standby became the active key
+    REKEY = "rekey"  # alternating: a new key in the standby slot
+    ROLLBACK = "rollback"  # alternating: a promote undone
+    REVOKED = "revoked"  # alternating: the previous standby key proven refused
     REPORT = "report"
 
 
@@ -180,6 +185,7 @@ class Report:
     targets: list[TargetResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     message: str = ""
+    alternating: dict[str, Any] | None = None  # alternating plans: the apps, the promote, the re-key, an incident
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -199,4 +205,5 @@ class Report:
             "old_key_check": self.revocation.as_dict() if self.revocation else None,
             "targets": [t.as_dict() for t in self.targets],
             "warnings": self.warnings,
+            **({"alternating": self.alternating} if self.alternating is not None else {}),
         }

@@ -12,16 +12,40 @@ new flows (promote a standby, re-key, roll back) are new lists of them.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
-from rotator.pipeline import accept, arm, drift, fan_out, finish, probe, read_primary, write_primary
-from rotator.pipeline.state import RotationState, in_window
+from rotator.errors import RotationError
+from rotator.exitcodes import Exit
+from rotator.pipeline import accept, alternating, arm, drift, fan_out, finish, probe, read_primary, slots, write_primary
+from rotator.pipeline import promote as promote_step
+from rotator.pipeline import rollback as rollback_step
+from rotator.pipeline.alternating import IncidentChoice
+from rotator.pipeline.ask import Operator, ResetAsk
+from rotator.pipeline.state import RotationState, gc_paused, in_window
 
 if TYPE_CHECKING:
     from rotator.report import Report
     from rotator.secret import Secret
 
-__all__ = ["RotationState", "arm", "check_drift", "dry_run", "resume", "rotate", "sync"]  # arm: .run, .disarm
+__all__ = [
+    "IncidentChoice",
+    "Operator",
+    "ResetAsk",
+    "RotationState",
+    "arm",
+    "arm_alternating",
+    "check_drift",
+    "dry_run",
+    "incident",
+    "promote",
+    "rekey_standby",
+    "resume",
+    "rollback",
+    "rotate",
+    "rotate_alternating",
+    "sync",
+]  # arm: .run, .disarm
 
 
 @in_window
@@ -65,3 +89,72 @@ async def check_drift(state: RotationState) -> Report:
 async def dry_run(state: RotationState, secret: Secret) -> Report:
     """`rotate --dry-run`: probe the key, write nothing, close the journal entry."""
     return await finish.abandon(state, probe.dry_run_report(state, await probe.check(state, secret)))
+
+
+# -- alternating plans (two apps; the standby key kept on the primary) -------------------------
+
+
+async def arm_alternating(state: RotationState) -> slots.Alternating:
+    """`arm.run`, then both slots read and both keys probed on every URL (`slots.arm`).
+    Raises RotationError when a target or the standby location is not ready."""
+    started = time.time()
+    armed = await arm.run(state)
+    if not armed.ok:
+        raise RotationError("not armed: " + "; ".join(armed.problems()), Exit.PREFLIGHT_FAILED)
+    return await slots.arm(state, started_wall=started)
+
+
+async def promote(state: RotationState, alt: slots.Alternating) -> Report:
+    """Every backend and consumer moves to the standby key; the previous active key becomes the standby."""
+    with gc_paused():
+        return alternating.described(await promote_step.run(state, alt), alt)
+
+
+async def rekey_standby(state: RotationState, alt: slots.Alternating, operator: Operator) -> Report:
+    """The standby app reset, its new key probed, written to the standby slot only, the previous one proven revoked."""
+    return await alternating.finish_rekeys(state, alt, None, [await alternating.rekey(state, alt, operator)])
+
+
+async def rotate_alternating(
+    state: RotationState, alt: slots.Alternating, operator: Operator, *, incident: bool = False
+) -> Report:
+    """Planned: promote, then re-key the retired app (one reset, 0 failed calls).  Without a valid
+    standby: re-key it first, promote, re-key the retired app (`alternating.plan_line` says so first).
+    After a promote whose re-key never happened (a crash), only the re-key is left."""
+    rekeys: list[alternating.Rekeyed | Report] = []
+    if alt.next() is slots.Next.REKEY and not incident:
+        rekeys.append(await alternating.rekey(state, alt, operator))
+        return await alternating.finish_rekeys(state, alt, None, rekeys)
+    if not alt.standby_valid:
+        first = await alternating.rekey(state, alt, operator)
+        rekeys.append(first)
+        if not alternating.rekeyed(first):
+            return await alternating.finish_rekeys(state, alt, None, rekeys)
+    promoted = await promote(state, alt)
+    if promoted.exit_code != Exit.DONE:
+        return await alternating.finish_rekeys(state, alt, promoted, rekeys)
+    rekeys.append(await alternating.rekey(state, alt, operator))
+    return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
+
+
+async def incident(
+    state: RotationState, alt: slots.Alternating, operator: Operator, *, choice: IncidentChoice | None = None
+) -> Report:
+    """The active key leaked: promote first (out of use within one window), then re-key the leaked
+    app (the leaked key dies at that click), then the revocation proof.  Without a valid standby the
+    operator must choose (`choice`): never a guess."""
+    if alt.standby_valid:
+        return await rotate_alternating(state, alt, operator, incident=True)
+    if choice is None:
+        raise RotationError(alternating.incident_choice_line(alt), Exit.PLAN_INVALID)
+    if choice is IncidentChoice.STANDBY_FIRST:
+        return await rotate_alternating(state, alt, operator, incident=True)
+    return await alternating.revoke_now(state, alt, operator)
+
+
+async def rollback(state: RotationState, alt: slots.Alternating) -> Report:
+    """After a promote and before its re-key: swap back and fan the previous key out again."""
+    if (why := rollback_step.refusal(alt)) is not None:
+        raise RotationError(why, Exit.PLAN_INVALID)
+    with gc_paused():
+        return alternating.described(await rollback_step.run(state, alt), alt)

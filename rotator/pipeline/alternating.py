@@ -1,0 +1,284 @@
+"""The pieces the alternating flows in `pipeline/__init__.py` are made of.
+
+The operator loop of a re-key (a refused paste asks again, up to five times;
+the active app reset by mistake falls back to taking its new key as the active
+key, single-app style), the incident's "revoke now" choice, what a flow says
+before it starts, and the one report a flow ends with: which app is active,
+the promote's window, each re-key and its revocation proof, and for an incident
+how long the leaked key stayed in use after the command started.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from rotator.exitcodes import Exit
+from rotator.pipeline import finish, promote, slots
+from rotator.pipeline import rekey as rekey_step
+from rotator.pipeline.ask import ResetAsk, take_key
+from rotator.pipeline.rekey import Outcome, Rekeyed
+from rotator.report import Report, RunState
+
+if TYPE_CHECKING:
+    from rotator.pipeline.ask import Operator
+    from rotator.pipeline.slots import Alternating
+    from rotator.pipeline.state import RotationState
+    from rotator.reset_watch import ResetDetected
+    from rotator.secret import Secret
+
+__all__ = ["IncidentChoice", "Rekeyed", "plan_line"]
+
+MAX_KEY_ATTEMPTS = 5
+SINGLE_WHY = "the key in use dies at once: consumers fail until rotator writes its new key (single-app flow)"
+
+
+class IncidentChoice(StrEnum):
+    REVOKE_NOW = "revoke-now"  # the single-app flow: the leaked key dies at once, with its outage
+    STANDBY_FIRST = "standby-first"  # 0 failed calls; the leaked key stays valid until its app is re-keyed
+
+
+def plan_line(alt: Alternating, *, incident: bool = False) -> str:
+    """What the flow will do, said before it starts."""
+    active, standby = alt.active_app, alt.standby_app
+    if (problem := alt.standby_problem()) is not None:
+        if incident:
+            return incident_choice_line(alt)
+        return (
+            f"{problem}: re-keying the standby ({standby}) first, then promoting it, then re-keying the retired "
+            f"app ({active}): two resets, 0 failed calls"
+        )
+    if incident:
+        return (
+            f"incident: promoting {standby} now (the leaked key of {active} goes out of use within one window), "
+            f"then reset {active}: the leaked key dies at that click"
+        )
+    if alt.next() is slots.Next.REKEY:
+        return (
+            f"a promote is done ({active} active) but {standby} was not re-keyed since: only the re-key is left "
+            f"(`rotator rollback` would still undo the promote)"
+        )
+    return f"planned rotation: promoting {standby} (its key works on every URL), then reset {active}: 0 failed calls"
+
+
+def incident_choice_line(alt: Alternating) -> str:
+    return (
+        f"incident without a valid standby ({alt.standby_problem()}): choose --revoke-now (reset {alt.active_app} "
+        f"now: the leaked key dies at once, consumers fail until its new key is written) or --standby-first "
+        f"(reset {alt.standby_app} first: 0 failed calls, the leaked key stays valid until {alt.active_app} is "
+        "re-keyed after the promote)"
+    )
+
+
+def rekeyed(r: Rekeyed | Report) -> bool:
+    return isinstance(r, Rekeyed) and r.outcome is Outcome.DONE
+
+
+async def rekey(state: RotationState, alt: Alternating, operator: Operator) -> Rekeyed | Report:
+    """Ask for the standby app's reset until a key is written (or five pastes were refused).
+    A Report when the active app was reset by mistake and its new key became the active key."""
+    app, refused = alt.standby_app, None
+    watch = alt.active_app if alt.active is not None and alt.active.ok else None
+    reset: ResetDetected | None = None
+    last: Rekeyed | Report | None = None
+    for attempt in range(1, MAX_KEY_ATTEMPTS + 1):
+        if reset is None:
+            ask = ResetAsk(app, slots.SAFE, slots.dashboard_reset(app, slots.SAFE), "standby", attempt, refused)
+        else:
+            ask = _active_ask(alt, attempt, refused)
+        secret, seen = await take_key(state, operator, ask, watch_app=watch if reset is None else None)
+        reset = reset or seen
+        if reset is None:
+            out = await rekey_step.run(state, alt, secret)
+            if out.outcome is Outcome.REFUSED:
+                refused, last = out.message, out
+                continue
+            if out.outcome is not Outcome.ACTIVE_RESET:
+                return out
+            operator.notice(f"{out.message}: taking this key as {alt.active_app}'s new key (single-app style)")
+        last = await _single_active(state, alt, secret, reset)
+        if last.exit_code == Exit.KEY_REFUSED:
+            refused = last.message
+            continue
+        return last
+    assert last is not None
+    return last
+
+
+def _active_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk:
+    app = alt.active_app
+    why = "it was reset already: paste its new key"
+    return ResetAsk(app, why, slots.dashboard_reset(app, why), "active", attempt, refused)
+
+
+async def _single_active(state: RotationState, alt: Alternating, secret: Secret, reset: ResetDetected | None) -> Report:
+    """The active app's new key as the active key, exactly as a single-app rotation writes it."""
+    from rotator import pipeline  # the flow list; imported here, it imports this module
+
+    if alt.slots.standby_secret is not None and alt.slots.standby_secret == secret:
+        line = (
+            f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); paste the new key of "
+            f"{alt.active_app}, the app that was reset; nothing was written"
+        )
+        return finish.not_written(state, line)
+    promote.new_window(state)
+    report = await pipeline.rotate(state, secret)
+    if report.exit_code in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
+        return report
+    report.kind = state.kind
+    await slots.refresh(state, alt)
+    end = (state.key_received_wall or time.time()) + (report.window or 0.0)
+    began = reset.after_wall if reset is not None and reset.after_wall is not None else None
+    info: dict[str, Any] = {
+        "app": alt.active_app,
+        "detected_at": reset.wall if reset else None,
+        "reset_after": began,
+        "consumers_back_at": end,
+        "failed_call_window_s": round(end - began, 4) if began is not None else None,
+    }
+    report.warnings.append(
+        f"the active app ({alt.active_app}) was reset by mistake: consumers failed"
+        + (f" for about {end - began:.2f}s" if began is not None else "")
+        + f" until its new key was confirmed; {alt.standby_app} was not re-keyed: `rotator rekey` does that"
+    )
+    report.alternating = {**alt.as_dict(), "mistaken_reset": info}
+    return report
+
+
+async def revoke_now(state: RotationState, alt: Alternating, operator: Operator) -> Report:
+    """Incident without a standby, operator's choice: the single-app flow on the leaked (active) app."""
+    from rotator import pipeline
+
+    leaked = state.old_secret
+    app, refused = alt.active_app, None
+    report: Report | None = None
+    for attempt in range(1, MAX_KEY_ATTEMPTS + 1):
+        ask = ResetAsk(app, SINGLE_WHY, slots.dashboard_reset(app, SINGLE_WHY), "active", attempt, refused)
+        secret, _ = await take_key(state, operator, ask, watch_app=None)
+        if alt.slots.standby_secret is not None and alt.slots.standby_secret == secret:
+            refused = f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); nothing was written"
+            continue
+        report = await pipeline.rotate(state, secret)
+        if report.exit_code == Exit.KEY_REFUSED:
+            refused = report.message
+            continue
+        break
+    assert report is not None
+    if report.exit_code not in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
+        await slots.refresh(state, alt)
+    info: dict[str, Any] = {"leaked_fingerprint": leaked.fingerprint if leaked else None, "choice": "revoke-now"}
+    if leaked is not None:
+        check = await slots.probe_all(alt, leaked)
+        info["leaked_revoked"] = check.refused
+        info["revoked_at"] = time.time() if check.refused else None
+    report.alternating = {**alt.as_dict(), "incident": info}
+    return await _store(state, report)
+
+
+def described(report: Report, alt: Alternating) -> Report:
+    """A promote's (or roll back's) report, saying which app is active now."""
+    end = (alt.marks.get("window_start") or 0.0) + (report.window or 0.0)
+    if report.exit_code == Exit.DONE and report.state == RunState.DONE:
+        a, s = alt.slots.active, alt.slots.standby
+        report.message = (
+            f"{alt.active_app} is active ({a.fingerprint if a else '?'}), {alt.standby_app} is the standby "
+            f"({s.fingerprint if s else '?'}); every target holds the active key; window {report.window or 0:.3f}s"
+        )
+        alt.marks["promoted_at"] = end
+    report.alternating = {**alt.as_dict(), "promote": {"window_s": report.window, "state": report.state}}
+    return report
+
+
+async def finish_rekeys(
+    state: RotationState,
+    alt: Alternating,
+    promoted: Report | None,
+    rekeys: list[Rekeyed | Report],
+    *,
+    incident: bool = False,
+) -> Report:
+    """One report for the whole flow (journaled with the entry)."""
+    fallback = next((r for r in rekeys if isinstance(r, Report)), None)
+    done = [r for r in rekeys if isinstance(r, Rekeyed)]
+    if fallback is not None:
+        report = fallback
+    elif promoted is not None:
+        report = promoted
+    else:
+        report = _rekey_report(state, alt, done[-1] if done else None)
+    failed = next((r for r in done if r.outcome is not Outcome.DONE), None)
+    if fallback is None and failed is not None and report.exit_code == Exit.DONE:
+        report.exit_code = failed.code
+        report.message = (
+            f"{report.message}; but {failed.app} was not re-keyed: {failed.message}" if promoted else failed.message
+        )
+    elif fallback is None and promoted is not None and promoted.exit_code == Exit.DONE and done:
+        last = done[-1]
+        proof = {True: "its previous key proven revoked", False: "its previous key STILL WORKS", None: ""}[last.revoked]
+        report.message = f"{promoted.message}; {last.message}" + (f", {proof}" if proof else "")
+    info = dict(report.alternating or {})
+    info.update(alt.as_dict())
+    if promoted is not None:
+        info["promote"] = {"window_s": promoted.window, "state": promoted.state}
+    info["rekeys"] = [r.as_dict() for r in done]
+    if incident:
+        info["incident"] = _incident(alt, promoted, done)
+        if promoted is not None and promoted.exit_code == Exit.DONE:
+            leaked = info["incident"]
+            report.message += (
+                f"; the leaked key stayed in use {leaked['leaked_in_use_s']:.3f}s after the command started"
+                + (
+                    f", proven revoked {leaked['revoked_after_s']:.1f}s after it"
+                    if leaked.get("revoked_after_s") is not None
+                    else ", NOT yet proven revoked"
+                )
+            )
+    report.alternating = info
+    return await _store(state, report)
+
+
+def _incident(alt: Alternating, promoted: Report | None, done: list[Rekeyed]) -> dict[str, Any]:
+    promoted_at = alt.marks.get("promoted_at")
+    proof = done[-1] if done and done[-1].outcome is Outcome.DONE and promoted is not None else None
+    revoked_at = proof.revoked_at if proof is not None and proof.revoked else None
+    return {
+        "started_at": alt.started_wall,
+        "leaked_fingerprint": promoted.old_fingerprint if promoted else None,
+        "leaked_app": alt.standby_app if promoted else alt.active_app,
+        "out_of_use_at": promoted_at,
+        "leaked_in_use_s": round(promoted_at - alt.started_wall, 4) if promoted_at else None,
+        "revoked_at": revoked_at,
+        "revoked_after_s": round(revoked_at - alt.started_wall, 4) if revoked_at else None,
+    }
+
+
+def _rekey_report(state: RotationState, alt: Alternating, r: Rekeyed | None) -> Report:
+    ok = r is not None and r.outcome is Outcome.DONE
+    return Report(
+        id=state.id,
+        kind=state.kind,
+        plan=state.plan.name,
+        state=RunState.DONE if ok else (RunState.REFUSED if r and r.outcome is Outcome.REFUSED else RunState.FAILED),
+        exit_code=0 if ok or r is None else r.code,
+        reason=state.reason,
+        operator=state.operator,
+        old_fingerprint=r.previous if r else None,
+        new_fingerprint=r.fingerprint if r else None,
+        window=r.seconds if r else None,
+        message=(r.message + (", its previous key proven revoked" if r.revoked else "")) if r else "nothing to do",
+    )
+
+
+async def _store(state: RotationState, report: Report) -> Report:
+    """Close (or re-close, with everything the flow did) the journal entry."""
+    state.report = report
+    await state.journal_call(
+        state.journal.update,
+        state.id,
+        state=report.state,
+        exit_code=report.exit_code,
+        finished_at=time.time(),
+        report=report.as_dict(),
+    )
+    return report

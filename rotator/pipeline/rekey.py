@@ -1,0 +1,192 @@
+"""Re-key the standby: the app no consumer uses gets a new key, written to the standby slot only.
+
+Once the operator's key arrives, three probes run at once on every URL: the new
+key (it must be accepted everywhere), the active key (refused means the operator
+reset the active app by mistake: the caller falls back to taking that key as the
+active one), and the previous standby key (it must now be refused: the proof the
+reset revoked it, taken before anything is written, so a key from the wrong app
+writes nothing).  A key equal to either slot's is refused at once: the reset did
+not happen, or the wrong app's key was copied.  Then one check-and-set write of
+the standby slot, read back.  Nothing else is written, nothing is signalled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from rotator.errors import Conflict, PluginError
+from rotator.exitcodes import Exit
+from rotator.pipeline import slots
+from rotator.pipeline.attempts import attempt, reason, unwrap
+from rotator.report import Step, TargetResult, TargetStatus
+
+if TYPE_CHECKING:
+    from rotator.pipeline.slots import Alternating, KeyCheck
+    from rotator.pipeline.state import RotationState
+    from rotator.secret import Secret
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    REFUSED = "refused"  # nothing written; the operator may paste again
+    ACTIVE_RESET = "active_reset"  # the active key is refused: the active app was reset (nothing written)
+    FAILED = "failed"  # the write failed (nothing or the old standby stays)
+
+
+NOT_RESET = "the key was not reset"
+
+
+@dataclass
+class Rekeyed:
+    outcome: Outcome
+    app: str
+    message: str = ""
+    code: int = 0
+    fingerprint: str | None = None
+    previous: str | None = None  # the previous standby key's fingerprint
+    revoked: bool | None = None  # the previous standby key proven refused (None: there was none)
+    revoked_at: float | None = None  # time.time() of that proof
+    seconds: float = 0.0  # key received -> standby written and read back
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "outcome": self.outcome.value,
+            "app": self.app,
+            "message": self.message,
+            "fingerprint": self.fingerprint,
+            "previous_fingerprint": self.previous,
+            "previous_revoked": self.revoked,
+            "revoked_at": self.revoked_at,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def same_key(alt: Alternating, state: RotationState, secret: Secret) -> str | None:
+    """One line when `secret` is either slot's key (nothing may be written)."""
+    for which, app, held in (
+        ("active", alt.active_app, state.old_secret),
+        ("standby", alt.standby_app, alt.slots.standby_secret),
+    ):
+        if held is not None and held == secret:
+            return (
+                f"{NOT_RESET}: this is the {which} slot's key ({app}, {secret.fingerprint}); reset "
+                f"{alt.standby_app}'s key in the dashboard and paste the new one; nothing was written"
+            )
+    return None
+
+
+async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed:
+    t0 = time.perf_counter()
+    app = alt.standby_app
+    fp = secret.fingerprint
+    if line := same_key(alt, state, secret):
+        state.event(Step.REKEY, "refused", target=app, detail=line, fingerprint=fp)
+        return Rekeyed(Outcome.REFUSED, app, line, int(Exit.KEY_REFUSED), fp)
+    previous = alt.slots.standby_secret
+    state.emit(Step.REKEY, app, "running", f"probing {fp} on {len(alt.probers)} URL(s)")
+    new, active, prev = await asyncio.gather(
+        slots.probe_all(alt, secret),
+        slots.probe_all(alt, state.old_secret) if state.old_secret is not None else slots._none(),
+        slots.probe_all(alt, previous) if previous is not None else slots._none(),
+    )
+    proven_at = time.time()
+    state.event(Step.PROBE, "accepted" if new.ok else "refused", target=app, detail=new.problem(), fingerprint=fp)
+    if active is not None and active.refused:
+        line = (
+            f"the active app ({alt.active_app}) was reset, not {app}: its key ({active.fingerprint}) is refused "
+            f"({active.problem()}); consumers are failing"
+        )
+        state.event(Step.REKEY, "active_reset", target=alt.active_app, detail=line, fingerprint=active.fingerprint)
+        return Rekeyed(Outcome.ACTIVE_RESET, app, line, int(Exit.KEY_REFUSED), fp)
+    if not new.ok:
+        unavailable = not new.refused
+        line = (
+            f"the API {'could not check' if unavailable else 'refused'} this key ({new.problem()}); nothing was written"
+        )
+        state.emit(Step.REKEY, app, "failed", line)
+        state.event(Step.REKEY, "refused", target=app, detail=line, fingerprint=fp)
+        code = Exit.PROBE_UNAVAILABLE if unavailable else Exit.KEY_REFUSED
+        return Rekeyed(Outcome.REFUSED, app, line, int(code), fp)
+    revoked = None
+    if prev is not None:
+        revoked = prev.refused
+        state.event(
+            Step.REVOKED,
+            "ok" if revoked else "still_works",
+            target=app,
+            detail=prev.problem() or "accepted on every URL",
+            fingerprint=prev.fingerprint,
+        )
+        if not revoked:
+            line = (
+                f"{NOT_RESET}: {app}'s previous key ({prev.fingerprint}) still works ({_status(prev)}), so this key "
+                f"is from another app or {app} was not reset; nothing was written"
+            )
+            state.emit(Step.REKEY, app, "failed", line)
+            return Rekeyed(Outcome.REFUSED, app, line, int(Exit.KEY_REFUSED), fp, prev.fingerprint, False)
+    res = await _write(state, alt, secret)
+    seconds = time.perf_counter() - t0
+    if res.status != TargetStatus.OK:
+        line = f"the standby slot of {res.name} was not written: {res.detail}"
+        state.event(Step.REKEY, res.status, target=app, detail=line, fingerprint=fp)
+        code = Exit.CONFLICT if res.status == TargetStatus.CONFLICT else Exit.ERROR
+        return Rekeyed(Outcome.FAILED, app, line, int(code), fp, previous.fingerprint if previous else None, revoked)
+    prev_fp = previous.fingerprint if previous else None
+    await slots.refresh(state, alt)
+    state.event(
+        Step.REKEY,
+        "ok",
+        target=app,
+        detail=f"standby {app}: {prev_fp or 'empty'} -> {fp}; {alt.describe()}",
+        fingerprint=fp,
+        version=res.version,
+        seconds=seconds,
+    )
+    state.emit(Step.REKEY, app, "ok", f"standby {app} holds {fp}", seconds)
+    return Rekeyed(
+        Outcome.DONE,
+        app,
+        f"{app} re-keyed as the standby ({fp})",
+        0,
+        fp,
+        prev_fp,
+        revoked,
+        proven_at if revoked else None,
+        seconds,
+    )
+
+
+def _status(kc: KeyCheck) -> str:
+    return ", ".join(f"{r.outcome.value}" for r in kc.results.values())
+
+
+async def _write(state: RotationState, alt: Alternating, secret: Secret) -> TargetResult:
+    """`write_standby` (CAS on the slots' version), read back; never raises."""
+    primary = state.primary
+    res = TargetResult(primary.name, "backend", primary.settings.type, primary=True)
+    token = alt.token(slots.LastStep.REKEY)
+    active_app = alt.active_app if alt.slots.active is None or alt.slots.active.app is None else None
+    deadline = asyncio.get_running_loop().time() + state.plan.rotation.deadline
+
+    async def once() -> str | None:
+        written = await primary.write_standby(
+            secret, app=alt.standby_app, token=token, expected_version=alt.slots.version, active_app=active_app
+        )
+        back = await primary.read_slots()
+        if back.standby is None or back.standby.fingerprint != secret.fingerprint:
+            held = back.standby.fingerprint if back.standby else "nothing"
+            raise PluginError(f"{primary.name}: the standby reads back {held}, not {secret.fingerprint}")
+        return written.version or back.version
+
+    try:
+        res.version = await attempt(res, primary.settings.timeout, primary.settings.retries, deadline, once)
+        res.status, res.fingerprint = TargetStatus.OK, secret.fingerprint
+    except Exception as exc:  # noqa: BLE001
+        inner = unwrap(exc)
+        res.status = TargetStatus.CONFLICT if isinstance(inner, Conflict) else TargetStatus.FAILED
+        res.detail = reason(inner)
+    return res

@@ -1,0 +1,263 @@
+"""Alternating plans at arm: both slots of the primary, each key probed on every URL.
+
+`arm` reads the primary's slots (`Backend.read_slots`) and probes the active and
+the standby key on every `[probe]` URL at once (`ProbeSpec.urls()`: the plan's
+url and each of its `paths`), so that a promote never moves consumers to an app
+that lacks one of the API services they call.  What it finds decides the flow:
+a standby accepted everywhere and different from the active key can be promoted;
+anything else (empty, refused, unknown app, equal keys) means "re-key the
+standby first", said before anything changes.
+
+Which step last changed the slots is in their metadata (the write token's
+prefix, `promote:` / `rekey:` / `rollback:`), so a new machine with an empty
+journal knows whether a roll back is still possible and what is left to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from rotator.errors import RotationError
+from rotator.exitcodes import Exit
+from rotator.pipeline.attempts import TOKEN_NAMESPACE, reason
+from rotator.probe import ProbeOutcome, Prober, ProbeResult
+from rotator.report import Step
+
+if TYPE_CHECKING:
+    from rotator.pipeline.state import RotationState
+    from rotator.plugin import Slot, Slots
+    from rotator.secret import Secret
+
+
+class LastStep(StrEnum):
+    """The step that last wrote the slots (from the metadata's token)."""
+
+    PROMOTE = "promote"
+    REKEY = "rekey"
+    ROLLBACK = "rollback"
+    UNKNOWN = "unknown"  # no metadata, or written by something other than rotator's flows
+
+
+class Next(StrEnum):
+    """What the next `rotator rotate` does, from the slots alone."""
+
+    PROMOTE = "promote the standby, then re-key the retired app"
+    REKEY = "re-key the standby (the promote is done; the standby still holds the previous active key)"
+    STANDBY_FIRST = "re-key the standby first, then promote, then re-key the retired app"
+
+
+@dataclass
+class KeyCheck:
+    """One key probed on every URL of the plan."""
+
+    fingerprint: str
+    results: dict[str, ProbeResult]
+
+    @property
+    def ok(self) -> bool:
+        """Accepted everywhere (a plan without a probe cannot say: not ok)."""
+        return bool(self.results) and all(r.outcome is ProbeOutcome.ACCEPTED for r in self.results.values())
+
+    @property
+    def refused(self) -> bool:
+        return any(r.outcome is ProbeOutcome.REFUSED for r in self.results.values())
+
+    def problem(self) -> str:
+        """Where it failed, in one line ('' when accepted everywhere)."""
+        bad = [
+            f"{url}: {r.outcome.value} ({r.detail})" for url, r in self.results.items() if r.outcome.value != "accepted"
+        ]
+        return "; ".join(bad) if bad else ("" if self.results else "no probe in the plan")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "works": self.ok,
+            "urls": {u: {"outcome": r.outcome.value, "detail": r.detail} for u, r in self.results.items()},
+        }
+
+
+@dataclass
+class Alternating:
+    """What an alternating flow knows about the two apps, kept current after every slot write."""
+
+    apps: tuple[str, str]
+    slots: Slots
+    active_app: str
+    standby_app: str
+    active: KeyCheck | None = None
+    standby: KeyCheck | None = None
+    started_wall: float = field(default_factory=time.time)  # the command began (incident: the leaked key's clock)
+    probers: list[Prober] = field(default_factory=list, repr=False)
+    writes: int = 0  # slot writes by this flow (each its own token)
+    marks: dict[str, float] = field(default_factory=dict)  # time.time() of a flow's moments (window_start, promoted_at)
+
+    @property
+    def last_step(self) -> LastStep:
+        prefix = (self.slots.token or "").partition(":")[0]
+        return LastStep(prefix) if prefix in ("promote", "rekey", "rollback") else LastStep.UNKNOWN
+
+    def standby_problem(self) -> str | None:
+        """Why the standby cannot be promoted now; None when it can."""
+        s = self.slots
+        if s.standby is None or s.standby_secret is None:
+            return "the standby slot is empty"
+        if s.active is not None and s.standby.fingerprint == s.active.fingerprint:
+            return "both slots hold the same key"
+        if s.standby.app is None:
+            return f"the standby key ({s.standby.fingerprint}) was changed outside rotator: its app is unknown"
+        if self.standby is not None and not self.standby.ok:
+            return (
+                f"the standby key ({self.standby_app}, {s.standby.fingerprint}) does not work: {self.standby.problem()}"
+            )
+        return None
+
+    @property
+    def standby_valid(self) -> bool:
+        return self.standby_problem() is None
+
+    def next(self) -> Next:
+        if not self.standby_valid:
+            return Next.STANDBY_FIRST
+        return Next.REKEY if self.last_step is LastStep.PROMOTE else Next.PROMOTE
+
+    def token(self, step: LastStep) -> str:
+        """A distinct token per slot write of this flow (a promote and its roll back are both swaps)."""
+        self.writes += 1
+        return f"{step.value}:{uuid.uuid5(TOKEN_NAMESPACE, f'{self.slots.token}/{step.value}/{self.writes}')}"
+
+    def describe(self) -> str:
+        """The two slots in one line: apps and fingerprints, never a key."""
+        a, s = self.slots.active, self.slots.standby
+        return (
+            f"active {self.active_app} ({a.fingerprint if a else 'empty'}), "
+            f"standby {self.standby_app} ({s.fingerprint if s else 'empty'})"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "active": _slot_dict(self.active_app, self.slots.active, self.active),
+            "standby": _slot_dict(self.standby_app, self.slots.standby, self.standby),
+            "last_step": self.last_step.value,
+            "standby_problem": self.standby_problem(),
+            "next": self.next().value,
+        }
+
+
+def _slot_dict(app: str, slot: Slot | None, check: KeyCheck | None) -> dict[str, Any]:
+    return {
+        "app": app,
+        "app_recorded": slot is not None and slot.app is not None,
+        "fingerprint": slot.fingerprint if slot else None,
+        "set_at": slot.set_at if slot else None,
+        "works": check.ok if check else None,
+        "problem": (check.problem() or None) if check else None,
+    }
+
+
+def dashboard_reset(app: str, why: str) -> str:
+    """The dashboard instruction naming exactly the app to reset, and why it is safe."""
+    return f"Business → Apps → {app} → View details → Reset app key: {why}"
+
+
+SAFE = "no consumer uses this key"
+
+
+def resolve_apps(apps: tuple[str, str], slots: Slots) -> tuple[str, str]:
+    """(active app, standby app) from the metadata; a slot the metadata does not describe
+    is the other app's; with none described (first use) the plan's first app is active."""
+    known = {a.casefold(): a for a in apps}
+
+    def named(slot: Slot | None) -> str | None:
+        return known.get(slot.app.casefold()) if slot is not None and slot.app else None
+
+    active, standby = named(slots.active), named(slots.standby)
+    if active is None:
+        active = apps[1] if standby == apps[0] else apps[0]
+    other = apps[1] if active == apps[0] else apps[0]
+    return active, other
+
+
+async def probe_all(alt: Alternating, secret: Secret) -> KeyCheck:
+    """`secret` on every URL at once (one warm connection per origin)."""
+    results = await asyncio.gather(*(p.probe(secret) for p in alt.probers))
+    return KeyCheck(secret.fingerprint, {p.spec.url or "": r for p, r in zip(alt.probers, results, strict=True)})
+
+
+async def arm(state: RotationState, *, started_wall: float | None = None) -> Alternating:
+    """After `arm.run`: the standby location checked, both slots read, both keys probed.
+    Raises RotationError (exit PREFLIGHT_FAILED) when the standby location is missing or
+    not writable, or the primary holds no active key: nothing changed."""
+    plan, primary = state.plan, state.primary
+    assert state.ctx is not None
+    apps = (plan.secret.apps[0], plan.secret.apps[1])
+    try:
+        check = await asyncio.wait_for(primary.preflight_standby(), primary.settings.timeout)
+    except Exception as exc:  # noqa: BLE001
+        raise RotationError(f"cannot arm: {primary.name}: standby slot: {reason(exc)}", Exit.PREFLIGHT_FAILED) from None
+    if check.ok is False:
+        raise RotationError(f"cannot arm: {primary.name}: standby slot: {check.detail}", Exit.PREFLIGHT_FAILED)
+    alt = Alternating(apps, await read(state), *apps)
+    if started_wall is not None:
+        alt.started_wall = started_wall
+    if alt.slots.active is None:
+        raise RotationError(
+            f"cannot arm: the primary ({primary.name}) holds no active key; store the key {apps[0]} uses now "
+            "with a first `rotator rotate` of a single-app plan, then switch the plan to alternating",
+            Exit.PREFLIGHT_FAILED,
+        )
+    alt.active_app, alt.standby_app = resolve_apps(apps, alt.slots)
+    alt.probers = [Prober(plan.probe.model_copy(update={"url": u}), state.ctx.http) for u in plan.probe.urls()]
+    await check_keys(state, alt)
+    state.emit(Step.SLOTS, primary.name, "ok" if alt.standby_valid else "warning", alt.describe())
+    if problem := alt.standby_problem():
+        state.emit(Step.SLOTS, "", "warning", f"{problem}: {Next.STANDBY_FIRST.value}")
+    state.event(Step.SLOTS, "ok" if alt.standby_valid else "standby_invalid", detail=alt.describe())
+    return alt
+
+
+async def check_keys(state: RotationState, alt: Alternating) -> None:
+    """Probe the active and the standby key on every URL (each URL's answer is shown)."""
+    active = state.old_secret
+    standby = alt.slots.standby_secret
+    checks = await asyncio.gather(
+        probe_all(alt, active) if active is not None else _none(),
+        probe_all(alt, standby) if standby is not None else _none(),
+    )
+    alt.active, alt.standby = checks
+    for who, app, kc in (("active", alt.active_app, alt.active), ("standby", alt.standby_app, alt.standby)):
+        if kc is not None:
+            line = f"{who} key ({app}, {kc.fingerprint}) " + ("works on every URL" if kc.ok else kc.problem())
+            state.emit(Step.SLOTS, who, "ok" if kc.ok else "warning", line)
+    if alt.active is not None and alt.active.refused:
+        state.warnings.append(
+            f"the active key ({alt.active_app}, {alt.active.fingerprint}) is refused now: consumers on it are failing"
+        )
+
+
+async def _none() -> None:
+    return None
+
+
+async def read(state: RotationState) -> Slots:
+    primary = state.primary
+    try:
+        return await asyncio.wait_for(primary.read_slots(), primary.settings.timeout)
+    except Exception as exc:  # noqa: BLE001
+        raise RotationError(f"{primary.name}: cannot read the slots: {reason(exc)}", Exit.PREFLIGHT_FAILED) from None
+
+
+async def refresh(state: RotationState, alt: Alternating) -> None:
+    """After a slot write: the slots, and what a single-style write would check-and-set on."""
+    alt.slots = await read(state)
+    alt.active_app, alt.standby_app = resolve_apps(alt.apps, alt.slots)
+    stored = await state.primary.read()
+    state.old_secret = stored.secret
+    if state.armed is not None:
+        state.armed.old_version = stored.version
+        state.armed.old_fingerprint = stored.secret.fingerprint if stored.secret else None

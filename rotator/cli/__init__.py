@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from rotator.cli import commands, journal_view, rotate
+from rotator.cli import alternating, commands, journal_view, rotate
 from rotator.cli.context import Context, Fail, err
 from rotator.errors import CommandError, PlanError
 from rotator.exitcodes import Exit
@@ -74,6 +74,9 @@ for command in (
     commands.check,
     rotate.rotate,
     commands.resume,
+    alternating.rekey,
+    alternating.rollback,
+    alternating.status,
     commands.sync,
     journal_view.history,
     journal_view.show,

@@ -95,6 +95,7 @@ def resume(ctx: Context, rotation_id: str, plan_path: str | None, as_json: bool,
         raise Fail(f"no rotation {rotation_id} in the journal (see `rotator history`)", Exit.PLAN_INVALID)
     if row.state == RunState.DONE:
         err().print(f"rotation {row.id} is already done")
+        _alternating_note(plan_path or row.plan_path)
         return 0
     if row.state not in RESUMABLE:
         raise Fail(
@@ -107,7 +108,23 @@ def resume(ctx: Context, rotation_id: str, plan_path: str | None, as_json: bool,
     unsure = row.state in PRIMARY_UNSURE
     state = RotationState(plan, ctx.journal, id=row.id, progress_fn=progress(quiet))
     report = asyncio.run(_armed(state, "resume", lambda s: pipeline.resume(s, row.new_fp, primary_unsure=unsure)))
-    return finish(report, as_json)
+    code = finish(report, as_json)
+    _alternating_note(plan_path or row.plan_path)
+    return code
+
+
+def _alternating_note(plan_path: str) -> None:
+    """Alternating plans: after a resume (or on a done entry), what is left, from the slots."""
+    from rotator.plan import PlanError
+
+    try:
+        plan = load(plan_path)
+    except PlanError:
+        return
+    if plan.alternating:
+        from rotator.cli.alternating import resume_note
+
+        resume_note(plan)
 
 
 @click.command()

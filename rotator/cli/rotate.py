@@ -159,6 +159,9 @@ async def _rotate(
 @click.option("--accept-unprobed", is_flag=True, help="Write even when the probe cannot reach the API (outage).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No live progress.")
+@click.option("--incident", is_flag=True, help="Alternating plans: the active key leaked; move off it first.")
+@click.option("--revoke-now", is_flag=True, help="With --incident and no valid standby: the single-app flow (outage).")
+@click.option("--standby-first", is_flag=True, help="With --incident and no valid standby: re-key the standby first.")
 @click.pass_obj
 def rotate(
     ctx: Context,
@@ -170,12 +173,41 @@ def rotate(
     accept_unprobed: bool,
     as_json: bool,
     quiet: bool,
+    incident: bool,
+    revoke_now: bool,
+    standby_first: bool,
 ) -> int:
-    """Arm, take the new key, probe it, write it everywhere, signal consumers."""
+    """Arm, take the new key, probe it, write it everywhere, signal consumers.
+
+    On an alternating plan: promote the standby, then re-key the retired app (0 failed calls)."""
     import asyncio
 
+    if (revoke_now or standby_first) and not incident:
+        raise Fail("--revoke-now and --standby-first go with --incident", Exit.PLAN_INVALID)
+    if revoke_now and standby_first:
+        raise Fail("choose one of --revoke-now and --standby-first", Exit.PLAN_INVALID)
     plan = load(plan_path)
     journal = ctx.journal
+    if plan.alternating:
+        from rotator.cli import alternating
+
+        if dry_run or force or accept_unprobed:
+            raise Fail("--dry-run, --force and --accept-unprobed are for single-app plans", Exit.PLAN_INVALID)
+        for row in journal.unfinished(plan.name):
+            err().print(f"[yellow]! rotation {row.id} did not finish ({row.state}): `rotator resume {row.id}`[/]")
+        choice = "revoke-now" if revoke_now else "standby-first" if standby_first else None
+        report = asyncio.run(
+            alternating.run(
+                plan,
+                journal,
+                flow="incident" if incident else "rotate",
+                key_stdin=key_stdin,
+                reason=reason,
+                quiet=quiet,
+                choice=choice,
+            )
+        )
+        return alternating.finish_alternating(report, as_json)
     for row in journal.unfinished(plan.name):
         err().print(
             f"[yellow]! rotation {row.id} of {plan.name} did not finish ({row.state}); "

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
 from rotator.pipeline import accept, alternating, arm, drift, fan_out, finish, probe, read_primary, slots, write_primary
-from rotator.pipeline import promote as promote_step
+from rotator.pipeline import promote as promote_step  # the modules; `promote` and `rollback` below are the flows
 from rotator.pipeline import rollback as rollback_step
 from rotator.pipeline.alternating import IncidentChoice
 from rotator.pipeline.ask import Operator, ResetAsk

@@ -15,9 +15,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from rotator.exitcodes import Exit
-from rotator.pipeline import finish, promote, slots
-from rotator.pipeline import rekey as rekey_step
+from rotator.pipeline import finish, slots
+from rotator.pipeline import rekey as rekey_step  # a module: no flow of this name
 from rotator.pipeline.ask import ResetAsk, take_key
+from rotator.pipeline.promote import new_window
 from rotator.pipeline.rekey import Outcome, Rekeyed
 from rotator.report import Report, RunState
 
@@ -122,7 +123,7 @@ async def _single_active(state: RotationState, alt: Alternating, secret: Secret,
             f"{alt.active_app}, the app that was reset; nothing was written"
         )
         return finish.not_written(state, line)
-    promote.new_window(state)
+    new_window(state)
     report = await pipeline.rotate(state, secret)
     if report.exit_code in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
         return report

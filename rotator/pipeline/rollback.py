@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rotator.pipeline import promote
+from rotator.pipeline.promote import run as promote_run
 from rotator.pipeline.slots import LastStep
 from rotator.report import Step
 
@@ -39,4 +39,4 @@ def refusal(alt: Alternating) -> str | None:
 
 async def run(state: RotationState, alt: Alternating) -> Report:
     assert refusal(alt) is None, "check refusal() first"
-    return await promote.run(state, alt, step=Step.ROLLBACK)
+    return await promote_run(state, alt, step=Step.ROLLBACK)

@@ -29,8 +29,11 @@ from rotator.probe import ProbeOutcome, Prober, ProbeResult
 from rotator.report import Step
 
 if TYPE_CHECKING:
+    import httpx
+
     from rotator.pipeline.state import RotationState
-    from rotator.plugin import Slot, Slots
+    from rotator.plan import Plan
+    from rotator.plugin import Backend, Slot, Slots
     from rotator.secret import Secret
 
 
@@ -189,47 +192,44 @@ async def probe_all(alt: Alternating, secret: Secret) -> KeyCheck:
     return KeyCheck(secret.fingerprint, {p.spec.url or "": r for p, r in zip(alt.probers, results, strict=True)})
 
 
+async def survey(
+    plan: Plan, primary: Backend, http: httpx.AsyncClient, active: Secret | None, slots: Slots
+) -> Alternating:
+    """Both slots as `slots` says, the apps resolved, both keys probed on every URL.
+    Needs no journal and no armed rotation (`rotator status` runs it too)."""
+    apps = (plan.secret.apps[0], plan.secret.apps[1])
+    alt = Alternating(apps, slots, *resolve_apps(apps, slots))
+    alt.probers = [Prober(plan.probe.model_copy(update={"url": u}), http) for u in plan.probe.urls()]
+    standby = slots.standby_secret
+    alt.active, alt.standby = await asyncio.gather(
+        probe_all(alt, active) if active is not None else _none(),
+        probe_all(alt, standby) if standby is not None else _none(),
+    )
+    return alt
+
+
 async def arm(state: RotationState, *, started_wall: float | None = None) -> Alternating:
     """After `arm.run`: the standby location checked, both slots read, both keys probed.
     Raises RotationError (exit PREFLIGHT_FAILED) when the standby location is missing or
     not writable, or the primary holds no active key: nothing changed."""
     plan, primary = state.plan, state.primary
     assert state.ctx is not None
-    apps = (plan.secret.apps[0], plan.secret.apps[1])
     try:
         check = await asyncio.wait_for(primary.preflight_standby(), primary.settings.timeout)
     except Exception as exc:  # noqa: BLE001
         raise RotationError(f"cannot arm: {primary.name}: standby slot: {reason(exc)}", Exit.PREFLIGHT_FAILED) from None
     if check.ok is False:
         raise RotationError(f"cannot arm: {primary.name}: standby slot: {check.detail}", Exit.PREFLIGHT_FAILED)
-    alt = Alternating(apps, await read(state), *apps)
-    if started_wall is not None:
-        alt.started_wall = started_wall
-    if alt.slots.active is None:
+    current = await read(state)
+    if current.active is None:
         raise RotationError(
-            f"cannot arm: the primary ({primary.name}) holds no active key; store the key {apps[0]} uses now "
-            "with a first `rotator rotate` of a single-app plan, then switch the plan to alternating",
+            f"cannot arm: the primary ({primary.name}) holds no active key; store the key {plan.secret.apps[0]} "
+            "uses now with a first `rotator rotate` of a single-app plan, then switch the plan to alternating",
             Exit.PREFLIGHT_FAILED,
         )
-    alt.active_app, alt.standby_app = resolve_apps(apps, alt.slots)
-    alt.probers = [Prober(plan.probe.model_copy(update={"url": u}), state.ctx.http) for u in plan.probe.urls()]
-    await check_keys(state, alt)
-    state.emit(Step.SLOTS, primary.name, "ok" if alt.standby_valid else "warning", alt.describe())
-    if problem := alt.standby_problem():
-        state.emit(Step.SLOTS, "", "warning", f"{problem}: {Next.STANDBY_FIRST.value}")
-    state.event(Step.SLOTS, "ok" if alt.standby_valid else "standby_invalid", detail=alt.describe())
-    return alt
-
-
-async def check_keys(state: RotationState, alt: Alternating) -> None:
-    """Probe the active and the standby key on every URL (each URL's answer is shown)."""
-    active = state.old_secret
-    standby = alt.slots.standby_secret
-    checks = await asyncio.gather(
-        probe_all(alt, active) if active is not None else _none(),
-        probe_all(alt, standby) if standby is not None else _none(),
-    )
-    alt.active, alt.standby = checks
+    alt = await survey(plan, primary, state.ctx.http, state.old_secret, current)
+    if started_wall is not None:
+        alt.started_wall = started_wall
     for who, app, kc in (("active", alt.active_app, alt.active), ("standby", alt.standby_app, alt.standby)):
         if kc is not None:
             line = f"{who} key ({app}, {kc.fingerprint}) " + ("works on every URL" if kc.ok else kc.problem())
@@ -238,6 +238,9 @@ async def check_keys(state: RotationState, alt: Alternating) -> None:
         state.warnings.append(
             f"the active key ({alt.active_app}, {alt.active.fingerprint}) is refused now: consumers on it are failing"
         )
+    state.emit(Step.SLOTS, primary.name, "ok" if alt.standby_valid else "warning", alt.describe())
+    state.event(Step.SLOTS, "ok" if alt.standby_valid else "standby_invalid", detail=alt.describe())
+    return alt
 
 
 async def _none() -> None:

@@ -1,0 +1,342 @@
+"""Alternating plans on the terminal: `rotate` (planned, `--incident`), `rekey`, `rollback`, `status`.
+
+The flows are `rotator.pipeline`'s (the service calls the same ones); this
+module is their terminal: the `Operator` that shows which app to reset and why
+it is safe and reads the key (a hidden prompt, or one line of stdin per reset),
+and the printing of the slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from rotator.cli.commands import finish, load, progress
+from rotator.cli.context import Context, Fail, err
+from rotator.exitcodes import Exit
+
+if TYPE_CHECKING:
+    from rotator.journal import Journal
+    from rotator.pipeline.ask import ResetAsk
+    from rotator.pipeline.slots import Alternating
+    from rotator.pipeline.state import RotationState
+    from rotator.plan import Plan
+    from rotator.report import Report
+    from rotator.secret import Secret
+
+MAX_PASTES = 5  # pastes that are not a key (empty, wrong shape) before giving up on one reset
+KEEP_WARM_EVERY = 15.0
+
+
+class TerminalOperator:
+    """Shows each reset the flow asks for and reads its key: hidden prompt, or a line of stdin."""
+
+    def __init__(self, state: RotationState, *, key_stdin: bool) -> None:
+        self.state = state
+        self.key_stdin = key_stdin
+
+    def notice(self, line: str) -> None:
+        from rich.markup import escape
+
+        err().print(f"[bold red]! {escape(line)}[/]")
+
+    async def key(self, ask: ResetAsk) -> Secret:
+        from rich.markup import escape
+
+        from rotator.secret import KeyRejected, clean_paste
+
+        if ask.refused:
+            err().print(f"[red]✗ {escape(ask.refused)}[/]")
+        where = "the standby" if ask.slot == "standby" else "the ACTIVE key"
+        err().print(f"[bold]Reset {escape(ask.app)}[/] (its new key becomes {where}):")
+        err().print(f"  1. Adjutor dashboard → {escape(ask.instruction)}")
+        err().print("  2. Copy the new key the dashboard shows.")
+        err().print(
+            "  3. " + ("Pipe it in: reading one line from stdin." if self.key_stdin else "Paste it here (hidden).")
+        )
+        for _ in range(MAX_PASTES):
+            raw = await self._read(ask.app)
+            try:
+                clean = clean_paste(raw, self.state.plan.secret.key_pattern)
+            except KeyRejected as exc:
+                if self.key_stdin:
+                    raise Fail(f"the pasted key was rejected: {exc}; nothing was written", Exit.KEY_REFUSED) from None
+                err().print(f"[red]✗ {escape(str(exc))}[/]: paste it again")
+                continue
+            finally:
+                del raw
+            for w in clean.warnings:
+                err().print(f"[yellow]! {escape(w)}[/]")
+            err().print(f"key received: fingerprint {clean.secret.fingerprint}")
+            return clean.secret
+        raise Fail(f"{MAX_PASTES} pastes were not a key; nothing more was written", Exit.KEY_REFUSED)
+
+    async def _read(self, app: str) -> str | bytes:
+        from rotator.pipeline import arm
+
+        async def warm() -> None:
+            while True:
+                await asyncio.sleep(KEEP_WARM_EVERY)
+                await arm.keep_warm(self.state)
+
+        keeper = asyncio.ensure_future(warm())
+        try:
+            if self.key_stdin:
+                line = await asyncio.to_thread(_read_line)
+                if not line:
+                    raise Fail(f"stdin ended before {app}'s key was given; nothing more was written", Exit.KEY_REFUSED)
+                return line
+            return await asyncio.to_thread(getpass.getpass, "new key: ")
+        finally:
+            keeper.cancel()
+
+
+def _read_line() -> bytes:
+    from rotator.secret import MAX_KEY_LENGTH
+
+    return sys.stdin.buffer.readline(MAX_KEY_LENGTH * 4 + 1)
+
+
+async def run(
+    plan: Plan,
+    journal: Journal,
+    *,
+    flow: str,
+    key_stdin: bool = False,
+    reason: str = "",
+    quiet: bool = False,
+    choice: str | None = None,
+) -> Report:
+    """Arm, say what the flow will do, run it, disarm.  `flow`: rotate | incident | rekey | rollback."""
+    from rotator import pipeline
+    from rotator.errors import RotationError
+    from rotator.pipeline import alternating, arm
+    from rotator.pipeline.state import RotationState
+
+    kind = {"incident": "rotate"}.get(flow, flow)
+    state = RotationState(plan, journal, kind=kind, reason=reason or flow, progress_fn=progress(quiet))
+    operator = TerminalOperator(state, key_stdin=key_stdin)
+    try:
+        alt = await pipeline.arm_alternating(state)
+        if flow != "rollback" and not key_stdin and not sys.stdin.isatty():
+            raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
+        err().print(f"slots: {alt.describe()}")
+        if flow == "rollback":
+            return await pipeline.rollback(state, alt)
+        if flow == "rekey":
+            return await pipeline.rekey_standby(state, alt, operator)
+        if flow == "incident":
+            if alt.standby_valid or choice is not None:
+                err().print(alternating.plan_line(alt, incident=choice != "revoke-now"))
+            ic = alternating.IncidentChoice(choice) if choice else None
+            return await pipeline.incident(state, alt, operator, choice=ic)
+        err().print(alternating.plan_line(alt))
+        return await pipeline.rotate_alternating(state, alt, operator)
+    except RotationError as exc:
+        raise Fail(str(exc), exc.exit_code) from None
+    finally:
+        await arm.disarm(state)
+
+
+def print_summary(report: Report) -> None:
+    """The lines only an alternating flow has: which app is active, the incident's clock."""
+    info = report.alternating
+    if not info:
+        return
+    for who in ("active", "standby"):
+        s = info.get(who) or {}
+        err().print(f"{who:<8} {s.get('app')}  {s.get('fingerprint') or '(empty)'}")
+    inc = info.get("incident")
+    if inc and inc.get("leaked_in_use_s") is not None:
+        err().print(
+            f"incident: the leaked key ({inc.get('leaked_fingerprint')}) stayed in use "
+            f"{inc['leaked_in_use_s']:.3f}s after the command started; "
+            + (
+                f"proven revoked at {_clock(inc['revoked_at'])} ({inc['revoked_after_s']:.1f}s after the start)"
+                if inc.get("revoked_at")
+                else "NOT proven revoked"
+            )
+        )
+    if mistake := info.get("mistaken_reset"):
+        window = mistake.get("failed_call_window_s")
+        err().print(
+            f"mistaken reset of {mistake.get('app')}: consumers failed "
+            + (f"for about {window:.2f}s" if window is not None else "until its new key was written")
+        )
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3] + "Z"
+
+
+def finish_alternating(report: Report, as_json: bool) -> int:
+    code = finish(report, as_json)
+    print_summary(report)
+    return code
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _alternating_plan(plan_path: str, what: str) -> Plan:
+    plan = load(plan_path)
+    if not plan.alternating:
+        raise Fail(
+            f'{plan_path}: `rotator {what}` needs an alternating plan ([secret] strategy = "alternating")',
+            Exit.PLAN_INVALID,
+        )
+    return plan
+
+
+@click.command()
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.option("--key-stdin", is_flag=True, help="Read the key from standard input (one line) instead of a prompt.")
+@click.option("--reason", default="", help="Why (journaled).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No live progress.")
+@click.pass_obj
+def rekey(ctx: Context, plan_path: str, key_stdin: bool, reason: str, as_json: bool, quiet: bool) -> int:
+    """Alternating plans: reset the standby app (no consumer uses it) and store its new key as the standby."""
+    plan = _alternating_plan(plan_path, "rekey")
+    report = asyncio.run(run(plan, ctx.journal, flow="rekey", key_stdin=key_stdin, reason=reason, quiet=quiet))
+    return finish_alternating(report, as_json)
+
+
+@click.command()
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.option("--reason", default="", help="Why (journaled).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No live progress.")
+@click.pass_obj
+def rollback(ctx: Context, plan_path: str, reason: str, as_json: bool, quiet: bool) -> int:
+    """Alternating plans: undo the last promote (only before the re-key after it)."""
+    plan = _alternating_plan(plan_path, "rollback")
+    report = asyncio.run(run(plan, ctx.journal, flow="rollback", reason=reason, quiet=quiet))
+    return finish_alternating(report, as_json)
+
+
+async def survey(plan: Plan) -> Alternating:
+    """The slots and both keys' probes, from the primary alone (no journal, no lock)."""
+    from rotator.errors import RotationError
+    from rotator.pipeline.attempts import reason
+    from rotator.pipeline.slots import survey as survey_slots
+    from rotator.plugin import PluginContext
+    from rotator.registry import backend_class
+
+    ctx = PluginContext(max_threads=4)
+    primary = backend_class(plan.primary.type)(plan.primary, ctx)
+    try:
+        timeout = primary.settings.timeout
+        await asyncio.wait_for(primary.open(), timeout)
+        stored = await asyncio.wait_for(primary.read(), timeout)
+        slots = await asyncio.wait_for(primary.read_slots(), timeout)
+        return await survey_slots(plan, primary, ctx.http, stored.secret, slots)
+    except RotationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        raise Fail(f"{primary.name}: cannot read the slots: {reason(exc)}", Exit.PREFLIGHT_FAILED) from None
+    finally:
+        try:
+            await asyncio.wait_for(primary.close(), 5)
+        finally:
+            await ctx.aclose()
+
+
+def _age(set_at: str | None) -> float | None:
+    if not set_at:
+        return None
+    try:
+        return time.time() - datetime.fromisoformat(set_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _fmt_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "age unknown"
+    d, rest = divmod(int(max(seconds, 0)), 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    return (f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s}s") + " old"
+
+
+def status_data(plan: Plan, alt: Alternating, journal: Journal | None) -> dict[str, Any]:
+    from rotator.pipeline.rollback import refusal
+
+    data: dict[str, Any] = {"plan": plan.name, "strategy": "alternating", "primary": plan.primary.name}
+    data.update(alt.as_dict())
+    for who in ("active", "standby"):
+        data[who]["age_s"] = None if (age := _age(data[who]["set_at"])) is None else round(age, 1)
+    data["rollback_possible"] = refusal(alt) is None
+    unfinished = journal.unfinished(plan.name) if journal is not None else []
+    data["unfinished"] = [{"id": r.id, "state": r.state, "resume": f"rotator resume {r.id}"} for r in unfinished]
+    data["left"] = left_lines(plan, alt, data["unfinished"])
+    return data
+
+
+def left_lines(plan: Plan, alt: Alternating, unfinished: list[dict[str, Any]]) -> list[str]:
+    """What is left to do, from the slots (and the journal's unfinished entries)."""
+    from rotator.pipeline.slots import Next
+
+    out = [f"rotation {u['id']} did not finish ({u['state']}): `{u['resume']}` finishes it" for u in unfinished]
+    if alt.next() is Next.REKEY:
+        out.append(
+            f"the promote is done but {alt.standby_app} was not re-keyed: `rotator rotate {plan.path}` (or "
+            f"`rotator rekey {plan.path}`) resets {alt.standby_app}; `rotator rollback {plan.path}` undoes the promote"
+        )
+    elif alt.next() is Next.STANDBY_FIRST:
+        out.append(f"{alt.standby_problem()}: `rotator rekey {plan.path}` seeds the standby ({alt.standby_app})")
+    return out
+
+
+@click.command()
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
+@click.pass_obj
+def status(ctx: Context, plan_path: str, as_json: bool) -> int:
+    """Alternating plans: which app is active and standby, each key's age, whether it works, what is next."""
+    import json
+
+    from rich.markup import escape
+
+    plan = _alternating_plan(plan_path, "status")
+    alt = asyncio.run(survey(plan))
+    data = status_data(plan, alt, ctx.journal)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return 0
+    out = err()
+    out.print(f"[bold]{escape(plan.name)}[/]: alternating, primary {escape(plan.primary.name)}")
+    for who in ("active", "standby"):
+        s = data[who]
+        works = {True: "works on every URL", False: f"DOES NOT WORK: {s['problem']}", None: "not probed"}[s["works"]]
+        out.print(
+            f"  {who:<8} {escape(s['app'])}{'' if s['app_recorded'] else ' (inferred)'}  "
+            f"{s['fingerprint'] or '(empty)'}  {_fmt_age(s['age_s'])}  {escape(works)}"
+        )
+    out.print(
+        f"  last slot change: {data['last_step']}"
+        + ("; `rotator rollback` can undo it" if data["rollback_possible"] else "")
+    )
+    out.print(f"  next rotation: {escape(data['next'])}")
+    for line in data["left"]:
+        out.print(f"  [yellow]left: {escape(line)}[/]")
+    return 0
+
+
+def resume_note(plan: Plan) -> None:
+    """After `rotator resume` on an alternating plan: what is left (from the slots)."""
+    from rich.markup import escape
+
+    alt = asyncio.run(survey(plan))
+    lines = left_lines(plan, alt, [])
+    for line in lines:
+        err().print(f"[yellow]left: {escape(line)}[/]")
+    if not lines:
+        err().print(f"nothing left: {alt.describe()}")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -55,6 +57,7 @@ async def take_key(
     key = asyncio.ensure_future(operator.key(ask))
     if watch_app is None or state.prober is None or state.old_secret is None:
         return await key, None
+    asked = (time.time(), time.perf_counter())
     async with httpx.AsyncClient(timeout=state.plan.probe.timeout) as client:
         watch = ResetWatch(state.prober, state.old_secret, client=client)
         watching = asyncio.ensure_future(watch.run())
@@ -63,6 +66,9 @@ async def take_key(
             if key not in done:
                 result = watching.result()
                 if result.outcome is WatchOutcome.RESET and result.reset is not None:
+                    reset = result.reset
+                    if reset.after_wall is None:  # refused at the first probe: the reset followed the ask
+                        reset = dataclasses.replace(reset, after_wall=asked[0], after_perf=asked[1])
                     line = (
                         f"the ACTIVE app ({watch_app}) was just reset, not {ask.app}: every consumer is failing now; "
                         f"paste {watch_app}'s new key: it becomes the active key at once (single-app style)"
@@ -70,7 +76,7 @@ async def take_key(
                     state.emit(Step.REKEY, watch_app, "failed", line)
                     state.event(Step.REKEY, "active_reset", target=watch_app, detail=line)
                     operator.notice(line)
-                    return await key, result.reset
+                    return await key, reset
             return await key, None
         finally:
             watch.stop()

@@ -392,7 +392,7 @@ def status(w: World) -> dict[str, Any]:
 # -- planned rotation ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pause", [0.0, 2.0])
+@pytest.mark.parametrize("pause", [0.0, 2.0, 10.0])
 def test_planned_rotation_fails_no_call_at_any_operator_pause(make_world: Any, pause: float) -> None:
     w = seeded(make_world)
     blue_before = w.keys[0]

@@ -56,6 +56,8 @@ def check(plans: tuple[str, ...]) -> int:
             f"{p}: ok ({plan.name}: primary {plan.primary.name}, "
             f"{len(plan.backends)} backends, {len(plan.consumers)} consumers)"
         )
+        for hint in plan.hints():
+            click.echo(hint, err=True)
     return int(Exit.PLAN_INVALID) if bad else 0
 
 

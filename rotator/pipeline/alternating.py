@@ -217,7 +217,11 @@ async def finish_rekeys(
     elif fallback is None and promoted is not None and promoted.exit_code == Exit.DONE and done:
         last = done[-1]
         proof = {True: "its previous key proven revoked", False: "its previous key STILL WORKS", None: ""}[last.revoked]
-        report.message = f"{promoted.message}; {last.message}" + (f", {proof}" if proof else "")
+        a = alt.slots.active
+        report.message = (
+            f"{alt.active_app} is active ({a.fingerprint if a else '?'}), every target holds its key "
+            f"(promote window {promoted.window or 0:.3f}s); {last.message}" + (f", {proof}" if proof else "")
+        )
     info = dict(report.alternating or {})
     info.update(alt.as_dict())
     if promoted is not None:

@@ -91,6 +91,17 @@ signal = "HUP"
 expect_cmdline = "rotator.demo.consumer_app"
 confirm_url = "{worker_url}/fingerprint"
 reads_from = ["worker-env"]
+{extra}"""
+
+HOOK_CONSUMER = """
+[[consumers]]
+name = "hook"
+type = "webhook"
+url = "{url}"
+confirm_url = "{confirm_url}"
+hmac_key = {{ env = "{hook_env}" }}
+retries = 0
+reads_from = ["api-env"]
 """
 
 ENVFILE_PRIMARY = """[[backends]]
@@ -292,7 +303,7 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
     procs: list[subprocess.Popen[bytes]] = []
     servers: list[VaultServer] = []
 
-    def make(primary: str = "envfile", aws_url: str | None = None) -> World:
+    def make(primary: str = "envfile", aws_url: str | None = None, hook: lc.Hook | None = None) -> World:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", HOOK_ENV: "alt-hook-signing-key", "ALT_VAULT_TOKEN": VAULT_TOKEN}
         ready = tmp_path / "adjutor.json"
         standin = subprocess.Popen(
@@ -353,6 +364,9 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
                 api_url=consumers["api"],
                 worker_url=consumers["worker"],
                 hook_env=HOOK_ENV,
+                extra=HOOK_CONSUMER.format(url=hook.url, confirm_url=hook.confirm_url, hook_env=HOOK_ENV)
+                if hook
+                else "",
             )
         )
         env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
@@ -373,9 +387,9 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
             s.__exit__(None, None, None)
 
 
-def seeded(make_world: Any, primary: str = "envfile", aws_url: str | None = None) -> World:
+def seeded(make_world: Any, primary: str = "envfile", aws_url: str | None = None, hook: lc.Hook | None = None) -> World:
     """A world whose standby was seeded by the one-time `rotator rekey` (green reset, 0 failed calls)."""
-    w = make_world(primary, aws_url)
+    w = make_world(primary, aws_url, hook)
     f = w.rotator("rekey", str(w.plan), "--key-stdin", "--json", pauses=(0,))
     assert f.code == 0, f.err
     assert f.resets == [(GREEN, "the standby")]
@@ -423,8 +437,10 @@ def test_planned_rotation_fails_no_call_at_any_operator_pause(make_world: Any, p
     assert st["last_step"] == "rekey" and not st["rollback_possible"]
     r = lc.cli("rollback", str(w.plan), env=w.env)
     assert r.returncode == Exit.PLAN_INVALID
-    assert r.stderr.strip().splitlines()[-1].startswith(
-        "rotator: nothing to roll back: payments-blue was re-keyed after the last promote"
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .startswith("rotator: nothing to roll back: payments-blue was re-keyed after the last promote")
     )
     w.no_leaks(f)
 
@@ -530,6 +546,60 @@ def test_sigkill_between_promote_and_rekey_then_rotate_finishes_the_rekey(make_w
     st = status(w)
     assert (st["active"]["app"], st["standby"]["app"], st["last_step"]) == (GREEN, BLUE, "rekey")
     w.no_leaks(f, f2)
+
+
+def test_a_promote_that_fails_midway_is_finished_by_resume_with_no_failed_call(make_world: Any) -> None:
+    with lc.Hook() as hook:
+        w = seeded(make_world, hook=hook)
+        hook.fail = 1000  # a consumer that fails its reload: the promote stops half-way
+        before = w.failed()
+        f = w.rotator("rotate", str(w.plan), "--key-stdin", "--json", pauses=(0,))
+        assert f.code == Exit.PARTIAL, f.err
+        assert f.resets == []  # no re-key while the promote is unfinished
+        assert w.failed() == before  # both keys work: the half-way state fails no call
+        row = lc.latest("payments")
+        assert row is not None and row.state == "partial"
+        hook.fail = 0
+        r = lc.cli("resume", row.id, env=w.env)
+        assert r.returncode == 0, r.stderr
+        assert "was not re-keyed" in r.stderr  # what is left, from the slots
+        assert hook.reports == fingerprint(w.keys[2])
+        st = status(w)
+        assert st["active"]["app"] == GREEN and st["next"].startswith("re-key")
+        assert w.failed() == before
+        w.no_leaks(f)
+
+
+def test_the_journal_names_apps_and_fingerprints_of_every_step_never_a_key(make_world: Any) -> None:
+    from rotator.journal import Journal
+
+    w = seeded(make_world)
+    f = w.rotator("rotate", str(w.plan), "--key-stdin", "--json", pauses=(0,))
+    assert f.code == 0, f.err
+    row = lc.latest("payments")
+    assert row is not None
+    events = Journal().events(row.id)
+    steps = {e["step"]: e for e in events}
+    assert {"slots", "promote", "rekey", "revoked"} <= steps.keys()
+    assert GREEN in steps["promote"]["detail"] and BLUE in steps["promote"]["detail"]
+    assert steps["promote"]["fingerprint"] == fingerprint(w.keys[2])
+    assert steps["rekey"]["target"] == BLUE and steps["rekey"]["fingerprint"] == fingerprint(w.keys[-1])
+    assert steps["revoked"]["fingerprint"] == fingerprint(w.keys[0])
+    show = lc.cli("show", row.id, env=w.env)
+    assert show.returncode == 0 and "promote" in show.stdout
+    w.no_leaks(f)
+
+
+def test_check_hints_at_alternating_mode_for_a_single_plan(tmp_path: Path) -> None:
+    plan = tmp_path / "single.toml"
+    plan.write_text(
+        '[secret]\nname = "x"\n[probe]\npreset = "adjutor"\n'
+        '[[backends]]\nname = "s"\ntype = "envfile"\nprimary = true\npath = "/tmp/x.env"\nvariable = "K"\n'
+    )
+    r = lc.cli("check", str(plan))
+    assert r.returncode == 0, r.stderr
+    (hint,) = r.stderr.strip().splitlines()
+    assert "hint:" in hint and 'strategy = "alternating"' in hint
 
 
 # -- bad input ----------------------------------------------------------------------------------------

@@ -597,7 +597,8 @@ def test_check_hints_at_alternating_mode_for_a_single_plan(tmp_path: Path) -> No
     )
     r = lc.cli("check", str(plan))
     assert r.returncode == 0, r.stderr
-    (hint,) = r.stderr.strip().splitlines()
+    ok, hint = r.stdout.strip().splitlines()
+    assert ": ok (" in ok and r.stderr == ""
     assert "hint:" in hint and 'strategy = "alternating"' in hint
 
 

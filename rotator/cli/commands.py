@@ -57,7 +57,7 @@ def check(plans: tuple[str, ...]) -> int:
             f"{len(plan.backends)} backends, {len(plan.consumers)} consumers)"
         )
         for hint in plan.hints():
-            click.echo(hint, err=True)
+            click.echo(hint)
     return int(Exit.PLAN_INVALID) if bad else 0
 
 

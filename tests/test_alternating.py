@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover - run from inside tests/
 BLUE, GREEN = "payments-blue", "payments-green"
 HOOK_ENV = "ALT_HOOK_KEY"
 VAULT_TOKEN = "alt-vault-token"
+MODELS = "/v2/decisioning/models"
 RESET_LINE = re.compile(r"Reset (\S+) \(its new key becomes (the standby|the ACTIVE key)\)")
 
 PLAN = """
@@ -56,6 +57,7 @@ apps = ["{blue}", "{green}"]
 preset = "adjutor"
 url = "{api}/v2/decisioning/models"
 watch_interval = 0.2
+paths = {paths}
 
 [rotation]
 deadline = 20
@@ -302,7 +304,12 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
     procs: list[subprocess.Popen[bytes]] = []
     servers: list[VaultServer] = []
 
-    def make(primary: str = "envfile", aws_url: str | None = None, hook: lc.Hook | None = None) -> World:
+    def make(
+        primary: str = "envfile",
+        aws_url: str | None = None,
+        hook: lc.Hook | None = None,
+        services: dict[str, str] | None = None,
+    ) -> World:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", HOOK_ENV: "alt-hook-signing-key", "ALT_VAULT_TOKEN": VAULT_TOKEN}
         ready = tmp_path / "adjutor.json"
         standin = subprocess.Popen(
@@ -313,9 +320,9 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
                 "--ready-file",
                 str(ready),
                 "--app",
-                BLUE,
+                BLUE + (services or {}).get(BLUE, ""),
                 "--app",
-                GREEN,
+                GREEN + (services or {}).get(GREEN, ""),
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -363,6 +370,7 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
                 api_url=consumers["api"],
                 worker_url=consumers["worker"],
                 hook_env=HOOK_ENV,
+                paths=json.dumps(sorted({p for s in (services or {}).values() for p in s[1:].split(",")} - {MODELS})),
                 extra=HOOK_CONSUMER.format(url=hook.url, confirm_url=hook.confirm_url, hook_env=HOOK_ENV)
                 if hook
                 else "",
@@ -639,6 +647,22 @@ def test_mistaken_reset_of_the_active_app_is_said_at_once_and_its_key_taken_as_a
     st = status(w)
     assert st["active"]["fingerprint"] == fingerprint(new_green) and st["active"]["works"]
     assert st["active"]["app"] == GREEN  # inferred: the standby is blue's
+    w.no_leaks(f)
+
+
+def test_a_standby_app_lacking_an_api_service_is_never_promoted(make_world: Any) -> None:
+    bvn = "/v2/verification/bvn"
+    w = make_world(services={BLUE: f"={MODELS},{bvn}", GREEN: f"={MODELS}"})
+    before = w.failed()
+    f = w.rotator("rekey", str(w.plan), "--key-stdin", pauses=(0,))
+    assert f.code == Exit.KEY_REFUSED, f.err
+    # Refused with the URL that lacks the service, asked again; the operator has no other key.
+    line = next(x for x in f.err.splitlines() if "the API refused this key" in x)
+    assert bvn in line and "HTTP 403" in line and "nothing was written" in line, line
+    assert f.err.strip().splitlines()[-1].startswith("rotator: stdin ended before payments-green's key")
+    st = status(w)
+    assert st["standby"]["fingerprint"] is None and st["next"].startswith("re-key the standby first")
+    assert w.failed() == before
     w.no_leaks(f)
 
 

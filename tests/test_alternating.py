@@ -505,6 +505,21 @@ def test_incident_without_a_standby_makes_the_operator_choose(make_world: Any) -
     w.no_leaks(f)
 
 
+def test_incident_revoke_now_without_a_standby_is_the_single_app_flow(make_world: Any) -> None:
+    w = make_world()
+    leaked = w.keys[0]
+    f = w.rotator("rotate", str(w.plan), "--incident", "--revoke-now", "--key-stdin", "--json", pauses=(0,))
+    assert f.code == 0, f.err
+    assert f.resets == [(BLUE, "the ACTIVE key")]
+    assert "incident, revoke now: reset payments-blue" in f.err
+    assert set(w.fingerprints().values()) == {fingerprint(w.keys[-1])}
+    assert f.report is not None
+    inc = f.report["alternating"]["incident"]
+    assert inc["choice"] == "revoke-now" and inc["leaked_revoked"] is True
+    assert inc["leaked_fingerprint"] == fingerprint(leaked) and not w.works(leaked)
+    w.no_leaks(f)
+
+
 # -- roll back ---------------------------------------------------------------------------------------
 
 

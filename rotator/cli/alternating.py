@@ -132,9 +132,9 @@ async def run(
         if flow == "rekey":
             return await pipeline.rekey_standby(state, alt, operator)
         if flow == "incident":
-            if alt.standby_valid or choice is not None:
-                err().print(alternating.plan_line(alt, incident=choice != "revoke-now"))
             ic = alternating.IncidentChoice(choice) if choice else None
+            if alt.standby_valid or ic is not None:
+                err().print(alternating.plan_line(alt, incident=True, choice=ic))
             return await pipeline.incident(state, alt, operator, choice=ic)
         err().print(alternating.plan_line(alt))
         return await pipeline.rotate_alternating(state, alt, operator)

@@ -40,15 +40,18 @@ class IncidentChoice(StrEnum):
     STANDBY_FIRST = "standby-first"  # 0 failed calls; the leaked key stays valid until its app is re-keyed
 
 
-def plan_line(alt: Alternating, *, incident: bool = False) -> str:
+def plan_line(alt: Alternating, *, incident: bool = False, choice: IncidentChoice | None = None) -> str:
     """What the flow will do, said before it starts."""
     active, standby = alt.active_app, alt.standby_app
     if (problem := alt.standby_problem()) is not None:
-        if incident:
+        if incident and choice is None:
             return incident_choice_line(alt)
+        if incident and choice is IncidentChoice.REVOKE_NOW:
+            return f"incident, revoke now: reset {active}; {SINGLE_WHY}"
         return (
             f"{problem}: re-keying the standby ({standby}) first, then promoting it, then re-keying the retired "
             f"app ({active}): two resets, 0 failed calls"
+            + (f"; the leaked key of {active} stays valid until then" if incident else "")
         )
     if incident:
         return (

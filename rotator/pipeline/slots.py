@@ -98,6 +98,7 @@ class Alternating:
     started_wall: float = field(default_factory=time.time)  # the command began (incident: the leaked key's clock)
     probers: list[Prober] = field(default_factory=list, repr=False)
     writes: int = 0  # slot writes by this flow (each its own token)
+    checks: dict[str, KeyCheck] = field(default_factory=dict, repr=False)  # every key probed, by fingerprint
     marks: dict[str, float] = field(default_factory=dict)  # time.time() of a flow's moments (window_start, promoted_at)
 
     @property
@@ -189,7 +190,9 @@ def resolve_apps(apps: tuple[str, str], slots: Slots) -> tuple[str, str]:
 async def probe_all(alt: Alternating, secret: Secret) -> KeyCheck:
     """`secret` on every URL at once (one warm connection per origin)."""
     results = await asyncio.gather(*(p.probe(secret) for p in alt.probers))
-    return KeyCheck(secret.fingerprint, {p.spec.url or "": r for p, r in zip(alt.probers, results, strict=True)})
+    check = KeyCheck(secret.fingerprint, {p.spec.url or "": r for p, r in zip(alt.probers, results, strict=True)})
+    alt.checks[check.fingerprint] = check
+    return check
 
 
 async def survey(
@@ -259,6 +262,10 @@ async def refresh(state: RotationState, alt: Alternating) -> None:
     """After a slot write: the slots, and what a single-style write would check-and-set on."""
     alt.slots = await read(state)
     alt.active_app, alt.standby_app = resolve_apps(alt.apps, alt.slots)
+    # What each slot's key answered when last probed (a promote swaps them; a re-key probed the new one).
+    a, s = alt.slots.active, alt.slots.standby
+    alt.active = alt.checks.get(a.fingerprint) if a else None
+    alt.standby = alt.checks.get(s.fingerprint) if s else None
     stored = await state.primary.read()
     state.old_secret = stored.secret
     if state.armed is not None:

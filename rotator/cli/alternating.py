@@ -116,12 +116,13 @@ async def run(
     """Arm, say what the flow will do, run it, disarm.  `flow`: rotate | incident | rekey | rollback."""
     from rotator import pipeline
     from rotator.errors import RotationError
-    from rotator.pipeline import alternating, arm
+    from rotator.pipeline import alternating, arm, slots
     from rotator.pipeline.state import RotationState
 
     kind = {"incident": "rotate"}.get(flow, flow)
     state = RotationState(plan, journal, kind=kind, reason=reason or flow, progress_fn=progress(quiet))
     operator = TerminalOperator(state, key_stdin=key_stdin)
+    alt: Alternating | None = None
     try:
         alt = await pipeline.arm_alternating(state)
         if flow != "rollback" and not key_stdin and not sys.stdin.isatty():
@@ -140,6 +141,11 @@ async def run(
         return await pipeline.rotate_alternating(state, alt, operator)
     except RotationError as exc:
         raise Fail(str(exc), exc.exit_code) from None
+    except Fail as exc:
+        if alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY:
+            left = "; ".join(left_lines(plan, alt, []))
+            raise Fail(f"{exc}; {left}", exc.code, exc.report) from None
+        raise
     finally:
         await arm.disarm(state)
 

@@ -317,7 +317,9 @@ def status(ctx: Context, plan_path: str, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return 0
-    out = err()
+    from rich.console import Console
+
+    out = Console(highlight=False, emoji=False, soft_wrap=True)
     out.print(f"[bold]{escape(plan.name)}[/]: alternating, primary {escape(plan.primary.name)}")
     for who in ("active", "standby"):
         s = data[who]

@@ -25,8 +25,8 @@ def refusal(alt: Alternating) -> str | None:
     last = alt.last_step
     if last is LastStep.REKEY:
         return (
-            f"nothing to roll back: {alt.standby_app} was re-keyed after the last promote, so its previous key "
-            "is revoked; `rotator rotate` promotes it again if needed"
+            f"nothing to roll back: {alt.standby_app} was re-keyed after the last promote, so the key it had "
+            "then is revoked"
         )
     if last is LastStep.ROLLBACK:
         return "nothing to roll back: the last promote was already rolled back"

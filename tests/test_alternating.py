@@ -582,6 +582,10 @@ def test_a_promote_that_fails_midway_is_finished_by_resume_with_no_failed_call(m
         assert w.failed() == before  # both keys work: the half-way state fails no call
         row = lc.latest("payments")
         assert row is not None and row.state == "partial"
+        # Re-keying now could revoke a key a target still uses: refused until the promote is finished.
+        again = w.rotator("rotate", str(w.plan), "--key-stdin")
+        assert again.code == Exit.PARTIAL and again.resets == [], again.err
+        assert f"rotation {row.id} (partial" in again.err.strip().splitlines()[-1]
         hook.fail = 0
         r = lc.cli("resume", row.id, env=w.env)
         assert r.returncode == 0, r.stderr

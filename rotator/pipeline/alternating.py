@@ -14,6 +14,7 @@ import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from rotator.errors import RotationError
 from rotator.exitcodes import Exit
 from rotator.pipeline import finish, slots
 from rotator.pipeline import rekey as rekey_step  # a module: no flow of this name
@@ -82,6 +83,8 @@ def rekeyed(r: Rekeyed | Report) -> bool:
 async def rekey(state: RotationState, alt: Alternating, operator: Operator) -> Rekeyed | Report:
     """Ask for the standby app's reset until a key is written (or five pastes were refused).
     A Report when the active app was reset by mistake and its new key became the active key."""
+    if alt.behind:
+        raise RotationError(slots.behind_line(alt), Exit.PARTIAL)
     app, refused = alt.standby_app, None
     watch = alt.active_app if alt.active is not None and alt.active.ok else None
     reset: ResetDetected | None = None

@@ -99,7 +99,9 @@ class Alternating:
     probers: list[Prober] = field(default_factory=list, repr=False)
     writes: int = 0  # slot writes by this flow (each its own token)
     checks: dict[str, KeyCheck] = field(default_factory=dict, repr=False)  # every key probed, by fingerprint
-    marks: dict[str, float] = field(default_factory=dict)  # time.time() of a flow's moments (window_start, promoted_at)
+    marks: dict[str, float] = field(default_factory=dict)
+    # Targets that may still use the standby's key (a promote that did not finish): a re-key would cut them off.
+    behind: list[str] = field(default_factory=list)  # time.time() of a flow's moments (window_start, promoted_at)
 
     @property
     def last_step(self) -> LastStep:
@@ -233,6 +235,7 @@ async def arm(state: RotationState, *, started_wall: float | None = None) -> Alt
     alt = await survey(plan, primary, state.ctx.http, state.old_secret, current)
     if started_wall is not None:
         alt.started_wall = started_wall
+    alt.behind = await behind(state, alt)
     for who, app, kc in (("active", alt.active_app, alt.active), ("standby", alt.standby_app, alt.standby)):
         if kc is not None:
             line = f"{who} key ({app}, {kc.fingerprint}) " + ("works on every URL" if kc.ok else kc.problem())
@@ -244,6 +247,26 @@ async def arm(state: RotationState, *, started_wall: float | None = None) -> Alt
     state.emit(Step.SLOTS, primary.name, "ok" if alt.standby_valid else "warning", alt.describe())
     state.event(Step.SLOTS, "ok" if alt.standby_valid else "standby_invalid", detail=alt.describe())
     return alt
+
+
+async def behind(state: RotationState, alt: Alternating) -> list[str]:
+    """Who may still use the standby's key: backends that held it at arm, and the journal's
+    unfinished rotations of this plan (a promote killed or failed half-way)."""
+    standby = alt.slots.standby.fingerprint if alt.slots.standby else None
+    primary = state.plan.primary.name
+    armed = state.armed.current if state.armed else {}
+    out = [name for name, fp in armed.items() if name != primary and standby is not None and fp == standby]
+    rows = await state.journal_call(state.journal.unfinished, state.plan.name)
+    out += [f"rotation {r.id} ({r.state}: `rotator resume {r.id}`)" for r in rows if r.id != state.id]
+    return out
+
+
+def behind_line(alt: Alternating) -> str:
+    return (
+        f"not re-keying {alt.standby_app}: the last promote has not reached every target "
+        f"({', '.join(alt.behind)}), so some may still use {alt.standby_app}'s key; finish it first "
+        "(`rotator resume ID`, or `rotator sync PLAN`), or undo it with `rotator rollback PLAN`"
+    )
 
 
 async def _none() -> None:

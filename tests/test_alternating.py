@@ -531,7 +531,7 @@ def test_rollback_after_a_promote_fails_no_call_and_only_once(make_world: Any) -
     assert f.resets == [(BLUE, "the standby")]
     assert f.code == Exit.KEY_REFUSED, f.err
     last = f.err.strip().splitlines()[-1]
-    assert "stdin ended before payments-blue's key" in last and "undoes the promote" in last, last
+    assert "the input ended before payments-blue's key" in last and "undoes the promote" in last, last
     st = status(w)
     assert st["active"]["app"] == GREEN and st["last_step"] == "promote" and st["rollback_possible"], st
     assert any("was not re-keyed" in line for line in st["left"])
@@ -650,6 +650,15 @@ def test_a_pasted_key_equal_to_a_slot_is_the_key_was_not_reset(make_world: Any) 
     assert not lc.find(err, w.keys, "stderr")
 
 
+def test_a_paste_that_is_not_a_key_is_one_line_and_exit_3(make_world: Any) -> None:
+    w = make_world()
+    r = lc.cli("rekey", str(w.plan), "--key-stdin", input="   \n", env=w.env)
+    assert r.returncode == Exit.KEY_REFUSED
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("rotator: the pasted key was rejected: ") and last.endswith("nothing more was written")
+    assert "Traceback" not in r.stderr and status(w)["standby"]["fingerprint"] is None
+
+
 def test_mistaken_reset_of_the_active_app_is_said_at_once_and_its_key_taken_as_active(make_world: Any) -> None:
     w = seeded(make_world)
     before = sum(w.failed().values())
@@ -679,7 +688,9 @@ def test_a_standby_app_lacking_an_api_service_is_never_promoted(make_world: Any)
     # Refused with the URL that lacks the service, asked again; the operator has no other key.
     line = next(x for x in f.err.splitlines() if "the API refused this key" in x)
     assert bvn in line and "HTTP 403" in line and "nothing was written" in line, line
-    assert f.err.strip().splitlines()[-1].startswith("rotator: stdin ended before payments-green's key")
+    assert (
+        f.err.strip().splitlines()[-1].startswith("rotator: no more keys: the input ended before payments-green's key")
+    )
     st = status(w)
     assert st["standby"]["fingerprint"] is None and st["next"].startswith("re-key the standby first")
     assert w.failed() == before

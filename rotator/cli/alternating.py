@@ -9,7 +9,6 @@ and the printing of the slots.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import sys
 import time
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
-    from rotator.pipeline.ask import ResetAsk
+    from rotator.pipeline.ask import ResetAsk, SourcesOperator
     from rotator.pipeline.slots import Alternating
     from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
@@ -34,73 +33,67 @@ MAX_PASTES = 5  # pastes that are not a key (empty, wrong shape) before giving u
 KEEP_WARM_EVERY = 15.0
 
 
-class TerminalOperator:
-    """Shows each reset the flow asks for and reads its key: hidden prompt, or a line of stdin."""
+class LineStdin:
+    """Keys piped in, one a line (an alternating flow may ask for two)."""
 
-    def __init__(self, state: RotationState, *, key_stdin: bool) -> None:
-        self.state = state
-        self.key_stdin = key_stdin
+    name = "stdin"
 
-    def notice(self, line: str) -> None:
-        from rich.markup import escape
-
-        err().print(f"[bold red]! {escape(line)}[/]")
-
-    async def key(self, ask: ResetAsk) -> Secret:
-        from rich.markup import escape
-
-        from rotator.secret import KeyRejected, clean_paste
-
-        if ask.refused:
-            err().print(f"[red]✗ {escape(ask.refused)}[/]")
-        where = "the standby" if ask.slot == "standby" else "the ACTIVE key"
-        err().print(f"[bold]Reset {escape(ask.app)}[/] (its new key becomes {where}):")
-        err().print(f"  1. Adjutor dashboard → {escape(ask.instruction)}")
-        err().print("  2. Copy the new key the dashboard shows.")
-        err().print(
-            "  3. " + ("Pipe it in: reading one line from stdin." if self.key_stdin else "Paste it here (hidden).")
-        )
-        for _ in range(MAX_PASTES):
-            raw = await self._read(ask.app)
-            try:
-                clean = clean_paste(raw, self.state.plan.secret.key_pattern)
-            except KeyRejected as exc:
-                if self.key_stdin:
-                    raise Fail(f"the pasted key was rejected: {exc}; nothing was written", Exit.KEY_REFUSED) from None
-                err().print(f"[red]✗ {escape(str(exc))}[/]: paste it again")
-                continue
-            finally:
-                del raw
-            for w in clean.warnings:
-                err().print(f"[yellow]! {escape(w)}[/]")
-            err().print(f"key received: fingerprint {clean.secret.fingerprint}")
-            return clean.secret
-        raise Fail(f"{MAX_PASTES} pastes were not a key; nothing more was written", Exit.KEY_REFUSED)
-
-    async def _read(self, app: str) -> str | bytes:
-        from rotator.pipeline import arm
-
-        async def warm() -> None:
-            while True:
-                await asyncio.sleep(KEEP_WARM_EVERY)
-                await arm.keep_warm(self.state)
-
-        keeper = asyncio.ensure_future(warm())
-        try:
-            if self.key_stdin:
-                line = await asyncio.to_thread(_read_line)
-                if not line:
-                    raise Fail(f"stdin ended before {app}'s key was given; nothing more was written", Exit.KEY_REFUSED)
-                return line
-            return await asyncio.to_thread(getpass.getpass, "new key: ")
-        finally:
-            keeper.cancel()
+    async def read(self) -> bytes | None:
+        line = await asyncio.to_thread(_read_line)
+        return line or None
 
 
 def _read_line() -> bytes:
     from rotator.secret import MAX_KEY_LENGTH
 
     return sys.stdin.buffer.readline(MAX_KEY_LENGTH * 4 + 1)
+
+
+def terminal_operator(state: RotationState, *, key_stdin: bool) -> SourcesOperator:
+    """The flow's operator on this terminal: the instruction on stderr, the key from a hidden prompt or stdin."""
+    from rich.markup import escape
+
+    from rotator.cli.rotate import Prompt
+    from rotator.pipeline import arm
+    from rotator.pipeline.ask import SourcesOperator
+
+    class Terminal(SourcesOperator):
+        def show(self, ask: ResetAsk) -> None:
+            if ask.refused:
+                err().print(f"[red]✗ {escape(ask.refused)}[/]")
+            where = "the standby" if ask.slot == "standby" else "the ACTIVE key"
+            err().print(f"[bold]Reset {escape(ask.app)}[/] (its new key becomes {where}):")
+            err().print(f"  1. Adjutor dashboard → {escape(ask.instruction)}")
+            err().print("  2. Copy the new key the dashboard shows.")
+            err().print(
+                "  3. " + ("Pipe it in: reading one line from stdin." if key_stdin else "Paste it here (hidden).")
+            )
+
+        def rejected(self, message: str) -> None:
+            err().print(f"[red]✗ {escape(message)}[/]" + ("" if key_stdin else ": paste it again"))
+
+        def received(self, fingerprint: str, warnings: list[str]) -> None:
+            for w in warnings:
+                err().print(f"[yellow]! {escape(w)}[/]")
+            err().print(f"key received: fingerprint {fingerprint}")
+
+        def notice(self, line: str) -> None:
+            err().print(f"[bold red]! {escape(line)}[/]")
+
+        async def key(self, ask: ResetAsk) -> Secret:
+            async def warm() -> None:  # the operator may take minutes in the dashboard
+                while True:
+                    await asyncio.sleep(KEEP_WARM_EVERY)
+                    await arm.keep_warm(state)
+
+            keeper = asyncio.ensure_future(warm())
+            try:
+                return await super().key(ask)
+            finally:
+                keeper.cancel()
+
+    source = LineStdin() if key_stdin else Prompt()
+    return Terminal([source], state.plan.secret.key_pattern, max_pastes=1 if key_stdin else MAX_PASTES)
 
 
 async def run(
@@ -121,7 +114,7 @@ async def run(
 
     kind = {"incident": "rotate"}.get(flow, flow)
     state = RotationState(plan, journal, kind=kind, reason=reason or flow, progress_fn=progress(quiet))
-    operator = TerminalOperator(state, key_stdin=key_stdin)
+    operator = terminal_operator(state, key_stdin=key_stdin)
     alt: Alternating | None = None
     try:
         alt = await pipeline.arm_alternating(state)
@@ -139,14 +132,14 @@ async def run(
             return await pipeline.incident(state, alt, operator, choice=ic)
         err().print(alternating.plan_line(alt))
         return await pipeline.rotate_alternating(state, alt, operator)
-    except RotationError as exc:
-        raise Fail(str(exc), exc.exit_code) from None
-    except Fail as exc:
-        if alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY:
-            left = "; ".join(left_lines(plan, alt, []))
-            raise Fail(f"{exc}; {left}", exc.code, exc.report) from None
-        raise
+    except (RotationError, Fail) as exc:
+        code = exc.exit_code if isinstance(exc, RotationError) else exc.code
+        line = str(exc)
+        if alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
+            line += "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
+        raise Fail(line, code, getattr(exc, "report", None)) from None
     finally:
+        operator.close()
         await arm.disarm(state)
 
 

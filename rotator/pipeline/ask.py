@@ -23,6 +23,7 @@ from rotator.report import Step
 from rotator.reset_watch import ResetDetected, ResetWatch, WatchOutcome
 
 if TYPE_CHECKING:
+    from rotator.pipeline.session import KeySource
     from rotator.pipeline.state import RotationState
     from rotator.secret import Secret
 
@@ -84,3 +85,77 @@ async def take_key(
                 key.cancel()
             with contextlib.suppress(Exception):
                 await watching
+
+
+MAX_PASTES = 5  # pastes that are not a key (empty, wrong shape) before one reset is given up
+
+
+class SourcesOperator:
+    """An `Operator` over the session's key sources (`pipeline.session.KeySource`: a prompt,
+    stdin, the page, the clipboard), raced: the first key any of them gives is taken.  A read
+    still pending when a key arrives is kept for the next ask (a prompt cannot be taken back).
+    Subclass `show`, `rejected`, `received` and `notice` for a front end."""
+
+    def __init__(self, sources: list[KeySource], key_pattern: str | None, max_pastes: int = MAX_PASTES) -> None:
+        self.sources = sources
+        self.key_pattern = key_pattern
+        self.max_pastes = max_pastes
+        self._pending: dict[int, asyncio.Future[str | bytes | Secret | None]] = {}
+
+    def show(self, ask: ResetAsk) -> None:
+        """Tell the operator which app to reset and why (the dashboard instruction)."""
+
+    def rejected(self, message: str) -> None:
+        """A paste was not a key; another is awaited."""
+
+    def received(self, fingerprint: str, warnings: list[str]) -> None:
+        """A key arrived (it is about to be probed)."""
+
+    def notice(self, line: str) -> None:
+        """Something the operator must know at once."""
+
+    async def key(self, ask: ResetAsk) -> Secret:
+        from rotator.errors import RotationError
+        from rotator.exitcodes import Exit
+        from rotator.secret import CleanKey, KeyRejected, Secret, clean_paste
+
+        self.show(ask)
+        last = ""
+        for _ in range(self.max_pastes):
+            raw = await self._next()
+            if raw is None:
+                raise RotationError(f"no more keys: the input ended before {ask.app}'s key", Exit.KEY_REFUSED)
+            try:
+                clean = CleanKey(raw) if isinstance(raw, Secret) else clean_paste(raw, self.key_pattern)
+            except KeyRejected as exc:
+                last = f"the pasted key was rejected: {exc}"
+                self.rejected(last)
+                continue
+            finally:
+                del raw
+            self.received(clean.secret.fingerprint, list(clean.warnings))
+            return clean.secret
+        raise RotationError(f"{last}; nothing more was written", Exit.KEY_REFUSED)
+
+    async def _next(self) -> str | bytes | Secret | None:
+        """The first key any live source gives; None when every source has ended."""
+        live = list(range(len(self.sources)))
+        while live:
+            for i in live:
+                if i not in self._pending:
+                    self._pending[i] = asyncio.ensure_future(self.sources[i].read())
+            done, _ = await asyncio.wait([self._pending[i] for i in live], return_when=asyncio.FIRST_COMPLETED)
+            for i in list(live):
+                task = self._pending[i]
+                if task in done:
+                    del self._pending[i]
+                    value = task.result()
+                    if value is not None:
+                        return value
+                    live.remove(i)
+        return None
+
+    def close(self) -> None:
+        for task in self._pending.values():
+            task.cancel()
+        self._pending.clear()

@@ -697,6 +697,55 @@ def test_a_standby_app_lacking_an_api_service_is_never_promoted(make_world: Any)
     w.no_leaks(f)
 
 
+def test_the_flows_run_without_the_cli(make_world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the service will do: arm, then `pipeline.rotate_alternating` with an Operator of its own
+    (here: a queue the "page" fills), in-process; the stand-in and the consumers are processes."""
+    import asyncio
+
+    from rotator import pipeline
+    from rotator.journal import Journal
+    from rotator.pipeline.ask import ResetAsk, SourcesOperator
+    from rotator.pipeline.state import RotationState
+    from rotator.plan import load_plan
+
+    w = seeded(make_world)
+    monkeypatch.setenv(HOOK_ENV, w.env[HOOK_ENV])
+    before = w.failed()
+    asked: list[ResetAsk] = []
+
+    class Page:
+        name = "page"
+
+        def __init__(self) -> None:
+            self.keys: asyncio.Queue[str] = asyncio.Queue()
+
+        async def read(self) -> str:
+            return await self.keys.get()
+
+    page = Page()
+
+    class PageOperator(SourcesOperator):
+        def show(self, ask: ResetAsk) -> None:  # the page shows the instruction; the operator resets that app
+            asked.append(ask)
+            page.keys.put_nowait(w.reset(ask.app))
+
+    async def scenario() -> dict[str, Any]:
+        state = RotationState(load_plan(w.plan), Journal(), reason="from the service")
+        try:
+            alt = await pipeline.arm_alternating(state)
+            report = await pipeline.rotate_alternating(state, alt, PageOperator([page], None))
+            return report.as_dict()
+        finally:
+            await pipeline.arm.disarm(state)
+
+    report = asyncio.run(scenario())
+    assert report["exit_code"] == 0, report["message"]
+    assert [a.app for a in asked] == [BLUE] and asked[0].instruction.endswith("no consumer uses this key")
+    assert report["alternating"]["active"]["app"] == GREEN
+    assert w.failed() == before
+    assert not lc.find(json.dumps(report), w.keys, "report")
+
+
 # -- the standby on Vault and AWS --------------------------------------------------------------------
 
 

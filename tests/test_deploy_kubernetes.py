@@ -78,7 +78,8 @@ def test_the_deployment_runs_serve_locked_down() -> None:
     dockerfile = (DEPLOY.parent.parent / "Dockerfile").read_text()
     uid = re.search(r"--uid (\d+)", dockerfile)
     assert uid is not None and int(uid.group(1)) == pod["securityContext"]["runAsUser"]
-    assert '"rotator[kubernetes]"' in dockerfile
+    extras = re.search(r"'\.\[([a-z,]+)\]'", dockerfile)
+    assert extras is not None and "kubernetes" in extras.group(1).split(",")
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]

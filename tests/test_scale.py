@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from rotator import pipeline
 from rotator.journal import Journal
+from rotator.pipeline import arm
+from rotator.pipeline.state import RotationState
 from rotator.plan import load_plan
-from rotator.rotation import Rotation
 from rotator.secret import Secret, fingerprint
 
 N = 200
@@ -141,17 +143,17 @@ variable = "ADJUTOR_API_KEY"
     plan = load_plan(plan_path)
 
     async def scenario() -> tuple[list[str], str, list[str]]:
-        rot = Rotation(plan, Journal(), reason="test")
+        rot = RotationState(plan, Journal(), reason="test")
         try:
-            armed = await rot.arm()
+            armed = await arm.run(rot)
             problems = armed.problems()
             if not armed.ok:
                 return problems, "not armed", []
             rot.key_arrived()
-            report = await rot.rotate(Secret(NEW))
+            report = await pipeline.rotate(rot, Secret(NEW))
             return problems, report.state, [f"{t.name}: {t.status}" for t in report.targets if t.status != "ok"]
         finally:
-            await rot.close()
+            await arm.disarm(rot)
 
     problems, state, not_ok = asyncio.run(scenario())
     assert problems == []

@@ -13,6 +13,12 @@ Two child processes, so that their CPU (and their GIL) is not the rotator's:
   /fingerprint`` reports the fingerprint in use.  Every request is answered
   `latency` seconds after it arrived.
 
+Every server closes a keep-alive connection idle for `idle_timeout` seconds (30 s by
+default, as many load balancers and proxies do; nginx's is 75 s), can hold a new
+connection's first answer back by `connect_latency` (a TCP/TLS handshake's round
+trips, which loopback does not have), and records when it accepted each connection,
+so a case can tell which connections a rotation re-opened after the key arrived.
+
 Both are driven over a multiprocessing pipe: ``(command, *args)`` in, a reply out.
 """
 
@@ -20,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import threading
 import time
@@ -34,6 +39,40 @@ AWS_REGION = moto_env.REGION
 AWS_ENV = moto_env.ENV
 
 
+IDLE_TIMEOUT = 30.0
+
+
+class Conns:
+    """Connection settings and accept times of the servers in one child process."""
+
+    idle_timeout = IDLE_TIMEOUT
+    connect_latency = 0.0
+    accepted: dict[str, list[float]] = {}
+
+    @classmethod
+    def opened(cls, service: str) -> None:
+        cls.accepted.setdefault(service, []).append(time.perf_counter())
+
+    @classmethod
+    def since(cls, t: float) -> dict[str, int]:
+        return {k: sum(1 for a in v if a >= t) for k, v in cls.accepted.items()}
+
+
+def _connection_setup(service: str, setup: Any) -> Any:
+    """A socketserver handler's setup() with the idle timeout, the handshake latency and
+    the accept time (StreamRequestHandler applies `self.timeout` to the socket; an idle
+    read past it ends the connection)."""
+
+    def wrapped(self: Any) -> None:
+        Conns.opened(service)
+        self.timeout = Conns.idle_timeout
+        if Conns.connect_latency > 0:
+            time.sleep(Conns.connect_latency)
+        setup(self)
+
+    return wrapped
+
+
 # ---------------------------------------------------------------- backends
 
 
@@ -42,6 +81,8 @@ def _timed_standin(latency: float) -> Any:
     from rotator.testing.adjutor import MODELS_PATH, AdjutorStandIn, _StandInHandler, _StandInServer
 
     class Handler(_StandInHandler):
+        setup = _connection_setup("probe", _StandInHandler.setup)
+
         def parse_request(self) -> bool:
             # Called as soon as the request line is in: the request's first bytes.
             self._arrived = time.perf_counter()
@@ -66,35 +107,94 @@ def _timed_standin(latency: float) -> Any:
 
 
 class _MotoServer:
-    """moto's server (its WSGI app, threaded werkzeug, as ThreadedMotoServer runs it)
-    with a latency added before each request is handled."""
+    """moto's server (its WSGI app) on a threaded HTTP/1.1 keep-alive server, with a
+    latency added before each request is handled.
+
+    Not werkzeug's server, as ThreadedMotoServer uses: it sends ``Connection: close`` on
+    every answer, so every boto3 call opened a new connection, which AWS's endpoints do
+    not make clients do."""
 
     def __init__(self, latency: float) -> None:
-        from moto.server import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import WSGIRequestHandler, make_server
+        import io
+        import sys
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        from moto.server import DomainDispatcherApplication, create_backend_app
+
         self.latency = latency
         app = DomainDispatcherApplication(create_backend_app)
+        outer = self
 
-        def delayed(environ: Any, start_response: Any) -> Any:
-            # Answered `latency` after it arrived: moto's own processing (a few ms)
-            # counts toward the latency, as a real service's does.
-            arrived = time.perf_counter()
-            result = app(environ, start_response)
-            wait = arrived + self.latency - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            return result
-
-        class Handler(WSGIRequestHandler):
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True
+            setup = _connection_setup("aws", BaseHTTPRequestHandler.setup)
 
-            def log_request(self, *a: Any, **k: Any) -> None:
+            def log_message(self, *a: Any) -> None:
                 pass
 
-        self._server = make_server(LOOPBACK, 0, delayed, threaded=True, request_handler=Handler)
-        self._server.daemon_threads = True
+            def _wsgi(self) -> None:
+                # Answered `latency` after it arrived: moto's own processing (a few ms)
+                # counts toward the latency, as a real service's does.
+                arrived = time.perf_counter()
+                path, _, query = self.path.partition("?")
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                environ = {
+                    "REQUEST_METHOD": self.command,
+                    "SCRIPT_NAME": "",
+                    "PATH_INFO": path,
+                    "QUERY_STRING": query,
+                    "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                    "CONTENT_LENGTH": str(length),
+                    "SERVER_NAME": LOOPBACK,
+                    "SERVER_PORT": str(self.server.server_address[1]),
+                    "SERVER_PROTOCOL": self.request_version,
+                    "REMOTE_ADDR": self.client_address[0],
+                    "wsgi.version": (1, 0),
+                    "wsgi.url_scheme": "http",
+                    "wsgi.input": io.BytesIO(body),
+                    "wsgi.errors": sys.stderr,
+                    "wsgi.multithread": True,
+                    "wsgi.multiprocess": False,
+                    "wsgi.run_once": False,
+                }
+                for k, v in self.headers.items():
+                    key = "HTTP_" + k.upper().replace("-", "_")
+                    if key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                        environ[key] = v
+                started: list[Any] = []
+
+                def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                    started[:] = [status, headers]
+                    return lambda data: None
+
+                result = app(environ, start_response)
+                try:
+                    payload = b"".join(result)
+                finally:
+                    if hasattr(result, "close"):
+                        result.close()
+                wait = arrived + outer.latency - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                status, headers = started
+                self.send_response(int(status.split(" ", 1)[0]), status.split(" ", 1)[1] if " " in status else "")
+                for k, v in headers:
+                    if k.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _wsgi
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 1024
+
+        self._server = Server((LOOPBACK, 0), Handler)
         self.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, name="moto", daemon=True).start()
 
@@ -114,6 +214,7 @@ def backends_main(conn: Any) -> None:
     # wait ~40 ms for a delayed ACK on every keep-alive request.  Real Vault (Go)
     # sets TCP_NODELAY, so the benchmark does too.
     vaultserver._Handler.disable_nagle_algorithm = True
+    vaultserver._Handler.setup = _connection_setup("vault", vaultserver._Handler.setup)  # type: ignore[method-assign]
 
     class Vault(VaultServer):
         """Answers `answer_in` seconds after a request arrived (its processing included)."""
@@ -128,7 +229,8 @@ def backends_main(conn: Any) -> None:
                 time.sleep(wait)
             return reply
 
-    standin = _timed_standin(0.0)
+    standins = [_timed_standin(0.0)]  # one per app (several plans at once: one each)
+    standin = standins[0]
     vault = Vault(tokens={VAULT_TOKEN: ROOT}, latency=0.0).start()
     moto = _MotoServer(0.0)
     sm = boto3.client("secretsmanager", endpoint_url=moto.url, region_name=AWS_REGION)
@@ -140,11 +242,23 @@ def backends_main(conn: Any) -> None:
         try:
             if cmd == "latency":
                 probe, vault_l, aws = args
-                standin.latency, vault.answer_in, moto.latency = probe, vault_l, aws
+                for st in standins:
+                    st.latency = probe
+                vault.answer_in, moto.latency = vault_l, aws
                 reply: Any = True
+            elif cmd == "conns":
+                Conns.idle_timeout, Conns.connect_latency = args
+                reply = True
+            elif cmd == "accepted":
+                reply = Conns.since(*args)
+            elif cmd == "standins":
+                while len(standins) < args[0]:
+                    st = _timed_standin(standin.latency)
+                    standins.append(st)
+                reply = [st.models_url for st in standins[: args[0]]]
             elif cmd == "seed":
-                vault_paths, aws_names = args
-                key = standin.current_key
+                vault_paths, aws_names, *which = args
+                key = standins[which[0] if which else 0].current_key
                 for p in vault_paths:
                     vault.put(p, {"api_key": key, "other": "kept"})
                 existing = {s["Name"] for s in sm.list_secrets(MaxResults=100).get("SecretList", [])}
@@ -155,10 +269,11 @@ def backends_main(conn: Any) -> None:
                         sm.create_secret(Name=name, SecretString=key)
                 reply = key
             elif cmd == "reset":
-                standin.arrivals.clear()
-                reply = standin.reset()
+                st = standins[args[0] if args else 0]
+                st.arrivals.clear()
+                reply = st.reset()
             elif cmd == "arrivals":
-                reply = list(standin.arrivals)
+                reply = list(standins[args[0] if args else 0].arrivals)
             elif cmd == "stop":
                 conn.send(True)
                 break
@@ -167,7 +282,8 @@ def backends_main(conn: Any) -> None:
         except Exception as exc:  # noqa: BLE001 - reported to the parent
             reply = RuntimeError(f"{cmd}: {type(exc).__name__}: {exc}")
         conn.send(reply)
-    standin.stop()
+    for st in standins:
+        st.stop()
     vault.stop()
     moto.stop()
 
@@ -217,10 +333,16 @@ class _Farm:
         return out
 
     async def _conn(self, i: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        Conns.opened("consumers")
+        handshake = Conns.connect_latency
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                arrived = time.perf_counter()
+                try:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), Conns.idle_timeout)
+                except TimeoutError:
+                    break  # idle too long: closed, as a proxy or load balancer would
+                arrived = time.perf_counter() + handshake
+                handshake = 0.0
                 lines = head.decode("latin-1").split("\r\n")
                 method, target, _ = lines[0].split(" ", 2)
                 headers: dict[str, str] = {}
@@ -297,6 +419,11 @@ async def _consumers(conn: Any, hmac_key: bytes) -> None:
                 reply = True
             elif cmd == "collect":
                 reply = farm.collect()
+            elif cmd == "conns":
+                Conns.idle_timeout, Conns.connect_latency = args
+                reply = True
+            elif cmd == "accepted":
+                reply = Conns.since(*args)
             elif cmd == "stop":
                 conn.send(True)
                 break

@@ -8,6 +8,7 @@ bounded by the time left, never by a fixed timeout that could overrun the deadli
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import socket
 from collections.abc import Callable
@@ -33,8 +34,13 @@ def check_http_url(value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
 def display_url(value: str) -> str:
-    """The URL for messages: no user info, query or fragment (they may carry tokens)."""
+    """The URL for messages: no user info, query or fragment (they may carry tokens).
+
+    Cached: parsing with httpx.URL costs ~0.1-0.2 ms, and every signal and confirm
+    asked again on the event loop (0.4 s of a 1,000-target fan-out); arm's
+    preflights fill the cache before the key."""
     try:
         url = httpx.URL(value)
     except (httpx.InvalidURL, ValueError):

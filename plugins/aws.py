@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -50,7 +52,7 @@ from pydantic import Field, field_validator, model_validator
 from rotator_plugins._sdk import NotFound, SdkBackend, vendor_text
 from rotator_plugins._slots import Change, SlotState, StandbySlots
 
-from rotator.plugin import BackendSettings, Check, Conflict, PluginError, Stored, Written
+from rotator.plugin import BackendSettings, Check, Conflict, PluginContext, PluginError, Stored, Written
 from rotator.secret import Secret
 
 T = TypeVar("T")
@@ -272,8 +274,12 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
         return boto3.session.Session(botocore_session=core, region_name=region)
 
     def _build(self) -> Any:
+        with _SESSIONS_LOCK:  # botocore sessions are not safe to build clients from in several threads
+            return self._build_locked()
+
+    def _build_locked(self) -> Any:
         s = self.settings
-        session = boto3.session.Session(profile_name=s.profile, region_name=s.region)
+        session = _session(self.ctx, s.profile, s.region)
         region = s.region or session.region_name
         if not region:
             raise self._fail("no region: set region in the plan, or AWS_REGION / the profile's region")
@@ -302,6 +308,21 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
             self._client = await self.ctx.run_blocking(self._build)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._translate(exc, "open") from None
+        self.ctx.keep_warm(lambda: self.ctx.run_blocking(self._touch))
+
+    def _touch(self) -> None:
+        """An unsigned GET of the endpoint over the client's own connection pool, to keep
+        its connection open while armed.  Not an API call (so not billed, nothing
+        changes): refused for want of a signature.  botocore has no public way to send
+        one, so this reaches its endpoint's HTTP session and does nothing if it moved."""
+        from botocore.awsrequest import AWSRequest
+
+        endpoint = getattr(self._client, "_endpoint", None)
+        session = getattr(endpoint, "http_session", None)
+        host = getattr(endpoint, "host", None)
+        if session is None or not host:
+            return
+        session.send(AWSRequest(method="GET", url=host).prepare())
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -504,3 +525,21 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
             )
         new = resp.get("VersionId", crt)
         return Written(version=new, detail=f"{new} is AWSCURRENT: {done} (previous {version} kept as AWSPREVIOUS)")
+
+
+# One boto3 session per (profile, region) per rotation's PluginContext: a session loads
+# its own copy of the service models and endpoint data, ~8 MB a backend, so 33 AWS
+# backends took ~270 MB; clients of one session share them (~1 MB a client).
+_SESSIONS: weakref.WeakKeyDictionary[PluginContext, dict[tuple[str | None, str | None], boto3.session.Session]] = (
+    weakref.WeakKeyDictionary()
+)
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _session(ctx: PluginContext, profile: str | None, region: str | None) -> boto3.session.Session:
+    """The shared session for these settings (call with _SESSIONS_LOCK held)."""
+    per_ctx = _SESSIONS.setdefault(ctx, {})
+    session = per_ctx.get((profile, region))
+    if session is None:
+        session = per_ctx[(profile, region)] = boto3.session.Session(profile_name=profile, region_name=region)
+    return session

@@ -218,10 +218,12 @@ class SignalConsumer(Consumer):
         if proc.start is None:
             warnings.append("no /proc here: a reused pid cannot be detected; prefer expect_cmdline and a fresh pidfile")
         if self.settings.confirm_url:
+            url = self.settings.confirm_url
             try:
-                await self.ctx.http.get(self.settings.confirm_url, timeout=self.settings.timeout)
+                await self.ctx.http.get(url, timeout=self.settings.timeout)
             except httpx.HTTPError as exc:
-                warnings.append(f"confirm_url {display_url(self.settings.confirm_url)}: {describe_error(exc)}")
+                warnings.append(f"confirm_url {display_url(url)}: {describe_error(exc)}")
+            self.ctx.keep_warm(lambda: self.ctx.http.get(url, timeout=self.settings.timeout))
         ok = None if proc.start is None else True
         return Check(ok, f"process {proc.pid} ({proc.name}) can be sent SIG{self.settings.signal}", warnings)
 

@@ -164,6 +164,8 @@ class VaultBackend(StandbySlots, SdkBackend):
 
     async def open(self) -> None:
         self._client = await self._conn.open()
+        # sys/health needs no token and changes nothing: it keeps the session's connection open while armed.
+        self.ctx.keep_warm(lambda: self.ctx.run_blocking(lambda: self.client.sys.read_health_status(method="GET")))
 
     async def close(self) -> None:
         self._conn.close()

@@ -104,12 +104,14 @@ class WebhookConsumer(Consumer):
         return await self.ctx.http.request(method, url, headers=headers, timeout=self.settings.timeout)
 
     async def open(self) -> None:
-        """Resolve the key and open the connection now, so the signal skips the handshake."""
+        """Resolve the key and open the connection now, so the signal skips the handshake;
+        the same HEAD keeps it open while armed (a proxy's idle timeout would close it)."""
         self._key()
         try:
             await self._touch(self.settings.url, "HEAD")
         except httpx.HTTPError:
             pass  # preflight reports reachability; warming is best effort
+        self.ctx.keep_warm(lambda: self._touch(self.settings.url, "HEAD"))
 
     async def preflight(self) -> Check:
         try:

@@ -15,7 +15,7 @@ import asyncio
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,10 +222,16 @@ class _PerOriginTransport(httpx.AsyncBaseTransport):
     request starts or ends, so one shared pool with a connection to each of 200
     consumers spent seconds of event-loop time per fan-out.  A pool per origin
     holds one or two connections and that cost disappears.
+
+    Every pool shares one TLS context, made here (at arm): building one loads the CA
+    bundle, 70-110 ms of CPU on a 2-core VM, and a context per pool, made on each
+    origin's first request, cost 179 consumers ~20 s of event-loop time at arm, past
+    their 10 s timeout (issue 15).
     """
 
     def __init__(self, limits: httpx.Limits) -> None:
         self._limits = limits
+        self._ssl = httpx.create_ssl_context()  # as AsyncHTTPTransport's default (certifi; SSL_CERT_FILE/DIR)
         self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -233,7 +239,7 @@ class _PerOriginTransport(httpx.AsyncBaseTransport):
         key = (url.raw_scheme, url.raw_host, url.port)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = httpx.AsyncHTTPTransport(limits=self._limits)
+            pool = self._pools[key] = httpx.AsyncHTTPTransport(verify=self._ssl, limits=self._limits)
         return await pool.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -244,18 +250,47 @@ class _PerOriginTransport(httpx.AsyncBaseTransport):
 
 class PluginContext:
     """Shared resources handed to every plugin: a thread pool sized for the fan-out
-    and one HTTP client (a connection pool per origin), both made at arm time."""
+    and one HTTP client (a connection pool per origin), both made at arm time; and the
+    plugins' keep-warm touches that hold connections open while the operator gets the key."""
 
     def __init__(self, *, max_threads: int = 32, http: httpx.AsyncClient | None = None) -> None:
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="rotator")
         self._own_http = http is None
+        # keepalive_expiry: httpx's default (5 s) dropped every connection arm opened
+        # before a key typed after more than 5 s, so each was opened again (a TCP and a
+        # TLS handshake) on the window's critical path.  A connection the server closed
+        # meanwhile is noticed when taken from the pool and replaced, not failed.
         self.http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(10.0),
-            transport=_PerOriginTransport(httpx.Limits(max_connections=64, max_keepalive_connections=64)),
+            transport=_PerOriginTransport(
+                httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=3600.0)
+            ),
         )
+        self._touches: list[Callable[[], Awaitable[object]]] = []
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def keep_warm(self, touch: Callable[[], Awaitable[object]]) -> None:
+        """Register a request that keeps a connection open while armed (called from `open`).
+
+        The armed session's keeper runs every registered touch (`warm`) each
+        `keep_warm_every` seconds (15 s) until the key arrives, under the idle timeouts
+        that close connections on the way (many load balancers 60 s, nginx 75 s, some
+        proxies 30 s).  A touch must be free and harmless to repeat: no key, no billed
+        API call, no write (a webhook's HEAD, Vault's sys/health, an unsigned GET)."""
+        self._touches.append(touch)
+
+    async def warm(self) -> None:
+        """Run every registered touch at once; their errors are ignored (preflight reports reachability)."""
+        await asyncio.gather(*(self._touch(t) for t in self._touches))
+
+    @staticmethod
+    async def _touch(touch: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await touch()
+        except Exception:  # noqa: BLE001, S110 - best effort
+            pass
 
     async def aclose(self) -> None:
         if self._own_http:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
     from rotator.plugin import Backend, Consumer
 
+ARM_CONCURRENCY = 64  # targets opened and checked at once (the rest wait their turn)
+
 
 async def run(state: RotationState) -> ArmResult:
     """Ready every target; journal the entry (unless the state continues one) and lock the plan.
@@ -45,8 +47,20 @@ async def run(state: RotationState) -> ArmResult:
     checks: dict[str, Check] = {}
     current: dict[str, str | None] = {}
     primary_stored: Stored | None = None
+    # A bounded number of targets readied at once, so each one's timeout measures its
+    # own requests, not a queue: 900 consumers started together needed ~2,700 requests
+    # of event-loop CPU (~1 ms each on a loaded 2-core VM) and all timed out at 10 s.
+    slots = asyncio.Semaphore(ARM_CONCURRENCY)
 
     async def ready_backend(b: Backend) -> None:
+        async with slots:
+            await _ready_backend(b)
+
+    async def ready_consumer(c: Consumer) -> None:
+        async with slots:
+            await _ready_consumer(c)
+
+    async def _ready_backend(b: Backend) -> None:
         nonlocal primary_stored
         start = time.perf_counter()
         try:
@@ -62,7 +76,7 @@ async def run(state: RotationState) -> ArmResult:
         check = _keep(checks, b.name, _scrubbed(check))
         state.emit(Step.ARM, b.name, _check_status(check), _check_detail(check), time.perf_counter() - start)
 
-    async def ready_consumer(c: Consumer) -> None:
+    async def _ready_consumer(c: Consumer) -> None:
         start = time.perf_counter()
         try:
             await asyncio.wait_for(c.open(), c.settings.timeout)
@@ -135,6 +149,8 @@ async def keep_warm(state: RotationState) -> None:
     Raises LockHeld when the hold ended and someone else has the plan now."""
     if state.prober is not None:
         await state.prober.warm()
+    if state.ctx is not None:
+        await state.ctx.warm()  # the plugins' touches: webhooks, Vault, AWS (no key, nothing billed)
     if state.locked:
         # Same holder: extends the lease.  On the rotation's own journal thread, so
         # it is ordered before the release in disarm().

@@ -206,6 +206,21 @@ def _current() -> tuple[_Matcher, ...]:
     return full + recent
 
 
+def compact() -> None:
+    """Fold every live value into full matchers now, so the next new value (the key the
+    operator pastes) compiles a one-value matcher (~0.4 ms) and never a full rebuild.
+
+    Called at the end of arm.  Without it a long-lived process (`rotator serve`) carries up to
+    32 values in the small matchers, and the 33rd -- possibly the pasted key -- triggers the
+    full build (~25 ms at 200 live values) inside the window."""
+    global _matchers
+    _current()
+    with _BUILD:
+        values = sorted({v for v in live_values() if len(v) >= _MIN_VALUE})
+        chunks = [frozenset(values[i : i + _CHUNK]) for i in range(0, len(values), _CHUNK)]
+        _matchers = (tuple(m for c in chunks for m in _Matcher.build(c)), ())
+
+
 def scrub(text: str) -> str:
     """`text` with every live secret's value replaced by ``[REDACTED]``, in any of the forms
     `encoded_forms` lists (as is, URL-encoded, reversed, hex, base64 at each offset).

@@ -112,3 +112,18 @@ def test_paste_hygiene_never_crashes_and_never_echoes(raw: str) -> None:
         return
     value = clean.secret.reveal()
     assert value and not any(c.isspace() for c in value)
+
+
+def test_compact_leaves_only_the_next_value_for_the_window() -> None:
+    """After arm's compact(), the pasted key is matched by a matcher of its own: no full rebuild."""
+    from rotator import secret as sec
+
+    held = [Secret(f"sk_test_compact{i:04d}abcdefgh") for i in range(40)]
+    sec.scrub("warm")  # some of them now sit in the small matchers
+    sec.compact()
+    assert sec._matchers[1] == ()
+    pasted = Secret("sk_test_pastedkeyABCDEFGH0123")
+    assert sec.scrub(f"echo {pasted.reveal()}") == "echo [REDACTED]"
+    _full, recent = sec._matchers
+    assert [m.values for m in recent] == [frozenset({pasted.reveal()})]
+    assert all(sec.scrub(h.reveal()) == "[REDACTED]" for h in held)

@@ -20,7 +20,7 @@ from rotator.plugin import Check, PluginContext, Stored
 from rotator.probe import Prober
 from rotator.registry import backend_class, consumer_class
 from rotator.report import ArmResult, RunState, Step
-from rotator.secret import scrub
+from rotator.secret import compact, scrub
 
 if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
@@ -106,6 +106,9 @@ async def run(state: RotationState) -> ArmResult:
     armed = state.armed = ArmResult(ok, checks, old_fp, old_version, time.perf_counter() - t0, current)
     if ok:
         await _open_entry(state)
+        # The values read at arm into full matchers, off the loop: the pasted key then costs
+        # a one-value matcher in the window, never a full rebuild.
+        await asyncio.to_thread(compact)
     state.emit(Step.ARM, "", "ok" if ok else "failed", f"{armed.seconds:.2f}s", armed.seconds)
     return armed
 

@@ -65,6 +65,7 @@ class Prober:
     def __init__(self, spec: ProbeSpec, client: httpx.AsyncClient) -> None:
         self.spec = spec
         self.client = client
+        self.warm_status: int | None = None  # the last warm-up's HTTP status; None: no answer
 
     def _request(self, secret: Secret | None) -> httpx.Request:
         assert self.spec.url
@@ -84,9 +85,24 @@ class Prober:
         try:
             resp = await self.client.send(self._request(None))
             await resp.aread()
+            self.warm_status = resp.status_code
             return f"reachable (HTTP {resp.status_code} without a key)"
         except httpx.HTTPError as exc:
+            self.warm_status = None
             return f"not reachable yet: {type(exc).__name__}"
+
+    def readiness(self, detail: str) -> tuple[bool | None, list[str]]:
+        """What the last `warm` says about resetting now: (ok, warnings).  An API that
+        answers 5xx, or nothing, cannot verify a new key: a reset now means writing it
+        unprobed (or waiting), so it is a warning before the operator resets anything."""
+        status = self.warm_status
+        if not self.spec.enabled:
+            return True, []
+        if status is None:
+            return None, ["the API did not answer: a new key cannot be verified now; wait before resetting it"]
+        if status >= 500:
+            return None, [f"the API answers HTTP {status}: it may be down; a new key cannot be verified now"]
+        return True, []
 
     def _judge(self, resp: httpx.Response) -> ProbeResult:
         spec = self.spec

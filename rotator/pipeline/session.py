@@ -39,6 +39,7 @@ from rotator.report import Report, RunState
 from rotator.secret import CleanKey, KeyRejected, Secret, clean_paste
 
 if TYPE_CHECKING:
+    from rotator.journal import Journal
     from rotator.pipeline.state import RotationState
     from rotator.report import ArmResult
 
@@ -70,6 +71,18 @@ def not_armed_message(armed: ArmResult, what: str = "rotate") -> str:
     if what == "rotate":
         return f"not armed: {problems} — fix these before resetting the key"
     return f"cannot {what}: {problems}"
+
+
+CLOSE_STEP = "close"  # journal: `requested` by someone who does not hold the session (the page of another replica)
+
+
+def close_requested(journal: Journal, rid: str) -> str | None:
+    """Why someone asked (through the journal) for this armed rotation to be closed, if anyone did.
+    The holder's keeper reads it every `keep_warm_every` seconds: one small query."""
+    for e in journal.events(rid):
+        if e.get("step") == CLOSE_STEP and e.get("status") == "requested":
+            return str(e.get("detail") or "closed on request")
+    return None
 
 
 class NotArmed(RotatorError):
@@ -371,6 +384,9 @@ class ArmedSession:
                 return
             try:
                 await arm.keep_warm(self.state)
+                if (asked := await self.state.journal_call(close_requested, self.state.journal, self.id)) is not None:
+                    await self.close(asked)
+                    return
             except LockHeld as exc:
                 # Our hold on the plan ended (database connection lost) and someone
                 # else has it now: this rotation must not take a key.
@@ -382,6 +398,7 @@ class ArmedSession:
 
 
 __all__ = [
+    "CLOSE_STEP",
     "MAX_KEY_ATTEMPTS",
     "ArmedSession",
     "Attempt",
@@ -391,6 +408,7 @@ __all__ = [
     "Outcome",
     "SessionBusy",
     "Status",
+    "close_requested",
     "instruction",
     "not_armed_message",
 ]

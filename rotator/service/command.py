@@ -123,6 +123,28 @@ class _QuietHealth:
     help="Seconds a missed scheduled run may be late and still run (default: no limit; runs missed while "
     "the service was down are folded into one).",
 )
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    envvar="ROTATOR_TRUSTED_PROXY",
+    metavar="ADDR_OR_CIDR",
+    help="A reverse proxy whose --operator-header (and X-Forwarded-For) is believed (repeatable; env: "
+    "comma-separated). Without one, the journal's operator is the name the page sends and the client's address.",
+)
+@click.option(
+    "--operator-header",
+    default="X-Forwarded-User",
+    show_default=True,
+    envvar="ROTATOR_OPERATOR_HEADER",
+    help="The header in which a trusted proxy names the signed-in user.",
+)
+@click.option(
+    "--public-url",
+    envvar="ROTATOR_PUBLIC_URL",
+    metavar="URL",
+    help="The page's address as users reach it (for the links in notifications; default: the bound address).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -136,6 +158,9 @@ def serve(
     arm_timeout: float,
     shutdown_grace: float | None,
     misfire_grace_time: int | None,
+    trusted_proxies: tuple[str, ...],
+    operator_header: str,
+    public_url: str | None,
 ) -> int:
     """Run the service: scheduled syncs and key-age checks, the HTTP API, and the web page.
 
@@ -144,6 +169,14 @@ def serve(
     """
     token = read_token(token_env, token_file)
     plans = load_plans(plan_sources)
+    from rotator.service.identity import Identity
+
+    try:
+        identity = Identity.parse(trusted_proxies, operator_header)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if public_url is not None and not public_url.startswith(("https://", "http://")):
+        raise _fail(f"--public-url {public_url!r}: give an http(s) URL, e.g. https://rotator.example.com")
 
     import asyncio
     import logging
@@ -178,6 +211,8 @@ def serve(
                 arm_timeout=arm_timeout,
                 grace=min(grace, 3600.0),
                 misfire_grace_time=misfire_grace_time,
+                identity=identity,
+                public_url=public_url,
             )
         )
     finally:
@@ -195,6 +230,8 @@ async def _serve(
     arm_timeout: float,
     grace: float,
     misfire_grace_time: int | None,
+    identity: Any = None,
+    public_url: str | None = None,
 ) -> int:
     import asyncio
     import contextlib
@@ -210,7 +247,7 @@ async def _serve(
 
     service = Service(plans, journal, arm_timeout=arm_timeout)
     scheduler = make_scheduler(journal.engine, misfire_grace_time=misfire_grace_time) if scheduler_on else None
-    app = build_app(service, token, scheduler=scheduler, shutdown_grace=5.0)
+    app = build_app(service, token, scheduler=scheduler, shutdown_grace=5.0, identity=identity)
     loop = asyncio.get_running_loop()
 
     class Server(uvicorn.Server):
@@ -258,6 +295,7 @@ async def _serve(
         flush=True,
     )
     print(f"rotator serve: listening on http://{shown}:{bound[1]}/", file=sys.stderr, flush=True)
+    service.public_url = public_url or f"http://{shown}:{bound[1]}"
     if bound[0] not in ("127.0.0.1", "::1", "localhost"):
         print(
             f"rotator serve: bound to {bound[0]}, not loopback: serve it behind TLS; the token guards every endpoint",

@@ -148,7 +148,7 @@ class ServiceProc:
         for line in stream:
             self.lines.append(line)
             if "listening on http://" in line:
-                self._url = line.split("listening on ", 1)[1].strip().rstrip("/")
+                self._url = json.loads(line)["url"].rstrip("/")
             if "Application startup complete" in line:
                 self._ready.set()
         self._ready.set()

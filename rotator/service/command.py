@@ -87,10 +87,19 @@ def read_token(token_env: str, token_file: str | None) -> str:
     return token
 
 
-class _QuietHealth:
+class _AccessFields:
+    """uvicorn's access log as structured fields (client, method, path, status: never a
+    body), and without the 200s of health checks (every 30 s they would drown it)."""
+
     def filter(self, record: Any) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
-        return not (len(args) >= 5 and args[2] == "/healthz" and args[4] == 200)
+        if len(args) < 5:
+            return True
+        if args[2] == "/healthz" and args[4] == 200:
+            return False
+        record.client, record.method, record.path, record.status = args[0], args[1], args[2], args[4]
+        record.msg, record.args = "http request", ()
+        return True
 
 
 @click.command()
@@ -188,8 +197,7 @@ def serve(
     configure(level="debug" if verbose >= 2 else "info")
     for name in ("uvicorn.error", "uvicorn.access", "apscheduler"):
         logging.getLogger(name).setLevel(logging.INFO if name != "apscheduler" else logging.WARNING)
-    # Health checks every 30 s would drown the access log (method, path, status: never a body).
-    logging.getLogger("uvicorn.access").addFilter(_QuietHealth())
+    logging.getLogger("uvicorn.access").addFilter(_AccessFields())
 
     url = db_url or getattr(ctx.obj, "db", None)
     try:
@@ -236,7 +244,6 @@ async def _serve(
     import asyncio
     import contextlib
     import signal
-    import sys
     import threading
 
     import uvicorn
@@ -287,21 +294,16 @@ async def _serve(
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     from rotator.journal import replica_id, safe_url
 
-    names = ", ".join(p.name for p in plans)
-    print(f"rotator serve: {len(plans)} plan(s) ({names})", file=sys.stderr, flush=True)
-    print(
-        f"rotator serve: replica {replica_id()}, journal {safe_url(journal.url)} (schema v{journal.schema_version})",
-        file=sys.stderr,
-        flush=True,
-    )
-    print(f"rotator serve: listening on http://{shown}:{bound[1]}/", file=sys.stderr, flush=True)
-    service.public_url = public_url or f"http://{shown}:{bound[1]}"
+    from rotator.logs import get_logger
+
+    log = get_logger("rotator.service")  # one log, one format: these lines too
+    log.info(f"{len(plans)} plan(s)", plans=[p.name for p in plans])
+    log.info("journal", replica=replica_id(), journal=safe_url(journal.url), schema_version=journal.schema_version)
+    url = f"http://{shown}:{bound[1]}/"
+    log.info(f"listening on {url}", url=url)
+    service.public_url = public_url or url.rstrip("/")
     if bound[0] not in ("127.0.0.1", "::1", "localhost"):
-        print(
-            f"rotator serve: bound to {bound[0]}, not loopback: serve it behind TLS; the token guards every endpoint",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.warning(f"bound to {bound[0]}, not loopback: serve it behind TLS; the token guards every endpoint")
     await server.serve(sockets=[sock])
-    print("rotator serve: stopped", file=sys.stderr, flush=True)
+    log.info("stopped")
     return 0 if server.started else 1

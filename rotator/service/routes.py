@@ -183,7 +183,8 @@ async def get_rotation(request: Request) -> Response:
 
 @api
 async def close_rotation(request: Request) -> Response:
-    status, body = await _service(request).close_any(request.path_params["id"], _operator(request))
+    data = await _json_body(request, required=False)
+    status, body = await _service(request).close_any(request.path_params["id"], _operator(request, data))
     return json(body, status)
 
 

@@ -174,7 +174,7 @@
       age.status === "overdue" ? "warn" : age.status === "due" ? "warn" : "");
     const lr = p.last_rotation;
     add("Last rotation", lr ? `${when(lr.finished_at || lr.created_at)} · ${lr.state}` +
-      (lr.window_seconds !== null && lr.window_seconds !== undefined ? ` · window ${ms(lr.window_seconds)}` : "") : "never");
+      (lr.window_seconds !== null && lr.window_seconds !== undefined ? ` · window ${ms(lr.window_seconds)} (key received → last target done)` : "") : "never");
     const ls = p.last_sync;
     add("Last sync", ls ? `${when(ls.finished_at || ls.created_at)} · ${ls.state}` : "never");
     const lc = p.last_check;

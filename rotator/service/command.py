@@ -293,7 +293,6 @@ async def _serve(
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     from rotator.journal import replica_id, safe_url
-
     from rotator.logs import get_logger
 
     log = get_logger("rotator.service")  # one log, one format: these lines too

@@ -251,7 +251,7 @@ class Service:
         if row.state not in RESUMABLE:
             why = "is done" if row.state == RunState.DONE else f"never wrote the primary ({row.state}): arm it again"
             raise ApiError(409, f"rotation {row.id} {why}")
-        if row.id in self.held:
+        if (held := self.held.get(row.id)) is not None and not held.done:
             raise ApiError(409, f"rotation {row.id} is still running here")
         plan = self.plan(row.plan)
         task = asyncio.ensure_future(self._resume(plan, row, operator, reason))
@@ -339,9 +339,9 @@ class Service:
         except (RotationError, ApiError) as exc:
             if not check_only:  # a sync that could not run is a failure worth telling
                 code = int(exc.exit_code) if isinstance(exc, RotationError) else int(Exit.PREFLIGHT_FAILED)
-                self.notify(plan, {"id": state.id or None, "kind": kind, "plan": plan.name, "state": "failed",
-                                   "exit_code": code, "message": str(exc), "operator": state.operator,
-                                   "reason": reason})  # fmt: skip
+                failed: dict[str, Any] = {"id": state.id or None, "kind": kind, "plan": plan.name, "state": "failed"}
+                failed |= {"exit_code": code, "message": str(exc), "operator": state.operator, "reason": reason}
+                self.notify(plan, failed)
             if isinstance(exc, ApiError):
                 raise
             raise ApiError(409 if exc.exit_code == Exit.BUSY else 500, str(exc), **exc.details) from None

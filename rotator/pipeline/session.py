@@ -382,11 +382,16 @@ class ArmedSession:
             await asyncio.sleep(wait)
             if self.status is not Status.ARMED:
                 return
+            try:  # someone who does not hold this session (another replica's page) asked to close it
+                asked = await self.state.journal_call(close_requested, self.state.journal, self.id)
+            except Exception as exc:  # noqa: BLE001 - the journal is retried at the next round
+                asked = None
+                log.warning("close-request check failed", rotation=self.id, error=type(exc).__name__)
+            if asked is not None:
+                await self.close(asked)
+                return
             try:
                 await arm.keep_warm(self.state)
-                if (asked := await self.state.journal_call(close_requested, self.state.journal, self.id)) is not None:
-                    await self.close(asked)
-                    return
             except LockHeld as exc:
                 # Our hold on the plan ended (database connection lost) and someone
                 # else has it now: this rotation must not take a key.

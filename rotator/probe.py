@@ -91,18 +91,19 @@ class Prober:
             self.warm_status = None
             return f"not reachable yet: {type(exc).__name__}"
 
-    def readiness(self, detail: str) -> tuple[bool | None, list[str]]:
-        """What the last `warm` says about resetting now: (ok, warnings).  An API that
-        answers 5xx, or nothing, cannot verify a new key: a reset now means writing it
-        unprobed (or waiting), so it is a warning before the operator resets anything."""
+    def readiness(self, detail: str) -> tuple[bool | None, str, list[str]]:
+        """What the last `warm` (which said `detail`) means for resetting now: (ok, detail,
+        warnings).  An API that answers 5xx, or nothing, cannot verify a new key: a reset
+        now means writing it unprobed (or waiting), so it is a warning before the reset."""
         status = self.warm_status
         if not self.spec.enabled:
-            return True, []
+            return True, detail, []
         if status is None:
-            return None, ["the API did not answer: a new key cannot be verified now; wait before resetting it"]
+            why = detail.removeprefix("not reachable yet: ")
+            return None, f"no answer ({why})", ["a new key cannot be verified now; wait before resetting it"]
         if status >= 500:
-            return None, [f"the API answers HTTP {status}: it may be down; a new key cannot be verified now"]
-        return True, []
+            return None, f"the API answers HTTP {status}", ["it may be down; a new key cannot be verified now"]
+        return True, detail, []
 
     def _judge(self, resp: httpx.Response) -> ProbeResult:
         spec = self.spec

@@ -89,7 +89,7 @@ async def run(state: RotationState) -> ArmResult:
     async def warm_probe() -> None:
         if state.prober:
             detail = await state.prober.warm()
-            check = state.probe_check = Check(*_readiness(state.prober, detail))
+            check = state.probe_check = Check(*state.prober.readiness(detail))
             state.emit(Step.ARM, "probe", _check_status(check), _check_detail(check))
 
     await asyncio.gather(
@@ -183,11 +183,6 @@ async def disarm(state: RotationState) -> None:
         await state.journal_call(state.journal.release, state.plan.name, state.id)
     await asyncio.get_running_loop().run_in_executor(None, state.writer.close)
     state.old_secret = None  # keep no copy of the old key around
-
-
-def _readiness(prober: Prober, detail: str) -> tuple[bool | None, str, list[str]]:
-    ok, warnings = prober.readiness(detail)
-    return ok, detail, warnings
 
 
 def _keep(checks: dict[str, Check], name: str, check: Check) -> Check:

@@ -60,6 +60,9 @@
     return el("span", { class: `status ${cls}`, "data-status": status }, `${MARK[status] || "·"} ${status}`);
   }
 
+  // A message written for the terminal names a CLI flag; on the page, the way is on screen.
+  function noFlags(text) { return String(text).replace(/\s*\(--accept-unprobed[^)]*\)/, ""); }
+
   class Unauthorized extends Error {}
 
   async function api(method, path, body) {
@@ -379,7 +382,7 @@
     } finally { btn.disabled = false; $("accept-unprobed").checked = false; unprobedLabel(); }
     if (r.status === 200) { renderReport(r.data.report); return; }
     // Refused (or rejected): still armed, paste again.
-    const msg = r.data.error || (r.data.report && r.data.report.message) || `HTTP ${r.status}`;
+    const msg = noFlags(r.data.error || (r.data.report && r.data.report.message) || `HTTP ${r.status}`);
     $("key-status").textContent = `Refused: ${msg}`;
     const rot = r.data.rotation;
     if (rot && rot.state !== "armed") { backToPlans(`Rotation closed: ${msg}`); return; }
@@ -390,6 +393,7 @@
   // The way through an API outage: the same key, written without a successful probe, once confirmed.
   function unprobedOffer(why) {
     show("unprobed-box", !!why);
+    if (why) why = noFlags(why);
     $("unprobed-text").textContent = why
       ? `The API could not check the key: ${why}. Paste it again to retry the probe, or, if the API is down and ` +
         "you are sure of the key, tick the box below first."
@@ -533,7 +537,7 @@
       row.cells[2].replaceChildren(statusCell("ok"));
       row.cells[5].textContent = `received, fingerprint ${data.fingerprint}`;
     } else if (type === "refused") {
-      $("key-status").textContent = `Refused: ${data.message}`;
+      $("key-status").textContent = `Refused: ${noFlags(data.message)}`;
     } else if (type === "report") renderReport(data.report);
     else if (type === "closed" && !state.finished) {
       backToPlans(`The armed rotation was closed: ${data.reason}. Nothing was written.`);

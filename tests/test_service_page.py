@@ -290,3 +290,43 @@ def test_through_an_api_outage_and_a_partial_rotation_from_the_page(
             standin.unavailable = False
             browser.close()
     assert problems == [], problems
+
+
+def test_a_rotation_armed_elsewhere_is_shown_with_its_holder_and_closed_from_the_page(
+    tmp_path: Path, standin: AdjutorStandIn
+) -> None:
+    """Issue 13, item 6: another replica holds the armed rotation; this replica's page says
+    who holds it (and where), and closes it: no more "already armed" with no way out."""
+    sync_playwright = _need_browser()
+    plan = write_plan(tmp_path, standin)
+    db = f"sqlite:///{tmp_path / 'journal.db'}"
+    holder = ServiceProc(["--plans", str(plan), "--db", db])
+    here = ServiceProc(["--plans", str(plan), "--db", db, "--no-scheduler"])
+    problems: list[str] = []
+    try:
+        holder.wait_ready()
+        here.wait_ready()
+        with holder.client() as c:
+            rid = c.post(f"/api/plans/{PLAN_NAME}/arm", json={"operator": "ada"}).json()["id"]
+        with sync_playwright() as p:
+            browser = _browser(p)
+            try:
+                page = browser.new_page()
+                _sign_in(page, here.url, problems, ok_status=("409",))
+                page.wait_for_selector("#active-box:not([hidden])")
+                text = page.inner_text("#active-text")
+                assert rid in text and "ada (web, 127.0.0.1)" in text and f"pid {holder.proc.pid}" in text, text
+                assert page.is_hidden("#reattach-btn")  # its key goes to the replica that holds it
+                page.fill("#operator", "bob")
+                page.click("#close-active-btn")
+                page.wait_for_selector(f"#plan-status:has-text('Closed rotation {rid}')", timeout=45_000)
+                page.wait_for_selector("#active-box", state="hidden")
+            finally:
+                browser.close()
+        with here.client() as c:
+            row = next(x for x in c.get("/api/history").json()["rotations"] if x["id"] == rid)
+            assert row["state"] == "aborted"
+    finally:
+        holder.stop()
+        here.stop()
+    assert problems == [], problems

@@ -332,7 +332,7 @@ class Service:
         )
         try:
             armed = await arm.run(state)
-            self.metrics.observe_arm(plan.name, "sync", armed.seconds)
+            self.metrics.observe_arm(plan.name, kind, armed.seconds)
             if not armed.ok:
                 raise ApiError(409, f"cannot {kind}: " + "; ".join(armed.problems()), preflight=preflight(state))
             report = await (pipeline.check_drift(state) if check_only else pipeline.sync(state))

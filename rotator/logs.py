@@ -16,7 +16,10 @@ import structlog
 
 from rotator.secret import REDACTED, Secret, scrub
 
-__all__ = ["REDACTED", "configure", "get_logger", "redact_secrets"]
+__all__ = ["ACCESS_FIELDS", "REDACTED", "configure", "get_logger", "redact_secrets"]
+
+# Fields a stdlib record may carry as `extra` into the structured line (the access log's).
+ACCESS_FIELDS = ["client", "method", "path", "status"]
 
 
 def _scrub(value: Any) -> Any:
@@ -62,9 +65,21 @@ def configure(level: str = "info", stream: TextIO | None = None, json: bool | No
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    # Third-party libraries log through stdlib logging; keep them quiet and redacted.
+    # Third-party libraries (uvicorn, its access log, apscheduler) log through stdlib
+    # logging: redacted, then rendered by the same renderer, so the log is one format.
     handler = logging.StreamHandler(stream)
     handler.addFilter(_RedactFilter())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.stdlib.ExtraAdder(allow=ACCESS_FIELDS),
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_secrets, renderer],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

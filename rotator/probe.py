@@ -65,6 +65,7 @@ class Prober:
     def __init__(self, spec: ProbeSpec, client: httpx.AsyncClient) -> None:
         self.spec = spec
         self.client = client
+        self.warm_status: int | None = None  # the last warm-up's HTTP status; None: no answer
 
     def _request(self, secret: Secret | None) -> httpx.Request:
         assert self.spec.url
@@ -84,9 +85,25 @@ class Prober:
         try:
             resp = await self.client.send(self._request(None))
             await resp.aread()
+            self.warm_status = resp.status_code
             return f"reachable (HTTP {resp.status_code} without a key)"
         except httpx.HTTPError as exc:
+            self.warm_status = None
             return f"not reachable yet: {type(exc).__name__}"
+
+    def readiness(self, detail: str) -> tuple[bool | None, str, list[str]]:
+        """What the last `warm` (which said `detail`) means for resetting now: (ok, detail,
+        warnings).  An API that answers 5xx, or nothing, cannot verify a new key: a reset
+        now means writing it unprobed (or waiting), so it is a warning before the reset."""
+        status = self.warm_status
+        if not self.spec.enabled:
+            return True, detail, []
+        if status is None:
+            why = detail.removeprefix("not reachable yet: ")
+            return None, f"no answer ({why})", ["a new key cannot be verified now; wait before resetting it"]
+        if status >= 500:
+            return None, f"the API answers HTTP {status}", ["it may be down; a new key cannot be verified now"]
+        return True, detail, []
 
     def _judge(self, resp: httpx.Response) -> ProbeResult:
         spec = self.spec

@@ -148,7 +148,7 @@ class ServiceProc:
         for line in stream:
             self.lines.append(line)
             if "listening on http://" in line:
-                self._url = line.split("listening on ", 1)[1].strip().rstrip("/")
+                self._url = json.loads(line)["url"].rstrip("/")
             if "Application startup complete" in line:
                 self._ready.set()
         self._ready.set()
@@ -445,7 +445,9 @@ def test_sync_endpoint_reports_then_repairs_drift(service: ServiceProc, svc_setu
         assert f'rotator_last_successful_sync_timestamp_seconds{{plan="{PLAN_NAME}"}}' in m
         assert c.get("/api/plans").json()["plans"][0]["drifted"] == []
         kinds = [(x["kind"], x["state"]) for x in c.get("/api/history").json()["rotations"]]
-        assert ("sync", "drift") in kinds and ("sync", "done") in kinds
+        # The drift check wrote nothing: journaled as a check, not as a sync.
+        assert ("check", "drift") in kinds and ("sync", "done") in kinds
+        assert ("sync", "drift") not in kinds
 
 
 def test_an_armed_rotation_without_a_key_is_closed(svc_setup: dict[str, Any]) -> None:

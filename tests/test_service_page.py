@@ -88,14 +88,22 @@ def test_rotate_from_the_page_with_the_keyboard(
             info = page.inner_text("#plan-info")
             assert "store" in info and "Key age" in info
 
-            # Tab to "Arm rotation", Enter.
+            # Tab to the reason and the operator's name (both journaled), then to "Arm rotation", Enter.
+            page.keyboard.press("Tab")
+            assert focused(page) == "reason"
+            page.keyboard.type("planned rotation")
+            page.keyboard.press("Tab")
+            assert focused(page) == "operator"
+            page.keyboard.type("ada")
             page.keyboard.press("Tab")
             assert focused(page) == "arm-btn"
             page.keyboard.press("Enter")
             page.wait_for_selector("#armed-section:not([hidden])")
             checks = page.locator("#preflight li")
             expected = {"store", "api-env", "worker-env"} | ({"api"} if with_hook else set())
-            assert checks.count() == len(expected)
+            assert checks.count() == len(expected) + 1  # and the probe: the API answers
+            assert checks.first.get_attribute("data-target") == "probe"
+            assert page.is_hidden("#probe-warning")
             for i in range(checks.count()):
                 assert checks.nth(i).locator(".status").get_attribute("data-status") == "ok"
             assert "Reset app key" in page.inner_text("#instruction")
@@ -123,7 +131,8 @@ def test_rotate_from_the_page_with_the_keyboard(
             for name in expected:
                 row = page.locator(f'#progress tr[data-key="{name}"]')
                 assert row.get_attribute("data-status") == "ok", name
-                assert row.locator("td").nth(2).inner_text().startswith("done at")
+                took, done_at = row.locator("td").nth(2).inner_text(), row.locator("td").nth(3).inner_text()
+                assert took.endswith("ms") and done_at.endswith("ms"), (took, done_at)  # one figure per column
             assert env_key(root / "worker/.env") == new_key
 
             # The key is nowhere in the page: not in the DOM, not in a field, not in storage.
@@ -137,7 +146,187 @@ def test_rotate_from_the_page_with_the_keyboard(
             # The history table reloads after the report (a request of its own): wait for it.
             page.locator("#history tbody td", has_text=PLAN_NAME).first.wait_for(timeout=10_000)
             assert PLAN_NAME in page.inner_text("#history")
+            assert "ada (web, 127.0.0.1)" in page.inner_text("#history")
+            with svc.client() as c:
+                row = c.get("/api/history").json()["rotations"][0]
+            assert (row["reason"], row["operator"]) == ("planned rotation", "ada (web, 127.0.0.1)")
             page.screenshot(path=str(tmp_path / "page-after-rotation.png"), full_page=True)
         finally:
             browser.close()
     assert problems == [], problems  # no CSP violation, no script error
+
+
+def _browser(p: Any) -> Any:
+    return p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+
+
+def _sign_in(page: Any, url: str, problems: list[str], *, ok_status: tuple[str, ...] = ()) -> None:
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(m.text)
+            if m.type == "error" and not any(f"status of {s}" in m.text for s in ok_status)
+            else None
+        ),
+    )
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(url + "/")
+    page.wait_for_selector("#token:focus")
+    page.keyboard.type(TOKEN)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#plans-section:not([hidden]), #armed-section:not([hidden])")
+
+
+def test_a_reloaded_page_reattaches_and_cancel_closes_cleanly(
+    page_service: tuple[ServiceProc, Path, bool], standin: AdjutorStandIn
+) -> None:
+    """Issue 13, items 6 and 7: a reload (or a closed tab) no longer strands an armed
+    rotation, and Cancel closes it without a script error or an empty table."""
+    sync_playwright = _need_browser()
+    svc, root, _ = page_service
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page()
+            _sign_in(page, svc.url, problems, ok_status=("422",))  # the wrong key's refusal
+            page.click("#arm-btn")
+            page.wait_for_selector("#key:focus")
+            rid = page.inner_text("#armed-summary").split()[1]
+
+            # The tab is reloaded: the page finds the rotation armed in this service and re-attaches.
+            page.reload()
+            page.wait_for_selector("#armed-section:not([hidden])")
+            page.wait_for_selector("#key:focus")
+            assert rid in page.inner_text("#armed-summary")
+            assert page.is_visible("#cancel-btn") and page.is_visible("#key-form")
+            assert "Reset app key" in page.inner_text("#instruction")
+
+            # A new tab (the old one closed) gets the same rotation through "Arm" too.
+            other = browser.new_page()
+            _sign_in(other, svc.url, problems)
+            other.wait_for_selector("#key:focus")
+            assert rid in other.inner_text("#armed-summary")
+            other.close()
+
+            # Live progress still flows to the re-attached page: a wrong key is refused on screen.
+            page.keyboard.type("sk_test_" + "w" * 40)
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#key-status:has-text('Refused')")
+
+            page.click("#cancel-btn")
+            page.wait_for_selector("#plans-section:not([hidden])")
+            page.wait_for_selector(f"#plan-status:has-text('Closed rotation {rid}')")
+            assert page.is_hidden("#armed-section")
+            assert page.is_hidden("#progress-section")  # no empty table left behind
+            with svc.client() as c:
+                assert c.get(f"/api/rotations/{rid}").json()["state"] in ("refused", "closed", "aborted")
+                assert c.get("/api/plans").json()["plans"][0]["active"] is None
+            assert env_key(root / "worker/.env") == standin.current_key  # nothing written
+        finally:
+            browser.close()
+    assert problems == [], problems  # no "Cannot read properties of null (reading 'id')"
+
+
+def test_through_an_api_outage_and_a_partial_rotation_from_the_page(
+    page_service: tuple[ServiceProc, Path, bool], standin: AdjutorStandIn, tmp_path: Path
+) -> None:
+    """Issue 13, items 4, 8 and 9: the probe row warns that the API is down before the
+    reset; the key is written unprobed only after an explicit confirmation; a partial
+    rotation's window is not green and the page resumes it."""
+    sync_playwright = _need_browser()
+    svc, root, _ = page_service
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page()
+            _sign_in(page, svc.url, problems, ok_status=("422",))
+            standin.unavailable = True  # the API answers 503
+            page.click("#arm-btn")
+            page.wait_for_selector("#armed-section:not([hidden])")
+            probe = page.locator('#preflight li[data-target="probe"]')
+            assert probe.locator(".status").get_attribute("data-status") == "warning"
+            assert "HTTP 503" in probe.inner_text()
+            assert "Do not reset the key" in page.inner_text("#probe-warning")
+
+            new_key = standin.reset()
+            page.fill("#key", new_key)
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#unprobed-box:not([hidden])")
+            assert "could not check" in page.inner_text("#unprobed-text")
+            assert env_key(root / "worker/.env") != new_key  # nothing written without the confirmation
+            # The confirmation: tick the box (the button says what it will do), paste again.
+            page.check("#accept-unprobed")
+            assert page.inner_text("#rotate-btn") == "Write it WITHOUT a probe"
+            # worker-env cannot be written (a directory where the file was): a partial rotation.
+            (root / "worker/.env").rename(root / "worker/env.saved")
+            (root / "worker/.env").mkdir()
+            page.fill("#key", new_key)
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#result-h", timeout=60_000)
+            assert "Not finished" in page.inner_text("#result-h")
+            assert "not-done" in (page.get_attribute("#result .window", "class") or "")
+            assert "not every target" in page.inner_text("#result .window")
+            assert "WITHOUT A SUCCESSFUL PROBE" in page.inner_text("#result")
+            assert env_key(root / "api/.env") == new_key
+
+            # Back to the plan: the partial rotation is offered for resume; the API is back.
+            standin.unavailable = False
+            (root / "worker/.env").rmdir()
+            (root / "worker/env.saved").rename(root / "worker/.env")
+            page.click("#again-btn")
+            page.wait_for_selector("#resume-box:not([hidden])")
+            page.fill("#reason", "finish INC-7")
+            page.click("#resume-btn")
+            page.wait_for_selector("#result-h, #plan-status:has-text('Not resumed')", timeout=60_000)
+            assert "Done" in page.inner_text("#result"), (page.inner_text("#plan-status"), page.inner_text("#result"))
+            assert env_key(root / "worker/.env") == new_key
+            with svc.client() as c:
+                rows = c.get("/api/history").json()["rotations"]
+            assert rows[0]["state"] == "done"
+            page.screenshot(path=str(tmp_path / "page-after-resume.png"), full_page=True)
+        finally:
+            standin.unavailable = False
+            browser.close()
+    assert problems == [], problems
+
+
+def test_a_rotation_armed_elsewhere_is_shown_with_its_holder_and_closed_from_the_page(
+    tmp_path: Path, standin: AdjutorStandIn
+) -> None:
+    """Issue 13, item 6: another replica holds the armed rotation; this replica's page says
+    who holds it (and where), and closes it: no more "already armed" with no way out."""
+    sync_playwright = _need_browser()
+    plan = write_plan(tmp_path, standin)
+    db = f"sqlite:///{tmp_path / 'journal.db'}"
+    holder = ServiceProc(["--plans", str(plan), "--db", db])
+    here = ServiceProc(["--plans", str(plan), "--db", db, "--no-scheduler"])
+    problems: list[str] = []
+    try:
+        holder.wait_ready()
+        here.wait_ready()
+        with holder.client() as c:
+            rid = c.post(f"/api/plans/{PLAN_NAME}/arm", json={"operator": "ada"}).json()["id"]
+        with sync_playwright() as p:
+            browser = _browser(p)
+            try:
+                page = browser.new_page()
+                _sign_in(page, here.url, problems, ok_status=("409",))
+                page.wait_for_selector("#active-box:not([hidden])")
+                text = page.inner_text("#active-text")
+                assert rid in text and "ada (web, 127.0.0.1)" in text and f"pid {holder.proc.pid}" in text, text
+                assert page.is_hidden("#reattach-btn")  # its key goes to the replica that holds it
+                page.fill("#operator", "bob")
+                page.click("#close-active-btn")
+                page.wait_for_selector(f"#plan-status:has-text('Closed rotation {rid}')", timeout=45_000)
+                page.wait_for_selector("#active-box", state="hidden")
+            finally:
+                browser.close()
+        with here.client() as c:
+            row = next(x for x in c.get("/api/history").json()["rotations"] if x["id"] == rid)
+            assert row["state"] == "aborted"
+    finally:
+        holder.stop()
+        here.stop()
+    assert problems == [], problems

@@ -89,7 +89,8 @@ async def run(state: RotationState) -> ArmResult:
     async def warm_probe() -> None:
         if state.prober:
             detail = await state.prober.warm()
-            state.emit(Step.ARM, "probe", "ok", detail)
+            check = state.probe_check = Check(*state.prober.readiness(detail))
+            state.emit(Step.ARM, "probe", _check_status(check), _check_detail(check))
 
     await asyncio.gather(
         *(ready_backend(b) for b in state.backends.values()),

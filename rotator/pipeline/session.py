@@ -39,6 +39,7 @@ from rotator.report import Report, RunState
 from rotator.secret import CleanKey, KeyRejected, Secret, clean_paste
 
 if TYPE_CHECKING:
+    from rotator.journal import Journal
     from rotator.pipeline.state import RotationState
     from rotator.report import ArmResult
 
@@ -70,6 +71,18 @@ def not_armed_message(armed: ArmResult, what: str = "rotate") -> str:
     if what == "rotate":
         return f"not armed: {problems} — fix these before resetting the key"
     return f"cannot {what}: {problems}"
+
+
+CLOSE_STEP = "close"  # journal: `requested` by someone who does not hold the session (the page of another replica)
+
+
+def close_requested(journal: Journal, rid: str) -> str | None:
+    """Why someone asked (through the journal) for this armed rotation to be closed, if anyone did.
+    The holder's keeper reads it every `keep_warm_every` seconds: one small query."""
+    for e in journal.events(rid):
+        if e.get("step") == CLOSE_STEP and e.get("status") == "requested":
+            return str(e.get("detail") or "closed on request")
+    return None
 
 
 class NotArmed(RotatorError):
@@ -369,6 +382,14 @@ class ArmedSession:
             await asyncio.sleep(wait)
             if self.status is not Status.ARMED:
                 return
+            try:  # someone who does not hold this session (another replica's page) asked to close it
+                asked = await self.state.journal_call(close_requested, self.state.journal, self.id)
+            except Exception as exc:  # noqa: BLE001 - the journal is retried at the next round
+                asked = None
+                log.warning("close-request check failed", rotation=self.id, error=type(exc).__name__)
+            if asked is not None:
+                await self.close(asked)
+                return
             try:
                 await arm.keep_warm(self.state)
             except LockHeld as exc:
@@ -382,6 +403,7 @@ class ArmedSession:
 
 
 __all__ = [
+    "CLOSE_STEP",
     "MAX_KEY_ATTEMPTS",
     "ArmedSession",
     "Attempt",
@@ -391,6 +413,7 @@ __all__ = [
     "Outcome",
     "SessionBusy",
     "Status",
+    "close_requested",
     "instruction",
     "not_armed_message",
 ]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from rotator.journal import Journal
     from rotator.plan import Plan
-    from rotator.plugin import Backend, Consumer, PluginContext
+    from rotator.plugin import Backend, Check, Consumer, PluginContext
     from rotator.probe import Prober, ProbeResult
     from rotator.report import ArmResult
     from rotator.secret import Secret
@@ -66,6 +66,7 @@ class RotationState:
     backends: dict[str, Backend] = field(default_factory=dict)
     consumers: dict[str, Consumer] = field(default_factory=dict)
     prober: Prober | None = None
+    probe_check: Check | None = None  # the probe's answer at arm (reachable? 5xx?): shown, never blocking
     armed: ArmResult | None = None
     old_secret: Secret | None = None  # what the primary held at arm
     entry_opened: bool = False  # arm opened this state's journal entry (it was not given)

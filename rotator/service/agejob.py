@@ -5,9 +5,10 @@ with every target done, from the moment its key arrived.  A plan with no such
 rotation has an unknown age (it was set up by hand, or rotated before rotator):
 that is warned about once per service run, not at every check.
 
-A warning goes to the log, to the `rotator_key_age_warning` gauge, and, when the
-schedule names one, to a notification webhook: a Slack-style incoming webhook
-gets ``{"text": "..."}`` POSTed to it.  The webhook URL is itself a credential
+A warning goes to the log, to the `rotator_key_age_warning` gauge, to the plan's
+``[[notify]]`` entries (`rotator.notify.notify_warning`, with a link to the page),
+and, when the schedule names one, to a notification webhook: a Slack-style
+incoming webhook gets ``{"text": "..."}`` POSTed to it.  The webhook URL is itself a credential
 (anyone holding it can post), so it comes from an env var or file and is never
 logged.
 """
@@ -76,6 +77,10 @@ async def age_check(service: Service, plan_name: str, schedule_index: int | None
     ref = None
     if schedule_index is not None and 0 <= schedule_index < len(plan.schedules):
         ref = plan.schedules[schedule_index].notify
-    if ref is not None:
+    if ref is not None:  # the schedule's own Slack-style webhook, as before [[notify]] existed
         await notify(ref, f"rotator: {age.message}")
+    if getattr(plan, "notify", None):  # the plan's [[notify]] entries: Slack, Teams, signed webhooks
+        from rotator.notify import notify_warning
+
+        await notify_warning(plan, age.message, link=service.link())
     return age

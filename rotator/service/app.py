@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from rotator.logs import get_logger
 from rotator.service import routes
+from rotator.service.identity import Identity
 from rotator.service.key_age import key_age
 from rotator.service.middleware import MAX_BODY, BearerAuth, BodyLimit, SecurityHeaders
 
@@ -41,6 +42,8 @@ ROUTES = [
     Route("/api/rotations/{id}/key", routes.submit_key, methods=["POST"]),
     Route("/api/rotations/{id}/events", routes.events),
     Route("/api/rotations/{id}/close", routes.close_rotation, methods=["POST"]),
+    Route("/api/rotations/{id}/resume", routes.resume, methods=["POST"]),
+    Route("/api/whoami", routes.whoami),
     Route("/api/rotations/{id}", routes.get_rotation),
     Route("/api/history", routes.history),
     Mount("/static", app=StaticFiles(directory=routes.STATIC), name="static"),
@@ -54,6 +57,7 @@ def build_app(
     scheduler: Any = None,
     shutdown_grace: float = 5.0,
     max_body: int = MAX_BODY,
+    identity: Identity | None = None,
 ) -> ASGIApp:
     """The ASGI app: routes wrapped in security headers, bearer auth and a body limit.
 
@@ -91,4 +95,5 @@ def build_app(
     app = Starlette(routes=ROUTES, lifespan=lifespan)
     app.state.service = service
     app.state.scheduler = scheduler
+    app.state.identity = identity or Identity()  # who acts: see rotator.service.identity
     return SecurityHeaders(BearerAuth(BodyLimit(app, max_body), token))

@@ -87,10 +87,19 @@ def read_token(token_env: str, token_file: str | None) -> str:
     return token
 
 
-class _QuietHealth:
+class _AccessFields:
+    """uvicorn's access log as structured fields (client, method, path, status: never a
+    body), and without the 200s of health checks (every 30 s they would drown it)."""
+
     def filter(self, record: Any) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
-        return not (len(args) >= 5 and args[2] == "/healthz" and args[4] == 200)
+        if len(args) < 5:
+            return True
+        if args[2] == "/healthz" and args[4] == 200:
+            return False
+        record.client, record.method, record.path, record.status = args[0], args[1], args[2], args[4]
+        record.msg, record.args = "http request", ()
+        return True
 
 
 @click.command()
@@ -123,6 +132,28 @@ class _QuietHealth:
     help="Seconds a missed scheduled run may be late and still run (default: no limit; runs missed while "
     "the service was down are folded into one).",
 )
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    envvar="ROTATOR_TRUSTED_PROXY",
+    metavar="ADDR_OR_CIDR",
+    help="A reverse proxy whose --operator-header (and X-Forwarded-For) is believed (repeatable; env: "
+    "comma-separated). Without one, the journal's operator is the name the page sends and the client's address.",
+)
+@click.option(
+    "--operator-header",
+    default="X-Forwarded-User",
+    show_default=True,
+    envvar="ROTATOR_OPERATOR_HEADER",
+    help="The header in which a trusted proxy names the signed-in user.",
+)
+@click.option(
+    "--public-url",
+    envvar="ROTATOR_PUBLIC_URL",
+    metavar="URL",
+    help="The page's address as users reach it (for the links in notifications; default: the bound address).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -136,6 +167,9 @@ def serve(
     arm_timeout: float,
     shutdown_grace: float | None,
     misfire_grace_time: int | None,
+    trusted_proxies: tuple[str, ...],
+    operator_header: str,
+    public_url: str | None,
 ) -> int:
     """Run the service: scheduled syncs and key-age checks, the HTTP API, and the web page.
 
@@ -144,6 +178,14 @@ def serve(
     """
     token = read_token(token_env, token_file)
     plans = load_plans(plan_sources)
+    from rotator.service.identity import Identity
+
+    try:
+        identity = Identity.parse(trusted_proxies, operator_header)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if public_url is not None and not public_url.startswith(("https://", "http://")):
+        raise _fail(f"--public-url {public_url!r}: give an http(s) URL, e.g. https://rotator.example.com")
 
     import asyncio
     import logging
@@ -155,8 +197,7 @@ def serve(
     configure(level="debug" if verbose >= 2 else "info")
     for name in ("uvicorn.error", "uvicorn.access", "apscheduler"):
         logging.getLogger(name).setLevel(logging.INFO if name != "apscheduler" else logging.WARNING)
-    # Health checks every 30 s would drown the access log (method, path, status: never a body).
-    logging.getLogger("uvicorn.access").addFilter(_QuietHealth())
+    logging.getLogger("uvicorn.access").addFilter(_AccessFields())
 
     url = db_url or getattr(ctx.obj, "db", None)
     try:
@@ -178,6 +219,8 @@ def serve(
                 arm_timeout=arm_timeout,
                 grace=min(grace, 3600.0),
                 misfire_grace_time=misfire_grace_time,
+                identity=identity,
+                public_url=public_url,
             )
         )
     finally:
@@ -195,11 +238,12 @@ async def _serve(
     arm_timeout: float,
     grace: float,
     misfire_grace_time: int | None,
+    identity: Any = None,
+    public_url: str | None = None,
 ) -> int:
     import asyncio
     import contextlib
     import signal
-    import sys
     import threading
 
     import uvicorn
@@ -210,7 +254,7 @@ async def _serve(
 
     service = Service(plans, journal, arm_timeout=arm_timeout)
     scheduler = make_scheduler(journal.engine, misfire_grace_time=misfire_grace_time) if scheduler_on else None
-    app = build_app(service, token, scheduler=scheduler, shutdown_grace=5.0)
+    app = build_app(service, token, scheduler=scheduler, shutdown_grace=5.0, identity=identity)
     loop = asyncio.get_running_loop()
 
     class Server(uvicorn.Server):
@@ -249,21 +293,16 @@ async def _serve(
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     from rotator.journal import replica_id, safe_url
+    from rotator.logs import get_logger
 
-    names = ", ".join(p.name for p in plans)
-    print(f"rotator serve: {len(plans)} plan(s) ({names})", file=sys.stderr, flush=True)
-    print(
-        f"rotator serve: replica {replica_id()}, journal {safe_url(journal.url)} (schema v{journal.schema_version})",
-        file=sys.stderr,
-        flush=True,
-    )
-    print(f"rotator serve: listening on http://{shown}:{bound[1]}/", file=sys.stderr, flush=True)
+    log = get_logger("rotator.service")  # one log, one format: these lines too
+    log.info(f"{len(plans)} plan(s)", plans=[p.name for p in plans])
+    log.info("journal", replica=replica_id(), journal=safe_url(journal.url), schema_version=journal.schema_version)
+    url = f"http://{shown}:{bound[1]}/"
+    log.info(f"listening on {url}", url=url)
+    service.public_url = public_url or url.rstrip("/")
     if bound[0] not in ("127.0.0.1", "::1", "localhost"):
-        print(
-            f"rotator serve: bound to {bound[0]}, not loopback: serve it behind TLS; the token guards every endpoint",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.warning(f"bound to {bound[0]}, not loopback: serve it behind TLS; the token guards every endpoint")
     await server.serve(sockets=[sock])
-    print("rotator serve: stopped", file=sys.stderr, flush=True)
+    log.info("stopped")
     return 0 if server.started else 1

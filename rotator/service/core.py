@@ -22,6 +22,7 @@ replica that holds it.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from rotator import pipeline
@@ -29,9 +30,17 @@ from rotator.errors import RotationError
 from rotator.exitcodes import Exit
 from rotator.logs import get_logger
 from rotator.pipeline import arm
-from rotator.pipeline.session import KEEP_WARM_EVERY, MAX_KEY_ATTEMPTS, NotArmed, Outcome, SessionBusy, Status
+from rotator.pipeline.session import (
+    CLOSE_STEP,
+    KEEP_WARM_EVERY,
+    MAX_KEY_ATTEMPTS,
+    NotArmed,
+    Outcome,
+    SessionBusy,
+    Status,
+)
 from rotator.pipeline.state import RotationState
-from rotator.report import FINISHED
+from rotator.report import FINISHED, PRIMARY_UNSURE, RESUMABLE, RunState, TargetStatus
 from rotator.secret import scrub_data
 from rotator.service.metrics import Metrics
 from rotator.service.sessions import Held
@@ -66,6 +75,7 @@ class Service:
         self.arm_timeout = arm_timeout
         self.keep_warm_every = keep_warm_every
         self.held: dict[str, Held] = {}
+        self.public_url: str | None = None  # the page's address, for the links in notifications
         self.draining = False
         self.age_unknown_warned: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()  # syncs and closes in flight
@@ -94,7 +104,13 @@ class Service:
         plan = self.plan(plan_name)
         for h in self.held.values():
             if h.plan.name == plan.name and not h.done:
-                raise ApiError(409, f"{plan.name} is already armed (rotation {h.id})", rotation=h.id)
+                raise ApiError(
+                    409,
+                    f"{plan.name} is already armed (rotation {h.id}, by {h.operator}): open it, or close it",
+                    rotation=h.id,
+                    held_here=True,
+                    operator=h.operator,
+                )
         state = RotationState(plan, self.journal, reason=reason or "web", operator=operator)
         held = Held(
             state, operator, arm_timeout=self.arm_timeout, keep_warm_every=self.keep_warm_every, on_end=self._ended
@@ -118,6 +134,7 @@ class Service:
         if report is not None:
             self.metrics.observe_report(report)
             log.info("rotation finished", plan=held.plan.name, rotation=held.id, state=report.state)
+            self.notify(held.plan, report.as_dict())
         self._count_armed()
         asyncio.get_running_loop().call_later(KEEP_FINISHED, self.held.pop, held.id, None)
 
@@ -155,10 +172,16 @@ class Service:
         return info if info is not None and info["holder"] == row.id else {}
 
     # -- the key ---------------------------------------------------------
-    async def submit_key(self, rid: str, raw: str) -> tuple[int, dict[str, Any]]:
+    async def submit_key(self, rid: str, raw: str, *, accept_unprobed: bool = False) -> tuple[int, dict[str, Any]]:
         """Clean and probe the key; if accepted, write it everywhere.  A refused key
-        keeps the rotation armed.  Returns (http status, body)."""
+        keeps the rotation armed.  `accept_unprobed`: write it even if the probe cannot
+        reach the API (an outage; the page asks for an explicit confirmation first).
+        Returns (http status, body)."""
         held = self.get(rid)
+        if held.state == Status.ARMED:  # per key: a later paste is probed as usual unless asked again
+            held.session.state.accept_unprobed = accept_unprobed
+            if accept_unprobed:
+                log.warning("key to be written even unprobed", rotation=held.id, operator=held.operator)
         try:
             attempt = await held.session.offer(raw)
         except SessionBusy as exc:
@@ -175,6 +198,103 @@ class Service:
         body = {"rotation": held.summary(), "report": scrub_data(attempt.report.as_dict())}
         return (422 if attempt.outcome is Outcome.REFUSED else 200), body
 
+    async def close_any(self, rid: str, who: str) -> tuple[int, dict[str, Any]]:
+        """Close an armed rotation wherever it is held: here at once; held by another live
+        process (a replica, `rotator rotate`) by asking it through the journal (its keeper
+        reads the request within `KEEP_WARM_EVERY` seconds); left by a process that is gone,
+        here in the journal.  A rotation writing a key is never closed."""
+        held = self.held.get(rid)
+        if held is not None:
+            if held.state == Status.ROTATING:
+                raise ApiError(409, f"rotation {held.id} is writing its key: it cannot be closed now")
+            await self.close(held.id, f"closed by {who}")
+            return 200, {**held.summary(), "closed": True}
+        row = await asyncio.to_thread(self.journal.get, rid)
+        if row is None:
+            raise ApiError(404, f"no rotation {rid} in this service (see /api/history)")
+        if row.state in FINISHED:
+            raise ApiError(409, f"rotation {row.id} is already {row.state}")
+        if row.state != RunState.ARMED:
+            raise ApiError(
+                409, f"rotation {row.id} is {row.state}: it has a key; `rotator resume {row.id}` finishes it"
+            )
+        where = await asyncio.to_thread(self.where, row)
+        if where.get("alive"):
+            detail = f"closed by {who}"
+            await asyncio.to_thread(self.journal.record, row.id, CLOSE_STEP, "requested", detail=detail)
+            log.info("close requested", rotation=row.id, holder_pid=where.get("pid"), by=who)
+            return 202, {
+                "id": row.id,
+                "requested": True,
+                "message": f"asked pid {where['pid']} on {where['host']} (which holds it) to close rotation "
+                f"{row.id}: it closes within {KEEP_WARM_EVERY:.0f} s",
+                "lock": where,
+            }
+
+        def abort() -> None:
+            self.journal.record(row.id, CLOSE_STEP, "done", detail=f"closed by {who}: its holder is gone")
+            self.journal.update(row.id, state=RunState.ABORTED, finished_at=time.time())
+            if where:
+                self.journal.release(row.plan, row.id)
+
+        await asyncio.to_thread(abort)
+        return 200, {"id": row.id, "closed": True, "message": f"rotation {row.id} closed (its holder was gone)"}
+
+    # -- resume ----------------------------------------------------------
+    async def resume(self, rid: str, *, operator: str, reason: str = "") -> Report:
+        """`rotator resume ID` from the page: finish a partial or interrupted rotation from the
+        key in its primary (owned by the service, so shutdown waits for it)."""
+        self._refuse_if_draining()
+        row = await asyncio.to_thread(self.journal.get, rid)
+        if row is None:
+            raise ApiError(404, f"no rotation {rid} in the journal")
+        if row.state not in RESUMABLE:
+            why = "is done" if row.state == RunState.DONE else f"never wrote the primary ({row.state}): arm it again"
+            raise ApiError(409, f"rotation {row.id} {why}")
+        if (held := self.held.get(row.id)) is not None and not held.done:
+            raise ApiError(409, f"rotation {row.id} is still running here")
+        plan = self.plan(row.plan)
+        task = asyncio.ensure_future(self._resume(plan, row, operator, reason))
+        self._track(task)
+        return await asyncio.shield(task)
+
+    async def _resume(self, plan: Plan, row: RotationRow, operator: str, reason: str) -> Report:
+        state = RotationState(plan, self.journal, id=row.id, operator=operator, reason=reason or row.reason)
+        await asyncio.to_thread(
+            self.journal.record,
+            row.id,
+            "resume",
+            "started",
+            detail=f"by {operator}" + (f": {reason}" if reason else ""),
+        )
+        try:
+            armed = await arm.run(state)
+            if not armed.ok:
+                raise ApiError(409, "cannot resume: " + "; ".join(armed.problems()), preflight=preflight(state))
+            report = await pipeline.resume(state, row.new_fp, primary_unsure=row.state in PRIMARY_UNSURE)
+        except RotationError as exc:
+            raise ApiError(409 if exc.exit_code == Exit.BUSY else 500, str(exc), **exc.details) from None
+        finally:
+            await arm.disarm(state)
+        self.metrics.observe_report(report)
+        self.notify(plan, report.as_dict())
+        return report
+
+    # -- notifications -----------------------------------------------------
+    def link(self, rid: str | None = None) -> str | None:
+        """The page's view of a rotation (of the page itself without `rid`), when the URL is known."""
+        if not self.public_url:
+            return None
+        return self.public_url.rstrip("/") + "/" + (f"#rotation={rid}" if rid else "")
+
+    def notify(self, plan: Plan, report: dict[str, Any]) -> None:
+        """Every ``[[notify]]`` of the plan, in the background: never holds up or fails the run."""
+        if not getattr(plan, "notify", None):
+            return
+        from rotator.notify import notify_all
+
+        self._track(asyncio.ensure_future(notify_all(plan, report, link=self.link(report.get("id")))))
+
     def _spawn_close(self, held: Held, why: str) -> None:
         self._track(asyncio.ensure_future(self.close(held.id, why)))
 
@@ -187,34 +307,91 @@ class Service:
 
     # -- sync ------------------------------------------------------------
     async def sync(
-        self, plan_name: str, *, check_only: bool = False, trigger: str = "api", reason: str | None = None
+        self,
+        plan_name: str,
+        *,
+        check_only: bool = False,
+        trigger: str = "api",
+        reason: str | None = None,
+        operator: str | None = None,
     ) -> Report:
-        """A journaled sync of one plan (owned by the service, so shutdown waits for it)."""
+        """A journaled sync (or drift check) of one plan (owned by the service, so shutdown waits for it)."""
         self._refuse_if_draining()
         plan = self.plan(plan_name)
-        task = asyncio.ensure_future(self._sync(plan, check_only, trigger, reason or trigger))
+        task = asyncio.ensure_future(self._sync(plan, check_only, trigger, reason or trigger, operator))
         self._track(task)
         return await asyncio.shield(task)
 
-    async def _sync(self, plan: Plan, check_only: bool, trigger: str, reason: str) -> Report:
-        state = RotationState(plan, self.journal, kind="sync", reason=reason, operator=f"rotator serve ({trigger})")
+    async def _sync(
+        self, plan: Plan, check_only: bool, trigger: str, reason: str, operator: str | None = None
+    ) -> Report:
+        # A drift check writes nothing: journaled as a check, not as a sync.
+        kind = "check" if check_only else "sync"
+        state = RotationState(
+            plan, self.journal, kind=kind, reason=reason, operator=operator or f"rotator serve ({trigger})"
+        )
         try:
             armed = await arm.run(state)
-            self.metrics.observe_arm(plan.name, "sync", armed.seconds)
+            self.metrics.observe_arm(plan.name, kind, armed.seconds)
             if not armed.ok:
-                raise ApiError(409, "cannot sync: " + "; ".join(armed.problems()), preflight=preflight(state))
+                raise ApiError(409, f"cannot {kind}: " + "; ".join(armed.problems()), preflight=preflight(state))
             report = await (pipeline.check_drift(state) if check_only else pipeline.sync(state))
-        except RotationError as exc:
+        except (RotationError, ApiError) as exc:
+            if not check_only:  # a sync that could not run is a failure worth telling
+                code = int(exc.exit_code) if isinstance(exc, RotationError) else int(Exit.PREFLIGHT_FAILED)
+                failed: dict[str, Any] = {"id": state.id or None, "kind": kind, "plan": plan.name, "state": "failed"}
+                failed |= {"exit_code": code, "message": str(exc), "operator": state.operator, "reason": reason}
+                self.notify(plan, failed)
+            if isinstance(exc, ApiError):
+                raise
             raise ApiError(409 if exc.exit_code == Exit.BUSY else 500, str(exc), **exc.details) from None
         finally:
             await arm.disarm(state)
         self.metrics.observe_report(report)
+        if not check_only and (report.exit_code != 0 or any(t.status == TargetStatus.OK for t in report.targets)):
+            self.notify(plan, report.as_dict())  # changed something, or failed
         return report
 
     # -- reading ---------------------------------------------------------
     def plan_state(self, plan: Plan) -> dict[str, Any]:
-        armed = next((h.id for h in self.held.values() if h.plan.name == plan.name and h.state == Status.ARMED), None)
-        return plan_state(self.journal, plan, armed)
+        held = next((h for h in self.held.values() if h.plan.name == plan.name and not h.done), None)
+        out = plan_state(self.journal, plan, held.id if held is not None and held.state == Status.ARMED else None)
+        out["active"] = self.active(plan, held, out["lock"])
+        busy = out["active"]["id"] if out["active"] else None
+        out["resumable"] = [
+            {"id": r.id, "state": r.state, "created_at": r.created_at, "operator": r.operator}
+            for r in self.journal.unfinished(plan.name)
+            if r.id != busy
+        ]
+        return out
+
+    def active(self, plan: Plan, held: Held | None, lock: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The plan's rotation in progress, wherever it is held: who holds it, since when, where."""
+        if held is not None:
+            return {
+                "id": held.id,
+                "state": held.state,
+                "operator": held.operator,
+                "created_at": held.created_at,
+                "expires_at": held.expires_at,
+                "held_here": True,
+            }
+        if not lock:
+            return None
+        row = self.journal.get(lock["holder"])
+        if row is None or row.state in FINISHED:
+            return None
+        return {
+            "id": row.id,
+            "kind": row.kind,
+            "state": row.state,
+            "operator": row.operator,
+            "created_at": row.created_at,
+            "held_here": False,
+            "host": lock["host"],
+            "pid": lock["pid"],
+            "alive": lock["alive"],
+        }
 
     # -- shutdown --------------------------------------------------------
     def begin_drain(self) -> None:

@@ -19,6 +19,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 
 from rotator.secret import scrub_data
 from rotator.service import sse
+from rotator.service.identity import identity_of, operator_of
 from rotator.service.metrics import CONTENT_TYPE
 from rotator.service.views import ApiError, row_dict
 
@@ -70,12 +71,15 @@ async def _json_body(request: Request, *, required: bool = True) -> dict[str, An
     return data
 
 
-def _operator(request: Request, data: dict[str, Any]) -> str:
-    who = data.get("operator")
-    client = request.client.host if request.client else "?"
-    if isinstance(who, str) and who.strip():
-        return f"{who.strip()[:80]} (web, {client})"
-    return f"web ({client})"
+def _operator(request: Request, data: dict[str, Any] | None = None) -> str:
+    """Who acts, as configured (`rotator.service.identity`): a trusted proxy's header, else
+    the name the page sent, else the client's address; journaled with every run."""
+    return operator_of(request, (data or {}).get("operator"))
+
+
+def _reason(data: dict[str, Any], default: str = "web") -> str:
+    reason = data.get("reason")
+    return " ".join(reason.split())[:500] if isinstance(reason, str) and reason.strip() else default
 
 
 async def healthz(request: Request) -> Response:
@@ -115,18 +119,37 @@ async def get_plan(request: Request) -> Response:
 @api
 async def arm(request: Request) -> Response:
     data = await _json_body(request, required=False)
-    reason = data.get("reason") if isinstance(data.get("reason"), str) else ""
     held = await _service(request).arm(
-        request.path_params["name"], operator=_operator(request, data), reason=(reason or "web")[:500]
+        request.path_params["name"], operator=_operator(request, data), reason=_reason(data)
     )
     return json(held.summary(), 201)
 
 
 @api
+async def whoami(request: Request) -> Response:
+    """Who the service takes the caller for (the page shows it beside the reason field)."""
+    return json(identity_of(request))
+
+
+@api
 async def sync(request: Request) -> Response:
     data = await _json_body(request, required=False)
+    check = bool(data.get("check", False))
     report = await _service(request).sync(
-        request.path_params["name"], check_only=bool(data.get("check", False)), trigger="api"
+        request.path_params["name"],
+        check_only=check,
+        trigger="api",
+        reason=_reason(data, "drift check" if check else "sync"),
+        operator=_operator(request, data),
+    )
+    return json(report.as_dict())
+
+
+@api
+async def resume(request: Request) -> Response:
+    data = await _json_body(request, required=False)
+    report = await _service(request).resume(
+        request.path_params["id"], operator=_operator(request, data), reason=_reason(data, "resume")
     )
     return json(report.as_dict())
 
@@ -135,10 +158,11 @@ async def sync(request: Request) -> Response:
 async def submit_key(request: Request) -> Response:
     data = await _json_body(request)
     key = data.pop("key", None)
+    unprobed = data.get("accept_unprobed") is True
     del data
     if not isinstance(key, str):
         raise ApiError(400, 'send {"key": "<the new key>"}')
-    status, body = await _service(request).submit_key(request.path_params["id"], key)
+    status, body = await _service(request).submit_key(request.path_params["id"], key, accept_unprobed=unprobed)
     del key
     return json(body, status)
 
@@ -159,10 +183,9 @@ async def get_rotation(request: Request) -> Response:
 
 @api
 async def close_rotation(request: Request) -> Response:
-    service = _service(request)
-    held = service.get(request.path_params["id"])
-    await service.close(held.id, "closed by the operator")
-    return json(held.summary())
+    data = await _json_body(request, required=False)
+    status, body = await _service(request).close_any(request.path_params["id"], _operator(request, data))
+    return json(body, status)
 
 
 @api

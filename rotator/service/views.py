@@ -48,7 +48,21 @@ def preflight(state: RotationState) -> list[dict[str, Any]]:
                 "fingerprint": state.armed.current.get(name),
             }
         )
-    order = {b.name: i for i, b in enumerate(state.plan.backends)}
+    if state.probe_check is not None:  # the API the new key is tried against: down means no reset yet
+        c = state.probe_check
+        out.append(
+            {
+                "target": "probe",
+                "kind": "probe",
+                "type": "api",
+                "primary": False,
+                "ok": c.ok,
+                "detail": c.detail,
+                "warnings": list(c.warnings),
+                "fingerprint": None,
+            }
+        )
+    order = {"probe": -1} | {b.name: i for i, b in enumerate(state.plan.backends)}
     order.update({c.name: 1000 + i for i, c in enumerate(state.plan.consumers)})
     return sorted(out, key=lambda e: order.get(e["target"], 10_000))
 
@@ -80,6 +94,7 @@ def plan_state(journal: Journal, plan: Plan, armed_rotation: str | None) -> dict
     rows = journal.history(plan.name, 50)
     last_rot = next((r for r in rows if r.kind == "rotate" and r.state != RunState.ABORTED), None)
     last_sync = next((r for r in rows if r.kind == "sync"), None)
+    last_check = next((r for r in rows if r.kind == "check"), None)  # a drift check (writes nothing)
     ended = (RunState.DONE, RunState.PARTIAL, RunState.DRIFT)
     fp, fp_from = None, None
     for r in rows:
@@ -109,6 +124,7 @@ def plan_state(journal: Journal, plan: Plan, armed_rotation: str | None) -> dict
         "key_age": age.as_dict(),
         "last_rotation": brief(last_rot),
         "last_sync": brief(last_sync),
+        "last_check": brief(last_check),
         "drift": drift,
         "drifted": sorted(n for n, d in drift.items() if d),
         "armed_rotation": armed_rotation,

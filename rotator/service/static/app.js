@@ -13,7 +13,7 @@
 (function () {
   const TOKEN = "rotator-token";
   const $ = (id) => document.getElementById(id);
-  const state = { plans: [], rotation: null, follow: null, finished: false };
+  const state = { plans: [], rotation: null, follow: null, finished: false, who: null };
 
   // -- helpers ---------------------------------------------------------------
   function el(tag, attrs, ...children) {
@@ -59,6 +59,9 @@
       : status === "warning" ? "st-warning" : "st-failed";
     return el("span", { class: `status ${cls}`, "data-status": status }, `${MARK[status] || "·"} ${status}`);
   }
+
+  // A message written for the terminal names a CLI flag; on the page, the way is on screen.
+  function noFlags(text) { return String(text).replace(/\s*\(--accept-unprobed[^)]*\)/, ""); }
 
   class Unauthorized extends Error {}
 
@@ -110,12 +113,37 @@
       throw e;
     }
     $("login-error").textContent = "";
+    await signedIn();
+  }
+
+  // Signed in (now, or still from this tab's earlier visit): re-attach to what is running.
+  async function signedIn() {
     show("login-section", false);
     show("signout", true);
     show("plans-section", true);
     show("history-section", true);
     loadHistory();
-    $("plan").focus();
+    await loadWho();
+    const wanted = /^#rotation=([\w-]+)$/.exec(location.hash);
+    const here = state.plans.find((p) => p.active && p.active.held_here);
+    if (wanted) await attach(wanted[1]);
+    else if (here) { $("plan").value = here.name; renderPlanInfo(); await attach(here.active.id); }
+    else $("plan").focus();
+  }
+
+  async function loadWho() {
+    const r = await api("GET", "/api/whoami");
+    state.who = r.ok ? r.data : null;
+    const user = state.who && state.who.user;
+    show("operator-field", !user);
+    $("who").textContent = user
+      ? `Journaled as ${user} (named by your proxy in ${state.who.source}).`
+      : "Journaled with your name (below) and your address.";
+  }
+
+  function who() {
+    const name = $("operator").value.trim();
+    return { reason: $("reason").value.trim(), ...(name ? { operator: name } : {}) };
   }
 
   // -- plans -----------------------------------------------------------------
@@ -149,14 +177,74 @@
       age.status === "overdue" ? "warn" : age.status === "due" ? "warn" : "");
     const lr = p.last_rotation;
     add("Last rotation", lr ? `${when(lr.finished_at || lr.created_at)} · ${lr.state}` +
-      (lr.window_seconds !== null && lr.window_seconds !== undefined ? ` · window ${ms(lr.window_seconds)}` : "") : "never");
+      (lr.window_seconds !== null && lr.window_seconds !== undefined ? ` · window ${ms(lr.window_seconds)} (key received → last target done)` : "") : "never");
     const ls = p.last_sync;
     add("Last sync", ls ? `${when(ls.finished_at || ls.created_at)} · ${ls.state}` : "never");
+    const lc = p.last_check;
+    if (lc) add("Last drift check", `${when(lc.finished_at || lc.created_at)} · ${lc.state}`);
     const drifted = p.drifted || [];
     add("Drift", drifted.length ? `out of line: ${drifted.join(", ")}` : (Object.keys(p.drift || {}).length ? "none" : "not checked yet"),
       drifted.length ? "warn" : "");
     if (p.schedules.length) add("Schedules", p.schedules.map((s) => `${s.job} ${s.when}`).join("; "));
-    if (p.armed_rotation) add("Armed", `rotation ${p.armed_rotation} is waiting for a key`, "warn");
+    renderActive(p);
+  }
+
+  // A rotation of this plan in progress (here or elsewhere), or one left partial.
+  function renderActive(p) {
+    const a = p.active;
+    show("active-box", !!a);
+    if (a) {
+      const since = when(a.created_at);
+      $("active-text").textContent = a.held_here
+        ? `Rotation ${a.id} is ${a.state} in this service, armed by ${a.operator} at ${since}.`
+        : `Rotation ${a.id} (${a.state}) is held by ${a.operator} — pid ${a.pid} on ${a.host}, since ${since}` +
+          (a.alive ? "." : "; that process is gone.");
+      show("reattach-btn", a.held_here);
+      show("close-active-btn", a.state === "armed");
+    }
+    const left = (p.resumable || [])[0];
+    show("resume-box", !a && !!left);
+    if (!a && left) {
+      $("resume-text").textContent = `Rotation ${left.id} (${left.state}, by ${left.operator}, ${when(left.created_at)}) ` +
+        "did not reach every target: resume finishes it from the key in the primary.";
+      $("resume-btn").dataset.id = left.id;
+    }
+  }
+
+  async function closeActive() {
+    const p = currentPlan();
+    const a = p && p.active;
+    if (!a) return;
+    const r = await api("POST", `/api/rotations/${encodeURIComponent(a.id)}/close`, who());
+    $("plan-status").textContent = r.ok ? (r.data.message || `Closed rotation ${a.id}; nothing was written.`)
+      : `Not closed: ${r.data.error || r.status}`;
+    if (r.status === 202) {  // asked its holder: wait until it lets go
+      for (let i = 0; i < 30; i++) {
+        await new Promise((res) => setTimeout(res, 1000));
+        await loadPlans();
+        const now = currentPlan();
+        if (!now || !now.active || now.active.id !== a.id) { $("plan-status").textContent = `Closed rotation ${a.id}.`; break; }
+      }
+    }
+    await loadPlans();
+    loadHistory();
+  }
+
+  async function resumeLeft() {
+    const id = $("resume-btn").dataset.id;
+    if (!id) return;
+    $("plan-status").textContent = `Resuming ${id} from the key in the primary…`;
+    const btn = $("resume-btn");
+    btn.disabled = true;
+    let r;
+    try { r = await api("POST", `/api/rotations/${encodeURIComponent(id)}/resume`, who()); }
+    finally { btn.disabled = false; }
+    if (!r.ok) { $("plan-status").textContent = `Not resumed: ${r.data.error || r.status}`; return; }
+    $("plan-status").textContent = "";
+    resetProgress();
+    state.finished = false;
+    renderReport(r.data);
+    await loadPlans();
   }
 
   async function syncPlan(check) {
@@ -164,7 +252,7 @@
     if (!p) return;
     const status = $("plan-status");
     status.textContent = check ? `Checking ${p.name} for drift…` : `Syncing ${p.name} from ${p.primary}…`;
-    const r = await api("POST", `/api/plans/${encodeURIComponent(p.name)}/sync`, { check });
+    const r = await api("POST", `/api/plans/${encodeURIComponent(p.name)}/sync`, { check, ...who() });
     status.textContent = r.ok ? `${r.data.state}: ${r.data.message}` : `Not done: ${r.data.error || r.status}`;
     await loadPlans();
     loadHistory();
@@ -179,10 +267,12 @@
     $("plan-status").textContent = `Arming ${p.name}: checking every backend and consumer…`;
     let r;
     try {
-      r = await api("POST", `/api/plans/${encodeURIComponent(p.name)}/arm`, {});
+      r = await api("POST", `/api/plans/${encodeURIComponent(p.name)}/arm`, who());
     } finally { btn.disabled = false; }
+    if (r.status === 409 && r.data.held_here && r.data.rotation) { await attach(r.data.rotation); return; }
     renderPreflight(r.data.preflight || []);
     if (!r.ok) {
+      if (r.data.lock) await loadPlans();  // held elsewhere: say by whom, offer to close it
       const why = r.data.error || `HTTP ${r.status}`;
       $("plan-status").textContent = why.startsWith("not armed") ? `N${why.slice(1)}` : `Not armed: ${why}`;
       show("armed-section", (r.data.preflight || []).length > 0);
@@ -191,30 +281,62 @@
       show("key-form", false);
       return;
     }
-    state.rotation = r.data;
+    showArmed(r.data);
+  }
+
+  // An armed rotation on screen: preflight, the dashboard steps, the paste box, Cancel, live progress.
+  function showArmed(rot) {
+    state.rotation = rot;
     state.finished = false;
-    $("plan-status").textContent = `Armed: rotation ${r.data.id}.`;
+    renderPreflight(rot.preflight || []);
+    $("plan-status").textContent = `Armed: rotation ${rot.id}.`;
     $("armed-summary").textContent =
-      `Rotation ${r.data.id} · current fingerprint ${r.data.old_fingerprint || "(none in the primary)"}`;
-    $("instruction-lead").textContent = r.data.instruction[0];
-    $("instruction").replaceChildren(...r.data.instruction.slice(1).map((s) => el("li", {}, s)));
-    $("key-status").textContent = "";
-    $("expires").textContent = r.data.expires_at
-      ? `This armed rotation closes itself at ${new Date(r.data.expires_at * 1000).toLocaleTimeString()} if no key comes.`
+      `Rotation ${rot.id} · armed by ${rot.operator} · current fingerprint ${rot.old_fingerprint || "(none in the primary)"}`;
+    $("instruction-lead").textContent = rot.instruction[0];
+    $("instruction").replaceChildren(...rot.instruction.slice(1).map((s) => el("li", {}, s)));
+    $("key-status").textContent = rot.last_refusal ? `Refused: ${rot.last_refusal.message}` : "";
+    $("expires").textContent = rot.expires_at
+      ? `This armed rotation closes itself at ${new Date(rot.expires_at * 1000).toLocaleTimeString()} if no key comes.`
       : "";
+    unprobedOffer(rot.last_refusal && rot.last_refusal.probe && rot.last_refusal.probe.outcome === "unavailable"
+      ? rot.last_refusal.message : null);
     show("instruction-box", true);
     show("key-form", true);
     show("armed-section", true);
     resetProgress();
     show("plans-section", false);
-    follow(r.data.id);
+    follow(rot.id);
     $("key").focus();
   }
 
+  // Re-attach to a rotation by id: armed here (paste box, Cancel), writing (live progress), or over (its report).
+  async function attach(id) {
+    const r = await api("GET", `/api/rotations/${encodeURIComponent(id)}`);
+    if (!r.ok) { $("plan-status").textContent = `Rotation ${id}: ${r.data.error || r.status}`; return; }
+    const rot = r.data;
+    if (state.plans.some((p) => p.name === rot.plan)) { $("plan").value = rot.plan; renderPlanInfo(); }
+    if (rot.held_here !== false && rot.state === "armed") { showArmed(rot); return; }
+    if (rot.held_here !== false && rot.state === "rotating") {
+      state.rotation = rot; state.finished = false;
+      resetProgress(); show("progress-section", true); show("plans-section", false); follow(rot.id); return;
+    }
+    if (rot.report) { resetProgress(); state.finished = false; renderReport(rot.report); return; }
+    $("plan-status").textContent = `Rotation ${rot.id} is ${rot.state}.`;
+  }
+
   function renderPreflight(checks) {
+    const probe = checks.find((c) => c.kind === "probe");
+    const down = probe && (probe.ok !== true || (probe.warnings || []).length);
+    show("probe-warning", !!down);
+    $("probe-warning").textContent = down
+      ? `The API is not answering normally (${[probe.detail, ...(probe.warnings || [])].join("; ")}). ` +
+        "Do not reset the key until it answers: a new key cannot be verified now. During an outage you can still " +
+        "write it unprobed, with an explicit confirmation."
+      : "";
     $("preflight").replaceChildren(...checks.map((c) => {
       const status = c.ok === false ? "failed" : (c.ok === null || (c.warnings || []).length) ? "warning" : "ok";
-      const what = `${c.target} (${c.kind} ${c.type}${c.primary ? ", primary" : ""})`;
+      const what = c.kind === "probe" ? "API probe (where the new key is tried first)"
+        : `${c.target} (${c.kind} ${c.type}${c.primary ? ", primary" : ""})`;
       const detail = [c.detail, ...(c.warnings || []).map((w) => `warning: ${w}`)].filter(Boolean).join("; ");
       return el("li", { "data-target": c.target }, statusCell(status), " ", el("strong", {}, what),
         detail ? ` — ${detail}` : "");
@@ -223,13 +345,16 @@
 
   async function cancelArmed() {
     if (!state.rotation) return;
-    await api("POST", `/api/rotations/${state.rotation.id}/close`, {});
-    backToPlans(`Closed rotation ${state.rotation.id}; nothing was written.`);
+    const id = state.rotation.id;  // the "closed" event may arrive (and clear state.rotation) before the answer
+    const r = await api("POST", `/api/rotations/${encodeURIComponent(id)}/close`, who());
+    backToPlans(r.ok ? `Closed rotation ${id}; nothing was written.` : `Not closed: ${r.data.error || r.status}`);
   }
 
   function backToPlans(message) {
     if (state.follow) state.follow.abort();
     state.rotation = null;
+    if (!state.finished) resetProgress();  // no empty table left behind
+    unprobedOffer(null);
     show("armed-section", false);
     show("plans-section", true);
     $("plan-status").textContent = message || "";
@@ -250,17 +375,37 @@
     let r;
     try {
       // The value goes straight into the request body; the field is emptied before the request is sent.
-      const body = JSON.stringify({ key: input.value });
+      const unprobed = $("accept-unprobed").checked;
+      const body = JSON.stringify({ key: input.value, ...(unprobed ? { accept_unprobed: true } : {}) });
       input.value = "";
       r = await sendKey(state.rotation.id, body);
-    } finally { btn.disabled = false; }
+    } finally { btn.disabled = false; $("accept-unprobed").checked = false; unprobedLabel(); }
     if (r.status === 200) { renderReport(r.data.report); return; }
     // Refused (or rejected): still armed, paste again.
-    const msg = r.data.error || (r.data.report && r.data.report.message) || `HTTP ${r.status}`;
+    const msg = noFlags(r.data.error || (r.data.report && r.data.report.message) || `HTTP ${r.status}`);
     $("key-status").textContent = `Refused: ${msg}`;
     const rot = r.data.rotation;
     if (rot && rot.state !== "armed") { backToPlans(`Rotation closed: ${msg}`); return; }
+    if (r.data.report && r.data.report.state === "unavailable") unprobedOffer(msg);
     input.focus();
+  }
+
+  // The way through an API outage: the same key, written without a successful probe, once confirmed.
+  function unprobedOffer(why) {
+    show("unprobed-box", !!why);
+    if (why) why = noFlags(why);
+    $("unprobed-text").textContent = why
+      ? `The API could not check the key: ${why}. Paste it again to retry the probe, or, if the API is down and ` +
+        "you are sure of the key, tick the box below first."
+      : "";
+    if (!why) $("accept-unprobed").checked = false;
+    unprobedLabel();
+  }
+
+  function unprobedLabel() {
+    const on = $("accept-unprobed").checked;
+    $("rotate-btn").textContent = on ? "Write it WITHOUT a probe" : "Rotate";
+    $("rotate-btn").classList.toggle("danger", on);
   }
 
   async function sendKey(id, body) {
@@ -286,7 +431,8 @@
     const body = $("progress").tBodies[0];
     let row = body.querySelector(`tr[data-key="${CSS.escape(key)}"]`);
     if (!row) {
-      row = el("tr", { "data-key": key }, el("th", { scope: "row" }, label), el("td"), el("td"), el("td"), el("td"));
+      row = el("tr", { "data-key": key }, el("th", { scope: "row" }, label), el("td"), el("td"), el("td"), el("td"),
+        el("td"));
       body.append(row);
     }
     return row;
@@ -298,8 +444,8 @@
     const row = progressRow(key, p.target || p.step);
     row.cells[1].textContent = p.step;
     row.cells[2].replaceChildren(statusCell(p.status));
-    if (p.seconds !== null && p.seconds !== undefined) row.cells[3].textContent = ms(p.seconds);
-    if (p.detail) row.cells[4].textContent = p.detail;
+    if (p.seconds !== null && p.seconds !== undefined) row.cells[3].textContent = ms(p.seconds);  // a duration
+    if (p.detail) row.cells[5].textContent = p.detail;
     row.dataset.status = p.status;
   }
 
@@ -312,8 +458,9 @@
       row.cells[0].textContent = t.name + (t.primary ? " (primary)" : "");
       row.cells[1].textContent = `${t.kind} ${t.type}`;
       row.cells[2].replaceChildren(statusCell(t.status));
-      row.cells[3].textContent = t.finished !== null && t.finished !== undefined ? `done at ${ms(t.finished)}` : "";
-      row.cells[4].textContent = t.detail || "";
+      row.cells[3].textContent = t.seconds !== null && t.seconds !== undefined ? ms(t.seconds) : "";
+      row.cells[4].textContent = t.finished !== null && t.finished !== undefined ? ms(t.finished) : "";
+      row.cells[5].textContent = t.detail || "";
       row.dataset.status = t.status;
     }
     const good = report.exit_code === 0;
@@ -321,13 +468,18 @@
     out.replaceChildren(
       el("h3", { id: "result-h", tabindex: "-1", class: good ? "st-ok" : "st-failed" },
         good ? "Done: every target holds the new key" : `Not finished: ${report.state}`),
-      el("p", { class: "window" }, "Window: ", el("strong", { id: "window" }, ms(report.window_seconds))),
+      el("p", { class: good ? "window" : "window not-done", title: "key received → last target done" },
+        good ? "Window (key received → last target done): " : "Window so far (key received → last target tried; not every target holds the key): ",
+        el("strong", { id: "window" }, ms(report.window_seconds))),
       el("p", {}, report.message),
       el("p", {}, `Fingerprint ${report.old_fingerprint || "—"} → ${report.new_fingerprint || "—"} · rotation ${report.id}`),
     );
     if (report.old_key_check) {
       // outcome "accepted" means the check passed: the API refused the old key.
       out.append(el("p", {}, `Old key check: ${report.old_key_check.detail}`));
+    }
+    if (report.outage_seconds !== null && report.outage_seconds !== undefined) {
+      out.append(el("p", {}, `Outage (old key stopped working → last target done): ${ms(report.outage_seconds)}`));
     }
     for (const w of report.warnings || []) out.append(el("p", { class: "warn" }, `Warning: ${w}`));
     show("armed-section", false);
@@ -383,9 +535,9 @@
       const row = progressRow("key", "key");
       row.cells[1].textContent = "key";
       row.cells[2].replaceChildren(statusCell("ok"));
-      row.cells[4].textContent = `received, fingerprint ${data.fingerprint}`;
+      row.cells[5].textContent = `received, fingerprint ${data.fingerprint}`;
     } else if (type === "refused") {
-      $("key-status").textContent = `Refused: ${data.message}`;
+      $("key-status").textContent = `Refused: ${noFlags(data.message)}`;
     } else if (type === "report") renderReport(data.report);
     else if (type === "closed" && !state.finished) {
       backToPlans(`The armed rotation was closed: ${data.reason}. Nothing was written.`);
@@ -415,13 +567,14 @@
     $("sync-btn").addEventListener("click", guard(() => syncPlan(false)));
     $("key-form").addEventListener("submit", guard(submitKey));
     $("cancel-btn").addEventListener("click", guard(cancelArmed));
+    $("reattach-btn").addEventListener("click", guard(() => { const p = currentPlan(); return p && p.active && attach(p.active.id); }));
+    $("close-active-btn").addEventListener("click", guard(closeActive));
+    $("resume-btn").addEventListener("click", guard(resumeLeft));
+    $("accept-unprobed").addEventListener("change", unprobedLabel);
     $("again-btn").addEventListener("click", () => { resetProgress(); backToPlans(""); });
     $("signout").addEventListener("click", () => signOut("Signed out."));
     if (sessionStorage.getItem(TOKEN)) {
-      loadPlans().then(() => {
-        show("login-section", false); show("signout", true); show("plans-section", true); show("history-section", true);
-        loadHistory(); $("plan").focus();
-      }).catch(() => signOut(""));
+      loadPlans().then(signedIn).catch(() => signOut(""));
     }
   });
 })();

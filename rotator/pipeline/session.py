@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -246,9 +247,13 @@ class ArmedSession:
 
         result = await watch.run()
         if result.outcome is WatchOutcome.RESET and result.reset is not None and self.status is Status.ARMED:
-            self.state.reset = result.reset
-            log.info("reset detected", rotation=self.id, status=result.reset.status)
-            self.listener.reset_detected(result.reset)
+            reset = result.reset
+            before = self.state.watch  # an earlier watch (before a refused paste) saw the key pass last
+            if reset.after_perf is None and before is not None and before.last_ok_perf is not None:
+                reset = dataclasses.replace(reset, after_wall=before.last_ok_wall, after_perf=before.last_ok_perf)
+            self.state.reset = reset
+            log.info("reset detected", rotation=self.id, status=reset.status)
+            self.listener.reset_detected(reset)
         elif result.outcome is WatchOutcome.COSTS and result.warning:
             self.listener.warning(result.warning)
 

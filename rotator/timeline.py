@@ -16,6 +16,7 @@ from typing import Any
 
 # One letter per phase: the text and the SVG say which bar is which without colour.
 PHASES = {"probe": "p", "write": "w", "read_back": "r", "signal": "s", "confirm": "c", "run": "="}
+BEFORE = 0.2  # of a broken axis: the part before the key
 _FILL = {"probe": "#6b7280", "write": "#2563eb", "read_back": "#0d9488", "signal": "#d97706", "confirm": "#16a34a"}
 _DASH = {"read_back": "4 2", "confirm": "2 2"}
 
@@ -37,6 +38,20 @@ class Timeline:
     @property
     def span(self) -> float:
         return max(self.end - self.start, 1e-6)
+
+    def at(self, t: float) -> float:
+        """Where `t` falls on the axis, 0..1.  When the wait before the key (the operator's
+        share) is longer than the window, it gets a fifth of the axis and the window the
+        rest (the axis is broken at the key), so the window's bars stay readable."""
+        if self.start < 0 and -self.start > self.end > 0:
+            if t < 0:
+                return BEFORE * (t - self.start) / -self.start
+            return BEFORE + (1 - BEFORE) * t / self.end
+        return (t - self.start) / self.span
+
+    @property
+    def broken(self) -> bool:
+        return self.start < 0 and -self.start > self.end > 0
 
 
 def build(report: dict[str, Any]) -> Timeline | None:
@@ -90,7 +105,7 @@ def render_text(tl: Timeline, width: int = 80) -> list[str]:
     cols = max(width - label_w - 2, 10)
 
     def col(t: float) -> int:
-        return min(int((t - tl.start) / tl.span * (cols - 1) + 0.5), cols - 1)
+        return min(int(tl.at(t) * (cols - 1) + 0.5), cols - 1)
 
     mark_cols = {col(t): _MARK_CHAR[k] for k, t in tl.marks}
     lines = []
@@ -107,7 +122,9 @@ def render_text(tl: Timeline, width: int = 80) -> list[str]:
                 cells[c] = PHASES.get(phase, "=")
         label = row.label if len(row.label) <= label_w - 1 else row.label[: label_w - 2] + "…"
         lines.append(f"{label:<{label_w}}{'✗' if row.failed else ' '} " + "".join(cells))
-    axis = f"{_ms(tl.start)} … {_ms(tl.end)}"
+    axis = f"{_ms(tl.start)} … {_ms(tl.end)}" + (
+        "  (axis broken at K: the wait before the key is shortened)" if tl.broken else ""
+    )
     lines.append(" " * label_w + "  " + axis)
     legend = "  ".join(f"{ch} {_MARK_NAME[k]} {_ms(t)}" for k, t in tl.marks for ch in [_MARK_CHAR[k]])
     lines.append(legend)
@@ -122,7 +139,7 @@ def render_svg(tl: Timeline, width: int = 720) -> str:
     height = top + row_h * len(tl.rows) + 42
 
     def x(t: float) -> float:
-        return label_w + (t - tl.start) / tl.span * plot
+        return label_w + tl.at(t) * plot
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" viewBox="0 0 {width} {height}" '
@@ -155,7 +172,9 @@ def render_svg(tl: Timeline, width: int = 720) -> str:
     out.append(
         f'<text x="{label_w}" y="{bottom + 18}" font-size="9">{_ms(tl.start)}</text>'
         f'<text x="{width - 10}" y="{bottom + 18}" font-size="9" text-anchor="end">{_ms(tl.end)}</text>'
-        f'<text x="4" y="{bottom + 34}" font-size="9">p probe · w write · r read-back · s signal · c confirm</text>'
+        f'<text x="4" y="{bottom + 34}" font-size="9">p probe · w write · r read-back · s signal · c confirm'
+        + (" · the axis is broken at the key: the wait before it is shortened" if tl.broken else "")
+        + "</text>"
     )
     out.append("</svg>")
     return "".join(out)

@@ -239,6 +239,18 @@
   }
 
   // -- the key ---------------------------------------------------------------
+  async function keyFromClipboard() {
+    // After the operator's click (the browser asks for permission once): the dashboard's reset put it there.
+    let text;
+    try { text = await navigator.clipboard.readText(); } catch (e) {
+      $("key-status").textContent = "The browser did not allow reading the clipboard: paste the key instead.";
+      return;
+    }
+    $("key").value = text;  // the field's value (a password field), never an attribute of the DOM
+    text = "";
+    await submitKey();
+  }
+
   async function submitKey() {
     if (!state.rotation) return;
     const input = $("key");
@@ -447,6 +459,7 @@
     $("check-btn").addEventListener("click", guard(() => syncPlan(true)));
     $("sync-btn").addEventListener("click", guard(() => syncPlan(false)));
     $("key-form").addEventListener("submit", guard(submitKey));
+    $("clipboard-btn").addEventListener("click", guard(keyFromClipboard));
     $("cancel-btn").addEventListener("click", guard(cancelArmed));
     $("again-btn").addEventListener("click", () => { resetProgress(); backToPlans(""); });
     $("signout").addEventListener("click", () => signOut("Signed out."));

@@ -122,14 +122,26 @@ def render_text(tl: Timeline, width: int = 80) -> list[str]:
                 cells[c] = PHASES.get(phase, "=")
         label = row.label if len(row.label) <= label_w - 1 else row.label[: label_w - 2] + "…"
         lines.append(f"{label:<{label_w}}{'✗' if row.failed else ' '} " + "".join(cells))
-    axis = f"{_ms(tl.start)} … {_ms(tl.end)}" + (
-        "  (axis broken at K: the wait before the key is shortened)" if tl.broken else ""
-    )
-    lines.append(" " * label_w + "  " + axis)
-    legend = "  ".join(f"{ch} {_MARK_NAME[k]} {_ms(t)}" for k, t in tl.marks for ch in [_MARK_CHAR[k]])
-    lines.append(legend)
-    lines.append("p probe  w write  r read-back  s signal  c confirm  = ran  ✗ failed")
+    lines.append(" " * label_w + "  " + f"{_ms(tl.start)} … {_ms(tl.end)}")
+    notes = [f"{_MARK_CHAR[k]} {_MARK_NAME[k]} {_ms(t)}" for k, t in tl.marks]
+    if tl.broken:
+        notes.append("(axis broken at K: the wait shortened)")
+    notes += ["p probe", "w write", "r read-back", "s signal", "c confirm", "= ran", "✗ failed"]
+    lines += _wrap(notes, width)
     return lines
+
+
+def _wrap(items: list[str], width: int) -> list[str]:
+    """Items joined by two spaces, in lines no wider than `width`."""
+    lines: list[str] = []
+    line = ""
+    for item in items:
+        if line and len(line) + 2 + len(item) > width:
+            lines.append(line)
+            line = item
+        else:
+            line = f"{line}  {item}" if line else item
+    return [*lines, line] if line else lines
 
 
 def render_svg(tl: Timeline, width: int = 720) -> str:

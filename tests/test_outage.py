@@ -155,3 +155,85 @@ def test_old_key_still_working_is_said_plainly(standin: AdjutorStandIn, tmp_path
     assert any("the old key still worked when the new key arrived" in w for w in report["warnings"]), report
     assert "another app" in r.stderr
     assert report["watch"]["outcome"] == "stopped"  # the key came at once (stdin): the last look said it
+
+
+def test_a_version_1_journal_gains_the_outage_columns(tmp_path: Path) -> None:
+    """A journal written before the outage columns: migrated in place, its rows kept (no outage)."""
+    import sqlalchemy as sa
+
+    from rotator.journal.schema import _V2_COLUMNS, SCHEMA_VERSION, rotations
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    old = sa.MetaData()
+    sa.Table("rotations", old, *(c._copy() for c in rotations.columns if c.name not in _V2_COLUMNS))
+    sa.Table(
+        "schema_version",
+        old,
+        sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("description", sa.Text, nullable=False),
+        sa.Column("applied_at", sa.Float, nullable=False),
+    )
+    old.create_all(engine)
+    with engine.begin() as c:
+        c.execute(sa.text("INSERT INTO schema_version VALUES (1, 'rotations, events, locks, job_runs', 0)"))
+        c.execute(
+            sa.text(
+                "INSERT INTO rotations (id, kind, plan, plan_path, reason, operator, state, created_at, window_s)"
+                " VALUES ('r1', 'rotate', 'p', '/p.toml', '', 'me', 'done', 1.0, 0.05)"
+            )
+        )
+    engine.dispose()
+    journal = Journal(url)
+    assert journal.schema_version == SCHEMA_VERSION == 2
+    row = journal.get("r1")
+    assert row is not None and row.window_s == 0.05 and row.outage_s is None and row.refused_keys is None
+    journal.update("r1", outage_s=1.5, operator_s=1.45, reset_at=0.5, refused_keys=2)
+    row = journal.get("r1")
+    assert row is not None and (row.outage_s, row.refused_keys) == (1.5, 2)
+    journal.close()
+    assert Journal(url).schema_version == 2  # opening again finds nothing to do
+
+
+def test_the_timeline_fits_the_width_and_reads_without_colour() -> None:
+    from rotator.timeline import build, render_svg, render_text
+
+    report = {
+        "window_seconds": 0.03,
+        "key_received_at": 100.0,
+        "reset": {"at": 99.5},
+        "refused_keys": [{"at": 99.9}],
+        "steps": {"probe": 0.003},
+        "targets": [
+            {
+                "name": "store",
+                "kind": "backend",
+                "primary": True,
+                "status": "ok",
+                "started": 0.004,
+                "finished": 0.01,
+                "phases": {"write": [0.004, 0.008], "read_back": [0.008, 0.01]},
+            },
+            {
+                "name": "a-consumer-with-a-very-long-name-indeed",
+                "kind": "consumer",
+                "status": "unconfirmed",
+                "started": 0.012,
+                "finished": 0.03,
+                "phases": {"signal": [0.012, 0.02], "confirm": [0.02, 0.03]},
+            },
+        ],
+    }
+    tl = build(report)
+    assert tl is not None and tl.broken  # 0.5 s before the key, 30 ms after: the axis is broken at the key
+    for width in (40, 80, 200):
+        lines = render_text(tl, width)
+        assert all(len(line) <= width for line in lines), (width, lines)
+    text = "\n".join(render_text(tl, 100))
+    assert "R reset seen -500 ms" in text and "x refused paste -100 ms" in text and "E window's end 30 ms" in text
+    assert "✗" in text  # the unconfirmed consumer, marked without colour
+    row = next(line for line in text.splitlines() if line.startswith("store"))
+    assert "w" in row and "r" in row
+    svg = render_svg(tl)
+    assert svg.startswith("<svg") and 'stroke-dasharray="4 2"' in svg and "key received" in svg
+    assert build({"targets": [], "window_seconds": None}) is None

@@ -380,7 +380,9 @@ def rotate(
         if dry_run or force or accept_unprobed:
             raise Fail("--dry-run, --force and --accept-unprobed are for single-app plans", Exit.PLAN_INVALID)
         if source == "clipboard":
-            raise Fail("--key-from clipboard is for single-app plans (not yet the alternating flows)", Exit.PLAN_INVALID)
+            raise Fail(
+                "--key-from clipboard is for single-app plans (not yet the alternating flows)", Exit.PLAN_INVALID
+            )
         for row in journal.unfinished(plan.name):
             err().print(f"[yellow]! rotation {row.id} did not finish ({row.state}): `rotator resume {row.id}`[/]")
         choice = "revoke-now" if revoke_now else "standby-first" if standby_first else None

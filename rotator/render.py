@@ -86,7 +86,48 @@ def print_report(console: Console, report: Report) -> None:
         console.print(f"[yellow]warning:[/] {escape(w)}")
     if report.window is not None:
         console.print(f"[bold]window: {report.window * 1000:.1f} ms[/] (key received → last target done)")
+    for line in outage_lines(report.as_dict()):
+        console.print(escape(line))
     console.print(f"[{style}]{report.state}[/]: {escape(report.message)}")
+    print_timeline(console, report.as_dict())
+
+
+def outage_lines(d: dict[str, Any]) -> list[str]:
+    """The outage beside the window, and the refused pastes (a report's dict: live or from the journal)."""
+    out = []
+    if d.get("outage_seconds") is not None:
+        reset = d.get("reset") or {}
+        how = "looked at as the key arrived" if reset.get("inferred") else "seen by the watch"
+        unc = f", to within {reset['uncertainty'] * 1000:.0f} ms" if reset.get("uncertainty") is not None else ""
+        out.append(
+            f"outage: {d['outage_seconds'] * 1000:.1f} ms (reset {how}{unc} → last target done)"
+            f" = operator's share {d['operator_seconds'] * 1000:.1f} ms (reset → key received)"
+            f" + window {d['window_seconds'] * 1000:.1f} ms"
+        )
+    elif (d.get("watch") or {}).get("outcome") in ("stopped", "reset") and d.get("window_seconds") is not None:
+        out.append("outage: not measured (no reset of the old key was seen)")
+    refused = d.get("refused_keys") or []
+    if refused:
+        out.append(
+            f"refused pastes: {len(refused)} before the accepted key (not in the window: its clock starts"
+            " at the key that was accepted; they are in the operator's share)"
+        )
+        for r in refused:
+            when = f" {r['after_reset'] * 1000:.0f} ms after the reset" if r.get("after_reset") is not None else ""
+            out.append(f"  #{r.get('attempt', '?')} {r['outcome']}{when}: {r['why']}")
+    return out
+
+
+def print_timeline(console: Console, report: dict[str, Any]) -> None:
+    """The rotation's timeline (rotator.timeline), fitted to the console's width."""
+    from rotator.timeline import build, render_text
+
+    tl = build(report)
+    if tl is None:
+        return
+    console.print()
+    for line in render_text(tl, max(console.width, 40)):
+        console.print(escape(line), overflow="crop", no_wrap=True)
 
 
 def _ms(v: float | None) -> str:

@@ -126,6 +126,11 @@ class TargetResult:
     version: str | None = None
     fingerprint: str | None = None  # read back (backend) or reported (consumer)
     primary: bool = False
+    # The timeline's bars: phase (write, read_back, signal, confirm) -> [start, end], seconds after the key.
+    phases: dict[str, list[float]] = field(default_factory=dict)
+
+    def phase(self, name: str, start: float, end: float) -> None:
+        self.phases[name] = [start, end]
 
     @property
     def seconds(self) -> float | None:
@@ -147,6 +152,7 @@ class TargetResult:
             "seconds": _r(self.seconds),
             "version": self.version,
             "fingerprint": self.fingerprint,
+            "phases": {k: [round(a, 4), round(b, 4)] for k, (a, b) in self.phases.items()},
         }
 
 
@@ -186,6 +192,13 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     message: str = ""
     alternating: dict[str, Any] | None = None  # alternating plans: the apps, the promote, the re-key, an incident
+    # The outage the API's callers saw: reset detected -> last consumer confirmed = operator + window.
+    outage: float | None = None
+    operator_share: float | None = None  # reset detected -> the accepted key received
+    key_received_at: float | None = None  # wall clock
+    reset: dict[str, Any] | None = None  # ResetDetected.as_dict (+ "inferred"), None: no reset seen
+    watch: dict[str, Any] | None = None  # WatchResult.as_dict: how the old key was watched
+    refused_keys: list[dict[str, Any]] = field(default_factory=list)  # pastes refused before the accepted key
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -206,4 +219,10 @@ class Report:
             "targets": [t.as_dict() for t in self.targets],
             "warnings": self.warnings,
             **({"alternating": self.alternating} if self.alternating is not None else {}),
+            "outage_seconds": _r(self.outage),
+            "operator_seconds": _r(self.operator_share),
+            "key_received_at": self.key_received_at,
+            "reset": self.reset,
+            "watch": self.watch,
+            "refused_keys": self.refused_keys,
         }

@@ -140,6 +140,16 @@ class ResetWatch:
                     t.cancel()
         return task.result() if task.done() and not task.cancelled() else None
 
+    @property
+    def free(self) -> bool:
+        """Watching costs nothing: enabled and no answer named a cost."""
+        return self.enabled and self.result.outcome is not WatchOutcome.COSTS
+
+    async def look(self) -> ProbeResult:
+        """One more try of the current key now, on the watch's own client (the new key
+        arrived before the watch saw a refusal: did the old key stop working?)."""
+        return await self._prober.probe(self._current)
+
     async def run(self) -> WatchResult:
         result = self.result = WatchResult(WatchOutcome.OFF)
         if not self.enabled:

@@ -126,6 +126,10 @@ def test_rotate_from_the_page_with_the_keyboard(
             assert "Done" in page.inner_text("#result-h")
             window = page.inner_text("#window")
             assert window.endswith("ms") or window.endswith("s")
+            # The typo is a refused paste, not part of the window; the timeline is drawn (inline SVG).
+            assert "Refused pastes before the accepted key: 1" in page.inner_text("#result")
+            assert page.locator("#timeline svg").count() == 1
+            assert "key received" in page.inner_text("#timeline")
 
             # Each target went green, with its time.
             for name in expected:

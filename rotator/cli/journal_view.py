@@ -65,6 +65,11 @@ def show(ctx: Context, rotation_id: str, as_json: bool) -> int:
     if row.window_s is not None:
         out.print(f"window: {row.window_s * 1000:.1f} ms")
     if row.report:
+        from rotator.render import outage_lines
+
+        for line in outage_lines(row.report):
+            out.print(escape(line))
+    if row.report:
         for t in row.report.get("targets", []):
             extra = f" v{t['version']}" if t.get("version") else ""
             secs = f"{t['seconds'] * 1000:.1f} ms" if t.get("seconds") is not None else ""
@@ -73,6 +78,9 @@ def show(ctx: Context, rotation_id: str, as_json: bool) -> int:
             )
         for w in row.report.get("warnings", []):
             out.print(f"  [yellow]warning:[/] {escape(w)}")
+        from rotator.render import print_timeline
+
+        print_timeline(out, row.report)
     out.print("journal:")
     for e in events:
         secs = f" {e['seconds'] * 1000:.1f} ms" if e["seconds"] is not None else ""

@@ -1,15 +1,16 @@
 """`rotator rotate`: arm, show the dashboard steps, take the key, write it everywhere.
 
 The flow is `pipeline.session.ArmedSession`'s, the same as the service's; this
-module is its terminal: the key sources (a hidden prompt, or stdin) and what is
-printed when a key is refused.
+module is its terminal: the key sources (a hidden prompt, stdin, the clipboard
+racing the prompt), what is printed when a key is refused, and the live counter
+once the old key stops working.
 """
 
 from __future__ import annotations
 
 import getpass
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,22 +19,70 @@ from rotator.cli.context import Context, Fail, err
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
+    from rotator.clipboard import ClipboardSource
     from rotator.journal import Journal
     from rotator.pipeline.session import Attempt
     from rotator.plan import Plan
     from rotator.report import Report
-    from rotator.secret import CleanKey
+    from rotator.reset_watch import ResetDetected
+    from rotator.secret import CleanKey, Secret
+
+KEY_FROM = ("prompt", "stdin", "clipboard")
+COUNTER = "the old key stopped working {ago:.1f} s ago — paste the new key now"
 
 
 class Prompt:
-    """A hidden prompt on the terminal, asked again after each refused key."""
+    """A hidden prompt on the terminal, asked again after each refused key.
+
+    Read in a daemon thread: when another source (the clipboard) wins, the pending
+    getpass must not keep the process from exiting (`asyncio.to_thread` would be
+    joined at exit); `rotate` restores the terminal's echo itself."""
 
     name = "prompt"
 
     async def read(self) -> str:
         import asyncio
+        import threading
 
-        return await asyncio.to_thread(getpass.getpass, "new key: ")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+
+        def settle(value: str | None, error: BaseException | None) -> None:
+            if fut.done():
+                return
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(value or "")
+
+        def ask() -> None:
+            try:
+                value = getpass.getpass("new key: ")
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop (EOFError on a closed terminal)
+                loop.call_soon_threadsafe(settle, None, exc)
+                return
+            loop.call_soon_threadsafe(settle, value, None)
+
+        threading.Thread(target=ask, name="rotator-prompt", daemon=True).start()
+        return await fut
+
+
+class Clipboard:
+    """The clipboard as a key source (`rotator.clipboard.ClipboardSource`): the dashboard's
+    reset copies the new key there.  A refused value is never offered again; the last
+    value taken is kept (in memory) to clear the clipboard afterwards if it still holds it."""
+
+    name = "clipboard"
+
+    def __init__(self, source: ClipboardSource) -> None:
+        self.source = source
+        self.last: Secret | None = None
+
+    async def read(self) -> Secret:
+        if self.last is not None:
+            self.source.refused(self.last)  # asked again: the session refused the last one
+        self.last = await self.source.next_key()
+        return self.last
 
 
 class Stdin:
@@ -64,6 +113,8 @@ def _read_key_stdin() -> bytes:
 
 
 def _terminal() -> type:
+    import asyncio
+
     from rich.markup import escape
 
     from rotator.pipeline.session import Listener, Outcome
@@ -71,7 +122,46 @@ def _terminal() -> type:
     class Terminal(Listener):
         """What the operator sees of the session's events."""
 
+        def __init__(self, prompting: bool) -> None:
+            self.prompting = prompting
+            self.counter: asyncio.Task[None] | None = None
+
+        def reset_detected(self, reset: ResetDetected) -> None:
+            console = err()
+            if not console.is_terminal:
+                console.print(f"! {COUNTER.format(ago=reset.ago())}")
+                return
+            self.counter = asyncio.ensure_future(self._count(reset))
+
+        async def _count(self, reset: ResetDetected) -> None:
+            """The same line, rewritten every 0.1 s (the prompt kept at its end)."""
+            f = err().file
+            tail = "  new key: " if self.prompting else ""
+            try:
+                while True:
+                    f.write(f"\r\x1b[2K\x1b[1;31m! {COUNTER.format(ago=reset.ago())}\x1b[0m{tail}")
+                    f.flush()
+                    await asyncio.sleep(0.1)
+            finally:
+                f.write("\n")
+                f.flush()
+
+        def _stop_counter(self) -> None:
+            if self.counter is not None:
+                self.counter.cancel()
+                self.counter = None
+
+        def warning(self, text: str) -> None:
+            err().print(f"[yellow]! {escape(text)}[/]")
+
+        def closed(self, reason: str, resume: str | None = None) -> None:
+            self._stop_counter()
+
+        def finished(self, report: Report) -> None:
+            self._stop_counter()
+
         def key(self, clean: CleanKey) -> None:
+            self._stop_counter()
             for w in clean.warnings:
                 err().print(f"[yellow]! {escape(w)}[/]")
             err().print(f"key received: fingerprint {clean.secret.fingerprint}")
@@ -87,10 +177,19 @@ def _terminal() -> type:
     return Terminal
 
 
-def dashboard_steps(interactive: bool) -> str:
+PASTE_CLIPBOARD = "Nothing more: rotator takes the key from the clipboard the moment the dashboard copies it."
+PASTE_BOTH = "Nothing more: rotator takes it from the clipboard (or paste it here and press Enter; input is hidden)."
+
+
+def dashboard_steps(interactive: bool, clipboard: bool = False) -> str:
     from rotator.pipeline.session import PASTE_PROMPT, PASTE_STDIN, instruction
 
-    head, *steps = instruction(PASTE_PROMPT if interactive else PASTE_STDIN)
+    paste = PASTE_PROMPT if interactive else PASTE_STDIN
+    if clipboard:
+        paste = PASTE_BOTH if interactive else PASTE_CLIPBOARD
+    head, *steps = instruction(paste)
+    if clipboard:
+        steps = [s for s in steps if not s.startswith("Copy the new key")]
     return "\n".join([f"[bold]Armed.[/] {head}", *(f"  {i}. {s}" for i, s in enumerate(steps, 1))])
 
 
@@ -98,7 +197,8 @@ async def _rotate(
     plan: Plan,
     journal: Journal,
     *,
-    key_stdin: bool,
+    key_from: str,
+    keep_clipboard: bool = False,
     dry_run: bool,
     reason: str,
     force: bool,
@@ -112,26 +212,50 @@ async def _rotate(
     state = RotationState(
         plan, journal, reason=reason, force=force, accept_unprobed=accept_unprobed, progress_fn=progress(quiet)
     )
-    interactive = not key_stdin
+    clipboard = key_from == "clipboard"
+    # The clipboard races the hidden prompt when there is a terminal; alone when there is none.
+    interactive = key_from == "prompt" or (clipboard and sys.stdin.isatty())
+    clip: Clipboard | None = None
+    if clipboard:
+        clip = Clipboard(_clipboard_source(plan))
     session = ArmedSession(
         state,
-        _terminal()(),
-        max_attempts=MAX_KEY_ATTEMPTS if interactive else 1,
+        _terminal()(interactive),
+        max_attempts=MAX_KEY_ATTEMPTS if interactive or clipboard else 1,
         unavailable_keeps_armed=False,  # its exit code says: rerun with --accept-unprobed
         dry_run=dry_run,
     )
+    tty = _TerminalModes() if interactive else None
     try:
-        armed = await session.arm()
         if interactive and not sys.stdin.isatty():
-            raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
-        if not quiet or interactive:
+            raise Fail(
+                "no terminal to ask for the key on: pipe it in with --key-stdin, or use --key-from clipboard",
+                Exit.PLAN_INVALID,
+            )
+        armed = await session.arm()
+        if clip is not None:
+            await _start_clipboard(clip, armed.old_fingerprint)
+        if not quiet or interactive or clipboard:
             err().print(
                 f"fingerprint now: {armed.old_fingerprint or '(no key in the primary yet)'}"
                 + (f" (version {armed.old_version})" if armed.old_version else "")
             )
-            err().print(dashboard_steps(interactive))
-        session.feed(Prompt() if interactive else Stdin())
+            err().print(dashboard_steps(interactive, clipboard))
+            if clip is not None:
+                from rotator.clipboard import HISTORY_WARNING
+
+                err().print(f"watching the clipboard: {clip.source.describe()}")
+                err().print(f"[yellow]! {HISTORY_WARNING}[/]")
+        if interactive:
+            session.feed(Prompt())
+        if clip is not None:
+            session.feed(clip)
+        if not interactive and not clipboard:
+            session.feed(Stdin())
         report = await session.wait()
+        if clip is not None and clip.last is not None and report is not None and not dry_run and not keep_clipboard:
+            if report.new_fingerprint == clip.last.fingerprint and await clip.source.clear_if_unchanged(clip.last):
+                err().print("clipboard cleared (it still held the key)")
         if session.error is not None:
             raise session.error
         if report is not None:
@@ -148,11 +272,68 @@ async def _rotate(
         raise Fail(str(exc), exc.exit_code) from None
     finally:
         await session.release()
+        if clip is not None:
+            clip.last = None
+            await clip.source.aclose()
+        if tty is not None:
+            tty.restore()
+
+
+class _TerminalModes:
+    """The terminal's modes at arm, put back at the end: a hidden prompt still pending when
+    the clipboard won leaves echo off otherwise."""
+
+    def __init__(self) -> None:
+        self.saved: list[Any] | None = None
+        try:
+            import termios
+
+            self.fd = sys.stdin.fileno()
+            self.saved = termios.tcgetattr(self.fd)
+        except Exception:  # noqa: BLE001 - termios.error: not a terminal
+            self.saved = None
+
+    def restore(self) -> None:
+        if self.saved is None:
+            return
+        import contextlib
+        import termios
+
+        with contextlib.suppress(Exception):
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+
+
+def _clipboard_source(plan: Plan) -> ClipboardSource:
+    from rotator.clipboard import ClipboardSource, ClipboardUnavailable, detect
+
+    try:
+        detect()
+    except ClipboardUnavailable as exc:
+        raise Fail(f"--key-from clipboard: {exc}", Exit.PLAN_INVALID) from None
+    return ClipboardSource(key_pattern=plan.secret.key_pattern)
+
+
+async def _start_clipboard(clip: Clipboard, current: str | None) -> None:
+    from rotator.clipboard import ClipboardUnavailable
+
+    clip.source.current_fingerprint = current  # the current key on the clipboard is not the new one
+    try:
+        await clip.source.start()
+    except ClipboardUnavailable as exc:
+        raise Fail(f"--key-from clipboard: {exc}", Exit.PLAN_INVALID) from None
 
 
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
-@click.option("--key-stdin", is_flag=True, help="Read the key from standard input instead of a hidden prompt.")
+@click.option(
+    "--key-from",
+    type=click.Choice(KEY_FROM),
+    default=None,
+    help="Where the new key comes from: a hidden prompt (default), stdin, or the clipboard"
+    " (the dashboard's reset copies it there; raced with the prompt on a terminal).",
+)
+@click.option("--key-stdin", is_flag=True, help="Same as --key-from stdin.")
+@click.option("--keep-clipboard", is_flag=True, help="With --key-from clipboard: do not clear it afterwards.")
 @click.option("--dry-run", is_flag=True, help="Arm and probe only; write nothing.")
 @click.option("--reason", default="", help="Why (journaled), e.g. 'planned' or 'incident INC-42'.")
 @click.option("--force", is_flag=True, help="Write the primary even if it changed since arm (no check-and-set).")
@@ -166,7 +347,9 @@ async def _rotate(
 def rotate(
     ctx: Context,
     plan_path: str,
+    key_from: str | None,
     key_stdin: bool,
+    keep_clipboard: bool,
     dry_run: bool,
     reason: str,
     force: bool,
@@ -186,6 +369,9 @@ def rotate(
         raise Fail("--revoke-now and --standby-first go with --incident", Exit.PLAN_INVALID)
     if revoke_now and standby_first:
         raise Fail("choose one of --revoke-now and --standby-first", Exit.PLAN_INVALID)
+    if key_stdin and key_from not in (None, "stdin"):
+        raise Fail(f"--key-stdin and --key-from {key_from} disagree: pick one", Exit.PLAN_INVALID)
+    source = "stdin" if key_stdin else (key_from or "prompt")
     plan = load(plan_path)
     journal = ctx.journal
     if plan.alternating:
@@ -193,6 +379,10 @@ def rotate(
 
         if dry_run or force or accept_unprobed:
             raise Fail("--dry-run, --force and --accept-unprobed are for single-app plans", Exit.PLAN_INVALID)
+        if source == "clipboard":
+            raise Fail(
+                "--key-from clipboard is for single-app plans (not yet the alternating flows)", Exit.PLAN_INVALID
+            )
         for row in journal.unfinished(plan.name):
             err().print(f"[yellow]! rotation {row.id} did not finish ({row.state}): `rotator resume {row.id}`[/]")
         choice = "revoke-now" if revoke_now else "standby-first" if standby_first else None
@@ -201,7 +391,7 @@ def rotate(
                 plan,
                 journal,
                 flow="incident" if incident else "rotate",
-                key_stdin=key_stdin,
+                key_stdin=source == "stdin",
                 reason=reason,
                 quiet=quiet,
                 choice=choice,
@@ -218,7 +408,8 @@ def rotate(
             _rotate(
                 plan,
                 journal,
-                key_stdin=key_stdin,
+                key_from=source,
+                keep_clipboard=keep_clipboard,
                 dry_run=dry_run,
                 reason=reason,
                 force=force,

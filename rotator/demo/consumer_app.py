@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from rotator.consumer import InvalidSignature, verify_webhook
+from rotator.consumer import EnvFileKey, HoldTimeout, InvalidSignature, RotatingKey, verify_webhook
 from rotator.secret import Secret
 from rotator.testing._http import JsonHandler, LoopbackServer, write_ready_file
 from rotator.testing.adjutor import MODELS_PATH
@@ -100,6 +100,7 @@ class ConsumerApp:
         timeout: float = 5.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        hold: float | None = None,
     ) -> None:
         self.env_file = env_file
         self.variable = variable
@@ -138,6 +139,12 @@ class ConsumerApp:
         self.last_reload: dict[str, Any] | None = None
         self._server: _ConsumerServer | None = None
         self._caller: threading.Thread | None = None
+        # --hold: calls go through rotator.consumer_http's hold-and-retry auth (httpx), which
+        # reads the key from the env file itself and holds a refused call until it changes.
+        self.hold = hold
+        self._rotating: RotatingKey | None = None
+        if hold is not None:
+            self._rotating = RotatingKey(EnvFileKey(env_file, variable), hold=hold)
 
     # -- key --------------------------------------------------------------
     def _read_key(self) -> Secret:
@@ -176,6 +183,8 @@ class ConsumerApp:
                     "matches": expected is None or expected == secret.fingerprint,
                 }
                 self.last_reload = result
+        if self._rotating is not None:
+            self._rotating.notify()
         _log(f"reloaded ({source}): fingerprint {secret.fingerprint}{'' if changed else ' (unchanged)'}")
         return result
 
@@ -192,7 +201,29 @@ class ConsumerApp:
             return http.client.HTTPSConnection(host, self._api.port, timeout=self.timeout)
         return http.client.HTTPConnection(host, self._api.port, timeout=self.timeout)
 
+    def _held_call_loop(self, rotating: RotatingKey) -> None:
+        import httpx
+
+        from rotator.consumer_http import HoldAndRetryAuth
+
+        base = f"{self._api.scheme}://{self._api.netloc}"
+        with httpx.Client(base_url=base, auth=HoldAndRetryAuth(rotating), timeout=self.timeout) as client:
+            while not self._stop.is_set():
+                status: int | None = None
+                error: str | None = None
+                try:
+                    status = client.get(self._path, headers={"Accept": "application/json"}).status_code
+                except HoldTimeout:
+                    status = 401  # held `hold` seconds, no new key came: a failed call
+                except httpx.HTTPError as exc:
+                    error = type(exc).__name__
+                self._record(status, error)
+                self._stop.wait(self.interval)
+
     def _call_loop(self) -> None:
+        if self._rotating is not None:
+            self._held_call_loop(self._rotating)
+            return
         conn: http.client.HTTPConnection | None = None
         while not self._stop.is_set():
             with self.lock:
@@ -278,6 +309,7 @@ class ConsumerApp:
                 "last_reload": dict(self.last_reload) if self.last_reload else None,
                 "interval": self.interval,
                 "reload_delay": self.reload_delay,
+                "hold": None if self._rotating is None else _hold_stats(self._rotating),
             }
 
     # -- lifecycle --------------------------------------------------------
@@ -357,6 +389,18 @@ class _ConsumerServer(LoopbackServer):
         super().__init__(host, port, _ConsumerHandler)
 
 
+def _hold_stats(rotating: RotatingKey) -> dict[str, Any]:
+    """What the hold-and-retry helper did: calls held, the longest hold, retries, timeouts."""
+    s = rotating.stats()
+    return {
+        "held": s.held,
+        "longest_hold": round(s.longest_hold, 4),
+        "total_hold": round(s.total_hold, 4),
+        "retries": s.retries,
+        "timeouts": s.timeouts,
+    }
+
+
 def _log(message: str) -> None:
     print(f"consumer[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
 
@@ -376,6 +420,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.02, help="seconds between API calls")
     parser.add_argument("--reload-delay", type=float, default=0.0, help="seconds a reload takes (simulated)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per API call")
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=None,
+        help="call through rotator.consumer_http's hold-and-retry auth: hold a refused call up to this many"
+        " seconds for a new key in the env file, then retry it once",
+    )
     args = parser.parse_args(argv)
     if args.interval < 0 or args.reload_delay < 0 or args.timeout <= 0:
         parser.error("--interval and --reload-delay must be >= 0, --timeout > 0")
@@ -399,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             timeout=args.timeout,
             host=args.host,
             port=args.port,
+            hold=args.hold,
         )
     except (ReloadError, ValueError) as exc:
         _log(f"cannot start: {exc}")

@@ -2,15 +2,19 @@
 
 Starts an Adjutor stand-in (one valid key at a time; a reset revokes the old
 one at once), two real consumer processes that call it continuously (one
-reloads on a signed webhook, one on SIGHUP), and the stores the plan names.
-Then it does what an operator does: arm, press "Reset app key", paste a key
-with a typo (refused, nothing written), paste the right one, and report the
-window and the calls each consumer lost to the reset.
+reloads on a signed webhook and calls through `rotator.consumer_http`'s
+hold-and-retry auth, one reloads on SIGHUP and calls without it), and the
+stores the plan names.  Then it does what an operator does, through the same
+`ArmedSession` as `rotator rotate`: arm, press "Reset app key" (rotator's watch
+sees the old key refused), paste a key with a typo (refused, nothing written),
+paste the right one, and report the outage beside the window, and what each
+consumer saw: the helper's 0 failed calls, its held calls and longest hold.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -27,17 +31,15 @@ from typing import Any
 
 from rich.console import Console
 
-from rotator import pipeline
 from rotator.journal import Journal
-from rotator.pipeline import arm
 from rotator.pipeline.state import RotationState
 from rotator.plan import load_plan
 from rotator.render import ProgressPrinter, print_report
 from rotator.report import Report
-from rotator.secret import clean_paste
 from rotator.testing import plans
 
 HOOK_ENV = "ROTATOR_DEMO_HOOK_KEY"
+HELPED = "api"  # the consumer that calls through the hold-and-retry helper
 
 
 def _wait_ready(path: Path, proc: subprocess.Popen[bytes], what: str, timeout: float = 15.0) -> dict[str, Any]:
@@ -73,7 +75,8 @@ def demo_plan(root: Path, models_url: str, api_url: str, worker_url: str) -> dic
         "adjutor-demo",
         description="Adjutor API key of the demo app",
         max_age_days=90,
-        probe=plans.adjutor_probe(models_url, check_old_key=True),
+        # The watch looks every 0.1 s: the reset is known to within ~0.1 s.
+        probe=plans.adjutor_probe(models_url, check_old_key=True, watch_interval=0.1),
         backends=[
             plans.envfile("store", root / "store/adjutor.env", primary=True),
             plans.envfile("api-env", root / "api/.env"),
@@ -133,6 +136,7 @@ def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | No
                 _write_env(root / sub, f"# demo settings\nAPP_NAME=demo\nADJUTOR_API_KEY={key}\nLOG_LEVEL=info\n")
             urls: dict[str, str] = {}
             for name in ("api", "worker"):
+                hold = ["--hold", "10"] if name == HELPED else []
                 proc = subprocess.Popen(
                     [
                         sys.executable,
@@ -148,6 +152,7 @@ def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | No
                         str(root / name / "ready.json"),
                         "--hmac-key-env",
                         "DEMO_HOOK_KEY",
+                        *hold,
                     ],
                     env=child_env,
                     stdout=subprocess.DEVNULL,
@@ -155,8 +160,10 @@ def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | No
                 )
                 procs.append(proc)
                 urls[name] = _wait_ready(root / name / "ready.json", proc, f"consumer {name}")["url"]
+                how = "with the hold-and-retry helper" if hold else "without the helper"
                 out.print(
                     f"started consumer [bold]{name}[/] (pid {proc.pid}) on {urls[name]}, calling the API every 20 ms"
+                    f" {how}"
                 )
             plan_path = plans.write_plan(
                 root / "demo.toml",
@@ -179,13 +186,23 @@ def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | No
             for name, s in outages.items():
                 secs = s.get("outage_seconds")
                 lost = f"{secs * 1000:.0f} ms" if secs is not None else "none"
-                out.print(
+                line = (
                     f"consumer [bold]{name}[/]: {s['failed']} failed calls during the reset (outage {lost}), "
                     f"{s['ok']} good calls, now on {s['fingerprint']}"
                 )
+                if s.get("hold") is not None:
+                    h = s["hold"]
+                    line += (
+                        f"; hold-and-retry helper: {h['held']} calls held, longest hold "
+                        f"{h['longest_hold'] * 1000:.0f} ms, {h['timeouts']} timed out"
+                    )
+                out.print(line)
+            outage = f"{report.outage * 1000:.0f} ms" if report.outage is not None else "not measured"
             out.print(
-                "\nThe consumers failed only between the reset and their reload. rotator's window runs from "
-                f"the key being pasted to the last consumer confirmed: {(report.window or 0) * 1000:.0f} ms here."
+                "\nThe API refused the old key from the reset on: that is the outage "
+                f"({outage}: the operator's share, reset → key pasted, plus rotator's window, key pasted → last "
+                f"consumer confirmed, {(report.window or 0) * 1000:.0f} ms here). The consumer without the helper "
+                "failed every call in it; the one with the helper held them until the new key was in its env file."
             )
             if keep:
                 out.print(f"kept: {root} (plan demo.toml, journal journal.db)")
@@ -204,25 +221,47 @@ def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | No
             shutil.rmtree(root, ignore_errors=True)
 
 
+OPERATOR_PASTE = 0.5  # seconds the demo's operator takes to paste, once the reset is seen
+
+
 async def _rotate(plan: Any, journal: Journal, api_base: str, admin: str, out: Console) -> Report:
+    from rotator.errors import RotatorError
+    from rotator.pipeline.session import ArmedSession, Listener
+    from rotator.reset_watch import ResetDetected
+
+    seen = asyncio.Event()
+
+    class Demo(Listener):
+        def reset_detected(self, reset: ResetDetected) -> None:
+            out.print(f"[bold red]! the old key stopped working {reset.ago():.1f} s ago — paste the new key now[/]")
+            seen.set()
+
+        def refused(self, attempt: Any) -> None:
+            out.print(f"[red]✗ {attempt.message}[/]")
+
     rot = RotationState(plan, journal, reason="demo", progress_fn=ProgressPrinter(out))
+    session = ArmedSession(rot, Demo(), unavailable_keeps_armed=False)
     try:
-        armed = await arm.run(rot)
-        if not armed.ok:
-            raise RuntimeError("demo could not arm: " + "; ".join(armed.problems()))
+        try:
+            await session.arm()
+        except RotatorError as exc:
+            raise RuntimeError(f"demo could not arm: {exc}") from None
+        await asyncio.sleep(0.3)  # the watch sees the old key pass a few times
         out.print("[bold]armed[/]; now pressing 'Reset app key' on the stand-in (the old key dies at once)")
         new_key = await asyncio.to_thread(
             lambda: _http_json(f"{api_base}/_admin/reset", method="POST", headers={"X-Admin-Token": admin})["key"]
         )
-        rot.key_arrived()
-        typo = clean_paste(new_key[:-1] + ("x" if new_key[-1] != "x" else "y"))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(seen.wait(), 3.0)
+        await asyncio.sleep(OPERATOR_PASTE)
+        typo = new_key[:-1] + ("x" if new_key[-1] != "x" else "y")
         out.print("pasting the key with a typo in it first:")
-        refused = await pipeline.rotate(rot, typo.secret)
-        out.print(f"[red]✗ {refused.message}[/]")
+        await session.offer(typo)
         out.print("pasting the right key:")
-        return await pipeline.rotate(rot, clean_paste(f"  {new_key}\n").secret)
+        attempt = await session.offer(f"  {new_key}\n")
+        return attempt.report
     finally:
-        await arm.disarm(rot)
+        await session.release()
 
 
 if __name__ == "__main__":  # pragma: no cover

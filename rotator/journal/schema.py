@@ -39,7 +39,14 @@ rotations = sa.Table(
     sa.Column("window_s", sa.Float),
     sa.Column("exit_code", sa.Integer),
     sa.Column("report", sa.Text),
+    # version 2: the outage (issue 12)
+    sa.Column("reset_at", sa.Float),  # the old key's first refusal seen while armed
+    sa.Column("outage_s", sa.Float),  # reset -> last consumer confirmed
+    sa.Column("operator_s", sa.Float),  # reset -> the accepted key received
+    sa.Column("refused_keys", sa.Integer),  # pastes refused before the accepted key
 )
+# Columns a later version added: version 1 creates `rotations` without them.
+_V2_COLUMNS = ("reset_at", "outage_s", "operator_s", "refused_keys")
 
 events = sa.Table(
     "events",
@@ -93,14 +100,27 @@ class SchemaTooNew(RuntimeError):
 
 def _v1(c: sa.Connection) -> None:
     """The journal of the first versioned release.  Adopts the tables an unversioned
-    rotator made (they are the same).  When a later step changes a table, this one
-    must keep creating the table as it was in version 1."""
+    rotator made (they are the same).  A fresh journal gets today's `rotations` here;
+    each later step adds only the columns a version-1 table lacks, so both roads end
+    at the same schema."""
     metadata.create_all(c, tables=[rotations, events, locks, job_runs], checkfirst=True)
+
+
+def _v2(c: sa.Connection) -> None:
+    """The outage beside the window: when the reset was seen, the outage, the operator's share,
+    the refused pastes (nullable: older rows have none)."""
+    existing = {col["name"] for col in sa.inspect(c).get_columns("rotations")}
+    for name in _V2_COLUMNS:
+        if name not in existing:
+            col = rotations.c[name]
+            kind = col.type.compile(dialect=c.dialect)
+            c.execute(sa.text(f"ALTER TABLE rotations ADD COLUMN {name} {kind}"))
 
 
 # (version, what it does, step): applied in order, each once, on every open.
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "rotations, events, locks, job_runs", _v1),
+    (2, "rotations: reset_at, outage_s, operator_s, refused_keys", _v2),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -44,6 +44,10 @@ class RotationRow:
     window_s: float | None
     exit_code: int | None
     report: dict[str, Any] | None
+    reset_at: float | None = None
+    outage_s: float | None = None
+    operator_s: float | None = None
+    refused_keys: int | None = None
 
 
 def event_row(

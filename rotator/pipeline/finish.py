@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rotator.exitcodes import Exit
+from rotator.pipeline import outage
 from rotator.probe import ProbeOutcome
 from rotator.report import BAD, Report, RunState, Step, TargetStatus
 
@@ -24,7 +25,10 @@ NOT_REVOKED = "the OLD key still works against the API: it has NOT been revoked"
 async def run(state: RotationState, secret: Secret) -> Report:
     """Wait for the old-key check, report every target, close the journal entry."""
     revocation = await state.revocation if state.revocation else None
-    return await close_journal(state, report(state, secret, revocation))
+    await outage.settle(state)
+    out = report(state, secret, revocation)
+    outage.measure(state, out)
+    return await close_journal(state, out)
 
 
 def report(state: RotationState, secret: Secret, revocation: ProbeResult | None = None) -> Report:
@@ -69,6 +73,7 @@ async def primary_failed(state: RotationState, secret: Secret) -> Report:
         state.revocation.cancel()
     primary = state.results[state.plan.primary.name]
     out = report(state, secret)
+    outage.measure(state, out)
     conflict = primary.status == TargetStatus.CONFLICT
     out.state = RunState.CONFLICT if conflict else RunState.FAILED
     out.exit_code = int(Exit.CONFLICT if conflict else Exit.ERROR)
@@ -116,6 +121,10 @@ async def close_journal(state: RotationState, report: Report, *, event: bool = T
         exit_code=report.exit_code,
         finished_at=time.time(),
         window_s=report.window,
+        outage_s=report.outage,
+        operator_s=report.operator_share,
+        reset_at=report.reset["at"] if report.reset else None,
+        refused_keys=len(report.refused_keys),
         report=report.as_dict(),
     )
     return report

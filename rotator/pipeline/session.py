@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -39,9 +40,12 @@ from rotator.report import Report, RunState
 from rotator.secret import CleanKey, KeyRejected, Secret, clean_paste
 
 if TYPE_CHECKING:
+    import httpx
+
     from rotator.journal import Journal
     from rotator.pipeline.state import RotationState
     from rotator.report import ArmResult
+    from rotator.reset_watch import ResetDetected, ResetWatch
 
 log = get_logger("rotator.session")
 
@@ -150,6 +154,12 @@ class Listener:
     def closed(self, reason: str, resume: str | None = None) -> None:
         """The session ended without (another) key: `reason`, and how to finish it if resumable."""
 
+    def reset_detected(self, reset: ResetDetected) -> None:
+        """The old key was refused while armed: the outage began (`reset.ago()` seconds ago)."""
+
+    def warning(self, text: str) -> None:
+        """Something the operator should know that changes nothing (e.g. the reset is not watched)."""
+
 
 class ArmedSession:
     """One armed rotation, its key attempts and its keeper.  Use `arm()` first, `release()` last."""
@@ -184,6 +194,8 @@ class ArmedSession:
         self._keeper: asyncio.Task[None] | None = None
         self._attempt_task: asyncio.Task[Attempt] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self.watch: ResetWatch | None = None  # the old key, probed every [probe] watch_interval while armed
+        self._watch_client: httpx.AsyncClient | None = None
 
     @property
     def id(self) -> str:
@@ -219,7 +231,83 @@ class ArmedSession:
         if self.arm_timeout is not None:
             self.expires_at = time.time() + self.arm_timeout
         self._start_keeper()
+        self._start_watch()
         return armed
+
+    # -- the reset watch ---------------------------------------------------
+    def _start_watch(self) -> None:
+        """Probe the old key every watch_interval while armed (pipeline.outage reads what it saw)."""
+        state = self.state
+        if state.prober is None or state.old_secret is None or state.reset is not None:
+            return
+        if self.watch is not None and not self.watch.free:
+            return  # the probe costs money: watched once, not again
+        import httpx
+
+        from rotator.reset_watch import ResetWatch
+
+        if self._watch_client is None:
+            # Its own connection: a watch probe in flight never holds the one the new key's probe uses.
+            self._watch_client = httpx.AsyncClient(timeout=httpx.Timeout(state.plan.probe.timeout))
+        watch = ResetWatch(state.prober, state.old_secret, client=self._watch_client)
+        if not watch.enabled:
+            return
+        self.watch = watch
+        self.spawn(self._watching(watch))
+
+    async def _watching(self, watch: ResetWatch) -> None:
+        from rotator.reset_watch import WatchOutcome
+
+        result = await watch.run()
+        if result.outcome is WatchOutcome.RESET and result.reset is not None and self.status is Status.ARMED:
+            reset = result.reset
+            before = self.state.watch  # an earlier watch (before a refused paste) saw the key pass last
+            if reset.after_perf is None and before is not None and before.last_ok_perf is not None:
+                reset = dataclasses.replace(reset, after_wall=before.last_ok_wall, after_perf=before.last_ok_perf)
+            self.state.reset = reset
+            log.info("reset detected", rotation=self.id, status=reset.status)
+            self.listener.reset_detected(reset)
+        elif result.outcome is WatchOutcome.COSTS and result.warning:
+            self.listener.warning(result.warning)
+
+    def _key_arrives(self) -> None:
+        """The window starts (again) now; the watch stops and, unless it saw the reset, looks
+        at the old key once more beside the new key's probe (its own connection)."""
+        state = self.state
+        state.key_arrived(restart=True)
+        watch = self.watch
+        if watch is None:
+            return
+        watch.stop()
+        state.watch = watch.result
+        if state.reset is None and watch.free:
+            state.old_key_look = self.spawn(watch.look())
+
+    def _after_refusal(self, outcome: Outcome, why: str, *, watch_again: bool) -> None:
+        """A refused paste: counted and explained; the old key watched again if no reset was seen."""
+        from rotator.probe import ProbeOutcome
+        from rotator.reset_watch import ResetDetected
+
+        state = self.state
+        state.refused_keys.append(
+            {"at": state.key_received_wall, "outcome": outcome.value, "why": why, "attempt": self.attempts}
+        )
+        look = state.old_key_look
+        state.old_key_look = None
+        if state.reset is None and look is not None and look.done() and not look.cancelled():
+            if look.result().outcome is ProbeOutcome.REFUSED and state.key_received is not None:
+                last = state.watch
+                state.reset = ResetDetected(
+                    state.key_received_wall or time.time(),
+                    state.key_received,
+                    last.last_ok_wall if last else None,
+                    last.last_ok_perf if last else None,
+                    look.result().status,
+                    look.result().detail,
+                )
+                self.listener.reset_detected(state.reset)
+        if watch_again:
+            self._start_watch()
 
     # -- keys ------------------------------------------------------------
     def feed(self, source: KeySource) -> asyncio.Task[None]:
@@ -247,7 +335,7 @@ class ArmedSession:
             raise SessionBusy(f"rotation {self.id} is already writing a key")
         if self.status is not Status.ARMED:
             raise SessionBusy(f"rotation {self.id} is {self.status}; arm the plan again")
-        self.state.key_arrived()  # the window starts when the key reaches us
+        self._key_arrives()  # the window starts when the (accepted) key reaches us
         self.status = Status.ROTATING
         self._stop_keeper()
         task = self._attempt_task = self.spawn(self._attempt(raw))
@@ -297,6 +385,7 @@ class ArmedSession:
         final = last or self.attempts >= self.max_attempts
         attempt = Attempt(outcome, report, message, self.attempts_left, final, detail)
         self.last_refusal = attempt
+        self._after_refusal(outcome, detail or message, watch_again=not final)
         if final:
             await finish.abandon(self.state, report)
             self.listener.refused(attempt)
@@ -343,6 +432,12 @@ class ArmedSession:
     async def release(self) -> None:
         """Disarm (idempotent): clients closed, lock released, a never-keyed entry aborted."""
         self._stop_keeper()
+        if self.watch is not None:
+            self.watch.stop()
+        client, self._watch_client = self._watch_client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
         await arm.disarm(self.state)
 
     async def _end(self, status: Status, why: str, resume: str | None = None) -> None:

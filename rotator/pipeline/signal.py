@@ -26,13 +26,18 @@ async def run(state: RotationState, c: Consumer, event: RotationEvent, res: Targ
     except Exception as exc:  # noqa: BLE001
         res.status, res.detail = TargetStatus.FAILED, reason(unwrap(exc))
         res.finished = state.since_key()
+        res.phase("signal", res.started, res.finished)
         state.emit(Step.SIGNAL, c.name, "failed", res.detail, res.seconds)
         return
-    state.emit(Step.SIGNAL, c.name, "ok", res.detail, state.since_key() - res.started)
+    signalled = state.since_key()
+    res.phase("signal", res.started, signalled)
+    state.emit(Step.SIGNAL, c.name, "ok", res.detail, signalled - res.started)
     state.event(Step.SIGNAL, "ok", target=c.name, fingerprint=event.fingerprint)
     if c.can_confirm:
         await confirm(state, c, event.fingerprint, res)
     res.finished = state.since_key()
+    if c.can_confirm:
+        res.phase("confirm", signalled, res.finished)
 
 
 async def confirm(state: RotationState, c: Consumer, fingerprint: str, res: TargetResult) -> None:

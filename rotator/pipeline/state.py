@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from rotator.plugin import Backend, Check, Consumer, PluginContext
     from rotator.probe import Prober, ProbeResult
     from rotator.report import ArmResult
+    from rotator.reset_watch import ResetDetected, WatchResult
     from rotator.secret import Secret
 
 T = TypeVar("T")
@@ -85,6 +86,12 @@ class RotationState:
     revocation: asyncio.Future[ProbeResult] | None = None
     report: Report | None = None  # the final report, once the journal entry is closed
 
+    # -- the outage (pipeline.session's reset watch): before the window, same clocks --
+    reset: ResetDetected | None = None  # the old key's first refusal while armed
+    watch: WatchResult | None = None  # what the watch saw (probes, last pass) when the key arrived
+    old_key_look: asyncio.Future[ProbeResult] | None = None  # the old key tried once more as the key arrived
+    refused_keys: list[dict[str, Any]] = field(default_factory=list)  # refused/rejected pastes: when, why
+
     def __post_init__(self) -> None:
         self.key_journaled = bool(self.id)  # a given entry already has its key journaled
         self.writer = JournalWriter(self.journal)
@@ -94,9 +101,11 @@ class RotationState:
         return self.backends[self.plan.primary.name]
 
     # -- the clock -------------------------------------------------------
-    def key_arrived(self) -> None:
-        """Start the window clock (first key only: retyping a key is part of the outage)."""
-        if self.key_received is None:
+    def key_arrived(self, *, restart: bool = False) -> None:
+        """Start the window clock.  `restart` (each key the session offers): the window runs
+        from the key that is accepted; a refused paste before it is the operator's share of
+        the outage (`refused_keys`), not every target's start time."""
+        if self.key_received is None or restart:
             self.key_received = time.perf_counter()
             self.key_received_wall = time.time()
 

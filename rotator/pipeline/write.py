@@ -28,8 +28,12 @@ async def run(state: RotationState, b: Backend, secret: Secret, res: TargetResul
     token = write_token(state.id, b.name)
 
     async def once() -> tuple[str | None, str, str | None]:
+        t0 = state.since_key()
         written = await b.write(secret, token=token, expected_version=expected)
+        t1 = state.since_key()
+        res.phase("write", t0, t1)
         back = await b.read()
+        res.phase("read_back", t1, state.since_key())
         fp = back.secret.fingerprint if back.secret else None
         if fp != secret.fingerprint:
             raise PluginError(f"{b.name}: read back fingerprint {fp} != {secret.fingerprint}")

@@ -38,6 +38,14 @@ class Metrics:
             buckets=WINDOW_BUCKETS,
             registry=r,
         )
+        self.outage = Histogram(
+            "rotator_rotation_outage_seconds",
+            "Seconds from the old key's first refusal seen while armed (the reset) until the last target holds"
+            " the new key: what the API's callers saw; only rotations whose reset was seen",
+            ["plan"],
+            buckets=WINDOW_BUCKETS,
+            registry=r,
+        )
         self.step = Histogram(
             "rotator_step_duration_seconds",
             "Seconds each step of a rotation or sync took (arm, probe, primary, fan_out)",
@@ -98,6 +106,8 @@ class Metrics:
         wrote = report.state in ("done", "partial")
         if kind == "rotate" and wrote and report.window is not None:
             self.window.labels(plan).observe(report.window)
+            if report.outage is not None:
+                self.outage.labels(plan).observe(report.outage)
         for t in report.targets:
             if t.kind == "backend":
                 self.drift.labels(plan, t.name).set(1 if t.status in BAD else 0)

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
     from rotator.report import Progress, Report
+    from rotator.reset_watch import ResetDetected
     from rotator.secret import CleanKey
+
+RESET_MESSAGE = "the old key stopped working — paste the new key now"
 
 
 class Held(Listener):
@@ -78,8 +81,15 @@ class Held(Listener):
         self.push("refused", {"message": attempt.message, "attempts_left": attempt.attempts_left})
 
     def finished(self, report: Report) -> None:
-        self.push("report", {"report": report.as_dict()})
+        self.push("report", {"report": report.as_dict(), "timeline_svg": _timeline_svg(report)})
         self._on_end(self, report)
+
+    def reset_detected(self, reset: ResetDetected) -> None:
+        # The page runs its own counter from `at` ("the old key stopped working 1.2 s ago").
+        self.push("reset", {"reset": reset.as_dict(), "message": RESET_MESSAGE})
+
+    def warning(self, text: str) -> None:
+        self.push("warning", {"message": text})
 
     def closed(self, reason: str, resume: str | None = None) -> None:
         self.push("closed", {"reason": reason, **({"resume": resume} if resume else {})})
@@ -131,5 +141,17 @@ class Held(Listener):
                 "last_refusal": self.last_refusal,
                 "closed_reason": self.session.closed_reason or None,
                 "report": report.as_dict() if report else None,
+                "reset": self.session.state.reset.as_dict() if self.session.state.reset else None,
+                "timeline_svg": _timeline_svg(report),
             }
         )
+
+
+def _timeline_svg(report: Report | None) -> str | None:
+    """The rotation's timeline as inline SVG for the page (rotator.timeline; no build step)."""
+    if report is None:
+        return None
+    from rotator.timeline import build, render_svg
+
+    tl = build(report.as_dict())
+    return render_svg(tl) if tl is not None else None

@@ -364,6 +364,18 @@
   }
 
   // -- the key ---------------------------------------------------------------
+  async function keyFromClipboard() {
+    // After the operator's click (the browser asks for permission once): the dashboard's reset put it there.
+    let text;
+    try { text = await navigator.clipboard.readText(); } catch (e) {
+      $("key-status").textContent = "The browser did not allow reading the clipboard: paste the key instead.";
+      return;
+    }
+    $("key").value = text;  // the field's value (a password field), never an attribute of the DOM
+    text = "";
+    await submitKey();
+  }
+
   async function submitKey() {
     if (!state.rotation) return;
     const input = $("key");
@@ -380,7 +392,7 @@
       input.value = "";
       r = await sendKey(state.rotation.id, body);
     } finally { btn.disabled = false; $("accept-unprobed").checked = false; unprobedLabel(); }
-    if (r.status === 200) { renderReport(r.data.report); return; }
+    if (r.status === 200) { renderReport(r.data.report, r.data.rotation && r.data.rotation.timeline_svg); return; }
     // Refused (or rejected): still armed, paste again.
     const msg = noFlags(r.data.error || (r.data.report && r.data.report.message) || `HTTP ${r.status}`);
     $("key-status").textContent = `Refused: ${msg}`;
@@ -449,7 +461,23 @@
     row.dataset.status = p.status;
   }
 
-  function renderReport(report) {
+  function stopResetCounter() {
+    if (state.resetTimer) clearInterval(state.resetTimer);
+    state.resetTimer = null;
+  }
+
+  function startResetCounter(reset) {
+    // The reset's wall time from the server; the counter runs here ("… 1.2 s ago").
+    stopResetCounter();
+    const tick = () => {
+      const ago = Math.max(0, Date.now() / 1000 - reset.at).toFixed(1);
+      $("key-status").textContent = `The old key stopped working ${ago} s ago — paste the new key now.`;
+    };
+    tick();
+    state.resetTimer = setInterval(tick, 100);
+  }
+
+  function renderReport(report, svg) {
     if (!report || state.finished) return;
     state.finished = true;
     show("progress-section", true);
@@ -478,10 +506,21 @@
       // outcome "accepted" means the check passed: the API refused the old key.
       out.append(el("p", {}, `Old key check: ${report.old_key_check.detail}`));
     }
-    if (report.outage_seconds !== null && report.outage_seconds !== undefined) {
-      out.append(el("p", {}, `Outage (old key stopped working → last target done): ${ms(report.outage_seconds)}`));
-    }
     for (const w of report.warnings || []) out.append(el("p", { class: "warn" }, `Warning: ${w}`));
+    stopResetCounter();
+    if (report.outage_seconds !== null && report.outage_seconds !== undefined) {
+      out.append(el("p", { class: "outage" }, "Outage: ", el("strong", { id: "outage" }, ms(report.outage_seconds)),
+        ` (reset seen → last target done) = operator's share ${ms(report.operator_seconds)} + window ${ms(report.window_seconds)}`));
+    }
+    const refused = report.refused_keys || [];
+    if (refused.length) {
+      out.append(el("p", {}, `Refused pastes before the accepted key: ${refused.length} (not in the window: ${refused.map((r) => r.why).join("; ")})`));
+    }
+    if (svg) {
+      // Built by rotator.timeline on the server (escaped text, shapes only); parsed as SVG, never as HTML.
+      const doc = new DOMParser().parseFromString(svg, "image/svg+xml");
+      out.append(el("figure", { id: "timeline" }, document.importNode(doc.documentElement, true)));
+    }
     show("armed-section", false);
     show("again-btn", true);
     state.rotation = null;
@@ -536,10 +575,13 @@
       row.cells[1].textContent = "key";
       row.cells[2].replaceChildren(statusCell("ok"));
       row.cells[5].textContent = `received, fingerprint ${data.fingerprint}`;
-    } else if (type === "refused") {
+      stopResetCounter();
+    } else if (type === "reset") startResetCounter(data.reset);
+    else if (type === "refused") {
       $("key-status").textContent = `Refused: ${noFlags(data.message)}`;
-    } else if (type === "report") renderReport(data.report);
+    } else if (type === "report") renderReport(data.report, data.timeline_svg);
     else if (type === "closed" && !state.finished) {
+      stopResetCounter();
       backToPlans(`The armed rotation was closed: ${data.reason}. Nothing was written.`);
     }
   }
@@ -566,6 +608,7 @@
     $("check-btn").addEventListener("click", guard(() => syncPlan(true)));
     $("sync-btn").addEventListener("click", guard(() => syncPlan(false)));
     $("key-form").addEventListener("submit", guard(submitKey));
+    $("clipboard-btn").addEventListener("click", guard(keyFromClipboard));
     $("cancel-btn").addEventListener("click", guard(cancelArmed));
     $("reattach-btn").addEventListener("click", guard(() => { const p = currentPlan(); return p && p.active && attach(p.active.id); }));
     $("close-active-btn").addEventListener("click", guard(closeActive));

@@ -76,7 +76,9 @@ class Row:
         }
 
 
-def delta(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> tuple[dict[str, int], dict[str, float]]:
+def delta(
+    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> tuple[dict[str, int], dict[str, float]]:
     """Failed calls and outage seconds per consumer between two `/stats` snapshots."""
     failed = {n: int(after[n]["failed"]) - int(before[n]["failed"]) for n in after}
     outage = {n: float(after[n].get("outage_seconds") or 0.0) if failed[n] else 0.0 for n in after}
@@ -153,7 +155,11 @@ def alternating_plan(root: Path, models_url: str, api_url: str, worker_url: str)
         ],
         consumers=[
             plans.webhook(
-                "api", f"{api_url}/reload", hmac_env=HOOK_ENV, confirm_url=f"{api_url}/fingerprint", reads_from=["api-env"]
+                "api",
+                f"{api_url}/reload",
+                hmac_env=HOOK_ENV,
+                confirm_url=f"{api_url}/fingerprint",
+                reads_from=["api-env"],
             ),
             plans.signal(
                 "worker",
@@ -166,9 +172,7 @@ def alternating_plan(root: Path, models_url: str, api_url: str, worker_url: str)
     )
 
 
-def run_alternating(
-    out: Console, *, pause: float, rows: list[Row], env: dict[str, str], keep: bool = False
-) -> int:
+def run_alternating(out: Console, *, pause: float, rows: list[Row], env: dict[str, str], keep: bool = False) -> int:
     """Start the two-app world, run set-up, planned rotation and incident; append their rows.
     Returns the exit code: 0 when every flow finished."""
     from rotator.journal import Journal
@@ -178,9 +182,12 @@ def run_alternating(
     procs: list[subprocess.Popen[bytes]] = []
     try:
         out.print(f"\n[bold]alternating mode[/]: two apps ({BLUE}, {GREEN}) · working directory {root}")
+        argv = [
+            sys.executable, "-m", "rotator.testing.adjutor", "--port", "0",
+            "--ready-file", str(root / "standin.json"), "--app", BLUE, "--app", GREEN,
+        ]  # fmt: skip
         standin = subprocess.Popen(
-            [sys.executable, "-m", "rotator.testing.adjutor", "--port", "0", "--ready-file", str(root / "standin.json")]
-            + ["--app", BLUE, "--app", GREEN],
+            argv,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -207,7 +214,11 @@ def run_alternating(
             time.sleep(0.3)  # a few good calls first
             flows = [
                 ("set-up", "one-time set-up: reset the second app and keep its key as the standby", 0.0),
-                ("planned", "planned rotation: promote the standby, then reset the app no consumer uses any more", pause),
+                (
+                    "planned",
+                    "planned rotation: promote the standby, then reset the app no consumer uses any more",
+                    pause,
+                ),
                 ("incident", "incident (the active key leaked): promote first, then reset the leaked app", pause),
             ]
             for flow, title, flow_pause in flows:
@@ -226,7 +237,16 @@ def run_alternating(
                 )
                 if flow != "set-up":
                     rows.append(
-                        Row("alternating", flow, flow_pause, failed, outage, promote.get("window_s"), report.exit_code, report.as_dict())
+                        Row(
+                            "alternating",
+                            flow,
+                            flow_pause,
+                            failed,
+                            outage,
+                            promote.get("window_s"),
+                            report.exit_code,
+                            report.as_dict(),
+                        )
                     )
                 if report.exit_code != 0:
                     code = report.exit_code
@@ -264,10 +284,13 @@ async def _flow(plan: Plan, journal: Journal, out: Console, operator: DemoOperat
 
 
 def _start_consumer(root: Path, name: str, api: str, env: dict[str, str], procs: list[subprocess.Popen[bytes]]) -> str:
+    argv = [
+        sys.executable, "-m", "rotator.demo.consumer_app", "--env-file", str(root / name / ".env"), "--api", api,
+        "--pidfile", str(root / name / f"{name}.pid"), "--ready-file", str(root / name / "ready.json"),
+        "--hmac-key-env", "DEMO_HOOK_KEY",
+    ]  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rotator.demo.consumer_app", "--env-file", str(root / name / ".env"), "--api", api]
-        + ["--pidfile", str(root / name / f"{name}.pid"), "--ready-file", str(root / name / "ready.json")]
-        + ["--hmac-key-env", "DEMO_HOOK_KEY"],
+        argv,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

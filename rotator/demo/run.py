@@ -280,7 +280,9 @@ async def _rotate(plan: Any, journal: Journal, api_base: str, admin: str, out: C
             lambda: _http_json(f"{api_base}/_admin/reset", method="POST", headers={"X-Admin-Token": admin})["key"]
         )
         if pause > 0:
-            out.print(f"operator: copying and pasting the new key takes {pause:.0f} s; every consumer call fails meanwhile")
+            out.print(
+                f"operator: copying and pasting the new key takes {pause:.0f} s; every consumer call fails meanwhile"
+            )
             await asyncio.sleep(pause)
         rot.key_arrived()
         typo = clean_paste(new_key[:-1] + ("x" if new_key[-1] != "x" else "y"))

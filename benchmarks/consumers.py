@@ -463,7 +463,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"3 backends (Vault primary, AWS, .env) + {HEADLINE.consumers} consumers, every request answered after "
         f"{m['latency']['probe'] * 1000:.0f} ms, consumers reloading in {m['latency']['reload_delay'] * 1000:.0f} ms "
-        f"and calling the API every {m['interval'] * 1000:.0f} ms after each answer. {m['cpus']} CPUs, Python "
+        f"and calling the API every {m['interval'] * 1000:.0f} ms after each answer. {m['cpus']} CPUs (load average "
+        f"{m['load_average']['before']:.1f} before, {m['load_average']['after']:.1f} after), Python "
         f"{m['python']}, {m['mode']} run, {m['seconds']:.0f} s.",
         "",
         "| mode | operator pause | runs | failed calls per consumer (total) | outage per consumer | window |",
@@ -473,7 +474,8 @@ def markdown(results: dict[str, Any]) -> str:
         runs = row["runs"]
         failed = [f for r in runs for f in r["failed_calls"]]
         outage = [o for r in runs for o in r["outage_seconds"]]
-        win = [r["window"] if row["mode"] == "single" else r["promote_window"] for r in runs]
+        win = [r["window"] if row["mode"] == "single" else r["promote_window"] for r in runs if not r.get("warmup")]
+        win = win or [r["promote_window"] for r in runs]
         lines.append(
             f"| {row['mode']} | {row['pause']:.0f} s | {len(runs)} | {_per_consumer(failed, '{:.0f}')} "
             f"({sum(failed)}) | {_per_consumer(outage, '{:.2f}')} s | "
@@ -482,7 +484,7 @@ def markdown(results: dict[str, Any]) -> str:
     p = h["promote"]
     lines += [
         "",
-        f"Promote window (alternating, {p['n']} promotes): median {p['median'] * 1000:.0f} ms "
+        f"Promote window (alternating, {p['n']} promotes after one warm-up): median {p['median'] * 1000:.0f} ms "
         f"[p10 {p['p10'] * 1000:.0f} - p90 {p['p90'] * 1000:.0f}], critical path {p['critical_path'] * 1000:.0f} ms.",
         "",
         "| target | measured | met |",
@@ -552,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rotator.journal import Journal
 
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     root = Path(tempfile.mkdtemp(prefix="rotator-bench-consumers-"))
     s1 = Child(backends_main)
     s2 = Child(consumers_main, hook_key.encode())
@@ -564,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = world.fresh(alternating=False)
         for pause in pauses:
             run = asyncio.run(_single(world, plan, journal, pause))
+            run["load"] = os.getloadavg()[0]
             rows.append({"mode": "single", "pause": pause, "runs": [run]})
             log(
                 f"single      pause {pause:>4.0f} s: {run['failed_total']} failed calls, outage <= {run['outage_max']:.2f} s"
@@ -572,8 +575,11 @@ def main(argv: list[str] | None = None) -> int:
         seed = asyncio.run(_alternating(world, plan, journal, 0.0, "seed"))
         log(f"alternating seed: standby re-keyed, {seed['failed_total']} failed calls")
         by_pause: dict[float, list[dict[str, Any]]] = {p: [] for p in pauses}
-        for pause in pauses + [0.0] * extra:
+        # The first is a warm-up (first-use costs in this process): its calls count, its window does not.
+        for n, pause in enumerate([0.0, *pauses, *[0.0] * extra]):
             run = asyncio.run(_alternating(world, plan, journal, pause, "rotate"))
+            run["warmup"] = n == 0
+            run["load"] = os.getloadavg()[0]
             by_pause.setdefault(pause, []).append(run)
             log(
                 f"alternating pause {pause:>4.0f} s: {run['failed_total']} failed calls, promote window "
@@ -588,7 +594,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cp = critical_path(HEADLINE, injected_hops(lat), lat.reload_delay)
     promote_cp = cp["critical_path"] - cp["probe"]
-    windows = [r["promote_window"] for row in rows if row["mode"] == "alternating" for r in row["runs"]]
+    windows = [
+        r["promote_window"] for row in rows if row["mode"] == "alternating" for r in row["runs"] if not r["warmup"]
+    ]
     promote = {**summary(windows), "critical_path": promote_cp}
 
     def by_mode(mode: str, key: str) -> dict[str, Any]:
@@ -608,6 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             "pauses": pauses,
             "consumers": HEADLINE.consumers,
             "cpus": os.cpu_count(),
+            "load_average": {"before": load_before, "after": os.getloadavg()[0]},
             "python": platform.python_version(),
             "platform": platform.platform(),
             "command": "python -m benchmarks.consumers" + (" --quick" if args.quick else ""),

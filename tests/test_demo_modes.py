@@ -37,9 +37,10 @@ def test_demo_alternating_fails_no_call_and_single_app_does_at_a_2s_pause() -> N
     assert 0 < incident["leaked_in_use_s"] < 2.0 <= incident["revoked_after_s"]
     single = rows[("single", "reset")]
     assert single["exit_code"] == 0
-    # Every consumer calls every 20 ms: a 2 s pause between the reset and the paste is ~100 failed calls each.
-    assert all(n >= 20 for n in single["failed_calls"].values()), single
-    assert all(s >= 2.0 for s in single["outage_seconds"].values()), single
+    # The worker calls every 20 ms with no helper: a 2 s pause between the reset and the paste
+    # is ~100 failed calls (a consumer on the hold-and-retry helper may hold its calls instead).
+    assert single["failed_calls"]["worker"] >= 20, single
+    assert single["outage_seconds"]["worker"] >= 2.0, single
     # The table is on stderr, with the comparison under it; no key anywhere (fingerprints only).
     assert "the consumers' view" in proc.stderr and "0 failed calls, whatever the operator's speed" in proc.stderr
     assert "sk_test_" not in proc.stdout + proc.stderr

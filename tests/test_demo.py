@@ -13,7 +13,12 @@ import pytest
 
 
 def test_demo_reports_the_outage_and_the_helpers_zero_failed_calls() -> None:
-    r = subprocess.run([sys.executable, "-m", "rotator", "demo", "--json"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "rotator", "demo", "--mode", "single", "--pause", "0.5", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["state"] == "done"

@@ -161,8 +161,22 @@ def plugins() -> int:
 @click.command()
 @click.option("--keep", is_flag=True, help="Leave the demo's files in place and print where they are.")
 @click.option("--json", "as_json", is_flag=True)
-def demo(keep: bool, as_json: bool) -> int:
-    """Run a whole rotation against local stand-ins: Adjutor, a consumer process, .env files."""
-    from rotator.demo.run import run_demo
+@click.option(
+    "--mode",
+    type=click.Choice(["single", "alternating", "both"]),
+    default="both",
+    show_default=True,
+    help="single: one app (the reset kills the key in use); alternating: two apps (0 failed calls); both side by side.",
+)
+@click.option(
+    "--pause",
+    type=click.FloatRange(0, 60),
+    default=2.0,
+    show_default=True,
+    help="Seconds the demo's operator takes to copy and paste each new key.",
+)
+def demo(keep: bool, as_json: bool, mode: str, pause: float) -> int:
+    """Run whole rotations against local stand-ins (Adjutor, consumer processes, .env files): one app and two."""
+    from rotator.demo.run import DemoMode, run_demo
 
-    return run_demo(keep=keep, as_json=as_json)
+    return run_demo(keep=keep, as_json=as_json, mode=DemoMode(mode), pause=pause)

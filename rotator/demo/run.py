@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.request
 from contextlib import ExitStack
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +102,64 @@ def demo_plan(root: Path, models_url: str, api_url: str, worker_url: str) -> dic
     )
 
 
-def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | None = None) -> int:
+class DemoMode(StrEnum):
+    SINGLE = "single"  # one app: the reset kills the key in use; calls fail until the reload
+    ALTERNATING = "alternating"  # two apps: promote the standby, reset the app no one uses
+    BOTH = "both"  # the two side by side, at the same operator pause
+
+
+OPERATOR_PAUSE = 2.0  # seconds the demo's "operator" takes to copy and paste a key
+
+
+def run_demo(
+    *,
+    keep: bool = False,
+    as_json: bool = False,
+    console: Console | None = None,
+    mode: DemoMode = DemoMode.BOTH,
+    pause: float = OPERATOR_PAUSE,
+) -> int:
+    """The single-app flow, the alternating flows, or both and a side-by-side table of what the consumers saw."""
+    from rotator.demo import alternating
+
     out = console or Console(
         stderr=True, highlight=False, emoji=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120
     )
+    rows: list[alternating.Row] = []
+    code = 0
+    if mode in (DemoMode.SINGLE, DemoMode.BOTH):
+        code = run_single(keep=keep, as_json=as_json and mode is DemoMode.SINGLE, out=out, pause=pause, rows=rows)
+    if mode in (DemoMode.ALTERNATING, DemoMode.BOTH) and code == 0:
+        env = {**os.environ, "DEMO_HOOK_KEY": secrets.token_hex(32), "PYTHONUNBUFFERED": "1"}
+        os.environ[HOOK_ENV] = env["DEMO_HOOK_KEY"]
+        try:
+            code = alternating.run_alternating(out, pause=pause, rows=rows, env=env, keep=keep)
+        finally:
+            os.environ.pop(HOOK_ENV, None)
+    if mode is not DemoMode.SINGLE:
+        out.print()
+        out.print(alternating.table(rows))
+        if mode is DemoMode.BOTH and code == 0:
+            out.print(_comparison(rows, pause))
+        if as_json:
+            print(json.dumps({"pause_s": pause, "rows": [r.as_dict() for r in rows]}, indent=2))
+    return code
+
+
+def _comparison(rows: list[Any], pause: float) -> str:
+    single = [r for r in rows if r.mode == "single"]
+    alt = [r for r in rows if r.mode == "alternating"]
+    lost = sum(sum(r.failed.values()) for r in single)
+    kept = sum(sum(r.failed.values()) for r in alt)
+    return (
+        f"With one app, the {pause:.0f} s the operator took to paste was an outage: {lost} failed calls. "
+        f"With two alternating apps, the reset only ever touched a key no consumer used: {kept} failed calls, "
+        "whatever the operator's speed."
+    )
+
+
+def run_single(*, keep: bool, as_json: bool, out: Console, pause: float = 0.0, rows: list[Any] | None = None) -> int:
+    """One app: arm, reset (the key in use dies), the operator's `pause`, a typo, the right key."""
     root = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
     procs: list[subprocess.Popen[bytes]] = []
     hook_key = secrets.token_hex(32)
@@ -173,9 +228,11 @@ def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | No
             plan = load_plan(plan_path)
             journal = Journal(f"sqlite:///{root / 'journal.db'}")
             time.sleep(0.3)  # let the consumers show a few good calls first
-            report = asyncio.run(_rotate(plan, journal, api_base, admin, out))
+            report = asyncio.run(_rotate(plan, journal, api_base, admin, out, pause))
             time.sleep(0.1)
             outages = {name: _http_json(f"{url}/stats") for name, url in urls.items()}
+            if rows is not None:
+                rows.append(_single_row(report, outages, pause))
             journal.close()
             if as_json:
                 data = report.as_dict()
@@ -221,10 +278,20 @@ def run_demo(*, keep: bool = False, as_json: bool = False, console: Console | No
             shutil.rmtree(root, ignore_errors=True)
 
 
+def _single_row(report: Report, stats: dict[str, dict[str, Any]], pause: float) -> Any:
+    from rotator.demo.alternating import Row
+
+    failed = {name: int(s["failed"]) for name, s in stats.items()}
+    outage = {name: float(s.get("outage_seconds") or 0.0) for name, s in stats.items()}
+    return Row("single", "reset", pause, failed, outage, report.window, report.exit_code, report.as_dict())
+
+
 OPERATOR_PASTE = 0.5  # seconds the demo's operator takes to paste, once the reset is seen
 
 
-async def _rotate(plan: Any, journal: Journal, api_base: str, admin: str, out: Console) -> Report:
+async def _rotate(
+    plan: Any, journal: Journal, api_base: str, admin: str, out: Console, pause: float = OPERATOR_PASTE
+) -> Report:
     from rotator.errors import RotatorError
     from rotator.pipeline.session import ArmedSession, Listener
     from rotator.reset_watch import ResetDetected
@@ -253,7 +320,12 @@ async def _rotate(plan: Any, journal: Journal, api_base: str, admin: str, out: C
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(seen.wait(), 3.0)
-        await asyncio.sleep(OPERATOR_PASTE)
+        if pause > 0:
+            out.print(
+                f"operator: copying and pasting the new key takes {pause:.1f} s; "
+                "every call of the consumer without the helper fails meanwhile"
+            )
+            await asyncio.sleep(pause)
         typo = new_key[:-1] + ("x" if new_key[-1] != "x" else "y")
         out.print("pasting the key with a typo in it first:")
         await session.offer(typo)

@@ -24,7 +24,8 @@ apscheduler (cron), which validating a plan uses.
 The two columns ran at different loads; run interleaved (before, after, before, ...,
 11 rounds, the old tree on PYTHONPATH) `check` was 28.6 -> 19.7 x python -c pass,
 and its CPU time (user + sys, 9 rounds) 1.08 -> 0.69 s median: -36 %, so the 0.78 s
-of a quiet machine becomes about 0.50 s (goal 0.6 s).
+of a quiet machine becomes about 0.50 s (goal 0.6 s).  `--version` and `--help` do
+not change (interleaved, `--version` was 3.7 and 4.9 x before, 4.2 and 3.8 x after).
 """
 
 from __future__ import annotations

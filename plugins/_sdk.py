@@ -37,12 +37,13 @@ def vendor_text(text: str, limit: int = 200) -> str:
 class SdkBackend(Backend):
     """A backend whose client is a blocking SDK.
 
-    Subclasses set `label` (the word errors start with) and `sdk_errors` (what
-    the SDK raises), and write `_translate` and `_preflight`.
+    Subclasses set `label` (the word errors start with), and write `sdk_errors`
+    (what the SDK raises), `_translate` and `_preflight`.  The SDK itself is
+    imported in `open`, not at module top: `rotator check` loads the plugin for its
+    Settings and must not pay for boto3 or hvac.
     """
 
     label: ClassVar[str] = "sdk"
-    sdk_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
     def __init__(self, settings: Any, ctx: PluginContext) -> None:
         super().__init__(settings, ctx)
@@ -57,6 +58,10 @@ class SdkBackend(Backend):
             raise self._fail("not open")
         return self._client
 
+    def sdk_errors(self) -> tuple[type[BaseException], ...]:
+        """The exception types the SDK raises (called only once one is raised, so after `open`)."""
+        return ()
+
     @abstractmethod
     def _translate(self, exc: BaseException, doing: str) -> PluginError:
         """One secret-free line for an SDK or transport exception raised while `doing`."""
@@ -65,7 +70,7 @@ class SdkBackend(Backend):
         """`fn(*args, **kwargs)` in the pool; an SDK error becomes `_translate`'s PluginError."""
         try:
             return await self.ctx.run_blocking(functools.partial(fn, *args, **kwargs))
-        except self.sdk_errors as exc:
+        except self.sdk_errors() as exc:
             raise self._translate(exc, doing) from None
 
     async def preflight(self) -> Check:

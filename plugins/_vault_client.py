@@ -16,20 +16,36 @@ import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import hvac
-import hvac.exceptions
-import requests
 from pydantic import Field, field_validator, model_validator
-from requests.adapters import HTTPAdapter
 from rotator_plugins._sdk import Denied, NotFound, vendor_text
 
 from rotator.plugin import BackendSettings, PluginContext, PluginError, SecretRef
 
+if TYPE_CHECKING:
+    import hvac
+    import hvac.exceptions
+    import requests
+
 CAS_MISMATCH = "check-and-set parameter did not match the current version"
 DEFAULT_K8S_JWT = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-SDK_ERRORS: tuple[type[BaseException], ...] = (hvac.exceptions.VaultError, requests.exceptions.RequestException)
+
+
+def import_sdk() -> None:
+    """hvac and requests (~115 ms), imported by `VaultClient.open` (arm time), not by
+    `rotator check`, which validates `VaultConnection` with no SDK loaded."""
+    import hvac.exceptions  # noqa: F401
+    import requests.adapters  # noqa: F401
+
+
+def sdk_errors() -> tuple[type[BaseException], ...]:
+    """What hvac and requests raise (loaded by then: only a call made after `open` raises)."""
+    import hvac.exceptions
+    import requests
+
+    return (hvac.exceptions.VaultError, requests.exceptions.RequestException)
+
 
 _SEGMENTS = re.compile(r"^[^/\s]+(/[^/\s]+)*$")
 
@@ -104,6 +120,9 @@ def vault_said(exc: hvac.exceptions.VaultError) -> str:
 
 def translate(exc: BaseException, doing: str, url: str, fail: Fail) -> PluginError:
     """One secret-free line for an hvac or requests exception raised while `doing`."""
+    import hvac.exceptions
+    import requests
+
     if isinstance(exc, hvac.exceptions.VaultError):
         said = vault_said(exc)
         if isinstance(exc, hvac.exceptions.Forbidden):
@@ -149,6 +168,10 @@ class VaultClient:
         self._session: requests.Session | None = None
 
     def _build(self, token: str | None) -> hvac.Client:
+        import hvac
+        import requests
+        from requests.adapters import HTTPAdapter
+
         s = self.settings
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=16, max_retries=0)
@@ -190,6 +213,7 @@ class VaultClient:
             if p is not None and not p.expanduser().is_file():
                 raise self._fail(f"{label} {p} is not a readable file")
         token = self._resolve("token", s.token) if s.auth == "token" else None
+        import_sdk()  # here, not in the pool's thread: one import, before any key exists
         self.hvac = await self.ctx.run_blocking(self._build, token)
         if s.auth != "token":
             await self.login()
@@ -225,12 +249,14 @@ class VaultClient:
             where = f"auth/{s.kubernetes_mount}/login"
         else:
             return
+        import hvac.exceptions
+
         try:
             await self.ctx.run_blocking(fn)
         except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
             what = "role_id or secret_id" if s.auth == "approle" else f"role {s.kubernetes_role} or service-account JWT"
             raise self._fail(f"{s.auth} login at {where} refused (check the {what})") from None
-        except SDK_ERRORS as exc:
+        except sdk_errors() as exc:
             raise translate(exc, f"{s.auth} login at {where}", s.url, self._fail) from None
         except (KeyError, TypeError):
             raise self._fail(f"{s.auth} login at {where} gave no client token") from None

@@ -41,19 +41,19 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import boto3
-import botocore.exceptions
-import botocore.session
-from botocore.config import Config
-from botocore.credentials import RefreshableCredentials
 from pydantic import Field, field_validator, model_validator
 from rotator_plugins._sdk import NotFound, SdkBackend, vendor_text
 from rotator_plugins._slots import Change, SlotState, StandbySlots
 
 from rotator.plugin import BackendSettings, Check, Conflict, PluginContext, PluginError, Stored, Written
 from rotator.secret import Secret
+
+if TYPE_CHECKING:
+    import boto3.session
+    import botocore.exceptions
+    from botocore.config import Config
 
 T = TypeVar("T")
 
@@ -146,10 +146,6 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
     Settings: ClassVar[type[BackendSettings]] = AwsSettings
     can_be_primary: ClassVar[bool] = True
     label: ClassVar[str] = "aws"
-    sdk_errors: ClassVar[tuple[type[BaseException], ...]] = (
-        botocore.exceptions.BotoCoreError,
-        botocore.exceptions.ClientError,
-    )
     settings: AwsSettings
 
     def __init__(self, settings: Any, ctx: Any) -> None:
@@ -187,11 +183,18 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
             "different value (was the same rotation run with another key?)"
         )
 
+    def sdk_errors(self) -> tuple[type[BaseException], ...]:
+        import botocore.exceptions
+
+        return (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
     @staticmethod
     def _aws_said(exc: botocore.exceptions.ClientError) -> str:
         return vendor_text(str(exc.response.get("Error", {}).get("Message") or ""), 300)
 
     def _translate(self, exc: BaseException, op: str) -> PluginError:
+        import botocore.exceptions
+
         sid = self.settings.secret_id
         if isinstance(exc, botocore.exceptions.ClientError):
             err = exc.response.get("Error", {})
@@ -242,6 +245,8 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
     # -- lifecycle ---------------------------------------------------------
 
     def _config(self) -> Config:
+        from botocore.config import Config
+
         t = self.settings.timeout
         return Config(
             connect_timeout=min(5.0, t),
@@ -252,6 +257,10 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
         )
 
     def _assume_role(self, base: boto3.session.Session, region: str) -> boto3.session.Session:
+        import boto3.session
+        import botocore.session
+        from botocore.credentials import RefreshableCredentials
+
         s = self.settings
         assert s.role_arn is not None
         sts = base.client("sts", region_name=region, config=self._config())
@@ -278,6 +287,8 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
             return self._build_locked()
 
     def _build_locked(self) -> Any:
+        import botocore.exceptions
+
         s = self.settings
         session = _session(self.ctx, s.profile, s.region)
         region = s.region or session.region_name
@@ -304,6 +315,12 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
         return client
 
     async def open(self) -> None:
+        # boto3 and botocore (~85 ms) load here, at arm time, not when `rotator check` reads the plan.
+        import boto3.session  # noqa: F401
+        import botocore.config
+        import botocore.credentials
+        import botocore.exceptions
+
         try:
             self._client = await self.ctx.run_blocking(self._build)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
@@ -538,6 +555,8 @@ _SESSIONS_LOCK = threading.Lock()
 
 def _session(ctx: PluginContext, profile: str | None, region: str | None) -> boto3.session.Session:
     """The shared session for these settings (call with _SESSIONS_LOCK held)."""
+    import boto3.session
+
     per_ctx = _SESSIONS.setdefault(ctx, {})
     session = per_ctx.get((profile, region))
     if session is None:

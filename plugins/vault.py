@@ -38,10 +38,10 @@ from rotator_plugins._sdk import Denied, NotFound, SdkBackend
 from rotator_plugins._slots import Change, SlotState, StandbySlots
 from rotator_plugins._vault_client import (
     CAS_MISMATCH,
-    SDK_ERRORS,
     CasMismatch,
     VaultClient,
     VaultConnection,
+    sdk_errors,
     segments,
     translate,
 )
@@ -104,7 +104,6 @@ class VaultBackend(StandbySlots, SdkBackend):
     Settings: ClassVar[type[BackendSettings]] = VaultSettings
     can_be_primary: ClassVar[bool] = True
     label: ClassVar[str] = "vault"
-    sdk_errors: ClassVar[tuple[type[BaseException], ...]] = SDK_ERRORS
     settings: VaultSettings
 
     def __init__(self, settings: Any, ctx: Any) -> None:
@@ -129,6 +128,9 @@ class VaultBackend(StandbySlots, SdkBackend):
         s = self.settings
         ns = f" namespace {s.namespace}" if s.namespace else ""
         return f"{s.url}{ns} {self._where} field {s.field} (kv v{s.kv_version}, {s.auth} auth)"
+
+    def sdk_errors(self) -> tuple[type[BaseException], ...]:
+        return sdk_errors()
 
     def _translate(self, exc: BaseException, doing: str) -> PluginError:
         return translate(exc, doing, self.settings.url, self._fail)

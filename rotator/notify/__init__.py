@@ -6,7 +6,14 @@ JSON for a receiver of your own), registered under the entry-point group
 sent is built once (`message.from_report`), scrubbed, and rendered by each
 notifier; `send.notify_all` delivers them all at once with retries and never
 fails the rotation.
+
+`send` (and with it structlog and the retry machinery) is imported on first use
+(PEP 562): `rotator check` imports this package for `NotifierSettings` only.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from rotator.notify.base import (
     Fact,
@@ -18,7 +25,22 @@ from rotator.notify.base import (
     WebhookNotifier,
     WebhookUrlSettings,
 )
-from rotator.notify.send import NotifyResult, NotifyStatus, notify_all, notify_warning
+
+if TYPE_CHECKING:
+    from rotator.notify.send import NotifyResult, NotifyStatus, notify_all, notify_warning
+
+_FROM_SEND = {"NotifyResult", "NotifyStatus", "notify_all", "notify_warning"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _FROM_SEND:
+        raise AttributeError(f"module 'rotator.notify' has no attribute {name!r}")
+    from rotator.notify import send
+
+    value = getattr(send, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Fact",

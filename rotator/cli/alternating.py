@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -136,6 +135,8 @@ async def run(
         code = exc.exit_code if isinstance(exc, RotationError) else exc.code
         line = str(exc)
         if alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
+            from rotator.pipeline.slot_status import left_lines
+
             line += "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
         raise Fail(line, code, getattr(exc, "report", None)) from None
     finally:
@@ -220,80 +221,6 @@ def rollback(ctx: Context, plan_path: str, reason: str, as_json: bool, quiet: bo
     return finish_alternating(report, as_json)
 
 
-async def survey(plan: Plan) -> Alternating:
-    """The slots and both keys' probes, from the primary alone (no journal, no lock)."""
-    from rotator.errors import RotationError
-    from rotator.pipeline.attempts import reason
-    from rotator.pipeline.slots import survey as survey_slots
-    from rotator.plugin import PluginContext
-    from rotator.registry import backend_class
-
-    ctx = PluginContext(max_threads=4)
-    primary = backend_class(plan.primary.type)(plan.primary, ctx)
-    try:
-        timeout = primary.settings.timeout
-        await asyncio.wait_for(primary.open(), timeout)
-        stored = await asyncio.wait_for(primary.read(), timeout)
-        slots = await asyncio.wait_for(primary.read_slots(), timeout)
-        return await survey_slots(plan, primary, ctx.http, stored.secret, slots)
-    except RotationError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
-        raise Fail(f"{primary.name}: cannot read the slots: {reason(exc)}", Exit.PREFLIGHT_FAILED) from None
-    finally:
-        try:
-            await asyncio.wait_for(primary.close(), 5)
-        finally:
-            await ctx.aclose()
-
-
-def _age(set_at: str | None) -> float | None:
-    if not set_at:
-        return None
-    try:
-        return time.time() - datetime.fromisoformat(set_at.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _fmt_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "age unknown"
-    d, rest = divmod(int(max(seconds, 0)), 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    return (f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s}s") + " old"
-
-
-def status_data(plan: Plan, alt: Alternating, journal: Journal | None) -> dict[str, Any]:
-    from rotator.pipeline.rollback import refusal
-
-    data: dict[str, Any] = {"plan": plan.name, "strategy": "alternating", "primary": plan.primary.name}
-    data.update(alt.as_dict())
-    for who in ("active", "standby"):
-        data[who]["age_s"] = None if (age := _age(data[who]["set_at"])) is None else round(age, 1)
-    data["rollback_possible"] = refusal(alt) is None
-    unfinished = journal.unfinished(plan.name) if journal is not None else []
-    data["unfinished"] = [{"id": r.id, "state": r.state, "resume": f"rotator resume {r.id}"} for r in unfinished]
-    data["left"] = left_lines(plan, alt, data["unfinished"])
-    return data
-
-
-def left_lines(plan: Plan, alt: Alternating, unfinished: list[dict[str, Any]]) -> list[str]:
-    """What is left to do, from the slots (and the journal's unfinished entries)."""
-    from rotator.pipeline.slots import Next
-
-    out = [f"rotation {u['id']} did not finish ({u['state']}): `{u['resume']}` finishes it" for u in unfinished]
-    if alt.next() is Next.REKEY:
-        out.append(
-            f"the promote is done but {alt.standby_app} was not re-keyed: `rotator rotate {plan.path}` (or "
-            f"`rotator rekey {plan.path}`) resets {alt.standby_app}; `rotator rollback {plan.path}` undoes the promote"
-        )
-    elif alt.next() is Next.STANDBY_FIRST:
-        out.append(f"{alt.standby_problem()}: `rotator rekey {plan.path}` seeds the standby ({alt.standby_app})")
-    return out
-
-
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
@@ -304,8 +231,10 @@ def status(ctx: Context, plan_path: str, as_json: bool) -> int:
 
     from rich.markup import escape
 
+    from rotator.pipeline.slot_status import status_data
+
     plan = _alternating_plan(plan_path, "status")
-    alt = asyncio.run(survey(plan))
+    alt = _survey(plan)
     data = status_data(plan, alt, ctx.journal)
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -331,11 +260,32 @@ def status(ctx: Context, plan_path: str, as_json: bool) -> int:
     return 0
 
 
+def _survey(plan: Plan) -> Alternating:
+    from rotator.errors import RotationError
+    from rotator.pipeline.slot_status import survey
+
+    try:
+        return asyncio.run(survey(plan))
+    except RotationError as exc:
+        raise Fail(str(exc), exc.exit_code) from None
+
+
+def _fmt_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "age unknown"
+    d, rest = divmod(int(max(seconds, 0)), 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    return (f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s}s") + " old"
+
+
 def resume_note(plan: Plan) -> None:
     """After `rotator resume` on an alternating plan: what is left (from the slots)."""
     from rich.markup import escape
 
-    alt = asyncio.run(survey(plan))
+    from rotator.pipeline.slot_status import left_lines
+
+    alt = _survey(plan)
     lines = left_lines(plan, alt, [])
     for line in lines:
         err().print(f"[yellow]left: {escape(line)}[/]")

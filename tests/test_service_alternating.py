@@ -239,3 +239,82 @@ def test_roll_back_through_the_api_fails_no_consumer_call(alt_service: AltServic
     assert {r["kind"] for r in rows} >= {"rotate", "rekey", "promote", "rollback"}
     w.no_leaks()
     assert json.dumps(rows).count("sk_test_") == 0
+
+
+def test_the_page_shows_the_slots_the_app_to_reset_and_roll_back(alt_service: AltService, tmp_path: Path) -> None:
+    """In Chromium: the slots (active/standby app, fingerprint, age, works now), a planned rotation
+    that names the app to reset and why no consumer is affected, Roll back, then a re-key by paste."""
+    from tests.test_service import TOKEN
+    from tests.test_service_page import ARGS, CHROMIUM, _need_browser
+
+    sync_playwright = _need_browser()
+    w = alt_service
+    w.seed()
+    st = w.slots()
+    blue_fp, green_fp = st["active"]["fingerprint"], st["standby"]["fingerprint"]
+    before = w.failed()
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(w.svc.url + "/")
+            page.wait_for_selector("#token:focus")
+            page.keyboard.type(TOKEN)
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#alt-plan:not([hidden])")
+            assert page.is_hidden("#arm-btn")  # an alternating plan's flows have their own buttons
+            active = page.locator('#alt-slots tr[data-slot="active"]')
+            standby = page.locator('#alt-slots tr[data-slot="standby"]')
+            active.locator("td", has_text=blue_fp).wait_for()
+            assert BLUE in active.inner_text() and "yes, on every URL" in active.inner_text()
+            assert GREEN in standby.inner_text() and green_fp in standby.inner_text()
+            assert "old" not in standby.inner_text() and "unknown" not in standby.locator("td").nth(2).inner_text()
+            assert page.inner_text("#alt-next").startswith("Next rotation: promote the standby")
+
+            # Planned rotation: the promote runs, then the page names blue and why no consumer is affected.
+            page.click("#alt-rotate-btn")
+            page.wait_for_selector("#alt-ask:not([hidden])", timeout=30_000)
+            assert page.inner_text("#alt-ask-h").startswith(f"Reset {BLUE} in the Adjutor dashboard")
+            because = page.inner_text("#alt-because")
+            assert f"every backend and consumer uses {GREEN}'s key" in because and "fails no consumer call" in because
+            assert f"Apps → {BLUE} → View details → Reset app key" in page.inner_text("#alt-instruction")
+            assert "promote done" in page.inner_text("#alt-steps")
+            page.wait_for_selector("#alt-rollback-btn:not([hidden])")
+            page.screenshot(path=str(tmp_path / "page-alternating-ask.png"), full_page=True)
+
+            # Roll back: green's promote undone, blue active again, no key needed.
+            page.click("#alt-rollback-btn")
+            page.wait_for_selector("#result-h", timeout=30_000)
+            assert page.inner_text("#result-h") == f"Rolled back: {BLUE} is active again"
+            assert blue_fp in page.inner_text("#alt-result")
+            assert set(w.fingerprints().values()) == {blue_fp}
+
+            # Back to the plan: the slots say a roll back happened; then a re-key of the standby by paste.
+            page.click("#again-btn")
+            page.locator("#alt-next", has_text="Next rotation").wait_for()
+            page.click("#alt-rekey-btn")
+            page.wait_for_selector("#alt-ask:not([hidden])", timeout=30_000)
+            assert page.inner_text("#alt-ask-h").startswith(f"Reset {GREEN}")
+            assert page.is_hidden("#alt-rollback-btn")  # nothing to roll back before a promote
+            assert focused_id(page) == "key"
+            new_green = w.reset(GREEN)
+            page.keyboard.type(new_green)
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#result-h", timeout=30_000)
+            assert page.inner_text("#result-h") == f"Done: {BLUE} is active, {GREEN} the standby"
+            assert "previous key proven revoked" in page.inner_text("#result")
+            html = page.content()
+            for key in w.keys:
+                assert key not in html
+        finally:
+            browser.close()
+    assert w.failed() == before
+    assert problems == [], problems
+    w.no_leaks()
+
+
+def focused_id(page: Any) -> str:
+    return str(page.evaluate("document.activeElement && document.activeElement.id"))

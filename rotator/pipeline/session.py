@@ -610,7 +610,12 @@ class ArmedSession:
             if self.expires_at is not None:
                 wait = min(wait, self.expires_at - time.time())
                 if wait <= 0:
-                    await self.close(f"no key within {self.arm_timeout:.0f}s of arming")
+                    since = (
+                        "of arming"
+                        if self.flow is None
+                        else f"of the ask to reset {self.asking.app if self.asking else 'the app'}"
+                    )
+                    await self.close(f"no key within {self.arm_timeout:.0f}s {since}")
                     return
             await asyncio.sleep(wait)
             if self.status is not Status.ARMED:

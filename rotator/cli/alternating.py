@@ -21,12 +21,11 @@ from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
-    from rotator.pipeline.ask import ResetAsk, SourcesOperator
+    from rotator.pipeline.ask import ResetAsk
+    from rotator.pipeline.session import Listener
     from rotator.pipeline.slots import Alternating
-    from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
     from rotator.report import Report
-    from rotator.secret import Secret
 
 MAX_PASTES = 5  # pastes that are not a key (empty, wrong shape) before giving up on one reset
 KEEP_WARM_EVERY = 15.0
@@ -48,16 +47,14 @@ def _read_line() -> bytes:
     return sys.stdin.buffer.readline(MAX_KEY_LENGTH * 4 + 1)
 
 
-def terminal_operator(state: RotationState, *, key_stdin: bool) -> SourcesOperator:
-    """The flow's operator on this terminal: the instruction on stderr, the key from a hidden prompt or stdin."""
+def terminal_listener(*, key_stdin: bool) -> Listener:
+    """What the operator sees of the flow's asks on this terminal (stderr)."""
     from rich.markup import escape
 
-    from rotator.cli.rotate import Prompt
-    from rotator.pipeline import arm
-    from rotator.pipeline.ask import SourcesOperator
+    from rotator.pipeline.session import Listener
 
-    class Terminal(SourcesOperator):
-        def show(self, ask: ResetAsk) -> None:
+    class Terminal(Listener):
+        def asked(self, ask: ResetAsk) -> None:
             if ask.refused:
                 err().print(f"[red]✗ {escape(ask.refused)}[/]")
             where = "the standby" if ask.slot == "standby" else "the ACTIVE key"
@@ -79,20 +76,7 @@ def terminal_operator(state: RotationState, *, key_stdin: bool) -> SourcesOperat
         def notice(self, line: str) -> None:
             err().print(f"[bold red]! {escape(line)}[/]")
 
-        async def key(self, ask: ResetAsk) -> Secret:
-            async def warm() -> None:  # the operator may take minutes in the dashboard
-                while True:
-                    await asyncio.sleep(KEEP_WARM_EVERY)
-                    await arm.keep_warm(state)
-
-            keeper = asyncio.ensure_future(warm())
-            try:
-                return await super().key(ask)
-            finally:
-                keeper.cancel()
-
-    source = LineStdin() if key_stdin else Prompt()
-    return Terminal([source], state.plan.secret.key_pattern, max_pastes=1 if key_stdin else MAX_PASTES)
+    return Terminal()
 
 
 async def run(
@@ -105,43 +89,60 @@ async def run(
     quiet: bool = False,
     choice: str | None = None,
 ) -> Report:
-    """Arm, say what the flow will do, run it, disarm.  `flow`: rotate | incident | rekey | rollback."""
-    from rotator import pipeline
+    """Arm, say what the flow will do, run it, disarm.  `flow`: rotate | incident | rekey | rollback.
+
+    The flow runs in an `ArmedSession` (its flow hook, `pipeline.alternating_flow`), as the
+    service runs it; the keys come from the terminal only (a hidden prompt, or stdin one a line)."""
+    from rotator.cli.rotate import Prompt
     from rotator.errors import RotationError
-    from rotator.pipeline import alternating, arm, slots
+    from rotator.pipeline import slots
+    from rotator.pipeline.alternating import IncidentChoice
+    from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName
+    from rotator.pipeline.session import ArmedSession, NotArmed
     from rotator.pipeline.state import RotationState
 
     kind = {"incident": "rotate"}.get(flow, flow)
     state = RotationState(plan, journal, kind=kind, reason=reason or flow, progress_fn=progress(quiet))
-    operator = terminal_operator(state, key_stdin=key_stdin)
-    alt: Alternating | None = None
+    the_flow = AlternatingFlow(FlowName(flow), IncidentChoice(choice) if choice else None)
+    session = ArmedSession(
+        state,
+        terminal_listener(key_stdin=key_stdin),
+        flow=the_flow,
+        keep_warm_every=KEEP_WARM_EVERY,  # the operator may take minutes in the dashboard
+        handed_keys=False,  # the terminal's sources only: their end ends the ask
+        max_pastes=1 if key_stdin else MAX_PASTES,
+    )
     try:
-        alt = await pipeline.arm_alternating(state)
+        await session.arm(start=False)
+        alt = the_flow.alt
+        assert alt is not None
         if flow != "rollback" and not key_stdin and not sys.stdin.isatty():
             raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
         err().print(f"slots: {alt.describe()}")
-        if flow == "rollback":
-            return await pipeline.rollback(state, alt)
-        if flow == "rekey":
-            return await pipeline.rekey_standby(state, alt, operator)
-        if flow == "incident":
-            ic = alternating.IncidentChoice(choice) if choice else None
-            if alt.standby_valid or ic is not None:
-                err().print(alternating.plan_line(alt, incident=True, choice=ic))
-            return await pipeline.incident(state, alt, operator, choice=ic)
-        err().print(alternating.plan_line(alt))
-        return await pipeline.rotate_alternating(state, alt, operator)
+        if flow in ("rotate", "incident"):
+            err().print(the_flow.plan_line)
+        if flow != "rollback":
+            session.feed(LineStdin() if key_stdin else Prompt())
+        session.start()
+        report = await session.wait()
+        if report is not None:
+            return report
+        if session.error is not None:
+            raise session.error
+        raise Fail(f"the flow was closed: {session.closed_reason}", Exit.ERROR)
+    except NotArmed as exc:
+        raise Fail(str(exc), exc.code) from None
     except (RotationError, Fail) as exc:
         code = exc.exit_code if isinstance(exc, RotationError) else exc.code
         line = str(exc)
+        alt = the_flow.alt
         if alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
             from rotator.pipeline.slot_status import left_lines
 
             line += "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
         raise Fail(line, code, getattr(exc, "report", None)) from None
     finally:
-        operator.close()
-        await arm.disarm(state)
+        await session.release()
 
 
 def print_summary(report: Report) -> None:

@@ -45,7 +45,7 @@ from rotator.exitcodes import Exit
 from rotator.journal import LockHeld
 from rotator.logs import get_logger
 from rotator.pipeline import arm, finish
-from rotator.pipeline.ask import SourcesOperator
+from rotator.pipeline.ask import MAX_PASTES, SourcesOperator
 from rotator.report import Report, RunState
 from rotator.secret import CleanKey, KeyRejected, Secret, clean_paste
 
@@ -236,9 +236,15 @@ class ArmedSession:
         unavailable_keeps_armed: bool = True,
         dry_run: bool = False,
         flow: Flow | None = None,
+        handed_keys: bool = True,
+        max_pastes: int | None = None,
     ) -> None:
         self.state = state
         self.flow = flow
+        # A flow's keys: handed in (`hand`: the page, the API) and/or from fed sources; a front end
+        # with fed sources only (the terminal) says so, so that their end ends the ask.
+        self.handed_keys = handed_keys
+        self.max_pastes = max_pastes
         self.inbox = Inbox()
         self.operator: FlowOperator | None = None  # a flow's, once armed
         self.asking: ResetAsk | None = None  # what a flow waits for now
@@ -285,10 +291,10 @@ class ArmedSession:
         return max(self.max_attempts - self.attempts, 0)
 
     # -- arm -------------------------------------------------------------
-    async def arm(self, what: str = "rotate") -> ArmResult:
+    async def arm(self, what: str = "rotate", *, start: bool = True) -> ArmResult:
         """Arm the rotation.  Raises NotArmed (after disarming) when a target is not ready,
         RotationError when the plan is locked by another rotation (or a flow's own arm failed).
-        A flow starts running at once."""
+        A flow starts running at once, or (`start=False`) at `start()`."""
         self.started_wall = time.time()
         try:
             armed = await arm.run(self.state)
@@ -302,7 +308,8 @@ class ArmedSession:
         if self.flow is not None:
             self.status = Status.ROTATING  # until the flow asks for a key
             self.operator = FlowOperator(self)
-            self._attempt_task = self.spawn(self._run_flow())
+            if start:
+                self.start()
             return armed
         self.status = Status.ARMED
         self._expire_from_now()
@@ -390,6 +397,12 @@ class ArmedSession:
             self.expires_at = time.time() + self.arm_timeout
 
     # -- a flow ------------------------------------------------------------
+    def start(self) -> None:
+        """Run the flow (once), after `arm(start=False)`."""
+        assert self.flow is not None and self.operator is not None, "arm() a flow first"
+        if self._attempt_task is None:
+            self._attempt_task = self.spawn(self._run_flow())
+
     async def _run_flow(self) -> None:
         assert self.flow is not None and self.operator is not None
         try:
@@ -645,7 +658,8 @@ class FlowOperator(SourcesOperator):
     raced.  ARMED (kept warm, expiring `arm_timeout` after the ask) only while it waits."""
 
     def __init__(self, session: ArmedSession) -> None:
-        super().__init__([session.inbox], session.state.plan.secret.key_pattern)
+        sources: list[KeySource] = [session.inbox] if session.handed_keys else []
+        super().__init__(sources, session.state.plan.secret.key_pattern, session.max_pastes or MAX_PASTES)
         self.session = session
 
     def show(self, ask: ResetAsk) -> None:

@@ -82,7 +82,8 @@ class AltService:
 
 
 @pytest.fixture
-def alt_service(tmp_path: Path) -> Iterator[AltService]:
+def alt_service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[AltService]:
+    serve_args: list[str] = getattr(request, "param", [])  # more `rotator serve` arguments
     env = {HOOK_ENV: "alt-hook-signing-key"}
     procs: list[subprocess.Popen[bytes]] = []
     with AdjutorStandIn(app=BLUE) as standin:
@@ -117,7 +118,8 @@ def alt_service(tmp_path: Path) -> Iterator[AltService]:
                     extra="",
                 )
             )
-            svc = ServiceProc(["--plans", str(plan.parent), "--db", f"sqlite:///{tmp_path / 'journal.db'}"], env=env)
+            db = f"sqlite:///{tmp_path / 'journal.db'}"
+            svc = ServiceProc(["--plans", str(plan.parent), "--db", db, *serve_args], env=env)
             svc.wait_ready()
             try:
                 yield AltService(svc, standin, tmp_path, consumers, [blue, standin.key_of(GREEN)])
@@ -239,6 +241,28 @@ def test_roll_back_through_the_api_fails_no_consumer_call(alt_service: AltServic
     assert {r["kind"] for r in rows} >= {"rotate", "rekey", "promote", "rollback"}
     w.no_leaks()
     assert json.dumps(rows).count("sk_test_") == 0
+
+
+@pytest.mark.parametrize("alt_service", [["--arm-timeout", "4"]], indirect=True, ids=["arm-timeout-4"])
+def test_a_flow_waiting_for_the_rekey_expires_and_the_promote_stays(alt_service: AltService) -> None:
+    """The expiry counts from the ask; the promote it did stays (both keys work), and the slots say what is left."""
+    w = alt_service
+    w.seed()
+    before = w.failed()
+    rid, sse = w.arm("rotate")
+    sse.wait("ask", timeout=30)
+    closed = sse.wait("closed", timeout=30)
+    assert closed["reason"] == f"no key within 4s of the ask to reset {BLUE}", closed
+    assert sse.ended.wait(10)
+    assert w.key(rid, "sk_test_" + "x" * 40).status_code == 409
+    st = w.slots()
+    assert st["active"]["app"] == GREEN and st["last_step"] == "promote" and st["rollback_possible"] is True
+    assert any(f"{BLUE} was not re-keyed" in line for line in st["left"]), st["left"]
+    # The lock was released: the plan's roll back runs at once.
+    r = w.call("POST", f"/api/plans/{PLAN_NAME}/rollback", json={})
+    assert r.status_code == 200 and r.json()["report"]["alternating"]["active"]["app"] == BLUE, r.text
+    assert w.failed() == before
+    w.no_leaks()
 
 
 def test_the_page_shows_the_slots_the_app_to_reset_and_roll_back(alt_service: AltService, tmp_path: Path) -> None:

@@ -719,6 +719,10 @@
     }
     if (type === "notice") { $("alt-notice").textContent = data.line; return true; }
     if (type === "rejected") { $("key-status").textContent = `Refused: ${data.message}`; return true; }
+    if (type === "closed" && !state.finished) {  // expiry, Cancel, a flow that stopped: the slots say what is left
+      backToPlans(`The rotation was closed: ${data.reason}. The slots below say what is left.`);
+      return true;
+    }
     if (type === "key") {
       show("alt-rollback-btn", false);
       altStep(`key received, fingerprint ${data.fingerprint}: probing`, "running");

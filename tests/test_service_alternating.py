@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from rotator.testing.adjutor import AdjutorStandIn
+from tests import leakcheck as lc
 from tests.test_alternating import BLUE, ENVFILE_PRIMARY, GREEN, HOOK_ENV, PLAN, _consumer, _http
 from tests.test_service import SSE, ServiceProc, assert_no_key
 
@@ -78,7 +79,12 @@ class AltService:
         assert sse.ended.wait(20)
 
     def no_leaks(self) -> None:
+        """No key (in any encoding) in an API answer, the service's output, the journal or a stray file."""
         assert_no_key([*self.bodies, self.svc.output()], *self.keys)
+        hits = lc.find("\n".join(self.bodies), self.keys, "api") + lc.find(self.svc.output(), self.keys, "output")
+        stores = [self.root / "store.env", self.root / "api" / ".env", self.root / "worker" / ".env"]
+        hits += lc.scan_tree(self.root, self.keys, allowed=stores)  # the journal database is under root
+        assert not hits, hits
 
 
 @pytest.fixture

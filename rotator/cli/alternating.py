@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,12 +21,11 @@ from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
-    from rotator.pipeline.ask import ResetAsk, SourcesOperator
+    from rotator.pipeline.ask import ResetAsk
+    from rotator.pipeline.session import Listener
     from rotator.pipeline.slots import Alternating
-    from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
     from rotator.report import Report
-    from rotator.secret import Secret
 
 MAX_PASTES = 5  # pastes that are not a key (empty, wrong shape) before giving up on one reset
 KEEP_WARM_EVERY = 15.0
@@ -49,16 +47,14 @@ def _read_line() -> bytes:
     return sys.stdin.buffer.readline(MAX_KEY_LENGTH * 4 + 1)
 
 
-def terminal_operator(state: RotationState, *, key_stdin: bool) -> SourcesOperator:
-    """The flow's operator on this terminal: the instruction on stderr, the key from a hidden prompt or stdin."""
+def terminal_listener(*, key_stdin: bool) -> Listener:
+    """What the operator sees of the flow's asks on this terminal (stderr)."""
     from rich.markup import escape
 
-    from rotator.cli.rotate import Prompt
-    from rotator.pipeline import arm
-    from rotator.pipeline.ask import SourcesOperator
+    from rotator.pipeline.session import Listener
 
-    class Terminal(SourcesOperator):
-        def show(self, ask: ResetAsk) -> None:
+    class Terminal(Listener):
+        def asked(self, ask: ResetAsk) -> None:
             if ask.refused:
                 err().print(f"[red]✗ {escape(ask.refused)}[/]")
             where = "the standby" if ask.slot == "standby" else "the ACTIVE key"
@@ -80,20 +76,7 @@ def terminal_operator(state: RotationState, *, key_stdin: bool) -> SourcesOperat
         def notice(self, line: str) -> None:
             err().print(f"[bold red]! {escape(line)}[/]")
 
-        async def key(self, ask: ResetAsk) -> Secret:
-            async def warm() -> None:  # the operator may take minutes in the dashboard
-                while True:
-                    await asyncio.sleep(KEEP_WARM_EVERY)
-                    await arm.keep_warm(state)
-
-            keeper = asyncio.ensure_future(warm())
-            try:
-                return await super().key(ask)
-            finally:
-                keeper.cancel()
-
-    source = LineStdin() if key_stdin else Prompt()
-    return Terminal([source], state.plan.secret.key_pattern, max_pastes=1 if key_stdin else MAX_PASTES)
+    return Terminal()
 
 
 async def run(
@@ -106,41 +89,60 @@ async def run(
     quiet: bool = False,
     choice: str | None = None,
 ) -> Report:
-    """Arm, say what the flow will do, run it, disarm.  `flow`: rotate | incident | rekey | rollback."""
-    from rotator import pipeline
+    """Arm, say what the flow will do, run it, disarm.  `flow`: rotate | incident | rekey | rollback.
+
+    The flow runs in an `ArmedSession` (its flow hook, `pipeline.alternating_flow`), as the
+    service runs it; the keys come from the terminal only (a hidden prompt, or stdin one a line)."""
+    from rotator.cli.rotate import Prompt
     from rotator.errors import RotationError
-    from rotator.pipeline import alternating, arm, slots
+    from rotator.pipeline import slots
+    from rotator.pipeline.alternating import IncidentChoice
+    from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName
+    from rotator.pipeline.session import ArmedSession, NotArmed
     from rotator.pipeline.state import RotationState
 
     kind = {"incident": "rotate"}.get(flow, flow)
     state = RotationState(plan, journal, kind=kind, reason=reason or flow, progress_fn=progress(quiet))
-    operator = terminal_operator(state, key_stdin=key_stdin)
-    alt: Alternating | None = None
+    the_flow = AlternatingFlow(FlowName(flow), IncidentChoice(choice) if choice else None)
+    session = ArmedSession(
+        state,
+        terminal_listener(key_stdin=key_stdin),
+        flow=the_flow,
+        keep_warm_every=KEEP_WARM_EVERY,  # the operator may take minutes in the dashboard
+        handed_keys=False,  # the terminal's sources only: their end ends the ask
+        max_pastes=1 if key_stdin else MAX_PASTES,
+    )
     try:
-        alt = await pipeline.arm_alternating(state)
+        await session.arm(start=False)
+        alt = the_flow.alt
+        assert alt is not None
         if flow != "rollback" and not key_stdin and not sys.stdin.isatty():
             raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
         err().print(f"slots: {alt.describe()}")
-        if flow == "rollback":
-            return await pipeline.rollback(state, alt)
-        if flow == "rekey":
-            return await pipeline.rekey_standby(state, alt, operator)
-        if flow == "incident":
-            ic = alternating.IncidentChoice(choice) if choice else None
-            if alt.standby_valid or ic is not None:
-                err().print(alternating.plan_line(alt, incident=True, choice=ic))
-            return await pipeline.incident(state, alt, operator, choice=ic)
-        err().print(alternating.plan_line(alt))
-        return await pipeline.rotate_alternating(state, alt, operator)
+        if flow in ("rotate", "incident"):
+            err().print(the_flow.plan_line)
+        if flow != "rollback":
+            session.feed(LineStdin() if key_stdin else Prompt())
+        session.start()
+        report = await session.wait()
+        if report is not None:
+            return report
+        if session.error is not None:
+            raise session.error
+        raise Fail(f"the flow was closed: {session.closed_reason}", Exit.ERROR)
+    except NotArmed as exc:
+        raise Fail(str(exc), exc.code) from None
     except (RotationError, Fail) as exc:
         code = exc.exit_code if isinstance(exc, RotationError) else exc.code
         line = str(exc)
+        alt = the_flow.alt
         if alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
+            from rotator.pipeline.slot_status import left_lines
+
             line += "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
         raise Fail(line, code, getattr(exc, "report", None)) from None
     finally:
-        operator.close()
-        await arm.disarm(state)
+        await session.release()
 
 
 def print_summary(report: Report) -> None:
@@ -220,80 +222,6 @@ def rollback(ctx: Context, plan_path: str, reason: str, as_json: bool, quiet: bo
     return finish_alternating(report, as_json)
 
 
-async def survey(plan: Plan) -> Alternating:
-    """The slots and both keys' probes, from the primary alone (no journal, no lock)."""
-    from rotator.errors import RotationError
-    from rotator.pipeline.attempts import reason
-    from rotator.pipeline.slots import survey as survey_slots
-    from rotator.plugin import PluginContext
-    from rotator.registry import backend_class
-
-    ctx = PluginContext(max_threads=4)
-    primary = backend_class(plan.primary.type)(plan.primary, ctx)
-    try:
-        timeout = primary.settings.timeout
-        await asyncio.wait_for(primary.open(), timeout)
-        stored = await asyncio.wait_for(primary.read(), timeout)
-        slots = await asyncio.wait_for(primary.read_slots(), timeout)
-        return await survey_slots(plan, primary, ctx.http, stored.secret, slots)
-    except RotationError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
-        raise Fail(f"{primary.name}: cannot read the slots: {reason(exc)}", Exit.PREFLIGHT_FAILED) from None
-    finally:
-        try:
-            await asyncio.wait_for(primary.close(), 5)
-        finally:
-            await ctx.aclose()
-
-
-def _age(set_at: str | None) -> float | None:
-    if not set_at:
-        return None
-    try:
-        return time.time() - datetime.fromisoformat(set_at.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _fmt_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "age unknown"
-    d, rest = divmod(int(max(seconds, 0)), 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    return (f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s}s") + " old"
-
-
-def status_data(plan: Plan, alt: Alternating, journal: Journal | None) -> dict[str, Any]:
-    from rotator.pipeline.rollback import refusal
-
-    data: dict[str, Any] = {"plan": plan.name, "strategy": "alternating", "primary": plan.primary.name}
-    data.update(alt.as_dict())
-    for who in ("active", "standby"):
-        data[who]["age_s"] = None if (age := _age(data[who]["set_at"])) is None else round(age, 1)
-    data["rollback_possible"] = refusal(alt) is None
-    unfinished = journal.unfinished(plan.name) if journal is not None else []
-    data["unfinished"] = [{"id": r.id, "state": r.state, "resume": f"rotator resume {r.id}"} for r in unfinished]
-    data["left"] = left_lines(plan, alt, data["unfinished"])
-    return data
-
-
-def left_lines(plan: Plan, alt: Alternating, unfinished: list[dict[str, Any]]) -> list[str]:
-    """What is left to do, from the slots (and the journal's unfinished entries)."""
-    from rotator.pipeline.slots import Next
-
-    out = [f"rotation {u['id']} did not finish ({u['state']}): `{u['resume']}` finishes it" for u in unfinished]
-    if alt.next() is Next.REKEY:
-        out.append(
-            f"the promote is done but {alt.standby_app} was not re-keyed: `rotator rotate {plan.path}` (or "
-            f"`rotator rekey {plan.path}`) resets {alt.standby_app}; `rotator rollback {plan.path}` undoes the promote"
-        )
-    elif alt.next() is Next.STANDBY_FIRST:
-        out.append(f"{alt.standby_problem()}: `rotator rekey {plan.path}` seeds the standby ({alt.standby_app})")
-    return out
-
-
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
@@ -304,8 +232,10 @@ def status(ctx: Context, plan_path: str, as_json: bool) -> int:
 
     from rich.markup import escape
 
+    from rotator.pipeline.slot_status import status_data
+
     plan = _alternating_plan(plan_path, "status")
-    alt = asyncio.run(survey(plan))
+    alt = _survey(plan)
     data = status_data(plan, alt, ctx.journal)
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -331,11 +261,32 @@ def status(ctx: Context, plan_path: str, as_json: bool) -> int:
     return 0
 
 
+def _survey(plan: Plan) -> Alternating:
+    from rotator.errors import RotationError
+    from rotator.pipeline.slot_status import survey
+
+    try:
+        return asyncio.run(survey(plan))
+    except RotationError as exc:
+        raise Fail(str(exc), exc.exit_code) from None
+
+
+def _fmt_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "age unknown"
+    d, rest = divmod(int(max(seconds, 0)), 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    return (f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s}s") + " old"
+
+
 def resume_note(plan: Plan) -> None:
     """After `rotator resume` on an alternating plan: what is left (from the slots)."""
     from rich.markup import escape
 
-    alt = asyncio.run(survey(plan))
+    from rotator.pipeline.slot_status import left_lines
+
+    alt = _survey(plan)
     lines = left_lines(plan, alt, [])
     for line in lines:
         err().print(f"[yellow]left: {escape(line)}[/]")

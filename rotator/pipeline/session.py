@@ -17,6 +17,15 @@ it is cancelled when the session ends.
 
 The attempt runs as a task owned by the session, not by whoever offered the key:
 an HTTP client that disconnects does not stop a rotation half-way.
+
+A `Flow` (`flow=`) replaces the single flow's key attempts with a flow of its own
+(an alternating plan's promote, re-key, incident, roll back: `alternating_flow`):
+it is armed by `arm()` (its `armed` hook after `arm.run`), runs as the session's
+task from then on, and asks for keys through the session's `FlowOperator`, which
+is ARMED (keep-warm, expiry counted from each ask) only while it waits for one.
+Keys reach it through `hand()` (the page, the API) and the sources `feed()`
+gives it; `interrupt()` makes the pending ask raise (the page's Roll back).
+The expiry, keep-warm and close are the same as the single flow's.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from rotator.exitcodes import Exit
 from rotator.journal import LockHeld
 from rotator.logs import get_logger
 from rotator.pipeline import arm, finish
+from rotator.pipeline.ask import MAX_PASTES, SourcesOperator
 from rotator.report import Report, RunState
 from rotator.secret import CleanKey, KeyRejected, Secret, clean_paste
 
@@ -43,6 +53,7 @@ if TYPE_CHECKING:
     import httpx
 
     from rotator.journal import Journal
+    from rotator.pipeline.ask import ResetAsk
     from rotator.pipeline.state import RotationState
     from rotator.report import ArmResult
     from rotator.reset_watch import ResetDetected, ResetWatch
@@ -160,6 +171,56 @@ class Listener:
     def warning(self, text: str) -> None:
         """Something the operator should know that changes nothing (e.g. the reset is not watched)."""
 
+    # A flow's (`Flow`) asks: which app to reset and why, what came of each paste.
+    def asked(self, ask: ResetAsk) -> None:
+        """The flow waits for the operator to reset `ask.app` and paste its key."""
+
+    def rejected(self, message: str) -> None:
+        """A paste was not a key; the flow waits for another."""
+
+    def received(self, fingerprint: str, warnings: list[str]) -> None:
+        """A key arrived for the flow (it is about to be probed)."""
+
+    def notice(self, line: str) -> None:
+        """Something the operator must know at once (the active app was reset by mistake)."""
+
+
+class Flow(Protocol):
+    """A flow an armed session runs instead of the single flow's key attempts."""
+
+    @property
+    def what(self) -> str:
+        """The verb of "cannot WHAT: ..." when arm fails."""
+        ...
+
+    async def armed(self, session: ArmedSession) -> None:
+        """After `arm.run` succeeded: the flow's own arm (raise RotatorError: nothing changed)."""
+        ...
+
+    async def run(self, session: ArmedSession, operator: FlowOperator) -> Report:
+        """The flow, from right after arm; keys come from `operator`."""
+        ...
+
+
+@dataclass
+class Handed:
+    """What became of a key handed to a flow (`ArmedSession.hand`)."""
+
+    outcome: str  # rejected | refused | taken | finished | closed
+    message: str
+
+
+class Inbox:
+    """The keys handed to a flow session (the page, the API), as a `KeySource`."""
+
+    name = "page"
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[str | bytes | Secret] = asyncio.Queue()
+
+    async def read(self) -> str | bytes | Secret:
+        return await self.queue.get()
+
 
 class ArmedSession:
     """One armed rotation, its key attempts and its keeper.  Use `arm()` first, `release()` last."""
@@ -174,8 +235,22 @@ class ArmedSession:
         keep_warm_every: float = KEEP_WARM_EVERY,
         unavailable_keeps_armed: bool = True,
         dry_run: bool = False,
+        flow: Flow | None = None,
+        handed_keys: bool = True,
+        max_pastes: int | None = None,
     ) -> None:
         self.state = state
+        self.flow = flow
+        # A flow's keys: handed in (`hand`: the page, the API) and/or from fed sources; a front end
+        # with fed sources only (the terminal) says so, so that their end ends the ask.
+        self.handed_keys = handed_keys
+        self.max_pastes = max_pastes
+        self.inbox = Inbox()
+        self.operator: FlowOperator | None = None  # a flow's, once armed
+        self.asking: ResetAsk | None = None  # what a flow waits for now
+        self.started_wall = time.time()
+        self._handed: asyncio.Future[Handed] | None = None
+        self._interrupt: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.listener = listener or Listener()
         self.max_attempts = max_attempts
         self.arm_timeout = arm_timeout
@@ -192,7 +267,7 @@ class ArmedSession:
         self.error: Exception | None = None  # what ended an attempt that raised (the journal says how far it got)
         self._over: asyncio.Future[Report | None] = asyncio.get_running_loop().create_future()
         self._keeper: asyncio.Task[None] | None = None
-        self._attempt_task: asyncio.Task[Attempt] | None = None
+        self._attempt_task: asyncio.Task[Any] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.watch: ResetWatch | None = None  # the old key, probed every [probe] watch_interval while armed
         self._watch_client: httpx.AsyncClient | None = None
@@ -206,30 +281,38 @@ class ArmedSession:
         return self.status in (Status.FINISHED, Status.CLOSED)
 
     @property
-    def in_flight(self) -> asyncio.Task[Attempt] | None:
-        """The attempt running now (probing or writing a key), if any."""
+    def in_flight(self) -> asyncio.Task[Any] | None:
+        """The attempt (or a flow's step) running now (probing or writing a key), if any."""
         task = self._attempt_task
-        return task if task is not None and not task.done() else None
+        return task if task is not None and not task.done() and self.status is Status.ROTATING else None
 
     @property
     def attempts_left(self) -> int:
         return max(self.max_attempts - self.attempts, 0)
 
     # -- arm -------------------------------------------------------------
-    async def arm(self, what: str = "rotate") -> ArmResult:
+    async def arm(self, what: str = "rotate", *, start: bool = True) -> ArmResult:
         """Arm the rotation.  Raises NotArmed (after disarming) when a target is not ready,
-        RotationError when the plan is locked by another rotation."""
+        RotationError when the plan is locked by another rotation (or a flow's own arm failed).
+        A flow starts running at once, or (`start=False`) at `start()`."""
+        self.started_wall = time.time()
         try:
             armed = await arm.run(self.state)
+            if not armed.ok:
+                raise NotArmed(not_armed_message(armed, self.flow.what if self.flow else what), armed)
+            if self.flow is not None:
+                await self.flow.armed(self)
         except BaseException:
             await self.release()
             raise
-        if not armed.ok:
-            await self.release()
-            raise NotArmed(not_armed_message(armed, what), armed)
+        if self.flow is not None:
+            self.status = Status.ROTATING  # until the flow asks for a key
+            self.operator = FlowOperator(self)
+            if start:
+                self.start()
+            return armed
         self.status = Status.ARMED
-        if self.arm_timeout is not None:
-            self.expires_at = time.time() + self.arm_timeout
+        self._expire_from_now()
         self._start_keeper()
         self._start_watch()
         return armed
@@ -309,9 +392,72 @@ class ArmedSession:
         if watch_again:
             self._start_watch()
 
+    def _expire_from_now(self) -> None:
+        if self.arm_timeout is not None:
+            self.expires_at = time.time() + self.arm_timeout
+
+    # -- a flow ------------------------------------------------------------
+    def start(self) -> None:
+        """Run the flow (once), after `arm(start=False)`."""
+        assert self.flow is not None and self.operator is not None, "arm() a flow first"
+        if self._attempt_task is None:
+            self._attempt_task = self.spawn(self._run_flow())
+
+    async def _run_flow(self) -> None:
+        assert self.flow is not None and self.operator is not None
+        try:
+            report = await self.flow.run(self, self.operator)
+        except asyncio.CancelledError:
+            raise  # closed (expiry, close, lost lock: `_end` ran) or shutdown
+        except RotatorError as exc:
+            self.error = exc
+            await self._end(Status.CLOSED, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - the journal says how far it got; one line here
+            self.error = exc
+            log.error("flow failed", rotation=self.id, error=type(exc).__name__)
+            await self._end(Status.CLOSED, f"internal error ({type(exc).__name__})", resume=f"rotator resume {self.id}")
+            return
+        finally:
+            if self.operator is not None:
+                self.operator.close()
+        self.report = report
+        self.listener.finished(report)
+        await self._end(Status.FINISHED, "")
+
+    async def hand(self, raw: str | bytes | Secret) -> Handed:
+        """A key for the flow's pending ask; returns once the flow is done with it (the next
+        ask, a refusal, the end).  Raises SessionBusy unless the flow waits for a key."""
+        if self.flow is None:
+            raise SessionBusy(f"rotation {self.id} takes its key with offer()")
+        if self.status is not Status.ARMED or self.asking is None or self._handed is not None:
+            raise SessionBusy(f"rotation {self.id} is not waiting for a key now ({self.status})")
+        handed = self._handed = asyncio.get_running_loop().create_future()
+        self.inbox.queue.put_nowait(raw)
+        del raw
+        return await asyncio.shield(handed)
+
+    def _tell(self, outcome: str, message: str) -> None:
+        """Answer the pending `hand()`, if any."""
+        handed, self._handed = self._handed, None
+        if handed is not None and not handed.done():
+            handed.set_result(Handed(outcome, message))
+
+    def interrupt(self, exc: BaseException) -> bool:
+        """Make the flow's pending ask raise `exc` (e.g. the page's Roll back).  False unless it waits for a key."""
+        if self.flow is None or self.status is not Status.ARMED or self._interrupt.done():
+            return False
+        self._interrupt.set_exception(exc)
+        return True
+
     # -- keys ------------------------------------------------------------
-    def feed(self, source: KeySource) -> asyncio.Task[None]:
-        """Offer every key `source` reads until the session is over (or the source has no more)."""
+    def feed(self, source: KeySource) -> asyncio.Task[None] | None:
+        """Offer every key `source` reads until the session is over (or the source has no more).
+        A flow's operator reads it itself (raced with the page's keys)."""
+        if self.flow is not None:
+            assert self.operator is not None, "arm() first"
+            self.operator.sources.append(source)
+            return None
 
         async def pump() -> None:
             while not self.done:
@@ -424,7 +570,7 @@ class ArmedSession:
         when its last key was refused.  Does nothing unless armed."""
         if self.status is not Status.ARMED:
             return
-        if self.last_refusal is not None and self.state.report is None:
+        if self.flow is None and self.last_refusal is not None and self.state.report is None:
             with contextlib.suppress(Exception):
                 await finish.abandon(self.state, self.last_refusal.report)
         await self._end(Status.CLOSED, why)
@@ -443,6 +589,11 @@ class ArmedSession:
     async def _end(self, status: Status, why: str, resume: str | None = None) -> None:
         self.status = status
         self.closed_reason = why
+        self.asking = None
+        if status is Status.FINISHED and self.report is not None:
+            self._tell("finished", self.report.message)
+        else:
+            self._tell("closed", why)
         await self.release()
         current = asyncio.current_task()
         for task in list(self._background):  # the key sources, watchers (not the attempt ending it)
@@ -472,7 +623,12 @@ class ArmedSession:
             if self.expires_at is not None:
                 wait = min(wait, self.expires_at - time.time())
                 if wait <= 0:
-                    await self.close(f"no key within {self.arm_timeout:.0f}s of arming")
+                    since = (
+                        "of arming"
+                        if self.flow is None
+                        else f"of the ask to reset {self.asking.app if self.asking else 'the app'}"
+                    )
+                    await self.close(f"no key within {self.arm_timeout:.0f}s {since}")
                     return
             await asyncio.sleep(wait)
             if self.status is not Status.ARMED:
@@ -497,11 +653,62 @@ class ArmedSession:
                 log.warning("keep-warm failed", rotation=self.id, error=type(exc).__name__)
 
 
+class FlowOperator(SourcesOperator):
+    """A flow's `Operator` over the session: the page's keys (`hand`) and every fed source,
+    raced.  ARMED (kept warm, expiring `arm_timeout` after the ask) only while it waits."""
+
+    def __init__(self, session: ArmedSession) -> None:
+        sources: list[KeySource] = [session.inbox] if session.handed_keys else []
+        super().__init__(sources, session.state.plan.secret.key_pattern, session.max_pastes or MAX_PASTES)
+        self.session = session
+
+    def show(self, ask: ResetAsk) -> None:
+        s = self.session
+        if s._handed is not None:  # the key handed for the previous ask was refused, or the next reset is due
+            s._tell("refused" if ask.refused else "taken", ask.refused or f"next: reset {ask.app}")
+        s.asking = ask
+        s.listener.asked(ask)
+
+    def rejected(self, message: str) -> None:
+        self.session._tell("rejected", message)
+        self.session.listener.rejected(message)
+
+    def received(self, fingerprint: str, warnings: list[str]) -> None:
+        self.session.listener.received(fingerprint, warnings)
+
+    def notice(self, line: str) -> None:
+        self.session.listener.notice(line)
+
+    async def key(self, ask: ResetAsk) -> Secret:
+        s = self.session
+        s.status = Status.ARMED
+        s._expire_from_now()
+        s._start_keeper()
+        wanted = asyncio.ensure_future(super().key(ask))
+        try:
+            either: set[asyncio.Future[Any]] = {wanted, s._interrupt}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not wanted.done():
+                wanted.cancel()
+                s._interrupt.result()  # raises what interrupt() was given
+            return wanted.result()
+        finally:
+            if not wanted.done():
+                wanted.cancel()
+            s.asking = None
+            s._stop_keeper()
+            if not s.done:
+                s.status = Status.ROTATING
+
+
 __all__ = [
     "CLOSE_STEP",
     "MAX_KEY_ATTEMPTS",
     "ArmedSession",
     "Attempt",
+    "Flow",
+    "FlowOperator",
+    "Handed",
     "KeySource",
     "Listener",
     "NotArmed",

@@ -60,6 +60,9 @@ class RotationState:
     force: bool = False  # write the primary without check-and-set
     accept_unprobed: bool = False  # write a key the probe could not check
     progress_fn: ProgressFn = _no_progress
+    # Told of every journal event as it is queued (the service turns an alternating flow's
+    # promote / re-key / revoked events into its page's events); best effort, like progress_fn.
+    event_fn: Callable[[str, str, dict[str, Any]], None] | None = None
     id: str = ""  # the journal entry; given: continue that entry (resume), else arm opens one
 
     # -- armed (arm.run) --
@@ -127,6 +130,11 @@ class RotationState:
     def event(self, step: str, status: str, **fields: Any) -> None:
         """Journal an event without waiting: written with the next batch, in order."""
         self.writer.event(self.id, step, status, **fields)
+        if self.event_fn is not None:
+            try:
+                self.event_fn(step, status, fields)
+            except Exception:  # noqa: BLE001 - a broken listener must not break a rotation
+                log.warning("event callback failed", step=step)
 
 
 _gc_pause = {"depth": 0, "was_enabled": True}

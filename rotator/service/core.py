@@ -48,6 +48,7 @@ from rotator.service.views import ApiError, plan_state, preflight
 
 if TYPE_CHECKING:
     from rotator.journal import Journal, RotationRow
+    from rotator.pipeline.alternating_flow import AlternatingFlow
     from rotator.plan import Plan
     from rotator.report import Report
 
@@ -99,9 +100,20 @@ class Service:
         self.metrics.armed.set(sum(1 for h in self.held.values() if h.state == Status.ARMED))
 
     # -- arm -------------------------------------------------------------
-    async def arm(self, plan_name: str, *, operator: str, reason: str = "") -> Held:
+    async def arm(
+        self,
+        plan_name: str,
+        *,
+        operator: str,
+        reason: str = "",
+        flow: str | None = None,
+        choice: str | None = None,
+    ) -> Held:
+        """Arm a rotation of the plan.  An alternating plan's `flow` (rotate | incident |
+        rekey | promote | rollback; default rotate) starts at once (`alternating_flow`)."""
         self._refuse_if_draining()
         plan = self.plan(plan_name)
+        alt_flow = self._flow(plan, flow, choice)
         for h in self.held.values():
             if h.plan.name == plan.name and not h.done:
                 raise ApiError(
@@ -111,9 +123,15 @@ class Service:
                     held_here=True,
                     operator=h.operator,
                 )
-        state = RotationState(plan, self.journal, reason=reason or "web", operator=operator)
+        kind = "rotate" if alt_flow is None else {"incident": "rotate"}.get(alt_flow.name.value, alt_flow.name.value)
+        state = RotationState(plan, self.journal, kind=kind, reason=reason or "web", operator=operator)
         held = Held(
-            state, operator, arm_timeout=self.arm_timeout, keep_warm_every=self.keep_warm_every, on_end=self._ended
+            state,
+            operator,
+            arm_timeout=self.arm_timeout,
+            keep_warm_every=self.keep_warm_every,
+            on_end=self._ended,
+            flow=alt_flow,
         )
         try:
             armed = await held.session.arm()
@@ -121,12 +139,60 @@ class Service:
             self.metrics.observe_arm(plan.name, "rotate", exc.armed.seconds)
             raise ApiError(409, str(exc), preflight=preflight(state)) from None
         except RotationError as exc:
-            raise ApiError(409 if exc.exit_code == Exit.BUSY else 500, str(exc), **exc.details) from None
+            status = (
+                409 if exc.exit_code in (Exit.BUSY, Exit.PLAN_INVALID, Exit.PARTIAL, Exit.PREFLIGHT_FAILED) else 500
+            )
+            raise ApiError(status, str(exc), preflight=preflight(state), **exc.details) from None
         self.metrics.observe_arm(plan.name, "rotate", armed.seconds)
         self.held[held.id] = held
         held.armed()
         self._count_armed()
         log.info("armed", plan=plan.name, rotation=held.id, operator=operator)
+        return held
+
+    @staticmethod
+    def _flow(plan: Plan, flow: str | None, choice: str | None) -> AlternatingFlow | None:
+        """The alternating flow asked for (None: the single flow); a bad name is a 400."""
+        from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName, IncidentChoice
+
+        if not plan.alternating:
+            if flow not in (None, "rotate") or choice is not None:
+                raise ApiError(400, f"{plan.name} is a single-app plan: only the planned rotation (no flow) applies")
+            return None
+        try:
+            name = FlowName(flow or FlowName.ROTATE)
+        except ValueError:
+            raise ApiError(400, f"flow must be one of: {', '.join(FlowName)}") from None
+        try:
+            picked = IncidentChoice(choice) if choice else None
+        except ValueError:
+            raise ApiError(400, f"choice must be one of: {', '.join(IncidentChoice)}") from None
+        if picked is not None and name is not FlowName.INCIDENT:
+            raise ApiError(400, "choice goes with the incident flow")
+        return AlternatingFlow(name, picked)
+
+    async def slots(self, plan_name: str) -> dict[str, Any]:
+        """An alternating plan's slots, as `rotator status --json` prints them (from the backends)."""
+        from rotator.pipeline.slot_status import status_data, survey
+
+        plan = self.plan(plan_name)
+        if not plan.alternating:
+            raise ApiError(404, f"{plan.name} is a single-app plan: it has no slots")
+        try:
+            alt = await survey(plan)
+        except RotationError as exc:
+            raise ApiError(502, str(exc)) from None
+        return await asyncio.to_thread(status_data, plan, alt, self.journal)
+
+    async def roll_back(self, rid: str) -> Held:
+        """Roll back instead of the re-key an armed alternating rotation waits for."""
+        held = self.get(rid)
+        if held.flow is None:
+            raise ApiError(409, f"rotation {rid} is a single-app rotation: there is nothing to roll back")
+        if held.done:
+            raise ApiError(409, f"rotation {rid} is {held.state}: arm the plan's roll back instead")
+        if (why := held.flow.roll_back(held.session)) is not None:
+            raise ApiError(409, why)
         return held
 
     def _ended(self, held: Held, report: Report | None) -> None:
@@ -178,6 +244,8 @@ class Service:
         reach the API (an outage; the page asks for an explicit confirmation first).
         Returns (http status, body)."""
         held = self.get(rid)
+        if held.flow is not None:
+            return await self._hand(held, raw)
         if held.state == Status.ARMED:  # per key: a later paste is probed as usual unless asked again
             held.session.state.accept_unprobed = accept_unprobed
             if accept_unprobed:
@@ -294,6 +362,24 @@ class Service:
         from rotator.notify import notify_all
 
         self._track(asyncio.ensure_future(notify_all(plan, report, link=self.link(report.get("id")))))
+
+    async def _hand(self, held: Held, raw: str) -> tuple[int, dict[str, Any]]:
+        """An alternating flow's key: answered once the flow is done with it (the next ask, a refusal, the end)."""
+        try:
+            handed = await held.session.hand(raw)
+        except SessionBusy as exc:
+            raise ApiError(409, str(exc)) from None
+        finally:
+            del raw
+        report = held.session.report
+        body = {
+            "outcome": handed.outcome,
+            "message": handed.message,
+            "rotation": held.summary(),
+            "report": scrub_data(report.as_dict()) if report is not None else None,
+        }
+        status = {"rejected": 422, "refused": 422, "closed": 409}.get(handed.outcome, 200)
+        return status, body
 
     def _spawn_close(self, held: Held, why: str) -> None:
         self._track(asyncio.ensure_future(self.close(held.id, why)))

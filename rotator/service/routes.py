@@ -116,13 +116,59 @@ async def get_plan(request: Request) -> Response:
     return json(await asyncio.to_thread(service.plan_state, plan))
 
 
+def _str(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, f"{name} must be a string")
+    return value or None
+
+
 @api
 async def arm(request: Request) -> Response:
+    """Arm; an alternating plan's flow (body `flow`, `choice`) starts at once (follow its events)."""
     data = await _json_body(request, required=False)
     held = await _service(request).arm(
-        request.path_params["name"], operator=_operator(request, data), reason=_reason(data)
+        request.path_params["name"],
+        operator=_operator(request, data),
+        reason=_reason(data),
+        flow=_str(data, "flow"),
+        choice=_str(data, "choice"),
     )
     return json(held.summary(), 201)
+
+
+async def _run_flow(request: Request, flow: str) -> Response:
+    """An alternating flow that needs no key (promote, roll back): arm it, answer with its report."""
+    data = await _json_body(request, required=False)
+    held = await _service(request).arm(
+        request.path_params["name"], operator=_operator(request, data), reason=_reason(data, flow), flow=flow
+    )
+    report = await held.session.wait()
+    if report is None:
+        raise ApiError(409, held.session.closed_reason or "the flow was closed", rotation=held.summary())
+    return json({"rotation": held.summary(), "report": report.as_dict()}, 200 if report.exit_code == 0 else 409)
+
+
+@api
+async def plan_rollback(request: Request) -> Response:
+    return await _run_flow(request, "rollback")
+
+
+@api
+async def plan_promote(request: Request) -> Response:
+    return await _run_flow(request, "promote")
+
+
+@api
+async def plan_slots(request: Request) -> Response:
+    return json(await _service(request).slots(request.path_params["name"]))
+
+
+@api
+async def rotation_rollback(request: Request) -> Response:
+    """Roll back instead of the re-key the rotation waits for; the report follows on its events."""
+    held = await _service(request).roll_back(request.path_params["id"])
+    return json(held.summary(), 202)
 
 
 @api

@@ -5,6 +5,12 @@ also runs), plus what its watchers need: the events so far, and a way to follow 
 (`progress`, `armed`, `key`, `refused`, `report`, `closed`) that the page follows
 over SSE; the session itself decides what a refused key, an expiry or a lost
 lock does.
+
+An alternating plan's session runs a flow (`pipeline.alternating_flow`); its
+events add `ask` (reset APP: why no consumer is affected; the slots then),
+`rejected`, `notice` (the active app reset by mistake) and `step` for each
+journaled step of the flow that the operator waits on: `promote` done, `rekey`
+done, `revoked` proven, `rollback` done (`step` and `status` as journaled).
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from rotator.pipeline.session import ArmedSession, Attempt, Listener, Status, instruction
+from rotator.report import Step
 from rotator.secret import scrub_data
 from rotator.service.views import preflight
 
 if TYPE_CHECKING:
+    from rotator.pipeline.alternating_flow import AlternatingFlow
+    from rotator.pipeline.ask import ResetAsk
     from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
     from rotator.report import Progress, Report
@@ -27,6 +36,9 @@ if TYPE_CHECKING:
     from rotator.secret import CleanKey
 
 RESET_MESSAGE = "the old key stopped working — paste the new key now"
+
+
+FLOW_STEPS = frozenset({Step.PROMOTE, Step.REKEY, Step.REVOKED, Step.ROLLBACK})
 
 
 class Held(Listener):
@@ -40,6 +52,7 @@ class Held(Listener):
         arm_timeout: float,
         keep_warm_every: float,
         on_end: Callable[[Held, Report | None], None],
+        flow: AlternatingFlow | None = None,
     ) -> None:
         self.plan: Plan = state.plan
         self.operator = operator
@@ -48,8 +61,12 @@ class Held(Listener):
         self.last_refusal: dict[str, Any] | None = None
         self._on_end = on_end
         self._wake = asyncio.Event()
+        self.flow = flow
+        self._swapped: str | None = None  # a promote / roll back swapped the slots: its report is next
         state.progress_fn = self.progress
-        self.session = ArmedSession(state, self, arm_timeout=arm_timeout, keep_warm_every=keep_warm_every)
+        if flow is not None:
+            state.event_fn = self.journaled
+        self.session = ArmedSession(state, self, arm_timeout=arm_timeout, keep_warm_every=keep_warm_every, flow=flow)
 
     @property
     def id(self) -> str:
@@ -69,7 +86,13 @@ class Held(Listener):
 
     def armed(self) -> None:
         self.push(
-            "armed", {"state": "armed", "preflight": preflight(self.session.state), "expires_at": self.expires_at}
+            "armed",
+            {
+                "state": "armed",
+                "preflight": preflight(self.session.state),
+                "expires_at": self.expires_at,
+                **({"alternating": self.alternating()} if self.flow is not None else {}),
+            },
         )
 
     def key(self, clean: CleanKey) -> None:
@@ -94,6 +117,68 @@ class Held(Listener):
     def closed(self, reason: str, resume: str | None = None) -> None:
         self.push("closed", {"reason": reason, **({"resume": resume} if resume else {})})
         self._on_end(self, None)
+
+    # -- an alternating flow's events -----------------------------------------
+    def asked(self, ask: ResetAsk) -> None:
+        self.push("ask", {**self.ask_dict(ask), "expires_at": self.expires_at, "alternating": self.alternating()})
+
+    def rejected(self, message: str) -> None:
+        self.push("rejected", {"message": message})
+
+    def received(self, fingerprint: str, warnings: list[str]) -> None:
+        self.push("key", {"fingerprint": fingerprint, "warnings": warnings})
+
+    def notice(self, line: str) -> None:
+        self.push("notice", {"line": line})
+
+    def journaled(self, step: str, status: str, fields: dict[str, Any]) -> None:
+        """The flow's journal events the page waits on, as `step` events; a swap's report
+        (every target holds the key now) as its step `done`."""
+        keep = {k: fields.get(k) for k in ("target", "detail", "fingerprint") if fields.get(k) is not None}
+        if step in FLOW_STEPS and status != "running":
+            self.push("step", {"step": step, "status": status, **keep})
+            self._swapped = step if step in (Step.PROMOTE, Step.ROLLBACK) and status == "ok" else None
+        elif step == Step.REPORT and self._swapped is not None:
+            self.push("step", {"step": self._swapped, "status": "done" if status == "done" else status, **keep})
+            self._swapped = None
+
+    def ask_dict(self, ask: ResetAsk) -> dict[str, Any]:
+        alt = self.flow.alt if self.flow is not None else None
+        safe = ask.slot == "standby" and alt is not None
+        return {
+            "app": ask.app,
+            "why": ask.why,
+            "instruction": ask.instruction,
+            "slot": ask.slot,
+            "attempt": ask.attempt,
+            "refused": ask.refused,
+            # Why no consumer is affected (the standby), or what the reset of the active app costs.
+            "safe": safe,
+            "because": (
+                f"{ask.app} is the standby: every backend and consumer uses {alt.active_app}'s key "
+                f"({alt.slots.active.fingerprint if alt.slots.active else '?'}), so resetting {ask.app} "
+                "fails no consumer call"
+            )
+            if safe and alt is not None
+            else ask.why,
+        }
+
+    def alternating(self) -> dict[str, Any]:
+        """The flow, its plan line, the slots now, what it waits for, whether Roll back is possible."""
+        flow = self.flow
+        assert flow is not None
+        alt = flow.alt
+        asking = self.session.asking
+        return {
+            "flow": flow.name.value,
+            "choice": flow.choice.value if flow.choice else None,
+            "plan_line": flow.plan_line,
+            "slots": alt.as_dict() if alt is not None else None,
+            "asking": self.ask_dict(asking) if asking is not None else None,
+            "rollback_refusal": flow.rollback_refusal() if asking is not None else "a step is running",
+            "can_roll_back": asking is not None and flow.rollback_refusal() is None,
+            "rolled_back": flow.rolled_back,
+        }
 
     # -- the event log -----------------------------------------------------
     def push(self, kind: str, data: dict[str, Any]) -> None:
@@ -137,7 +222,8 @@ class Held(Listener):
                 "old_fingerprint": armed.old_fingerprint if armed else None,
                 "old_version": armed.old_version if armed else None,
                 "preflight": preflight(self.session.state),
-                "instruction": instruction(),
+                "instruction": instruction() if self.flow is None else None,
+                **({"alternating": self.alternating()} if self.flow is not None else {}),
                 "last_refusal": self.last_refusal,
                 "closed_reason": self.session.closed_reason or None,
                 "report": report.as_dict() if report else None,

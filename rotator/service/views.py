@@ -130,4 +130,7 @@ def plan_state(journal: Journal, plan: Plan, armed_rotation: str | None) -> dict
         "armed_rotation": armed_rotation,
         "lock": journal.lock_info(plan.name),  # held by any replica: who, since when
         "probe": plan.probe.enabled,
+        # alternating: the page reads the slots from /api/plans/NAME/slots (they need the backends)
+        "strategy": "alternating" if plan.alternating else "single",
+        "apps": list(plan.secret.apps) if plan.alternating else [],
     }

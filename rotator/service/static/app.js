@@ -187,6 +187,7 @@
       drifted.length ? "warn" : "");
     if (p.schedules.length) add("Schedules", p.schedules.map((s) => `${s.job} ${s.when}`).join("; "));
     renderActive(p);
+    altPlanInfo(p).catch(() => {});  // alternating plans: the slots and the flows
   }
 
   // A rotation of this plan in progress (here or elsewhere), or one left partial.
@@ -262,6 +263,7 @@
   async function arm() {
     const p = currentPlan();
     if (!p) return;
+    if (isAlternating(p)) { $("alt-rotate-btn").focus(); return; }  // its flows have their own buttons
     const btn = $("arm-btn");
     btn.disabled = true;
     $("plan-status").textContent = `Arming ${p.name}: checking every backend and consumer…`;
@@ -355,6 +357,7 @@
     state.rotation = null;
     if (!state.finished) resetProgress();  // no empty table left behind
     unprobedOffer(null);
+    altReset();
     show("armed-section", false);
     show("plans-section", true);
     $("plan-status").textContent = message || "";
@@ -378,6 +381,7 @@
 
   async function submitKey() {
     if (!state.rotation) return;
+    if (state.rotation.alternating) return altSubmitKey();
     const input = $("key");
     const btn = $("rotate-btn");
     if (!input.value.trim()) { $("key-status").textContent = "Paste the new key first."; input.focus(); return; }
@@ -521,6 +525,7 @@
       const doc = new DOMParser().parseFromString(svg, "image/svg+xml");
       out.append(el("figure", { id: "timeline" }, document.importNode(doc.documentElement, true)));
     }
+    altReport(report, out);
     show("armed-section", false);
     show("again-btn", true);
     state.rotation = null;
@@ -568,6 +573,7 @@
   }
 
   function handleEvent(type, data) {
+    if (altHandleEvent(type, data)) return;
     if (type === "progress") { show("progress-section", true); onProgress(data); }
     else if (type === "key") {
       show("progress-section", true);
@@ -584,6 +590,230 @@
       stopResetCounter();
       backToPlans(`The armed rotation was closed: ${data.reason}. Nothing was written.`);
     }
+  }
+
+  // -- alternating plans (issue 11): two apps, active and standby ---------------
+  // Kept apart from the single-app flow: the hooks above call these by name only.
+  // A flow starts at arm (the promote needs no key); the page then shows which app
+  // to reset and why no consumer is affected, Roll back while it waits for that key,
+  // and the flow's steps as they land (promote done, re-key done, revoked proven).
+  const ALT_STEP = {
+    "promote ok": "promote: the primary's slots swapped",
+    "promote done": "promote done: every target holds the new active key",
+    "rollback ok": "roll back: the primary's slots swapped back",
+    "rollback done": "roll back done: every target holds the previous key again",
+    "rekey ok": "re-key done: the new key is stored as the standby",
+    "revoked ok": "revoked: the reset app's previous key is proven refused",
+    "revoked still_works": "the previous key still works: that app was not reset",
+    "rekey refused": "key refused: nothing was written",
+    "rekey active_reset": "the ACTIVE app was reset",
+  };
+
+  function isAlternating(p) { return Boolean(p && p.strategy === "alternating"); }
+
+  async function altPlanInfo(p) {
+    const on = isAlternating(p);
+    show("alt-plan", on);
+    show("arm-btn", !on);
+    show("alt-choice", false);
+    if (!on) return;
+    $("alt-slots").tBodies[0].replaceChildren();
+    $("alt-next").textContent = "Reading both slots and probing both keys…";
+    const r = await api("GET", `/api/plans/${encodeURIComponent(p.name)}/slots`);
+    if (currentPlan() !== p) return;
+    if (!r.ok) { $("alt-next").textContent = `Slots unknown: ${r.data.error || r.status}`; return; }
+    altRenderSlots(r.data);
+  }
+
+  function altAge(seconds) { return seconds === null || seconds === undefined ? "unknown" : ago(seconds); }
+
+  function altRenderSlots(st) {
+    state.altSlots = st;
+    $("alt-slots").tBodies[0].replaceChildren(...["active", "standby"].map((who) => {
+      const s = st[who] || {};
+      const works = s.works === true ? "yes, on every URL" : s.works === false ? `NO: ${s.problem || "refused"}` : "not probed";
+      return el("tr", { "data-slot": who }, el("th", { scope: "row" }, who),
+        el("td", { class: "alt-app" }, s.app + (s.app_recorded === false ? " (inferred)" : "")),
+        el("td", {}, s.fingerprint || "(empty)"), el("td", {}, altAge(s.age_s)),
+        el("td", { "data-works": String(s.works) }, works));
+    }));
+    $("alt-next").textContent = `Next rotation: ${st.next}` + (st.standby_problem ? ` (${st.standby_problem})` : "");
+    $("alt-left").replaceChildren(...(st.left || []).map((l) => el("li", {}, `Left: ${l}`)));
+    show("alt-plan-rollback-btn", Boolean(st.rollback_possible));
+  }
+
+  async function altArm(flow, choice) {
+    const p = currentPlan();
+    if (!p) return;
+    show("alt-choice", false);
+    $("plan-status").textContent = `Arming ${p.name} (${flow}): checking every backend, consumer and both keys…`;
+    const body = { ...who(), flow };
+    if (choice) body.choice = choice;
+    const r = await api("POST", `/api/plans/${encodeURIComponent(p.name)}/arm`, body);
+    renderPreflight(r.data.preflight || []);
+    if (!r.ok) {
+      $("plan-status").textContent = `Not started: ${r.data.error || `HTTP ${r.status}`}`;
+      if (r.data.choices) {  // an incident without a valid standby: the operator chooses
+        $("alt-choice-line").textContent = r.data.error;
+        show("alt-choice", true);
+        $("alt-standby-first-btn").focus();
+      }
+      return;
+    }
+    state.rotation = r.data;
+    state.finished = false;
+    $("plan-status").textContent = `Started: rotation ${r.data.id}.`;
+    $("armed-summary").textContent = `Rotation ${r.data.id} · ${flow}`;
+    $("key-status").textContent = "";
+    $("alt-steps").replaceChildren();
+    altRenderArmed(r.data.alternating);
+    show("instruction-box", false);
+    show("armed-section", true);
+    resetProgress();
+    show("plans-section", false);
+    follow(r.data.id);
+    $("armed-h").focus();
+  }
+
+  function altRenderArmed(info) {
+    if (!info) return;
+    show("alt-armed", true);
+    $("alt-plan-line").textContent = info.plan_line;
+    altRenderAsk(info.asking, info);
+  }
+
+  function altRenderAsk(ask, info) {
+    show("alt-ask", Boolean(ask));
+    show("key-form", Boolean(ask));
+    if (!ask) { show("alt-rollback-btn", false); return; }
+    $("alt-ask-h").textContent = `Reset ${ask.app} in the Adjutor dashboard` +
+      (ask.slot === "standby" ? " (its new key becomes the standby)" : " (its new key becomes the ACTIVE key)");
+    $("alt-because").textContent = ask.safe ? `Why no consumer is affected: ${ask.because}.` : `Note: ${ask.because}.`;
+    $("alt-instruction").textContent = `Adjutor dashboard → ${ask.instruction}`;
+    if (ask.refused) $("key-status").textContent = `Refused: ${ask.refused}`;
+    show("alt-rollback-btn", Boolean(info && info.can_roll_back));
+    $("expires").textContent = ask.expires_at
+      ? `This rotation closes itself at ${new Date(ask.expires_at * 1000).toLocaleTimeString()} if no key comes.` : "";
+  }
+
+  function altStep(line, status) {
+    $("alt-steps").append(el("li", {}, statusCell(status), " ", line));
+  }
+
+  // Returns true when the event is an alternating flow's (handled here).
+  function altHandleEvent(type, data) {
+    if (!state.rotation || !state.rotation.alternating) return false;
+    if (type === "ask") {
+      state.rotation.alternating = data.alternating || state.rotation.alternating;
+      altRenderArmed(data.alternating);
+      altStep(`waiting for the re-key of ${data.app}: reset it in the dashboard`, "running");
+      $("key").focus();
+      return true;
+    }
+    if (type === "step") {
+      const text = ALT_STEP[`${data.step} ${data.status}`] || `${data.step}: ${data.status}`;
+      const good = data.status === "ok" || data.status === "done";
+      altStep(text + (data.fingerprint ? ` (${data.fingerprint})` : ""), good ? "ok" : "failed");
+      if (data.step === "promote" || data.step === "rekey") show("alt-rollback-btn", false);
+      return true;
+    }
+    if (type === "notice") { $("alt-notice").textContent = data.line; return true; }
+    if (type === "rejected") { $("key-status").textContent = `Refused: ${data.message}`; return true; }
+    if (type === "closed" && !state.finished) {  // expiry, Cancel, a flow that stopped: the slots say what is left
+      backToPlans(`The rotation was closed: ${data.reason}. The slots below say what is left.`);
+      return true;
+    }
+    if (type === "key") {
+      show("alt-rollback-btn", false);
+      altStep(`key received, fingerprint ${data.fingerprint}: probing`, "running");
+      return true;
+    }
+    return false;
+  }
+
+  async function altSubmitKey() {
+    const input = $("key");
+    if (!input.value.trim()) { $("key-status").textContent = "Paste the new key first."; input.focus(); return; }
+    $("rotate-btn").disabled = true;
+    $("key-status").textContent = "";
+    let r;
+    try {
+      const body = JSON.stringify({ key: input.value });
+      input.value = "";
+      r = await sendKey(state.rotation.id, body);
+    } finally { $("rotate-btn").disabled = false; }
+    const d = r.data || {};
+    if (d.report && d.outcome === "finished") { renderReport(d.report); return; }
+    if (d.outcome === "rejected" || d.outcome === "refused") {
+      $("key-status").textContent = `Refused: ${d.message}`;
+      input.focus();
+    } else if (r.status >= 400) {
+      $("key-status").textContent = `Not taken: ${d.error || d.message || r.status}`;
+    }
+  }
+
+  async function altRollBack() {
+    if (!state.rotation) return;
+    $("alt-rollback-btn").disabled = true;
+    try {
+      const r = await api("POST", `/api/rotations/${encodeURIComponent(state.rotation.id)}/rollback`, {});
+      if (!r.ok) { $("key-status").textContent = `Not rolled back: ${r.data.error || r.status}`; return; }
+      show("alt-ask", false);
+      show("key-form", false);
+      altStep("rolling back: every target moves back to the previous key", "running");
+    } finally { $("alt-rollback-btn").disabled = false; }
+  }
+
+  async function altPlanRollBack() {
+    const p = currentPlan();
+    if (!p) return;
+    $("plan-status").textContent = `Rolling back ${p.name}…`;
+    const r = await api("POST", `/api/plans/${encodeURIComponent(p.name)}/rollback`, who());
+    if (r.data.report) {
+      state.rotation = r.data.rotation; state.finished = false;
+      show("plans-section", false); show("armed-section", false); resetProgress(); renderReport(r.data.report);
+    } else $("plan-status").textContent = `Not rolled back: ${r.data.error || r.status}`;
+  }
+
+  // The flow's part of the report: who is active now, the re-keys and their proofs, the incident's clock.
+  function altReport(report, out) {
+    const info = report.alternating;
+    if (!info) return;
+    const a = info.active || {}, s = info.standby || {};
+    const h = $("result-h");
+    if (report.exit_code === 0) {
+      h.textContent = info.rolled_back ? `Rolled back: ${a.app} is active again` : `Done: ${a.app} is active, ${s.app} the standby`;
+    }
+    out.append(el("p", { id: "alt-result" }, `Active ${a.app} (${a.fingerprint || "empty"}) · standby ${s.app} (${s.fingerprint || "empty"})`));
+    if (info.promote) out.append(el("p", {}, `Promote: ${info.promote.state}, window ${ms(info.promote.window_s)}`));
+    for (const rk of info.rekeys || []) {
+      const proof = rk.previous_revoked === true ? "previous key proven revoked"
+        : rk.previous_revoked === false ? "previous key STILL WORKS" : "no previous key";
+      out.append(el("p", {}, `Re-key of ${rk.app}: ${rk.outcome} (${rk.fingerprint || "—"}), ${proof}`));
+    }
+    const inc = info.incident;
+    if (inc && inc.leaked_in_use_s !== null && inc.leaked_in_use_s !== undefined) {
+      out.append(el("p", {}, `Incident: the leaked key stayed in use ${ms(inc.leaked_in_use_s)} after the start; ` +
+        (inc.revoked_at ? `proven revoked ${inc.revoked_after_s.toFixed(1)} s after it` : "NOT proven revoked")));
+    }
+    show("alt-armed", false);
+  }
+
+  function altReset() {
+    show("alt-armed", false);
+    show("alt-ask", false);
+    show("alt-rollback-btn", false);
+    show("instruction-box", true);
+  }
+
+  function altWire() {
+    $("alt-rotate-btn").addEventListener("click", guard(() => altArm("rotate")));
+    $("alt-incident-btn").addEventListener("click", guard(() => altArm("incident")));
+    $("alt-rekey-btn").addEventListener("click", guard(() => altArm("rekey")));
+    $("alt-revoke-now-btn").addEventListener("click", guard(() => altArm("incident", "revoke-now")));
+    $("alt-standby-first-btn").addEventListener("click", guard(() => altArm("incident", "standby-first")));
+    $("alt-rollback-btn").addEventListener("click", guard(altRollBack));
+    $("alt-plan-rollback-btn").addEventListener("click", guard(altPlanRollBack));
   }
 
   // -- history ---------------------------------------------------------------
@@ -616,6 +846,7 @@
     $("accept-unprobed").addEventListener("change", unprobedLabel);
     $("again-btn").addEventListener("click", () => { resetProgress(); backToPlans(""); });
     $("signout").addEventListener("click", () => signOut("Signed out."));
+    altWire();
     if (sessionStorage.getItem(TOKEN)) {
       loadPlans().then(signedIn).catch(() => signOut(""));
     }

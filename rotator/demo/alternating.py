@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from rotator.demo.run import HOOK_ENV, _http_json, _wait_ready, _write_env
+from rotator.demo.run import _http_json, _wait_ready, _write_env, demo_targets
 from rotator.testing import plans
 from rotator.testing.adjutor import ADMIN_HEADER
 
@@ -148,27 +148,7 @@ def alternating_plan(root: Path, models_url: str, api_url: str, worker_url: str)
         strategy="alternating",
         apps=[BLUE, GREEN],
         probe=plans.adjutor_probe(models_url),
-        backends=[
-            plans.envfile("store", root / "store/adjutor.env", primary=True),
-            plans.envfile("api-env", root / "api/.env"),
-            plans.envfile("worker-env", root / "worker/.env"),
-        ],
-        consumers=[
-            plans.webhook(
-                "api",
-                f"{api_url}/reload",
-                hmac_env=HOOK_ENV,
-                confirm_url=f"{api_url}/fingerprint",
-                reads_from=["api-env"],
-            ),
-            plans.signal(
-                "worker",
-                pidfile=str(root / "worker/worker.pid"),
-                expect_cmdline="rotator.demo.consumer_app",
-                confirm_url=f"{worker_url}/fingerprint",
-                reads_from=["worker-env"],
-            ),
-        ],
+        **demo_targets(root, api_url, worker_url),
     )
 
 

@@ -70,20 +70,16 @@ def _write_env(path: Path, body: str) -> None:
         f.write(body)
 
 
-def demo_plan(root: Path, models_url: str, api_url: str, worker_url: str) -> dict[str, Any]:
-    """Three .env stores (one the primary) and two consumers: a webhook and a SIGHUP."""
-    return plans.plan(
-        "adjutor-demo",
-        description="Adjutor API key of the demo app",
-        max_age_days=90,
-        # The watch looks every 0.1 s: the reset is known to within ~0.1 s.
-        probe=plans.adjutor_probe(models_url, check_old_key=True, watch_interval=0.1),
-        backends=[
+def demo_targets(root: Path, api_url: str, worker_url: str) -> dict[str, Any]:
+    """The demo's targets, the same in both modes: three .env stores (the first the primary),
+    a webhook consumer and a SIGHUP consumer, each reading its own env file."""
+    return {
+        "backends": [
             plans.envfile("store", root / "store/adjutor.env", primary=True),
             plans.envfile("api-env", root / "api/.env"),
             plans.envfile("worker-env", root / "worker/.env"),
         ],
-        consumers=[
+        "consumers": [
             plans.webhook(
                 "api",
                 f"{api_url}/reload",
@@ -99,6 +95,18 @@ def demo_plan(root: Path, models_url: str, api_url: str, worker_url: str) -> dic
                 reads_from=["worker-env"],
             ),
         ],
+    }
+
+
+def demo_plan(root: Path, models_url: str, api_url: str, worker_url: str) -> dict[str, Any]:
+    """Three .env stores (one the primary) and two consumers: a webhook and a SIGHUP."""
+    return plans.plan(
+        "adjutor-demo",
+        description="Adjutor API key of the demo app",
+        max_age_days=90,
+        # The watch looks every 0.1 s: the reset is known to within ~0.1 s.
+        probe=plans.adjutor_probe(models_url, check_old_key=True, watch_interval=0.1),
+        **demo_targets(root, api_url, worker_url),
     )
 
 

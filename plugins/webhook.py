@@ -124,6 +124,10 @@ class WebhookConsumer(Consumer):
         except httpx.HTTPError as exc:
             return Check(False, f"cannot reach {shown}: {describe_error(exc)}; is the consumer running and url right?")
         detail = f"{shown} reachable (HEAD answered {response.status_code})"
+        warnings: list[str] = []
+        if response.status_code >= 400:
+            # Reachable, but no proof it takes the reload POST: a warning, never a ✓.
+            warnings.append(f"{shown}: HEAD answered {response.status_code}; only the reload POST will tell")
         if self.settings.confirm_url:
             confirm_shown = display_url(self.settings.confirm_url)
             try:
@@ -144,10 +148,11 @@ class WebhookConsumer(Consumer):
                     None,
                     detail,
                     [
-                        f'{confirm_shown} answered {response.status_code} without {{"fingerprint": ...}}; confirm may fail'
+                        *warnings,
+                        f'{confirm_shown} answered {response.status_code} without {{"fingerprint": ...}}; confirm may fail',
                     ],
                 )
-        return Check(True, detail)
+        return Check(True, detail, warnings)
 
     async def signal(self, event: RotationEvent) -> str:
         payload = {

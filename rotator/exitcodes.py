@@ -14,4 +14,9 @@ class Exit(IntEnum):
     BUSY = 7  # another rotation or sync of the same plan holds the lock
     DRIFT = 8  # `sync --check`: some backend differs from the primary
     CONFLICT = 9  # the primary changed between arm and write (check-and-set); nothing written
-    INTERRUPTED = 130
+    JOURNAL = 10  # the journal cannot be opened or written (disk full, `--db` unreachable or unknown)
+    PRIMARY_FAILED = 11  # the primary write failed (unreachable, deleted, scheduled for deletion); nothing written
+    NOTHING_TO_RESUME = 12  # `resume` of a rotation that never wrote the primary: rotate again
+    MISSING_EXTRA = 13  # an optional dependency is not installed (the line names the extra)
+    KEY_NOT_RESET = 14  # the pasted key is the one the primary already holds: the key was not reset
+    INTERRUPTED = 130  # Ctrl-C / SIGINT: the line says what was written and how to finish

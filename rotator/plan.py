@@ -242,14 +242,36 @@ _MESSAGES = {
 }
 
 
-def _problems(prefix: str, err: ValidationError, base: tuple[int | str, ...] = ()) -> list[str]:
+def _problems(
+    prefix: str, err: ValidationError, base: tuple[int | str, ...] = (), model: type[BaseModel] | None = None
+) -> list[str]:
     out = []
     for e in err.errors(include_url=False, include_input=False):
         loc = [p for p in e["loc"] if not (isinstance(p, str) and ("function-" in p or p.startswith("[")))]
         msg = _MESSAGES.get(e["type"], e["msg"])
         msg = msg.removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden" and model is not None and (near := _did_you_mean(model, loc)):
+            msg += f" (did you mean `{near}`?)"
         out.append(f"{prefix}: {_loc(base + tuple(loc))}: {msg}")
     return out
+
+
+def _did_you_mean(model: type[BaseModel], loc: list[int | str]) -> str | None:
+    """The closest key the model at `loc` knows, for a mistyped one (`check_old_keys`)."""
+    import difflib
+
+    *path, key = loc
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field_ = model.model_fields.get(str(part))
+        sub = getattr(field_, "annotation", None) if field_ is not None else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return None
+        model = sub
+    names = [f.alias or n for n, f in model.model_fields.items()]
+    near = difflib.get_close_matches(str(key), names, n=1, cutoff=0.75)
+    return near[0] if near else None
 
 
 # -- keys too deep to parse -------------------------------------------------------
@@ -364,7 +386,7 @@ def parse_plan(data: dict[str, Any], path: Path) -> Plan:
     try:
         pf = _PlanFile.model_validate(data)
     except ValidationError as exc:
-        problems = _problems(label, exc)
+        problems = _problems(label, exc, model=_PlanFile)
         # Still check the targets we can, so one run shows every problem.
         pf = None
     backends: list[BackendSettings] = []
@@ -393,33 +415,42 @@ def parse_plan(data: dict[str, Any], path: Path) -> Plan:
             try:
                 out.append(cls.Settings.model_validate(entry))  # type: ignore[arg-type]
             except ValidationError as exc:
-                problems.extend(_problems(label, exc, (section, i)))
+                problems.extend(_problems(label, exc, (section, i), cls.Settings))
+    # Checks across targets read the entries as written, so they are reported in the
+    # same pass as each target's own problems (not only once those are fixed).
+    raw = {
+        sec: [e for e in data.get(sec, []) if isinstance(e, dict)] if isinstance(data.get(sec), list) else []
+        for sec in ("backends", "consumers")
+    }
+    primaries = [i for i, b in enumerate(raw["backends"]) if b.get("primary") is True]
+    if raw["backends"] and len(primaries) != 1:
+        problems.append(f"{label}: backends: exactly one backend needs primary = true (found {len(primaries)})")
+    names = {b.get("name") for b in raw["backends"]}
+    for i, c in enumerate(raw["consumers"]):
+        deps = c.get("reads_from")
+        for j, dep in enumerate(deps if isinstance(deps, list) else []):
+            if isinstance(dep, str) and dep not in names:
+                problems.append(f"{label}: consumers[{i}].reads_from[{j}]: no backend named {dep!r}")
+    # One namespace for both kinds: arm checks, results, the journal and reads_from
+    # all name a target, so a consumer named like a backend would hide it.
+    seen: dict[str, str] = {}
+    for section in ("backends", "consumers"):
+        for i, item in enumerate(raw[section]):
+            name = item.get("name")
+            if not isinstance(name, str):
+                continue
+            if name in seen:
+                problems.append(
+                    f"{label}: {section}[{i}].name: {name!r} is already the name of {seen[name]}; "
+                    "names must be unique across backends and consumers"
+                )
+            else:
+                seen[name] = f"{section}[{i}]"
     if pf is not None and not problems:
-        primaries = [i for i, b in enumerate(backends) if b.primary]
-        if len(primaries) != 1:
-            problems.append(f"{label}: backends: exactly one backend needs primary = true (found {len(primaries)})")
-        else:
-            p = backends[primaries[0]]
-            if not backend_class(p.type).can_be_primary:
-                problems.append(f"{label}: backends[{primaries[0]}].primary: a {p.type} backend cannot be the primary")
+        p = next(b for b in backends if b.primary)
+        if not backend_class(p.type).can_be_primary:
+            problems.append(f"{label}: backends[{primaries[0]}].primary: a {p.type} backend cannot be the primary")
         problems.extend(_strategy_problems(label, pf.secret, backends))
-        names = {b.name for b in backends}
-        for i, c in enumerate(consumers):
-            for j, dep in enumerate(c.reads_from):
-                if dep not in names:
-                    problems.append(f"{label}: consumers[{i}].reads_from[{j}]: no backend named {dep!r}")
-        # One namespace for both kinds: arm checks, results, the journal and reads_from
-        # all name a target, so a consumer named like a backend would hide it.
-        seen: dict[str, str] = {}
-        for section, items in (("backends", backends), ("consumers", consumers)):
-            for i, item in enumerate(items):
-                if item.name in seen:
-                    problems.append(
-                        f"{label}: {section}[{i}].name: {item.name!r} is already the name of {seen[item.name]}; "
-                        "names must be unique across backends and consumers"
-                    )
-                else:
-                    seen[item.name] = f"{section}[{i}]"
     if problems:
         raise PlanError(problems)
     assert pf is not None

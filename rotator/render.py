@@ -85,7 +85,8 @@ def print_report(console: Console, report: Report) -> None:
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}")
     if report.window is not None:
-        console.print(f"[bold]window: {report.window * 1000:.1f} ms[/] (key received → last target done)")
+        start = "sync start" if report.kind == "sync" else "key received"
+        console.print(f"[bold]window: {report.window * 1000:.1f} ms[/] ({start} → last target done)")
     for line in outage_lines(report.as_dict()):
         console.print(escape(line))
     console.print(f"[{style}]{report.state}[/]: {escape(report.message)}")

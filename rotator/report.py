@@ -170,7 +170,15 @@ class ArmResult:
     current: dict[str, str | None] = field(default_factory=dict)  # backend -> fingerprint now
 
     def problems(self) -> list[str]:
-        return [f"{name}: {c.detail}" for name, c in self.checks.items() if c.ok is False]
+        return [f"{name}: {unlabelled(name, c.detail)}" for name, c in self.checks.items() if c.ok is False]
+
+
+def unlabelled(name: str, detail: str) -> str:
+    """`detail` without a plugin's own "TYPE NAME: " label, where rotator names the target
+    already (no "vault: vault vault: sealed")."""
+    import re
+
+    return re.sub(rf"^[\w-]+ {re.escape(name)}: ", "", detail, count=1)
 
 
 @dataclass
@@ -215,7 +223,7 @@ class Report:
             "window_seconds": _r(self.window),
             "steps": {k: _r(v) for k, v in self.steps.items()},
             "probe": self.probe.as_dict() if self.probe else None,
-            "old_key_check": self.revocation.as_dict() if self.revocation else None,
+            "old_key_check": old_key_check(self.revocation),
             "targets": [t.as_dict() for t in self.targets],
             "warnings": self.warnings,
             **({"alternating": self.alternating} if self.alternating is not None else {}),
@@ -226,3 +234,15 @@ class Report:
             "watch": self.watch,
             "refused_keys": self.refused_keys,
         }
+
+
+def old_key_check(revocation: ProbeResult | None) -> dict[str, Any] | None:
+    """The old-key check said as what it proves: `revoked` true (the old key was refused),
+    false (it still works), null (could not tell); `outcome` the same in words."""
+    if revocation is None:
+        return None
+    out = revocation.as_dict()
+    revoked = {"accepted": True, "refused": False}.get(out["outcome"])
+    out["revoked"] = revoked
+    out["outcome"] = {True: "revoked", False: "not_revoked", None: "unknown"}[revoked]
+    return out

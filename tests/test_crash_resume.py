@@ -201,7 +201,7 @@ def test_killed_before_the_key_arrived_must_be_entered_again(world: World, tmp_p
     row = lc.latest(w.name)
     assert row is not None and row.state == "armed"
     r = lc.cli("resume", row.id)
-    assert r.returncode == Exit.ERROR
+    assert r.returncode == Exit.NOTHING_TO_RESUME
     line = lc.one_line(r.stderr)
     assert line.startswith("rotator: ") and "never wrote the primary" in line and "key must be entered again" in line
     assert len(r.stderr.strip().splitlines()) == 1
@@ -221,7 +221,7 @@ def test_killed_during_the_primary_write(tmp_path: Path, standin: AdjutorStandIn
     assert w.fingerprints()["vault"] == fingerprint(w.old)
 
     r = lc.cli("resume", row.id)
-    assert r.returncode == Exit.ERROR, r.stderr
+    assert r.returncode == Exit.NOTHING_TO_RESUME, r.stderr
     line = lc.one_line(r.stderr)
     assert "never wrote the primary" in line and "key must be entered again" in line
     assert (w.tmp / "mirror.env").read_text() == f"ADJUTOR_API_KEY={w.old}\n"
@@ -249,7 +249,7 @@ def test_killed_during_the_primary_write_is_unfinished_for_rotate_resume_and_his
     assert hist.returncode == 0, hist.stderr
     line = next(x for x in hist.stdout.splitlines() if x.startswith(row.id))
     assert f"unfinished: `rotator resume {row.id}`" in line
-    rows = json.loads(lc.cli("history", "--plan", w.name, "--json").stdout)
+    rows = json.loads(lc.cli("history", "--plan", w.name, "--json").stdout)["rotations"]
     assert [r["resumable"] for r in rows if r["id"] == row.id] == [True]
 
     r = lc.cli("rotate", str(w.plan), "--key-stdin", input="\n")

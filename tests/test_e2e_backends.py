@@ -183,8 +183,8 @@ def test_vault_cas_conflict_then_force(world: Any) -> None:
     report = json.loads(r.stdout)
     assert report["state"] == "conflict"
     assert (
-        "vault vault: secret/apps/billing changed since arm (version 2, expected 1); rerun, or --force"
-        in (report["message"])
+        "the primary (vault) was not written: secret/apps/billing changed since arm (version 2, expected 1); "
+        "rerun, or --force" in (report["message"])
     )
     assert "nothing else was written" in report["message"]
     assert w.vault.get("apps/billing") == {"api_key": w.old, "db_password": "changed"}
@@ -207,11 +207,12 @@ def test_vault_access_lost_between_arm_and_write(world: Any) -> None:
         w.vault.add_token(VAULT_TOKEN, {"secret/data/apps/billing": ["read"]})
 
     r = rotate(w.plan, new, between=policy_changes)
-    assert r.returncode == Exit.ERROR, r.stderr
+    assert r.returncode == Exit.PRIMARY_FAILED, r.stderr
     report = json.loads(r.stdout)
     assert report["message"] == (
-        "the primary (vault) was not written: vault vault: permission denied on secret/apps/billing "
-        "(check the token's policy); nothing else was written"
+        "the primary (vault) was not written: permission denied on secret/apps/billing "
+        "(check the token's policy); nothing else was written; "
+        "fix vault and run `rotator rotate` again with the same new key"
     )
     untouched(w)
     clean(new, r)

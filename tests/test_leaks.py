@@ -255,7 +255,7 @@ PATHS: dict[str, Callable[[World], None]] = {
 @pytest.mark.parametrize("path", PATHS)
 def test_no_canary_escapes(path: str, world: World, tmp_path: Path) -> None:
     PATHS[path](world)
-    rows = json.loads(world.cli("history", "--json", code=0).stdout)
+    rows = json.loads(world.cli("history", "--json", code=0).stdout)["rotations"]
     for row in rows:
         world.cli("show", row["id"], "--json", code=0)
     hits = world.scan(tmp_path)

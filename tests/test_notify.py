@@ -220,7 +220,7 @@ retrys = 2
     )
     assert any(p.startswith(f"{label}: notify[1].type: unknown notifier type 'pager' (installed: ") for p in problems)
     assert f"{label}: notify[2].hmac_key: required" in problems
-    assert f"{label}: notify[2].retrys: unknown key" in problems
+    assert f"{label}: notify[2].retrys: unknown key (did you mean `retries`?)" in problems
     assert not any("hooks.slack.com" in p for p in problems)  # the inline URL is a credential: never echoed
 
 

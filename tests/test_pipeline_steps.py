@@ -136,9 +136,13 @@ def test_probe_refused_key_writes_nothing_and_keeps_the_state_armed(standin: Adj
     assert mem.WRITES == []
 
 
-def test_probe_flags_a_key_that_was_not_reset() -> None:
+def test_probe_refuses_a_key_that_was_not_reset_unless_resync() -> None:
     seed(primary=OLD)
     result, state = run(mem.plan(), lambda s: probe.run(s, Secret(OLD)))
+    assert result is not None and result.exit_code == Exit.KEY_NOT_RESET and result.message == probe.NOT_RESET
+    assert mem.WRITES == [] and state.probe is None  # refused before the probe: nothing asked, nothing written
+
+    result, state = run(mem.plan(), lambda s: probe.run(s, Secret(OLD)), resync=True)
     assert result is None and state.warnings == [probe.SAME_KEY]
 
 

@@ -65,7 +65,7 @@ def test_unknown_keys_are_errors(tmp_path: Path) -> None:
     text = text.replace('name = "adjutor-test"', 'name = "adjutor-test"\nmax_age = 3')
     problems = _problems(tmp_path, text)
     assert any(p.endswith("secret.max_age: unknown key") for p in problems)
-    assert any(p.endswith("backends[0].varable: unknown key") for p in problems)
+    assert any(p.endswith("backends[0].varable: unknown key (did you mean `variable`?)") for p in problems)
 
 
 def test_exactly_one_primary(tmp_path: Path) -> None:

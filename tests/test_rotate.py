@@ -99,7 +99,7 @@ def test_rotation_end_to_end(setup: dict, standin: AdjutorStandIn) -> None:
     assert report["state"] == "done"
     assert {t["name"]: t["status"] for t in report["targets"]} == {"store": "ok", "app": "ok", "reloader": "ok"}
     assert 0 < report["window_seconds"] < 10
-    assert report["old_key_check"]["outcome"] == "accepted"  # the old key was refused: revoked
+    assert report["old_key_check"]["outcome"] == "revoked" and report["old_key_check"]["revoked"] is True
     from rotator.secret import fingerprint
 
     fp = fingerprint(new)

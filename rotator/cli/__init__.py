@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
 import click
 
-from rotator.cli import alternating, commands, journal_view, rotate
+from rotator.cli import alternating, commands, journal_view, output, rotate
 from rotator.cli.context import Context, Fail, err
 from rotator.errors import CommandError, PlanError
 from rotator.exitcodes import Exit
@@ -25,48 +26,79 @@ from rotator.service.command import serve
 __all__ = ["Context", "Fail", "cli", "err", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+ENVIRONMENT = """\b
+Environment:
+  ROTATOR_DB              journal database URL (as --db; default SQLite in the data dir)
+  ROTATOR_DATA_DIR        where the SQLite journal lives (default $XDG_STATE_HOME/rotator)
+  ROTATOR_API_TOKEN       `serve`: the token the API and page require
+  ROTATOR_API_TOKEN_FILE  `serve`: ...read from this file instead
+  ROTATOR_HOST            `serve`: address to listen on (as --host)
+  ROTATOR_PORT            `serve`: port to listen on (as --port)
+A plan's `{ env = "NAME" }` settings read NAME from the environment too.
+Exit codes: see the README's table (0 done, 1 a bug, 2 bad input, 130 interrupted...)."""
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=True,
+    epilog=ENVIRONMENT,
+)
 @click.option("--db", envvar="ROTATOR_DB", help="Journal database URL (default: SQLite in $ROTATOR_DATA_DIR).")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-@click.version_option(package_name="rotator")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug); also after the command.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the outcome line; also after the command.")
+@click.version_option(None, "-V", "--version", package_name="rotator")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, db: str | None, verbose: int, quiet: bool) -> None:
     """Rotate an API key into every backend and consumer with the shortest possible window."""
     from rotator.logs import configure
 
+    output.reset(quiet=quiet, verbose=verbose)
     configure(level={0: "warning", 1: "info"}.get(verbose, "debug"))
     ctx.obj = Context(db)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
+
+
+def _fail(message: str, code: int, extra: object = None, summary: str | None = None) -> NoReturn:
+    """The one error line on stderr; with --json also the JSON error object on stdout (`summary` its error)."""
+    for line in message.splitlines() or [message]:
+        click.echo(line, err=True)
+    if output.wants_json():
+        output.emit_error(summary or message, code, extra)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command; map every outcome to its exit code (the one place that does)."""
     os.umask(0o077)  # anything rotator creates is private to its user
+    output.reset()
     try:
         rv = cli.main(args=argv, prog_name="rotator", standalone_mode=False)
     except PlanError as exc:
-        for line in exc.problems:
-            click.echo(line, err=True)
-        sys.exit(Exit.PLAN_INVALID)
+        n = len(exc.problems)
+        summary = exc.problems[0] if n == 1 else f"the plan has {n} problems (see `problems`)"
+        _fail("\n".join(exc.problems), Exit.PLAN_INVALID, {"problems": exc.problems}, summary)
     except CommandError as exc:
-        click.echo(f"rotator: {exc}", err=True)
-        sys.exit(exc.code)
-    except click.exceptions.Abort:
-        click.echo("rotator: interrupted; nothing further was written", err=True)
-        sys.exit(Exit.INTERRUPTED)
-    except KeyboardInterrupt:
-        click.echo("rotator: interrupted; `rotator history` shows how far it got", err=True)
-        sys.exit(Exit.INTERRUPTED)
+        _fail(f"rotator: {exc}", exc.code, exc.report)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # Commands that write catch Ctrl-C themselves and say what they left (commands.run_flow).
+        _fail("rotator: interrupted; nothing was written", Exit.INTERRUPTED)
+    except click.UsageError as exc:
+        hint = f" (try '{exc.ctx.command_path} -h')" if exc.ctx is not None else ""
+        _fail(f"rotator: {exc.format_message()}{hint}", Exit.PLAN_INVALID)
     except click.ClickException as exc:
-        click.echo(f"rotator: {exc.format_message()}", err=True)
-        sys.exit(Exit.PLAN_INVALID)
+        _fail(f"rotator: {exc.format_message()}", Exit.PLAN_INVALID)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - logged at debug; the operator gets one line
+        from rotator.cli.context import db_reason, is_db_error
         from rotator.logs import get_logger
 
         get_logger("rotator.cli").debug("internal error", exc_info=True)
-        click.echo(f"rotator: internal error ({type(exc).__name__}); rerun with -vv for details", err=True)
-        sys.exit(Exit.ERROR)
+        if is_db_error(exc):
+            _fail(f"rotator: the journal could not be written or read ({db_reason(exc)})", Exit.JOURNAL)
+        _fail(f"rotator: internal error ({type(exc).__name__}); rerun with -vv for details", Exit.ERROR)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -81,6 +113,7 @@ for command in (
     journal_view.history,
     journal_view.show,
     commands.plugins,
+    commands.completion,
     commands.demo,
     serve,
 ):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from rotator.cli import output
 from rotator.cli.commands import finish, load, progress
 from rotator.cli.context import Context, Fail, err
 from rotator.exitcodes import Exit
@@ -32,19 +33,19 @@ KEEP_WARM_EVERY = 15.0
 
 
 class LineStdin:
-    """Keys piped in, one a line (an alternating flow may ask for two)."""
+    """Keys piped in, one a line (an alternating flow may ask for two); read on the
+    event loop, so Ctrl-C ends the wait at once (`rotator.cli.rotate.Prompt`)."""
 
     name = "stdin"
 
+    def __init__(self) -> None:
+        from rotator.cli.rotate import Lines
+
+        self.lines = Lines(sys.stdin.fileno())
+
     async def read(self) -> bytes | None:
-        line = await asyncio.to_thread(_read_line)
+        line = await self.lines.readline()
         return line or None
-
-
-def _read_line() -> bytes:
-    from rotator.secret import MAX_KEY_LENGTH
-
-    return sys.stdin.buffer.readline(MAX_KEY_LENGTH * 4 + 1)
 
 
 def terminal_listener(*, key_stdin: bool) -> Listener:
@@ -176,8 +177,8 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3] + "Z"
 
 
-def finish_alternating(report: Report, as_json: bool) -> int:
-    code = finish(report, as_json)
+def finish_alternating(report: Report, as_json: bool, plan: Plan | None = None) -> int:
+    code = finish(report, as_json, plan)
     print_summary(report)
     return code
 
@@ -199,36 +200,38 @@ def _alternating_plan(plan_path: str, what: str) -> Plan:
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
 @click.option("--key-stdin", is_flag=True, help="Read the key from standard input (one line) instead of a prompt.")
 @click.option("--reason", default="", help="Why (journaled).")
-@click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No live progress.")
+@output.json_option
+@output.verbose_option
+@output.quiet_option
 @click.pass_obj
 def rekey(ctx: Context, plan_path: str, key_stdin: bool, reason: str, as_json: bool, quiet: bool) -> int:
     """Alternating plans: reset the standby app (no consumer uses it) and store its new key as the standby."""
     plan = _alternating_plan(plan_path, "rekey")
     report = asyncio.run(run(plan, ctx.journal, flow="rekey", key_stdin=key_stdin, reason=reason, quiet=quiet))
-    return finish_alternating(report, as_json)
+    return finish_alternating(report, as_json, plan)
 
 
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
 @click.option("--reason", default="", help="Why (journaled).")
-@click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No live progress.")
+@output.json_option
+@output.verbose_option
+@output.quiet_option
 @click.pass_obj
 def rollback(ctx: Context, plan_path: str, reason: str, as_json: bool, quiet: bool) -> int:
     """Alternating plans: undo the last promote (only before the re-key after it)."""
     plan = _alternating_plan(plan_path, "rollback")
     report = asyncio.run(run(plan, ctx.journal, flow="rollback", reason=reason, quiet=quiet))
-    return finish_alternating(report, as_json)
+    return finish_alternating(report, as_json, plan)
 
 
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
+@output.json_option
+@output.verbose_option
 @click.pass_obj
 def status(ctx: Context, plan_path: str, as_json: bool) -> int:
     """Alternating plans: which app is active and standby, each key's age, whether it works, what is next."""
-    import json
 
     from rich.markup import escape
 
@@ -238,7 +241,7 @@ def status(ctx: Context, plan_path: str, as_json: bool) -> int:
     alt = _survey(plan)
     data = status_data(plan, alt, ctx.journal)
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        output.emit(data)
         return 0
     from rich.console import Console
 

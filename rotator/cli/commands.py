@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from rotator.cli import output
 from rotator.cli.context import Context, Fail, err
 from rotator.exitcodes import Exit
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
     from rotator.report import Progress, Report
+
+T = TypeVar("T")
 
 
 def load(path: str) -> Plan:
@@ -28,37 +31,147 @@ def progress(quiet: bool) -> Callable[[Progress], None]:
     return (lambda p: None) if quiet else ProgressPrinter(err())
 
 
-def finish(report: Report, as_json: bool) -> int:
-    from rotator.render import print_report, report_json
+def finish(report: Report, as_json: bool, plan: Plan | None = None) -> int:
+    """The report: the table on stderr (-q: only the outcome line, when it is not done), the
+    plan's notifications, JSON on stdout (--json, with how each notification went)."""
+    from rotator.render import print_report
 
+    if not output.OPTS.quiet:
+        print_report(err(), report)
+    elif report.exit_code:
+        err().print(report.message, markup=False)
+    sent = notify(plan, report) if plan is not None else []
     if as_json:
-        click.echo(report_json(report))
-    print_report(err(), report)
+        output.emit_report(report, notifications=sent)
     return report.exit_code
 
 
+def notify(plan: Plan, report: Report) -> list[dict[str, object]]:
+    """Tell the plan's `[[notify]]` entries about a run that changed something or failed.
+
+    A dry run, or a sync or resume that found everything in place, is not news.  A
+    notification that fails is one line here and never changes the exit code."""
+    from rotator.report import RunState, TargetStatus
+
+    if not plan.notify or report.state == RunState.DRY_RUN:
+        return []
+    if report.exit_code == 0 and not any(t.status == TargetStatus.OK for t in report.targets):
+        return []
+    import asyncio
+
+    from rotator.notify import notify_all
+
+    try:
+        results = asyncio.run(notify_all(plan, report.as_dict()))
+    except Exception as exc:  # noqa: BLE001 - notify_all never raises; this is belt and braces
+        err().print(f"! notifications not sent: {type(exc).__name__}", markup=False)
+        return []
+    for r in results:
+        if not r.ok:
+            err().print(f"! notification {r.name} ({r.type}) failed: {r.detail}", markup=False)
+    return [r.as_dict() for r in results]
+
+
 @click.command()
-@click.argument("plans", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def check(plans: tuple[str, ...]) -> int:
-    """Validate plan files (no network); print each problem on one line."""
+@click.argument("plans", nargs=-1, required=True, type=click.Path())
+@output.json_option
+@output.verbose_option
+def check(plans: tuple[str, ...], as_json: bool) -> int:
+    """Validate plan files, or every *.toml in a directory (no network); print each problem on one line."""
+    from pathlib import Path
+
     from rotator.plan import PlanError
 
-    bad = 0
+    files: list[str] = []
     for p in plans:
+        if Path(p).is_dir():
+            found = sorted(str(f) for f in Path(p).glob("*.toml") if f.is_file())
+            if not found:
+                raise Fail(f"{p}: no *.toml plan files in this directory", Exit.PLAN_INVALID)
+            files += found
+        else:
+            files.append(p)
+    results: list[dict[str, object]] = []
+    for f in files:
         try:
-            plan = load(p)
+            plan = load(f)
         except PlanError as exc:
-            bad += 1
+            results.append({"path": f, "ok": False, "problems": exc.problems})
             for line in exc.problems:
                 click.echo(line, err=True)
             continue
-        click.echo(
-            f"{p}: ok ({plan.name}: primary {plan.primary.name}, "
-            f"{len(plan.backends)} backends, {len(plan.consumers)} consumers)"
+        hints = plan.hints()
+        results.append(
+            {
+                "path": f,
+                "ok": True,
+                "plan": plan.name,
+                "primary": plan.primary.name,
+                "backends": len(plan.backends),
+                "consumers": len(plan.consumers),
+                "hints": hints,
+            }
         )
-        for hint in plan.hints():
-            click.echo(hint)
+        if not as_json:
+            click.echo(
+                f"{f}: ok ({plan.name}: primary {plan.primary.name}, "
+                f"{plural(len(plan.backends), 'backend')}, {plural(len(plan.consumers), 'consumer')})"
+            )
+            for hint in hints:
+                click.echo(hint)
+    bad = sum(1 for r in results if not r["ok"])
+    if as_json:
+        output.emit({"plans": results, "exit_code": int(Exit.PLAN_INVALID) if bad else 0})
     return int(Exit.PLAN_INVALID) if bad else 0
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def run_flow(state: RotationState, flow: Awaitable[T]) -> T:
+    """`asyncio.run(flow)`, with Ctrl-C (SIGINT) and a journal that cannot be written
+    told as what they left: asyncio cancels the flow (every `finally` runs: the lock
+    is released, a never-keyed entry aborted); the line says what holds the key."""
+    import asyncio
+
+    from rotator.cli.context import db_reason, is_db_error
+
+    try:
+        return asyncio.run(flow)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        message, details = interrupted(state)
+        raise Fail(message, Exit.INTERRUPTED, details) from None
+    except Exception as exc:
+        if not is_db_error(exc):
+            raise
+        message, details = interrupted(state, prefix=f"the journal could not be written ({db_reason(exc)})")
+        raise Fail(message, Exit.JOURNAL, details) from None
+
+
+def interrupted(state: RotationState, prefix: str = "interrupted") -> tuple[str, dict[str, object]]:
+    """What a rotation stopped part-way left, in the words exit 5 uses; and the same for --json."""
+    from rotator.report import GOOD
+
+    primary = state.results.get(state.plan.primary.name)
+    landed = primary is not None and primary.status in GOOD and primary.finished is not None
+    left = [r for name, r in state.results.items() if name != state.plan.primary.name and r.status not in GOOD]
+    details: dict[str, object] = {"id": state.id or None, "primary_written": landed, "resumable": False}
+    if landed:
+        details.update(resumable=True, not_finished=[r.name for r in left])
+        names = ", ".join(f"{r.name} ({r.status})" for r in left) or "none (only the journal's close)"
+        what = "the new key" if state.kind == "rotate" else "the key"
+        return f"{prefix}: the primary holds {what}; not finished: {names}; run `rotator resume {state.id}`", details
+    if state.key_journaled and state.id:
+        details["resumable"] = True
+        return (
+            f"{prefix} while writing the primary ({state.plan.primary.name}): it may hold the new key; "
+            f"`rotator resume {state.id}` finishes from what it holds (or asks for the key again)",
+            details,
+        )
+    if state.key_received is not None:
+        return f"{prefix} before the key was journaled: nothing was written; the key must be entered again", details
+    return f"{prefix} while waiting for the key: nothing was written; the rotation is closed", details
 
 
 async def _armed(state: RotationState, what: str, flow: Callable[[RotationState], Awaitable[Report]]) -> Report:
@@ -81,12 +194,12 @@ async def _armed(state: RotationState, what: str, flow: Callable[[RotationState]
 @click.command()
 @click.argument("rotation_id", metavar="ID")
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False), help="Plan file, if it moved since the rotation.")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("-q", "--quiet", is_flag=True)
+@output.json_option
+@output.verbose_option
+@output.quiet_option
 @click.pass_obj
 def resume(ctx: Context, rotation_id: str, plan_path: str | None, as_json: bool, quiet: bool) -> int:
     """Finish an interrupted or partial rotation from the key in the primary."""
-    import asyncio
 
     from rotator import pipeline
     from rotator.pipeline.state import RotationState
@@ -94,7 +207,9 @@ def resume(ctx: Context, rotation_id: str, plan_path: str | None, as_json: bool,
 
     row = ctx.journal.get(rotation_id)
     if row is None:
-        raise Fail(f"no rotation {rotation_id} in the journal (see `rotator history`)", Exit.PLAN_INVALID)
+        from rotator.cli.journal_view import journal_where
+
+        raise Fail(f"no rotation {rotation_id} in {journal_where(ctx)} (see `rotator history`)", Exit.PLAN_INVALID)
     if row.state == RunState.DONE:
         err().print(f"rotation {row.id} is already done")
         _alternating_note(plan_path or row.plan_path)
@@ -103,14 +218,14 @@ def resume(ctx: Context, rotation_id: str, plan_path: str | None, as_json: bool,
         raise Fail(
             f"rotation {row.id} never wrote the primary ({row.state}): the key must be entered again: "
             f"`rotator rotate {row.plan_path}`",
-            Exit.ERROR,
+            Exit.NOTHING_TO_RESUME,
         )
     plan = load(plan_path or row.plan_path)
     # Killed during the primary write, or its answer lost: the write may have landed.  The primary decides.
     unsure = row.state in PRIMARY_UNSURE
     state = RotationState(plan, ctx.journal, id=row.id, progress_fn=progress(quiet))
-    report = asyncio.run(_armed(state, "resume", lambda s: pipeline.resume(s, row.new_fp, primary_unsure=unsure)))
-    code = finish(report, as_json)
+    report = run_flow(state, _armed(state, "resume", lambda s: pipeline.resume(s, row.new_fp, primary_unsure=unsure)))
+    code = finish(report, as_json, plan)
     _alternating_note(plan_path or row.plan_path)
     return code
 
@@ -132,35 +247,73 @@ def _alternating_note(plan_path: str) -> None:
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
 @click.option("--check", "check_only", is_flag=True, help="Report drift only (exit 8 where any); write nothing.")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("-q", "--quiet", is_flag=True)
+@output.json_option
+@output.verbose_option
+@output.quiet_option
 @click.pass_obj
 def sync(ctx: Context, plan_path: str, check_only: bool, as_json: bool, quiet: bool) -> int:
     """Copy the primary's key to every backend that differs; signal what changed."""
-    import asyncio
 
     from rotator import pipeline
     from rotator.pipeline.state import RotationState
 
     plan = load(plan_path)
     state = RotationState(plan, ctx.journal, kind="sync", progress_fn=progress(quiet))
-    report = asyncio.run(_armed(state, "sync", pipeline.check_drift if check_only else pipeline.sync))
-    return finish(report, as_json)
+    report = run_flow(state, _armed(state, "sync", pipeline.check_drift if check_only else pipeline.sync))
+    return finish(report, as_json, plan)
 
 
 @click.command()
-def plugins() -> int:
-    """List installed backends and consumers, and where each comes from."""
+@click.option(
+    "--plan", "plan_path", type=click.Path(dir_okay=False), help="Instead: each target of this plan, and where it is."
+)
+@output.json_option
+@output.verbose_option
+def plugins(plan_path: str | None, as_json: bool) -> int:
+    """List installed backends, consumers and notifiers, and where each comes from (or a plan's targets)."""
+    from dataclasses import asdict
+
+    if plan_path:
+        import asyncio
+
+        from rotator.targets import describe_plan, target_lines
+
+        targets = asyncio.run(describe_plan(load(plan_path)))
+        if as_json:
+            output.emit({"targets": [asdict(t) for t in targets]})
+        else:
+            for line in target_lines(targets):
+                click.echo(line)
+        return 0
     from rotator.registry import installed
 
-    for p in installed():
+    found = installed()
+    if as_json:
+        output.emit({"plugins": [asdict(p) for p in found]})
+        return 0
+    for p in found:
         click.echo(f"{p.kind:<9} {p.name:<10} {p.distribution} {p.version:<8} {p.target}")
     return 0
 
 
 @click.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> int:
+    """Print the shell completion script: `eval "$(rotator completion bash)"` (zsh: the same; fish: `| source`)."""
+    from click.shell_completion import get_completion_class
+
+    from rotator.cli import cli
+
+    cls = get_completion_class(shell)
+    assert cls is not None  # click ships all three
+    click.echo(cls(cli, {}, "rotator", "_ROTATOR_COMPLETE").source())
+    return 0
+
+
+@click.command()
 @click.option("--keep", is_flag=True, help="Leave the demo's files in place and print where they are.")
-@click.option("--json", "as_json", is_flag=True)
+@output.json_option
+@output.verbose_option
 @click.option(
     "--mode",
     type=click.Choice(["single", "alternating", "both"]),

@@ -28,15 +28,33 @@ class Context:
         if self._journal is None:
             from rotator.journal import Journal, default_url, safe_url
 
+            where = safe_url(self.db or default_url())
             try:
                 self._journal = Journal(self.db)
-            except Exception as exc:  # noqa: BLE001
-                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            except ModuleNotFoundError as exc:
                 raise Fail(
-                    f"cannot open the journal ({safe_url(self.db or default_url())}): {type(exc).__name__}: {first}",
-                    Exit.ERROR,
+                    f"the journal ({where}) needs {exc.name}, which is not installed: "
+                    "pip install 'rotator[postgres]' (the PostgreSQL driver)",
+                    Exit.MISSING_EXTRA,
+                ) from None
+            except Exception as exc:  # noqa: BLE001
+                raise Fail(
+                    f"cannot open the journal ({where}): {db_reason(exc)}; check --db / ROTATOR_DB",
+                    Exit.JOURNAL,
                 ) from None
         return self._journal
+
+
+def is_db_error(exc: BaseException) -> bool:
+    """A database error (SQLAlchemy's, or its driver's) without importing SQLAlchemy to ask."""
+    return any(c.__module__.split(".")[0] in ("sqlalchemy", "sqlite3", "psycopg") for c in type(exc).__mro__)
+
+
+def db_reason(exc: BaseException) -> str:
+    """The database's own words, first line only (SQLAlchemy appends the statement and a link)."""
+    orig = getattr(exc, "orig", None) or exc
+    first = str(orig).strip().splitlines()[0][:200] if str(orig).strip() else ""
+    return f"{type(orig).__name__}: {first}" if first else type(orig).__name__
 
 
 _err: list[Console] = []

@@ -2,68 +2,150 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from rotator.cli import output
 from rotator.cli.context import Context, Fail, err
 from rotator.exitcodes import Exit
+
+if TYPE_CHECKING:
+    from rotator.journal import RotationRow
 
 
 @click.command()
 @click.option("--plan", "plan_name", help="Only this secret's rotations.")
 @click.option("-n", "--limit", default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@output.json_option
+@output.verbose_option
 @click.pass_obj
 def history(ctx: Context, plan_name: str | None, limit: int, as_json: bool) -> int:
     """List recent rotations and syncs."""
     from rotator.render import history_lines
     from rotator.report import RESUMABLE
 
+    plan_name = secret_name(plan_name)
     rows = ctx.journal.history(plan_name, limit)
     if as_json:
         rows_out = [
-            {**{k: v for k, v in r.__dict__.items() if k != "report"}, "resumable": r.state in RESUMABLE} for r in rows
+            output.renamed(
+                {
+                    **{k: v for k, v in r.__dict__.items() if k != "report"},
+                    "resumable": r.state in RESUMABLE,
+                    "resumed": resumed(r),
+                    "span_seconds": span(r),
+                }
+            )
+            for r in rows
         ]
-        click.echo(json.dumps(rows_out, indent=2))
+        output.emit({"rotations": rows_out})
         return 0
     if not rows:
-        err().print("no rotations yet")
+        err().print("no rotations yet" + (f" of {plan_name}" if plan_name else "") + f" in {journal_where(ctx)}")
         return 0
-    for line in history_lines(rows):
-        click.echo(line)
+    lines = history_lines(rows)
+    click.echo(lines[0])
+    for r, line in zip(rows, lines[1:], strict=True):
+        s = span(r)
+        click.echo(line + (f"  (resumed: {s:.1f} s from the first key to done)" if resumed(r) and s else ""))
     return 0
+
+
+def span(r: RotationRow) -> float | None:
+    """Seconds from the first key received to the entry's end: across a resume, the real outage
+    bound (the window column is the last run's: key, or resume start, to its last target)."""
+    if r.key_received_at is None or r.finished_at is None:
+        return None
+    return round(r.finished_at - r.key_received_at, 4)
+
+
+def resumed(r: RotationRow) -> bool:
+    """Finished by `rotator resume`: its primary was the key's source, not written."""
+    targets = (r.report or {}).get("targets") or []
+    return r.kind == "rotate" and any(t.get("primary") and t.get("detail") == "source of the key" for t in targets)
+
+
+def first_attempt(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first run's figures of an entry resumed later (the journal keeps its events)."""
+    keys = [i for i, e in enumerate(events) if e["step"] == "key"]
+    if len(keys) < 2:
+        return None
+    first = events[keys[0] : keys[1]]
+    report = next((e for e in first if e["step"] == "report"), None)
+    secs = [e["seconds"] for e in first if e["seconds"] is not None and e["step"] != "report"]
+    return {
+        "state": report["status"] if report else "interrupted",
+        "window_seconds": report["seconds"] if report else (max(secs) if secs else None),
+        "message": report["detail"] if report else "ended without a report (killed or interrupted)",
+    }
+
+
+def secret_name(plan: str | None) -> str | None:
+    """`--plan` takes a secret's name or a plan file (its `[secret] name`)."""
+    if plan and (plan.endswith(".toml") or Path(plan).is_file()):
+        from rotator.plan import load_plan
+
+        return load_plan(plan).name
+    return plan
+
+
+def journal_where(ctx: Context) -> str:
+    from rotator.journal import default_url, safe_url
+
+    return f"the journal {safe_url(ctx.db or default_url())}"
+
+
+def fmt_ms(ts: float | None) -> str:
+    """A journal time to the millisecond (steps of a rotation are milliseconds apart)."""
+    if not ts:
+        return "-"
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
 
 
 @click.command()
 @click.argument("rotation_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True)
+@output.json_option
+@output.verbose_option
 @click.pass_obj
 def show(ctx: Context, rotation_id: str, as_json: bool) -> int:
     """Print one rotation: who, why, each step and target, timings, fingerprints."""
     from rich.console import Console
     from rich.markup import escape
 
-    from rotator.render import fmt_time
-
     row = ctx.journal.get(rotation_id)
     if row is None:
-        raise Fail(f"no rotation {rotation_id} in the journal (see `rotator history`)", Exit.PLAN_INVALID)
+        raise Fail(f"no rotation {rotation_id} in {journal_where(ctx)} (see `rotator history`)", Exit.PLAN_INVALID)
     events = ctx.journal.events(row.id)
     if as_json:
-        click.echo(json.dumps({"rotation": row.__dict__, "events": events}, indent=2, default=str))
+        rotation = {**output.renamed(row.__dict__), "span_seconds": span(row), "resumed": resumed(row)}
+        rotation["first_attempt"] = first_attempt(events)
+        output.emit({"rotation": rotation, "events": [output.renamed(e) for e in events]})
         return 0
     out = Console(highlight=False, emoji=False, soft_wrap=True)
     out.print(f"[bold]{row.kind} {row.id}[/] · plan {row.plan} ({row.plan_path})")
     out.print(
-        f"state: {row.state} (exit {row.exit_code})   operator: {row.operator}   reason: {escape(row.reason or '-')}"
+        f"state: {row.state}{'' if row.exit_code is None else f' (exit {row.exit_code})'}   operator: {row.operator}   reason: {escape(row.reason or '-')}"
     )
     out.print(
-        f"started {fmt_time(row.created_at)}, key received {fmt_time(row.key_received_at)}, finished {fmt_time(row.finished_at)}"
+        f"started {fmt_ms(row.created_at)}, key received {fmt_ms(row.key_received_at)}, finished {fmt_ms(row.finished_at)}"
     )
     out.print(f"fingerprint: {row.old_fp or '-'} → {row.new_fp or '-'}   primary version: {row.primary_version or '-'}")
     if row.window_s is not None:
-        out.print(f"window: {row.window_s * 1000:.1f} ms")
+        what = "resume start" if resumed(row) else "key received"
+        out.print(f"window: {row.window_s * 1000:.1f} ms ({what} → last target done, this run)")
+    if (first := first_attempt(events)) is not None:
+        secs = first["window_seconds"]
+        out.print(
+            f"first attempt: {first['state']}"
+            + (f", {secs * 1000:.1f} ms from the key to its last target" if secs is not None else "")
+            + f": {escape(first['message'] or '')}"
+        )
+        if (s := span(row)) is not None:
+            out.print(f"span: {s:.3f} s from the first key received to done (the interruption included)")
     if row.report:
         from rotator.render import outage_lines
 
@@ -87,6 +169,6 @@ def show(ctx: Context, rotation_id: str, as_json: bool) -> int:
         fp = f" fp={e['fingerprint']}" if e["fingerprint"] else ""
         ver = f" v={e['version']}" if e["version"] else ""
         out.print(
-            f"  {fmt_time(e['ts'])} {e['step']:<8} {e['target']:<20} {e['status']:<10}{secs}{fp}{ver} {escape(e['detail'] or '')}"
+            f"  {fmt_ms(e['ts'])} {e['step']:<8} {e['target']:<20} {e['status']:<10}{secs}{fp}{ver} {escape(e['detail'] or '')}"
         )
     return 0

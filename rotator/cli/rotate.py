@@ -8,20 +8,20 @@ once the old key stops working.
 
 from __future__ import annotations
 
-import getpass
 import sys
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from rotator.cli.commands import finish, load, progress
+from rotator.cli import output
+from rotator.cli.commands import finish, load, notify, progress, run_flow
 from rotator.cli.context import Context, Fail, err
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
     from rotator.clipboard import ClipboardSource
-    from rotator.journal import Journal
     from rotator.pipeline.session import Attempt
+    from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
     from rotator.report import Report
     from rotator.reset_watch import ResetDetected
@@ -34,37 +34,38 @@ COUNTER = "the old key stopped working {ago:.1f} s ago — paste the new key now
 class Prompt:
     """A hidden prompt on the terminal, asked again after each refused key.
 
-    Read in a daemon thread: when another source (the clipboard) wins, the pending
-    getpass must not keep the process from exiting (`asyncio.to_thread` would be
-    joined at exit); `rotate` restores the terminal's echo itself."""
+    Read on the event loop (`loop.add_reader` on the terminal's fd), not in a
+    thread: Ctrl-C cancels the read at once (and so does the clipboard winning the race), the `finally` restores echo, and the
+    interpreter has no thread blocked in `read()` to wait for at exit (with
+    `asyncio.to_thread(getpass)` the process stayed until Enter).  A daemon thread
+    plus `os._exit` would also end it, but would skip the terminal's restore and
+    the journal's close; cancelling the read keeps every `finally`.
+    """
 
     name = "prompt"
 
-    async def read(self) -> str:
-        import asyncio
-        import threading
+    async def read(self) -> bytes:
+        import os
+        import termios
 
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[str] = loop.create_future()
-
-        def settle(value: str | None, error: BaseException | None) -> None:
-            if fut.done():
-                return
-            if error is not None:
-                fut.set_exception(error)
-            else:
-                fut.set_result(value or "")
-
-        def ask() -> None:
+        try:
+            fd, own = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY), True
+        except OSError:
+            fd, own = sys.stdin.fileno(), False  # no controlling terminal: the one on stdin (checked by the caller)
+        try:
+            old = termios.tcgetattr(fd)
+            hidden = list(old)
+            hidden[3] &= ~termios.ECHO
+            termios.tcsetattr(fd, termios.TCSAFLUSH, hidden)  # flush what was typed before the prompt, as getpass does
             try:
-                value = getpass.getpass("new key: ")
-            except BaseException as exc:  # noqa: BLE001 - handed to the loop (EOFError on a closed terminal)
-                loop.call_soon_threadsafe(settle, None, exc)
-                return
-            loop.call_soon_threadsafe(settle, value, None)
-
-        threading.Thread(target=ask, name="rotator-prompt", daemon=True).start()
-        return await fut
+                os.write(fd if own else sys.stderr.fileno(), b"new key: ")
+                return await read_fd(fd, line=True)
+            finally:
+                termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+                os.write(fd if own else sys.stderr.fileno(), b"\n")
+        finally:
+            if own:
+                os.close(fd)
 
 
 class Clipboard:
@@ -86,7 +87,7 @@ class Clipboard:
 
 
 class Stdin:
-    """The key piped in: one key, read once."""
+    """The key piped in: one key, read once (to end of input), cancellably (see `Prompt`)."""
 
     name = "stdin"
 
@@ -97,19 +98,105 @@ class Stdin:
         if self.used:
             return None
         self.used = True
+        return await read_fd(sys.stdin.fileno(), line=False)
+
+
+class Lines:
+    """Lines from an fd, read on the event loop (cancellable, see `Prompt`); what a read
+    brings beyond a newline is kept for the next line."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.rest = bytearray()
+
+    async def readline(self) -> bytes:
         import asyncio
+        import os
 
-        return await asyncio.to_thread(_read_key_stdin)
+        from rotator.secret import MAX_KEY_LENGTH
+
+        cap = MAX_KEY_LENGTH * 4 + 1
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self.rest and len(self.rest) < cap:
+            got: asyncio.Future[bytes] = loop.create_future()
+
+            def ready(got: asyncio.Future[bytes] = got) -> None:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    chunk = b""
+                if not got.done():
+                    got.set_result(chunk)
+
+            try:
+                loop.add_reader(self.fd, ready)
+            except (PermissionError, ValueError, OSError):
+                chunk = os.read(self.fd, 65536)  # a regular file or /dev/null: never blocks
+            else:
+                try:
+                    chunk = await got
+                finally:
+                    loop.remove_reader(self.fd)
+            if not chunk:
+                break
+            self.rest += chunk
+        end = self.rest.find(b"\n")
+        end = len(self.rest) if end < 0 else end + 1
+        line = bytes(self.rest[:end])
+        self.rest[:end] = bytes(end)  # no copy of the key left behind
+        del self.rest[:end]
+        return line
 
 
-def _read_key_stdin() -> bytes:
+async def read_fd(fd: int, *, line: bool) -> bytes:
+    """Read `fd` to its end (or, `line`, to a newline) on the event loop; cancellable.
+
+    Keeps at most MAX_KEY_LENGTH*4+1 bytes: a huge paste is drained (so its
+    writer does not hang) and rejected as too long, never held whole."""
+    import asyncio
+    import os
+
     from rotator.secret import MAX_KEY_LENGTH
 
-    data = sys.stdin.buffer.read(MAX_KEY_LENGTH * 4 + 1)
-    # Drain the rest without keeping it, so a huge paste does not hang the writer.
-    while sys.stdin.buffer.read(65536):
-        data = data[: MAX_KEY_LENGTH * 4 + 1] + b"x"
-    return data
+    cap = MAX_KEY_LENGTH * 4 + 1
+    buf = bytearray()
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def take(chunk: bytes) -> bool:
+        """Keep what fits; True at the end of what is wanted."""
+        buf.extend(chunk[: max(cap - len(buf), 0)] if len(buf) < cap else b"")
+        if len(buf) >= cap:
+            buf[cap - 1 :] = b"x"
+        return not chunk or (line and b"\n" in chunk)
+
+    def ready() -> None:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # a terminal hung up (EIO): no more input
+            chunk = b""
+        if take(chunk) and not done.done():
+            done.set_result(None)
+
+    try:
+        loop.add_reader(fd, ready)
+    except (PermissionError, ValueError, OSError):
+        # A regular file (epoll cannot watch one) or /dev/null: reading it never blocks.
+        while not take(os.read(fd, 65536)):
+            pass
+    else:
+        try:
+            await done
+        finally:
+            loop.remove_reader(fd)
+    try:
+        return bytes(buf)
+    finally:
+        buf[:] = bytes(len(buf))  # no copy of the key left in this buffer
 
 
 def _terminal() -> type:
@@ -193,25 +280,37 @@ def dashboard_steps(interactive: bool, clipboard: bool = False) -> str:
     return "\n".join([f"[bold]Armed.[/] {head}", *(f"  {i}. {s}" for i, s in enumerate(steps, 1))])
 
 
+DRY_RUN_STEPS = (
+    "[bold yellow]DRY RUN — do NOT reset the key.[/] Nothing will be written anywhere: resetting the key now "
+    "would cut every consumer off with nothing to replace it.\n"
+    "  Paste the key in use now (or any key) to check the probe; every target was checked above."
+)
+
+
+def api_down(why: str, accept_unprobed: bool) -> str:
+    """Said before the instruction to reset: a probe that cannot answer cannot check the new key."""
+    from rich.markup import escape
+
+    then = (
+        "--accept-unprobed: the key will be written unchecked."
+        if accept_unprobed
+        else "Wait until it answers, or rerun with --accept-unprobed to write the key unchecked (an outage)."
+    )
+    return (
+        f"[bold red]! The API looks down: {escape(why)}.[/] A key pasted now cannot be checked, and "
+        f"resetting it now starts an outage that lasts until the API is back. {then}"
+    )
+
+
 async def _rotate(
-    plan: Plan,
-    journal: Journal,
-    *,
-    key_from: str,
-    keep_clipboard: bool = False,
-    dry_run: bool,
-    reason: str,
-    force: bool,
-    accept_unprobed: bool,
-    quiet: bool,
+    state: RotationState, *, key_from: str, keep_clipboard: bool = False, dry_run: bool, quiet: bool
 ) -> Report:
+    import asyncio
+
     from rotator.errors import RotationError
     from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession, NotArmed, Outcome
-    from rotator.pipeline.state import RotationState
 
-    state = RotationState(
-        plan, journal, reason=reason, force=force, accept_unprobed=accept_unprobed, progress_fn=progress(quiet)
-    )
+    plan = state.plan
     clipboard = key_from == "clipboard"
     # The clipboard races the hidden prompt when there is a terminal; alone when there is none.
     interactive = key_from == "prompt" or (clipboard and sys.stdin.isatty())
@@ -240,7 +339,9 @@ async def _rotate(
                 f"fingerprint now: {armed.old_fingerprint or '(no key in the primary yet)'}"
                 + (f" (version {armed.old_version})" if armed.old_version else "")
             )
-            err().print(dashboard_steps(interactive, clipboard))
+            if (probe := state.probe_check) is not None and probe.ok is not True:
+                err().print(api_down(probe.detail, state.accept_unprobed))
+            err().print(DRY_RUN_STEPS if dry_run else dashboard_steps(interactive, clipboard))
             if clip is not None:
                 from rotator.clipboard import HISTORY_WARNING
 
@@ -271,6 +372,9 @@ async def _rotate(
     except RotationError as exc:
         raise Fail(str(exc), exc.exit_code) from None
     finally:
+        if (task := session.in_flight) is not None and not task.done():
+            task.cancel()  # Ctrl-C mid-write: stop the writes before the clients close under them
+            await asyncio.gather(task, return_exceptions=True)
         await session.release()
         if clip is not None:
             clip.last = None
@@ -338,8 +442,10 @@ async def _start_clipboard(clip: Clipboard, current: str | None) -> None:
 @click.option("--reason", default="", help="Why (journaled), e.g. 'planned' or 'incident INC-42'.")
 @click.option("--force", is_flag=True, help="Write the primary even if it changed since arm (no check-and-set).")
 @click.option("--accept-unprobed", is_flag=True, help="Write even when the probe cannot reach the API (outage).")
-@click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No live progress.")
+@click.option("--resync", is_flag=True, help="The key the primary already holds may be pasted: copy it everywhere.")
+@output.json_option
+@output.verbose_option
+@output.quiet_option
 @click.option("--incident", is_flag=True, help="Alternating plans: the active key leaked; move off it first.")
 @click.option("--revoke-now", is_flag=True, help="With --incident and no valid standby: the single-app flow (outage).")
 @click.option("--standby-first", is_flag=True, help="With --incident and no valid standby: re-key the standby first.")
@@ -354,6 +460,7 @@ def rotate(
     reason: str,
     force: bool,
     accept_unprobed: bool,
+    resync: bool,
     as_json: bool,
     quiet: bool,
     incident: bool,
@@ -397,30 +504,28 @@ def rotate(
                 choice=choice,
             )
         )
-        return alternating.finish_alternating(report, as_json)
+        return alternating.finish_alternating(report, as_json, plan)
     for row in journal.unfinished(plan.name):
         err().print(
             f"[yellow]! rotation {row.id} of {plan.name} did not finish ({row.state}); "
             f"`rotator resume {row.id}` completes it from the primary[/]"
         )
-    try:
-        result = asyncio.run(
-            _rotate(
-                plan,
-                journal,
-                key_from=source,
-                keep_clipboard=keep_clipboard,
-                dry_run=dry_run,
-                reason=reason,
-                force=force,
-                accept_unprobed=accept_unprobed,
-                quiet=quiet,
-            )
-        )
-    except Fail as exc:
-        if as_json and exc.report is not None:
-            from rotator.render import report_json
+    from rotator.pipeline.state import RotationState
 
-            click.echo(report_json(exc.report))
+    state = RotationState(
+        plan,
+        journal,
+        reason=reason,
+        force=force,
+        accept_unprobed=accept_unprobed,
+        resync=resync,
+        progress_fn=progress(quiet),
+    )
+    flow = _rotate(state, key_from=source, keep_clipboard=keep_clipboard, dry_run=dry_run, quiet=quiet)
+    try:
+        report = run_flow(state, flow)
+    except Fail as exc:
+        if exc.report is not None:  # a rejected paste: nothing written, but the plan's people hear of it
+            notify(plan, exc.report)
         raise
-    return finish(result, as_json)
+    return finish(report, as_json, plan)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
 from rotator.journal import LockHeld
+from rotator.logs import get_logger
 from rotator.pipeline.attempts import reason
 from rotator.plugin import Check, PluginContext, Stored
 from rotator.probe import Prober
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from rotator.plugin import Backend, Consumer
 
 ARM_CONCURRENCY = 64  # targets opened and checked at once (the rest wait their turn)
+log = get_logger("rotator.arm")
 
 
 async def run(state: RotationState) -> ArmResult:
@@ -177,12 +179,20 @@ async def disarm(state: RotationState) -> None:
         state.revocation.cancel()
     # Only a rotation that never took a key is "aborted"; one that failed after the
     # key was journaled keeps its state, so `resume` can finish it.
+    # A journal that cannot be written (disk full) must not keep the lock's release from being tried.
     if state.id and state.report is None and not state.key_journaled and state.armed and state.armed.ok:
-        await state.journal_call(state.journal.update, state.id, state=RunState.ABORTED, finished_at=time.time())
+        await _best_effort(state, state.journal.update, state.id, state=RunState.ABORTED, finished_at=time.time())
     if state.locked:
-        await state.journal_call(state.journal.release, state.plan.name, state.id)
+        await _best_effort(state, state.journal.release, state.plan.name, state.id)
     await asyncio.get_running_loop().run_in_executor(None, state.writer.close)
     state.old_secret = None  # keep no copy of the old key around
+
+
+async def _best_effort(rotation: RotationState, fn: Any, *args: Any, **kw: Any) -> None:
+    try:
+        await rotation.journal_call(fn, *args, **kw)
+    except Exception as exc:  # noqa: BLE001 - the caller already reports why the journal failed
+        log.warning("journal write at disarm failed", rotation=rotation.id, error=type(exc).__name__)
 
 
 def _keep(checks: dict[str, Check], name: str, check: Check) -> Check:

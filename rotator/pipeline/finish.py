@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from rotator.exitcodes import Exit
 from rotator.pipeline import outage
 from rotator.probe import ProbeOutcome
-from rotator.report import BAD, Report, RunState, Step, TargetStatus
+from rotator.report import BAD, Report, RunState, Step, TargetStatus, unlabelled
 
 if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
@@ -42,7 +42,15 @@ def report(state: RotationState, secret: Secret, revocation: ProbeResult | None 
             warnings.append(NOT_REVOKED)
         elif revocation.outcome is not ProbeOutcome.ACCEPTED:
             warnings.append(f"could not check that the old key is revoked: {revocation.detail}")
-    if bad:
+    if state.kind == "sync":  # a sync copies what the primary holds: there is no new key
+        written = sum(1 for r in results if r.kind == "backend" and r.status == TargetStatus.OK)
+        names = ", ".join(f"{r.name} ({r.status})" for r in bad)
+        message = (
+            f"not every target has the primary's key: {names}; run `rotator sync` again"
+            if bad
+            else f"every backend matches the primary ({written} written)"
+        )
+    elif bad:
         names = ", ".join(f"{r.name} ({r.status})" for r in bad)
         message = f"the primary holds the new key; not finished: {names}; run `rotator resume {state.id}`"
     else:
@@ -76,8 +84,14 @@ async def primary_failed(state: RotationState, secret: Secret) -> Report:
     outage.measure(state, out)
     conflict = primary.status == TargetStatus.CONFLICT
     out.state = RunState.CONFLICT if conflict else RunState.FAILED
-    out.exit_code = int(Exit.CONFLICT if conflict else Exit.ERROR)
-    out.message = f"the primary ({primary.name}) was not written: {primary.detail}; nothing else was written"
+    out.exit_code = int(Exit.CONFLICT if conflict else Exit.PRIMARY_FAILED)
+    out.message = (
+        f"the primary ({primary.name}) was not written: {unlabelled(primary.name, primary.detail)}; "
+        "nothing else was written"
+    )
+    if not conflict:
+        # The key may already be reset: it is on the operator's screen only.  Fix the primary, paste it again.
+        out.message += f"; fix {primary.name} and run `rotator rotate` again with the same new key"
     return await close_journal(state, out)
 
 

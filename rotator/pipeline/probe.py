@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 _STATUS = {"accepted": "ok", "refused": "failed", "unavailable": "failed"}
 UNPROBED = "WRITTEN WITHOUT A SUCCESSFUL PROBE (--accept-unprobed): the key was not verified"
-SAME_KEY = "the new key is the same as the one in the primary: was the key really reset?"
+SAME_KEY = "the new key is the same as the one in the primary: a re-sync (--resync), not a rotation"
+NOT_RESET = (
+    "the key was not reset: this is the key the primary already holds; nothing was written "
+    "(reset it on the dashboard and paste the new key, or pass --resync to copy this one everywhere)"
+)
 
 
 async def check(state: RotationState, secret: Secret) -> ProbeResult:
@@ -51,6 +55,9 @@ async def run(state: RotationState, secret: Secret) -> Report | None:
     assert state.armed is not None and state.armed.ok, "arm first"
     state.key_arrived()
     state.warnings = []
+    if state.old_secret is not None and state.old_secret == secret and not state.resync:
+        # During a leak, "done" here would report success while the leaked key stays live.
+        return finish.not_written(state, NOT_RESET, code=Exit.KEY_NOT_RESET)
     start = state.since_key()
     result = await check(state, secret)
     state.probe = result

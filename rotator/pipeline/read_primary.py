@@ -28,11 +28,12 @@ async def run(state: RotationState, expected_fp: str | None, *, unsure: bool = F
         raise RotationError(
             f"rotation {state.id} never wrote the primary ({primary.name} holds {held or 'no key'}, "
             f"not {expected_fp}): the key must be entered again with `rotator rotate`",
-            Exit.ERROR,
+            Exit.NOTHING_TO_RESUME,
         )
     if stored.secret is None:
         raise RotationError(
-            f"the primary ({primary.name}) holds no key: enter the key again with `rotator rotate`", Exit.ERROR
+            f"the primary ({primary.name}) holds no key: enter the key again with `rotator rotate`",
+            Exit.NOTHING_TO_RESUME,
         )
     if expected_fp and stored.secret.fingerprint != expected_fp:
         raise RotationError(
@@ -48,7 +49,9 @@ def held_at_arm(state: RotationState) -> Secret:
     """What the primary held when the rotation armed (sync copies it)."""
     assert state.armed is not None
     if state.old_secret is None:
-        raise RotationError(f"the primary ({state.plan.primary.name}) holds no key: nothing to sync from", Exit.ERROR)
+        raise RotationError(
+            f"the primary ({state.plan.primary.name}) holds no key: nothing to sync from", Exit.NOTHING_TO_RESUME
+        )
     state.key_arrived()
     return state.old_secret
 

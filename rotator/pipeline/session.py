@@ -594,7 +594,11 @@ class ArmedSession:
             self._tell("finished", self.report.message)
         else:
             self._tell("closed", why)
-        await self.release()
+        try:
+            await self.release()
+        finally:  # whatever disarming raised, the session is over: `wait` must return
+            if not self._over.done():
+                self._over.set_result(self.report)
         current = asyncio.current_task()
         for task in list(self._background):  # the key sources, watchers (not the attempt ending it)
             if task is not current:

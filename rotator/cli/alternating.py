@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import click
 
 from rotator.cli import output
-from rotator.cli.commands import finish, load, progress
 from rotator.cli.context import Context, Fail, err
+from rotator.cli.flow import finish, load, progress
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
@@ -34,12 +34,12 @@ KEEP_WARM_EVERY = 15.0
 
 class LineStdin:
     """Keys piped in, one a line (an alternating flow may ask for two); read on the
-    event loop, so Ctrl-C ends the wait at once (`rotator.cli.rotate.Prompt`)."""
+    event loop, so Ctrl-C ends the wait at once (`rotator.cli.key_input.Prompt`)."""
 
     name = "stdin"
 
     def __init__(self) -> None:
-        from rotator.cli.rotate import Lines
+        from rotator.cli.key_input import Lines
 
         self.lines = Lines(sys.stdin.fileno())
 
@@ -94,7 +94,7 @@ async def run(
 
     The flow runs in an `ArmedSession` (its flow hook, `pipeline.alternating_flow`), as the
     service runs it; the keys come from the terminal only (a hidden prompt, or stdin one a line)."""
-    from rotator.cli.rotate import Prompt
+    from rotator.cli.key_input import Prompt
     from rotator.errors import RotationError
     from rotator.pipeline import slots
     from rotator.pipeline.alternating import IncidentChoice

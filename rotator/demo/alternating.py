@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from rotator.demo.run import _http_json, _wait_ready, _write_env, demo_targets
+from rotator.demo._shared import _http_json, _wait_ready, _write_env, demo_targets
 from rotator.testing import plans
 from rotator.testing.adjutor import ADMIN_HEADER
 

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
+from rotator.pipeline.key_sources import MAX_PASTES, KeySource
 from rotator.report import Step
 from rotator.reset_watch import ResetDetected, ResetWatch, WatchOutcome
 
 if TYPE_CHECKING:
-    from rotator.pipeline.session import KeySource
     from rotator.pipeline.state import RotationState
     from rotator.secret import Secret
 
@@ -87,11 +87,8 @@ async def take_key(
                 await watching
 
 
-MAX_PASTES = 5  # pastes that are not a key (empty, wrong shape) before one reset is given up
-
-
 class SourcesOperator:
-    """An `Operator` over the session's key sources (`pipeline.session.KeySource`: a prompt,
+    """An `Operator` over the session's key sources (`pipeline.key_sources.KeySource`: a prompt,
     stdin, the page, the clipboard), raced: the first key any of them gives is taken.  A read
     still pending when a key arrives is kept for the next ask (a prompt cannot be taken back).
     Subclass `show`, `rejected`, `received` and `notice` for a front end."""

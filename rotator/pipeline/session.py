@@ -26,163 +26,59 @@ is ARMED (keep-warm, expiry counted from each ask) only while it waits for one.
 Keys reach it through `hand()` (the page, the API) and the sources `feed()`
 gives it; `interrupt()` makes the pending ask raise (the page's Roll back).
 The expiry, keep-warm and close are the same as the single flow's.
+
+The parts live beside it, one job each (their names are re-exported here): the key
+sources (`key_sources`), the keeper (`keeper`), the reset watch (`armed_watch`), the
+session's vocabulary and front-end hooks (`session_types`), what the operator is told
+(`instructions`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rotator import pipeline
 from rotator.errors import RotatorError
-from rotator.exitcodes import Exit
-from rotator.journal import LockHeld
 from rotator.logs import get_logger
 from rotator.pipeline import arm, finish
-from rotator.pipeline.ask import MAX_PASTES, SourcesOperator
+from rotator.pipeline.armed_watch import ArmedWatch
+from rotator.pipeline.ask import SourcesOperator
+from rotator.pipeline.instructions import (
+    ARMED_HEADLINE,
+    PASTE_PAGE,
+    PASTE_PROMPT,
+    PASTE_STDIN,
+    RESET_STEPS,
+    instruction,
+    not_armed_message,
+)
+from rotator.pipeline.keeper import CLOSE_STEP, KEEP_WARM_EVERY, Keeper, close_requested
+from rotator.pipeline.key_sources import MAX_PASTES, Inbox, KeySource
+from rotator.pipeline.session_types import (
+    Attempt,
+    Handed,
+    Listener,
+    NotArmed,
+    Outcome,
+    SessionBusy,
+    Status,
+)
 from rotator.report import Report, RunState
 from rotator.secret import CleanKey, KeyRejected, Secret, clean_paste
 
 if TYPE_CHECKING:
-    import httpx
-
-    from rotator.journal import Journal
     from rotator.pipeline.ask import ResetAsk
     from rotator.pipeline.state import RotationState
     from rotator.report import ArmResult
-    from rotator.reset_watch import ResetDetected, ResetWatch
+    from rotator.reset_watch import ResetWatch
 
 log = get_logger("rotator.session")
 
 MAX_KEY_ATTEMPTS = 5  # keys refused (rejected pastes included) before an armed rotation is closed
-KEEP_WARM_EVERY = 15.0  # seconds between probe keep-alives and lock renewals while armed
-
-# What the operator does once armed: the dashboard steps, said once for the terminal and the page.
-ARMED_HEADLINE = (
-    "Every target is ready. Now reset the key; the old key stops working at once, so the window starts now."
-)
-RESET_STEPS = (
-    "Adjutor dashboard → Business → Apps → View details → Reset app key",
-    "Copy the new key the dashboard shows.",
-)
-PASTE_PROMPT = "Paste it here and press Enter (input is hidden)."
-PASTE_STDIN = "Pipe it in: reading the key from stdin."
-PASTE_PAGE = "Paste it into the key field here and press Enter."
-
-
-def instruction(paste: str = PASTE_PAGE) -> list[str]:
-    """The armed instruction: the headline, then the numbered steps ending with how to paste."""
-    return [ARMED_HEADLINE, *RESET_STEPS, paste]
-
-
-def not_armed_message(armed: ArmResult, what: str = "rotate") -> str:
-    problems = "; ".join(armed.problems())
-    if what == "rotate":
-        return f"not armed: {problems} — fix these before resetting the key"
-    return f"cannot {what}: {problems}"
-
-
-CLOSE_STEP = "close"  # journal: `requested` by someone who does not hold the session (the page of another replica)
-
-
-def close_requested(journal: Journal, rid: str) -> str | None:
-    """Why someone asked (through the journal) for this armed rotation to be closed, if anyone did.
-    The holder's keeper reads it every `keep_warm_every` seconds: one small query."""
-    for e in journal.events(rid):
-        if e.get("step") == CLOSE_STEP and e.get("status") == "requested":
-            return str(e.get("detail") or "closed on request")
-    return None
-
-
-class NotArmed(RotatorError):
-    """Arm found a target not ready: nothing was journaled as started, no key may be taken."""
-
-    def __init__(self, message: str, armed: ArmResult) -> None:
-        super().__init__(message)
-        self.armed = armed
-        self.code = Exit.PREFLIGHT_FAILED
-
-
-class SessionBusy(RotatorError):
-    """A key was offered to a session that cannot take one now (writing one, finished, closed)."""
-
-
-class Status(StrEnum):
-    ARMING = "arming"
-    ARMED = "armed"
-    ROTATING = "rotating"
-    FINISHED = "finished"
-    CLOSED = "closed"
-
-
-class Outcome(StrEnum):
-    REJECTED = "rejected"  # the paste is not a key (empty, wrong shape): nothing probed
-    REFUSED = "refused"  # the probe refused it or could not check it: nothing written
-    WRITTEN = "written"  # the rotation ran: see the report's state
-    DRY_RUN = "dry_run"
-
-
-@dataclass
-class Attempt:
-    """What became of one key offered to the session."""
-
-    outcome: Outcome
-    report: Report
-    message: str  # the whole line: what happened, and that nothing was written
-    attempts_left: int
-    final: bool  # the session is over: FINISHED or CLOSED
-    detail: str = ""  # a rejected paste: what is wrong with it
-
-
-class KeySource(Protocol):
-    """Somewhere a key can come from.  `read` waits for the next key: a raw paste (cleaned
-    here), or a `Secret` a source already cleaned (`rotator.clipboard.ClipboardSource.next_key`);
-    None: no more."""
-
-    name: str
-
-    async def read(self) -> str | bytes | Secret | None: ...
-
-
-class Listener:
-    """What a session tells its front end (terminal, page).  Every method may be left as is."""
-
-    def key(self, clean: CleanKey) -> None:
-        """A paste was cleaned into a key; it is about to be probed."""
-
-    def refused(self, attempt: Attempt) -> None:
-        """A key was rejected or refused; `attempt.final`: the session closes now."""
-
-    def finished(self, report: Report) -> None:
-        """The rotation ran (done, partial, failed, conflict)."""
-
-    def closed(self, reason: str, resume: str | None = None) -> None:
-        """The session ended without (another) key: `reason`, and how to finish it if resumable."""
-
-    def reset_detected(self, reset: ResetDetected) -> None:
-        """The old key was refused while armed: the outage began (`reset.ago()` seconds ago)."""
-
-    def warning(self, text: str) -> None:
-        """Something the operator should know that changes nothing (e.g. the reset is not watched)."""
-
-    # A flow's (`Flow`) asks: which app to reset and why, what came of each paste.
-    def asked(self, ask: ResetAsk) -> None:
-        """The flow waits for the operator to reset `ask.app` and paste its key."""
-
-    def rejected(self, message: str) -> None:
-        """A paste was not a key; the flow waits for another."""
-
-    def received(self, fingerprint: str, warnings: list[str]) -> None:
-        """A key arrived for the flow (it is about to be probed)."""
-
-    def notice(self, line: str) -> None:
-        """Something the operator must know at once (the active app was reset by mistake)."""
 
 
 class Flow(Protocol):
@@ -200,26 +96,6 @@ class Flow(Protocol):
     async def run(self, session: ArmedSession, operator: FlowOperator) -> Report:
         """The flow, from right after arm; keys come from `operator`."""
         ...
-
-
-@dataclass
-class Handed:
-    """What became of a key handed to a flow (`ArmedSession.hand`)."""
-
-    outcome: str  # rejected | refused | taken | finished | closed
-    message: str
-
-
-class Inbox:
-    """The keys handed to a flow session (the page, the API), as a `KeySource`."""
-
-    name = "page"
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[str | bytes | Secret] = asyncio.Queue()
-
-    async def read(self) -> str | bytes | Secret:
-        return await self.queue.get()
 
 
 class ArmedSession:
@@ -266,15 +142,19 @@ class ArmedSession:
         self.report: Report | None = None  # the final report, once the session is over
         self.error: Exception | None = None  # what ended an attempt that raised (the journal says how far it got)
         self._over: asyncio.Future[Report | None] = asyncio.get_running_loop().create_future()
-        self._keeper: asyncio.Task[None] | None = None
+        self._keeper = Keeper(self)
         self._attempt_task: asyncio.Task[Any] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self.watch: ResetWatch | None = None  # the old key, probed every [probe] watch_interval while armed
-        self._watch_client: httpx.AsyncClient | None = None
+        self._watch = ArmedWatch(self)
 
     @property
     def id(self) -> str:
         return self.state.id
+
+    @property
+    def watch(self) -> ResetWatch | None:
+        """The old key's watch, probed every [probe] watch_interval while armed."""
+        return self._watch.watch
 
     @property
     def done(self) -> bool:
@@ -314,87 +194,18 @@ class ArmedSession:
         self.status = Status.ARMED
         self._expire_from_now()
         self._start_keeper()
-        self._start_watch()
+        self._watch.start()
         return armed
-
-    # -- the reset watch ---------------------------------------------------
-    def _start_watch(self) -> None:
-        """Probe the old key every watch_interval while armed (pipeline.outage reads what it saw)."""
-        state = self.state
-        if state.prober is None or state.old_secret is None or state.reset is not None:
-            return
-        if self.watch is not None and not self.watch.free:
-            return  # the probe costs money: watched once, not again
-        import httpx
-
-        from rotator.reset_watch import ResetWatch
-
-        if self._watch_client is None:
-            # Its own connection: a watch probe in flight never holds the one the new key's probe uses.
-            self._watch_client = httpx.AsyncClient(timeout=httpx.Timeout(state.plan.probe.timeout))
-        watch = ResetWatch(state.prober, state.old_secret, client=self._watch_client)
-        if not watch.enabled:
-            return
-        self.watch = watch
-        self.spawn(self._watching(watch))
-
-    async def _watching(self, watch: ResetWatch) -> None:
-        from rotator.reset_watch import WatchOutcome
-
-        result = await watch.run()
-        if result.outcome is WatchOutcome.RESET and result.reset is not None and self.status is Status.ARMED:
-            reset = result.reset
-            before = self.state.watch  # an earlier watch (before a refused paste) saw the key pass last
-            if reset.after_perf is None and before is not None and before.last_ok_perf is not None:
-                reset = dataclasses.replace(reset, after_wall=before.last_ok_wall, after_perf=before.last_ok_perf)
-            self.state.reset = reset
-            log.info("reset detected", rotation=self.id, status=reset.status)
-            self.listener.reset_detected(reset)
-        elif result.outcome is WatchOutcome.COSTS and result.warning:
-            self.listener.warning(result.warning)
-
-    def _key_arrives(self) -> None:
-        """The window starts (again) now; the watch stops and, unless it saw the reset, looks
-        at the old key once more beside the new key's probe (its own connection)."""
-        state = self.state
-        state.key_arrived(restart=True)
-        watch = self.watch
-        if watch is None:
-            return
-        watch.stop()
-        state.watch = watch.result
-        if state.reset is None and watch.free:
-            state.old_key_look = self.spawn(watch.look())
-
-    def _after_refusal(self, outcome: Outcome, why: str, *, watch_again: bool) -> None:
-        """A refused paste: counted and explained; the old key watched again if no reset was seen."""
-        from rotator.probe import ProbeOutcome
-        from rotator.reset_watch import ResetDetected
-
-        state = self.state
-        state.refused_keys.append(
-            {"at": state.key_received_wall, "outcome": outcome.value, "why": why, "attempt": self.attempts}
-        )
-        look = state.old_key_look
-        state.old_key_look = None
-        if state.reset is None and look is not None and look.done() and not look.cancelled():
-            if look.result().outcome is ProbeOutcome.REFUSED and state.key_received is not None:
-                last = state.watch
-                state.reset = ResetDetected(
-                    state.key_received_wall or time.time(),
-                    state.key_received,
-                    last.last_ok_wall if last else None,
-                    last.last_ok_perf if last else None,
-                    look.result().status,
-                    look.result().detail,
-                )
-                self.listener.reset_detected(state.reset)
-        if watch_again:
-            self._start_watch()
 
     def _expire_from_now(self) -> None:
         if self.arm_timeout is not None:
             self.expires_at = time.time() + self.arm_timeout
+
+    def _start_keeper(self) -> None:
+        self._keeper.start()
+
+    def _stop_keeper(self) -> None:
+        self._keeper.stop()
 
     # -- a flow ------------------------------------------------------------
     def start(self) -> None:
@@ -481,7 +292,7 @@ class ArmedSession:
             raise SessionBusy(f"rotation {self.id} is already writing a key")
         if self.status is not Status.ARMED:
             raise SessionBusy(f"rotation {self.id} is {self.status}; arm the plan again")
-        self._key_arrives()  # the window starts when the (accepted) key reaches us
+        self._watch.key_arrives()  # the window starts when the (accepted) key reaches us
         self.status = Status.ROTATING
         self._stop_keeper()
         task = self._attempt_task = self.spawn(self._attempt(raw))
@@ -531,7 +342,7 @@ class ArmedSession:
         final = last or self.attempts >= self.max_attempts
         attempt = Attempt(outcome, report, message, self.attempts_left, final, detail)
         self.last_refusal = attempt
-        self._after_refusal(outcome, detail or message, watch_again=not final)
+        self._watch.after_refusal(outcome, detail or message, watch_again=not final)
         if final:
             await finish.abandon(self.state, report)
             self.listener.refused(attempt)
@@ -578,12 +389,7 @@ class ArmedSession:
     async def release(self) -> None:
         """Disarm (idempotent): clients closed, lock released, a never-keyed entry aborted."""
         self._stop_keeper()
-        if self.watch is not None:
-            self.watch.stop()
-        client, self._watch_client = self._watch_client, None
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await client.aclose()
+        await self._watch.release()
         await arm.disarm(self.state)
 
     async def _end(self, status: Status, why: str, resume: str | None = None) -> None:
@@ -608,53 +414,6 @@ class ArmedSession:
             log.info("armed rotation closed", rotation=self.id, why=why)
         if not self._over.done():
             self._over.set_result(self.report)
-
-    # -- the keeper ------------------------------------------------------
-    def _start_keeper(self) -> None:
-        if self._keeper is None or self._keeper.done():
-            self._keeper = asyncio.ensure_future(self._keep_armed())
-
-    def _stop_keeper(self) -> None:
-        if self._keeper is not None and self._keeper is not asyncio.current_task():
-            self._keeper.cancel()
-        self._keeper = None
-
-    async def _keep_armed(self) -> None:
-        """While it waits for its key: keep the probe's connection warm, renew the
-        lock's lease, and close the session when no key came in time."""
-        while self.status is Status.ARMED:
-            wait = self.keep_warm_every
-            if self.expires_at is not None:
-                wait = min(wait, self.expires_at - time.time())
-                if wait <= 0:
-                    since = (
-                        "of arming"
-                        if self.flow is None
-                        else f"of the ask to reset {self.asking.app if self.asking else 'the app'}"
-                    )
-                    await self.close(f"no key within {self.arm_timeout:.0f}s {since}")
-                    return
-            await asyncio.sleep(wait)
-            if self.status is not Status.ARMED:
-                return
-            try:  # someone who does not hold this session (another replica's page) asked to close it
-                asked = await self.state.journal_call(close_requested, self.state.journal, self.id)
-            except Exception as exc:  # noqa: BLE001 - the journal is retried at the next round
-                asked = None
-                log.warning("close-request check failed", rotation=self.id, error=type(exc).__name__)
-            if asked is not None:
-                await self.close(asked)
-                return
-            try:
-                await arm.keep_warm(self.state)
-            except LockHeld as exc:
-                # Our hold on the plan ended (database connection lost) and someone
-                # else has it now: this rotation must not take a key.
-                log.error("plan lock lost", rotation=self.id, holder=exc.holder)
-                await self.close(f"lost the plan's lock: {exc}")
-                return
-            except Exception as exc:  # noqa: BLE001 - keeping warm is best effort
-                log.warning("keep-warm failed", rotation=self.id, error=type(exc).__name__)
 
 
 class FlowOperator(SourcesOperator):
@@ -705,14 +464,22 @@ class FlowOperator(SourcesOperator):
                 s.status = Status.ROTATING
 
 
-__all__ = [
+__all__ = [  # the names callers import from here (re-exported from the modules they moved to)
+    "ARMED_HEADLINE",
     "CLOSE_STEP",
+    "KEEP_WARM_EVERY",
     "MAX_KEY_ATTEMPTS",
+    "MAX_PASTES",
+    "PASTE_PAGE",
+    "PASTE_PROMPT",
+    "PASTE_STDIN",
+    "RESET_STEPS",
     "ArmedSession",
     "Attempt",
     "Flow",
     "FlowOperator",
     "Handed",
+    "Inbox",
     "KeySource",
     "Listener",
     "NotArmed",

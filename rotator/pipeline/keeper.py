@@ -1,0 +1,111 @@
+"""The keeper of an armed session: while it waits for its key, keep the probe's connection
+warm, renew the plan lock's lease (every `keep_warm_every` seconds), honour a close asked for
+through the journal, and close the session when no key came before `expires_at`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from rotator.journal import LockHeld
+from rotator.logs import get_logger
+from rotator.pipeline import arm
+from rotator.pipeline.session_types import Status
+
+if TYPE_CHECKING:
+    from rotator.journal import Journal
+    from rotator.pipeline.ask import ResetAsk
+    from rotator.pipeline.state import RotationState
+
+log = get_logger("rotator.session")
+
+KEEP_WARM_EVERY = 15.0  # seconds between probe keep-alives and lock renewals while armed
+CLOSE_STEP = "close"  # journal: `requested` by someone who does not hold the session (the page of another replica)
+
+
+def close_requested(journal: Journal, rid: str) -> str | None:
+    """Why someone asked (through the journal) for this armed rotation to be closed, if anyone did.
+    The holder's keeper reads it every `keep_warm_every` seconds: one small query."""
+    for e in journal.events(rid):
+        if e.get("step") == CLOSE_STEP and e.get("status") == "requested":
+            return str(e.get("detail") or "closed on request")
+    return None
+
+
+class Kept(Protocol):
+    """What the keeper reads of its session (`pipeline.session.ArmedSession`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def state(self) -> RotationState: ...
+    @property
+    def status(self) -> Status: ...
+    @property
+    def keep_warm_every(self) -> float: ...
+    @property
+    def expires_at(self) -> float | None: ...
+    @property
+    def arm_timeout(self) -> float | None: ...
+    @property
+    def flow(self) -> object | None: ...
+    @property
+    def asking(self) -> ResetAsk | None: ...
+
+    async def close(self, why: str) -> None: ...
+
+
+class Keeper:
+    """One session's keeper task: `start` while armed, `stop` once a key arrives or it ends."""
+
+    def __init__(self, session: Kept) -> None:
+        self.session = session
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._keep_armed())
+
+    def stop(self) -> None:
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+        self._task = None
+
+    async def _keep_armed(self) -> None:
+        """While it waits for its key: keep the probe's connection warm, renew the
+        lock's lease, and close the session when no key came in time."""
+        s = self.session
+        while s.status is Status.ARMED:
+            wait = s.keep_warm_every
+            if s.expires_at is not None:
+                wait = min(wait, s.expires_at - time.time())
+                if wait <= 0:
+                    since = (
+                        "of arming"
+                        if s.flow is None
+                        else f"of the ask to reset {s.asking.app if s.asking else 'the app'}"
+                    )
+                    await s.close(f"no key within {s.arm_timeout:.0f}s {since}")
+                    return
+            await asyncio.sleep(wait)
+            if s.status is not Status.ARMED:
+                return
+            try:  # someone who does not hold this session (another replica's page) asked to close it
+                asked = await s.state.journal_call(close_requested, s.state.journal, s.id)
+            except Exception as exc:  # noqa: BLE001 - the journal is retried at the next round
+                asked = None
+                log.warning("close-request check failed", rotation=s.id, error=type(exc).__name__)
+            if asked is not None:
+                await s.close(asked)
+                return
+            try:
+                await arm.keep_warm(s.state)
+            except LockHeld as exc:
+                # Our hold on the plan ended (database connection lost) and someone
+                # else has it now: this rotation must not take a key.
+                log.error("plan lock lost", rotation=s.id, holder=exc.holder)
+                await s.close(f"lost the plan's lock: {exc}")
+                return
+            except Exception as exc:  # noqa: BLE001 - keeping warm is best effort
+                log.warning("keep-warm failed", rotation=s.id, error=type(exc).__name__)

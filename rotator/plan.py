@@ -260,6 +260,8 @@ def _did_you_mean(model: type[BaseModel], loc: list[int | str]) -> str | None:
     """The closest key the model at `loc` knows, for a mistyped one (`check_old_keys`)."""
     import difflib
 
+    if not loc:
+        return None
     *path, key = loc
     for part in path:
         if isinstance(part, int):
@@ -425,7 +427,7 @@ def parse_plan(data: dict[str, Any], path: Path) -> Plan:
     primaries = [i for i, b in enumerate(raw["backends"]) if b.get("primary") is True]
     if raw["backends"] and len(primaries) != 1:
         problems.append(f"{label}: backends: exactly one backend needs primary = true (found {len(primaries)})")
-    names = {b.get("name") for b in raw["backends"]}
+    names = {b["name"] for b in raw["backends"] if isinstance(b.get("name"), str)}
     for i, c in enumerate(raw["consumers"]):
         deps = c.get("reads_from")
         for j, dep in enumerate(deps if isinstance(deps, list) else []):

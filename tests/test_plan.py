@@ -195,3 +195,17 @@ def test_probe_paths_are_paths_on_the_probe_host(tmp_path: Path, path: str) -> N
     text = GOOD.replace('preset = "adjutor"', f'preset = "adjutor"\npaths = ["{path}"]')
     (problem,) = _problems(tmp_path, text)
     assert "probe.paths" in problem and "a path starting with /" in problem
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        '"[" = 0\n',  # an unknown top-level key with an odd name: no "did you mean" crash
+        '[[backends]]\nname = []\ntype = "envfile"\npath = "/x/.env"\nvariable = "K"\n',  # a name that is not text
+    ],
+)
+def test_odd_plans_found_by_the_fuzzer_fail_in_one_line(tmp_path: Path, extra: str) -> None:
+    plan = tmp_path / "plan.toml"
+    plan.write_text(GOOD.replace("{tmp}", str(tmp_path)) + extra)
+    r = subprocess.run([sys.executable, "-m", "rotator", "check", str(plan)], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr

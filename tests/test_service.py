@@ -52,6 +52,11 @@ class HookReceiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_HEAD(self) -> None:  # rotator's arm check: the reload URL exists
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
                 outer.bodies.append(self.rfile.read(n))

@@ -374,6 +374,14 @@ class _ConsumerHandler(JsonHandler):
         else:
             self.send_json(404, {"error": "not found"})
 
+    def do_HEAD(self) -> None:
+        """rotator's arm asks `HEAD /reload`: the endpoint exists (a 4xx/5xx would be a warning)."""
+        self.read_body()
+        found = self.path.split("?", 1)[0] in ("/reload", "/fingerprint", "/stats", "/healthz")
+        self.send_response(204 if found else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_POST(self) -> None:
         body = self.read_body()
         if self.path.split("?", 1)[0] != "/reload":

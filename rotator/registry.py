@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from rotator.notify.base import Notifier
 from rotator.plugin import Backend, Consumer
@@ -63,43 +64,30 @@ def _load(ep: EntryPoint, kind: str, type_name: str) -> object:
         ) from None
 
 
+def _lookup(kind: str, points: dict[str, EntryPoint], base: type, base_name: str, type_name: str) -> Any:
+    """The one lookup behind every plugin kind: the entry point, loaded, checked to subclass `base`."""
+    ep = points.get(type_name)
+    if ep is None:
+        raise UnknownPlugin(f"unknown {kind} type {type_name!r} (installed: {', '.join(sorted(points)) or 'none'})")
+    cls = _load(ep, kind, type_name)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise UnknownPlugin(f"{kind} {type_name!r} ({ep.value}) is not a {base_name}")
+    return cls
+
+
 @cache
 def backend_class(type_name: str) -> type[Backend]:
-    ep = backend_points().get(type_name)
-    if ep is None:
-        raise UnknownPlugin(
-            f"unknown backend type {type_name!r} (installed: {', '.join(sorted(backend_points())) or 'none'})"
-        )
-    cls = _load(ep, "backend", type_name)
-    if not (isinstance(cls, type) and issubclass(cls, Backend)):
-        raise UnknownPlugin(f"backend {type_name!r} ({ep.value}) is not a rotator.plugin.Backend")
-    return cls
+    return _lookup("backend", backend_points(), Backend, "rotator.plugin.Backend", type_name)
 
 
 @cache
 def consumer_class(type_name: str) -> type[Consumer]:
-    ep = consumer_points().get(type_name)
-    if ep is None:
-        raise UnknownPlugin(
-            f"unknown consumer type {type_name!r} (installed: {', '.join(sorted(consumer_points())) or 'none'})"
-        )
-    cls = _load(ep, "consumer", type_name)
-    if not (isinstance(cls, type) and issubclass(cls, Consumer)):
-        raise UnknownPlugin(f"consumer {type_name!r} ({ep.value}) is not a rotator.plugin.Consumer")
-    return cls
+    return _lookup("consumer", consumer_points(), Consumer, "rotator.plugin.Consumer", type_name)
 
 
 @cache
 def notifier_class(type_name: str) -> type[Notifier]:
-    ep = notifier_points().get(type_name)
-    if ep is None:
-        raise UnknownPlugin(
-            f"unknown notifier type {type_name!r} (installed: {', '.join(sorted(notifier_points())) or 'none'})"
-        )
-    cls = _load(ep, "notifier", type_name)
-    if not (isinstance(cls, type) and issubclass(cls, Notifier)):
-        raise UnknownPlugin(f"notifier {type_name!r} ({ep.value}) is not a rotator.notify.Notifier")
-    return cls
+    return _lookup("notifier", notifier_points(), Notifier, "rotator.notify.Notifier", type_name)
 
 
 def installed() -> list[PluginInfo]:

@@ -3,9 +3,10 @@ where the cluster is, one client per target, RBAC checks, and error wording.
 
 The client is lightkube (0.17 to 0.22), chosen over the official ``kubernetes``
 package, which is blocking (every call would take a thread from the pool, and
-its models are untyped), and over ``kubernetes_asyncio``, which brings aiohttp
-as a second HTTP stack: lightkube is async, typed (dataclass models, py.typed)
-and built on httpx, which rotator already uses for probes and webhooks.
+its models are untyped), and over ``kubernetes_asyncio`` (aiohttp's API beside
+httpx's for plugin code): lightkube is async, typed (dataclass models, py.typed)
+and built on httpx, the API every rotator plugin speaks; its requests go through
+rotator's one transport (`rotator.transport`, aiohttp underneath).
 lightkube 1.0 moved to ``httpx2`` (another HTTP stack again), hence ``<1``.
 
 Credentials never appear in a plan: the client is configured as kubectl is,
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rotator.plugin import Check, PluginError
 from rotator.secret import REDACTED, live_values
+from rotator.transport import AiohttpTransport
 
 from ._sdk import vendor_text
 
@@ -99,22 +101,22 @@ def _config(conn: KubeConnection) -> SingleConfig:
     return found
 
 
-class _Transport(httpx.AsyncHTTPTransport):
-    """lightkube copies its connection parameters with dataclasses.asdict, which
+class _Transport(AiohttpTransport):
+    """rotator's one transport (aiohttp under httpx, as every plugin's requests).
+    lightkube copies its connection parameters with dataclasses.asdict, which
     deep-copies; a transport (its pool, its SSL context) is shared, not copied."""
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _Transport:
         return self
 
 
-def _transport(config: SingleConfig) -> httpx.AsyncHTTPTransport:
-    """The transport lightkube would make, with a long keep-alive (see KEEPALIVE)."""
+def _transport(config: SingleConfig) -> AiohttpTransport:
+    """The TLS settings lightkube would use (cluster CA, client certificate), with a long
+    keep-alive (see KEEPALIVE)."""
     if config.user is None:
         raise ConfigError(f"context {config.context_name} has no user")
     verify = verify_cluster(config.cluster, config.user, config.abs_file)
-    return _Transport(
-        verify=verify, limits=httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=KEEPALIVE)
-    )
+    return _Transport(ssl_context=verify, per_origin=8, keepalive=KEEPALIVE)
 
 
 async def open_client(conn: KubeConnection, timeout: float, run_blocking: Callable[..., Awaitable[Any]]) -> Any:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rotator.errors import Conflict as Conflict  # re-exported: defined in rotator.errors
 from rotator.errors import PluginError
 from rotator.secret import Secret
+from rotator.transport import http_client
 
 T = TypeVar("T")
 
@@ -215,39 +216,6 @@ class Confirmation:
     detail: str = ""
 
 
-class _PerOriginTransport(httpx.AsyncBaseTransport):
-    """One connection pool per origin behind one client.
-
-    httpcore's pool rescans every connection it holds (quadratically) each time a
-    request starts or ends, so one shared pool with a connection to each of 200
-    consumers spent seconds of event-loop time per fan-out.  A pool per origin
-    holds one or two connections and that cost disappears.
-
-    Every pool shares one TLS context, made here (at arm): building one loads the CA
-    bundle, 70-110 ms of CPU on a 2-core VM, and a context per pool, made on each
-    origin's first request, cost 179 consumers ~20 s of event-loop time at arm, past
-    their 10 s timeout (issue 15).
-    """
-
-    def __init__(self, limits: httpx.Limits) -> None:
-        self._limits = limits
-        self._ssl = httpx.create_ssl_context()  # as AsyncHTTPTransport's default (certifi; SSL_CERT_FILE/DIR)
-        self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        key = (url.raw_scheme, url.raw_host, url.port)
-        pool = self._pools.get(key)
-        if pool is None:
-            pool = self._pools[key] = httpx.AsyncHTTPTransport(verify=self._ssl, limits=self._limits)
-        return await pool.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        pools, self._pools = list(self._pools.values()), {}
-        for pool in pools:
-            await pool.aclose()
-
-
 class PluginContext:
     """Shared resources handed to every plugin: a thread pool sized for the fan-out
     and one HTTP client (a connection pool per origin), both made at arm time; and the
@@ -256,16 +224,9 @@ class PluginContext:
     def __init__(self, *, max_threads: int = 32, http: httpx.AsyncClient | None = None) -> None:
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="rotator")
         self._own_http = http is None
-        # keepalive_expiry: httpx's default (5 s) dropped every connection arm opened
-        # before a key typed after more than 5 s, so each was opened again (a TCP and a
-        # TLS handshake) on the window's critical path.  A connection the server closed
-        # meanwhile is noticed when taken from the pool and replaced, not failed.
-        self.http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0),
-            transport=_PerOriginTransport(
-                httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=3600.0)
-            ),
-        )
+        # httpx's API over aiohttp's pools (rotator.transport: a third of the CPU per
+        # request), a pool per origin and connections kept for an hour while armed.
+        self.http = http or http_client(timeout=10.0)
         self._touches: list[Callable[[], Awaitable[object]]] = []
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:

@@ -28,6 +28,7 @@ from tenacity import (
 from rotator.logs import get_logger
 from rotator.notify import message as messages
 from rotator.notify.base import Message, Notifier, NotifierSettings, Outcome, SendError
+from rotator.transport import http_client
 
 if TYPE_CHECKING:
     from rotator.plan import Plan
@@ -116,7 +117,7 @@ async def send_all(plan: Plan, message: Message, *, client: httpx.AsyncClient | 
             detail = f"{type(exc).__name__} while starting the notifier (details withheld)"
             notifiers.append(NotifyResult(s.label, s.type, NotifyStatus.FAILED, detail=detail))
     own = client is None
-    http = client or httpx.AsyncClient()
+    http = client or http_client()
     try:
         return list(
             await asyncio.gather(

@@ -16,6 +16,7 @@ from rotator.logs import get_logger
 from rotator.pipeline.session_types import Outcome, Status
 from rotator.probe import ProbeOutcome
 from rotator.reset_watch import ResetDetected, ResetWatch, WatchOutcome
+from rotator.transport import http_client
 
 if TYPE_CHECKING:
     from rotator.pipeline.session_types import Listener
@@ -58,7 +59,7 @@ class ArmedWatch:
             return  # the probe costs money: watched once, not again
         if self._client is None:
             # Its own connection: a watch probe in flight never holds the one the new key's probe uses.
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(state.plan.probe.timeout))
+            self._client = http_client(timeout=state.plan.probe.timeout)
         watch = ResetWatch(state.prober, state.old_secret, client=self._client)
         if not watch.enabled:
             return

@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-import httpx
-
 from rotator.pipeline.key_sources import MAX_PASTES, KeySource
 from rotator.report import Step
 from rotator.reset_watch import ResetDetected, ResetWatch, WatchOutcome
+from rotator.transport import http_client
 
 if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
@@ -59,7 +58,7 @@ async def take_key(
     if watch_app is None or state.prober is None or state.old_secret is None:
         return await key, None
     asked = (time.time(), time.perf_counter())
-    async with httpx.AsyncClient(timeout=state.plan.probe.timeout) as client:
+    async with http_client(timeout=state.plan.probe.timeout) as client:
         watch = ResetWatch(state.prober, state.old_secret, client=client)
         watching = asyncio.ensure_future(watch.run())
         try:

@@ -22,6 +22,7 @@ import httpx
 from rotator.logs import get_logger
 from rotator.plugin import PluginError, SecretRef
 from rotator.service.key_age import KeyAge, key_age
+from rotator.transport import http_client
 
 if TYPE_CHECKING:
     from rotator.service.core import Service
@@ -42,7 +43,7 @@ async def notify(ref: SecretRef, text: str, *, client: httpx.AsyncClient | None 
         log.warning("notify webhook not sent", why=f"the value of {ref.describe()} is not an http(s) URL")
         return False
     own = client is None
-    http = client or httpx.AsyncClient(timeout=NOTIFY_TIMEOUT)
+    http = client or http_client(timeout=NOTIFY_TIMEOUT)
     try:
         resp = await http.post(url, json={"text": text})
         if resp.status_code >= 300:

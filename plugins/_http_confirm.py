@@ -16,6 +16,7 @@ from collections.abc import Callable
 import httpx
 
 from rotator.plugin import Confirmation
+from rotator.transport import Send
 
 POLL_INTERVAL = 0.05
 _FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
@@ -72,7 +73,7 @@ def as_fingerprint(value: object) -> str | None:
 
 
 async def poll_fingerprint(
-    http: httpx.AsyncClient,
+    send: Send,
     url: str,
     fingerprint: str,
     deadline: float,
@@ -95,7 +96,8 @@ async def poll_fingerprint(
             break
         attempts += 1
         try:
-            response = await http.get(
+            response = await send(
+                "GET",
                 url,
                 headers=headers() if headers else None,
                 timeout=max(0.05, min(request_timeout, remaining)),

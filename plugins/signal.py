@@ -283,7 +283,7 @@ class SignalConsumer(Consumer):
             # The consumer reporting the new fingerprint is the proof; waiting alive_after
             # as well would only lengthen the window.  It must still be alive then.
             result = await poll_fingerprint(
-                self.ctx.http, self.settings.confirm_url, fingerprint, deadline, request_timeout=self.settings.timeout
+                self.ctx.send, self.settings.confirm_url, fingerprint, deadline, request_timeout=self.settings.timeout
             )
             if not _alive(proc):
                 return Confirmation(False, detail=f"process {proc.pid} ({proc.name}) exited after {sig}; see its log")

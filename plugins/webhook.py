@@ -23,6 +23,7 @@ from pydantic import Field, field_validator
 from rotator.consumer import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from rotator.plugin import Check, Confirmation, Consumer, ConsumerSettings, PluginError, RotationEvent, SecretRef
 from rotator.secret import Secret
+from rotator.transport import Reply
 
 from ._http_confirm import as_fingerprint, check_http_url, describe_error, display_url, poll_fingerprint
 
@@ -167,8 +168,8 @@ class WebhookConsumer(Consumer):
         shown = display_url(self.settings.url)
         started = time.perf_counter()
         try:
-            response = await self.ctx.http.post(
-                self.settings.url, content=body, headers=headers, timeout=self.settings.timeout
+            response = await self.ctx.send(
+                "POST", self.settings.url, content=body, headers=headers, timeout=self.settings.timeout
             )
         except httpx.TimeoutException:
             raise PluginError(f"POST {shown} timed out after {self.settings.timeout:g}s; is the consumer up?") from None
@@ -201,7 +202,7 @@ class WebhookConsumer(Consumer):
         if not self.settings.confirm_url:
             return Confirmation(False, detail="no confirm_url; set one to confirm the reload")
         return await poll_fingerprint(
-            self.ctx.http,
+            self.ctx.send,
             self.settings.confirm_url,
             fingerprint,
             deadline,
@@ -210,7 +211,7 @@ class WebhookConsumer(Consumer):
         )
 
 
-def _reported_fingerprint(response: httpx.Response) -> str | None:
+def _reported_fingerprint(response: Reply) -> str | None:
     """The fingerprint a reload answer reports, if it is JSON with a well-formed one."""
     if "json" not in response.headers.get("content-type", ""):
         return None

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rotator.errors import Conflict as Conflict  # re-exported: defined in rotator.errors
 from rotator.errors import PluginError
 from rotator.secret import Secret
-from rotator.transport import http_client
+from rotator.transport import AiohttpTransport, Send, http_client
 
 T = TypeVar("T")
 
@@ -219,14 +219,24 @@ class Confirmation:
 class PluginContext:
     """Shared resources handed to every plugin: a thread pool sized for the fan-out
     and one HTTP client (a connection pool per origin), both made at arm time; and the
-    plugins' keep-warm touches that hold connections open while the operator gets the key."""
+    plugins' keep-warm touches that hold connections open while the operator gets the key.
+
+    ``http`` is an `httpx.AsyncClient`; ``send(method, url, timeout=, headers=, content=)``
+    goes through the same connections and returns a `rotator.transport.Reply` (status,
+    headers, body read whole), raising the same httpx errors: use it for a request
+    made once per target on the window's path, where a thousand targets make the CPU
+    per request the window."""
 
     def __init__(self, *, max_threads: int = 32, http: httpx.AsyncClient | None = None) -> None:
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="rotator")
         self._own_http = http is None
         # httpx's API over aiohttp's pools (rotator.transport: a third of the CPU per
         # request), a pool per origin and connections kept for an hour while armed.
-        self.http = http or http_client(timeout=10.0)
+        self._transport = AiohttpTransport()
+        self.http = http or http_client(timeout=10.0, transport=self._transport)
+        # The same pools without httpx's models, for requests on the window's path at
+        # scale (a consumer's signal and confirm): 0.2 ms of CPU where `http` costs 0.55.
+        self.send: Send = self._transport.send
         self._touches: list[Callable[[], Awaitable[object]]] = []
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
@@ -256,6 +266,7 @@ class PluginContext:
     async def aclose(self) -> None:
         if self._own_http:
             await self.http.aclose()
+        await self._transport.aclose()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -29,14 +29,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import ssl
-from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol
 
 import aiohttp
 import httpx
 
-__all__ = ["KEEPALIVE", "PER_ORIGIN", "AiohttpTransport", "default_ssl_context", "http_client"]
+__all__ = ["KEEPALIVE", "PER_ORIGIN", "AiohttpTransport", "Reply", "Send", "default_ssl_context", "http_client"]
 
 # httpx's default keep-alive (5 s) dropped every connection arm opened before a key
 # typed after more than 5 s, so each was opened again on the window's critical path.
@@ -45,6 +47,38 @@ KEEPALIVE = 3600.0
 PER_ORIGIN = 64  # connections at once to one origin; the number of origins is not limited
 
 _HOP_BY_HOP = frozenset({b"transfer-encoding", b"connection", b"keep-alive"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer read whole, without httpx's models: what a caller on the window's
+    path needs of an `httpx.Response` (status, headers, body)."""
+
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive, as aiohttp parsed them
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not (as httpx.Response.json)."""
+        return json.loads(self.content)
+
+
+class Send(Protocol):
+    """`AiohttpTransport.send`'s shape (what `PluginContext.send` is)."""
+
+    def __call__(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+    ) -> Awaitable[Reply]: ...
 
 
 class _Body(httpx.AsyncByteStream):
@@ -82,6 +116,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._per_origin = per_origin
         self._keepalive = keepalive
         self._session: aiohttp.ClientSession | None = None
+        self._default_headers = {
+            "User-Agent": f"rotator/{_version()}",
+            "Accept": "*/*",
+            "Accept-Encoding": "gzip, deflate",
+        }
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -136,6 +175,35 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode("latin-1")},
         )
 
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+    ) -> Reply:
+        """One request on the same pools, read whole, without building httpx's Request and
+        Response: 0.2 ms of CPU where ``client.post`` costs 0.55 (1,000 consumers' signal
+        and confirm requests are 2,000 of them, all on the window's path).  Failures are
+        the httpx errors `handle_async_request` raises."""
+        session = self._session or self._open()
+        try:
+            async with session.request(
+                method,
+                url,
+                headers={**self._default_headers, **headers} if headers else self._default_headers,
+                data=content,
+                allow_redirects=False,
+                auto_decompress=True,
+                timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout, sock_read=timeout),
+            ) as response:
+                body = await response.read()
+                return Reply(response.status, response.headers, body)
+        except Exception as exc:  # noqa: BLE001 - mapped, or re-raised as it was
+            _raise_mapped(exc, httpx.Request(method, url), connected=False)
+
     async def aclose(self) -> None:
         session, self._session = self._session, None
         if session is not None:
@@ -174,6 +242,13 @@ def _mapped(exc: Exception, request: httpx.Request, *, connected: bool) -> Excep
 
 
 @functools.cache
+def _version() -> str:
+    from rotator import __version__
+
+    return __version__
+
+
+@functools.cache
 def default_ssl_context() -> ssl.SSLContext:
     """httpx's default TLS context (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), made once per
     process: every client shares it, so no request pays the CA bundle's 70-110 ms."""
@@ -207,11 +282,13 @@ class _Client(httpx.AsyncClient):
 _NO_COOKIES = _NoCookies()
 
 
-def http_client(*, timeout: float | httpx.Timeout = 10.0, **kwargs: Any) -> httpx.AsyncClient:
-    """An `httpx.AsyncClient` over an `AiohttpTransport`, keeping no cookies (what every
-    part of rotator uses)."""
+def http_client(
+    *, timeout: float | httpx.Timeout = 10.0, transport: AiohttpTransport | None = None, **kwargs: Any
+) -> httpx.AsyncClient:
+    """An `httpx.AsyncClient` over an `AiohttpTransport` (a new one unless given), keeping
+    no cookies: what every part of rotator uses."""
     return _Client(
         timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
-        transport=AiohttpTransport(),
+        transport=transport or AiohttpTransport(),
         **kwargs,
     )

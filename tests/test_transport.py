@@ -241,3 +241,31 @@ def test_tls_is_verified(tls_files: tuple[Path, Path]) -> None:
             assert json.loads((await client.get(f"{base}/echo")).text)["method"] == "GET"
 
     run(serving(go, ssl_context=server_ctx))
+
+
+def test_send_shares_the_pools_and_raises_the_same_errors() -> None:
+    """`PluginContext.send`: the lean path a consumer's signal and confirm take."""
+    from rotator.plugin import PluginContext
+
+    async def go(base: str, services: Services) -> None:
+        ctx = PluginContext(max_threads=1)
+        try:
+            assert (await ctx.http.get(f"{base}/echo")).status_code == 200  # arm's preflight
+            reply = await ctx.send("POST", f"{base}/echo", content=b"signal", headers={"X-A": "1"}, timeout=5)
+            assert reply.is_success and reply.json()["body"] == "signal"
+            assert reply.json()["headers"]["X-A"] == "1"
+            assert reply.json()["headers"]["User-Agent"].startswith("rotator/")
+            assert reply.headers["content-type"].startswith("application/json")  # case-insensitive
+            assert services.connections == 1  # the connection the preflight opened
+            assert (await ctx.send("GET", f"{base}/gzip", timeout=5)).json() == {"fingerprint": "0123456789abcdef"}
+            with pytest.raises(httpx.ReadTimeout):
+                await ctx.send("GET", f"{base}/hang", timeout=0.3)
+            with pytest.raises(httpx.RemoteProtocolError):
+                await ctx.send("GET", f"{base}/drop", timeout=5)
+            with pytest.raises(httpx.ConnectError) as caught:
+                await ctx.send("GET", f"http://127.0.0.1:{free_port()}/", timeout=5)
+            assert describe_error(caught.value) == "connection refused"
+        finally:
+            await ctx.aclose()
+
+    run(serving(go))

@@ -17,7 +17,9 @@ What it does, all on loopback:
   libraries (httpx, hvac, boto3), building its clients after the key arrives as a
   script started after the reset does, and making the same calls one after another:
   probe, for each backend write then read back, for each consumer signal then poll
-  its confirm endpoint every 50 ms until it reports the new fingerprint;
+  its confirm endpoint every 50 ms until it reports the new fingerprint; and, for
+  headline and fanout-N, (c) the parallel floor: the same requests as concurrently as
+  their dependencies allow, bare (aiohttp, hvac and boto3 in threads), warmed before the key;
 * computes the critical path from the injected latencies, and the time from the key
   being received to the first bytes of the probe request at the stand-in;
 * writes benchmarks/results/latest.json and latest.md.
@@ -73,6 +75,7 @@ class Case:
     waits: tuple[float, ...] = ()  # long-wait: seconds between arm and the key
     plans: int = 1  # plans: this many copies of the plan, armed and rotated at once
     handshake: bool = False  # a new connection's first answer waits one more latency (TCP/TLS round trip)
+    parallel_floor: bool = False  # also time the bare concurrent script (`parallel_floor_once`)
 
     @property
     def backends(self) -> int:
@@ -92,18 +95,18 @@ def cases(quick: bool, only: list[str] | None) -> list[Case]:
     all_cases = [
         # The headline: Vault primary, AWS and a .env file, ten webhook consumers that
         # (by default) are signalled once every backend is written.
-        Case("headline", 0, 1, 1, 10, False, 6 if q else 15, 3 if q else 7, 1 if q else 2),
+        Case("headline", 0, 1, 1, 10, False, 6 if q else 15, 3 if q else 7, 1 if q else 2, parallel_floor=True),
         # The same with consumers that take 500 ms to reload (a graceful restart, say).
         Case("headline-reload-500ms", 0, 1, 1, 10, False, 3 if q else 5, 1 if q else 2, reload_delay=0.5),
         # Scaling: the same critical path at every size (consumers read the primary, other
         # backends are written meanwhile), so only the number of fan-out targets changes.
-        Case("fanout-1", 0, 0, 0, 1, True, 5 if q else 11, 3 if q else 5),
-        Case("fanout-10", 1, 1, 1, 7, True, 4 if q else 9, 2 if q else 4),
-        Case("fanout-50", 2, 2, 2, 44, True, 3 if q else 7, 1 if q else 2),
-        Case("fanout-200", 7, 7, 7, 179, True, 3 if q else 5, 1, cold_reps=1),
+        Case("fanout-1", 0, 0, 0, 1, True, 5 if q else 11, 3 if q else 5, parallel_floor=True),
+        Case("fanout-10", 1, 1, 1, 7, True, 4 if q else 9, 2 if q else 4, parallel_floor=True),
+        Case("fanout-50", 2, 2, 2, 44, True, 3 if q else 7, 1 if q else 2, parallel_floor=True),
+        Case("fanout-200", 7, 7, 7, 179, True, 3 if q else 5, 1, cold_reps=1, parallel_floor=True),
         # 1,000 targets: no runbook (it would take ~2 minutes a run); one fresh-interpreter
         # rotation for the rotator process's peak RSS.
-        Case("fanout-1000", 33, 33, 34, 900, True, 2 if q else 3, 0, cold_reps=1),
+        Case("fanout-1000", 33, 33, 34, 900, True, 2 if q else 3, 0, cold_reps=1, parallel_floor=True),
         # The headline plan with the key arriving 60 s (and 300 s, full run) after arm,
         # against the same plan with the key at once, alternating; servers close idle
         # connections after 30 s and a new connection costs a round trip more.
@@ -648,6 +651,153 @@ def baseline_once(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
     return {"window": window, "clients": clients, "probe": t_probe, "backends": t_backends}
 
 
+# ---------------------------------------------------------------- (c) parallel floor
+
+
+async def _parallel_floor(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
+    """The requests a perfect orchestrator must make after the key, as concurrently as the
+    dependencies allow, with the leanest clients, built and warmed before the key."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import aiohttp
+    import boto3
+    import hvac
+    from rotator_plugins.envfile import _atomic_write, update_dotenv
+
+    from rotator.consumer import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+    from rotator.secret import fingerprint
+
+    case, lat = setup.case, setup.lat
+    loop = asyncio.get_running_loop()
+    # Sized like rotator's PluginContext at arm (rotator/pipeline/arm.py).
+    pool = ThreadPoolExecutor(max_workers=max(64, min(case.targets * 2 + 4, 1024)))
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=64, keepalive_timeout=3600),
+        timeout=aiohttp.ClientTimeout(total=30),
+    )
+    vaults = {p: hvac.Client(url=setup.vault_url, token=VAULT_TOKEN, timeout=10) for p in setup.vault_paths}
+    boto = boto3.session.Session()
+    sms = {
+        n: boto.client("secretsmanager", region_name=AWS_REGION, endpoint_url=setup.moto_url) for n in setup.aws_names
+    }
+    versions: dict[str, int] = {}
+
+    def vault_read(path: str) -> Any:
+        return vaults[path].secrets.kv.v2.read_secret_version(
+            path=path, mount_point="secret", raise_on_deleted_version=False
+        )["data"]
+
+    def vault_write(key: str, path: str) -> float:
+        vaults[path].secrets.kv.v2.create_or_update_secret(
+            path=path, secret={"api_key": key, "other": "kept"}, cas=versions[path], mount_point="secret"
+        )
+        if vault_read(path)["data"]["api_key"] != key:
+            raise RuntimeError(f"parallel floor: vault {path} read back a different key")
+        return time.perf_counter()
+
+    def aws_write(key: str, name: str) -> float:
+        sms[name].put_secret_value(SecretId=name, SecretString=key)
+        if sms[name].get_secret_value(SecretId=name)["SecretString"] != key:
+            raise RuntimeError(f"parallel floor: aws {name} read back a different key")
+        return time.perf_counter()
+
+    def env_write(key: str, p: Path) -> float:
+        time.sleep(lat.env)
+        _atomic_write(p, update_dotenv(p.read_text(), VARIABLE, key).encode(), None)
+        time.sleep(lat.env)
+        if f"{VARIABLE}={key}" not in p.read_text():
+            raise RuntimeError(f"parallel floor: {p} read back a different key")
+        return time.perf_counter()
+
+    async def warm(sem: asyncio.Semaphore, method: str, url: str) -> None:
+        async with sem, session.request(method, url) as r:
+            await r.read()
+
+    async def consumer(url: str, fp: str, t0: float) -> float:
+        """Signal, then poll as rotator's webhook confirm does; the confirming answer's time."""
+        body = json.dumps(
+            {"secret": "bench", "fingerprint": fp, "rotation_id": "floor", "timestamp": int(time.time())},
+            separators=(",", ":"),
+        ).encode()
+        ts = int(time.time())
+        headers = {
+            TIMESTAMP_HEADER: str(ts),
+            SIGNATURE_HEADER: sign(setup.hook_key, ts, body),
+            "Content-Type": "application/json",
+        }
+        async with session.post(f"{url}/reload", data=body, headers=headers) as r:
+            await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"parallel floor: {url}/reload answered {r.status}")
+        while True:
+            async with session.get(f"{url}/fingerprint") as r:
+                reported = json.loads(await r.read()).get("fingerprint")
+            if reported == fp:
+                return time.perf_counter()
+            if time.perf_counter() - t0 > 30:
+                raise RuntimeError(f"parallel floor: {url} never confirmed")
+            await asyncio.sleep(POLL)
+
+    def blocking(fn: Any, *args: Any) -> Any:
+        return loop.run_in_executor(pool, fn, *args)
+
+    try:
+        # Before the key, as rotator's arm: the current versions (the cas), every connection opened.
+        current = await asyncio.gather(*(blocking(vault_read, p) for p in setup.vault_paths))
+        versions.update({p: c["metadata"]["version"] for p, c in zip(setup.vault_paths, current, strict=True)})
+        await asyncio.gather(*(blocking(lambda n=n: sms[n].get_secret_value(SecretId=n)) for n in sms))
+        sem = asyncio.Semaphore(64)
+        await asyncio.gather(
+            warm(sem, "GET", setup.probe_url), *(warm(sem, "HEAD", f"{u}/reload") for u in setup.consumer_urls)
+        )
+        s2.call("collect")
+        key = s1.call("reset", setup.app)
+        t0 = time.perf_counter()
+        fp = fingerprint(key)
+        async with session.get(setup.probe_url, headers={"Authorization": f"Bearer {key}"}) as r:
+            ok = r.status == 200 and json.loads(await r.read()).get("status") == "success"
+        if not ok:
+            raise RuntimeError(f"parallel floor probe: HTTP {r.status}")
+        t_probe = time.perf_counter() - t0
+        t_primary = await blocking(vault_write, key, setup.vault_paths[0]) - t0
+        others = [
+            *(blocking(vault_write, key, p) for p in setup.vault_paths[1:]),
+            *(blocking(aws_write, key, n) for n in setup.aws_names),
+            *(blocking(env_write, key, p) for p in setup.env_paths),
+        ]
+        # The window ends with the last target (as rotator's report: every target's finish).
+        if case.consumers_read_primary:
+            ends = await asyncio.gather(*others, *(consumer(u, fp, t0) for u in setup.consumer_urls))
+        else:  # default reads_from: every backend written first
+            ends = await asyncio.gather(*others)
+            ends += await asyncio.gather(*(consumer(u, fp, t0) for u in setup.consumer_urls))
+        n = len(others)
+        last_backend = max(ends[:n], default=t_primary + t0) - t0
+        last_consumer = max(ends[n:], default=t_primary + t0) - t0
+        window = max(last_backend, last_consumer)
+    finally:
+        await session.close()
+        for v in vaults.values():
+            v.adapter.close()
+        for sm in sms.values():
+            sm.close()
+        pool.shutdown(wait=False)
+    s2.call("collect")
+    return {
+        "window": window,
+        "probe": t_probe,
+        "primary": t_primary,
+        "last_backend": last_backend,
+        "last_consumer": last_consumer,
+    }
+
+
+def parallel_floor_once(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
+    """A bare script, no rotator code on the path: what N targets cost on this machine, in
+    one process and one event loop, before any orchestration (see benchmarks/README.md)."""
+    return asyncio.run(_parallel_floor(setup, s1, s2))
+
+
 # ---------------------------------------------------------------- stats and output
 
 
@@ -686,17 +836,23 @@ def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any, db_url:
     cp = critical_path(case, injected_hops(setup.lat), setup.lat.reload_delay)
     hops = measure_hops(setup, s1)
     floor = critical_path(case, hops, setup.lat.reload_delay)
-    # One unrecorded warm-up (first-use costs in this long-lived process).
+    # One unrecorded warm-up each (first-use costs in this long-lived process).
     rotator_once(setup, journal, s1, s2)
+    pf_reps = min(case.reps, max(case.baseline_reps, 2)) if case.parallel_floor else 0
+    if pf_reps:
+        parallel_floor_once(setup, s1, s2)
     rot_runs: list[dict[str, Any]] = []
     base_runs: list[dict[str, Any]] = []
+    pf_runs: list[dict[str, Any]] = []
     for i in range(case.reps):
-        order = ("r", "b") if i % 2 == 0 else ("b", "r")
+        order = ("r", "b", "p") if i % 2 == 0 else ("p", "b", "r")
         for which in order:
             if which == "r":
                 rot_runs.append(rotator_once(setup, journal, s1, s2))
-            elif i < case.baseline_reps:
+            elif which == "b" and i < case.baseline_reps:
                 base_runs.append(baseline_once(setup, s1, s2))
+            elif which == "p" and i < pf_reps:
+                pf_runs.append(parallel_floor_once(setup, s1, s2))
     cold = [cold_once(setup, s1, s2, db_url) for _ in range(case.cold_reps)]
     w = summary([r["window"] for r in rot_runs])
     b = summary([r["window"] for r in base_runs]) if base_runs else None
@@ -740,6 +896,17 @@ def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any, db_url:
             "runs": [r["window"] for r in base_runs],
         }
         out["baseline_over_window"] = b["median"] / w["median"]
+    if pf_runs:
+        pf = summary([r["window"] for r in pf_runs])
+        out["parallel_floor"] = {
+            **pf,
+            "probe_median": pct([r["probe"] for r in pf_runs], 0.5),
+            "primary_median": pct([r["primary"] for r in pf_runs], 0.5),
+            "last_backend_median": pct([r["last_backend"] for r in pf_runs], 0.5),
+            "last_consumer_median": pct([r["last_consumer"] for r in pf_runs], 0.5),
+            "runs": [r["window"] for r in pf_runs],
+        }
+        out["window_over_parallel_floor"] = w["median"] / pf["median"]
     if cold:
         out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in cold)
         out["rotator"]["cold_process"] = {
@@ -749,6 +916,8 @@ def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any, db_url:
             "imported_after_key": sorted({m for r in cold for m in r["imported"]}),
         }
     runbook = f"runbook {ms(b['median'])} ms = {out['baseline_over_window']:.1f}x" if b else "no runbook"
+    if pf_runs:
+        runbook += f" | parallel floor {ms(pf['median'])} ms, window / it {out['window_over_parallel_floor']:.2f}x"
     log(
         f"{case.name:>11}: {case.backends} backends + {case.consumers} consumers | critical path {ms(cp['critical_path'])} ms"
         f" | rotator {ms(w['median'])} ms [{ms(w['p10'])}-{ms(w['p90'])}] = {out['window_over_critical_path']:.2f}x CP"
@@ -1176,6 +1345,18 @@ def targets_met(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": worst["window_over_floor"] <= 1.05,
             }
         )
+    with_pf = [c for c in standard if "window_over_parallel_floor" in c]
+    if with_pf:
+        worst = max(with_pf, key=lambda c: c["window_over_parallel_floor"])
+        out.append(
+            {
+                "target": "(informational) window / parallel floor <= 1.05 (rotator's own overhead at N targets)",
+                "value": f"{worst['window_over_parallel_floor']:.3f} (worst: {worst['case']['name']}; "
+                + ", ".join(f"{c['case']['name']} {c['window_over_parallel_floor']:.2f}" for c in with_pf)
+                + ")",
+                "met": worst["window_over_parallel_floor"] <= 1.05,
+            }
+        )
     one = by.get("fanout-1")
     for n, goal in (("200", 1.3), ("1000", 2.0)):
         c = by.get(f"fanout-{n}")
@@ -1268,9 +1449,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"{m['seconds']:.0f} s. Servers close connections idle for {m['idle_timeout']:.0f} s.",
         "",
         "| case | backends + consumers | reload | critical path | measured floor | rotator window median [p10-p90] "
-        "| window / CP | window / floor | runbook median [p10-p90] | runbook / window | key -> probe byte median (max) "
+        "| window / CP | window / floor | parallel floor median [p10-p90] | window / parallel floor "
+        "| runbook median [p10-p90] | runbook / window | key -> probe byte median (max) "
         "| runs rotator/runbook | load 1-min (start / end) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in results["cases"]:
         if c["case"]["kind"] != "standard":
@@ -1281,11 +1463,17 @@ def markdown(results: dict[str, Any]) -> str:
         runbook = (
             f"{ms(b['median'])} ms [{ms(b['p10'])}-{ms(b['p90'])}] | {c['baseline_over_window']:.1f}x" if b else "- | -"
         )
+        pf = c.get("parallel_floor")
+        parallel = (
+            f"{ms(pf['median'])} ms [{ms(pf['p10'])}-{ms(pf['p90'])}] | {c['window_over_parallel_floor']:.2f}"
+            if pf
+            else "- | -"
+        )
         lines.append(
             f"| {c['case']['name']} | {c['backends']} + {c['consumers']} | {ms(c['reload_delay'])} ms "
             f"| {ms(c['critical_path']['critical_path'])} ms | {ms(c['measured_floor']['critical_path'])} ms "
             f"| {ms(w['median'])} ms [{ms(w['p10'])}-{ms(w['p90'])}] | {c['window_over_critical_path']:.2f} "
-            f"| {c['window_over_floor']:.2f} | {runbook} | {fb['median'] * 1000:.1f} ms ({fb['max'] * 1000:.1f}) "
+            f"| {c['window_over_floor']:.2f} | {parallel} | {runbook} | {fb['median'] * 1000:.1f} ms ({fb['max'] * 1000:.1f}) "
             f"| {w['n']}/{b['n'] if b else 0} | {_load(c)} |"
         )
     for c in results["cases"]:
@@ -1358,7 +1546,10 @@ def markdown(results: dict[str, Any]) -> str:
         "Critical path: from the injected latencies (probe + primary write and read-back + slowest other write and "
         "read-back + slowest signal + confirm). Measured floor: the same path built from each request's time measured "
         "alone, one at a time, with the same client libraries (what a perfect orchestrator could reach on this "
-        "machine). headline: Vault primary, AWS and .env mirrors, 10 webhook consumers signalled once every backend "
+        "machine). Parallel floor: a bare script (no rotator code) making exactly the requests after the key, as "
+        "concurrently as the dependencies allow (aiohttp, hvac and boto3 in threads), clients built and connections "
+        "opened before the key: what N targets cost on this machine's one event loop, so window / parallel floor is "
+        "rotator's own overhead. headline: Vault primary, AWS and .env mirrors, 10 webhook consumers signalled once every backend "
         "is written. fanout-N: Vault primary plus N targets (Vault/AWS/.env mirrors and webhook consumers that read "
         "the primary), so the critical path is the same at every N. The runbook builds its clients after the key "
         "arrives and makes the same calls (write, read back; signal, poll confirm every 50 ms) one at a time. "

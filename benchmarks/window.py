@@ -33,6 +33,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import re
 import secrets
 import shutil
 import sys
@@ -572,6 +573,22 @@ def cold_once(setup: Setup, s1: Child, s2: Child, db_url: str) -> dict[str, Any]
 # ---------------------------------------------------------------- (b) runbook
 
 
+def signed_reload(hook_key: bytes, fp: str, rotation_id: str) -> tuple[bytes, dict[str, str]]:
+    """A reload notice and its signed headers, as rotator's webhook consumer sends them."""
+    from rotator.consumer import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+    ts = int(time.time())
+    body = json.dumps(
+        {"secret": "bench", "fingerprint": fp, "rotation_id": rotation_id, "timestamp": ts}, separators=(",", ":")
+    ).encode()
+    headers = {
+        TIMESTAMP_HEADER: str(ts),
+        SIGNATURE_HEADER: sign(hook_key, ts, body),
+        "Content-Type": "application/json",
+    }
+    return body, headers
+
+
 def baseline_once(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
     """What an operator's script does after the reset: one call after another."""
     import boto3
@@ -579,7 +596,6 @@ def baseline_once(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
     import hvac
     from rotator_plugins.envfile import _atomic_write, update_dotenv
 
-    from rotator.consumer import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
     from rotator.secret import fingerprint
 
     lat = setup.lat
@@ -627,15 +643,7 @@ def baseline_once(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
             raise RuntimeError(f"baseline: {p} read back a different key")
     t_backends = time.perf_counter() - t0
     for url in setup.consumer_urls:
-        body = json.dumps(
-            {"secret": "bench", "fingerprint": fp, "rotation_id": "runbook", "timestamp": int(time.time())}
-        ).encode()
-        ts = int(time.time())
-        headers = {
-            TIMESTAMP_HEADER: str(ts),
-            SIGNATURE_HEADER: sign(setup.hook_key, ts, body),
-            "Content-Type": "application/json",
-        }
+        body, headers = signed_reload(setup.hook_key, fp, "runbook")
         r = http.post(f"{url}/reload", content=body, headers=headers)
         if r.status_code != 200:
             raise RuntimeError(f"baseline: {url}/reload answered {r.status_code}")
@@ -664,7 +672,6 @@ async def _parallel_floor(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
     import hvac
     from rotator_plugins.envfile import _atomic_write, update_dotenv
 
-    from rotator.consumer import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
     from rotator.secret import fingerprint
 
     case, lat = setup.case, setup.lat
@@ -715,16 +722,7 @@ async def _parallel_floor(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
 
     async def consumer(url: str, fp: str, t0: float) -> float:
         """Signal, then poll as rotator's webhook confirm does; the confirming answer's time."""
-        body = json.dumps(
-            {"secret": "bench", "fingerprint": fp, "rotation_id": "floor", "timestamp": int(time.time())},
-            separators=(",", ":"),
-        ).encode()
-        ts = int(time.time())
-        headers = {
-            TIMESTAMP_HEADER: str(ts),
-            SIGNATURE_HEADER: sign(setup.hook_key, ts, body),
-            "Content-Type": "application/json",
-        }
+        body, headers = signed_reload(setup.hook_key, fp, "floor")
         async with session.post(f"{url}/reload", data=body, headers=headers) as r:
             await r.read()
             if r.status != 200:
@@ -1149,8 +1147,9 @@ class _Service:
             line = self.proc.stderr.readline()
             if not line:
                 raise RuntimeError(f"rotator serve exited ({self.proc.wait()})")
-            if "listening on " in line:
-                self.url = line.split("listening on ", 1)[1].strip().rstrip("/")
+            found = re.search(r"listening on (https?://[^\s\"]+)", line)  # plain text or a JSON log line
+            if found:
+                self.url = found.group(1).rstrip("/")
                 break
         if not self.url:
             raise RuntimeError("rotator serve did not start listening within 60 s")

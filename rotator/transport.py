@@ -2,22 +2,28 @@
 
 Plugins, the probe, the notifiers and the Kubernetes client all speak httpx
 (`httpx.AsyncClient` is the plugin interface, `PluginContext.http`); the bytes go
-through aiohttp.  Chosen by measurement (issue 15): 1,000 keep-alive POSTs at once,
-one origin each, CPU per request on a 2-core VM (``time.process_time``):
+through aiohttp.  Chosen by measurement (issue 15, ``python -m benchmarks.transport``):
+1,000 keep-alive POSTs at once, one origin each, CPU per request on a 2-core VM
+(``time.process_time``, two runs each, load 0.8):
 
-    ======================================  ==========
-    httpx's own transport (httpcore)        0.83-1.3 ms  (1.3 ms when sniffio is absent:
-                                                          httpcore retries the import per lock)
-    httpx over httpx-aiohttp's transport    0.50-0.67 ms
-    httpx over this transport               0.42-0.51 ms
-    aiohttp alone                           0.18-0.30 ms
-    ======================================  ==========
+    ======================================================  ===========
+    httpx's own transport (httpcore), a pool per origin     1.35-1.54 ms
+    httpx over this transport (`PluginContext.http`)        0.53-0.56 ms
+    `AiohttpTransport.send` (`PluginContext.send`)          0.25-0.28 ms
+    aiohttp alone                                           0.22-0.29 ms
+    ======================================================  ===========
 
-httpcore's connection pools, h11 and anyio's cancel scopes were most of the CPU of a
-1,000-target window.  aiohttp pools per origin itself (a dict of deques, no scan),
-so the per-origin pooling rotator needed on top of httpcore comes for free.
+httpcore's pools, h11 and anyio's cancel scopes were most of the CPU of a
+1,000-target window (and without ``sniffio`` installed, which anyio no longer
+brings, httpcore retries ``import sniffio`` on every lock: encode/httpcore#1103).
+aiohttp pools per origin itself (a dict of deques, no scan), so the per-origin
+pooling rotator had to add on top of httpcore comes for free.  The rest of httpx's
+cost is its request and response models; `send` skips them for the requests a
+target makes once per rotation on the window's path (a consumer's signal, its
+confirm polls).
 
-Written here rather than taken from ``httpx-aiohttp`` (the same idea, 0.2): that one
+Written here rather than taken from ``httpx-aiohttp`` (the same idea, 0.2, measured
+at 0.50-0.67 ms a request against this one's 0.42-0.55 in one run under load): that one
 maps a dropped connection to ``ConnectTimeout`` (an operator would read "timed
 out" for "the server hung up") and converts headers through httpx's slow mapping
 interface.  This one maps each aiohttp error to the httpx error httpcore would

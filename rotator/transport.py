@@ -117,10 +117,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | None = None,
         per_origin: int = PER_ORIGIN,
         keepalive: float = KEEPALIVE,
+        trust_env: bool = False,
     ) -> None:
         self._ssl = ssl_context if ssl_context is not None else default_ssl_context()
         self._per_origin = per_origin
         self._keepalive = keepalive
+        self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
         self._default_headers = {
             "User-Agent": f"rotator/{_version()}",
@@ -141,6 +143,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            trust_env=self._trust_env,  # HTTP(S)_PROXY, NO_PROXY and .netrc, as httpx's trust_env
         )
         return self._session
 
@@ -289,12 +292,20 @@ _NO_COOKIES = _NoCookies()
 
 
 def http_client(
-    *, timeout: float | httpx.Timeout = 10.0, transport: AiohttpTransport | None = None, **kwargs: Any
+    *,
+    timeout: float | httpx.Timeout = 10.0,
+    transport: AiohttpTransport | None = None,
+    trust_env: bool = False,
+    **kwargs: Any,
 ) -> httpx.AsyncClient:
     """An `httpx.AsyncClient` over an `AiohttpTransport` (a new one unless given), keeping
-    no cookies: what every part of rotator uses."""
+    no cookies: what every part of rotator uses.
+
+    `trust_env`: take proxies from HTTP(S)_PROXY / NO_PROXY, as a default httpx client
+    does.  The notifiers and the reset watch's clients did (they were default httpx
+    clients) and still do; the plugins' shared client never did, and does not."""
     return _Client(
         timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
-        transport=transport or AiohttpTransport(),
+        transport=transport or AiohttpTransport(trust_env=trust_env),
         **kwargs,
     )

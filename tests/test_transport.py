@@ -269,3 +269,38 @@ def test_send_shares_the_pools_and_raises_the_same_errors() -> None:
             await ctx.aclose()
 
     run(serving(go))
+
+
+def test_proxies_from_the_environment_only_where_a_default_httpx_client_took_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The notifiers' and the watch's clients (trust_env=True) go through HTTP_PROXY, as the
+    default httpx clients they were did; the plugins' shared client never did."""
+    seen: list[str] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n", 1)[0].decode())
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    async def go() -> None:
+        server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        try:
+            async with http_client(trust_env=True) as client:
+                assert (await client.post("http://hooks.rotator-test.invalid/notify", content=b"x")).text == "ok"
+            assert seen == ["POST http://hooks.rotator-test.invalid/notify HTTP/1.1"]
+            async with http_client() as client:
+                with pytest.raises(httpx.ConnectError):  # straight to the (unresolvable) host
+                    await client.get("http://hooks.rotator-test.invalid/notify")
+            assert len(seen) == 1
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(go())

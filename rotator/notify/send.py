@@ -117,7 +117,7 @@ async def send_all(plan: Plan, message: Message, *, client: httpx.AsyncClient | 
             detail = f"{type(exc).__name__} while starting the notifier (details withheld)"
             notifiers.append(NotifyResult(s.label, s.type, NotifyStatus.FAILED, detail=detail))
     own = client is None
-    http = client or http_client()
+    http = client or http_client(timeout=5.0, trust_env=True)  # httpx's default timeout, as before
     try:
         return list(
             await asyncio.gather(

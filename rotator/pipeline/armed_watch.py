@@ -59,7 +59,7 @@ class ArmedWatch:
             return  # the probe costs money: watched once, not again
         if self._client is None:
             # Its own connection: a watch probe in flight never holds the one the new key's probe uses.
-            self._client = http_client(timeout=state.plan.probe.timeout)
+            self._client = http_client(timeout=state.plan.probe.timeout, trust_env=True)
         watch = ResetWatch(state.prober, state.old_secret, client=self._client)
         if not watch.enabled:
             return

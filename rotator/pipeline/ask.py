@@ -58,7 +58,7 @@ async def take_key(
     if watch_app is None or state.prober is None or state.old_secret is None:
         return await key, None
     asked = (time.time(), time.perf_counter())
-    async with http_client(timeout=state.plan.probe.timeout) as client:
+    async with http_client(timeout=state.plan.probe.timeout, trust_env=True) as client:
         watch = ResetWatch(state.prober, state.old_secret, client=client)
         watching = asyncio.ensure_future(watch.run())
         try:

@@ -43,7 +43,7 @@ async def notify(ref: SecretRef, text: str, *, client: httpx.AsyncClient | None 
         log.warning("notify webhook not sent", why=f"the value of {ref.describe()} is not an http(s) URL")
         return False
     own = client is None
-    http = client or http_client(timeout=NOTIFY_TIMEOUT)
+    http = client or http_client(timeout=NOTIFY_TIMEOUT, trust_env=True)
     try:
         resp = await http.post(url, json={"text": text})
         if resp.status_code >= 300:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -103,27 +104,16 @@ async def _httpcore(urls: list[str], rounds: int) -> dict[str, float]:
         await client.aclose()
 
 
-async def _plugin_http(urls: list[str], rounds: int) -> dict[str, float]:
+async def _plugin(urls: list[str], rounds: int, *, lean: bool) -> dict[str, float]:
     from rotator.plugin import PluginContext
 
     ctx = PluginContext(max_threads=1)
 
     async def one(u: str) -> None:
-        (await ctx.http.post(u, content=BODY, headers=HEADERS)).json()
-
-    try:
-        return await _fan(urls, one, rounds)
-    finally:
-        await ctx.aclose()
-
-
-async def _plugin_send(urls: list[str], rounds: int) -> dict[str, float]:
-    from rotator.plugin import PluginContext
-
-    ctx = PluginContext(max_threads=1)
-
-    async def one(u: str) -> None:
-        (await ctx.send("POST", u, content=BODY, headers=HEADERS, timeout=10)).json()
+        if lean:
+            (await ctx.send("POST", u, content=BODY, headers=HEADERS, timeout=10)).json()
+        else:
+            (await ctx.http.post(u, content=BODY, headers=HEADERS)).json()
 
     try:
         return await _fan(urls, one, rounds)
@@ -148,8 +138,8 @@ async def _aiohttp(urls: list[str], rounds: int) -> dict[str, float]:
 
 VARIANTS: dict[str, Callable[[list[str], int], Awaitable[dict[str, float]]]] = {
     "httpx, its own transport (httpcore), a pool per origin": _httpcore,
-    "httpx over rotator.transport (PluginContext.http)": _plugin_http,
-    "PluginContext.send (same transport, no httpx models)": _plugin_send,
+    "httpx over rotator.transport (PluginContext.http)": functools.partial(_plugin, lean=False),
+    "PluginContext.send (same transport, no httpx models)": functools.partial(_plugin, lean=True),
     "aiohttp alone": _aiohttp,
 }
 

@@ -110,11 +110,17 @@ def test_rotate_from_the_page_with_the_keyboard(
             assert focused(page) == "key"  # ready for the paste
 
             # The operator resets the key in the dashboard, and pastes it with a typo first.
+            # The reset watch sees the old key refused (within watch_interval, 0.5 s) and the page counts.
             new_key = standin.reset()
+            page.wait_for_selector("#reset-status:has-text('The old key stopped working')")
             wrong = new_key[:-1] + ("x" if new_key[-1] != "x" else "y")
             page.keyboard.type(wrong)
             page.keyboard.press("Enter")
             page.wait_for_selector("#key-status:has-text('Refused')")
+            # The counter ticks every 100 ms on its own line: the refusal stays readable (it was overwritten).
+            page.wait_for_timeout(350)
+            assert page.inner_text("#key-status").startswith("Refused"), page.inner_text("#key-status")
+            assert "s ago" in page.inner_text("#reset-status")
             assert page.input_value("#key") == ""
             assert focused(page) == "key"  # still armed: paste again
             assert env_key(root / "worker/.env") == old_key  # nothing written
@@ -123,6 +129,7 @@ def test_rotate_from_the_page_with_the_keyboard(
             page.keyboard.press("Enter")
             page.wait_for_selector("#window", timeout=30_000)
             page.wait_for_selector("#result-h:focus")
+            assert page.is_hidden("#reset-status")  # the key came: the counter stopped
             assert "Done" in page.inner_text("#result-h")
             window = page.inner_text("#window")
             assert window.endswith("ms") or window.endswith("s")

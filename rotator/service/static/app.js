@@ -468,16 +468,20 @@
   function stopResetCounter() {
     if (state.resetTimer) clearInterval(state.resetTimer);
     state.resetTimer = null;
+    show("reset-status", false);
   }
 
   function startResetCounter(reset) {
-    // The reset's wall time from the server; the counter runs here ("… 1.2 s ago").
+    // The reset's wall time from the server; the counter runs here ("… 1.2 s ago"), on a line of its own
+    // so that a refused paste's message stays readable. Screen readers hear the lead once, not each tick.
     stopResetCounter();
+    $("reset-lead").textContent = "The old key stopped working — paste the new key now. ";
     const tick = () => {
       const ago = Math.max(0, Date.now() / 1000 - reset.at).toFixed(1);
-      $("key-status").textContent = `The old key stopped working ${ago} s ago — paste the new key now.`;
+      $("reset-ago").textContent = `(${ago} s ago)`;
     };
     tick();
+    show("reset-status", true);
     state.resetTimer = setInterval(tick, 100);
   }
 

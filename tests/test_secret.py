@@ -127,3 +127,19 @@ def test_compact_leaves_only_the_next_value_for_the_window() -> None:
     _full, recent = sec._matchers
     assert [m.values for m in recent] == [frozenset({pasted.reveal()})]
     assert all(sec.scrub(h.reveal()) == "[REDACTED]" for h in held)
+
+
+def test_a_text_found_clean_is_scanned_again_once_a_new_secret_exists() -> None:
+    """scrub remembers clean texts, but only under the matchers that found them clean."""
+    from rotator import secret as sec
+
+    value = "sk_test_cachedvalue0123456789"
+    line = f"consumer said: {value}"
+    assert sec.scrub(line) == line  # no such secret yet: clean, and remembered
+    assert sec.scrub(line) == line
+    held = Secret(value)
+    assert sec.scrub(line) == "consumer said: [REDACTED]"
+    assert sec.scrub(line) == "consumer said: [REDACTED]"
+    # A text that held a secret is never what the cache keeps.
+    assert line not in sec._clean[1]
+    assert held.reveal() == value

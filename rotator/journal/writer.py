@@ -12,6 +12,7 @@ rotation got.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,17 @@ class JournalWriter:
         """Run `fn` on the journal thread after every event queued before it; wait for it."""
         self._schedule_flush()
         return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: fn(*args, **kw))
+
+    async def update(self, rid: str, **values: Any) -> None:
+        """The rotation's row and every event queued before it, in one transaction; wait for it.
+
+        The queue is taken here, on the loop: a flush already submitted then finds it
+        empty, and one already running commits first (one thread, in order).
+        """
+        with self._lock:
+            rows, self._queued = self._queued, []
+        write = functools.partial(self.journal.update, rid, with_events=rows, **values)
+        await asyncio.get_running_loop().run_in_executor(self._thread, write)
 
     def event(self, rid: str, step: str, status: str, **fields: Any) -> None:
         """Queue one event; it is written with the next batch."""

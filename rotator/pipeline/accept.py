@@ -25,7 +25,7 @@ async def run(state: RotationState, secret: Secret) -> None:
     received = {"key_received_at": state.key_received_wall} if state.entry_opened else {}
     # (An event queued before an awaited write is written before it.)
     state.event(Step.KEY, "accepted", fingerprint=fp)
-    await state.journal_call(state.journal.update, state.id, state=RunState.KEY_ACCEPTED, new_fp=fp, **received)
+    await state.journal_update(state=RunState.KEY_ACCEPTED, new_fp=fp, **received)
     state.key_journaled = True
 
     old = state.old_secret

@@ -284,9 +284,7 @@ def _rekey_report(state: RotationState, alt: Alternating, r: Rekeyed | None) -> 
 async def _store(state: RotationState, report: Report) -> Report:
     """Close (or re-close, with everything the flow did) the journal entry."""
     state.report = report
-    await state.journal_call(
-        state.journal.update,
-        state.id,
+    await state.journal_update(
         state=report.state,
         exit_code=report.exit_code,
         finished_at=time.time(),

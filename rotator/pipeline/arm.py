@@ -137,7 +137,7 @@ async def _open_entry(state: RotationState) -> None:
         state.locked = True
     except LockHeld as exc:
         if state.entry_opened:
-            await state.journal_call(state.journal.update, state.id, state=RunState.ABORTED, finished_at=time.time())
+            await state.journal_update(state=RunState.ABORTED, finished_at=time.time())
         raise RotationError(str(exc), Exit.BUSY, {"lock": exc.as_dict()}) from None
     await state.journal_call(
         state.journal.record,

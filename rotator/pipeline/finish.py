@@ -128,9 +128,7 @@ async def close_journal(state: RotationState, report: Report, *, event: bool = T
     state.report = report
     if event:
         state.event(Step.REPORT, report.state, detail=report.message, seconds=report.window)
-    await state.journal_call(
-        state.journal.update,
-        state.id,
+    await state.journal_update(
         state=report.state,
         exit_code=report.exit_code,
         finished_at=time.time(),

@@ -128,6 +128,10 @@ class RotationState:
         """A journal write we wait for (it runs after every event queued before it)."""
         return await self.writer.call(fn, *args, **kw)
 
+    async def journal_update(self, **values: Any) -> None:
+        """This rotation's row, durable, with every event queued before it (one commit)."""
+        await self.writer.update(self.id, **values)
+
     def event(self, step: str, status: str, **fields: Any) -> None:
         """Journal an event without waiting: written with the next batch, in order."""
         self.writer.event(self.id, step, status, **fields)

@@ -36,4 +36,4 @@ async def landed(state: RotationState) -> None:
     """Journal that the primary holds the key: from here `rotator resume` can finish the rotation."""
     res = state.results[state.primary.name]
     state.event(Step.PRIMARY, res.status, target=res.name, fingerprint=res.fingerprint, version=res.version)
-    await state.journal_call(state.journal.update, state.id, state=RunState.FANNING_OUT, primary_version=res.version)
+    await state.journal_update(state=RunState.FANNING_OUT, primary_version=res.version)

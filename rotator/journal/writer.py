@@ -44,9 +44,7 @@ class JournalWriter:
         The queue is taken here, on the loop: a flush already submitted then finds it
         empty, and one already running commits first (one thread, in order).
         """
-        with self._lock:
-            rows, self._queued = self._queued, []
-        write = functools.partial(self.journal.update, rid, with_events=rows, **values)
+        write = functools.partial(self.journal.update, rid, with_events=self._take(), **values)
         await asyncio.get_running_loop().run_in_executor(self._thread, write)
 
     def event(self, rid: str, step: str, status: str, **fields: Any) -> None:
@@ -63,10 +61,15 @@ class JournalWriter:
             self._flush_scheduled = True
         self._thread.submit(self._flush)
 
-    def _flush(self) -> None:
+    def _take(self) -> list[dict[str, Any]]:
+        """Every queued event, in order; the queue is left empty."""
         with self._lock:
             rows, self._queued = self._queued, []
             self._flush_scheduled = False
+        return rows
+
+    def _flush(self) -> None:
+        rows = self._take()
         try:
             self.journal.record_many(rows)
         except Exception as exc:  # noqa: BLE001 - a lost event must not stop the rotation

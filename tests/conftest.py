@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,20 @@ import pytest
 from rotator.testing.adjutor import AdjutorStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the processes the tests start, however the run was launched.
+
+    A shell without job control starts a background job (`./.ci/run &`, some CI
+    runners) with SIGINT ignored, and an ignored signal stays ignored across exec:
+    every CLI the tests start would then shrug off the Ctrl-C they send it (five
+    tests failed that way, none of them rotator's fault).  A handler, unlike
+    SIG_IGN, is reset to the default at exec, so the children get Python's usual
+    KeyboardInterrupt again.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,15 @@
 """Writes a rotation's journal off the event loop, in order, in batches.
 
 One thread does every journal write, so records land in the order they were
-made.  Events are queued and written in batches: whatever arrives while the
-previous batch is being committed goes into the next transaction.  A 200-target
-fan-out then costs a handful of commits instead of 200 (each insert holds the
-GIL that the event loop needs), while every target's outcome still reaches the
+made.  Events are queued and written in batches: an event queued on the event
+loop waits `FLUSH_AFTER` for the ones that follow it, and whatever arrives while
+a batch is being committed goes into the next transaction.  Every commit holds
+the GIL the event loop needs (~0.2 ms warm, ~0.5 ms in a fan-out, whatever its
+size, plus ~15 us a row): a 200-target fan-out made 52 commits of ~7 events
+when each event started its own batch.  Every target's outcome still reaches the
 journal within moments of happening, so after a crash it says how far the
-rotation got.
+rotation got; the records the window waits for (`update`) and anything run with
+`call` take the queue with them and never wait for the timer.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from rotator.logs import get_logger
 T = TypeVar("T")
 log = get_logger("rotator.journal")
 
+FLUSH_AFTER = 0.01  # seconds an event queued on the loop waits for the next ones
+
 
 class JournalWriter:
     def __init__(self, journal: Journal) -> None:
@@ -35,8 +40,13 @@ class JournalWriter:
 
     async def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run `fn` on the journal thread after every event queued before it; wait for it."""
-        self._schedule_flush()
-        return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: fn(*args, **kw))
+        rows = self._take()
+
+        def write_then_call() -> T:
+            self._write(rows)
+            return fn(*args, **kw)
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, write_then_call)
 
     async def update(self, rid: str, **values: Any) -> None:
         """The rotation's row and every event queued before it, in one transaction; wait for it.
@@ -52,14 +62,19 @@ class JournalWriter:
         row = event_row(rid, step, status, **fields)
         with self._lock:
             self._queued.append(row)
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        with self._lock:
-            if self._flush_scheduled or not self._queued:
+            if self._flush_scheduled:
                 return
             self._flush_scheduled = True
-        self._thread.submit(self._flush)
+        try:
+            asyncio.get_running_loop().call_later(FLUSH_AFTER, self._submit_flush)
+        except RuntimeError:  # no loop in this thread: nobody to wait for
+            self._submit_flush()
+
+    def _submit_flush(self) -> None:
+        try:
+            self._thread.submit(self._flush)
+        except RuntimeError:  # closed meanwhile: `close` wrote what was queued
+            pass
 
     def _take(self) -> list[dict[str, Any]]:
         """Every queued event, in order; the queue is left empty."""
@@ -69,7 +84,9 @@ class JournalWriter:
         return rows
 
     def _flush(self) -> None:
-        rows = self._take()
+        self._write(self._take())
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
         try:
             self.journal.record_many(rows)
         except Exception as exc:  # noqa: BLE001 - a lost event must not stop the rotation
@@ -80,5 +97,11 @@ class JournalWriter:
         await self.call(lambda: None)
 
     def close(self) -> None:
-        self._schedule_flush()
+        """Write what is queued, then stop the thread (from any thread but the loop's)."""
+        rows = self._take()
+        if rows:
+            try:
+                self._thread.submit(self._write, rows)
+            except RuntimeError:  # closed before: write them here
+                self._write(rows)
         self._thread.shutdown(wait=True)

@@ -54,6 +54,7 @@ HISTORY_WARNING = (
 POLL_INTERVAL = 0.05
 SAFETY_INTERVAL = 0.5  # with change notifications, still read this often (an owner may not re-take the selection)
 READ_TIMEOUT = 2.0  # a clipboard owner that does not answer (a hung app) must not hang the watch
+CLEAR_CONFIRM = 1.0  # seconds a clear may take to show (xclip takes the selection after it forks)
 MAX_READ = 64 * 1024  # a key is at most 4096 characters; more is a document, not a key
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^www\.", re.IGNORECASE)
 
@@ -371,20 +372,17 @@ class ClipboardSource:
         return await self.next_key()
 
     async def clear_if_unchanged(self, key: Secret) -> bool:
-        """Clear the clipboard if it still holds `key` (as KeePassXC and pass do); True if cleared.
+        """Clear the clipboard if it still holds `key` (as KeePassXC and pass do); True once
+        a read shows it cleared.
 
         Compared by fingerprint after the same hygiene, so a copied trailing newline
         still counts as the key.  A copy made between this read and the clear (a few
-        ms) would be cleared too; the tools offer no compare-and-swap."""
-        data, _ = await self._read()
-        if data is None:
-            return False
-        try:
-            same = clean_paste(data, None).secret.fingerprint == key.fingerprint
-        except KeyRejected:
-            same = False
-        del data
-        if not same:
+        ms) would be cleared too; the tools offer no compare-and-swap.  The clear is
+        read back: xclip's process exits when it forks, and its child takes the
+        selection a moment later, so a paste right after the exit could still get
+        the key (a real X server's test caught it).  False if the clipboard still
+        held the key `CLEAR_CONFIRM` seconds later."""
+        if not await self._holds(key):
             return False
         proc = await self._spawn(self.tool.clear, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -395,4 +393,21 @@ class ClipboardSource:
         finally:
             self._children.discard(proc)
         self._last = _digest(b"")
+        deadline = time.monotonic() + CLEAR_CONFIRM
+        while await self._holds(key):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
         return True
+
+    async def _holds(self, key: Secret) -> bool:
+        """Whether the clipboard holds `key` now."""
+        data, _ = await self._read()
+        if data is None:
+            return False
+        try:
+            return clean_paste(data, None).secret.fingerprint == key.fingerprint
+        except KeyRejected:
+            return False
+        finally:
+            del data

@@ -118,7 +118,9 @@ def test_reset_in_the_dashboard_puts_the_key_where_rotator_takes_it(
                         assert xserver.paste() in ("", None)
                         assert await page.evaluate("navigator.clipboard.readText()") == ""
                         assert [name for name, _, _ in dash.resets] == ["Production", "Production"]
-                        assert clip.notifications >= 6
+                        # Five changes each had a waiter (three ignored copies, two resets); the
+                        # copy of "meeting notes" may reach us in one read with the next reset.
+                        assert clip.notifications >= 5
                         seen.append(await page.content())
                         seen.extend([repr(clip), repr(dash)])
                         seen.append(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout)

@@ -448,6 +448,7 @@ async def _rotator_once(setup: Setup, journal: Any, s1: Child, s2: Child, wait: 
 
     plan = parse_plan(setup.plan_data, Path(f"bench-{setup.case.name}.toml"))
     rot = RotationState(plan, journal, reason="benchmark", operator="benchmark", progress_fn=progress_printer())
+    cpu = WindowCpu(s1, s2)
     # long-wait: through the armed session `rotator rotate` and the service use, whose
     # keeper keeps the connections warm while the operator is away (both arms of the case).
     session = ArmedSession(rot) if setup.case.kind == "long-wait" else None
@@ -462,6 +463,7 @@ async def _rotator_once(setup: Setup, journal: Any, s1: Child, s2: Child, wait: 
             await asyncio.sleep(wait)  # the operator finds the app in the dashboard
         s2.call("collect")
         key = s1.call("reset", setup.app)  # "Reset app key": the old key is dead from here
+        cpu.start()
         if session:
             attempt = await session.offer(key)
             report = attempt.report
@@ -473,6 +475,7 @@ async def _rotator_once(setup: Setup, journal: Any, s1: Child, s2: Child, wait: 
             assert t_key is not None
             report = await pipeline.rotate(rot, Secret(key))
         returned = time.perf_counter() - t_key
+        used = cpu.stop()
     finally:
         await (session.release() if session else arm.disarm(rot))
     if report.state != "done":
@@ -494,6 +497,7 @@ async def _rotator_once(setup: Setup, journal: Any, s1: Child, s2: Child, wait: 
         "steps": dict(report.steps),
         "slowest_target": slowest.name,
         "connections_opened_after_key": reopened,
+        "cpu": used,
     }
 
 
@@ -750,6 +754,8 @@ async def _parallel_floor(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
         )
         s2.call("collect")
         key = s1.call("reset", setup.app)
+        cpu = WindowCpu(s1, s2)
+        cpu.start()
         t0 = time.perf_counter()
         fp = fingerprint(key)
         async with session.get(setup.probe_url, headers={"Authorization": f"Bearer {key}"}) as r:
@@ -773,6 +779,7 @@ async def _parallel_floor(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
         last_backend = max(ends[:n], default=t_primary + t0) - t0
         last_consumer = max(ends[n:], default=t_primary + t0) - t0
         window = max(last_backend, last_consumer)
+        used = cpu.stop()
     finally:
         await session.close()
         for v in vaults.values():
@@ -783,6 +790,7 @@ async def _parallel_floor(setup: Setup, s1: Child, s2: Child) -> dict[str, Any]:
     s2.call("collect")
     return {
         "window": window,
+        "cpu": used,
         "probe": t_probe,
         "primary": t_primary,
         "last_backend": last_backend,
@@ -826,6 +834,46 @@ def ms(v: float | None) -> str:
 
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU every thread of process `pid` has run (the scheduler's own count,
+    /proc/PID/task/*/schedstat, in ns: finer than the 10 ms ticks of /proc/PID/stat)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return total / 1e9
+
+
+class WindowCpu:
+    """CPU each process spent between `start()` and `stop()`: rotator's (every thread, and its
+    event loop's thread alone), the backends' and the consumers'.  All share this machine's
+    cores, so their sum over the cores is a floor under any window on it (issue 15)."""
+
+    def __init__(self, s1: Child, s2: Child) -> None:
+        self.pids = {"rotator": os.getpid(), "backends": s1.proc.pid, "consumers": s2.proc.pid}
+
+    def start(self) -> None:
+        self._loop = time.thread_time()
+        self._at = {k: process_cpu(p) for k, p in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        out = {k: process_cpu(p) - self._at[k] for k, p in self.pids.items()}
+        out["rotator_loop"] = time.thread_time() - self._loop
+        return out
+
+
+def cpu_medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Median CPU seconds per process over `runs`, and `all_over_cores`: their sum spread
+    over every core, the least time this machine needs for that work whatever the order."""
+    keys = runs[0]["cpu"].keys()
+    out = {k: pct([r["cpu"][k] for r in runs], 0.5) for k in keys}
+    out["all_over_cores"] = (out["rotator"] + out["backends"] + out["consumers"]) / (os.cpu_count() or 1)
+    return out
 
 
 def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any, db_url: str) -> dict[str, Any]:
@@ -886,6 +934,7 @@ def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any, db_url:
             "connections_opened_after_key": rot_runs[-1]["connections_opened_after_key"],
             "runs": [r["window"] for r in rot_runs],
         },
+        "cpu_in_window": cpu_medians(rot_runs),
     }
     if b is not None:
         out["baseline"] = {
@@ -903,6 +952,7 @@ def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any, db_url:
             "last_backend_median": pct([r["last_backend"] for r in pf_runs], 0.5),
             "last_consumer_median": pct([r["last_consumer"] for r in pf_runs], 0.5),
             "runs": [r["window"] for r in pf_runs],
+            "cpu_in_window": cpu_medians(pf_runs),
         }
         out["window_over_parallel_floor"] = w["median"] / pf["median"]
     if cold:
@@ -914,6 +964,8 @@ def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any, db_url:
             "imported_after_key": sorted({m for r in cold for m in r["imported"]}),
         }
     runbook = f"runbook {ms(b['median'])} ms = {out['baseline_over_window']:.1f}x" if b else "no runbook"
+    cpu = out["cpu_in_window"]
+    runbook += f" | CPU in window: rotator {ms(cpu['rotator'])} ms (loop {ms(cpu['rotator_loop'])}), all / cores {ms(cpu['all_over_cores'])} ms"
     if pf_runs:
         runbook += f" | parallel floor {ms(pf['median'])} ms, window / it {out['window_over_parallel_floor']:.2f}x"
     log(
@@ -1428,6 +1480,14 @@ def targets_met(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _marginal(c: dict[str, Any], one: dict[str, Any] | None) -> str:
+    """rotator's CPU per fan-out target beyond what fanout-1 spends (its fixed costs left out)."""
+    if one is None or c["fanout_targets"] <= one["fanout_targets"]:
+        return "-"
+    extra = c["cpu_in_window"]["rotator"] - one["cpu_in_window"]["rotator"]
+    return f"{extra / (c['fanout_targets'] - one['fanout_targets']) * 1e6:.0f} us"
+
+
 def _load(c: dict[str, Any]) -> str:
     return f"{c['load_average']['start'][0]:.1f} / {c['load_average']['end'][0]:.1f}"
 
@@ -1474,6 +1534,27 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {ms(w['median'])} ms [{ms(w['p10'])}-{ms(w['p90'])}] | {c['window_over_critical_path']:.2f} "
             f"| {c['window_over_floor']:.2f} | {parallel} | {runbook} | {fb['median'] * 1000:.1f} ms ({fb['max'] * 1000:.1f}) "
             f"| {w['n']}/{b['n'] if b else 0} | {_load(c)} |"
+        )
+    lines += [
+        "",
+        "**CPU in the window** (key -> last consumer confirmed, medians; every process shares the "
+        f"{m['cpus']} cores, so no window on this machine is shorter than the sum over the cores; "
+        "rotator's threads share one GIL):",
+        "",
+        "| case | rotator, all threads | its event loop | backends' servers | consumers' server "
+        "| sum / cores | parallel floor: its process, sum / cores | rotator CPU per target beyond fanout-1's |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    one = next((c for c in results["cases"] if c["case"]["name"] == "fanout-1" and "cpu_in_window" in c), None)
+    for c in results["cases"]:
+        if c["case"]["kind"] != "standard" or "cpu_in_window" not in c:
+            continue
+        u = c["cpu_in_window"]
+        pfu = c.get("parallel_floor", {}).get("cpu_in_window")
+        floor_cpu = f"{ms(pfu['rotator'])} ms, {ms(pfu['all_over_cores'])} ms" if pfu else "-"
+        lines.append(
+            f"| {c['case']['name']} | {ms(u['rotator'])} ms | {ms(u['rotator_loop'])} ms | {ms(u['backends'])} ms "
+            f"| {ms(u['consumers'])} ms | {ms(u['all_over_cores'])} ms | {floor_cpu} | {_marginal(c, one)} |"
         )
     for c in results["cases"]:
         if c["case"]["kind"] == "long-wait":

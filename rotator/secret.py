@@ -237,7 +237,9 @@ def scrub(text: str) -> str:
     Measured with 200 live secrets and a 90-character progress line: before (raw and URL forms
     only, a loop of `in` tests) 11-15 us a call; now (11 forms each) 3.5 us clean, 6-8 us with
     a key to replace.  In a rotation the scans run cold (10-25 us each, ~70 of them in the
-    headline's window): a text already found clean by the same matchers is a dict lookup."""
+    headline's window): a text already found clean by the same matchers is a dict lookup,
+    and a short text none of whose 4-character pieces starts a form is cleared without RE2
+    (`_may_hold`: RE2 gives up the GIL, which the window's event loop then waits to get back)."""
     if not text:
         return text
     global _clean

@@ -146,7 +146,7 @@ def test_a_text_found_clean_is_scanned_again_once_a_new_secret_exists() -> None:
 
 
 @given(
-    value=st.text(min_size=4, max_size=40).filter(lambda v: "\x00" not in v),
+    value=st.text(min_size=4, max_size=40),
     before=st.text(max_size=30),
     after=st.text(max_size=30),
     which=st.integers(min_value=0, max_value=20),
@@ -155,7 +155,8 @@ def test_the_gil_holding_pre_check_never_clears_a_text_that_holds_a_form(
     value: str, before: str, after: str, which: int
 ) -> None:
     """scrub skips RE2 for a short text only when `_may_hold` says no form can start in it:
-    that must be False for no text holding any form `encoded_forms` lists, at any place."""
+    that must be False for no text holding any form `encoded_forms` lists, at any place (which
+    also fails should a form ever be shorter than the 4 characters the check compares)."""
     from rotator import secret as sec
 
     try:
@@ -173,12 +174,12 @@ def test_the_gil_holding_pre_check_never_clears_a_text_that_holds_a_form(
 
 def test_a_short_clean_text_is_cleared_without_re2() -> None:
     """The pre-check holds the GIL (google-re2 releases it for every match, which cost the
-    window's event loop ~75 us a scan beside busy SDK threads); a text with a key still goes to RE2."""
+    window's event loop ~75 us a scan beside busy SDK threads); a text with a key still goes to RE2.
+    Checked on this value's own matcher: other tests' values may still be live in this process."""
     from rotator import secret as sec
 
     held = Secret("sk_test_precheckvalue0123456789")
-    pair = sec._current()
-    starts = frozenset().union(*(m.starts for m in (*pair[0], *pair[1])))
-    assert not sec._may_hold("POST http://127.0.0.1:40123/reload answered 200 in 52 ms", starts)
-    assert sec._may_hold(f"echo {held.reveal()[::-1]}", starts)
+    (matcher,) = sec._Matcher.build(frozenset({held.reveal()}))
+    assert not sec._may_hold("POST http://127.0.0.1:40123/reload answered 200 in 52 ms", matcher.starts)
+    assert sec._may_hold(f"echo {held.reveal()[::-1]}", matcher.starts)
     assert sec.scrub(f"said {held.reveal()[::-1]}!") == "said [REDACTED]!"

@@ -187,6 +187,13 @@ def test_rotate_from_the_page_with_the_keyboard(
             page.wait_for_timeout(350)
             assert page.inner_text("#key-status").startswith("Refused"), page.inner_text("#key-status")
             assert page.is_visible("#reset-status") and page.inner_text("#reset-ago").endswith("s ago")
+            # Below the banner, the key field and the refusal are in view (the banner pushed the page down).
+            box = banner.bounding_box()
+            assert box is not None
+            top = box["y"] + box["height"]
+            for sel in ("#key", "#key-status"):
+                b = page.locator(sel).bounding_box()
+                assert b is not None and top <= b["y"] and b["y"] + b["height"] <= 800, (sel, b, box)
             page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
             box = banner.bounding_box()
             assert box is not None and 0 <= box["y"] < 40, box  # sticky: still at the top of the window

@@ -523,6 +523,12 @@
     show("reset-status", true);
     state.resetTimer = setInterval(tick, 100);
     if (data.buttons) setButtons(data.buttons);
+    keepKeyInView();
+  }
+
+  // The banner pushes the page down: the key field, its buttons and a refusal stay in view below it.
+  function keepKeyInView() {
+    if (!$("key-form").hidden && !$("armed-section").hidden) $("key-form").scrollIntoView({ block: "nearest" });
   }
 
   // The outage is a lower bound when the reset was not seen before the key came: the report's own
@@ -664,6 +670,7 @@
     } else if (type === "reset") startResetCounter(data);
     else if (type === "refused") {
       $("key-status").textContent = `Refused: ${noFlags(data.message)}`;
+      keepKeyInView();
     } else if (type === "report") renderReport(data.report, data.timeline_svg);
     else if (type === "closed" && !state.finished) {
       stopResetCounter();

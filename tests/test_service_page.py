@@ -220,6 +220,8 @@ def test_rotate_from_the_page_with_the_keyboard(
             size = "(s) => parseFloat(getComputedStyle(document.querySelector(s)).fontSize)"
             assert page.evaluate(size, "#outage-lead") > page.evaluate(size, "#result .window") * 1.3
             assert re.search(rf"reset seen {NY_TIME} → key received {NY_TIME}", page.inner_text("#result"))
+            # Said once (issue 27): the headline and the window, not again as "every target holds the new key".
+            assert page.inner_text("#result").count("every target holds the new key") == 1
             # The typo is a refused paste, not part of the window; the timeline is drawn (inline SVG).
             assert "Refused pastes before the accepted key: 1" in page.inner_text("#result")
             assert page.locator("#timeline svg").count() == 1

@@ -592,7 +592,9 @@
       el("p", { class: good ? "window" : "window not-done", title: "key received → last target done" },
         good ? "Window (key received → last target done): " : "Window so far (key received → last target tried; not every target holds the key): ",
         el("strong", { id: "window" }, ms(report.window_seconds))),
-      el("p", {}, report.message),
+      // The plain "every target holds the new key; window …" is the headline and the window again: said once.
+      good && /^every target holds the new key; window [\d.]+s$/.test(report.message || "") ? null
+        : el("p", { id: "result-message" }, report.message),
       el("p", {}, `Fingerprint ${report.old_fingerprint || "—"} → ${report.new_fingerprint || "—"} · rotation ${report.id}`),
     );
     if (report.old_key_check) {

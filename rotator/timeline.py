@@ -81,8 +81,8 @@ def build(report: dict[str, Any]) -> Timeline | None:
     marks: list[tuple[str, float]] = []
     received = report.get("key_received_at")
     reset = report.get("reset")
-    if reset and received is not None:
-        marks.append(("reset", float(reset["at"]) - float(received)))
+    if reset and received is not None:  # not seen before the key came: its time is the latest it can have been
+        marks.append(("reset_bound" if reset.get("inferred") else "reset", float(reset["at"]) - float(received)))
     for r in report.get("refused_keys") or []:
         if received is not None and r.get("at") is not None:
             marks.append(("refused", float(r["at"]) - float(received)))
@@ -92,8 +92,14 @@ def build(report: dict[str, Any]) -> Timeline | None:
     return Timeline(rows, marks, lo, hi)
 
 
-_MARK_CHAR = {"reset": "R", "refused": "x", "key": "K", "end": "E"}
-_MARK_NAME = {"reset": "reset seen", "refused": "refused paste", "key": "key received", "end": "window's end"}
+_MARK_CHAR = {"reset": "R", "reset_bound": "R", "refused": "x", "key": "K", "end": "E"}
+_MARK_NAME = {
+    "reset": "reset seen",
+    "reset_bound": "reset at the latest",
+    "refused": "refused paste",
+    "key": "key received",
+    "end": "window's end",
+}
 
 
 def _ms(v: float) -> str:

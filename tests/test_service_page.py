@@ -222,6 +222,7 @@ def test_rotate_from_the_page_with_the_keyboard(
             assert re.search(rf"reset seen {NY_TIME} → key received {NY_TIME}", page.inner_text("#result"))
             # Said once (issue 27): the headline and the window, not again as "every target holds the new key".
             assert page.inner_text("#result").count("every target holds the new key") == 1
+            assert "null" not in page.inner_text("#result")
             # The typo is a refused paste, not part of the window; the timeline is drawn (inline SVG).
             assert "Refused pastes before the accepted key: 1" in page.inner_text("#result")
             assert page.locator("#timeline svg").count() == 1
@@ -535,15 +536,23 @@ def test_an_outage_known_only_as_a_lower_bound_is_shown_as_one(tmp_path: Path, s
                 assert outage.startswith("≥ ") and outage.endswith(" ms"), outage
                 bound = page.inner_text("#outage-bound")
                 assert bound.startswith("At least: the reset was not seen before the key arrived"), bound
-                assert re.search(rf"reset at the latest {NY_TIME} → key received {NY_TIME}", page.inner_text("#result"))
+                assert re.search(rf"by the key's arrival at {NY_TIME}, so the consumers failed for longer", bound)
+                assert "null" not in page.inner_text("#result")
+                # The timeline says the reset's time is a bound too (not "seen"), its labels apart.
+                texts = " | ".join(b["text"] for b in assert_legible_and_apart(page))
+                assert "R reset at the latest 0 ms" in texts and "reset seen" not in texts, texts
                 save_shot(page, tmp_path, "page-outage-lower-bound.png", full_page=True)
             finally:
                 browser.close()
         with svc.client() as c:
             report = c.get(f"/api/rotations/{rid}").json()["report"]
-        # What the page read: the report's own flag when it has one, else the reset placed at the key.
-        flag = report.get("outage_is_lower_bound")
-        assert flag is True or (flag is None and report["reset"]["inferred"] is True), report
+        # What the page read: the report's bound when it has one (`outage_bound`), else the reset placed
+        # at the key's arrival (`reset.inferred`).
+        assert report["reset"]["inferred"] is True, report
+        if report.get("outage_bound") is not None:
+            assert report["outage_bound"]["at_least"] == pytest.approx(
+                float(outage[2:-3].replace(",", "")) / 1000, abs=2e-4
+            )
     finally:
         svc.stop()
     assert problems == [], problems

@@ -531,39 +531,60 @@
     if (!$("key-form").hidden && !$("armed-section").hidden) $("key-form").scrollIntoView({ block: "nearest" });
   }
 
-  // The outage is a lower bound when the reset was not seen before the key came: the report's own
-  // `outage_is_lower_bound` when it has one; else a reset placed at the key's arrival (`inferred`) or
-  // refused at the watch's first look (`after` null: it happened before the watch began).
-  function outageIsLowerBound(report) {
-    if (typeof report.outage_is_lower_bound === "boolean") return report.outage_is_lower_bound;
-    const reset = report.reset;
-    return Boolean(reset && (reset.inferred === true || reset.after === null));
+  // The outage as the report gives it: a figure, or only a lower bound when the reset was not seen
+  // before the key came. Read from `outage_bound` ({at_least, at_most, reason}) when the report has
+  // one, from `outage_is_lower_bound` when it says so, else from the reset itself: placed at the key's
+  // arrival (`inferred`), or refused at the watch's first look (`after` null: before the watch began).
+  function outageOf(report) {
+    const reset = report.reset || {};
+    const b = report.outage_bound || null;
+    const window = report.window_seconds;
+    let lower = typeof report.outage_is_lower_bound === "boolean" ? report.outage_is_lower_bound
+      : Boolean(report.reset && (reset.inferred === true || reset.after === null));
+    let seconds = report.outage_seconds;
+    if (seconds === null || seconds === undefined) {
+      if (!b || b.at_least === null || b.at_least === undefined) return null;
+      seconds = b.at_least;
+      lower = true;
+    }
+    let atMost = b ? b.at_most : null;
+    if ((atMost === null || atMost === undefined) && reset.uncertainty !== null && reset.uncertainty !== undefined) {
+      atMost = seconds + reset.uncertainty;
+    }
+    return { seconds, lower, atMost: atMost === undefined ? null : atMost, window };
   }
 
   function outageLines(report) {
-    const o = report.outage_seconds;
-    if (o === null || o === undefined) {
+    const o = outageOf(report);
+    if (!o) {
       // Only where a key came in this run and a reset could have been seen (not a resume, not a promote).
       if (report.alternating || report.key_received_at === null || report.key_received_at === undefined) return [];
       return [el("p", { class: "outage-lead unmeasured", id: "outage-lead" }, "Outage (what consumers saw): ",
         el("strong", { id: "outage" }, "not measured"), ": rotator saw no reset of the old key, so it cannot say")];
     }
-    const bound = outageIsLowerBound(report);
     const reset = report.reset || {};
+    const most = o.lower && o.atMost !== null ? ` (at most ${ms(o.atMost)})` : "";
     const lines = [el("p", { class: "outage-lead", id: "outage-lead" }, "Outage (what consumers saw): ",
-      el("strong", { id: "outage" }, `${bound ? "≥ " : ""}${ms(o)}`))];
-    const from = reset.at ? `reset ${bound ? "at the latest" : "seen"} ${clock(reset.at, true)}` : "reset";
-    const to = report.key_received_at ? `key received ${clock(report.key_received_at, true)}` : "key received";
-    lines.push(el("p", { class: "outage-sum" },
-      `= your share ${ms(report.operator_seconds)} (${from} → ${to}) + window ${ms(report.window_seconds)} ` +
-      "(key received → last target done)"));
-    if (bound) {
+      el("strong", { id: "outage" }, `${o.lower ? "≥ " : ""}${ms(o.seconds)}`), most)];
+    const arrived = report.key_received_at ? clock(report.key_received_at, true) : null;
+    if (o.lower) {
+      const after = reset.after ? ` after the old key's last good check at ${clock(reset.after, true)}` : "";
       lines.push(el("p", { class: "warn", id: "outage-bound" }, "At least: the reset was not seen before the key " +
-        "arrived, so it happened earlier than rotator can say" +
-        (reset.uncertainty !== null && reset.uncertainty !== undefined
-          ? ` (after the old key's last good check, ${ms(reset.uncertainty)} before the key)` : "") + "."));
-    } else if (reset.uncertainty !== null && reset.uncertainty !== undefined) {
-      lines.push(el("p", { class: "hint" }, `The reset happened at most ${ms(reset.uncertainty)} before it was seen.`));
+        `arrived. It came${after} and by the key's arrival${arrived ? ` at ${arrived}` : ""}, so the consumers ` +
+        "failed for longer than rotator can measure."));
+      const share = report.operator_seconds ? `your share ${ms(report.operator_seconds)} + ` : "";
+      lines.push(el("p", { class: "outage-sum" },
+        `= ${share}window ${ms(o.window)} (key received → last target done) + the time from the reset to the key`));
+    } else {
+      const from = reset.at ? `reset seen ${clock(reset.at, true)}` : "reset";
+      const to = arrived ? `key received ${arrived}` : "key received";
+      lines.push(el("p", { class: "outage-sum" },
+        `= your share ${ms(report.operator_seconds)} (${from} → ${to}) + window ${ms(o.window)} ` +
+        "(key received → last target done)"));
+      if (reset.uncertainty !== null && reset.uncertainty !== undefined) {
+        lines.push(el("p", { class: "hint" }, `The reset happened at most ${ms(reset.uncertainty)} before it was seen` +
+          (o.atMost !== null ? `, so the outage was at most ${ms(o.atMost)}.` : ".")));
+      }
     }
     return lines;
   }
@@ -585,7 +606,7 @@
     const good = report.exit_code === 0;
     const out = $("result");
     // What the consumers saw leads (the outage), then what rotator can shorten (the window).
-    out.replaceChildren(
+    out.replaceChildren(...[
       el("h3", { id: "result-h", tabindex: "-1", class: good ? "st-ok" : "st-failed" },
         good ? "Done: every target holds the new key" : `Not finished: ${report.state}`),
       ...outageLines(report),
@@ -596,7 +617,7 @@
       good && /^every target holds the new key; window [\d.]+s$/.test(report.message || "") ? null
         : el("p", { id: "result-message" }, report.message),
       el("p", {}, `Fingerprint ${report.old_fingerprint || "—"} → ${report.new_fingerprint || "—"} · rotation ${report.id}`),
-    );
+    ].filter(Boolean));
     if (report.old_key_check) {
       // outcome "accepted" means the check passed: the API refused the old key.
       out.append(el("p", {}, `Old key check: ${report.old_key_check.detail}`));

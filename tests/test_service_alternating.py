@@ -10,6 +10,7 @@ arm a flow, follow its events, reset the app the `ask` event names, send its key
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -310,9 +311,18 @@ def test_the_page_shows_the_slots_the_app_to_reset_and_roll_back(alt_service: Al
             assert page.inner_text("#alt-ask-h").startswith(f"Reset {BLUE} in the Adjutor dashboard")
             because = page.inner_text("#alt-because")
             assert f"every backend and consumer uses {GREEN}'s key" in because and "fails no consumer call" in because
-            assert f"Apps → {BLUE} → View details → Reset app key" in page.inner_text("#alt-instruction")
+            steps = page.locator("#alt-instruction li").all_inner_texts()  # the service's words, numbered
+            assert len(steps) == 3 and f"Apps → {BLUE} → View details → Reset app key" in steps[0], steps
+            assert steps[2] == "Paste it into the key field here and press Enter.", steps
             assert "promote done" in page.inner_text("#alt-steps")
             page.wait_for_selector("#alt-rollback-btn:not([hidden])")
+            # After the promote the paste stores the standby, and Cancel says what it leaves.
+            assert page.inner_text("#rotate-btn") == "Store as standby"
+            assert page.inner_text("#cancel-btn") == f"Cancel (keeps the promote; {BLUE} not re-keyed)"
+            effect = page.inner_text("#cancel-effect")
+            assert f"The promote stays: {GREEN} is active on every target" in effect, effect
+            assert f"{BLUE} is not re-keyed, so its previous key still works as the standby" in effect, effect
+            assert re.search(r"closes itself at \d{2}:\d{2}:\d{2} UTC if no key comes", page.inner_text("#expires"))
             page.screenshot(path=str(tmp_path / "page-alternating-ask.png"), full_page=True)
 
             # Roll back: green's promote undone, blue active again, no key needed.
@@ -329,6 +339,8 @@ def test_the_page_shows_the_slots_the_app_to_reset_and_roll_back(alt_service: Al
             page.wait_for_selector("#alt-ask:not([hidden])", timeout=30_000)
             assert page.inner_text("#alt-ask-h").startswith(f"Reset {GREEN}")
             assert page.is_hidden("#alt-rollback-btn")  # nothing to roll back before a promote
+            assert page.inner_text("#rotate-btn") == "Store as standby"
+            assert page.inner_text("#cancel-btn") == f"Cancel (nothing written; {GREEN} not re-keyed)"
             assert focused_id(page) == "key"
             new_green = w.reset(GREEN)
             page.keyboard.type(new_green)

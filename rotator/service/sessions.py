@@ -21,9 +21,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from rotator.pipeline.instructions import PASTE_PAGE, RESET_STEPS
 from rotator.pipeline.session import ArmedSession, Attempt, Listener, Status, instruction
+from rotator.pipeline.slots import LastStep
 from rotator.report import Step
 from rotator.secret import scrub_data
+from rotator.service import buttons
 from rotator.service.views import preflight
 
 if TYPE_CHECKING:
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from rotator.secret import CleanKey
 
 RESET_MESSAGE = "the old key stopped working — paste the new key now"
+RESET_DETAIL = "every consumer still using the old key fails until the new key is written"
 
 
 FLOW_STEPS = frozenset({Step.PROMOTE, Step.REKEY, Step.REVOKED, Step.ROLLBACK})
@@ -109,7 +113,8 @@ class Held(Listener):
 
     def reset_detected(self, reset: ResetDetected) -> None:
         # The page runs its own counter from `at` ("the old key stopped working 1.2 s ago").
-        self.push("reset", {"reset": reset.as_dict(), "message": RESET_MESSAGE})
+        extra = {"buttons": buttons.single(reset_seen=True).as_dict()} if self.flow is None else {}
+        self.push("reset", {"reset": reset.as_dict(), "message": RESET_MESSAGE, "detail": RESET_DETAIL, **extra})
 
     def warning(self, text: str) -> None:
         self.push("warning", {"message": text})
@@ -149,6 +154,8 @@ class Held(Listener):
             "app": ask.app,
             "why": ask.why,
             "instruction": ask.instruction,
+            # The numbered steps the page shows under "Reset APP in the Adjutor dashboard".
+            "steps": [f"Adjutor dashboard → {ask.instruction}", *RESET_STEPS[1:], PASTE_PAGE],
             "slot": ask.slot,
             "attempt": ask.attempt,
             "refused": ask.refused,
@@ -178,7 +185,21 @@ class Held(Listener):
             "rollback_refusal": flow.rollback_refusal() if asking is not None else "a step is running",
             "can_roll_back": asking is not None and flow.rollback_refusal() is None,
             "rolled_back": flow.rolled_back,
+            "buttons": self._flow_buttons(asking),
         }
+
+    def _flow_buttons(self, asking: ResetAsk | None) -> dict[str, Any] | None:
+        """What the paste button and Cancel do while the flow waits for `asking`'s key."""
+        alt = self.flow.alt if self.flow is not None else None
+        if asking is None or alt is None or self.flow is None:
+            return None
+        return buttons.alternating(
+            flow=self.flow.name.value,
+            app=asking.app,
+            slot=asking.slot,
+            promoted=alt.last_step is LastStep.PROMOTE,
+            active_app=alt.active_app,
+        ).as_dict()
 
     # -- the event log -----------------------------------------------------
     def push(self, kind: str, data: dict[str, Any]) -> None:
@@ -223,6 +244,9 @@ class Held(Listener):
                 "old_version": armed.old_version if armed else None,
                 "preflight": preflight(self.session.state),
                 "instruction": instruction() if self.flow is None else None,
+                "buttons": buttons.single(reset_seen=self.session.state.reset is not None).as_dict()
+                if self.flow is None
+                else None,
                 **({"alternating": self.alternating()} if self.flow is not None else {}),
                 "last_refusal": self.last_refusal,
                 "closed_reason": self.session.closed_reason or None,

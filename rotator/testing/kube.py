@@ -44,6 +44,9 @@ from pathlib import Path
 from typing import Any, Self
 
 from rotator.testing._http import LoopbackServer, Served
+from rotator.testing._kube_discovery import discovery
+from rotator.testing._kube_wire import PROTOBUF, decode_access_review, field_selector_matches, query_of, strategic_merge
+from rotator.testing._tls import LoopbackCA, make_loopback_ca
 
 __all__ = ["ALL", "KubeServer", "RequestRecord", "Rollout", "RolloutController", "Rule"]
 
@@ -58,6 +61,7 @@ _PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
     r"/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$"
 )
+_LIST_KIND = {plural: f"{kind}List" for plural, (_, kind) in KINDS.items()}
 _SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
@@ -148,8 +152,12 @@ class KubeServer(Served):
 
     thread_name = "kube-double"
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tick: float = 0.02, lockstep: bool = False) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, tick: float = 0.02, lockstep: bool = False, tls: bool = True
+    ) -> None:
         self._host, self._port = host, port
+        # HTTPS with a CA of its own (in the kubeconfig), as a cluster: kubectl sends a token only over TLS.
+        self.ca: LoopbackCA | None = make_loopback_ca("kube double") if tls else None
         self._lock = threading.RLock()
         self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._identities: dict[str, _Identity] = {}
@@ -164,7 +172,7 @@ class KubeServer(Served):
     # -- lifecycle (with, url: _http.Served) ---------------------------------
 
     def _make_server(self) -> LoopbackServer:
-        httpd = _Server(self._host, self._port, _Handler)
+        httpd = _Server(self._host, self._port, _Handler, tls=self.ca.server_context if self.ca else None)
         httpd.kube = self
         return httpd
 
@@ -185,10 +193,13 @@ class KubeServer(Served):
 
     def kubeconfig(self, path: Path, token: str, *, namespace: str = "default", context: str = "test") -> Path:
         """A kubeconfig file for this server and `token` (JSON is YAML)."""
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.ca is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca.ca_pem).decode()
         conf = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "clusters": [{"name": context, "cluster": cluster}],
             "users": [{"name": f"{context}-user", "user": {"token": token}}],
             "contexts": [
                 {"name": context, "context": {"cluster": context, "user": f"{context}-user", "namespace": namespace}}
@@ -254,13 +265,24 @@ class KubeServer(Served):
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         auth = headers.get("authorization", "")
         ident = self._identities.get(auth[7:]) if auth.lower().startswith("bearer ") else None
+        query = query_of(path)
+        path = path.split("?", 1)[0]
+        if method == "GET" and path == "/version":  # readable without credentials (system:public-info-viewer)
+            return 200, discovery(path, "") or {}
         if ident is None:
             return _status(401, "Unauthorized", "Unauthorized")
-        path = path.split("?", 1)[0]
+        if method == "GET" and (doc := discovery(path, self.url.split("://", 1)[1])) is not None:
+            return 200, doc
+        ctype = headers.get("content-type", "").split(";")[0].strip()
         try:
-            data = json.loads(body) if body else None
-        except ValueError:
-            return _status(400, "BadRequest", "the request body is not JSON")
+            if ctype == PROTOBUF and method == "POST" and path == _SSAR:
+                data = decode_access_review(body)  # kubectl's typed client sends protobuf
+            elif body and not ctype.endswith("json"):
+                return _status(415, "UnsupportedMediaType", f"the content type {ctype!r} is not supported here")
+            else:
+                data = json.loads(body) if body else None
+        except (ValueError, IndexError):
+            return _status(400, "BadRequest", "the request body cannot be decoded")
         if method == "POST" and path == _SSAR:
             return self._access_review(ident, data or {})
         m = _PATH.match(path)
@@ -269,7 +291,9 @@ class KubeServer(Served):
         group = "" if m["core"] else m["group"]
         plural, ns, name = m["plural"], m["ns"], m["name"]
         verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
-        if verb is None or (verb == "create") != (name is None):
+        if verb == "get" and name is None:
+            verb = "watch" if query.get("watch") in ("1", "true") else "list"
+        if verb is None or ((verb == "create") != (name is None) and verb not in ("list", "watch")):
             return _status(405, "MethodNotAllowed", f"{method} is not supported here")
         if isinstance(data, dict) and verb == "create":
             name = str((data.get("metadata") or {}).get("name") or "")
@@ -281,6 +305,8 @@ class KubeServer(Served):
                 f'in API group "{group}" in the namespace "{ns}"',
             )
         with self._lock:
+            if verb in ("list", "watch"):
+                return self._list(plural, ns, query.get("fieldSelector", ""))
             if verb == "get":
                 obj = self._objects.get((plural, ns, name or ""))
                 if obj is None:
@@ -315,6 +341,22 @@ class KubeServer(Served):
             out["status"]["reason"] = "no RBAC rule allows it"
         return 201, out
 
+    def _list(self, plural: str, ns: str, selector: str) -> tuple[int, dict[str, Any]]:
+        """A collection (as ``kubectl get`` and a watch's first list read it), the
+        list's resourceVersion the store's; a watch is served by the handler."""
+        items = [
+            copy.deepcopy(o)
+            for (p, n, _), o in sorted(self._objects.items())
+            if p == plural and n == ns and field_selector_matches(o, selector)
+        ]
+        api = KINDS[plural][0]
+        return 200, {
+            "kind": _LIST_KIND[plural],
+            "apiVersion": api,
+            "metadata": {"resourceVersion": str(self._rv)},
+            "items": items,
+        }
+
     def _create(self, plural: str, ns: str, data: Any) -> tuple[int, dict[str, Any]]:
         if not isinstance(data, dict) or not (data.get("metadata") or {}).get("name"):
             return _status(422, "Invalid", f"{KINDS[plural][1]} is invalid: metadata.name: Required value")
@@ -344,9 +386,12 @@ class KubeServer(Served):
         if not isinstance(data, dict):
             return _status(400, "BadRequest", "the body must be a JSON object")
         if verb == "patch":
-            if ctype not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            if ctype == "application/merge-patch+json":
+                new = merge_patch(old, data)
+            elif ctype == "application/strategic-merge-patch+json":
+                new = strategic_merge(old, data)
+            else:
                 return _status(415, "UnsupportedMediaType", f"the patch type {ctype!r} is not supported here")
-            new = merge_patch(old, data)
         else:
             new = copy.deepcopy(data)
         wanted = (data.get("metadata") or {}).get("resourceVersion")
@@ -575,6 +620,9 @@ class _Handler(BaseHTTPRequestHandler):
         kube.records.append(
             RequestRecord(self.command, self.path.split("?", 1)[0], code, ident.user if ident else None)
         )
+        if code == 200 and self.command == "GET" and query_of(self.path).get("watch") in ("1", "true"):
+            self._watch(kube, headers, query_of(self.path))
+            return
         raw = json.dumps(payload).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -583,6 +631,42 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def _watch(self, kube: KubeServer, headers: dict[str, str], query: dict[str, str]) -> None:
+        """A watch: one JSON event a line, chunked, for each change after the
+        `resourceVersion` asked for, until `timeoutSeconds` (at most 30 here)."""
+        since = int(query.get("resourceVersion") or 0)
+        deadline = time.monotonic() + min(float(query.get("timeoutSeconds") or 30), 30)
+        known: dict[str, int] = {}
+        first = True
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            while time.monotonic() < deadline and kube._server is not None:
+                code, listed = kube.handle("GET", self.path, headers, b"")
+                if code != 200:
+                    break
+                items = {o["metadata"]["name"]: o for o in listed["items"]}
+                events = []
+                for name, obj in items.items():
+                    rv = int(obj["metadata"]["resourceVersion"])
+                    if rv > since and known.get(name) != rv:
+                        events.append({"type": "MODIFIED" if name in known or first else "ADDED", "object": obj})
+                    known[name] = rv
+                for name in [n for n in known if n not in items]:
+                    del known[name]
+                    events.append({"type": "DELETED", "object": {"metadata": {"name": name}}})
+                first = False
+                for ev in events:
+                    line = json.dumps(ev).encode() + b"\n"
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                self.wfile.flush()
+                time.sleep(kube.controller.tick)
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # request lines are kept in records; nothing reaches a terminal

@@ -274,6 +274,7 @@ class KubeServer(Served):
         if method == "GET" and (doc := discovery(path, self.url.split("://", 1)[1])) is not None:
             return 200, doc
         ctype = headers.get("content-type", "").split(";")[0].strip()
+        data: Any
         try:
             if ctype == PROTOBUF and method == "POST" and path == _SSAR:
                 data = decode_access_review(body)  # kubectl's typed client sends protobuf

@@ -17,7 +17,7 @@ import copy
 from typing import Any
 from urllib.parse import parse_qs
 
-__all__ = ["field_selector_matches", "query_of", "strategic_merge"]
+__all__ = ["PROTOBUF", "apply_defaults", "decode_access_review", "field_selector_matches", "merge_patch", "query_of", "strategic_merge"]
 
 # Lists of the pod template merged by their `name` key (the API's patchMergeKey).
 _MERGE_BY_NAME = frozenset({"containers", "initContainers", "env", "volumes", "volumeMounts", "ephemeralContainers"})
@@ -41,6 +41,19 @@ def field_selector_matches(obj: dict[str, Any], selector: str) -> bool:
         if (str(value) == want.strip()) == negate:
             return False
     return True
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
 
 
 def _directive(key: str) -> bool:
@@ -144,3 +157,38 @@ def decode_access_review(body: bytes) -> dict[str, Any]:
     attrs = _fields(_one(spec, 1))
     resource = {name: _one(attrs, n).decode() for n, name in _ATTRIBUTES.items() if attrs.get(n)}
     return {"apiVersion": api, "kind": kind, "metadata": {}, "spec": {"resourceAttributes": resource}}
+
+
+def apply_defaults(plural: str, obj: dict[str, Any]) -> None:
+    """The API server's defaults for the fields rollout checks read (k8s.io/api apps/v1 and
+    core/v1 defaulting, pkg/apis/apps/v1/defaults.go): a client never sees them unset.
+    kubectl's rollout status, for one, refuses a StatefulSet or DaemonSet whose
+    updateStrategy.type is not RollingUpdate, so an undefaulted double would not match it."""
+    if plural == "secrets":
+        obj.setdefault("type", "Opaque")
+        return
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("revisionHistoryLimit", 10)
+    if plural == "deployments":
+        spec.setdefault("replicas", 1)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        strategy = spec.setdefault("strategy", {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            rolling = strategy.setdefault("rollingUpdate", {})
+            rolling.setdefault("maxUnavailable", "25%")
+            rolling.setdefault("maxSurge", "25%")
+    elif plural == "statefulsets":
+        spec.setdefault("replicas", 1)
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        strategy = spec.setdefault("updateStrategy", {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            strategy.setdefault("rollingUpdate", {}).setdefault("partition", 0)
+    elif plural == "daemonsets":
+        strategy = spec.setdefault("updateStrategy", {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            rolling = strategy.setdefault("rollingUpdate", {})
+            rolling.setdefault("maxUnavailable", 1)
+            rolling.setdefault("maxSurge", 0)

@@ -24,7 +24,9 @@ Model Lookup", "Authentication"; checked while writing this):
   (the wallet is debited on each successful priced call);
 * a missing, wrong or reset ("outdated") key fails.  The docs do not show the
   error body, so the 401 here, ``{"status": "error", "message": "Invalid token"}``,
-  is an approximation in the same envelope.
+  is an approximation in the same envelope; `refusal` answers another status and
+  body instead (a 403, an HTML page), to show rotator does not depend on it.
+  Each assumption is listed, marked documented or assumed, in docs/testing/doubles.md.
 
 Beyond that it has what tests need: injected latency, an ``unavailable`` switch
 (503) and loopback-only admin endpoints guarded by a token made at start::
@@ -100,12 +102,23 @@ class _StandInHandler(JsonHandler):
         if service is not None:
             status, body = standin._serve(service, self.headers.get("Authorization"))
             headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
-            self.send_json(status, body, headers)
+            if isinstance(body, str):  # a `refusal` page, not JSON
+                self._send_text(status, body)
+            else:
+                self.send_json(status, body, headers)
         elif path == "/_admin/stats":
             if self._admin_allowed():
                 self.send_json(200, standin.stats())
         else:
             self.send_json(404, {"status": "error", "message": "Not found"})
+
+    def _send_text(self, status: int, text: str) -> None:
+        raw = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
 
     def do_POST(self) -> None:
         data = self.read_json()
@@ -219,6 +232,8 @@ class AdjutorStandIn(Served):
         self.cost = cost
         self.balance = balance
         self.unavailable = False
+        # (status, body) for a wrong or revoked key instead of the 401 above; a str body goes as text/html
+        self.refusal: tuple[int, Any] | None = None
         self.admin_token = secrets.token_urlsafe(32)
         self.lock = threading.Lock()
         self.requests = 0
@@ -334,7 +349,7 @@ class AdjutorStandIn(Served):
             found = [s for s in self.services if path == s or (s.endswith("/") and path.startswith(s))]
         return max(found, key=len) if found else None
 
-    def _serve(self, service: str, authorization: str | None) -> tuple[int, dict[str, Any]]:
+    def _serve(self, service: str, authorization: str | None) -> tuple[int, Any]:
         if self.latency > 0:
             time.sleep(self.latency)
         given = _bearer(authorization)
@@ -350,7 +365,7 @@ class AdjutorStandIn(Served):
                 app = matches[0] if matches else None
             if app is None:
                 self.unauthorized += 1
-                return 401, {"status": "error", "message": "Invalid token"}
+                return self.refusal or (401, {"status": "error", "message": "Invalid token"})
             if not app.may_call(service):
                 self.forbidden += 1
                 app.forbidden += 1
@@ -364,7 +379,7 @@ class AdjutorStandIn(Served):
         data: Any = DEMO_MODELS if service == MODELS_PATH else {}
         return 200, {"status": "success", "message": "Successful", "data": data, "meta": meta}
 
-    def _serve_models(self, authorization: str | None) -> tuple[int, dict[str, Any]]:
+    def _serve_models(self, authorization: str | None) -> tuple[int, Any]:
         return self._serve(MODELS_PATH, authorization)
 
 

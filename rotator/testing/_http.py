@@ -18,6 +18,7 @@ import socket
 import ssl
 import sys
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +38,31 @@ def write_ready_file(path: str | os.PathLike[str], data: dict[str, Any]) -> None
     finally:
         os.close(fd)
     os.replace(tmp, target)
+
+
+@dataclass
+class Exchange:
+    """One request and its answer as a double saw them, bodies parsed (JSON, else None).
+    Kept only in memory, only when a test asks (``exchanges = []``): they hold keys, so
+    they are never written or logged; the tests check them against the official API specs."""
+
+    method: str
+    path: str  # without the query
+    query: str
+    content_type: str
+    request: Any
+    status: int
+    response: Any
+
+
+def parsed(body: bytes, content_type: str) -> Any:
+    """`body` as JSON when it says so (None otherwise, or when it is not JSON)."""
+    if not body or "json" not in content_type:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 class LoopbackServer(ThreadingHTTPServer):

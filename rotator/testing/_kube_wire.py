@@ -17,7 +17,15 @@ import copy
 from typing import Any
 from urllib.parse import parse_qs
 
-__all__ = ["PROTOBUF", "apply_defaults", "decode_access_review", "field_selector_matches", "merge_patch", "query_of", "strategic_merge"]
+__all__ = [
+    "PROTOBUF",
+    "apply_defaults",
+    "decode_access_review",
+    "field_selector_matches",
+    "merge_patch",
+    "query_of",
+    "strategic_merge",
+]
 
 # Lists of the pod template merged by their `name` key (the API's patchMergeKey).
 _MERGE_BY_NAME = frozenset({"containers", "initContainers", "env", "volumes", "volumeMounts", "ephemeralContainers"})

@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Self
 
-from rotator.testing._http import LoopbackServer, Served
+from rotator.testing._http import Exchange, LoopbackServer, Served, parsed
 from rotator.testing._kube_discovery import discovery
 from rotator.testing._kube_wire import (
     PROTOBUF,
@@ -70,6 +70,11 @@ _PATH = re.compile(
 )
 _LIST_KIND = {plural: f"{kind}List" for plural, (_, kind) in KINDS.items()}
 _SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+_EMPTY_STATUS: dict[str, dict[str, Any]] = {
+    "deployments": {},
+    "statefulsets": {"replicas": 0},
+    "daemonsets": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0},
+}
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,8 @@ class KubeServer(Served):
         # Quote the request body in 422 messages, as some admission webhooks do: a
         # client must not pass such text on unscrubbed.
         self.echo_errors = False
+        # Every request and answer, bodies included, when a test sets a list here (never logged).
+        self.exchanges: list[Exchange] | None = None
 
     # -- lifecycle (with, url: _http.Served) ---------------------------------
 
@@ -219,7 +226,9 @@ class KubeServer(Served):
             meta.setdefault("uid", str(uuid.uuid4()))
             meta["resourceVersion"] = self._next_rv()
             if plural in APPS:
-                obj.setdefault("status", {})
+                # The status fields the API always writes (not omitempty in k8s.io/api apps/v1, required in
+                # the OpenAPI document): a new StatefulSet's status is {"replicas": 0}, never {}.
+                obj["status"] = {**_EMPTY_STATUS[plural], **(obj.get("status") or {})}
                 if old is None:
                     meta["generation"] = 1
                 else:
@@ -446,7 +455,12 @@ class _Handler(BaseHTTPRequestHandler):
         kube.records.append(
             RequestRecord(self.command, self.path.split("?", 1)[0], code, ident.user if ident else None)
         )
-        if code == 200 and self.command == "GET" and query_of(self.path).get("watch") in ("1", "true"):
+        watch = code == 200 and self.command == "GET" and query_of(self.path).get("watch") in ("1", "true")
+        if kube.exchanges is not None and not watch:
+            path, _, query = self.path.partition("?")
+            ctype = headers.get("content-type", "")
+            kube.exchanges.append(Exchange(self.command, path, query, ctype, parsed(body, ctype), code, payload))
+        if watch:
             self._watch(kube, headers, query_of(self.path))
             return
         raw = json.dumps(payload).encode()

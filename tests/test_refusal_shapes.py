@@ -1,7 +1,7 @@
 """A refused key is a 401 or a 403, whatever the body says.
 
 Adjutor's docs do not show the body of a refusal (the stand-in's 401
-``{"status": "error", "message": "Invalid token"}`` is assumed: see
+``{"status": 401, "message": "Invalid token"}`` is assumed: see
 docs/testing/doubles.md), so the probe, the proof of revocation and the reset watch
 must not depend on it.  Here the stand-in refuses a revoked key with other
 statuses and bodies (an HTML page, another JSON shape, a JSON list, nothing) and

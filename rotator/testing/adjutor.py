@@ -22,10 +22,13 @@ Model Lookup", "Authentication"; checked while writing this):
   ``decision_setting``, ``offer_setting``, ...);
 * priced endpoints add ``"meta": {"cost": <charged>, "balance": <wallet left>}``
   (the wallet is debited on each successful priced call);
-* a missing, wrong or reset ("outdated") key fails.  The docs do not show the
-  error body, so the 401 here, ``{"status": "error", "message": "Invalid token"}``,
-  is an approximation in the same envelope; `refusal` answers another status and
-  body instead (a 403, an HTML page), to show rotator does not depend on it.
+* a missing, wrong or reset ("outdated") key fails ("Generating your API key");
+  errors are an HTTP status and a JSON body with ``message`` (text), ``status``
+  (the HTTP status, a number) and ``error_code`` ("Errors": "rely on the HTTP
+  status code alone").  The docs show no refusal's body, so the 401 here,
+  ``{"status": 401, "message": "Invalid token"}``, is assumed in those fields;
+  `refusal` answers another status and body instead (a 403, an HTML page), to show
+  rotator does not depend on it.
   Each assumption is listed, marked documented or assumed, in docs/testing/doubles.md.
 
 Beyond that it has what tests need: injected latency, an ``unavailable`` switch
@@ -110,7 +113,7 @@ class _StandInHandler(JsonHandler):
             if self._admin_allowed():
                 self.send_json(200, standin.stats())
         else:
-            self.send_json(404, {"status": "error", "message": "Not found"})
+            self.send_json(404, {"status": 404, "message": "Not found"})
 
     def _send_text(self, status: int, text: str) -> None:
         raw = text.encode()
@@ -125,7 +128,7 @@ class _StandInHandler(JsonHandler):
         path = self.path.split("?", 1)[0]
         standin = self.server.standin
         if not path.startswith("/_admin/"):
-            self.send_json(404, {"status": "error", "message": "Not found"})
+            self.send_json(404, {"status": 404, "message": "Not found"})
             return
         if not self._admin_allowed():
             return
@@ -357,7 +360,7 @@ class AdjutorStandIn(Served):
             self.requests += 1
             if self.unavailable:
                 self.unavailable_served += 1
-                return 503, {"status": "error", "message": "Service temporarily unavailable"}
+                return 503, {"status": 503, "message": "Service temporarily unavailable"}
             app = None
             if given is not None:
                 # Every app's key is compared (no early exit): the time says nothing of which matched.
@@ -365,11 +368,11 @@ class AdjutorStandIn(Served):
                 app = matches[0] if matches else None
             if app is None:
                 self.unauthorized += 1
-                return self.refusal or (401, {"status": "error", "message": "Invalid token"})
+                return self.refusal or (401, {"status": 401, "message": "Invalid token"})
             if not app.may_call(service):
                 self.forbidden += 1
                 app.forbidden += 1
-                return 403, {"status": "error", "message": "This app does not have access to this service"}
+                return 403, {"status": 403, "message": "This app does not have access to this service"}
             self.authorized += 1
             app.authorized += 1
             self.balance -= self.cost

@@ -22,9 +22,14 @@ Model Lookup", "Authentication"; checked while writing this):
   ``decision_setting``, ``offer_setting``, ...);
 * priced endpoints add ``"meta": {"cost": <charged>, "balance": <wallet left>}``
   (the wallet is debited on each successful priced call);
-* a missing, wrong or reset ("outdated") key fails.  The docs do not show the
-  error body, so the 401 here, ``{"status": "error", "message": "Invalid token"}``,
-  is an approximation in the same envelope.
+* a missing, wrong or reset ("outdated") key fails ("Generating your API key");
+  errors are an HTTP status and a JSON body with ``message`` (text), ``status``
+  (the HTTP status, a number) and ``error_code`` ("Errors": "rely on the HTTP
+  status code alone").  The docs show no refusal's body, so the 401 here,
+  ``{"status": 401, "message": "Invalid token"}``, is assumed in those fields;
+  `refusal` answers another status and body instead (a 403, an HTML page), to show
+  rotator does not depend on it.
+  Each assumption is listed, marked documented or assumed, in docs/testing/doubles.md.
 
 Beyond that it has what tests need: injected latency, an ``unavailable`` switch
 (503) and loopback-only admin endpoints guarded by a token made at start::
@@ -100,19 +105,30 @@ class _StandInHandler(JsonHandler):
         if service is not None:
             status, body = standin._serve(service, self.headers.get("Authorization"))
             headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
-            self.send_json(status, body, headers)
+            if isinstance(body, str):  # a `refusal` page, not JSON
+                self._send_text(status, body)
+            else:
+                self.send_json(status, body, headers)
         elif path == "/_admin/stats":
             if self._admin_allowed():
                 self.send_json(200, standin.stats())
         else:
-            self.send_json(404, {"status": "error", "message": "Not found"})
+            self.send_json(404, {"status": 404, "message": "Not found"})
+
+    def _send_text(self, status: int, text: str) -> None:
+        raw = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
 
     def do_POST(self) -> None:
         data = self.read_json()
         path = self.path.split("?", 1)[0]
         standin = self.server.standin
         if not path.startswith("/_admin/"):
-            self.send_json(404, {"status": "error", "message": "Not found"})
+            self.send_json(404, {"status": 404, "message": "Not found"})
             return
         if not self._admin_allowed():
             return
@@ -219,6 +235,8 @@ class AdjutorStandIn(Served):
         self.cost = cost
         self.balance = balance
         self.unavailable = False
+        # (status, body) for a wrong or revoked key instead of the 401 above; a str body goes as text/html
+        self.refusal: tuple[int, Any] | None = None
         self.admin_token = secrets.token_urlsafe(32)
         self.lock = threading.Lock()
         self.requests = 0
@@ -334,7 +352,7 @@ class AdjutorStandIn(Served):
             found = [s for s in self.services if path == s or (s.endswith("/") and path.startswith(s))]
         return max(found, key=len) if found else None
 
-    def _serve(self, service: str, authorization: str | None) -> tuple[int, dict[str, Any]]:
+    def _serve(self, service: str, authorization: str | None) -> tuple[int, Any]:
         if self.latency > 0:
             time.sleep(self.latency)
         given = _bearer(authorization)
@@ -342,7 +360,7 @@ class AdjutorStandIn(Served):
             self.requests += 1
             if self.unavailable:
                 self.unavailable_served += 1
-                return 503, {"status": "error", "message": "Service temporarily unavailable"}
+                return 503, {"status": 503, "message": "Service temporarily unavailable"}
             app = None
             if given is not None:
                 # Every app's key is compared (no early exit): the time says nothing of which matched.
@@ -350,11 +368,11 @@ class AdjutorStandIn(Served):
                 app = matches[0] if matches else None
             if app is None:
                 self.unauthorized += 1
-                return 401, {"status": "error", "message": "Invalid token"}
+                return self.refusal or (401, {"status": 401, "message": "Invalid token"})
             if not app.may_call(service):
                 self.forbidden += 1
                 app.forbidden += 1
-                return 403, {"status": "error", "message": "This app does not have access to this service"}
+                return 403, {"status": 403, "message": "This app does not have access to this service"}
             self.authorized += 1
             app.authorized += 1
             self.balance -= self.cost
@@ -364,7 +382,7 @@ class AdjutorStandIn(Served):
         data: Any = DEMO_MODELS if service == MODELS_PATH else {}
         return 200, {"status": "success", "message": "Successful", "data": data, "meta": meta}
 
-    def _serve_models(self, authorization: str | None) -> tuple[int, dict[str, Any]]:
+    def _serve_models(self, authorization: str | None) -> tuple[int, Any]:
         return self._serve(MODELS_PATH, authorization)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -47,7 +48,11 @@ async def run(
         reason=state.kind,
     )
     todo = state.consumers.values() if consumers is None else consumers
-    await asyncio.gather(*written.values(), *(_consumer(state, c, event, written, signal_unchanged) for c in todo))
+    keyed = replace(event, secret=secret)  # only for a consumer that hands the key over itself (`takes_key`)
+    await asyncio.gather(
+        *written.values(),
+        *(_consumer(state, c, keyed if c.takes_key else event, written, signal_unchanged) for c in todo),
+    )
     state.steps["fan_out"] = state.since_key() - start
 
 

@@ -111,7 +111,9 @@ class ProxyConsumer(Consumer):
 
     async def signal(self, event: RotationEvent) -> str:
         if event.secret is None:
-            raise PluginError("rotator did not hand this consumer the key (a bug: proxy sets takes_key)", retryable=False)
+            raise PluginError(
+                "rotator did not hand this consumer the key (a bug: proxy sets takes_key)", retryable=False
+            )
         body = json.dumps({"key": event.secret.reveal()}).encode()
         data = await self._call("PUT", body)
         self._answered = data.get("fingerprint") if isinstance(data.get("fingerprint"), str) else None

@@ -8,8 +8,6 @@ rather than wait on a guess.
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
 from rotator.plan import ProbeSpec
@@ -46,7 +44,7 @@ class KeyProbe:
             async with self._session.request(self.spec.method, self.url, headers=headers, allow_redirects=False) as r:
                 await r.read()
                 status = r.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return Verdict.UNKNOWN
         if status in self.spec.refuse_status:
             return Verdict.DEAD

@@ -24,13 +24,20 @@ class ProxyMetrics:
         self.requests = Counter("rotator_proxy_requests", "Requests answered by the proxy", registry=r)
         self.held_now = Gauge("rotator_proxy_held_requests", "Requests held now (waiting for a key)", registry=r)
         self.held_bytes = Gauge("rotator_proxy_held_bytes", "Bytes of held request bodies now", registry=r)
-        self.held = Counter("rotator_proxy_held", "Requests held (refused with 401, or sent while the key is dead)", registry=r)
+        self.held = Counter(
+            "rotator_proxy_held", "Requests held (refused with 401, or sent while the key is dead)", registry=r
+        )
         self.hold_seconds = Histogram(
             "rotator_proxy_hold_seconds", "Time a held request waited", buckets=_HOLD_BUCKETS, registry=r
         )
-        self.replays = Counter("rotator_proxy_replays", "Held requests sent again with a new key", ["result"], registry=r)
+        self.replays = Counter(
+            "rotator_proxy_replays", "Held requests sent again with a new key", ["result"], registry=r
+        )
         self.unavailable = Counter(
-            "rotator_proxy_unavailable", "503 answers with Retry-After: a holding bound was reached", ["bound"], registry=r
+            "rotator_proxy_unavailable",
+            "503 answers with Retry-After: a holding bound was reached",
+            ["bound"],
+            registry=r,
         )
         self.upstream_seconds = Histogram(
             "rotator_proxy_upstream_seconds", "Upstream answer time", buckets=_LATENCY_BUCKETS, registry=r

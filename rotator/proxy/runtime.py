@@ -63,7 +63,9 @@ class ProxyRuntime:
         except PluginError as exc:
             key = None
             if self.log is not None:
-                self.log.warning("proxy: cannot read the primary; holding requests until a key arrives", reason=str(exc))
+                self.log.warning(
+                    "proxy: cannot read the primary; holding requests until a key arrives", reason=str(exc)
+                )
         if key is not None:
             self.engine.set_key(key)
         tokens = [t.token.resolve() for t in self.spec.consumer_tokens]

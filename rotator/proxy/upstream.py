@@ -90,7 +90,7 @@ class Upstream:
                 body = await resp.read()
                 out = [(k, v) for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP]
                 answer = Answer(resp.status, out, body)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self.metrics.upstream_errors.inc()
             raise UpstreamError(_describe(exc)) from None
         finally:

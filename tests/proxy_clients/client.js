@@ -1,6 +1,6 @@
 // A Node consumer of `rotator proxy`: calls continuously until STOP_FILE exists,
 // alternating GET and POST (each POST with its own X-Request-Id and that id in its body),
-// one line per call to OUT_FILE: "<status> <method> <id> <seconds>".  No npm packages.
+// one line per call to OUT_FILE: "<status> <method> <id> <seconds> <end, Unix time> <retry-after>".  No npm packages.
 "use strict";
 const http = require("http");
 const fs = require("fs");
@@ -25,14 +25,14 @@ function call() {
         res.resume();
         res.on("end", () => {
           const secs = Number(process.hrtime.bigint() - started) / 1e9;
-          out.write(`${res.statusCode} ${post ? "POST" : "GET"} ${id} ${secs.toFixed(4)} ${res.headers["retry-after"] || "-"}\n`);
+          out.write(`${res.statusCode} ${post ? "POST" : "GET"} ${id} ${secs.toFixed(4)} ${(Date.now() / 1000).toFixed(3)} ${res.headers["retry-after"] || "-"}\n`);
           resolve();
         });
       },
     );
     req.on("error", (err) => {
       const secs = Number(process.hrtime.bigint() - started) / 1e9;
-      out.write(`ERR ${post ? "POST" : "GET"} ${id} ${secs.toFixed(4)} ${err.code}\n`);
+      out.write(`ERR ${post ? "POST" : "GET"} ${id} ${secs.toFixed(4)} ${(Date.now() / 1000).toFixed(3)} ${err.code}\n`);
       resolve();
     });
     req.end(body);

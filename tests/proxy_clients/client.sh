@@ -1,6 +1,6 @@
 #!/bin/sh
 # A curl consumer of `rotator proxy`: calls until STOP_FILE exists, alternating GET and POST,
-# one line per call to OUT_FILE: "<status> <method> <id> <seconds> <retry-after or ->".
+# one line per call to OUT_FILE: "<status> <method> <id> <seconds> <end, Unix time> <retry-after or ->".
 base=$1 out=$2 stop=$3 prefix=$4
 n=0
 while [ ! -e "$stop" ]; do
@@ -16,6 +16,6 @@ while [ ! -e "$stop" ]; do
     m=GET
   fi
   set -- $line
-  echo "${1:-ERR} $m $id ${2:-0} -" >> "$out"
+  echo "${1:-ERR} $m $id ${2:-0} $(date +%s.%N) -" >> "$out"
   sleep 0.01
 done

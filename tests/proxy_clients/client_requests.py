@@ -1,5 +1,5 @@
 """A Python `requests` consumer of `rotator proxy`: calls until STOP_FILE exists, alternating GET
-and POST, one line per call to OUT_FILE: "<status> <method> <id> <seconds> <retry-after or ->"."""
+and POST, one line per call to OUT_FILE: "<status> <method> <id> <seconds> <end, Unix time> <retry-after or ->"."""
 
 import os
 import sys
@@ -18,11 +18,15 @@ with open(out_file, "a", buffering=1) as out:
         started = time.perf_counter()
         try:
             if post:
-                r = session.post(f"{base}/v2/decisioning/models", json={"id": rid}, headers={"X-Request-Id": rid}, timeout=60)
+                r = session.post(
+                    f"{base}/v2/decisioning/models", json={"id": rid}, headers={"X-Request-Id": rid}, timeout=60
+                )
             else:
                 r = session.get(f"{base}/v2/decisioning/models", headers={"X-Request-Id": rid}, timeout=60)
             status, retry = str(r.status_code), r.headers.get("Retry-After", "-")
         except requests.RequestException as exc:
             status, retry = "ERR", type(exc).__name__
-        out.write(f"{status} {'POST' if post else 'GET'} {rid} {time.perf_counter() - started:.4f} {retry}\n")
+        out.write(
+            f"{status} {'POST' if post else 'GET'} {rid} {time.perf_counter() - started:.4f} {time.time():.3f} {retry}\n"
+        )
         time.sleep(0.005)

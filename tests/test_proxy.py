@@ -408,3 +408,60 @@ def test_a_plan_listening_beyond_loopback_is_refused(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "is not loopback" in r.stderr and "Traceback" not in r.stderr
+
+
+# --- the sidecar recipe -----------------------------------------------------------------------------
+
+
+def test_the_sidecar_recipe_is_valid_and_keeps_the_key_from_the_app(tmp_path: Path) -> None:
+    import yaml
+    from lightkube import codecs
+
+    from rotator.plan import load_plan
+
+    path = ROOT / "deploy" / "kubernetes" / "examples" / "proxy-sidecar.yaml"
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for doc in docs:
+        model = type(codecs.from_dict(doc))
+        assert model.from_dict(doc, lazy=False).to_dict() == doc, doc["metadata"]["name"]
+    by_kind = {d["kind"]: d for d in docs}
+    ((name, text),) = by_kind["ConfigMap"]["data"].items()
+    (tmp_path / name).write_text(text)
+    plan = load_plan(tmp_path / name)
+    assert plan.proxy is not None and plan.proxy.listen_address.host == "127.0.0.1"
+    assert plan.proxy.refresh_from_primary > 0
+    pod = by_kind["Deployment"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False  # the app container gets no token
+    (sidecar,) = pod["initContainers"]
+    assert sidecar["restartPolicy"] == "Always" and sidecar["args"][:2] == ["rotator", "proxy"]
+    assert any(m["name"] == "proxy-identity" for m in sidecar["volumeMounts"])
+    (app,) = pod["containers"]
+    assert "volumeMounts" not in app and all("KEY" not in e["name"] for e in app["env"])
+    assert by_kind["Role"]["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["adjutor-api"], "verbs": ["get"]}
+    ]
+
+
+def test_without_a_channel_the_proxy_rereads_the_primary_while_its_key_is_dead(
+    start_proxy: Any, tmp_path: Path
+) -> None:
+    """The sidecar's way: no key channel; once the key is dead the proxy re-reads the primary."""
+    with AdjutorStandIn() as api:
+        proxy = start_proxy(api, refresh_from_primary=0.2)
+        new = api.reset()
+        answer: dict[str, Any] = {}
+        t = threading.Thread(
+            target=lambda: answer.update(r=requests.get(f"{proxy.url}/v2/decisioning/models", timeout=30))
+        )
+        t.start()
+        time.sleep(1.0)  # held: the key is dead and the primary still holds it
+        env = tmp_path / ".env"
+        tmp = tmp_path / ".env.new"
+        tmp.write_text(f"ADJUTOR_API_KEY={new}\n")
+        tmp.chmod(0o600)
+        tmp.replace(env)  # as rotator's envfile backend writes it
+        written = time.monotonic()
+        t.join()
+        assert answer["r"].status_code == 200
+        assert time.monotonic() - written < 5
+        assert proxy.metrics()['rotator_proxy_replays_total{result="ok"}'] == 1

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from rotator.errors import CommandError, PlanError
+from rotator.errors import CommandError, PlanError, PluginError
 from rotator.exitcodes import Exit
 
 
@@ -72,6 +72,9 @@ async def _serve(plan: object, spec: object, upstream_url: str) -> int:
     except OSError as exc:
         await runtime.stop()
         raise CommandError(f"cannot listen: {exc.strerror or exc}", Exit.PROXY_LISTEN) from None
+    except PluginError as exc:  # a token file or variable that is missing
+        await runtime.stop()
+        raise CommandError(f"proxy: {exc}", Exit.PLAN_INVALID) from None
     fp = runtime.engine.fingerprint or "no key yet"
     where = f", key channel on {spec.channel}" if spec.channel else ""
     print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import click
@@ -38,7 +39,17 @@ def proxy(plan_path: str, listen: str | None) -> int:
             [f"{plan.path}: probe: the proxy needs the plan's probe (it asks it whether its key is dead after a 401)"]
         )
     upstream = spec.upstream or _origin(plan.probe.url)
-    return asyncio.run(_serve(plan, spec, upstream))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_serve(plan, spec, upstream))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where installed (the ``proxy`` extra): measured in benchmarks/proxy.py."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _first_error(exc: Exception) -> str:

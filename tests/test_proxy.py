@@ -465,3 +465,20 @@ def test_without_a_channel_the_proxy_rereads_the_primary_while_its_key_is_dead(
         assert answer["r"].status_code == 200
         assert time.monotonic() - written < 5
         assert proxy.metrics()['rotator_proxy_replays_total{result="ok"}'] == 1
+
+
+def test_with_consumer_tokens_a_caller_needs_its_own(start_proxy: Any, tmp_path: Path) -> None:
+    local = tmp_path / "billing-token"
+    local.write_text("local-token-of-billing")
+    local.chmod(0o600)
+    with AdjutorStandIn() as api:
+        proxy = start_proxy(api, consumer_tokens=[{"name": "billing", "token": {"file": str(local)}}])
+        bare = requests.get(f"{proxy.url}/v2/decisioning/models", timeout=5)
+        assert bare.status_code == 401 and bare.headers["X-Rotator-Proxy"] == "consumer-token"
+        wrong = requests.get(f"{proxy.url}/v2/decisioning/models", headers={"Authorization": "Bearer nope"}, timeout=5)
+        assert wrong.status_code == 401
+        ok = requests.get(
+            f"{proxy.url}/v2/decisioning/models", headers={"Authorization": "Bearer local-token-of-billing"}, timeout=5
+        )
+        assert ok.status_code == 200  # the local token was replaced by the key, not forwarded
+        assert api.stats()["unauthorized"] == 0

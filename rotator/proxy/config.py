@@ -124,6 +124,14 @@ class ProxySpec(BaseModel):
                 f"listen = {self.listen!r} is not loopback: consumers there would use the key without a token; "
                 "set allow_non_loopback = true (and consumer_tokens) if that is meant"
             )
+        channel = self.channel_address
+        if (
+            channel is not None
+            and not channel.is_unix
+            and channel.host not in _LOOPBACK
+            and not self.allow_non_loopback
+        ):
+            raise ValueError(f"channel = {self.channel!r} is not loopback: prefer unix:/path (mode 0600)")
         if self.channel is not None and self.channel_token is None:
             raise ValueError("channel needs channel_token = { file = ... } (who may hand the proxy a key)")
         names = [t.name for t in self.consumer_tokens]

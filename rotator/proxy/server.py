@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from rotator.proxy.config import Address
 from rotator.proxy.engine import Engine
@@ -78,7 +77,7 @@ class ProxyServer:
             body, stream = None, request.content
         req = Outgoing(request.method, request.raw_path, forwardable(request.headers), body)
         answer = await self.engine.handle(req, stream)
-        return web.Response(status=answer.status, body=answer.body, headers=CIMultiDict(answer.headers))
+        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)  # type: ignore[arg-type]
 
     def _allowed(self, authorization: str) -> bool:
         scheme, _, token = authorization.partition(" ")

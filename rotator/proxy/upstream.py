@@ -83,7 +83,7 @@ class Upstream:
             async with self._session.request(
                 req.method,
                 self.origin + req.path,
-                headers=_multi(headers),
+                headers=headers,  # made a CIMultiDict once, by aiohttp
                 data=req.body if req.body is not None else stream,
                 allow_redirects=False,
             ) as resp:
@@ -96,12 +96,6 @@ class Upstream:
         finally:
             self.metrics.upstream_seconds.observe(time.perf_counter() - started)
         return answer
-
-
-def _multi(headers: list[tuple[str, str]]) -> Any:
-    from multidict import CIMultiDict
-
-    return CIMultiDict(headers)
 
 
 def _describe(exc: BaseException) -> str:

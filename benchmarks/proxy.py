@@ -14,9 +14,13 @@ Everything on loopback against one Adjutor stand-in (its own process,
 
 Latency: one keep-alive connection, one request at a time, round-robin over the
 three paths so drift hits all alike; added = path minus direct, at p50 and p99.
-Throughput: 50 concurrent clients for a few seconds per path.  The load generator
-is an aiohttp client in this process, sharing the 2 cores with the stand-in and
-the proxies, so throughput is the whole machine's, not the proxy's alone.
+Throughput: 50 concurrent clients for a few seconds per path, by Debian's `wrk`
+(2 threads) where installed, else an aiohttp client in this process.  The stand-in is a
+threaded Python server and caps every path near its own rate, so two more rows put
+nginx's canned answer (``return 200``) upstream instead: direct, and through a
+second rotator proxy, to show the proxy's own ceiling.  The load generator
+shares the 2 cores with the stand-in and the proxies, so throughput is the whole
+machine's, not the proxy's alone.
 
 Across a reset (rotator proxy only): 10 clients call continuously; the stand-in's
 key is reset (the old one dies at once) and the new key handed to the proxy over
@@ -94,16 +98,19 @@ class Services:
         wait_for(ready.exists, "the stand-in")
         info = json.loads(ready.read_text())
         self.api, self.admin, self.key = info["url"], info["admin_token"], info["key"]
-        self._start_proxy()
         self._start_nginx()
+        # A second proxy in front of nginx's canned answer: what the proxy does when the
+        # stand-in (a threaded Python server) is not the ceiling.
+        self.proxy_static = self._start_proxy(self.static, "proxy-static")
+        self.proxy = self._start_proxy()
 
-    def _start_proxy(self) -> None:
+    def _start_proxy(self, upstream: str | None = None, name: str = "proxy") -> str:
         env = self.tmp / ".env"
         env.write_text(f"ADJUTOR_API_KEY={self.key}\n")
         self.token = secrets.token_urlsafe(24)
         token_file = self.tmp / "channel-token"
         token_file.write_text(self.token)
-        self.channel = self.tmp / "key.sock"
+        self.channel = self.tmp / f"{name}-key.sock"
         port = free_port()
         data = plans.plan(
             "bench",
@@ -114,19 +121,20 @@ class Services:
             "listen": f"127.0.0.1:{port}",
             "channel": f"unix:{self.channel}",
             "channel_token": {"file": str(token_file)},
+            **({"upstream": upstream} if upstream else {}),
         }
-        plan = plans.write_plan(self.tmp / "plan.toml", data)
+        plan = plans.write_plan(self.tmp / f"{name}.toml", data)
         self.procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "rotator", "proxy", str(plan)], stderr=(self.tmp / "proxy.log").open("wb")
+                [sys.executable, "-m", "rotator", "proxy", str(plan)], stderr=(self.tmp / f"{name}.log").open("wb")
             )
         )
         wait_for(lambda: listening(port), "rotator proxy")
-        self.proxy = f"http://127.0.0.1:{port}"
+        return f"http://127.0.0.1:{port}"
 
     def _start_nginx(self) -> None:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        port = free_port()
+        port, static = free_port(), free_port()
         upstream = self.api.removeprefix("http://")
         temp = self.tmp / "nginx"
         temp.mkdir()
@@ -151,6 +159,10 @@ http {{
       proxy_set_header Authorization "Bearer {self.key}";
     }}
   }}
+  server {{
+    listen 127.0.0.1:{static};
+    location / {{ default_type application/json; return 200 '{{"status":"success","data":[]}}'; }}
+  }}
 }}
 """
         )
@@ -162,6 +174,7 @@ http {{
         )
         wait_for(lambda: listening(port), "nginx")
         self.nginx = f"http://127.0.0.1:{port}"
+        self.static = f"http://127.0.0.1:{static}"
 
     def stop(self) -> None:
         for p in reversed(self.procs):
@@ -220,6 +233,27 @@ async def throughput(base: str, headers: dict[str, str], clients: int, seconds: 
     return {"rps": done / elapsed, "failed": failed}
 
 
+def throughput_wrk(
+    wrk: str, tmp: Path, base: str, headers: dict[str, str], clients: int, seconds: float
+) -> dict[str, Any]:
+    """`wrk` (C, 2 threads): the load costs far less CPU than a Python client.  Headers go in a
+    0600 Lua file, not argv (a key never goes in a process's arguments)."""
+    script = tmp / "wrk.lua"
+    script.write_text("".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in headers.items()))
+    script.chmod(0o600)
+    out = subprocess.run(
+        [wrk, "-t2", f"-c{clients}", f"-d{seconds:g}s", "-s", str(script), base + MODELS],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+    ).stdout
+    script.unlink()
+    rps = float(out.split("Requests/sec:")[1].split()[0])
+    failed = sum(int(line.split()[-1]) for line in out.splitlines() if line.strip().startswith("Non-2xx"))
+    errors = [line.strip() for line in out.splitlines() if line.strip().startswith("Socket errors")]
+    return {"rps": rps, "failed": failed, "socket_errors": errors, "tool": "wrk"}
+
+
 async def across_reset(svc: Services, pause: float, clients: int = 10) -> dict[str, Any]:
     """Clients call through the proxy; reset; hand the key `pause` s later.  Failed calls and holds."""
     calls: list[tuple[float, float, int]] = []
@@ -274,9 +308,16 @@ async def run(svc: Services, quick: bool) -> dict[str, Any]:
         "direct": (svc.api, {"Authorization": f"Bearer {svc.key}"}),
         "rotator proxy": (svc.proxy, {}),
         "nginx": (svc.nginx, {}),
+        "canned answer (nginx), direct": (svc.static, {"Authorization": f"Bearer {svc.key}"}),
+        "canned answer, through rotator proxy": (svc.proxy_static, {}),
     }
     lat = await latency(paths, 400 if quick else 1500)
-    tput = {name: await throughput(base, h, 50, 3.0 if quick else 6.0) for name, (base, h) in paths.items()}
+    seconds = 3.0 if quick else 6.0
+    wrk = shutil.which("wrk")
+    if wrk:
+        tput = {name: throughput_wrk(wrk, svc.tmp, base, h, 50, seconds) for name, (base, h) in paths.items()}
+    else:  # Debian's `wrk` absent: a Python client, itself a large share of the CPU
+        tput = {name: await throughput(base, h, 50, seconds) for name, (base, h) in paths.items()}
     resets = [await across_reset(svc, pause) for pause in (0.1, 2.0)]
     # The stand-in's key changed: nginx still sends the old one (it would need a new config and a reload).
     return {"latency_ms": lat, "throughput": tput, "resets": resets}
@@ -300,8 +341,10 @@ def render(result: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, v in lat.items():
-        added = "" if name == "direct" else f"{v['p50'] - direct['p50']:.3f}"
-        added99 = "" if name == "direct" else f"{v['p99'] - direct['p99']:.3f}"
+        base = lat["canned answer (nginx), direct"] if name.startswith("canned") else direct
+        is_base = v is base
+        added = "" if is_base else f"{v['p50'] - base['p50']:.3f}"
+        added99 = "" if is_base else f"{v['p99'] - base['p99']:.3f}"
         t = tput[name]
         lines.append(
             f"| {name} | {v['p50']:.3f} | {v['p99']:.3f} | {added} | {added99} | {t['rps']:.0f} | {t['failed']} |"

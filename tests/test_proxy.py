@@ -11,6 +11,7 @@ once (counted by the stand-in), and no key appears in any output, log or file.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -171,9 +172,11 @@ def wait_for_calls(tmp: Path, names: list[str], n: int, timeout: float = 20) -> 
 
 
 def leaked(tmp: Path, keys: list[str], *texts: str, skip: tuple[str, ...] = (".env",)) -> list[str]:
-    """Where any of `keys` appears: a file under `tmp` (but the backend's own), or one of `texts`."""
+    """Where any of `keys` appears: a file under `tmp` (but the backend's own) or the journal's
+    directory, or one of `texts`."""
     found = [f"output {i}" for i, text in enumerate(texts) if any(k in text for k in keys)]
-    for path in tmp.rglob("*"):
+    journal = Path(os.environ["ROTATOR_DATA_DIR"])
+    for path in [*tmp.rglob("*"), *journal.rglob("*")]:
         if path.is_file() and path.name not in skip and not path.is_socket():
             data = path.read_bytes()
             found += [str(path) for k in keys if k.encode() in data]

@@ -485,3 +485,30 @@ def test_with_consumer_tokens_a_caller_needs_its_own(start_proxy: Any, tmp_path:
         )
         assert ok.status_code == 200  # the local token was replaced by the key, not forwarded
         assert api.stats()["unauthorized"] == 0
+
+
+def test_held_requests_are_bounded_and_a_refused_replay_is_marked(start_proxy: Any, tmp_path: Path) -> None:
+    with AdjutorStandIn() as api:
+        proxy = start_proxy(api, max_held=1, hold_deadline=20)
+        url = f"{proxy.url}/v2/decisioning/models"
+        api.reset()  # the old key dies; the new one is never handed over
+        first: dict[str, Any] = {}
+        t = threading.Thread(target=lambda: first.update(r=requests.get(url, timeout=30)))
+        t.start()
+        deadline = time.monotonic() + 10
+        while proxy.metrics()["rotator_proxy_held_requests"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = requests.get(url, timeout=10)  # a second one is past max_held
+        assert second.status_code == 503 and second.headers["X-Rotator-Proxy"] == "held-requests"
+        assert "Retry-After" in second.headers
+        # A key that is refused too (not the one the API issued): the held request is
+        # replayed once with it, and its 401 goes back marked as a replay.
+        channel_put(proxy, "sk_test_" + "Z" * 40)
+        t.join()
+        r = first["r"]
+        assert r.status_code == 401 and r.headers["X-Rotator-Replayed"] == "1"
+        assert r.json() == {"status": "error", "message": "Invalid token"}  # the API's answer, as it came
+        m = proxy.metrics()
+        assert m['rotator_proxy_replays_total{result="refused"}'] == 1
+        assert m['rotator_proxy_unavailable_total{bound="requests"}'] == 1

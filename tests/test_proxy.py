@@ -240,7 +240,8 @@ def test_a_reset_costs_no_failed_call(start_proxy: Any, tmp_path: Path, delay: f
         report = json.loads(out)
         proxied = next(t for t in report["targets"] if t["name"] == "api-proxy")
         assert proxied["status"] == "ok" and proxied["fingerprint"] == fingerprint(new), proxied
-        wait_for_calls(tmp_path, names, len(calls(tmp_path, "curl")) + 4)  # each runs on after the switch
+        for name in names:  # each runs on after the switch
+            wait_for_calls(tmp_path, [name], len(calls(tmp_path, name)) + 4)
         stop.touch()
         for p in procs.values():
             p.wait(timeout=60)
@@ -253,7 +254,8 @@ def test_a_reset_costs_no_failed_call(start_proxy: Any, tmp_path: Path, delay: f
             assert not failed, (name, failed[:5])
             # Held: sent before the key was handed over and still unanswered well after the
             # reset.  Each is answered once the key is in, not before (the API refuses the old key).
-            held = [c for c in seen if c.start < handed_at - 0.05 and c.end > reset_at + 0.3]
+            # (0.5 s: a client's own clock reading may lag its answer on a loaded machine.)
+            held = [c for c in seen if c.start < handed_at - 0.1 and c.end > reset_at + 0.5]
             across = [c for c in seen if c.start < switched_at and c.end > reset_at]  # overlapping the outage
             MATRIX[(name, delay)] = (len(failed), max((c.seconds for c in across), default=0.0), switched_at - reset_at)
             if delay > 0:
@@ -278,10 +280,10 @@ def test_a_reset_costs_no_failed_call(start_proxy: Any, tmp_path: Path, delay: f
         api.stop()
 
 
-def test_matrix_printed() -> None:
-    """Not a check: prints the client x delay matrix the runs above filled (pytest -s)."""
-    if not MATRIX:
-        pytest.skip("run with the reset tests")
+@pytest.fixture(scope="module", autouse=True)
+def _print_matrix() -> Iterator[None]:
+    """After the module: the client x delay matrix the reset runs filled (shown with pytest -s)."""
+    yield
     for (name, delay), (failed, longest, outage) in sorted(MATRIX.items()):
         print(
             f"MATRIX {name:8} delay {delay:4.0f} s: failed {failed}, longest call across the reset {longest:.3f} s "

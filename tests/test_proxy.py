@@ -403,6 +403,9 @@ def test_the_key_channel_wants_its_token_and_a_private_socket(start_proxy: Any, 
         refused = channel_put(proxy, "sk_test_" + "x" * 40, token="wrong")
         assert refused == {"error": "missing or wrong channel token"}
         assert requests.get(f"{proxy.url}/v2/decisioning/models", timeout=5).status_code == 200  # key unchanged
+        proxy.process.terminate()
+        assert proxy.process.wait(timeout=10) == 0  # SIGTERM: a clean stop
+        assert not sock_path.exists()
 
 
 def test_a_plan_listening_beyond_loopback_is_refused(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from rotator.errors import PlanError
 from rotator.files import NotRegular, TooLarge, read_regular
 from rotator.notify.base import NotifierSettings
 from rotator.plugin import BackendSettings, ConsumerSettings, SecretRef
+from rotator.proxy.config import ProxySpec
 from rotator.registry import UnknownPlugin, backend_class, consumer_class, notifier_class
 from rotator.secret import ADJUTOR_KEY_PATTERN, key_regex
 
@@ -186,6 +187,7 @@ class _PlanFile(_Strict):
     consumers: list[dict[str, Any]] = Field(default_factory=list)
     schedules: list[ScheduleSpec] = Field(default_factory=list)
     notify: list[dict[str, Any]] = Field(default_factory=list)
+    proxy: ProxySpec | None = None  # `rotator proxy PLAN` (rotator.proxy)
 
 
 @dataclass
@@ -198,6 +200,7 @@ class Plan:
     consumers: list[ConsumerSettings]
     schedules: list[ScheduleSpec] = field(default_factory=list)
     notify: list[NotifierSettings] = field(default_factory=list)  # rotator.notify: after a run
+    proxy: ProxySpec | None = None  # the [proxy] section: `rotator proxy PLAN`
 
     @property
     def name(self) -> str:
@@ -465,4 +468,5 @@ def parse_plan(data: dict[str, Any], path: Path) -> Plan:
         consumers=consumers,
         schedules=pf.schedules,
         notify=notifiers,
+        proxy=pf.proxy,
     )

@@ -200,13 +200,15 @@ def slot_of(secret: Secret | None, meta: Any) -> Slot | None:
 
 @dataclass
 class RotationEvent:
-    """What a consumer is told.  Holds the fingerprint, never the key."""
+    """What a consumer is told.  Holds the fingerprint; the key only for a consumer whose
+    class sets `Consumer.takes_key` (the `proxy` consumer hands it over itself)."""
 
     secret_name: str
     fingerprint: str
     rotation_id: str
     timestamp: int
     reason: str = "rotation"
+    secret: Secret | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -356,6 +358,9 @@ class Consumer(_Plugin):
     """Something that uses the secret and must reload."""
 
     Settings: ClassVar[type[ConsumerSettings]] = ConsumerSettings
+    takes_key: ClassVar[bool] = False
+    """The consumer is handed the key itself (`RotationEvent.secret`): only one that
+    delivers it over its own authenticated channel, as the `proxy` consumer does."""
 
     def __init__(self, settings: Any, ctx: PluginContext) -> None:
         self.settings = settings

@@ -21,6 +21,7 @@ from rotator.cli import alternating, commands, journal_view, output, rotate
 from rotator.cli.context import Context, Fail, err
 from rotator.errors import CommandError, PlanError
 from rotator.exitcodes import Exit
+from rotator.proxy.command import proxy
 from rotator.service.command import serve
 
 __all__ = ["Context", "Fail", "cli", "err", "main"]
@@ -116,5 +117,6 @@ for command in (
     commands.completion,
     commands.demo,
     serve,
+    proxy,
 ):
     cli.add_command(command)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rotator.pipeline import signal, write
@@ -47,7 +48,11 @@ async def run(
         reason=state.kind,
     )
     todo = state.consumers.values() if consumers is None else consumers
-    await asyncio.gather(*written.values(), *(_consumer(state, c, event, written, signal_unchanged) for c in todo))
+    keyed = replace(event, secret=secret)  # only for a consumer that hands the key over itself (`takes_key`)
+    await asyncio.gather(
+        *written.values(),
+        *(_consumer(state, c, keyed if c.takes_key else event, written, signal_unchanged) for c in todo),
+    )
     state.steps["fan_out"] = state.since_key() - start
 
 

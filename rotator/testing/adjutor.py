@@ -37,6 +37,11 @@ Beyond that it has what tests need: injected latency, an ``unavailable`` switch
     POST /_admin/reset        -> {"key": "<new key>"}   ({"app": NAME}: that app's key)
     POST /_admin/apps         {"name": NAME, "paths": [...] | null} -> {"app", "key"}
     GET  /_admin/stats        -> counters, the keys' fingerprints (never a key)
+    GET  /_admin/posts        -> {"executed": {X-Request-Id: times}, "mismatched": N}
+
+A POST to an API path is a call that acts: answered as a GET is, and when
+authorized counted as executed under its ``X-Request-Id`` (the proxy's tests
+check each was executed exactly once, and its JSON body's ``id`` unchanged).
     POST /_admin/unavailable  {"unavailable": true|false}
     POST /_admin/latency      {"latency": <seconds>}
 
@@ -112,6 +117,10 @@ class _StandInHandler(JsonHandler):
         elif path == "/_admin/stats":
             if self._admin_allowed():
                 self.send_json(200, standin.stats())
+        elif path == "/_admin/posts":
+            if self._admin_allowed():
+                with standin.lock:
+                    self.send_json(200, {"executed": dict(standin.posts), "mismatched": standin.post_mismatches})
         else:
             self.send_json(404, {"status": 404, "message": "Not found"})
 
@@ -127,6 +136,14 @@ class _StandInHandler(JsonHandler):
         data = self.read_json()
         path = self.path.split("?", 1)[0]
         standin = self.server.standin
+        service = standin.service_of(path)
+        if service is not None:  # a call that acts: executed only when authorized, counted by X-Request-Id
+            status, body = standin._serve(service, self.headers.get("Authorization"))
+            if status == 200:
+                standin.executed_post(self.headers.get("X-Request-Id", ""), data)
+            headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
+            self.send_json(status, body, headers)
+            return
         if not path.startswith("/_admin/"):
             self.send_json(404, {"status": 404, "message": "Not found"})
             return
@@ -246,6 +263,8 @@ class AdjutorStandIn(Served):
         self.unavailable_served = 0
         self.resets = 0
         self.last_reset_at: float | None = None
+        self.posts: dict[str, int] = {}  # X-Request-Id -> POSTs executed with it (each should be 1)
+        self.post_mismatches = 0  # POSTs whose JSON body's "id" is not their X-Request-Id (a body changed on the way)
         self.services: set[str] = {MODELS_PATH}  # what the API serves (paths of every app, and the models)
         self._apps: list[App] = []
         self._add(app, initial_key if initial_key is not None else new_key(), paths)
@@ -314,6 +333,13 @@ class AdjutorStandIn(Served):
             self.resets += 1
         return key
 
+    def executed_post(self, request_id: str, body: Any) -> None:
+        """Count an authorized POST as executed; a body ``{"id": ...}`` must name its X-Request-Id."""
+        with self.lock:
+            self.posts[request_id] = self.posts.get(request_id, 0) + 1
+            if isinstance(body, dict) and "id" in body and body["id"] != request_id:
+                self.post_mismatches += 1
+
     def stats(self) -> dict[str, Any]:
         with self.lock:
             out: dict[str, Any] = {
@@ -323,6 +349,7 @@ class AdjutorStandIn(Served):
                 "forbidden": self.forbidden,
                 "unavailable_served": self.unavailable_served,
                 "resets": self.resets,
+                "posts_executed": sum(self.posts.values()),
                 "last_reset_at": self.last_reset_at,
                 "key_fingerprint": fingerprint(self._apps[0].key),
                 "balance": self.balance,

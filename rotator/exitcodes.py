@@ -19,5 +19,5 @@ class Exit(IntEnum):
     NOTHING_TO_RESUME = 12  # `resume` of a rotation that never wrote the primary: rotate again
     MISSING_EXTRA = 13  # an optional dependency is not installed (the line names the extra)
     KEY_NOT_RESET = 14  # the pasted key is the one the primary already holds: the key was not reset
-    PROXY_LISTEN = 15  # `rotator proxy` cannot listen on its address or key channel (in use, no permission)
+    PROXY_LISTEN = 20  # `rotator proxy` cannot listen on its address or key channel (in use, no permission)
     INTERRUPTED = 130  # Ctrl-C / SIGINT: the line says what was written and how to finish

@@ -96,14 +96,27 @@ def print_report(console: Console, report: Report) -> None:
 def outage_lines(d: dict[str, Any]) -> list[str]:
     """The outage beside the window, and the refused pastes (a report's dict: live or from the journal)."""
     out = []
+    bound = d.get("outage_bound")
+    reset = d.get("reset") or {}
     if d.get("outage_seconds") is not None:
-        reset = d.get("reset") or {}
         how = "looked at as the key arrived" if reset.get("inferred") else "seen by the watch"
         unc = f", to within {reset['uncertainty'] * 1000:.0f} ms" if reset.get("uncertainty") is not None else ""
+        most = f"; at most {bound['at_most'] * 1000:.1f} ms" if bound and bound.get("at_most") is not None else ""
         out.append(
-            f"outage: {d['outage_seconds'] * 1000:.1f} ms (reset {how}{unc} → last target done)"
+            f"outage: {d['outage_seconds'] * 1000:.1f} ms (reset {how}{unc} → last target done{most})"
             f" = operator's share {d['operator_seconds'] * 1000:.1f} ms (reset → key received)"
             f" + window {d['window_seconds'] * 1000:.1f} ms"
+        )
+    elif bound:
+        most = bound.get("at_most")
+        since = ""
+        if reset.get("after") is not None:
+            since = f" after the watch's last pass at {_clock(reset['after'])}"
+        out.append(
+            f"outage: at least {bound['at_least'] * 1000:.1f} ms"
+            + (f", at most {most * 1000:.1f} ms" if most is not None else "")
+            + f" (a bound: the watch had not seen the reset when the key arrived; the old key was refused then,"
+            f" so the reset came{since} and by the key's arrival; consumers failed from the reset)"
         )
     elif (d.get("watch") or {}).get("outcome") in ("stopped", "reset") and d.get("window_seconds") is not None:
         out.append("outage: not measured (no reset of the old key was seen)")
@@ -117,6 +130,12 @@ def outage_lines(d: dict[str, Any]) -> list[str]:
             when = f" {r['after_reset'] * 1000:.0f} ms after the reset" if r.get("after_reset") is not None else ""
             out.append(f"  #{r.get('attempt', '?')} {r['outcome']}{when}: {r['why']}")
     return out
+
+
+def _clock(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3] + "Z"
 
 
 def print_timeline(console: Console, report: dict[str, Any]) -> None:

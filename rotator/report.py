@@ -202,6 +202,9 @@ class Report:
     alternating: dict[str, Any] | None = None  # alternating plans: the apps, the promote, the re-key, an incident
     # The outage the API's callers saw: reset detected -> last consumer confirmed = operator + window.
     outage: float | None = None
+    # When the reset's time is only a bound (pipeline.outage): {at_least, at_most, reason}; `outage`
+    # is then unset if the watch did not see the reset (never reported as the window).
+    outage_bound: dict[str, Any] | None = None
     operator_share: float | None = None  # reset detected -> the accepted key received
     key_received_at: float | None = None  # wall clock
     reset: dict[str, Any] | None = None  # ResetDetected.as_dict (+ "inferred"), None: no reset seen
@@ -228,6 +231,7 @@ class Report:
             "warnings": self.warnings,
             **({"alternating": self.alternating} if self.alternating is not None else {}),
             "outage_seconds": _r(self.outage),
+            "outage_bound": self.outage_bound,
             "operator_seconds": _r(self.operator_share),
             "key_received_at": self.key_received_at,
             "reset": self.reset,

@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import click
 
-from rotator.cli import alternating, commands, journal_view, output, rotate
+from rotator.cli import alternating, commands, journal_view, output, rotate, status
 from rotator.cli.context import Context, Fail, err
 from rotator.errors import CommandError, PlanError
 from rotator.exitcodes import Exit
@@ -108,7 +108,7 @@ for command in (
     commands.resume,
     alternating.rekey,
     alternating.rollback,
-    alternating.status,
+    status.status,
     commands.sync,
     journal_view.history,
     journal_view.show,

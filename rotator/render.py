@@ -87,10 +87,18 @@ def print_report(console: Console, report: Report) -> None:
     if report.window is not None:
         start = "sync start" if report.kind == "sync" else "key received"
         console.print(f"[bold]window: {report.window * 1000:.1f} ms[/] ({start} → last target done)")
+    for line in incident_lines(report.as_dict()):
+        console.print(f"[bold]{escape(line)}[/]")
     for line in outage_lines(report.as_dict()):
         console.print(escape(line))
     console.print(f"[{style}]{report.state}[/]: {escape(report.message)}")
     print_timeline(console, report.as_dict())
+
+
+def incident_lines(d: dict[str, Any]) -> list[str]:
+    """A single-app `rotate --incident`: the leaked key and whether it is proven revoked."""
+    inc = d.get("incident")
+    return [str(inc["detail"])] if isinstance(inc, dict) and inc.get("detail") else []
 
 
 def outage_lines(d: dict[str, Any]) -> list[str]:

@@ -106,25 +106,39 @@ def outage_lines(d: dict[str, Any]) -> list[str]:
     out = []
     bound = d.get("outage_bound")
     reset = d.get("reset") or {}
-    if d.get("outage_seconds") is not None:
-        how = "looked at as the key arrived" if reset.get("inferred") else "seen by the watch"
-        unc = f", to within {reset['uncertainty'] * 1000:.0f} ms" if reset.get("uncertainty") is not None else ""
-        most = f"; at most {bound['at_most'] * 1000:.1f} ms" if bound and bound.get("at_most") is not None else ""
-        out.append(
-            f"outage: {d['outage_seconds'] * 1000:.1f} ms (reset {how}{unc} → last target done{most})"
-            f" = operator's share {d['operator_seconds'] * 1000:.1f} ms (reset → key received)"
-            f" + window {d['window_seconds'] * 1000:.1f} ms"
-        )
-    elif bound:
+    if bound:
         most = bound.get("at_most")
-        since = ""
-        if reset.get("after") is not None:
-            since = f" after the watch's last pass at {_clock(reset['after'])}"
+        if reset.get("inferred"):
+            since = (
+                f" after the watch's last pass at {_clock(reset['after'])}" if reset.get("after") is not None else ""
+            )
+            why = (
+                "the watch had not seen the reset when the key arrived; the old key was refused then,"
+                f" so the reset came{since} and by the key's arrival"
+            )
+        else:
+            why = (
+                f"the watch saw the old key refused {reset['uncertainty'] * 1000:.0f} ms after its last pass;"
+                " the reset came in between"
+            )
         out.append(
             f"outage: at least {bound['at_least'] * 1000:.1f} ms"
             + (f", at most {most * 1000:.1f} ms" if most is not None else "")
-            + f" (a bound: the watch had not seen the reset when the key arrived; the old key was refused then,"
-            f" so the reset came{since} and by the key's arrival; consumers failed from the reset)"
+            + f" (a bound: {why})"
+            + (
+                f" = operator's share {d['operator_seconds'] * 1000:.1f} ms (from the refusal seen) + window"
+                if d.get("operator_seconds") is not None
+                else "; window"
+            )
+            + f" {d['window_seconds'] * 1000:.1f} ms"
+        )
+    elif d.get("outage_seconds") is not None:
+        how = "looked at as the key arrived" if reset.get("inferred") else "seen by the watch"
+        unc = f", to within {reset['uncertainty'] * 1000:.0f} ms" if reset.get("uncertainty") is not None else ""
+        out.append(
+            f"outage: {d['outage_seconds'] * 1000:.1f} ms (reset {how}{unc} → last target done)"
+            f" = operator's share {d['operator_seconds'] * 1000:.1f} ms (reset → key received)"
+            f" + window {d['window_seconds'] * 1000:.1f} ms"
         )
     elif (d.get("watch") or {}).get("outcome") in ("stopped", "reset") and d.get("window_seconds") is not None:
         out.append("outage: not measured (no reset of the old key was seen)")

@@ -139,8 +139,12 @@ class PlanStatus:
             return Exit.STATUS_REFUSED
         if self.drifted:
             return Exit.DRIFT
-        if any(k.state is KeyState.UNCHECKED for k in self.keys) or any(b.error for b in self.backends):
-            return Exit.STATUS_UNCHECKED
+        if (
+            not self.keys
+            or any(k.state is KeyState.UNCHECKED for k in self.keys)
+            or any(b.error for b in self.backends)
+        ):
+            return Exit.STATUS_UNCHECKED  # no key at all is not "every key works" either
         return Exit.DONE
 
     def summary(self) -> str:
@@ -157,6 +161,8 @@ class PlanStatus:
             parts.append(f"could not check {', '.join(unchecked)} (the API did not say: no reason to reset it)")
         if unread:
             parts.append(f"could not read {', '.join(unread)}")
+        if not self.keys:
+            parts.append("no key to check: no backend holds one")
         return "; ".join(parts) if parts else "every key works and every backend matches the primary"
 
     def as_dict(self) -> dict[str, Any]:
@@ -291,8 +297,22 @@ async def _keys(status: PlanStatus, plan: Plan, prober: Prober | None, primary: 
     for fp, (state, detail, calls) in zip(todo, results, strict=True):
         role = "current" if fp == primary_fp and not plan.alternating else ("active" if fp == primary_fp else "other")
         status.keys.append(KeyStatus(role, fp, state, detail, holders[fp], None, probe_calls=calls))
+        if state is KeyState.REFUSED:
+            where = ", ".join(holders[fp])
+            status.notes.append(
+                f"the key in {where} ({fp}) is refused: whatever reads it is failing; "
+                + (
+                    f"reset the app key in the dashboard and `rotator rotate {plan.path}`"
+                    if role == "current"
+                    else f"`rotator sync {plan.path}` copies the primary's key there"
+                )
+            )
     if primary.error:
         status.notes.append(f"the primary ({primary.backend.name}) could not be read: {primary.error}")
+    elif primary.secret is None:
+        status.notes.append(
+            f"the primary ({primary.backend.name}) holds no key: `rotator rotate {plan.path}` stores the one in use"
+        )
 
 
 async def _alternating(
@@ -337,6 +357,14 @@ async def _alternating(
         data["standby_problem"] = unprobed.standby_problem()
         data["next"] = f"{unprobed.next().value} (if the standby key works: it could not be checked)"
         data["left"] = left_lines(plan, unprobed, data["unfinished"])
+    active = next((k for k in status.keys if k.role == "active"), None)
+    if active is not None and active.state is KeyState.REFUSED:
+        fix = f"`rotator rotate {plan.path}`" + (
+            f" promotes the standby ({alt.standby_app}) first"
+            if standby is not None and standby.state is KeyState.WORKS
+            else " re-keys the standby, then promotes it"
+        )
+        status.notes.append(f"the active key ({alt.active_app}) is refused: consumers on it are failing; {fix}")
     status.notes.extend(data["left"])
     status.alternating = data
 

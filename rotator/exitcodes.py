@@ -12,12 +12,16 @@ class Exit(IntEnum):
     PARTIAL = 5  # the primary holds the new key, some targets failed: `rotator resume ID`
     PREFLIGHT_FAILED = 6  # arming found a target that is not ready; nothing was written
     BUSY = 7  # another rotation or sync of the same plan holds the lock
-    DRIFT = 8  # `sync --check`: some backend differs from the primary
+    DRIFT = 8  # `sync --check`, `status`: some backend differs from the primary
     CONFLICT = 9  # the primary changed between arm and write (check-and-set); nothing written
     JOURNAL = 10  # the journal cannot be opened or written (disk full, `--db` unreachable or unknown)
     PRIMARY_FAILED = 11  # the primary write failed (unreachable, deleted, scheduled for deletion); nothing written
     NOTHING_TO_RESUME = 12  # `resume` of a rotation that never wrote the primary: rotate again
     MISSING_EXTRA = 13  # an optional dependency is not installed (the line names the extra)
     KEY_NOT_RESET = 14  # the pasted key is the one the primary already holds: the key was not reset
+    # `status` (for cron and monitoring; 0 only when every key works and nothing drifted;
+    # a refused key wins over drift, drift over anything that could not be checked):
+    STATUS_REFUSED = 18  # the API refused a key the plan holds (consumers on it are failing)
+    STATUS_UNCHECKED = 19  # a key could not be checked (API unreachable, 5xx, no probe) or a backend not read
     PROXY_LISTEN = 20  # `rotator proxy` cannot listen on its address or key channel (in use, no permission)
     INTERRUPTED = 130  # Ctrl-C / SIGINT: the line says what was written and how to finish

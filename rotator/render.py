@@ -87,17 +87,52 @@ def print_report(console: Console, report: Report) -> None:
     if report.window is not None:
         start = "sync start" if report.kind == "sync" else "key received"
         console.print(f"[bold]window: {report.window * 1000:.1f} ms[/] ({start} → last target done)")
+    for line in incident_lines(report.as_dict()):
+        console.print(f"[bold]{escape(line)}[/]")
     for line in outage_lines(report.as_dict()):
         console.print(escape(line))
     console.print(f"[{style}]{report.state}[/]: {escape(report.message)}")
     print_timeline(console, report.as_dict())
 
 
+def incident_lines(d: dict[str, Any]) -> list[str]:
+    """A single-app `rotate --incident`: the leaked key and whether it is proven revoked."""
+    inc = d.get("incident")
+    return [str(inc["detail"])] if isinstance(inc, dict) and inc.get("detail") else []
+
+
 def outage_lines(d: dict[str, Any]) -> list[str]:
     """The outage beside the window, and the refused pastes (a report's dict: live or from the journal)."""
     out = []
-    if d.get("outage_seconds") is not None:
-        reset = d.get("reset") or {}
+    bound = d.get("outage_bound")
+    reset = d.get("reset") or {}
+    if bound:
+        most = bound.get("at_most")
+        if reset.get("inferred"):
+            since = (
+                f" after the watch's last pass at {_clock(reset['after'])}" if reset.get("after") is not None else ""
+            )
+            why = (
+                "the watch had not seen the reset when the key arrived; the old key was refused then,"
+                f" so the reset came{since} and by the key's arrival"
+            )
+        else:
+            why = (
+                f"the watch saw the old key refused {reset['uncertainty'] * 1000:.0f} ms after its last pass;"
+                " the reset came in between"
+            )
+        out.append(
+            f"outage: at least {bound['at_least'] * 1000:.1f} ms"
+            + (f", at most {most * 1000:.1f} ms" if most is not None else "")
+            + f" (a bound: {why})"
+            + (
+                f" = operator's share {d['operator_seconds'] * 1000:.1f} ms (from the refusal seen) + window"
+                if d.get("operator_seconds") is not None
+                else "; window"
+            )
+            + f" {d['window_seconds'] * 1000:.1f} ms"
+        )
+    elif d.get("outage_seconds") is not None:
         how = "looked at as the key arrived" if reset.get("inferred") else "seen by the watch"
         unc = f", to within {reset['uncertainty'] * 1000:.0f} ms" if reset.get("uncertainty") is not None else ""
         out.append(
@@ -117,6 +152,12 @@ def outage_lines(d: dict[str, Any]) -> list[str]:
             when = f" {r['after_reset'] * 1000:.0f} ms after the reset" if r.get("after_reset") is not None else ""
             out.append(f"  #{r.get('attempt', '?')} {r['outcome']}{when}: {r['why']}")
     return out
+
+
+def _clock(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3] + "Z"
 
 
 def print_timeline(console: Console, report: dict[str, Any]) -> None:

@@ -96,6 +96,7 @@ class Step(StrEnum):
     REKEY = "rekey"  # alternating: a new key in the standby slot
     ROLLBACK = "rollback"  # alternating: a promote undone
     REVOKED = "revoked"  # alternating: the previous standby key proven refused
+    INCIDENT = "incident"  # `rotate --incident` (single-app): the leaked key and whether it is proven revoked
     REPORT = "report"
 
 
@@ -200,8 +201,13 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     message: str = ""
     alternating: dict[str, Any] | None = None  # alternating plans: the apps, the promote, the re-key, an incident
+    # `rotate --incident` of a single-app plan: {leaked_fingerprint, revoked (true/false/null), detail}
+    incident: dict[str, Any] | None = None
     # The outage the API's callers saw: reset detected -> last consumer confirmed = operator + window.
     outage: float | None = None
+    # When the reset's time is only a bound (pipeline.outage): {at_least, at_most, reason}; `outage`
+    # is then unset if the watch did not see the reset (never reported as the window).
+    outage_bound: dict[str, Any] | None = None
     operator_share: float | None = None  # reset detected -> the accepted key received
     key_received_at: float | None = None  # wall clock
     reset: dict[str, Any] | None = None  # ResetDetected.as_dict (+ "inferred"), None: no reset seen
@@ -227,7 +233,9 @@ class Report:
             "targets": [t.as_dict() for t in self.targets],
             "warnings": self.warnings,
             **({"alternating": self.alternating} if self.alternating is not None else {}),
+            **({"incident": self.incident} if self.incident is not None else {}),
             "outage_seconds": _r(self.outage),
+            "outage_bound": self.outage_bound,
             "operator_seconds": _r(self.operator_share),
             "key_received_at": self.key_received_at,
             "reset": self.reset,

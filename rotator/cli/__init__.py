@@ -15,9 +15,13 @@ import os
 import sys
 from typing import NoReturn
 
+# First, before click and the commands load: a Ctrl-C meanwhile is one line and exit 130.
+from rotator.cli import _startup
+
+# isort: split
 import click
 
-from rotator.cli import alternating, commands, journal_view, output, rotate
+from rotator.cli import alternating, commands, journal_view, output, rotate, status
 from rotator.cli.context import Context, Fail, err
 from rotator.errors import CommandError, PlanError
 from rotator.exitcodes import Exit
@@ -73,6 +77,7 @@ def _fail(message: str, code: int, extra: object = None, summary: str | None = N
 def main(argv: list[str] | None = None) -> None:
     """Run the command; map every outcome to its exit code (the one place that does)."""
     os.umask(0o077)  # anything rotator creates is private to its user
+    _startup.default_sigint()
     output.reset()
     try:
         rv = cli.main(args=argv, prog_name="rotator", standalone_mode=False)
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"rotator: {exc}", exc.code, exc.report)
     except (click.exceptions.Abort, KeyboardInterrupt):
         # Commands that write catch Ctrl-C themselves and say what they left (commands.run_flow).
-        _fail("rotator: interrupted; nothing was written", Exit.INTERRUPTED)
+        _fail(_startup.INTERRUPTED_LINE, Exit.INTERRUPTED)
     except click.UsageError as exc:
         hint = f" (try '{exc.ctx.command_path} -h')" if exc.ctx is not None else ""
         _fail(f"rotator: {exc.format_message()}{hint}", Exit.PLAN_INVALID)
@@ -109,7 +114,7 @@ for command in (
     commands.resume,
     alternating.rekey,
     alternating.rollback,
-    alternating.status,
+    status.status,
     commands.sync,
     journal_view.history,
     journal_view.show,

@@ -1,4 +1,4 @@
-"""Alternating plans on the terminal: `rotate` (planned, `--incident`), `rekey`, `rollback`, `status`.
+"""Alternating plans on the terminal: `rotate` (planned, `--incident`), `rekey`, `rollback`.
 
 The flows are `rotator.pipeline`'s (the service calls the same ones); this
 module is their terminal: the `Operator` that shows which app to reset and why
@@ -225,45 +225,6 @@ def rollback(ctx: Context, plan_path: str, reason: str, as_json: bool, quiet: bo
     return finish_alternating(report, as_json, plan)
 
 
-@click.command()
-@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
-@output.json_option
-@output.verbose_option
-@click.pass_obj
-def status(ctx: Context, plan_path: str, as_json: bool) -> int:
-    """Alternating plans: which app is active and standby, each key's age, whether it works, what is next."""
-
-    from rich.markup import escape
-
-    from rotator.pipeline.slot_status import status_data
-
-    plan = _alternating_plan(plan_path, "status")
-    alt = _survey(plan)
-    data = status_data(plan, alt, ctx.journal)
-    if as_json:
-        output.emit(data)
-        return 0
-    from rich.console import Console
-
-    out = Console(highlight=False, emoji=False, soft_wrap=True)
-    out.print(f"[bold]{escape(plan.name)}[/]: alternating, primary {escape(plan.primary.name)}")
-    for who in ("active", "standby"):
-        s = data[who]
-        works = {True: "works on every URL", False: f"DOES NOT WORK: {s['problem']}", None: "not probed"}[s["works"]]
-        out.print(
-            f"  {who:<8} {escape(s['app'])}{'' if s['app_recorded'] else ' (inferred)'}  "
-            f"{s['fingerprint'] or '(empty)'}  {_fmt_age(s['age_s'])}  {escape(works)}"
-        )
-    out.print(
-        f"  last slot change: {data['last_step']}"
-        + ("; `rotator rollback` can undo it" if data["rollback_possible"] else "")
-    )
-    out.print(f"  next rotation: {escape(data['next'])}")
-    for line in data["left"]:
-        out.print(f"  [yellow]left: {escape(line)}[/]")
-    return 0
-
-
 def _survey(plan: Plan) -> Alternating:
     from rotator.errors import RotationError
     from rotator.pipeline.slot_status import survey
@@ -272,15 +233,6 @@ def _survey(plan: Plan) -> Alternating:
         return asyncio.run(survey(plan))
     except RotationError as exc:
         raise Fail(str(exc), exc.exit_code) from None
-
-
-def _fmt_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "age unknown"
-    d, rest = divmod(int(max(seconds, 0)), 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    return (f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s}s") + " old"
 
 
 def resume_note(plan: Plan) -> None:

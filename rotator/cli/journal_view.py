@@ -147,9 +147,9 @@ def show(ctx: Context, rotation_id: str, as_json: bool) -> int:
         if (s := span(row)) is not None:
             out.print(f"span: {s:.3f} s from the first key received to done (the interruption included)")
     if row.report:
-        from rotator.render import outage_lines
+        from rotator.render import incident_lines, outage_lines
 
-        for line in outage_lines(row.report):
+        for line in incident_lines(row.report) + outage_lines(row.report):
             out.print(escape(line))
     if row.report:
         for t in row.report.get("targets", []):

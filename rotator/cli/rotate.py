@@ -279,7 +279,12 @@ async def _start_clipboard(clip: Clipboard, current: str | None) -> None:
 @output.json_option
 @output.verbose_option
 @output.quiet_option
-@click.option("--incident", is_flag=True, help="Alternating plans: the active key leaked; move off it first.")
+@click.option(
+    "--incident",
+    is_flag=True,
+    help="The key in use leaked. Alternating plans: move off it first. Single-app: recorded as an incident"
+    " (reason, report, journal, `show`) and the leaked key's revocation is always checked.",
+)
 @click.option("--revoke-now", is_flag=True, help="With --incident and no valid standby: the single-app flow (outage).")
 @click.option("--standby-first", is_flag=True, help="With --incident and no valid standby: re-key the standby first.")
 @click.pass_obj
@@ -338,6 +343,12 @@ def rotate(
             )
         )
         return alternating.finish_alternating(report, as_json, plan)
+    if standby_first:
+        raise Fail(
+            "--standby-first needs an alternating plan (this plan has one app: there is no standby)", Exit.PLAN_INVALID
+        )
+    if incident and "incident" not in reason.lower():
+        reason = f"incident: {reason}" if reason else "incident"
     for row in journal.unfinished(plan.name):
         err().print(
             f"[yellow]! rotation {row.id} of {plan.name} did not finish ({row.state}); "
@@ -352,6 +363,7 @@ def rotate(
         force=force,
         accept_unprobed=accept_unprobed,
         resync=resync,
+        incident=incident,
         progress_fn=progress(quiet),
     )
     flow = _rotate(state, key_from=source, keep_clipboard=keep_clipboard, dry_run=dry_run, quiet=quiet)

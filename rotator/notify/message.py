@@ -62,8 +62,12 @@ def from_report(plan_name: str, report: Mapping[str, Any], *, link: str | None =
     if window:
         facts.append(Fact("Window", f"{window} (key received → last target done)"))
     outage = _ms(_first(report, "outage_seconds", "outage_s", "outage"))
-    if outage:
+    bound = report.get("outage_bound") if isinstance(report.get("outage_bound"), dict) else None
+    if outage and not bound:
         facts.append(Fact("Outage", f"{outage} (old key stopped working → last target done)"))
+    elif bound and _ms(bound.get("at_least")):
+        most = _ms(bound.get("at_most"))
+        facts.append(Fact("Outage", f"at least {_ms(bound['at_least'])}" + (f", at most {most}" if most else "")))
     for label, names in (("Operator", ("operator",)), ("Reason", ("reason",))):
         value = _first(report, *names)
         if value:

@@ -29,7 +29,8 @@ async def run(state: RotationState, secret: Secret) -> None:
     state.key_journaled = True
 
     old = state.old_secret
-    if state.plan.probe.check_old_key and state.prober and old and old != secret:
+    # An incident always checks: that the leaked key is dead is what it is for.
+    if (state.plan.probe.check_old_key or state.incident) and state.prober and old and old != secret:
         state.revocation = asyncio.ensure_future(state.prober.old_key_revoked(old))
 
     state.results = {}

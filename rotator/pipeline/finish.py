@@ -126,6 +126,8 @@ async def abandon(state: RotationState, report: Report) -> Report:
 async def close_journal(state: RotationState, report: Report, *, event: bool = True) -> Report:
     """Record `report` as the entry's final state (and, by default, as its last event)."""
     state.report = report
+    if state.incident and report.incident is None:
+        mark_incident(state, report)
     if event:
         state.event(Step.REPORT, report.state, detail=report.message, seconds=report.window)
     await state.journal_update(
@@ -140,3 +142,26 @@ async def close_journal(state: RotationState, report: Report, *, event: bool = T
         report=report.as_dict(),
     )
     return report
+
+
+def mark_incident(state: RotationState, report: Report) -> None:
+    """`rotate --incident` of a single-app plan: the report and the journal say it was an incident,
+    which key leaked, and whether the API proved it dead (the old-key check, always run then)."""
+    check = report.revocation
+    # old_key_revoked's answer: ACCEPTED means the check passed (the API refused the old key).
+    revoked = None if check is None else {ProbeOutcome.ACCEPTED: True, ProbeOutcome.REFUSED: False}.get(check.outcome)
+    leaked = report.old_fingerprint
+    if report.new_fingerprint is None:
+        line = f"incident: nothing was written; the leaked key ({leaked}) is still the one in use"
+    elif revoked:
+        line = f"incident: the leaked key ({leaked}) is proven revoked (the API refuses it)"
+    elif revoked is False:
+        line = f"incident: the leaked key ({leaked}) STILL WORKS: reset the app key in the dashboard now"
+    else:
+        why = check.detail if check is not None else "no probe in the plan"
+        line = f"incident: the leaked key ({leaked}) is NOT proven revoked ({why}): check the dashboard"
+    report.incident = {"leaked_fingerprint": leaked, "revoked": revoked, "detail": line}
+    status = "not_written" if report.new_fingerprint is None else ("unknown" if revoked is None else "revoked")
+    if revoked is False:
+        status = "not_revoked"
+    state.event(Step.INCIDENT, status, detail=line, fingerprint=leaked)

@@ -60,6 +60,7 @@ class RotationState:
     force: bool = False  # write the primary without check-and-set
     accept_unprobed: bool = False  # write a key the probe could not check
     resync: bool = False  # the key the primary already holds may be written (a re-sync, not a rotation)
+    incident: bool = False  # `rotate --incident` of a single-app plan: the old key leaked (its revocation is proven)
     progress_fn: ProgressFn = _no_progress
     # Told of every journal event as it is queued (the service turns an alternating flow's
     # promote / re-key / revoked events into its page's events); best effort, like progress_fn.

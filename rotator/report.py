@@ -96,6 +96,7 @@ class Step(StrEnum):
     REKEY = "rekey"  # alternating: a new key in the standby slot
     ROLLBACK = "rollback"  # alternating: a promote undone
     REVOKED = "revoked"  # alternating: the previous standby key proven refused
+    SLOT_RECORD = "slot_record"  # alternating: a slot write's record (apps, fingerprints, leaked key), before it
     REPORT = "report"
 
 

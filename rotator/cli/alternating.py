@@ -96,7 +96,7 @@ async def run(
     service runs it; the keys come from the terminal only (a hidden prompt, or stdin one a line)."""
     from rotator.cli.key_input import Prompt
     from rotator.errors import RotationError
-    from rotator.pipeline import slots
+    from rotator.pipeline import leaked, slots
     from rotator.pipeline.alternating import IncidentChoice
     from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName
     from rotator.pipeline.session import ArmedSession, NotArmed
@@ -120,7 +120,7 @@ async def run(
         if flow != "rollback" and not key_stdin and not sys.stdin.isatty():
             raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
         err().print(f"slots: {alt.describe()}")
-        if flow in ("rotate", "incident"):
+        if flow in ("rotate", "incident") or the_flow.continuing:
             err().print(the_flow.plan_line)
         if flow != "rollback":
             session.feed(LineStdin() if key_stdin else Prompt())
@@ -137,7 +137,9 @@ async def run(
         code = exc.exit_code if isinstance(exc, RotationError) else exc.code
         line = str(exc)
         alt = the_flow.alt
-        if alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
+        if alt is not None and (line_left := leaked.continuing(alt)) is not None:
+            line += f"; incident open: {line_left}: `rotator rotate {plan.path} --incident` continues it"
+        elif alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
             from rotator.pipeline.slot_status import left_lines
 
             line += "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
@@ -227,10 +229,16 @@ def rollback(ctx: Context, plan_path: str, reason: str, as_json: bool, quiet: bo
 
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Alternating plans: rewrite the slot record from your statement (--active APP), after probing both keys.",
+)
+@click.option("--active", "active_app", default=None, metavar="APP", help="With --repair: the app consumers use now.")
 @output.json_option
 @output.verbose_option
 @click.pass_obj
-def status(ctx: Context, plan_path: str, as_json: bool) -> int:
+def status(ctx: Context, plan_path: str, repair: bool, active_app: str | None, as_json: bool) -> int:
     """Alternating plans: which app is active and standby, each key's age, whether it works, what is next."""
 
     from rich.markup import escape
@@ -238,7 +246,9 @@ def status(ctx: Context, plan_path: str, as_json: bool) -> int:
     from rotator.pipeline.slot_status import status_data
 
     plan = _alternating_plan(plan_path, "status")
-    alt = _survey(plan)
+    if repair or active_app is not None:
+        return _repair(ctx, plan, active_app, as_json)
+    alt = _survey(plan, ctx.journal)
     data = status_data(plan, alt, ctx.journal)
     if as_json:
         output.emit(data)
@@ -251,7 +261,7 @@ def status(ctx: Context, plan_path: str, as_json: bool) -> int:
         s = data[who]
         works = {True: "works on every URL", False: f"DOES NOT WORK: {s['problem']}", None: "not probed"}[s["works"]]
         out.print(
-            f"  {who:<8} {escape(s['app'])}{'' if s['app_recorded'] else ' (inferred)'}  "
+            f"  {who:<8} {escape(s['app'])}{'' if s['app_recorded'] else ' (first use: the plan lists it first)'}  "
             f"{s['fingerprint'] or '(empty)'}  {_fmt_age(s['age_s'])}  {escape(works)}"
         )
     out.print(
@@ -264,14 +274,40 @@ def status(ctx: Context, plan_path: str, as_json: bool) -> int:
     return 0
 
 
-def _survey(plan: Plan) -> Alternating:
+def _survey(plan: Plan, journal: Journal | None = None) -> Alternating:
     from rotator.errors import RotationError
     from rotator.pipeline.slot_status import survey
 
     try:
-        return asyncio.run(survey(plan))
+        return asyncio.run(survey(plan, journal))
     except RotationError as exc:
         raise Fail(str(exc), exc.exit_code) from None
+
+
+def _repair(ctx: Context, plan: Plan, active_app: str | None, as_json: bool) -> int:
+    """`status --repair --active APP`: the operator's statement written as the slot record."""
+    from rotator.errors import RotationError
+    from rotator.pipeline.slot_repair import repair
+
+    if active_app is None:
+        raise Fail("--repair needs --active APP: the app whose key consumers use now", Exit.PLAN_INVALID)
+    try:
+        rec = asyncio.run(repair(plan, ctx.journal, active_app))
+    except RotationError as exc:
+        raise Fail(str(exc), exc.exit_code) from None
+    if as_json:
+        output.emit({"plan": plan.name, "repaired": rec})
+        return 0
+    a, s = rec["active"], rec["standby"]
+    line = f"slot record written: active {a['app']} ({a['fp']}), standby " + (
+        f"{s['app']} ({s['fp']})" if s else "empty"
+    )
+    if rec.get("leaked"):
+        line += f"; incident {rec['leaked'].get('incident')} still open: {rec['leaked']['app']}'s key is the leaked key"
+    err().print(line, markup=False)
+    if rec.get("standby_works") is False:
+        err().print(f"! the standby key does not work: `rotator rekey {plan.path}` re-keys it", markup=False)
+    return 0
 
 
 def _fmt_age(seconds: float | None) -> str:

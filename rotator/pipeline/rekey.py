@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from rotator.errors import Conflict, PluginError
 from rotator.exitcodes import Exit
-from rotator.pipeline import slots
+from rotator.pipeline import slot_record, slots
 from rotator.pipeline.attempts import attempt, reason, unwrap
 from rotator.report import Step, TargetResult, TargetStatus
 
@@ -171,6 +171,11 @@ async def _write(state: RotationState, alt: Alternating, secret: Secret) -> Targ
     token = alt.token(slots.LastStep.REKEY)
     active_app = alt.active_app if alt.slots.active is None or alt.slots.active.app is None else None
     deadline = asyncio.get_running_loop().time() + state.plan.rotation.deadline
+    a = alt.slots.active
+    rec = slot_record.after_rekey(
+        alt.slots, (alt.active_app, a.fingerprint) if a else None, (alt.standby_app, secret.fingerprint), token
+    )
+    await slot_record.journaled(state, rec, alt.slots, Step.REKEY.value)
 
     async def once() -> str | None:
         written = await primary.write_standby(

@@ -102,6 +102,7 @@ class Alternating:
     marks: dict[str, float] = field(default_factory=dict)
     # Targets that may still use the standby's key (a promote that did not finish): a re-key would cut them off.
     behind: list[str] = field(default_factory=list)  # time.time() of a flow's moments (window_start, promoted_at)
+    notes: dict[str, Any] = field(default_factory=dict)  # what a flow's report adds (a mistaken reset's figures)
 
     @property
     def last_step(self) -> LastStep:
@@ -226,6 +227,7 @@ async def arm(state: RotationState, *, started_wall: float | None = None) -> Alt
     if check.ok is False:
         raise RotationError(f"cannot arm: {primary.name}: standby slot: {check.detail}", Exit.PREFLIGHT_FAILED)
     current = await read(state)
+    await verify(state, current)
     if current.active is None:
         raise RotationError(
             f"cannot arm: the primary ({primary.name}) holds no active key; store the key {plan.secret.apps[0]} "
@@ -247,6 +249,17 @@ async def arm(state: RotationState, *, started_wall: float | None = None) -> Alt
     state.emit(Step.SLOTS, primary.name, "ok" if alt.standby_valid else "warning", alt.describe())
     state.event(Step.SLOTS, "ok" if alt.standby_valid else "standby_invalid", detail=alt.describe())
     return alt
+
+
+async def verify(state: RotationState, current: Slots) -> None:
+    """The slot record checked against the keys and the journal's last slot change
+    (`slot_record.problem`); RotationError exit SLOT_RECORD before anything is asked."""
+    from rotator.pipeline import slot_record
+
+    journaled = await state.journal_call(slot_record.last_journaled, state.journal, state.plan.name)
+    if (line := slot_record.problem(state.plan, current, journaled)) is not None:
+        state.event(Step.SLOTS, "record_problem", detail=line)
+        raise RotationError(line, Exit.SLOT_RECORD)
 
 
 async def behind(state: RotationState, alt: Alternating) -> list[str]:

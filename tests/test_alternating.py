@@ -211,6 +211,7 @@ class World:
         kill_after: str | None = None,
         wrong: dict[int, str] | None = None,
         timeout: float = 120,
+        kill_signal: int = 9,
     ) -> Flow:
         """`rotator ARGS --key-stdin`, the test as the operator: for each reset rotator asks
         for, reset the app it names, wait `pauses[i]`, type the key (`wrong[i]`: reset that
@@ -236,8 +237,10 @@ class World:
             while proc.poll() is None and time.monotonic() < until:
                 text = err_p.read_text(errors="replace")
                 if kill_after is not None and kill_after in text:
-                    proc.kill()
-                    killed = True
+                    proc.send_signal(kill_signal)  # SIGKILL by default; SIGINT (Ctrl-C) / SIGTERM: it ends itself
+                    killed = kill_signal == 9
+                    if not killed:
+                        proc.wait(30)
                     break
                 asked = RESET_LINE.findall(text)
                 while len(asked) > len(resets):

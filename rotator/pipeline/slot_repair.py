@@ -84,7 +84,7 @@ async def repair(plan: Plan, journal: Journal, active: str) -> dict[str, Any]:
 
         try:
             await slot_record.store(primary, slots, rec, first)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one line, never a traceback
             journal.update(rid, state=RunState.FAILED.value, exit_code=int(Exit.CONFLICT), finished_at=time.time())
             raise RotationError(
                 f"cannot repair: {primary.name}: {reason(exc)}; nothing written, run it again", Exit.CONFLICT

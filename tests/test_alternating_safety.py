@@ -71,7 +71,9 @@ def edit_meta(w: World, primary: str, change: Callable[[str | None], str | None]
         url = re.search(r'url = "(http://127\.0\.0\.1:\d+)"', w.plan.read_text())
         assert url is not None
         client = hvac.Client(url=url.group(1), token=VAULT_TOKEN)
-        data = client.secrets.kv.v2.read_secret_version(path="apps/payments", mount_point="secret")["data"]["data"]
+        data = client.secrets.kv.v2.read_secret_version(
+            path="apps/payments", mount_point="secret", raise_on_deleted_version=True
+        )["data"]["data"]
         new = change(data.get(META[primary]))
         data = {k: v for k, v in data.items() if k != META[primary]}
         if new is not None:
@@ -114,7 +116,9 @@ def test_lost_slot_metadata_stops_every_command_until_the_operator_states_it(
     before = w.failed()
     edit_meta(w, primary, lambda _: None)  # the slot metadata deleted
     for args in (["status"], ["rotate"], ["rotate", "--incident"], ["rekey"], ["rollback"]):
-        run = w.rotator(*args[:1], str(w.plan), *args[1:], *(["--key-stdin"] if args[0] != "status" else []))
+        run = w.rotator(
+            *args[:1], str(w.plan), *args[1:], *(["--key-stdin"] if args[0] not in ("status", "rollback") else [])
+        )
         assert run.code == Exit.SLOT_RECORD, (args, run.code, run.err)
         assert run.resets == [], (args, run.err)  # no reset asked
         line = last_line(run.err)

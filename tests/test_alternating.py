@@ -229,7 +229,7 @@ class World:
             )
         resets: list[tuple[str, str]] = []
         assert proc.stdin is not None
-        if not pauses:
+        if not pauses and kill_after is None:
             proc.stdin.close()  # an operator who walks away: rotator reads the end of stdin when it asks
         try:
             until = time.monotonic() + timeout

@@ -83,8 +83,8 @@ class Change:
 def _check_version(state: SlotState, expected_version: str | None, where: str) -> None:
     if expected_version is not None and state.version != expected_version:
         raise Conflict(
-            f"{where} changed since arm (version {state.version}, expected {expected_version}); "
-            "nothing written; rerun, or --force"
+            f"{where} changed since the slots were read (version {state.version}, expected {expected_version}); "
+            "nothing written"
         )
 
 

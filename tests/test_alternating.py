@@ -180,6 +180,7 @@ class World:
     plan: Path
     keys: list[str] = field(default_factory=list)  # every key the stand-in issued (the canaries)
     store_files: list[Path] = field(default_factory=list)  # where keys belong (env-file backends)
+    vault: VaultServer | None = None  # the Vault primary's server (in this process), when it is one
 
     def reset(self, app: str) -> str:
         key = _http(f"{self.api}/_admin/reset", body={"app": app}, token=self.admin)["key"]
@@ -381,6 +382,7 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
         )
         env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
         world = World(tmp_path, env, info["url"], info["admin_token"], consumers, procs, plan, keys, store_files)
+        world.vault = servers[-1] if primary == "vault" else None
         return world
 
     try:

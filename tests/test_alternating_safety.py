@@ -19,6 +19,8 @@ import json
 import re
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -294,4 +296,74 @@ def test_an_incident_with_a_wrong_reset_then_the_right_one_ends_proven(make_worl
     inc = f.report["alternating"]["incident"]
     assert inc["revoked"] is True and inc["mistaken_reset"]["app"] == GREEN
     assert f.report["old_key_check"]["revoked"] is True
+    w.no_leaks(f)
+
+
+# -- invariant 6: nothing the operator did is lost -------------------------------------------------
+
+
+def _when_asked(w: World, text: str, then: Callable[[], None]) -> threading.Thread:
+    """Run `then` once the next `rotator` run's stderr shows `text` (the operator's moment)."""
+    run_dir = w.tmp / f"run-{len(list(w.tmp.glob('run-*')))}"
+
+    def watch() -> None:
+        until = time.monotonic() + 60
+        while time.monotonic() < until:
+            err = run_dir / "stderr"
+            if err.exists() and text in err.read_text(errors="replace"):
+                then()
+                return
+            time.sleep(0.02)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_standby_write_to_a_sealed_vault_is_retried_and_the_key_kept(make_world: Any) -> None:
+    w = seeded(make_world, "vault")
+    assert w.vault is not None
+    vault = w.vault
+    before = w.failed()
+
+    def seal_for_a_while() -> None:
+        vault.sealed = True
+        threading.Timer(4.0, lambda: setattr(vault, "sealed", False)).start()
+
+    watcher = _when_asked(w, "Reset payments-blue", seal_for_a_while)
+    f = w.rotator("rotate", str(w.plan), "--key-stdin", "--json", pauses=(0.5,))
+    watcher.join(5)
+    assert f.code == 0, f.err
+    assert "payments-blue's new key" in f.err and "is NOT stored yet" in f.err
+    new_blue = w.keys[-1]
+    st = status(w)
+    assert st["standby"]["app"] == BLUE and st["standby"]["fingerprint"] == fingerprint(new_blue), st
+    assert st["standby"]["works"] is True
+    assert w.failed() == before
+    w.no_leaks(f)
+
+
+def test_a_standby_write_racing_another_vault_writer_is_not_lost(make_world: Any) -> None:
+    import hvac
+
+    w = seeded(make_world, "vault")
+    assert w.vault is not None
+    url = w.vault.url
+
+    def other_writer() -> None:  # someone adds a field to the same secret (the slots untouched)
+        client = hvac.Client(url=url, token=VAULT_TOKEN)
+        data = client.secrets.kv.v2.read_secret_version(
+            path="apps/payments", mount_point="secret", raise_on_deleted_version=True
+        )["data"]["data"]
+        client.secrets.kv.v2.create_or_update_secret(
+            path="apps/payments", secret={**data, "owner": "payments-team"}, mount_point="secret"
+        )
+
+    watcher = _when_asked(w, "Reset payments-blue", other_writer)
+    f = w.rotator("rotate", str(w.plan), "--key-stdin", "--json", pauses=(1.0,))
+    watcher.join(5)
+    assert f.code == 0, f.err
+    assert "--force" not in f.err
+    st = status(w)
+    assert st["standby"]["app"] == BLUE and st["standby"]["fingerprint"] == fingerprint(w.keys[-1]), st
     w.no_leaks(f)

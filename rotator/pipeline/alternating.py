@@ -10,6 +10,7 @@ how long the leaked key stayed in use after the command started.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from rotator.pipeline.ask import ResetAsk, take_key
 from rotator.pipeline.promote import new_window
 from rotator.pipeline.rekey import Outcome, Rekeyed
 from rotator.probe import ProbeOutcome, ProbeResult
-from rotator.report import Report, RunState
+from rotator.report import Report, RunState, Step
 
 if TYPE_CHECKING:
     from rotator.pipeline.ask import Operator
@@ -103,6 +104,8 @@ async def rekey(
         reset = reset or seen
         if reset is None:
             out = await rekey_step.run(state, alt, secret)
+            if out.outcome is Outcome.FAILED:
+                out = await _store_retrying(state, alt, operator, secret, out)
             if out.outcome is Outcome.REFUSED:
                 refused, last = out.message, out
                 continue
@@ -121,6 +124,39 @@ async def rekey(
         reset, watch, refused = None, None, None
     assert last is not None
     return last
+
+
+async def _store_retrying(
+    state: RotationState, alt: Alternating, operator: Operator, secret: Secret, failed: Rekeyed
+) -> Rekeyed:
+    """A standby write that failed after the reset: the key is held here and the write retried
+    (the session stays open), saying plainly that it is not stored yet; given up after the
+    plan's deadline, with the command that re-keys the standby again."""
+    app, fp = failed.app, secret.fingerprint
+    loop_deadline = time.monotonic() + max(state.plan.rotation.deadline, 10.0)
+    delay, out = 1.0, failed
+    while time.monotonic() < loop_deadline:
+        operator.notice(
+            f"{app}'s new key ({fp}) is NOT stored yet ({out.message}); it is held here and the write is retried "
+            f"in {delay:.0f}s: keep this session open"
+        )
+        state.emit(Step.REKEY, app, "warning", f"standby write failed; retrying in {delay:.0f}s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 8.0)
+        try:
+            await slots.refresh(state, alt)
+        except RotationError as exc:  # the primary cannot even be read (sealed, unreachable): later
+            out.message = str(exc)
+            continue
+        out = await rekey_step.run(state, alt, secret)
+        if out.outcome is not Outcome.FAILED:
+            return out
+    out.message = (
+        f"{app}'s new key ({fp}) was NOT stored: {out.message}; the standby slot still holds {app}'s previous key, "
+        f"now revoked: once {state.primary.name} is writable, reset {app} again with `rotator rekey {state.plan.path}`"
+    )
+    state.event(Step.REKEY, "given_up", target=app, detail=out.message, fingerprint=fp)
+    return out
 
 
 def _active_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk:
@@ -230,6 +266,8 @@ async def finish_rekeys(
     else:
         report = _rekey_report(state, alt, done[-1] if done else None)
     failed = next((r for r in done if r.outcome is not Outcome.DONE), None)
+    if failed is not None and failed.outcome is Outcome.FAILED:
+        report.state = RunState.FAILED  # a key the operator reset is not stored: never "done"
     if fallback is None and failed is not None and report.exit_code == Exit.DONE:
         report.exit_code = failed.code
         report.message = (

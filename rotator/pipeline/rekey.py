@@ -27,6 +27,7 @@ from rotator.report import Step, TargetResult, TargetStatus
 if TYPE_CHECKING:
     from rotator.pipeline.slots import Alternating, KeyCheck
     from rotator.pipeline.state import RotationState
+    from rotator.plugin import Slots
     from rotator.secret import Secret
 
 
@@ -160,6 +161,18 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
     )
 
 
+def _same_slots(a: Slots, b: Slots) -> bool:
+    def fps(s: Slots) -> tuple[str | None, str | None, str | None, str | None]:
+        return (
+            s.active.fingerprint if s.active else None,
+            s.standby.fingerprint if s.standby else None,
+            s.token,
+            str(s.leaked),
+        )
+
+    return fps(a) == fps(b)
+
+
 def _status(kc: KeyCheck) -> str:
     return ", ".join(f"{r.outcome.value}" for r in kc.results.values())
 
@@ -178,9 +191,18 @@ async def _write(state: RotationState, alt: Alternating, secret: Secret) -> Targ
     await slot_record.journaled(state, rec, alt.slots, Step.REKEY.value)
 
     async def once() -> str | None:
-        written = await primary.write_standby(
-            secret, app=alt.standby_app, token=token, expected_version=alt.slots.version, active_app=active_app
-        )
+        try:
+            written = await primary.write_standby(
+                secret, app=alt.standby_app, token=token, expected_version=alt.slots.version, active_app=active_app
+            )
+        except Conflict:
+            # A concurrent writer changed the store (another field, another version) but not the slots:
+            # the write is still the one meant; take the new version and try again.
+            now = await primary.read_slots()
+            if _same_slots(now, alt.slots):
+                alt.slots = now
+                raise PluginError(f"{primary.name}: changed by another writer (not the slots); retrying") from None
+            raise
         back = await primary.read_slots()
         if back.standby is None or back.standby.fingerprint != secret.fingerprint:
             held = back.standby.fingerprint if back.standby else "nothing"

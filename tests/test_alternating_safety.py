@@ -367,3 +367,58 @@ def test_a_standby_write_racing_another_vault_writer_is_not_lost(make_world: Any
     st = status(w)
     assert st["standby"]["app"] == BLUE and st["standby"]["fingerprint"] == fingerprint(w.keys[-1]), st
     w.no_leaks(f)
+
+
+# -- invariant 7: the low faults ---------------------------------------------------------------------
+
+
+def test_a_rekey_that_became_the_active_apps_rotation_is_not_exit_0(make_world: Any) -> None:
+    w = make_world()  # first use: the standby is empty
+    # Asked for green (the standby), the operator resets blue: the app every consumer uses.
+    f = w.rotator("rekey", str(w.plan), "--key-stdin", "--json", pauses=(0.5,), wrong={0: BLUE})
+    assert f.code == Exit.NOT_REKEYED, f.err
+    assert "the ACTIVE app (payments-blue) was just reset" in f.err
+    assert "payments-green was NOT re-keyed: the standby slot is still empty" in f.err
+    st = status(w)
+    assert st["active"]["app"] == BLUE and st["active"]["fingerprint"] == fingerprint(w.keys[-1])
+    assert st["standby"]["fingerprint"] is None
+    w.no_leaks(f)
+
+
+def test_a_standby_equal_to_the_active_key_is_refused_with_that_reason(make_world: Any) -> None:
+    w = seeded(make_world)
+    before = w.failed()
+    store = w.tmp / "store.env"
+    lines = store.read_text().splitlines()
+    active = next(ln.split("=", 1)[1] for ln in lines if ln.startswith("ADJUTOR_API_KEY="))
+    lines = [f"ADJUTOR_API_KEY_STANDBY={active}" if ln.startswith("ADJUTOR_API_KEY_STANDBY=") else ln for ln in lines]
+    store.write_text("\n".join(lines) + "\n")
+    edit_meta(
+        w,
+        "envfile",
+        lambda t: json.dumps(
+            {**json.loads(t or "{}"), "standby": {**json.loads(t or "{}")["standby"], "fp": fingerprint(active)}}
+        ),
+    )
+    for args in (["status"], ["rotate", "--key-stdin"], ["rekey", "--key-stdin"]):
+        run = w.rotator(args[0], str(w.plan), *args[1:], pauses=(0,))
+        assert run.code == Exit.SLOT_RECORD and run.resets == [], (args, run.err)
+        assert "both slots hold the same key" in last_line(run.err), run.err
+        assert "has not reached every target" not in run.err
+    assert w.failed() == before
+
+
+def test_a_run_killed_while_armed_is_closed_by_the_next_arm(make_world: Any) -> None:
+    from rotator.journal import Journal
+
+    w = make_world()
+    f = w.rotator("rekey", str(w.plan), "--key-stdin", kill_after="Reset payments-green")
+    assert f.code == -9
+    killed = lc.latest("payments")
+    assert killed is not None and killed.state == "armed"
+    f2 = w.rotator("rekey", str(w.plan), "--key-stdin", pauses=(0,))
+    assert f2.code == 0, f2.err
+    assert f"rotation {killed.id} ended while armed: closed as aborted" in f2.err
+    row = Journal().get(killed.id)
+    assert row is not None and row.state == "aborted"
+    assert any(e["status"] == "stale" for e in Journal().events(killed.id))

@@ -145,6 +145,7 @@ async def rotate_alternating(
         promoted = await finish_promote(state, alt)
         if promoted is not None and promoted.exit_code != Exit.DONE:
             return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=True)
+        await leaked.awaiting_rekey(state, alt)
         rekeys.append(await alternating.rekey(state, alt, operator, incident=True))
         return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=True)
     if incident or at == "active":
@@ -161,6 +162,7 @@ async def rotate_alternating(
     promoted = await promote(state, alt)
     if promoted.exit_code != Exit.DONE:
         return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
+    await leaked.awaiting_rekey(state, alt)  # killed from here on: the journal says the re-key is left
     rekeys.append(await alternating.rekey(state, alt, operator, incident=incident))
     return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
 

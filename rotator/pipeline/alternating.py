@@ -261,6 +261,15 @@ async def finish_rekeys(
     done = [r for r in rekeys if isinstance(r, Rekeyed)]
     if fallback is not None:
         report = fallback
+        if promoted is None and not incident and report.exit_code == Exit.DONE:
+            # A re-key that became the active app's single-app rotation: the standby was not re-keyed.
+            report.exit_code = Exit.NOT_REKEYED
+            s = alt.slots.standby
+            report.message += (
+                f"; {alt.standby_app} was NOT re-keyed: the standby slot "
+                + (f"still holds {s.fingerprint}" if s else "is still empty")
+                + f": `rotator rekey {state.plan.path}` resets {alt.standby_app}"
+            )
     elif promoted is not None:
         report = promoted
     else:

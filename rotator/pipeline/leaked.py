@@ -147,3 +147,33 @@ async def close_continued(state: RotationState) -> None:
             state.journal.record, row.id, Step.REPORT.value, "continued", detail=f"continued by rotation {state.id}"
         )
         await state.journal_call(state.journal.update, row.id, state=RunState.ABORTED.value, finished_at=time.time())
+
+
+async def awaiting_rekey(state: RotationState, alt: Alternating) -> None:
+    """After a promote, before its re-key: an event says the re-key is left (the entry's state stays
+    the promote's: `rotator resume` then prints what is left, from the slots)."""
+    await state.journal_call(
+        state.journal.record,
+        state.id,
+        Step.REKEY.value,
+        "waiting",
+        target=alt.standby_app,
+        detail=f"promote done ({alt.describe()}); left: reset {alt.standby_app} (re-key the standby)",
+    )
+
+
+async def close_stale(state: RotationState) -> list[str]:
+    """This plan's runs still journaled as armed, now that this run holds the plan's lock: their
+    process is gone.  Closed as aborted, each with an event naming this run; their ids."""
+    rows = await state.journal_call(state.journal.history, state.plan.name, 50)
+    stale = [r for r in rows if r.id != state.id and r.state == RunState.ARMED.value]
+    for row in stale:
+        await state.journal_call(
+            state.journal.record,
+            row.id,
+            Step.REPORT.value,
+            "stale",
+            detail=f"closed by rotation {state.id}: its process ended while armed",
+        )
+        await state.journal_call(state.journal.update, row.id, state=RunState.ABORTED.value, finished_at=time.time())
+    return [r.id for r in stale]

@@ -160,6 +160,11 @@ def _why(plan: Plan, slots: Slots, journaled: JournalRecord | None) -> str | Non
             )
         if slot.app.casefold() not in known:
             return f"the slot metadata names {slot.app} for the {who} key, not one of the plan's apps"
+    if slots.active and slots.standby and slots.active.fingerprint == slots.standby.fingerprint:
+        return (
+            f"both slots hold the same key ({slots.active.fingerprint}): one key is one app's, so the standby's app "
+            "is unknown; remove the standby value from the primary, then repair, then `rotator rekey`"
+        )
     if slots.active and slots.standby and slots.active.app and slots.standby.app:
         if slots.active.app.casefold() == slots.standby.app.casefold():
             return f"the slot metadata names {slots.active.app} for both slots"

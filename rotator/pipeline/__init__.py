@@ -162,6 +162,9 @@ async def rotate_alternating(
     promoted = await promote(state, alt)
     if promoted.exit_code != Exit.DONE:
         return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
+    if alt.behind:  # every target holds the promoted key now: earlier unfinished runs are moot
+        await leaked.close_continued(state)
+        alt.behind = []
     await leaked.awaiting_rekey(state, alt)  # killed from here on: the journal says the re-key is left
     rekeys.append(await alternating.rekey(state, alt, operator, incident=incident))
     return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=incident)

@@ -95,12 +95,14 @@ async def mark(state: RotationState, alt: Alternating) -> Leaked:
     An incident already open is kept as it is (a re-run continues it)."""
     from rotator.pipeline import slots
 
-    if (lk := leaked(alt)) is not None:
+    carried = bool(alt.slots.leaked and alt.slots.leaked.get("carried"))
+    if (lk := leaked(alt)) is not None and not carried:
         alt.notes["leaked"] = lk
         return lk
     a = alt.slots.active
     assert a is not None, "an alternating plan at arm holds an active key"
-    lk = Leaked(alt.active_app, a.fingerprint, state.id, round(time.time(), 3))
+    if lk is None:
+        lk = Leaked(alt.active_app, a.fingerprint, state.id, round(time.time(), 3))
     s = alt.slots.standby
     rec = slot_record.Recorded(
         (alt.active_app, a.fingerprint),

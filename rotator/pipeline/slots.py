@@ -253,13 +253,19 @@ async def arm(state: RotationState, *, started_wall: float | None = None) -> Alt
 
 async def verify(state: RotationState, current: Slots) -> None:
     """The slot record checked against the keys and the journal's last slot change
-    (`slot_record.problem`); RotationError exit SLOT_RECORD before anything is asked."""
+    (`slot_record.problem`); RotationError exit SLOT_RECORD before anything is asked.
+    A leaked key the journal recorded whose primary write never landed (killed between the
+    two) is carried over: the incident is continued, not forgotten."""
     from rotator.pipeline import slot_record
 
     journaled = await state.journal_call(slot_record.last_journaled, state.journal, state.plan.name)
     if (line := slot_record.problem(state.plan, current, journaled)) is not None:
         state.event(Step.SLOTS, "record_problem", detail=line)
         raise RotationError(line, Exit.SLOT_RECORD)
+    if current.leaked is None and journaled is not None and journaled.record.leaked:
+        fps = {s.fingerprint for s in (current.active, current.standby) if s is not None}
+        if journaled.record.leaked.get("fp") in fps:
+            current.leaked = {**journaled.record.leaked, "carried": True}  # `leaked.mark` writes it
 
 
 async def behind(state: RotationState, alt: Alternating) -> list[str]:

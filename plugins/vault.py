@@ -504,7 +504,10 @@ class VaultBackend(StandbySlots, SdkBackend):
             if change(self._state_of(now_version, now_data or {})) is None:
                 return Written(version=str(now_version), detail=f"v{now_version} (already done, nothing written)")
             if expected_version is not None:
-                raise self._conflict(now_version, int(expected_version)) from None
+                raise Conflict(
+                    f"vault {self.name}: {self._where} changed since the slots were read (version {now_version}, "
+                    f"expected {expected_version}); nothing written"
+                ) from None
             raise self._fail(
                 f"{self._where} changed during the write (now version {now_version})", retryable=True
             ) from None

@@ -19,6 +19,9 @@ class Exit(IntEnum):
     NOTHING_TO_RESUME = 12  # `resume` of a rotation that never wrote the primary: rotate again
     MISSING_EXTRA = 13  # an optional dependency is not installed (the line names the extra)
     KEY_NOT_RESET = 14  # the pasted key is the one the primary already holds: the key was not reset
+    SLOT_RECORD = 15  # alternating: the slot record is missing, unreadable or disagrees; nothing asked, nothing written
+    LEAKED_KEY = 16  # alternating: the step would put an incident's recorded leaked key back in use; nothing written
+    NOT_REKEYED = 17  # alternating: the app asked for was not re-keyed (the other app was reset): say so, never success
     # `status` (for cron and monitoring; 0 only when every key works and nothing drifted;
     # a refused key wins over drift, drift over anything that could not be checked):
     STATUS_REFUSED = 18  # the API refused a key the plan holds (consumers on it are failing)

@@ -153,25 +153,31 @@ class Slots:
     version: str | None = None
     standby_secret: Secret | None = field(default=None, repr=False)
     token: str | None = None  # the token of the slot write that set them (says which step last changed them)
+    # The metadata as read: "ok", "missing" (no metadata stored) or "unreadable" (not rotator's JSON).
+    record: str = "ok"
+    # An incident's leaked key, recorded before anything moved: {"app", "fp", "incident", "at"}; None when none.
+    leaked: dict[str, Any] | None = None
 
 
 SLOTS_FORMAT = 1
 
 
-def slots_metadata(active: Slot | None, standby: Slot | None, token: str) -> str:
+def slots_metadata(
+    active: Slot | None, standby: Slot | None, token: str, *, leaked: dict[str, Any] | None = None
+) -> str:
     """The slot metadata a backend stores beside the two values: app names, fingerprints,
-    times and the token of the write that set them.  Never a key: a fingerprint is all
-    a new machine with an empty journal needs to tell which app a value belongs to."""
-    return json.dumps(
-        {
-            "format": SLOTS_FORMAT,
-            "active": active.as_dict() if active else None,
-            "standby": standby.as_dict() if standby else None,
-            "token": token,
-        },
-        separators=(",", ":"),
-        sort_keys=True,
-    )
+    times and the token of the write that set them, and an open incident's leaked key
+    (app and fingerprint).  Never a key: a fingerprint is all a new machine with an empty
+    journal needs to tell which app a value belongs to."""
+    data: dict[str, Any] = {
+        "format": SLOTS_FORMAT,
+        "active": active.as_dict() if active else None,
+        "standby": standby.as_dict() if standby else None,
+        "token": token,
+    }
+    if leaked:
+        data["leaked"] = leaked
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
 def parse_slots_metadata(text: str | None) -> dict[str, Any]:
@@ -338,6 +344,21 @@ class Backend(_Plugin):
 
     async def read_slots(self) -> Slots:
         """Both slots and their metadata, as stored now."""
+        raise PluginError(self.standby_problem(self.settings) or "no standby slot", retryable=False)
+
+    async def write_slot_record(
+        self,
+        *,
+        active_app: str,
+        standby_app: str | None,
+        fingerprints: tuple[str | None, str | None],
+        leaked: dict[str, Any] | None,
+        token: str,
+        expected_version: str | None,
+    ) -> Written:
+        """Rewrite the slot metadata only (the two values untouched): which app holds each
+        slot and an incident's leaked key.  `fingerprints` are the (active, standby) values
+        the caller checked; other values stored now are a `Conflict`, nothing written."""
         raise PluginError(self.standby_problem(self.settings) or "no standby slot", retryable=False)
 
     async def write_standby(

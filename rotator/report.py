@@ -97,6 +97,7 @@ class Step(StrEnum):
     ROLLBACK = "rollback"  # alternating: a promote undone
     REVOKED = "revoked"  # alternating: the previous standby key proven refused
     INCIDENT = "incident"  # `rotate --incident` (single-app): the leaked key and whether it is proven revoked
+    SLOT_RECORD = "slot_record"  # alternating: a slot write's record (apps, fingerprints, leaked key), before it
     REPORT = "report"
 
 

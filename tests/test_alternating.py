@@ -180,6 +180,7 @@ class World:
     plan: Path
     keys: list[str] = field(default_factory=list)  # every key the stand-in issued (the canaries)
     store_files: list[Path] = field(default_factory=list)  # where keys belong (env-file backends)
+    vault: VaultServer | None = None  # the Vault primary's server (in this process), when it is one
 
     def reset(self, app: str) -> str:
         key = _http(f"{self.api}/_admin/reset", body={"app": app}, token=self.admin)["key"]
@@ -211,6 +212,7 @@ class World:
         kill_after: str | None = None,
         wrong: dict[int, str] | None = None,
         timeout: float = 120,
+        kill_signal: int = 9,
     ) -> Flow:
         """`rotator ARGS --key-stdin`, the test as the operator: for each reset rotator asks
         for, reset the app it names, wait `pauses[i]`, type the key (`wrong[i]`: reset that
@@ -228,7 +230,7 @@ class World:
             )
         resets: list[tuple[str, str]] = []
         assert proc.stdin is not None
-        if not pauses:
+        if not pauses and kill_after is None:
             proc.stdin.close()  # an operator who walks away: rotator reads the end of stdin when it asks
         try:
             until = time.monotonic() + timeout
@@ -236,8 +238,10 @@ class World:
             while proc.poll() is None and time.monotonic() < until:
                 text = err_p.read_text(errors="replace")
                 if kill_after is not None and kill_after in text:
-                    proc.kill()
-                    killed = True
+                    proc.send_signal(kill_signal)  # SIGKILL by default; SIGINT (Ctrl-C) / SIGTERM: it ends itself
+                    killed = kill_signal == 9
+                    if not killed:
+                        proc.wait(30)
                     break
                 asked = RESET_LINE.findall(text)
                 while len(asked) > len(resets):
@@ -378,6 +382,7 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
         )
         env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
         world = World(tmp_path, env, info["url"], info["admin_token"], consumers, procs, plan, keys, store_files)
+        world.vault = servers[-1] if primary == "vault" else None
         return world
 
     try:

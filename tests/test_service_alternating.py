@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from rotator.secret import fingerprint
 from rotator.testing.adjutor import AdjutorStandIn
 from tests import leakcheck as lc
 from tests.test_alternating import BLUE, ENVFILE_PRIMARY, GREEN, HOOK_ENV, PLAN, _consumer, _http
@@ -360,3 +361,41 @@ def test_the_page_shows_the_slots_the_app_to_reset_and_roll_back(alt_service: Al
 
 def focused_id(page: Any) -> str:
     return str(page.evaluate("document.activeElement && document.activeElement.id"))
+
+
+def test_an_incident_closed_at_the_reset_ask_is_continued_by_the_next_arm(alt_service: AltService) -> None:
+    """Issue 23: the second `arm {"flow": "incident"}` continues incident X (blue's reset only); it
+    never promotes blue's leaked key back; the plan's roll back is refused naming the incident."""
+    w = alt_service
+    w.seed()
+    leaked = w.keys[0]  # blue's, every consumer's
+    before = w.failed()
+    rid, sse = w.arm("incident")
+    ask = sse.wait("ask", timeout=30)
+    assert ask["app"] == BLUE, ask
+    r = w.call("POST", f"/api/rotations/{rid}/close", json={})
+    assert r.status_code in (200, 202), r.text
+    assert sse.ended.wait(20)
+    st = w.slots()
+    assert st["incident"]["fp"] == fingerprint(leaked) and st["incident"]["where"] == "standby", st
+    assert st["rollback_possible"] is False
+    r = w.call("POST", f"/api/plans/{PLAN_NAME}/rollback", json={})
+    assert r.status_code == 409 and r.json()["exit_code"] == 16, r.text
+    assert f"incident {st['incident']['incident']}" in r.json()["error"]
+    green = set(w.fingerprints().values())
+    # The next arm, incident or planned: continues incident X, asks for blue's reset only.
+    rid2, sse2 = w.arm("incident")
+    armed = sse2.wait("armed")
+    assert armed["alternating"]["plan_line"].startswith(f"continuing incident {st['incident']['incident']}"), armed
+    ask = sse2.wait("ask", timeout=30)
+    assert ask["app"] == BLUE and ask["slot"] == "standby", ask
+    assert set(w.fingerprints().values()) == green  # nothing moved back to the leaked key
+    r = w.key(rid2, w.reset(BLUE))
+    assert r.status_code == 200, r.text
+    report = r.json()["report"]
+    assert report["exit_code"] == 0 and report["alternating"]["incident"]["revoked"] is True, report
+    assert report["old_key_check"]["revoked"] is True
+    assert sse2.ended.wait(20)
+    assert w.slots()["incident"] is None
+    assert w.failed() == before
+    w.no_leaks()

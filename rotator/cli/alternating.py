@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -89,6 +89,7 @@ async def run(
     reason: str = "",
     quiet: bool = False,
     choice: str | None = None,
+    seen: dict[str, Any] | None = None,
 ) -> Report:
     """Arm, say what the flow will do, run it, disarm.  `flow`: rotate | incident | rekey | rollback.
 
@@ -96,12 +97,13 @@ async def run(
     service runs it; the keys come from the terminal only (a hidden prompt, or stdin one a line)."""
     from rotator.cli.key_input import Prompt
     from rotator.errors import RotationError
-    from rotator.pipeline import slots
+    from rotator.pipeline import leaked, slots
     from rotator.pipeline.alternating import IncidentChoice
     from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName
     from rotator.pipeline.session import ArmedSession, NotArmed
     from rotator.pipeline.state import RotationState
 
+    seen = seen if seen is not None else {}
     kind = {"incident": "rotate"}.get(flow, flow)
     state = RotationState(plan, journal, kind=kind, reason=reason or flow, progress_fn=progress(quiet))
     the_flow = AlternatingFlow(FlowName(flow), IncidentChoice(choice) if choice else None)
@@ -114,13 +116,15 @@ async def run(
         max_pastes=1 if key_stdin else MAX_PASTES,
     )
     try:
+        seen["state"] = state
         await session.arm(start=False)
         alt = the_flow.alt
         assert alt is not None
+        seen["token"] = alt.slots.token  # what the slots were at arm: an interruption says what changed since
         if flow != "rollback" and not key_stdin and not sys.stdin.isatty():
             raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
         err().print(f"slots: {alt.describe()}")
-        if flow in ("rotate", "incident"):
+        if flow in ("rotate", "incident") or the_flow.continuing:
             err().print(the_flow.plan_line)
         if flow != "rollback":
             session.feed(LineStdin() if key_stdin else Prompt())
@@ -137,13 +141,61 @@ async def run(
         code = exc.exit_code if isinstance(exc, RotationError) else exc.code
         line = str(exc)
         alt = the_flow.alt
-        if alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
+        if alt is not None and (line_left := leaked.continuing(alt)) is not None:
+            line += f"; incident open: {line_left}: `rotator rotate {plan.path} --incident` continues it"
+        elif alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
             from rotator.pipeline.slot_status import left_lines
 
             line += "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
         raise Fail(line, code, getattr(exc, "report", None)) from None
     finally:
         await session.release()
+
+
+def run_cli(plan: Plan, journal: Journal, **kw: Any) -> Report:
+    """`run` on its own event loop; Ctrl-C or SIGTERM ends it with one truthful line (`interrupted_line`)."""
+    import signal
+
+    seen: dict[str, Any] = {}
+
+    def terminated(signum: int, frame: object) -> None:
+        seen["terminated"] = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        return asyncio.run(run(plan, journal, seen=seen, **kw))
+    except KeyboardInterrupt:
+        prefix = "terminated (SIGTERM)" if seen.get("terminated") else "interrupted"
+        raise Fail(interrupted_line(plan, journal, seen, prefix), Exit.INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_line(plan: Plan, journal: Journal, seen: dict[str, Any], prefix: str) -> str:
+    """What an interrupted alternating flow left, from the slots as they are now (read again) and the
+    journal: what moved, what is left, the command that finishes it; never "nothing was written" unless so."""
+    from rotator.errors import RotationError
+    from rotator.pipeline.slot_status import left_lines, survey
+
+    if "token" not in seen:
+        return f"{prefix} while arming: nothing was written"
+    try:
+        alt = asyncio.run(survey(plan))
+    except (RotationError, Exception):  # noqa: BLE001 - the line says it could not tell
+        state = seen.get("state")
+        rid = getattr(state, "id", "") or "?"
+        return (
+            f"{prefix}: the slots could not be read again to say what moved; `rotator status {plan.path}` shows "
+            f"them, `rotator show {rid}` what was journaled"
+        )
+    rows = [{"id": r.id, "state": r.state, "resume": f"rotator resume {r.id}"} for r in journal.unfinished(plan.name)]
+    left = left_lines(plan, alt, rows)
+    changed = alt.slots.token != seen["token"]
+    what = f"the slots changed: {alt.describe()}" if changed else "the slots are as they were"
+    if not changed and not rows:
+        return f"{prefix} while waiting for the key: nothing was written ({alt.describe()})"
+    return f"{prefix}: {what}" + ("; left: " + "; ".join(left) if left else "; nothing is left to do")
 
 
 def print_summary(report: Report) -> None:
@@ -207,7 +259,7 @@ def _alternating_plan(plan_path: str, what: str) -> Plan:
 def rekey(ctx: Context, plan_path: str, key_stdin: bool, reason: str, as_json: bool, quiet: bool) -> int:
     """Alternating plans: reset the standby app (no consumer uses it) and store its new key as the standby."""
     plan = _alternating_plan(plan_path, "rekey")
-    report = asyncio.run(run(plan, ctx.journal, flow="rekey", key_stdin=key_stdin, reason=reason, quiet=quiet))
+    report = run_cli(plan, ctx.journal, flow="rekey", key_stdin=key_stdin, reason=reason, quiet=quiet)
     return finish_alternating(report, as_json, plan)
 
 
@@ -221,16 +273,16 @@ def rekey(ctx: Context, plan_path: str, key_stdin: bool, reason: str, as_json: b
 def rollback(ctx: Context, plan_path: str, reason: str, as_json: bool, quiet: bool) -> int:
     """Alternating plans: undo the last promote (only before the re-key after it)."""
     plan = _alternating_plan(plan_path, "rollback")
-    report = asyncio.run(run(plan, ctx.journal, flow="rollback", reason=reason, quiet=quiet))
+    report = run_cli(plan, ctx.journal, flow="rollback", reason=reason, quiet=quiet)
     return finish_alternating(report, as_json, plan)
 
 
-def _survey(plan: Plan) -> Alternating:
+def _survey(plan: Plan, journal: Journal | None = None) -> Alternating:
     from rotator.errors import RotationError
     from rotator.pipeline.slot_status import survey
 
     try:
-        return asyncio.run(survey(plan))
+        return asyncio.run(survey(plan, journal))
     except RotationError as exc:
         raise Fail(str(exc), exc.exit_code) from None
 

@@ -308,7 +308,6 @@ def rotate(
     """Arm, take the new key, probe it, write it everywhere, signal consumers.
 
     On an alternating plan: promote the standby, then re-key the retired app (0 failed calls)."""
-    import asyncio
 
     if (revoke_now or standby_first) and not incident:
         raise Fail("--revoke-now and --standby-first go with --incident", Exit.PLAN_INVALID)
@@ -331,16 +330,14 @@ def rotate(
         for row in journal.unfinished(plan.name):
             err().print(f"[yellow]! rotation {row.id} did not finish ({row.state}): `rotator resume {row.id}`[/]")
         choice = "revoke-now" if revoke_now else "standby-first" if standby_first else None
-        report = asyncio.run(
-            alternating.run(
-                plan,
-                journal,
-                flow="incident" if incident else "rotate",
-                key_stdin=source == "stdin",
-                reason=reason,
-                quiet=quiet,
-                choice=choice,
-            )
+        report = alternating.run_cli(
+            plan,
+            journal,
+            flow="incident" if incident else "rotate",
+            key_stdin=source == "stdin",
+            reason=reason,
+            quiet=quiet,
+            choice=choice,
         )
         return alternating.finish_alternating(report, as_json, plan)
     if standby_first:

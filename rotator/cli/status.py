@@ -13,29 +13,43 @@ from typing import TYPE_CHECKING
 import click
 
 from rotator.cli import output
-from rotator.cli.context import Context
+from rotator.cli.context import Context, Fail, err
 from rotator.cli.flow import load
+from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from rotator.pipeline.status import PlanStatus
+    from rotator.plan import Plan
 
 
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Alternating plans: rewrite the slot record from your statement (--active APP), after probing both keys.",
+)
+@click.option("--active", "active_app", default=None, metavar="APP", help="With --repair: the app consumers use now.")
 @output.json_option
 @output.verbose_option
 @click.pass_obj
-def status(ctx: Context, plan_path: str, as_json: bool) -> int:
+def status(ctx: Context, plan_path: str, repair: bool, active_app: str | None, as_json: bool) -> int:
     """Each backend's key, its age and drift, whether each key works (one probe per key), the lock.
 
     Exit 0 only when every key works and nothing drifted; 18 a key is refused, 8 drift,
     19 something could not be checked (see docs/reference/status.md)."""
+    from rotator.errors import RotationError
     from rotator.pipeline.status import collect
 
     plan = load(plan_path)
-    st = asyncio.run(collect(plan, ctx.journal))
+    if repair or active_app is not None:
+        return _repair(ctx, plan, active_app, as_json)
+    try:
+        st = asyncio.run(collect(plan, ctx.journal))
+    except RotationError as exc:  # the slot record disagrees (exit SLOT_RECORD): one line, never a guess
+        raise Fail(str(exc), exc.exit_code) from None
     if as_json:
         output.emit(st.as_dict())
     else:
@@ -43,6 +57,34 @@ def status(ctx: Context, plan_path: str, as_json: bool) -> int:
 
         show(Console(highlight=False, emoji=False, soft_wrap=True), st)
     return int(st.exit_code)
+
+
+def _repair(ctx: Context, plan: Plan, active_app: str | None, as_json: bool) -> int:
+    """`status --repair --active APP`: the operator's statement written as the slot record."""
+    from rotator.errors import RotationError
+    from rotator.pipeline.slot_repair import repair
+
+    if not plan.alternating:
+        raise Fail("--repair is for alternating plans: a single-app plan has no slot record", Exit.PLAN_INVALID)
+    if active_app is None:
+        raise Fail("--repair needs --active APP: the app whose key consumers use now", Exit.PLAN_INVALID)
+    try:
+        rec = asyncio.run(repair(plan, ctx.journal, active_app))
+    except RotationError as exc:
+        raise Fail(str(exc), exc.exit_code) from None
+    if as_json:
+        output.emit({"plan": plan.name, "repaired": rec})
+        return 0
+    a, s = rec["active"], rec["standby"]
+    line = f"slot record written: active {a['app']} ({a['fp']}), standby " + (
+        f"{s['app']} ({s['fp']})" if s else "empty"
+    )
+    if rec.get("leaked"):
+        line += f"; incident {rec['leaked'].get('incident')} still open: {rec['leaked']['app']}'s key is the leaked key"
+    err().print(line, markup=False)
+    if rec.get("standby_works") is False:
+        err().print(f"! the standby key does not work: `rotator rekey {plan.path}` re-keys it", markup=False)
+    return 0
 
 
 _STYLE = {"works": "green", "refused": "bold red", "could not check": "yellow"}

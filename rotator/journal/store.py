@@ -164,6 +164,20 @@ class Journal:
             rows = c.execute(q).mappings().all()
         return [dict(r) for r in rows]
 
+    def last_event(self, plan: str, step: str) -> dict[str, Any] | None:
+        """The plan's newest event of `step` across its rotations (an alternating plan's
+        last slot change: `pipeline.slot_record`); None when the journal has none."""
+        q = (
+            sa.select(events)
+            .join(rotations, events.c.rotation_id == rotations.c.id)
+            .where(rotations.c.plan == plan, events.c.step == step)
+            .order_by(events.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as c:
+            row = c.execute(q).mappings().first()
+        return dict(row) if row else None
+
     def history(self, plan: str | None = None, limit: int = 20) -> list[RotationRow]:
         q = rotations.select().order_by(rotations.c.created_at.desc()).limit(limit)
         if plan:

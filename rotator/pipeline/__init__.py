@@ -17,7 +17,19 @@ from typing import TYPE_CHECKING
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
-from rotator.pipeline import accept, alternating, arm, drift, fan_out, finish, probe, read_primary, slots, write_primary
+from rotator.pipeline import (
+    accept,
+    alternating,
+    arm,
+    drift,
+    fan_out,
+    finish,
+    leaked,
+    probe,
+    read_primary,
+    slots,
+    write_primary,
+)
 from rotator.pipeline import promote as promote_step  # the modules; `promote` and `rollback` below are the flows
 from rotator.pipeline import rollback as rollback_step
 from rotator.pipeline.alternating import IncidentChoice
@@ -105,7 +117,10 @@ async def arm_alternating(state: RotationState) -> slots.Alternating:
 
 
 async def promote(state: RotationState, alt: slots.Alternating) -> Report:
-    """Every backend and consumer moves to the standby key; the previous active key becomes the standby."""
+    """Every backend and consumer moves to the standby key; the previous active key becomes the standby.
+    Never to an incident's recorded leaked key."""
+    if (why := leaked.refusal(alt, "promote", str(state.plan.path))) is not None:
+        raise RotationError(why, Exit.LEAKED_KEY)
     with gc_paused():
         return alternating.described(await promote_step.run(state, alt), alt)
 
@@ -120,40 +135,83 @@ async def rotate_alternating(
 ) -> Report:
     """Planned: promote, then re-key the retired app (one reset, 0 failed calls).  Without a valid
     standby: re-key it first, promote, re-key the retired app (`alternating.plan_line` says so first).
-    After a promote whose re-key never happened (a crash), only the re-key is left."""
+    After a promote whose re-key never happened (a crash), only the re-key is left.
+    An open incident (`leaked.where`) is continued, never restarted."""
     rekeys: list[alternating.Rekeyed | Report] = []
-    if alt.next() is slots.Next.REKEY and not incident:
+    at = leaked.where(alt)
+    if at is not None:
+        alt.notes["leaked"] = leaked.leaked(alt)
+        alt.notes["continued"] = True
+    if at == "standby":  # the incident's promote moved every target: only the leaked app's reset is left
+        promoted = await finish_promote(state, alt)
+        if promoted is not None and promoted.exit_code != Exit.DONE:
+            return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=True)
+        await leaked.awaiting_rekey(state, alt)
+        rekeys.append(await alternating.rekey(state, alt, operator, incident=True))
+        return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=True)
+    if incident or at == "active":
+        incident = True
+        await leaked.mark(state, alt)  # before anything moves
+    elif alt.next() is slots.Next.REKEY:
         rekeys.append(await alternating.rekey(state, alt, operator))
         return await alternating.finish_rekeys(state, alt, None, rekeys)
     if not alt.standby_valid:
         first = await alternating.rekey(state, alt, operator)
         rekeys.append(first)
         if not alternating.rekeyed(first):
-            return await alternating.finish_rekeys(state, alt, None, rekeys)
+            return await alternating.finish_rekeys(state, alt, None, rekeys, incident=incident)
     promoted = await promote(state, alt)
     if promoted.exit_code != Exit.DONE:
-        return await alternating.finish_rekeys(state, alt, promoted, rekeys)
-    rekeys.append(await alternating.rekey(state, alt, operator))
+        return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
+    if alt.behind:  # every target holds the promoted key now: earlier unfinished runs are moot
+        await leaked.close_continued(state)
+        alt.behind = []
+    await leaked.awaiting_rekey(state, alt)  # killed from here on: the journal says the re-key is left
+    rekeys.append(await alternating.rekey(state, alt, operator, incident=incident))
     return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
+
+
+async def finish_promote(state: RotationState, alt: slots.Alternating) -> Report | None:
+    """An incident continued after its promote: every target brought to the active key (a promote
+    killed mid fan-out is finished; consumers are signalled again: both keys still work), and the
+    runs it continues closed.  None when nothing was behind."""
+    if not alt.behind:
+        return None
+    secret = read_primary.held_at_arm(state)
+    with gc_paused():
+        promote_step.new_window(state)
+        alt.marks["window_start"] = state.key_received_wall or time.time()
+        await promote_step.accept_key(state, secret)
+        await read_primary.source(state, secret)
+        await fan_out.run(state, secret, skip_current=True)
+        report = await finish.run(state, secret)
+    if report.exit_code == Exit.DONE:
+        await leaked.close_continued(state)
+        alt.behind = []
+    return alternating.described(report, alt)
 
 
 async def incident(
     state: RotationState, alt: slots.Alternating, operator: Operator, *, choice: IncidentChoice | None = None
 ) -> Report:
-    """The active key leaked: promote first (out of use within one window), then re-key the leaked
-    app (the leaked key dies at that click), then the revocation proof.  Without a valid standby the
-    operator must choose (`choice`): never a guess."""
-    if alt.standby_valid:
+    """The active key leaked: its fingerprint and app recorded first, then promote (out of use
+    within one window), then re-key the leaked app (the leaked key dies at that click), then the
+    revocation proof.  Without a valid standby the operator must choose (`choice`): never a guess.
+    An incident already recorded is continued."""
+    if alt.standby_valid or leaked.where(alt) is not None:
         return await rotate_alternating(state, alt, operator, incident=True)
     if choice is None:
         raise RotationError(alternating.incident_choice_line(alt), Exit.PLAN_INVALID)
     if choice is IncidentChoice.STANDBY_FIRST:
         return await rotate_alternating(state, alt, operator, incident=True)
+    await leaked.mark(state, alt)
     return await alternating.revoke_now(state, alt, operator)
 
 
 async def rollback(state: RotationState, alt: slots.Alternating) -> Report:
     """After a promote and before its re-key: swap back and fan the previous key out again."""
+    if (why := leaked.refusal(alt, "roll back", str(state.plan.path))) is not None:
+        raise RotationError(why, Exit.LEAKED_KEY)
     if (why := rollback_step.refusal(alt)) is not None:
         raise RotationError(why, Exit.PLAN_INVALID)
     with gc_paused():

@@ -10,18 +10,20 @@ how long the leaked key stayed in use after the command started.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
-from rotator.pipeline import finish, slots
+from rotator.pipeline import finish, leaked, slots
 from rotator.pipeline import rekey as rekey_step  # a module: no flow of this name
 from rotator.pipeline.ask import ResetAsk, take_key
 from rotator.pipeline.promote import new_window
 from rotator.pipeline.rekey import Outcome, Rekeyed
-from rotator.report import Report, RunState
+from rotator.probe import ProbeOutcome, ProbeResult
+from rotator.report import Report, RunState, Step
 
 if TYPE_CHECKING:
     from rotator.pipeline.ask import Operator
@@ -80,9 +82,13 @@ def rekeyed(r: Rekeyed | Report) -> bool:
     return isinstance(r, Rekeyed) and r.outcome is Outcome.DONE
 
 
-async def rekey(state: RotationState, alt: Alternating, operator: Operator) -> Rekeyed | Report:
+async def rekey(
+    state: RotationState, alt: Alternating, operator: Operator, *, incident: bool = False
+) -> Rekeyed | Report:
     """Ask for the standby app's reset until a key is written (or five pastes were refused).
-    A Report when the active app was reset by mistake and its new key became the active key."""
+    A Report when the active app was reset by mistake and its new key became the active key.
+    In an incident the standby is the leaked app: after a mistaken reset (its key taken as the
+    active one, the slot record kept true) the ask for the leaked app goes on."""
     if alt.behind:
         raise RotationError(slots.behind_line(alt), Exit.PARTIAL)
     app, refused = alt.standby_app, None
@@ -98,6 +104,8 @@ async def rekey(state: RotationState, alt: Alternating, operator: Operator) -> R
         reset = reset or seen
         if reset is None:
             out = await rekey_step.run(state, alt, secret)
+            if out.outcome is Outcome.FAILED:
+                out = await _store_retrying(state, alt, operator, secret, out)
             if out.outcome is Outcome.REFUSED:
                 refused, last = out.message, out
                 continue
@@ -108,9 +116,47 @@ async def rekey(state: RotationState, alt: Alternating, operator: Operator) -> R
         if last.exit_code == Exit.KEY_REFUSED:
             refused = last.message
             continue
-        return last
+        if not incident or last.exit_code != Exit.DONE:
+            return last
+        # The leaked key still works: keep asking for its app (the report keeps the mistake).
+        alt.notes["mistaken_reset"] = (last.alternating or {}).get("mistaken_reset")
+        operator.notice(f"{alt.active_app}'s new key is in use; the leaked key ({app}) STILL WORKS: reset {app} now")
+        reset, watch, refused = None, None, None
     assert last is not None
     return last
+
+
+async def _store_retrying(
+    state: RotationState, alt: Alternating, operator: Operator, secret: Secret, failed: Rekeyed
+) -> Rekeyed:
+    """A standby write that failed after the reset: the key is held here and the write retried
+    (the session stays open), saying plainly that it is not stored yet; given up after the
+    plan's deadline, with the command that re-keys the standby again."""
+    app, fp = failed.app, secret.fingerprint
+    loop_deadline = time.monotonic() + max(state.plan.rotation.deadline, 10.0)
+    delay, out = 1.0, failed
+    while time.monotonic() < loop_deadline:
+        operator.notice(
+            f"{app}'s new key ({fp}) is NOT stored yet ({out.message}); it is held here and the write is retried "
+            f"in {delay:.0f}s: keep this session open"
+        )
+        state.emit(Step.REKEY, app, "warning", f"standby write failed; retrying in {delay:.0f}s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 8.0)
+        try:
+            await slots.refresh(state, alt)
+        except RotationError as exc:  # the primary cannot even be read (sealed, unreachable): later
+            out.message = str(exc)
+            continue
+        out = await rekey_step.run(state, alt, secret)
+        if out.outcome is not Outcome.FAILED:
+            return out
+    out.message = (
+        f"{app}'s new key ({fp}) was NOT stored: {out.message}; the standby slot still holds {app}'s previous key, "
+        f"now revoked: once {state.primary.name} is writable, reset {app} again with `rotator rekey {state.plan.path}`"
+    )
+    state.event(Step.REKEY, "given_up", target=app, detail=out.message, fingerprint=fp)
+    return out
 
 
 def _active_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk:
@@ -135,6 +181,7 @@ async def _single_active(state: RotationState, alt: Alternating, secret: Secret,
         return report
     report.kind = state.kind
     await slots.refresh(state, alt)
+    await leaked.clear_if_rekeyed(state, alt, what="active_reset")  # the record says whose key is active now
     end = (state.key_received_wall or time.time()) + (report.window or 0.0)
     began = reset.after_wall if reset is not None and reset.after_wall is not None else None
     info: dict[str, Any] = {
@@ -157,7 +204,7 @@ async def revoke_now(state: RotationState, alt: Alternating, operator: Operator)
     """Incident without a standby, operator's choice: the single-app flow on the leaked (active) app."""
     from rotator import pipeline
 
-    leaked = state.old_secret
+    leaked_key = state.old_secret
     app, refused = alt.active_app, None
     report: Report | None = None
     for attempt in range(1, MAX_KEY_ATTEMPTS + 1):
@@ -174,9 +221,13 @@ async def revoke_now(state: RotationState, alt: Alternating, operator: Operator)
     assert report is not None
     if report.exit_code not in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
         await slots.refresh(state, alt)
-    info: dict[str, Any] = {"leaked_fingerprint": leaked.fingerprint if leaked else None, "choice": "revoke-now"}
-    if leaked is not None:
-        check = await slots.probe_all(alt, leaked)
+        await leaked.clear_if_rekeyed(state, alt, what="revoke_now")
+    info: dict[str, Any] = {
+        "leaked_fingerprint": leaked_key.fingerprint if leaked_key else None,
+        "choice": "revoke-now",
+    }
+    if leaked_key is not None:
+        check = await slots.probe_all(alt, leaked_key)
         info["leaked_revoked"] = check.refused
         info["revoked_at"] = time.time() if check.refused else None
     report.alternating = {**alt.as_dict(), "incident": info}
@@ -210,11 +261,22 @@ async def finish_rekeys(
     done = [r for r in rekeys if isinstance(r, Rekeyed)]
     if fallback is not None:
         report = fallback
+        if promoted is None and not incident and report.exit_code == Exit.DONE:
+            # A re-key that became the active app's single-app rotation: the standby was not re-keyed.
+            report.exit_code = Exit.NOT_REKEYED
+            s = alt.slots.standby
+            report.message += (
+                f"; {alt.standby_app} was NOT re-keyed: the standby slot "
+                + (f"still holds {s.fingerprint}" if s else "is still empty")
+                + f": `rotator rekey {state.plan.path}` resets {alt.standby_app}"
+            )
     elif promoted is not None:
         report = promoted
     else:
         report = _rekey_report(state, alt, done[-1] if done else None)
     failed = next((r for r in done if r.outcome is not Outcome.DONE), None)
+    if failed is not None and failed.outcome is Outcome.FAILED:
+        report.state = RunState.FAILED  # a key the operator reset is not stored: never "done"
     if fallback is None and failed is not None and report.exit_code == Exit.DONE:
         report.exit_code = failed.code
         report.message = (
@@ -233,34 +295,58 @@ async def finish_rekeys(
     if promoted is not None:
         info["promote"] = {"window_s": promoted.window, "state": promoted.state}
     info["rekeys"] = [r.as_dict() for r in done]
+    if alt.notes.get("mistaken_reset"):
+        info["mistaken_reset"] = alt.notes["mistaken_reset"]
     if incident:
-        info["incident"] = _incident(alt, promoted, done)
-        if promoted is not None and promoted.exit_code == Exit.DONE:
-            leaked = info["incident"]
+        info["incident"] = inc = _incident(alt, promoted, done)
+        report.revocation = _leaked_check(alt, inc)  # `old_key_check` is the leaked key's, never another's
+        if inc["leaked_in_use_s"] is not None:
+            report.message += f"; the leaked key stayed in use {inc['leaked_in_use_s']:.3f}s after the command started"
+        if inc["revoked"]:
+            report.message += f", proven revoked {inc['revoked_after_s']:.1f}s after it"
+        elif report.exit_code == Exit.DONE:
+            report.exit_code = Exit.NOT_REKEYED
             report.message += (
-                f"; the leaked key stayed in use {leaked['leaked_in_use_s']:.3f}s after the command started"
-                + (
-                    f", proven revoked {leaked['revoked_after_s']:.1f}s after it"
-                    if leaked.get("revoked_after_s") is not None
-                    else ", NOT yet proven revoked"
-                )
+                f"; the leaked key ({inc['leaked_app']}, {inc['leaked_fingerprint']}) is NOT proven revoked: "
+                f"reset {inc['leaked_app']} (`rotator rotate {state.plan.path} --incident` continues incident "
+                f"{inc['id']})"
             )
     report.alternating = info
     return await _store(state, report)
 
 
+def _leaked_check(alt: Alternating, inc: dict[str, Any]) -> ProbeResult | None:
+    """The leaked key's last probe as the report's old-key check (outcome ACCEPTED: proven revoked)."""
+    check = alt.checks.get(inc["leaked_fingerprint"] or "")
+    if check is None:
+        return None
+    if inc["revoked"]:
+        return ProbeResult(ProbeOutcome.ACCEPTED, f"the leaked key ({check.fingerprint}) is refused: {check.problem()}")
+    detail = check.problem() or "accepted on every URL"
+    return ProbeResult(ProbeOutcome.REFUSED, f"the leaked key ({check.fingerprint}) still works: {detail}")
+
+
 def _incident(alt: Alternating, promoted: Report | None, done: list[Rekeyed]) -> dict[str, Any]:
+    """The incident's figures, from its recorded leaked key: proven revoked only when the
+    re-key that proved its previous key refused was the leaked key's."""
     promoted_at = alt.marks.get("promoted_at")
-    proof = done[-1] if done and done[-1].outcome is Outcome.DONE and promoted is not None else None
-    revoked_at = proof.revoked_at if proof is not None and proof.revoked else None
+    lk = alt.notes.get("leaked")
+    lk_fp = lk.fingerprint if lk is not None else (promoted.old_fingerprint if promoted else None)
+    proof = next((r for r in reversed(done) if r.outcome is Outcome.DONE and r.revoked and r.previous == lk_fp), None)
+    revoked_at = proof.revoked_at if proof is not None else None
+    # A continued incident counts from when it was recorded; a new one from this command's start.
+    started = lk.at if lk is not None and lk.at and alt.notes.get("continued") else alt.started_wall
     return {
-        "started_at": alt.started_wall,
-        "leaked_fingerprint": promoted.old_fingerprint if promoted else None,
-        "leaked_app": alt.standby_app if promoted else alt.active_app,
+        "id": lk.incident if lk is not None else None,
+        "started_at": started,
+        "leaked_fingerprint": lk_fp,
+        "leaked_app": lk.app if lk is not None else (alt.standby_app if promoted else alt.active_app),
         "out_of_use_at": promoted_at,
-        "leaked_in_use_s": round(promoted_at - alt.started_wall, 4) if promoted_at else None,
+        "leaked_in_use_s": round(promoted_at - started, 4) if promoted_at else None,
+        "revoked": proof is not None,
         "revoked_at": revoked_at,
-        "revoked_after_s": round(revoked_at - alt.started_wall, 4) if revoked_at else None,
+        "revoked_after_s": round(revoked_at - started, 4) if revoked_at else None,
+        "mistaken_reset": alt.notes.get("mistaken_reset"),
     }
 
 

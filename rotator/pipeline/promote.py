@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rotator.errors import PluginError
-from rotator.pipeline import accept, fan_out, finish, slots, write_primary
+from rotator.pipeline import accept, fan_out, finish, slot_record, slots, write_primary
 from rotator.pipeline.attempts import attempt, reason, unwrap
 from rotator.report import GOOD, Step, TargetStatus
 from rotator.secret import scrub
@@ -87,6 +87,7 @@ async def run(state: RotationState, alt: Alternating, *, step: Step = Step.PROMO
     await accept_key(state, secret)
     started = time.time()
     token = alt.token(slots.LastStep.ROLLBACK if step is Step.ROLLBACK else slots.LastStep.PROMOTE)
+    await slot_record.journaled(state, slot_record.after_swap(alt.slots, token), alt.slots, step.value)
     res = await swap(state, alt, step, token)
     state.steps[step.value] = res.seconds or 0.0
     if res.status not in GOOD:

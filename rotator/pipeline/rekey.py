@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING
 
 from rotator.errors import Conflict, PluginError
 from rotator.exitcodes import Exit
-from rotator.pipeline import slots
+from rotator.pipeline import slot_record, slots
 from rotator.pipeline.attempts import attempt, reason, unwrap
 from rotator.report import Step, TargetResult, TargetStatus
 
 if TYPE_CHECKING:
     from rotator.pipeline.slots import Alternating, KeyCheck
     from rotator.pipeline.state import RotationState
+    from rotator.plugin import Slots
     from rotator.secret import Secret
 
 
@@ -160,6 +161,18 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
     )
 
 
+def _same_slots(a: Slots, b: Slots) -> bool:
+    def fps(s: Slots) -> tuple[str | None, str | None, str | None, str | None]:
+        return (
+            s.active.fingerprint if s.active else None,
+            s.standby.fingerprint if s.standby else None,
+            s.token,
+            str(s.leaked),
+        )
+
+    return fps(a) == fps(b)
+
+
 def _status(kc: KeyCheck) -> str:
     return ", ".join(f"{r.outcome.value}" for r in kc.results.values())
 
@@ -171,11 +184,25 @@ async def _write(state: RotationState, alt: Alternating, secret: Secret) -> Targ
     token = alt.token(slots.LastStep.REKEY)
     active_app = alt.active_app if alt.slots.active is None or alt.slots.active.app is None else None
     deadline = asyncio.get_running_loop().time() + state.plan.rotation.deadline
+    a = alt.slots.active
+    rec = slot_record.after_rekey(
+        alt.slots, (alt.active_app, a.fingerprint) if a else None, (alt.standby_app, secret.fingerprint), token
+    )
+    await slot_record.journaled(state, rec, alt.slots, Step.REKEY.value)
 
     async def once() -> str | None:
-        written = await primary.write_standby(
-            secret, app=alt.standby_app, token=token, expected_version=alt.slots.version, active_app=active_app
-        )
+        try:
+            written = await primary.write_standby(
+                secret, app=alt.standby_app, token=token, expected_version=alt.slots.version, active_app=active_app
+            )
+        except Conflict:
+            # A concurrent writer changed the store (another field, another version) but not the slots:
+            # the write is still the one meant; take the new version and try again.
+            now = await primary.read_slots()
+            if _same_slots(now, alt.slots):
+                alt.slots = now
+                raise PluginError(f"{primary.name}: changed by another writer (not the slots); retrying") from None
+            raise
         back = await primary.read_slots()
         if back.standby is None or back.standby.fingerprint != secret.fingerprint:
             held = back.standby.fingerprint if back.standby else "nothing"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from rotator.errors import RotationError
 from rotator.exitcodes import Exit
 from rotator.pipeline.attempts import reason
 from rotator.probe import ProbeOutcome, Prober, ProbeResult
@@ -320,6 +321,7 @@ async def _alternating(
 ) -> None:
     """The slots (`pipeline.slots.survey`: both keys probed on every URL) and what is left, from
     `pipeline.slot_status`; a standby that could not be checked is never called broken."""
+    from rotator.pipeline import slot_record
     from rotator.pipeline.slot_status import left_lines, status_data
     from rotator.pipeline.slots import survey
 
@@ -328,7 +330,10 @@ async def _alternating(
         return
     try:
         slots = await asyncio.wait_for(primary.backend.read_slots(), primary.backend.settings.timeout)
+        slot_record.check(plan, slots, journal)  # never a guess: a disagreeing record stops here (SLOT_RECORD)
         alt = await survey(plan, primary.backend, ctx.http, primary.secret, slots)
+    except RotationError:
+        raise
     except Exception as exc:  # noqa: BLE001
         primary.error = f"cannot read the slots: {reason(exc)}"
         return

@@ -58,6 +58,11 @@ ARM_TIMEOUT = 900.0  # seconds an armed rotation waits for its key
 KEEP_FINISHED = 600.0  # seconds a finished or closed rotation stays in memory (then: the journal)
 
 
+# An alternating plan's refusals before anything is asked: the slot record cannot be trusted,
+# or the step would put an incident's leaked key back in use (the line says how to go on).
+REFUSED_ALTERNATING = (Exit.SLOT_RECORD, Exit.LEAKED_KEY)
+
+
 class Service:
     """Plans, journal, metrics and the rotations in flight, for the API and the scheduler."""
 
@@ -139,10 +144,10 @@ class Service:
             self.metrics.observe_arm(plan.name, "rotate", exc.armed.seconds)
             raise ApiError(409, str(exc), preflight=preflight(state)) from None
         except RotationError as exc:
-            status = (
-                409 if exc.exit_code in (Exit.BUSY, Exit.PLAN_INVALID, Exit.PARTIAL, Exit.PREFLIGHT_FAILED) else 500
-            )
-            raise ApiError(status, str(exc), preflight=preflight(state), **exc.details) from None
+            refusals = (Exit.BUSY, Exit.PLAN_INVALID, Exit.PARTIAL, Exit.PREFLIGHT_FAILED, *REFUSED_ALTERNATING)
+            status = 409 if exc.exit_code in refusals else 500
+            extra = {"exit_code": int(exc.exit_code)} if exc.exit_code in REFUSED_ALTERNATING else {}
+            raise ApiError(status, str(exc), preflight=preflight(state), **extra, **exc.details) from None
         self.metrics.observe_arm(plan.name, "rotate", armed.seconds)
         self.held[held.id] = held
         held.armed()
@@ -179,8 +184,10 @@ class Service:
         if not plan.alternating:
             raise ApiError(404, f"{plan.name} is a single-app plan: it has no slots")
         try:
-            alt = await survey(plan)
+            alt = await survey(plan, self.journal)
         except RotationError as exc:
+            if exc.exit_code in REFUSED_ALTERNATING:
+                raise ApiError(409, str(exc), exit_code=int(exc.exit_code)) from None
             raise ApiError(502, str(exc)) from None
         return await asyncio.to_thread(status_data, plan, alt, self.journal)
 

@@ -51,3 +51,12 @@ def test_the_published_schema_is_the_one_rotator_prints() -> None:
         [sys.executable, "-m", "rotator", "schema"], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert printed == published
+
+
+def test_the_benchmark_tables_in_benchmarks_readme_are_the_rendering_of_latest_json() -> None:
+    from benchmarks.readme_tables import README, RESULTS, current_copy, render_tables
+
+    results = json.loads(RESULTS.read_text())
+    assert current_copy(README.read_text()) == render_tables(results), (
+        "re-render: python -m benchmarks.readme_tables"
+    )

@@ -33,6 +33,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+PLACEHOLDER = "CHANGE-ME"  # what `rotator init` writes where the operator must put a value
+
+
 class Strategy(enum.StrEnum):
     """How a plan's key is replaced.
 
@@ -242,8 +245,27 @@ class Plan:
     def alternating(self) -> bool:
         return self.secret.strategy is Strategy.ALTERNATING
 
+    def placeholders(self) -> list[tuple[str, str]]:
+        """(where, what it is) for each setting still holding PLACEHOLDER (a plan `rotator init` wrote)."""
+        found: list[tuple[str, str]] = []
+        entries: list[tuple[str, BaseModel]] = [("secret", self.secret)]
+        entries += [(f"backends[{i}]", b) for i, b in enumerate(self.backends)]
+        entries += [(f"consumers[{i}]", c) for i, c in enumerate(self.consumers)]
+        for where, model in entries:
+            for name, info in type(model).model_fields.items():
+                value = getattr(model, name)
+                values = value if isinstance(value, list) else [value]
+                if any(PLACEHOLDER in str(v).upper() for v in values):
+                    found.append((f"{where}.{name}", info.description or name))
+        return found
+
     def hints(self) -> list[str]:
         """One line each of advice `rotator check` prints for a valid plan (not problems)."""
+        left = self.placeholders()
+        if left:
+            return [
+                f"{self.path}: hint: {where} is a placeholder ({PLACEHOLDER}): set it to {what}" for where, what in left
+            ]
         if self.alternating:
             return []
         return [

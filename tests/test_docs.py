@@ -57,6 +57,4 @@ def test_the_benchmark_tables_in_benchmarks_readme_are_the_rendering_of_latest_j
     from benchmarks.readme_tables import README, RESULTS, current_copy, render_tables
 
     results = json.loads(RESULTS.read_text())
-    assert current_copy(README.read_text()) == render_tables(results), (
-        "re-render: python -m benchmarks.readme_tables"
-    )
+    assert current_copy(README.read_text()) == render_tables(results), "re-render: python -m benchmarks.readme_tables"

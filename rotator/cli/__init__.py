@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import click
 
-from rotator.cli import alternating, commands, journal_view, output, reference, rotate
+from rotator.cli import alternating, commands, init, journal_view, output, reference, rotate
 from rotator.cli.context import Context, Fail, err
 from rotator.errors import CommandError, PlanError
 from rotator.exitcodes import Exit
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 for command in (
+    init.init,
     commands.check,
     rotate.rotate,
     commands.resume,

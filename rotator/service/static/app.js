@@ -503,7 +503,7 @@
     const out = $("result");
     out.replaceChildren(
       el("h3", { id: "result-h", tabindex: "-1", class: good ? "st-ok" : "st-failed" },
-        good ? "Done: every target holds the new key" : `Not finished: ${report.state}`),
+        good ? "Done" : `Not finished: ${report.state}`),  // the message below says what is done, once
       el("p", { class: good ? "window" : "window not-done", title: "key received → last target done" },
         good ? "Window (key received → last target done): " : "Window so far (key received → last target tried; not every target holds the key): ",
         el("strong", { id: "window" }, ms(report.window_seconds))),

@@ -15,13 +15,14 @@ def _generators() -> dict[str, Any]:
     from rotator.reference.exit_doc import exit_codes_markdown
     from rotator.reference.http_doc import http_api_markdown
     from rotator.reference.json_doc import json_shapes_markdown
-    from rotator.reference.plan_doc import plan_reference_markdown
+    from rotator.reference.plan_doc import alternating_settings_markdown, plan_reference_markdown
 
     return {
         "plan": plan_reference_markdown,
         "exit-codes": exit_codes_markdown,
         "http-api": http_api_markdown,
         "json-shapes": json_shapes_markdown,
+        "alternating-settings": alternating_settings_markdown,
     }
 
 

@@ -26,4 +26,4 @@ def help_topic(topic: str) -> None:
     else:
         from rotator.reference.plan_doc import plan_reference_markdown
 
-        click.echo(plan_reference_markdown(), nl=False)
+        click.echo(plan_reference_markdown().replace("&lt;", "<").replace("&gt;", ">"), nl=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import html
 import json
 from pathlib import Path
 from types import UnionType
@@ -73,11 +74,15 @@ def _default(info: FieldInfo) -> str:
         return "none"
     if hasattr(value, "value"):  # an enum
         value = value.value
-    return f"`{json.dumps(value, default=str)}`"
+    text = json.dumps(value, default=str)
+    if "|" in text:  # a table cell cannot hold `|` inside a code span: HTML, the bar as an entity
+        return "<code>" + html.escape(text).replace("|", "&#124;") + "</code>"
+    return f"`{text}`"
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Table-cell text: `|` escaped, `<field>` shown as written rather than taken for HTML."""
+    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def field_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
@@ -86,7 +91,7 @@ def field_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]
     for name, info in model.model_fields.items():
         if name in skip:
             continue
-        rows.append(f"| `{name}` | {_cell(_type(info))} | {_cell(_default(info))} | {_cell(info.description or '')} |")
+        rows.append(f"| `{name}` | {_cell(_type(info))} | {_default(info)} | {_cell(info.description or '')} |")
     return rows
 
 
@@ -172,3 +177,13 @@ def plan_schema() -> dict[str, Any]:
 
 def plan_schema_text() -> str:
     return json.dumps(plan_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def alternating_settings_markdown() -> str:
+    """Where each backend that can hold a standby keeps it: its `standby_*` and `slots_*` settings."""
+    rows = ["| backend | setting | meaning (and default) |", "|---|---|---|"]
+    for type_name, model in _plugins()["backends"].items():
+        for name, info in model.model_fields.items():
+            if name.startswith(("standby_", "slots_")):
+                rows.append(f"| `{type_name}` | `{name}` | {_cell(info.description or '')} |")
+    return "\n".join(rows) + "\n"

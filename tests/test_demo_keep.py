@@ -35,7 +35,10 @@ def start_kept(mode: str) -> tuple[subprocess.Popen[str], str]:
     while "keep running until Ctrl-C" not in seen and time.monotonic() < end and proc.poll() is None:
         if select.select([proc.stdout], [], [], 0.5)[0]:
             seen += os.read(proc.stdout.fileno(), 65536).decode()  # unbuffered: select sees what is left
-    assert "keep running until Ctrl-C" in seen, seen + (proc.stderr.read() if proc.poll() is not None else "")
+    if "keep running until Ctrl-C" not in seen:
+        proc.terminate()  # SIGTERM: the demo stops its stand-in and consumers too
+        proc.wait(timeout=30)
+        raise AssertionError(seen + proc.stderr.read())  # type: ignore[union-attr]
     return proc, seen
 
 
@@ -107,3 +110,33 @@ def test_single_keep_prints_what_to_run_and_its_rotation_arms() -> None:
     finally:
         if proc.poll() is None:
             stopped(proc, api)
+
+
+@pytest.mark.timeout(120)
+def test_a_terminated_demo_leaves_no_process_behind() -> None:
+    """SIGTERM in the middle of the demo (not kept): its stand-in and consumers stop with it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rotator", "demo", "--mode", "single", "--pause", "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen = ""
+    end = time.monotonic() + 60
+    while "copying and pasting the new key takes" not in seen and time.monotonic() < end and proc.poll() is None:
+        if select.select([proc.stdout], [], [], 0.5)[0]:
+            seen += os.read(proc.stdout.fileno(), 65536).decode()
+    assert "copying and pasting the new key takes" in seen, seen
+    pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", seen)]
+    api = re.search(r"stand-in on (http://\S+)", seen).group(1)  # type: ignore[union-attr]
+    assert len(pids) == 2
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            for _ in range(50):  # reaped by the demo: gone, not a zombie of ours
+                os.kill(pid, 0)
+                time.sleep(0.1)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(api + "/v2/decisioning/models", timeout=2)

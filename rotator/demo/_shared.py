@@ -7,6 +7,7 @@ uses these) import it, not each other."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -135,11 +137,6 @@ def hold(out: Console, kept: list[Kept]) -> None:
     out.print("\nThe stand-ins and consumers keep running until Ctrl-C here.")
     out.file.flush()  # a pipe (`./demo --keep | tee log`) sees the commands now, not at exit
     procs = [p for k in kept for p in k.procs]
-
-    def _terminated(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # SIGTERM stops them as Ctrl-C does: no orphaned stand-in
-
-    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         while all(p.poll() is None for p in procs):
             time.sleep(0.2)
@@ -148,4 +145,18 @@ def hold(out: Console, kept: list[Kept]) -> None:
         out.print("stopping the stand-ins and the consumers (the directories above stay)")
     finally:
         stop(procs)
+
+
+@contextlib.contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile, so the demo's `finally` blocks stop its
+    children as at Ctrl-C: a terminated demo leaves no stand-in or consumer behind."""
+
+    def _terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
         signal.signal(signal.SIGTERM, previous)

@@ -41,6 +41,7 @@ from rotator.demo._shared import (
     reset_command,
     secret_file,
     stop,
+    terminated_as_interrupt,
 )
 from rotator.journal import Journal
 from rotator.pipeline.state import RotationState
@@ -101,6 +102,15 @@ def run_demo(
     )
     rows: list[alternating.Row] = []
     kept: list[Kept] = []
+    with terminated_as_interrupt():
+        return _run_modes(out, rows, kept, keep=keep, as_json=as_json, mode=mode, pause=pause)
+
+
+def _run_modes(
+    out: Console, rows: list[Any], kept: list[Kept], *, keep: bool, as_json: bool, mode: DemoMode, pause: float
+) -> int:
+    from rotator.demo import alternating
+
     code = 0
     try:
         if mode in (DemoMode.SINGLE, DemoMode.BOTH):

@@ -81,14 +81,16 @@ class TargetSettings(BaseModel):
     """Keys every backend and consumer entry in a plan has."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
-    type: str
+    name: str = Field(
+        min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$", description="the target's name in reports and logs"
+    )
+    type: str = Field(description="the plugin type (`rotator plugins` lists those installed)")
     timeout: float = Field(default=10.0, gt=0, le=600, description="seconds per attempt")
     retries: int = Field(default=3, ge=0, le=20, description="attempts after the first")
 
 
 class BackendSettings(TargetSettings):
-    primary: bool = False
+    primary: bool = Field(default=False, description="the source of truth, written first (exactly one per plan)")
 
 
 class ConsumerSettings(TargetSettings):

@@ -46,6 +46,13 @@ class ProgressPrinter:
         self.file.flush()
 
 
+def _version(version: str | None) -> str:
+    """`v3` for a numbered version (Vault's, a journal's); other versions as they are (`fp:…`, AWS ids)."""
+    if not version:
+        return ""
+    return f"v{version}" if version.isdigit() else version
+
+
 def print_report(console: Console, report: Report) -> None:
     style = "green" if report.exit_code == 0 else "bold red"
     console.print()
@@ -55,7 +62,7 @@ def print_report(console: Console, report: Report) -> None:
     for t in report.targets:
         good = t.status in ("ok", "unchanged")
         st = _STYLE["ok" if good else "failed"]
-        note = (f"v{t.version}" if t.version else "") if good else t.detail
+        note = _version(t.version) if good else t.detail
         table.add_row(
             t.name + (" (primary)" if t.primary else ""),
             f"{t.kind}/{t.type}",

@@ -688,8 +688,11 @@ def test_a_standby_app_lacking_an_api_service_is_never_promoted(make_world: Any)
     bvn = "/v2/verification/bvn"
     w = make_world(services={BLUE: f"={MODELS},{bvn}", GREEN: f"={MODELS}"})
     before = w.failed()
-    f = w.rotator("rekey", str(w.plan), "--key-stdin", pauses=(0,))
+    f = w.rotator("rekey", str(w.plan), "--key-stdin", "--json", pauses=(0,))
     assert f.code == Exit.KEY_REFUSED, f.err
+    # The JSON says why the key was refused, not only that the input ended.
+    error = json.loads(f.out)["error"]
+    assert error.startswith("no more keys: the input ended before payments-green's key (") and bvn in error, error
     # Refused with the URL that lacks the service, asked again; the operator has no other key.
     line = next(x for x in f.err.splitlines() if "the API refused this key" in x)
     assert bvn in line and "HTTP 403" in line and "nothing was written" in line, line

@@ -352,7 +352,7 @@ def test_notify_from_another_thread_wakes_a_held_async_call(standin: AdjutorStan
     assert key.stats().held == 1 and key.stats().retries == 1
 
 
-# --- the README's Node version of the algorithm, run as it is -----------------------------
+# --- the docs' Node version of the algorithm (docs/consumers-gap.md), run as it is -------
 
 NODE_DRIVER = """
 const { holdAndRetry } = require(process.argv[2]);
@@ -372,18 +372,18 @@ const tally = { ok: 0, failed: 0, longest: 0 };
 """
 
 
-def readme_node_block() -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Consumers that call the API directly") :]
+def docs_node_block() -> str:
+    text = (ROOT / "docs" / "consumers-gap.md").read_text()
+    section = text[text.index("# Consumers that ride out the gap") :]
     return section[section.index("```js\n") + 6 : section.index("\n```", section.index("```js"))]
 
 
-def test_the_readme_node_wrapper_fails_no_call_across_the_gap(
+def test_the_docs_node_wrapper_fails_no_call_across_the_gap(
     tmp_path: Path, env_file: Path, standin: AdjutorStandIn
 ) -> None:
     node = shutil.which("node")
     assert node, "node is needed for this test: apt-get install nodejs (.ci/run does)"
-    (tmp_path / "hold.js").write_text(readme_node_block())
+    (tmp_path / "hold.js").write_text(docs_node_block())
     (tmp_path / "driver.js").write_text(NODE_DRIVER)
     run_ms = int((0.3 + GAP + 0.7) * 1000)
     proc = subprocess.Popen(

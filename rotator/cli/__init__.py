@@ -21,7 +21,7 @@ from rotator.cli import _startup
 # isort: split
 import click
 
-from rotator.cli import alternating, commands, journal_view, output, rotate, status
+from rotator.cli import alternating, commands, init, journal_view, output, reference, rotate, status
 from rotator.cli.context import Context, Fail, err
 from rotator.errors import CommandError, PlanError
 from rotator.exitcodes import Exit
@@ -40,7 +40,7 @@ Environment:
   ROTATOR_HOST            `serve`: address to listen on (as --host)
   ROTATOR_PORT            `serve`: port to listen on (as --port)
 A plan's `{ env = "NAME" }` settings read NAME from the environment too.
-Exit codes: see the README's table (0 done, 1 a bug, 2 bad input, 130 interrupted...)."""
+Exit codes: `rotator help exit-codes` (0 done, 1 a bug, 2 bad input, 130 interrupted...)."""
 
 
 @click.group(
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 for command in (
+    init.init,
     commands.check,
     rotate.rotate,
     commands.resume,
@@ -123,5 +124,30 @@ for command in (
     commands.demo,
     serve,
     proxy,
+    reference.schema,
+    reference.help_topic,
 ):
     cli.add_command(command)
+
+# `rotator --help` lists each command on one short, complete line (click would clip the docstring).
+SHORT_HELP = {
+    "check": "Validate plans (no network).",
+    "rotate": "Arm, take the new key, write it everywhere.",
+    "resume": "Finish an interrupted or partial rotation.",
+    "rekey": "Alternating: re-key the standby app.",
+    "rollback": "Alternating: undo the last promote.",
+    "status": "Each key: works, refused or could not check; drift, age, lock.",
+    "sync": "Copy the primary's key to backends that differ.",
+    "history": "List recent rotations and syncs.",
+    "show": "Print one rotation's audit trail.",
+    "plugins": "List installed plugins, or a plan's targets.",
+    "completion": "Print the shell completion script.",
+    "demo": "Run whole rotations against local stand-ins.",
+    "serve": "Run the service: schedules, API, web page.",
+    "schema": "Print the plan's JSON Schema.",
+    "help": "Print exit codes, or every plan setting.",
+    "init": "Write a commented starter plan.",
+    "proxy": "Run a local API proxy that holds the key and replays refused calls.",
+}
+for name, command in cli.commands.items():
+    command.short_help = SHORT_HELP.get(name, command.short_help)

@@ -20,7 +20,7 @@ from sqlalchemy import event as sa_event
 
 from rotator.journal.plan_lock import PlanLocks
 from rotator.journal.schema import events, migrate, rotations
-from rotator.journal.urls import default_url, normalize_url
+from rotator.journal.urls import default_url, normalize_url, require_supported
 from rotator.report import FINISHED as FINISHED  # re-exported: rotator.report defines the run states
 from rotator.report import RESUMABLE
 
@@ -89,6 +89,7 @@ def _text(values: dict[str, Any]) -> dict[str, Any]:
 class Journal:
     def __init__(self, url: str | None = None) -> None:
         self.url = normalize_url(url or default_url())
+        require_supported(self.url)
         if self.url.startswith("sqlite:///"):
             path = Path(self.url.removeprefix("sqlite:///"))
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

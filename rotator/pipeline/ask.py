@@ -120,7 +120,11 @@ class SourcesOperator:
         for _ in range(self.max_pastes):
             raw = await self._next()
             if raw is None:
-                raise RotationError(f"no more keys: the input ended before {ask.app}'s key", Exit.KEY_REFUSED)
+                why = ask.refused or last  # the key before was refused: why, not only that the input ended
+                raise RotationError(
+                    f"no more keys: the input ended before {ask.app}'s key" + (f" ({why})" if why else ""),
+                    Exit.KEY_REFUSED,
+                )
             try:
                 clean = CleanKey(raw) if isinstance(raw, Secret) else clean_paste(raw, self.key_pattern)
             except KeyRejected as exc:

@@ -87,7 +87,8 @@ async def run(state: RotationState, secret: Secret) -> Report | None:
 
 def dry_run_report(state: RotationState, result: ProbeResult) -> Report:
     """`rotate --dry-run`: arm and probe only."""
-    report = finish.not_written(state, f"dry run: arm and probe only; probe {result.outcome.value} ({result.detail})")
+    # The state (dry_run) says what it was: the message says only what was done.
+    report = finish.not_written(state, f"arm and probe only; probe {result.outcome.value} ({result.detail})")
     report.state, report.probe = RunState.DRY_RUN, result
     report.exit_code = {
         "accepted": 0,

@@ -191,6 +191,7 @@ def serve(
     import logging
 
     from rotator.journal import Journal, safe_url
+    from rotator.journal.urls import UnsupportedJournalURL
     from rotator.logs import configure
 
     verbose = ctx.find_root().params.get("verbose", 0) or 0
@@ -202,6 +203,8 @@ def serve(
     url = db_url or getattr(ctx.obj, "db", None)
     try:
         journal = Journal(url)
+    except UnsupportedJournalURL as exc:
+        raise _fail(f"unsupported journal URL {safe_url(url or '')}: {exc}; check --db / ROTATOR_DB", 10) from None
     except Exception as exc:  # noqa: BLE001
         where = safe_url(url) if url else "default"  # never print a password from the URL
         why = "not a database URL" if "Could not parse" in str(exc) else str(exc)

@@ -46,6 +46,7 @@ def api(fn: Handler) -> Handler:
             return json({"error": str(exc), **exc.extra}, exc.status)
 
     wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__  # the HTTP API reference is generated from these
     return wrapped
 
 
@@ -83,21 +84,25 @@ def _reason(data: dict[str, Any], default: str = "web") -> str:
 
 
 async def healthz(request: Request) -> Response:
+    """Open (no token): 200 while the service takes work, 503 while it drains."""
     if _service(request).draining:
         return JSONResponse({"status": "shutting down"}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
 async def index(request: Request) -> Response:
+    """The page (plain HTML and one JS file)."""
     return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
 
 async def metrics(request: Request) -> Response:
+    """Prometheus metrics: window histogram, step durations, last rotation and sync, drift, key age."""
     return Response(_service(request).metrics.render(), media_type=CONTENT_TYPE)
 
 
 @api
 async def list_plans(request: Request) -> Response:
+    """The plans the service loaded, each with its state (armed, lock holder, last rotation)."""
     service = _service(request)
     states = await asyncio.to_thread(lambda: [service.plan_state(p) for p in service.plans.values()])
     jobs = []
@@ -111,6 +116,7 @@ async def list_plans(request: Request) -> Response:
 
 @api
 async def get_plan(request: Request) -> Response:
+    """One plan: its targets, schedules and state."""
     service = _service(request)
     plan = service.plan(request.path_params["name"])
     return json(await asyncio.to_thread(service.plan_state, plan))
@@ -151,16 +157,19 @@ async def _run_flow(request: Request, flow: str) -> Response:
 
 @api
 async def plan_rollback(request: Request) -> Response:
+    """Alternating: roll back the last promote (before its re-key only); answers with the report."""
     return await _run_flow(request, "rollback")
 
 
 @api
 async def plan_promote(request: Request) -> Response:
+    """Alternating: promote the standby alone; answers with the report."""
     return await _run_flow(request, "promote")
 
 
 @api
 async def plan_slots(request: Request) -> Response:
+    """Alternating: both slots (app, fingerprint, age, works now), the next rotation and what is left."""
     return json(await _service(request).slots(request.path_params["name"]))
 
 
@@ -179,6 +188,7 @@ async def whoami(request: Request) -> Response:
 
 @api
 async def sync(request: Request) -> Response:
+    """Copy the primary to drifted backends (body `{"check": true}`: only look, write nothing)."""
     data = await _json_body(request, required=False)
     check = bool(data.get("check", False))
     report = await _service(request).sync(
@@ -193,6 +203,7 @@ async def sync(request: Request) -> Response:
 
 @api
 async def resume(request: Request) -> Response:
+    """Finish a partial or interrupted rotation from the primary's key (as `rotator resume ID`)."""
     data = await _json_body(request, required=False)
     report = await _service(request).resume(
         request.path_params["id"], operator=_operator(request, data), reason=_reason(data, "resume")
@@ -202,6 +213,7 @@ async def resume(request: Request) -> Response:
 
 @api
 async def submit_key(request: Request) -> Response:
+    """The key, in the JSON body `{"key": ...}` (never in a URL); answers once the flow is done with it."""
     data = await _json_body(request)
     key = data.pop("key", None)
     unprobed = data.get("accept_unprobed") is True
@@ -215,6 +227,7 @@ async def submit_key(request: Request) -> Response:
 
 @api
 async def get_rotation(request: Request) -> Response:
+    """A rotation: its state, and its report once finished (from the journal if not held here)."""
     service = _service(request)
     rid = request.path_params["id"]
     held = service.held.get(rid)
@@ -229,6 +242,7 @@ async def get_rotation(request: Request) -> Response:
 
 @api
 async def close_rotation(request: Request) -> Response:
+    """Close an armed rotation that will get no key: 200 closed, 202 asked of the replica holding it, 409 once writing."""
     data = await _json_body(request, required=False)
     status, body = await _service(request).close_any(request.path_params["id"], _operator(request, data))
     return json(body, status)
@@ -236,6 +250,7 @@ async def close_rotation(request: Request) -> Response:
 
 @api
 async def events(request: Request) -> Response:
+    """Server-sent events of a rotation (armed, step, ask, key, report, closed), then the report."""
     service = _service(request)
     rid = request.path_params["id"]
     try:
@@ -255,6 +270,7 @@ async def events(request: Request) -> Response:
 
 @api
 async def history(request: Request) -> Response:
+    """The journal's rotations, newest first (query `plan` to filter)."""
     plan = request.query_params.get("plan") or None
     try:
         limit = max(1, min(int(request.query_params.get("limit", "50")), 500))

@@ -136,7 +136,7 @@ SHORT_HELP = {
     "resume": "Finish an interrupted or partial rotation.",
     "rekey": "Alternating: re-key the standby app.",
     "rollback": "Alternating: undo the last promote.",
-    "status": "Each key: works, refused or could not check; drift, age, lock.",
+    "status": "Each key works, refused or unchecked; drift, lock.",
     "sync": "Copy the primary's key to backends that differ.",
     "history": "List recent rotations and syncs.",
     "show": "Print one rotation's audit trail.",
@@ -147,7 +147,7 @@ SHORT_HELP = {
     "schema": "Print the plan's JSON Schema.",
     "help": "Print exit codes, or every plan setting.",
     "init": "Write a commented starter plan.",
-    "proxy": "Run a local API proxy that holds the key and replays refused calls.",
+    "proxy": "Serve the API locally with the key; hold refused calls.",
 }
 for name, command in cli.commands.items():
     command.short_help = SHORT_HELP.get(name, command.short_help)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
+from rotator.key_state import KeyState
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
@@ -84,6 +86,12 @@ def status_data(plan: Plan, alt: Alternating, journal: Journal | None) -> dict[s
         for r in unfinished
     ]
     data["left"] = left_lines(plan, alt, data["unfinished"])
+    if alt.standby is not None and alt.standby.state is KeyState.UNCHECKED:
+        # Only what the slots themselves say: the API did not say the standby is bad, so no re-key advice.
+        unprobed = replace(alt, standby=None)
+        data["standby_problem"] = unprobed.standby_problem()
+        data["next"] = f"{unprobed.next().value} (if the standby key works: it could not be checked)"
+        data["left"] = left_lines(plan, unprobed, data["unfinished"])
     return data
 
 

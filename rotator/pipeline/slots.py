@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
+from rotator.key_state import KeyState, verdict_of
 from rotator.pipeline.attempts import TOKEN_NAMESPACE, reason
 from rotator.probe import ProbeOutcome, Prober, ProbeResult
 from rotator.report import Step
@@ -69,6 +70,10 @@ class KeyCheck:
     @property
     def refused(self) -> bool:
         return any(r.outcome is ProbeOutcome.REFUSED for r in self.results.values())
+
+    @property
+    def state(self) -> KeyState:
+        return verdict_of(self.results.values())
 
     def problem(self) -> str:
         """Where it failed, in one line ('' when accepted everywhere)."""
@@ -162,7 +167,9 @@ def _slot_dict(app: str, slot: Slot | None, check: KeyCheck | None) -> dict[str,
         "app_recorded": slot is not None and slot.app is not None,
         "fingerprint": slot.fingerprint if slot else None,
         "set_at": slot.set_at if slot else None,
-        "works": check.ok if check else None,
+        # works / refused / could not check: an API that did not answer never makes a key "not working"
+        "works": check.state.works if check else None,
+        "state": check.state.value if check else None,
         "problem": (check.problem() or None) if check else None,
     }
 

@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
+from rotator.key_state import KeyState, verdict_of
 from rotator.pipeline.attempts import reason
-from rotator.probe import ProbeOutcome, Prober, ProbeResult
+from rotator.probe import Prober
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
@@ -36,23 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["BackendStatus", "KeyState", "KeyStatus", "PlanStatus", "collect", "verdict_of"]
 
 HISTORY_LOOKUP = 500  # journal rows searched for when a key was first stored
-
-
-class KeyState(StrEnum):
-    """What the API said about a key: the only three answers `status` gives."""
-
-    WORKS = "works"
-    REFUSED = "refused"
-    UNCHECKED = "could not check"
-
-
-def verdict_of(results: list[ProbeResult]) -> KeyState:
-    """Refused on any URL: refused; accepted on every one: works; else (no answer, 5xx, no probe): unchecked."""
-    if any(r.outcome is ProbeOutcome.REFUSED for r in results):
-        return KeyState.REFUSED
-    if results and all(r.outcome is ProbeOutcome.ACCEPTED for r in results):
-        return KeyState.WORKS
-    return KeyState.UNCHECKED
 
 
 def _check_state(check: KeyCheck | None) -> tuple[KeyState, str]:
@@ -322,7 +305,7 @@ async def _alternating(
     """The slots (`pipeline.slots.survey`: both keys probed on every URL) and what is left, from
     `pipeline.slot_status`; a standby that could not be checked is never called broken."""
     from rotator.pipeline import slot_record
-    from rotator.pipeline.slot_status import left_lines, status_data
+    from rotator.pipeline.slot_status import status_data
     from rotator.pipeline.slots import survey
 
     primary = next(r for r in reads if r.backend.settings.primary)
@@ -356,12 +339,6 @@ async def _alternating(
             KeyStatus(role, slot.fingerprint, state, detail, held, _slot_age(slot.set_at, time.time()), app, calls)
         )
     standby = next((k for k in status.keys if k.role == "standby"), None)
-    if standby is not None and standby.state is KeyState.UNCHECKED:
-        # Only what the slots themselves say: the API did not say the standby is bad.
-        unprobed = replace(alt, standby=None)
-        data["standby_problem"] = unprobed.standby_problem()
-        data["next"] = f"{unprobed.next().value} (if the standby key works: it could not be checked)"
-        data["left"] = left_lines(plan, unprobed, data["unfinished"])
     active = next((k for k in status.keys if k.role == "active"), None)
     if active is not None and active.state is KeyState.REFUSED:
         fix = f"`rotator rotate {plan.path}`" + (

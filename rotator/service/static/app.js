@@ -740,7 +740,9 @@
     state.altSlots = st;
     $("alt-slots").tBodies[0].replaceChildren(...["active", "standby"].map((who) => {
       const s = st[who] || {};
-      const works = s.works === true ? "yes, on every URL" : s.works === false ? `NO: ${s.problem || "refused"}` : "not probed";
+      const works = s.state === "works" ? "yes, on every URL"
+        : s.state === "refused" ? `NO: ${s.problem || "refused"}`
+        : s.state === "could not check" ? `could not check: ${s.problem || "no answer"}` : "not probed";
       return el("tr", { "data-slot": who }, el("th", { scope: "row" }, who),
         el("td", { class: "alt-app" }, s.app + (s.app_recorded === false ? " (first use: the plan lists it first)" : "")),
         el("td", {}, s.fingerprint || "(empty)"), el("td", {}, altAge(s.age_s)),

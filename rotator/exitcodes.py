@@ -19,4 +19,7 @@ class Exit(IntEnum):
     NOTHING_TO_RESUME = 12  # `resume` of a rotation that never wrote the primary: rotate again
     MISSING_EXTRA = 13  # an optional dependency is not installed (the line names the extra)
     KEY_NOT_RESET = 14  # the pasted key is the one the primary already holds: the key was not reset
+    # This run lost its plan lock (the journal's database restarted and another rotation took the
+    # plan meanwhile): it stopped; the line says what was written (`rotator resume ID` if anything).
+    LOCK_LOST = 15
     INTERRUPTED = 130  # Ctrl-C / SIGINT: the line says what was written and how to finish

@@ -207,6 +207,7 @@ class Report:
     reset: dict[str, Any] | None = None  # ResetDetected.as_dict (+ "inferred"), None: no reset seen
     watch: dict[str, Any] | None = None  # WatchResult.as_dict: how the old key was watched
     refused_keys: list[dict[str, Any]] = field(default_factory=list)  # pastes refused before the accepted key
+    journal_written: bool = True  # False: the final record could not be written (the journal says unfinished)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -233,6 +234,7 @@ class Report:
             "reset": self.reset,
             "watch": self.watch,
             "refused_keys": self.refused_keys,
+            **({"journal_written": False} if not self.journal_written else {}),
         }
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
+
 from rotator.exitcodes import Exit
+from rotator.logs import get_logger
 from rotator.pipeline import outage
 from rotator.probe import ProbeOutcome
 from rotator.report import BAD, Report, RunState, Step, TargetStatus, unlabelled
@@ -19,6 +22,8 @@ if TYPE_CHECKING:
     from rotator.probe import ProbeResult
     from rotator.secret import Secret
 
+JOURNAL_RETRY_FOR = 10.0  # seconds the final record of a run that wrote its key is retried
+log = get_logger("rotator.rotate")
 NOT_REVOKED = "the OLD key still works against the API: it has NOT been revoked"
 
 
@@ -124,11 +129,33 @@ async def abandon(state: RotationState, report: Report) -> Report:
 
 
 async def close_journal(state: RotationState, report: Report, *, event: bool = True) -> Report:
-    """Record `report` as the entry's final state (and, by default, as its last event)."""
+    """Record `report` as the entry's final state (and, by default, as its last event).
+
+    Once the primary holds the key (`key_journaled`), a journal that cannot be written
+    never turns the run into a failure: the record is retried for `JOURNAL_RETRY_FOR`
+    seconds, then the report says what the targets hold and that the journal still
+    shows the run unfinished, which `rotator resume` (Resume on the page) records."""
     state.report = report
     if event:
         state.event(Step.REPORT, report.state, detail=report.message, seconds=report.window)
+    try:
+        await _final_record(state, report)
+    except sa.exc.DBAPIError as exc:
+        if not state.key_journaled:
+            raise
+        log.error("journal not written at the end; the report says so", rotation=state.id, error=type(exc).__name__)
+        report.warnings.append(
+            f"the journal could not be written ({type(exc).__name__}, retried for {JOURNAL_RETRY_FOR:.0f}s): "
+            f"it still shows this run unfinished; once the database is back, Resume on the page "
+            f"(or `rotator resume {state.id}`) records it, writing nothing that already holds the key"
+        )
+        report.journal_written = False
+    return report
+
+
+async def _final_record(state: RotationState, report: Report) -> None:
     await state.journal_update(
+        retry_for=JOURNAL_RETRY_FOR if state.key_journaled else 0.0,
         state=report.state,
         exit_code=report.exit_code,
         finished_at=time.time(),
@@ -139,4 +166,3 @@ async def close_journal(state: RotationState, report: Report, *, event: bool = T
         refused_keys=len(report.refused_keys),
         report=report.as_dict(),
     )
-    return report

@@ -264,6 +264,8 @@ class Service:
                 message += f"; {MAX_KEY_ATTEMPTS} keys refused, the rotation is closed: arm again"
             return 422, {"error": message, "rotation": held.summary()}
         body = {"rotation": held.summary(), "report": scrub_data(attempt.report.as_dict())}
+        if attempt.report.exit_code == Exit.LOCK_LOST:  # another rotation holds the plan now: say so
+            return 409, {"error": attempt.report.message, **body}
         return (422 if attempt.outcome is Outcome.REFUSED else 200), body
 
     async def close_any(self, rid: str, who: str) -> tuple[int, dict[str, Any]]:
@@ -443,7 +445,8 @@ class Service:
         held = next((h for h in self.held.values() if h.plan.name == plan.name and not h.done), None)
         out = plan_state(self.journal, plan, held.id if held is not None and held.state == Status.ARMED else None)
         out["active"] = self.active(plan, held, out["lock"])
-        busy = out["active"]["id"] if out["active"] else None
+        # A holder that is gone (or a lock row a database outage left behind) keeps nobody from Resume.
+        busy = out["active"]["id"] if out["active"] and out["active"].get("alive", True) else None
         out["resumable"] = [
             {"id": r.id, "state": r.state, "created_at": r.created_at, "operator": r.operator}
             for r in self.journal.unfinished(plan.name)

@@ -56,6 +56,7 @@ class RunState(StrEnum):
     ABORTED = "aborted"
     DRY_RUN = "dry_run"
     DRIFT = "drift"
+    SKIPPED = "skipped"  # a sync that found the plan locked by a rotation (or another sync): nothing to do, no failure
 
 
 # The run stopped: nothing more happens to it unless `rotator resume` picks it up.
@@ -66,6 +67,7 @@ FINISHED = frozenset(
         RunState.REFUSED,
         RunState.UNAVAILABLE,
         RunState.FAILED,
+        RunState.SKIPPED,
         RunState.ABORTED,
         RunState.CONFLICT,
         RunState.DRY_RUN,

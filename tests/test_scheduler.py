@@ -114,13 +114,39 @@ def test_sync_job_repairs_drift_and_journals_it(plan_path: Path, journal: Journa
     assert all(t["status"] == "unchanged" for t in latest.report["targets"] if not t["primary"])
 
 
-def test_sync_job_skips_a_plan_that_is_being_rotated(plan_path: Path, journal: Journal) -> None:
-    make_service(plan_path, journal)
-    plan = load_plan(plan_path)
-    journal.acquire(plan.name, "someone-else")  # held by a live process (this one)
-    assert asyncio.run(sched.sync_job(plan.name)) == "busy"
-    journal.release(plan.name, "someone-else")
-    assert asyncio.run(sched.sync_job("no-such-plan")) == "unknown-plan"
+def test_sync_job_skips_a_plan_that_is_being_rotated(
+    plan_path: Path, journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick that finds the plan locked is skipped, not failed: journaled as `skipped`
+    naming the holder, counted on /metrics, and no notification (Slack here) is sent."""
+    chat = HookReceiver(b"ok")
+    try:
+        monkeypatch.setenv("SKIP_TEST_SLACK", chat.url + "/hook")
+        with plan_path.open("a") as f:
+            f.write('\n[[notify]]\ntype = "slack"\nurl = { env = "SKIP_TEST_SLACK" }\n')
+        svc = make_service(plan_path, journal)
+        plan = load_plan(plan_path)
+        journal.acquire(plan.name, "someone-else")  # held by a live process (this one)
+
+        async def tick() -> str:
+            state = await sched.sync_job(plan.name)
+            await asyncio.sleep(0.5)  # a notification, were one sent, would be on its way
+            return state
+
+        assert asyncio.run(tick()) == "skipped"
+        journal.release(plan.name, "someone-else")
+        rows = syncs(journal, plan.name)
+        assert [r.state for r in rows] == ["skipped"]
+        assert rows[0].report is not None and "locked by someone-else" in rows[0].report["message"]
+        assert rows[0].report["lock"]["holder"] == "someone-else"
+        assert any(e["status"] == "skipped" and "someone-else" in e["detail"] for e in journal.events(rows[0].id))
+        text = svc.metrics.render().decode()
+        assert f'rotator_sync_skipped_total{{kind="sync",plan="{plan.name}"}} 1.0' in text
+        assert f'rotator_runs_total{{kind="sync",plan="{plan.name}",state="skipped"}} 1.0' in text
+        assert chat.bodies == []  # not news
+        assert asyncio.run(sched.sync_job("no-such-plan")) == "unknown-plan"
+    finally:
+        chat.stop()
 
 
 # -- the scheduler with its persistent job store ------------------------------

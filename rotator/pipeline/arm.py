@@ -136,9 +136,21 @@ async def _open_entry(state: RotationState) -> None:
         await state.journal_call(state.journal.acquire, plan.name, state.id)
         state.locked = True
     except LockHeld as exc:
+        skipped = state.kind in ("sync", "check")  # a tick during a rotation: skipped, not failed
         if state.entry_opened:
-            await state.journal_update(state=RunState.ABORTED, finished_at=time.time())
-        raise RotationError(str(exc), Exit.BUSY, {"lock": exc.as_dict()}) from None
+            if skipped:
+                state.skipped = True
+                message = f"skipped: {exc}"
+                state.event(Step.ARM, RunState.SKIPPED, detail=message)
+                await state.journal_update(
+                    state=RunState.SKIPPED,
+                    exit_code=int(Exit.BUSY),
+                    finished_at=time.time(),
+                    report={"state": RunState.SKIPPED, "kind": state.kind, "message": message, "lock": exc.as_dict()},
+                )
+            else:
+                await state.journal_update(state=RunState.ABORTED, finished_at=time.time())
+        raise RotationError(str(exc), Exit.BUSY, {"lock": exc.as_dict(), "skipped": skipped}) from None
     await state.journal_call(
         state.journal.record,
         state.id,
@@ -180,7 +192,14 @@ async def disarm(state: RotationState) -> None:
     # Only a rotation that never took a key is "aborted"; one that failed after the
     # key was journaled keeps its state, so `resume` can finish it.
     # A journal that cannot be written (disk full) must not keep the lock's release from being tried.
-    if state.id and state.report is None and not state.key_journaled and state.armed and state.armed.ok:
+    if (
+        state.id
+        and state.report is None
+        and not state.key_journaled
+        and not state.skipped
+        and state.armed
+        and state.armed.ok
+    ):
         await _best_effort(state, state.journal.update, state.id, state=RunState.ABORTED, finished_at=time.time())
     if state.locked:
         await _best_effort(state, state.journal.release, state.plan.name, state.id)

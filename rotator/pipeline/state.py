@@ -76,6 +76,7 @@ class RotationState:
     old_secret: Secret | None = None  # what the primary held at arm
     entry_opened: bool = False  # arm opened this state's journal entry (it was not given)
     locked: bool = False  # holds the plan's journal lock
+    skipped: bool = False  # a sync that found the plan locked: journaled `skipped`, not aborted
     closed: bool = False
 
     # -- the window (clocks: perf_counter; deadline: loop time) --

@@ -425,6 +425,10 @@ class Service:
                 raise ApiError(409, f"cannot {kind}: " + "; ".join(armed.problems()), preflight=preflight(state))
             report = await (pipeline.check_drift(state) if check_only else pipeline.sync(state))
         except (RotationError, ApiError) as exc:
+            if isinstance(exc, RotationError) and exc.details.get("skipped"):
+                # The plan is locked (a rotation armed): skipped, journaled as such; not news.
+                self.metrics.observe_skipped(plan.name, kind)
+                raise ApiError(409, str(exc), **exc.details) from None
             if not check_only:  # a sync that could not run is a failure worth telling
                 code = int(exc.exit_code) if isinstance(exc, RotationError) else int(Exit.PREFLIGHT_FAILED)
                 failed: dict[str, Any] = {"id": state.id or None, "kind": kind, "plan": plan.name, "state": "failed"}

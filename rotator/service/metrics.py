@@ -88,6 +88,12 @@ class Metrics:
             registry=r,
         )
         self.armed = Gauge("rotator_armed_rotations", "Rotations armed and waiting for a key", registry=r)
+        self.skipped = Counter(
+            "rotator_sync_skipped_total",
+            "Syncs (and drift checks) skipped because the plan was locked by a rotation or another sync",
+            ["plan", "kind"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -117,6 +123,10 @@ class Metrics:
                 self.key_age.labels(plan).set(0)
             elif kind == "sync":
                 self.last_sync.labels(plan).set(finished_at)
+
+    def observe_skipped(self, plan: str, kind: str) -> None:
+        self.skipped.labels(plan, kind).inc()
+        self.runs.labels(plan, kind, "skipped").inc()
 
     def set_key_age(self, plan: str, age: float | None, warning: bool) -> None:
         if age is None:

@@ -93,7 +93,7 @@ def plan_state(journal: Journal, plan: Plan, armed_rotation: str | None) -> dict
     age = key_age(journal, plan)
     rows = journal.history(plan.name, 50)
     last_rot = next((r for r in rows if r.kind == "rotate" and r.state != RunState.ABORTED), None)
-    last_sync = next((r for r in rows if r.kind == "sync"), None)
+    last_sync = next((r for r in rows if r.kind == "sync" and r.state != RunState.SKIPPED), None)
     last_check = next((r for r in rows if r.kind == "check"), None)  # a drift check (writes nothing)
     ended = (RunState.DONE, RunState.PARTIAL, RunState.DRIFT)
     fp, fp_from = None, None

@@ -60,6 +60,12 @@
     return el("span", { class: `status ${cls}`, "data-status": status }, `${MARK[status] || "·"} ${status}`);
   }
 
+  // A run's state in the history: a skipped sync (the plan was locked) is grey, not a failure.
+  function runCell(status) {
+    if (status !== "skipped") return statusCell(status);
+    return el("span", { class: "status st-skipped", "data-status": status }, `${MARK.skipped} skipped`);
+  }
+
   // A message written for the terminal names a CLI flag; on the page, the way is on screen.
   function noFlags(text) { return String(text).replace(/\s*\(--accept-unprobed[^)]*\)/, ""); }
 
@@ -826,7 +832,7 @@
     try { r = await api("GET", "/api/history?limit=10"); } catch (e) { return; }
     if (!r.ok) return;
     $("history").tBodies[0].replaceChildren(...(r.data.rotations || []).map((h) => el("tr", {},
-      el("td", {}, when(h.created_at)), el("td", {}, h.plan), el("td", {}, h.kind), el("td", {}, statusCell(h.state)),
+      el("td", {}, when(h.created_at)), el("td", {}, h.plan), el("td", {}, h.kind), el("td", {}, runCell(h.state)),
       el("td", {}, h.window_s !== null && h.window_s !== undefined ? ms(h.window_s) : ""),
       el("td", {}, h.new_fp || h.old_fp || ""), el("td", {}, h.operator))));
   }

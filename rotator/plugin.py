@@ -111,10 +111,18 @@ class Check:
 
 @dataclass
 class Stored:
-    """What a backend holds now: the secret (None when absent) and its version."""
+    """What a backend holds now: the secret (None when absent) and its version.
+
+    `changed_at` / `changed_by`: what the backend itself records of when (ISO 8601, UTC)
+    and by whom its current value was written, where it records it (Vault KV v2's
+    version `created_time`, the AWS version's `CreatedDate`, a Kubernetes Secret's
+    latest managed-fields entry): a drift report says it, so an operator can tell
+    who edited a secondary."""
 
     secret: Secret | None
     version: str | None = None
+    changed_at: str | None = None
+    changed_by: str | None = None
 
 
 @dataclass

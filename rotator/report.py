@@ -170,6 +170,8 @@ class ArmResult:
     old_version: str | None
     seconds: float
     current: dict[str, str | None] = field(default_factory=dict)  # backend -> fingerprint now
+    # backend -> what it records of its current value: version, changed_at, changed_by (`plugin.Stored`)
+    changed: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         return [f"{name}: {unlabelled(name, c.detail)}" for name, c in self.checks.items() if c.ok is False]
@@ -210,6 +212,8 @@ class Report:
     watch: dict[str, Any] | None = None  # WatchResult.as_dict: how the old key was watched
     refused_keys: list[dict[str, Any]] = field(default_factory=list)  # pastes refused before the accepted key
     journal_written: bool = True  # False: the final record could not be written (the journal says unfinished)
+    # A sync: each backend it repaired (backend, fingerprint before/after, what the backend records of the change)
+    drift: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -237,6 +241,7 @@ class Report:
             "watch": self.watch,
             "refused_keys": self.refused_keys,
             **({"journal_written": False} if not self.journal_written else {}),
+            **({"drift": self.drift} if self.drift is not None else {}),
         }
 
 

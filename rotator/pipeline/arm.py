@@ -48,6 +48,7 @@ async def run(state: RotationState) -> ArmResult:
 
     checks: dict[str, Check] = {}
     current: dict[str, str | None] = {}
+    changed: dict[str, dict[str, str | None]] = {}
     primary_stored: Stored | None = None
     # A bounded number of targets readied at once, so each one's timeout measures its
     # own requests, not a queue: 900 consumers started together needed ~2,700 requests
@@ -71,6 +72,11 @@ async def run(state: RotationState) -> ArmResult:
             if check.ok is not False:
                 stored = await asyncio.wait_for(b.read(), b.settings.timeout)
                 current[b.name] = stored.secret.fingerprint if stored.secret else None
+                changed[b.name] = {
+                    "version": stored.version,
+                    "changed_at": stored.changed_at,
+                    "changed_by": stored.changed_by,
+                }
                 if b.settings.primary:
                     primary_stored = stored
         except Exception as exc:  # noqa: BLE001 - one line per target, never a traceback
@@ -106,7 +112,7 @@ async def run(state: RotationState) -> ArmResult:
         old_version = primary_stored.version
         old_fp = primary_stored.secret.fingerprint if primary_stored.secret else None
     ok = all(c.ok is not False for c in checks.values())
-    armed = state.armed = ArmResult(ok, checks, old_fp, old_version, time.perf_counter() - t0, current)
+    armed = state.armed = ArmResult(ok, checks, old_fp, old_version, time.perf_counter() - t0, current, changed)
     if ok:
         await _open_entry(state)
         # The values read at arm into full matchers, off the loop: the pasted key then costs

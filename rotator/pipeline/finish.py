@@ -47,7 +47,9 @@ def report(state: RotationState, secret: Secret, revocation: ProbeResult | None 
             warnings.append(NOT_REVOKED)
         elif revocation.outcome is not ProbeOutcome.ACCEPTED:
             warnings.append(f"could not check that the old key is revoked: {revocation.detail}")
+    drift = None
     if state.kind == "sync":  # a sync copies what the primary holds: there is no new key
+        drift = repaired(state, secret)
         written = sum(1 for r in results if r.kind == "backend" and r.status == TargetStatus.OK)
         names = ", ".join(f"{r.name} ({r.status})" for r in bad)
         message = (
@@ -77,7 +79,32 @@ def report(state: RotationState, secret: Secret, revocation: ProbeResult | None 
         targets=list(results),
         warnings=warnings,
         message=message,
+        drift=drift,
     )
+
+
+def repaired(state: RotationState, secret: Secret) -> list[dict[str, object]]:
+    """A sync's repairs: each backend it wrote (it differed from the primary), with its
+    fingerprint before and after and what the backend recorded of the change it undid."""
+    armed = state.armed
+    out: list[dict[str, object]] = []
+    for r in state.results.values():
+        if r.kind != "backend" or r.primary or r.status != TargetStatus.OK:
+            continue
+        seen = armed.changed.get(r.name, {}) if armed else {}
+        out.append(
+            {
+                "backend": r.name,
+                "type": r.type,
+                "before": armed.current.get(r.name) if armed else None,
+                "after": r.fingerprint or secret.fingerprint,
+                "version_before": seen.get("version"),
+                "changed_at": seen.get("changed_at"),
+                "changed_by": seen.get("changed_by"),
+                "version_after": r.version,
+            }
+        )
+    return out
 
 
 async def primary_failed(state: RotationState, secret: Secret) -> Report:

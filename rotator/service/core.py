@@ -40,7 +40,7 @@ from rotator.pipeline.session import (
     Status,
 )
 from rotator.pipeline.state import RotationState
-from rotator.report import FINISHED, PRIMARY_UNSURE, RESUMABLE, RunState, TargetStatus
+from rotator.report import FINISHED, PRIMARY_UNSURE, RESUMABLE, RunState
 from rotator.secret import scrub_data
 from rotator.service.metrics import Metrics
 from rotator.service.sessions import Held
@@ -440,8 +440,8 @@ class Service:
         finally:
             await arm.disarm(state)
         self.metrics.observe_report(report)
-        if not check_only and (report.exit_code != 0 or any(t.status == TargetStatus.OK for t in report.targets)):
-            self.notify(plan, report.as_dict())  # changed something, or failed
+        if not check_only and (report.exit_code != 0 or report.drift):
+            self.notify(plan, report.as_dict())  # drift repaired (its own notification), or failed; never a no-op
         return report
 
     # -- reading ---------------------------------------------------------

@@ -87,6 +87,12 @@ class Metrics:
             ["plan"],
             registry=r,
         )
+        self.last_drift = Gauge(
+            "rotator_last_drift_repaired_timestamp_seconds",
+            "Unix time a sync last found the backend out of line with the primary and repaired it",
+            ["plan", "backend"],
+            registry=r,
+        )
         self.armed = Gauge("rotator_armed_rotations", "Rotations armed and waiting for a key", registry=r)
         self.skipped = Counter(
             "rotator_sync_skipped_total",
@@ -117,6 +123,8 @@ class Metrics:
         for t in report.targets:
             if t.kind == "backend":
                 self.drift.labels(plan, t.name).set(1 if t.status in BAD else 0)
+        for d in report.drift or []:
+            self.last_drift.labels(plan, str(d.get("backend"))).set(finished_at)
         if report.state == "done":
             if kind == "rotate":
                 self.last_rotation.labels(plan).set(finished_at)

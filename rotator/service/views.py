@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rotator.history_fold import repaired
 from rotator.report import BAD, RunState
 from rotator.service.key_age import key_age
 
@@ -69,6 +70,8 @@ def preflight(state: RotationState) -> list[dict[str, Any]]:
 
 def row_dict(row: RotationRow, with_report: bool = False) -> dict[str, Any]:
     d = {k: v for k, v in row.__dict__.items() if k != "report"}
+    if row.kind == "sync":  # the page folds no-op syncs and shows what each repairing one repaired
+        d["repaired"] = repaired(row)
     if with_report:
         d["report"] = row.report
     return d

@@ -145,6 +145,7 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
     """A secret in AWS Secrets Manager."""
 
     Settings: ClassVar[type[BackendSettings]] = AwsSettings
+    dates_its_value: ClassVar[bool] = True  # the AWSCURRENT version's CreatedDate dates the value
     can_be_primary: ClassVar[bool] = True
     label: ClassVar[str] = "aws"
     settings: AwsSettings

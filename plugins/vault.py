@@ -102,6 +102,7 @@ class VaultBackend(StandbySlots, SdkBackend):
     """A KV v2 (or v1) secret in Vault; the key in one field, other fields kept."""
 
     Settings: ClassVar[type[BackendSettings]] = VaultSettings
+    dates_its_value: ClassVar[bool] = True  # a KV v2 version's created_time dates the value
     can_be_primary: ClassVar[bool] = True
     label: ClassVar[str] = "vault"
     settings: VaultSettings

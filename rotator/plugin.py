@@ -300,6 +300,9 @@ class Backend(_Plugin):
 
     Settings: ClassVar[type[BackendSettings]] = BackendSettings
     can_be_primary: ClassVar[bool] = True
+    dates_its_value: ClassVar[bool] = False
+    """`Stored.changed_at` dates the value itself (a Vault KV v2 version, an AWS version), so a
+    key's age may be counted from it when the journal has none; a file's mtime does not."""
     can_hold_standby: ClassVar[bool] = False
     """Implements the standby slot of alternating plans (`read_slots`, `write_standby`,
     `swap_slots`, `preflight_standby`); only the primary ever holds one."""

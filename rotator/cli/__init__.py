@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import click
 
-from rotator.cli import alternating, commands, journal_view, output, rotate
+from rotator.cli import adopt, alternating, commands, journal_view, output, rotate
 from rotator.cli.context import Context, Fail, err
 from rotator.errors import CommandError, PlanError
 from rotator.exitcodes import Exit
@@ -110,6 +110,7 @@ for command in (
     alternating.rollback,
     alternating.status,
     commands.sync,
+    adopt.adopt,
     journal_view.history,
     journal_view.show,
     commands.plugins,

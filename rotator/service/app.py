@@ -8,7 +8,6 @@ and event passes through `rotator.secret.scrub_data`.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,8 +19,8 @@ from starlette.staticfiles import StaticFiles
 
 from rotator.logs import get_logger
 from rotator.service import routes
+from rotator.service.agejob import current_age
 from rotator.service.identity import Identity
-from rotator.service.key_age import key_age
 from rotator.service.middleware import MAX_BODY, BearerAuth, BodyLimit, SecurityHeaders
 
 if TYPE_CHECKING:
@@ -79,9 +78,9 @@ def build_app(
             outcome = sched.reconcile(scheduler, list(service.plans.values()))
             scheduler.resume()
             log.info("scheduler started", jobs=outcome)
-        for name, plan in service.plans.items():  # the key-age gauge from the journal, no notifications
+        for name, plan in service.plans.items():  # the key-age gauge (journal, else the primary), no reminders
             try:
-                age = await asyncio.to_thread(key_age, service.journal, plan)
+                age = await current_age(service, plan)
                 service.metrics.set_key_age(name, age.age_seconds, age.warn)
             except Exception as exc:  # noqa: BLE001 - a metric must not stop the service
                 log.warning("key age unknown", plan=name, error=type(exc).__name__)

@@ -78,7 +78,7 @@ class Service:
         self.held: dict[str, Held] = {}
         self.public_url: str | None = None  # the page's address, for the links in notifications
         self.draining = False
-        self.age_unknown_warned: set[str] = set()
+        self.primary_set_at: dict[str, float | None] = {}  # the primary's own date of its value (key_age)
         self._tasks: set[asyncio.Task[Any]] = set()  # syncs and closes in flight
         self.metrics.load(journal, plans)
 
@@ -447,7 +447,8 @@ class Service:
     # -- reading ---------------------------------------------------------
     def plan_state(self, plan: Plan) -> dict[str, Any]:
         held = next((h for h in self.held.values() if h.plan.name == plan.name and not h.done), None)
-        out = plan_state(self.journal, plan, held.id if held is not None and held.state == Status.ARMED else None)
+        armed_id = held.id if held is not None and held.state == Status.ARMED else None
+        out = plan_state(self.journal, plan, armed_id, self.primary_set_at.get(plan.name))
         out["active"] = self.active(plan, held, out["lock"])
         # A holder that is gone (or a lock row a database outage left behind) keeps nobody from Resume.
         busy = out["active"]["id"] if out["active"] and out["active"].get("alive", True) else None

@@ -91,9 +91,11 @@ def brief(row: RotationRow | None) -> dict[str, Any] | None:
     }
 
 
-def plan_state(journal: Journal, plan: Plan, armed_rotation: str | None) -> dict[str, Any]:
+def plan_state(
+    journal: Journal, plan: Plan, armed_rotation: str | None, primary_set_at: float | None = None
+) -> dict[str, Any]:
     """A plan as the page shows it: targets, schedules, key age, last rotation and sync, drift, lock."""
-    age = key_age(journal, plan)
+    age = key_age(journal, plan, primary_set_at=primary_set_at)
     rows = journal.history(plan.name, 50)
     last_rot = next((r for r in rows if r.kind == "rotate" and r.state != RunState.ABORTED), None)
     last_sync = next((r for r in rows if r.kind == "sync" and r.state != RunState.SKIPPED), None)

@@ -21,5 +21,5 @@ class Exit(IntEnum):
     KEY_NOT_RESET = 14  # the pasted key is the one the primary already holds: the key was not reset
     # This run lost its plan lock (the journal's database restarted and another rotation took the
     # plan meanwhile): it stopped; the line says what was written (`rotator resume ID` if anything).
-    LOCK_LOST = 15
+    LOCK_LOST = 17
     INTERRUPTED = 130  # Ctrl-C / SIGINT: the line says what was written and how to finish

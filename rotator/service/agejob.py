@@ -143,7 +143,7 @@ async def age_check(service: Service, plan_name: str, schedule_index: int | None
     from rotator.journal import claim_run
 
     age = await current_age(service, plan)
-    service.metrics.set_key_age(plan.name, age.age_seconds, age.warn)
+    service.metrics.set_key_age(plan.name, age.age_seconds, age.warn, age.max_age_days)
     now = time.time()
     due = _claim_key(plan.name, age, now)
     if due is None:

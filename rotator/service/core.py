@@ -429,6 +429,7 @@ class Service:
                 # The plan is locked (a rotation armed): skipped, journaled as such; not news.
                 self.metrics.observe_skipped(plan.name, kind)
                 raise ApiError(409, str(exc), **exc.details) from None
+            self.metrics.runs.labels(plan.name, kind, "failed").inc()
             if not check_only:  # a sync that could not run is a failure worth telling
                 code = int(exc.exit_code) if isinstance(exc, RotationError) else int(Exit.PREFLIGHT_FAILED)
                 failed: dict[str, Any] = {"id": state.id or None, "kind": kind, "plan": plan.name, "state": "failed"}

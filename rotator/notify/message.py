@@ -63,7 +63,7 @@ def drift_repaired(plan_name: str, report: Mapping[str, Any], *, link: str | Non
     drift = [d for d in report.get("drift") or [] if isinstance(d, Mapping)]
     names = ", ".join(clean(d.get("backend")) for d in drift)
     ok = report.get("exit_code") == 0
-    title = f"{plan_name}: drift repaired in {names}"
+    title = f"{plan_name}: a sync repaired drift in {names}"
     summary = (
         f"{len(drift)} backend(s) held a different key than the primary and were set back to the primary's key: "
         "check who changed them"

@@ -131,13 +131,20 @@ def main() -> int:
     events: dict[str, int] = {}
     for body in bodies:
         events[body.get("event", "?")] = events.get(body.get("event", "?"), 0) + 1
-    drift_reports = [(b["plan"], d["backend"], d["before"]) for b in bodies if b.get("event") == "sync.drift_repaired" for d in b["drift"]]
+    drift_reports = [
+        (b["plan"], d["backend"], d["before"])
+        for b in bodies
+        if b.get("event") == "sync.drift_repaired"
+        for d in b["drift"]
+    ]
     expected_drift = [(d["plan"], "worker-env", d["fingerprint"]) for d in injected]
     states: dict[str, int] = {}
     for r in rows:
         states[r["state"]] = states.get(r["state"], 0) + 1
     skipped = [r for r in rows if r["state"] == "skipped"]
-    skipped_naming = [r for r in skipped if rotated.get("id") and rotated["id"] in json.loads(r["report"] or "{}").get("message", "")]
+    skipped_naming = [
+        r for r in skipped if rotated.get("id") and rotated["id"] in json.loads(r["report"] or "{}").get("message", "")
+    ]
     reminders: dict[str, int] = {}
     for body in bodies:
         if body.get("event") == "warning":

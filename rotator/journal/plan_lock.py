@@ -26,6 +26,9 @@ import sqlalchemy as sa
 
 from rotator.journal import advisory
 from rotator.journal.schema import locks
+from rotator.logs import get_logger
+
+log = get_logger("rotator.journal")
 
 
 class LockHeld(Exception):
@@ -147,11 +150,12 @@ class PlanLocks:
         holder, lock, token = mine
         if lock.alive():
             return
-        lock.release()
-        del self._held[plan]
         assert self._lock_engine is not None
+        # A database still away raises here and keeps `mine` as it is: the next call tries again.
         got = advisory.SessionLock.try_acquire(self._lock_engine, plan_lock_key(plan))
+        lock.release()  # its session is gone: this only closes the connection
         if got is None:
+            del self._held[plan]
             other = self.lock_row(plan)
             who = f"{other['holder']} (pid {other['pid']} on {other['host']})" if other else "another rotation"
             raise LockLost(plan, holder, f"its database session ended and {who} holds the plan now")
@@ -162,9 +166,11 @@ class PlanLocks:
             raise
         if row is None or row["holder"] != holder or abs(row["acquired_at"] - token) > 1e-6:
             got.release()
+            del self._held[plan]
             who = f"{row['holder']} took it meanwhile" if row else "another rotation took it (and let it go) meanwhile"
             raise LockLost(plan, holder, f"its database session ended and {who}")
         self._held[plan] = (holder, got, token)
+        log.warning("plan lock taken again after its database session ended; nobody held it meanwhile", plan=plan)
 
     def verify(self, plan: str, holder: str) -> None:
         """Before a durable step: `holder` still holds the plan (re-taken if the

@@ -178,8 +178,10 @@
     add("Consumers", p.consumers.map((c) => `${c.name} (${c.type})`).join(", ") || "none");
     add("Fingerprint", p.fingerprint || "unknown (no journal entry yet)");
     const age = p.key_age || {};
-    add("Key age", age.status === "unknown" ? "unknown: no completed rotation journaled"
-      : `${ago(age.age_seconds)}${age.max_age_days ? ` (max ${age.max_age_days} days)` : ""}`,
+    const from = { journal: "its last rotation", adopted: "rotator adopt", primary: "the primary's own record" };
+    add("Key age", age.status === "unknown" ? "unknown: nothing records it (rotator adopt PLAN --set-at DATE records it)"
+      : `${ago(age.age_seconds)}${age.max_age_days ? ` (max ${age.max_age_days} days)` : ""}` +
+        (from[age.source] ? `, from ${from[age.source]}` : ""),
       age.status === "overdue" ? "warn" : age.status === "due" ? "warn" : "");
     const lr = p.last_rotation;
     add("Last rotation", lr ? `${when(lr.finished_at || lr.created_at)} · ${lr.state}` +

@@ -221,8 +221,10 @@ def sync_rows(engine: sa.Engine) -> list[Any]:
 
 
 def claims(engine: sa.Engine) -> list[Any]:
+    """The scheduled jobs' claims (not the key checks' and reminders' claims beside them)."""
+    q = sa.select(job_runs).where(job_runs.c.job_id.startswith("rotator/")).order_by(job_runs.c.run_time)
     with engine.connect() as c:
-        return list(c.execute(sa.select(job_runs).order_by(job_runs.c.run_time)).all())
+        return list(c.execute(q).all())
 
 
 def arm_unless_busy(c: httpx.Client) -> httpx.Response | None:

@@ -102,6 +102,7 @@ class VaultBackend(StandbySlots, SdkBackend):
     """A KV v2 (or v1) secret in Vault; the key in one field, other fields kept."""
 
     Settings: ClassVar[type[BackendSettings]] = VaultSettings
+    dates_its_value: ClassVar[bool] = True  # a KV v2 version's created_time dates the value
     can_be_primary: ClassVar[bool] = True
     label: ClassVar[str] = "vault"
     settings: VaultSettings
@@ -332,6 +333,7 @@ class VaultBackend(StandbySlots, SdkBackend):
             body = resp["data"]
             version = int(body["metadata"]["version"])
             data = body.get("data")
+            self._created_time: str | None = body["metadata"].get("created_time") or None
         except (KeyError, TypeError, ValueError):
             raise self._fail(
                 f"unexpected answer reading {self._where} (is {self.settings.mount} a KV v2 mount?)"
@@ -352,8 +354,11 @@ class VaultBackend(StandbySlots, SdkBackend):
         return dict(data) if isinstance(data, dict) else None
 
     async def read(self) -> Stored:
+        self._created_time = None
         _, version, fields = await self._current()
-        return Stored(self._field(fields or {}), version=str(version) if self.settings.kv_version == 2 else None)
+        if self.settings.kv_version == 1:
+            return Stored(self._field(fields or {}))
+        return Stored(self._field(fields or {}), version=str(version), changed_at=self._created_time)
 
     async def write(self, secret: Secret, *, token: str, expected_version: str | None) -> Written:
         if self.settings.kv_version == 1:

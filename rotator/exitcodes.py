@@ -31,6 +31,7 @@ class Exit(IntEnum):
     STATUS_REFUSED = 18  # the API refused a key the plan holds (consumers on it are failing)
     STATUS_UNCHECKED = 19  # a key could not be checked (API unreachable, 5xx, no probe) or a backend not read
     PROXY_LISTEN = 20  # `rotator proxy` cannot listen on its address or key channel (in use, no permission)
+    LOCK_LOST = 21  # this run lost its plan lock (the journal's database restarted and another rotation took the plan meanwhile): it stopped; the line says what was written (`rotator resume ID` if anything)
     INTERRUPTED = 130  # Ctrl-C / SIGINT: the line says what was written and how to finish
 
 

@@ -113,10 +113,18 @@ class Check:
 
 @dataclass
 class Stored:
-    """What a backend holds now: the secret (None when absent) and its version."""
+    """What a backend holds now: the secret (None when absent) and its version.
+
+    `changed_at` / `changed_by`: what the backend itself records of when (ISO 8601, UTC)
+    and by whom its current value was written, where it records it (Vault KV v2's
+    version `created_time`, the AWS version's `CreatedDate`, a Kubernetes Secret's
+    latest managed-fields entry): a drift report says it, so an operator can tell
+    who edited a secondary."""
 
     secret: Secret | None
     version: str | None = None
+    changed_at: str | None = None
+    changed_by: str | None = None
 
 
 @dataclass
@@ -302,6 +310,9 @@ class Backend(_Plugin):
 
     Settings: ClassVar[type[BackendSettings]] = BackendSettings
     can_be_primary: ClassVar[bool] = True
+    dates_its_value: ClassVar[bool] = False
+    """`Stored.changed_at` dates the value itself (a Vault KV v2 version, an AWS version), so a
+    key's age may be counted from it when the journal has none; a file's mtime does not."""
     can_hold_standby: ClassVar[bool] = False
     """Implements the standby slot of alternating plans (`read_slots`, `write_standby`,
     `swap_slots`, `preflight_standby`); only the primary ever holds one."""

@@ -56,6 +56,7 @@ class RunState(StrEnum):
     ABORTED = "aborted"
     DRY_RUN = "dry_run"
     DRIFT = "drift"
+    SKIPPED = "skipped"  # a sync that found the plan locked by a rotation (or another sync): nothing to do, no failure
 
 
 # The run stopped: nothing more happens to it unless `rotator resume` picks it up.
@@ -66,6 +67,7 @@ FINISHED = frozenset(
         RunState.REFUSED,
         RunState.UNAVAILABLE,
         RunState.FAILED,
+        RunState.SKIPPED,
         RunState.ABORTED,
         RunState.CONFLICT,
         RunState.DRY_RUN,
@@ -170,6 +172,8 @@ class ArmResult:
     old_version: str | None
     seconds: float
     current: dict[str, str | None] = field(default_factory=dict)  # backend -> fingerprint now
+    # backend -> what it records of its current value: version, changed_at, changed_by (`plugin.Stored`)
+    changed: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         return [f"{name}: {unlabelled(name, c.detail)}" for name, c in self.checks.items() if c.ok is False]
@@ -214,6 +218,9 @@ class Report:
     reset: dict[str, Any] | None = None  # ResetDetected.as_dict (+ "inferred"), None: no reset seen
     watch: dict[str, Any] | None = None  # WatchResult.as_dict: how the old key was watched
     refused_keys: list[dict[str, Any]] = field(default_factory=list)  # pastes refused before the accepted key
+    journal_written: bool = True  # False: the final record could not be written (the journal says unfinished)
+    # A sync: each backend it repaired (backend, fingerprint before/after, what the backend records of the change)
+    drift: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -242,6 +249,8 @@ class Report:
             "reset": self.reset,
             "watch": self.watch,
             "refused_keys": self.refused_keys,
+            **({"journal_written": False} if not self.journal_written else {}),
+            **({"drift": self.drift} if self.drift is not None else {}),
         }
 
 

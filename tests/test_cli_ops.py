@@ -485,7 +485,9 @@ def test_rotate_and_sync_notify_and_a_failed_notification_never_fails_the_run(
         assert synced.returncode == 0, synced.stderr
         assert "every backend matches the primary (1 written)" in synced.stderr  # a sync reports as a sync
         assert "key received: fingerprint" not in synced.stderr and "the new key" not in synced.stderr
-        assert [b["event"] for b in receiver.bodies] == ["rotate.succeeded", "sync.succeeded"]
+        # A repairing sync is drift: its own event, naming the backend with its fingerprint before and after.
+        assert [b["event"] for b in receiver.bodies] == ["rotate.succeeded", "sync.drift_repaired"]
+        assert [d["backend"] for d in receiver.bodies[1]["drift"]] == ["app"]
     finally:
         receiver.server.stop()
 

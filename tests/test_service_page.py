@@ -556,3 +556,52 @@ def test_an_outage_known_only_as_a_lower_bound_is_shown_as_one(tmp_path: Path, s
     finally:
         svc.stop()
     assert problems == [], problems
+
+
+def test_history_folds_routine_syncs_shows_repairs_and_greys_skipped_ones(
+    page_service: tuple[ServiceProc, Path, bool], standin: AdjutorStandIn, tmp_path: Path
+) -> None:
+    """Three syncs that found nothing are one line; the one that repaired drift names the
+    backend with its fingerprints; a sync skipped while a rotation held the plan is grey."""
+    from rotator.secret import fingerprint
+    from tests.test_service import write_env
+
+    sync_playwright = _need_browser()
+    svc, root, _ = page_service
+    with svc.client() as c:
+        for _ in range(3):
+            assert c.post(f"/api/plans/{PLAN_NAME}/sync", json={}).json()["state"] == "done"
+        edited = "sk_test_edited0by0hand000000"
+        write_env(root / "worker/.env", edited)
+        assert c.post(f"/api/plans/{PLAN_NAME}/sync", json={}).json()["state"] == "done"
+        armed = c.post(f"/api/plans/{PLAN_NAME}/arm", json={})
+        assert armed.status_code == 201, armed.text
+        skipped = c.post(f"/api/plans/{PLAN_NAME}/sync", json={})
+        assert skipped.status_code == 409 and skipped.json()["skipped"] is True, skipped.text
+        c.post(f"/api/rotations/{armed.json()['id']}/close", json={})
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(svc.url + "/")
+            page.wait_for_selector("#token:focus")
+            page.keyboard.type(TOKEN)
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#history-section:not([hidden])")
+            page.wait_for_selector("#history tbody tr.folded")
+            rows = page.locator("#history tbody tr")
+            texts = [rows.nth(i).inner_text() for i in range(rows.count())]
+            assert any("3 syncs, no drift since" in t for t in texts), texts
+            key = standin.current_key
+            repaired = f"drift repaired: worker-env ({fingerprint(edited)} → {fingerprint(key)})"
+            assert sum(repaired in t for t in texts) == 1, texts
+            cell = page.locator('#history [data-status="skipped"]')
+            assert cell.count() == 1 and "st-skipped" in (cell.get_attribute("class") or "")
+            color = cell.evaluate("e => getComputedStyle(e).color")
+            assert color == "rgb(91, 100, 117)", color  # --muted: grey, not the failure red
+            assert page.locator('#history [data-status="failed"]').count() == 0
+        finally:
+            browser.close()
+    assert problems == []

@@ -21,7 +21,7 @@ from rotator.cli import _startup
 # isort: split
 import click
 
-from rotator.cli import alternating, commands, init, journal_view, output, reference, rotate, status
+from rotator.cli import adopt, alternating, commands, init, journal_view, output, reference, rotate, status
 from rotator.cli.context import Context, Fail, err
 from rotator.errors import CommandError, PlanError
 from rotator.exitcodes import Exit
@@ -117,6 +117,7 @@ for command in (
     alternating.rollback,
     status.status,
     commands.sync,
+    adopt.adopt,
     journal_view.history,
     journal_view.show,
     commands.plugins,
@@ -148,6 +149,7 @@ SHORT_HELP = {
     "help": "Print exit codes, or every plan setting.",
     "init": "Write a commented starter plan.",
     "proxy": "Serve the API locally with the key; hold refused calls.",
+    "adopt": "Record when the key in use was set (its age).",
 }
 for name, command in cli.commands.items():
     command.short_help = SHORT_HELP.get(name, command.short_help)

@@ -61,9 +61,10 @@ def notify(plan: Plan, report: Report) -> list[dict[str, object]]:
     import asyncio
 
     from rotator.notify import notify_all
+    from rotator.notify.send import CLI_WAIT
 
-    try:
-        results = asyncio.run(notify_all(plan, report.as_dict()))
+    try:  # at most CLI_WAIT seconds: the exit and --json never wait longer for a receiver
+        results = asyncio.run(notify_all(plan, report.as_dict(), wait=CLI_WAIT))
     except Exception as exc:  # noqa: BLE001 - notify_all never raises; this is belt and braces
         err().print(f"! notifications not sent: {type(exc).__name__}", markup=False)
         return []

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 @output.verbose_option
 @click.pass_obj
 def history(ctx: Context, plan_name: str | None, limit: int, as_json: bool) -> int:
-    """List recent rotations and syncs."""
+    """List recent rotations and syncs (runs of syncs that found no drift folded into one line)."""
+    from rotator.history_fold import fold, folded_line, repaired, repaired_text
     from rotator.render import history_lines
     from rotator.report import RESUMABLE
 
@@ -36,6 +37,7 @@ def history(ctx: Context, plan_name: str | None, limit: int, as_json: bool) -> i
                     "resumable": r.state in RESUMABLE,
                     "resumed": resumed(r),
                     "span_seconds": span(r),
+                    **({"repaired": repaired(r)} if r.kind == "sync" else {}),
                 }
             )
             for r in rows
@@ -46,10 +48,17 @@ def history(ctx: Context, plan_name: str | None, limit: int, as_json: bool) -> i
         err().print("no rotations yet" + (f" of {plan_name}" if plan_name else "") + f" in {journal_where(ctx)}")
         return 0
     lines = history_lines(rows)
+    by_id = dict(zip((r.id for r in rows), lines[1:], strict=True))
     click.echo(lines[0])
-    for r, line in zip(rows, lines[1:], strict=True):
+    for r, run in fold(rows):
+        if run:
+            click.echo(folded_line(run))
+            continue
         s = span(r)
-        click.echo(line + (f"  (resumed: {s:.1f} s from the first key to done)" if resumed(r) and s else ""))
+        extra = f"  (resumed: {s:.1f} s from the first key to done)" if resumed(r) and s else ""
+        if repaired(r):
+            extra += f"  drift repaired: {repaired_text(r)}"
+        click.echo(by_id[r.id] + extra)
     return 0
 
 

@@ -212,6 +212,10 @@ class Journal:
         """Take or renew the plan's lock; `LockHeld` when someone else holds it."""
         self.plan_locks.acquire(plan, holder, lease)
 
+    def verify_lock(self, plan: str, holder: str) -> None:
+        """Before a durable step: `holder` still holds the plan; `LockLost` if not."""
+        self.plan_locks.verify(plan, holder)
+
     def release(self, plan: str, holder: str) -> None:
         self.plan_locks.release(plan, holder)
 

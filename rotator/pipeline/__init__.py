@@ -23,6 +23,7 @@ from rotator.pipeline import (
     arm,
     drift,
     fan_out,
+    fence,
     finish,
     leaked,
     probe,
@@ -67,8 +68,12 @@ async def rotate(state: RotationState, secret: Secret) -> Report:
     if (refused := await probe.run(state, secret)) is not None:
         return refused  # nothing written
     await accept.run(state, secret)  # write-ahead: the journal has the key's fingerprint
+    if (lost := await fence.before_primary(state)) is not None:
+        return lost  # another rotation holds the plan now: nothing written
     if (failed := await write_primary.run(state, secret)) is not None:
         return failed  # the primary was not written, so nothing else was
+    if (lost := await fence.before_fan_out(state, secret)) is not None:
+        return lost  # the primary holds the key; the rest is left for `resume`
     await fan_out.run(state, secret)  # other backends at once; each consumer when its reads_from are written
     return await finish.run(state, secret)
 
@@ -79,6 +84,8 @@ async def resume(state: RotationState, expected_fp: str | None, *, primary_unsur
     secret = await read_primary.run(state, expected_fp, unsure=primary_unsure)
     await accept.run(state, secret)
     await read_primary.source(state, secret)
+    if (lost := await fence.before_fan_out(state, secret)) is not None:
+        return lost
     await fan_out.run(state, secret, skip_current=True)  # what already holds the key is not written again
     return await finish.run(state, secret)
 
@@ -89,6 +96,8 @@ async def sync(state: RotationState) -> Report:
     secret = read_primary.held_at_arm(state)
     await accept.run(state, secret)
     await read_primary.source(state, secret)
+    if (lost := await fence.before_fan_out(state, secret)) is not None:
+        return lost
     await fan_out.run(state, secret, skip_current=True, signal_unchanged=False)
     return await finish.run(state, secret)
 

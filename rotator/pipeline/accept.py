@@ -8,7 +8,7 @@ the old key was revoked starts here and runs beside the writes.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rotator.report import RunState, Step, TargetResult
 
@@ -22,7 +22,7 @@ async def run(state: RotationState, secret: Secret) -> None:
     state.deadline = asyncio.get_running_loop().time() + state.plan.rotation.deadline
     fp = secret.fingerprint
     # A continued entry keeps its first key_received_at: the window began then.
-    received = {"key_received_at": state.key_received_wall} if state.entry_opened else {}
+    received: dict[str, Any] = {"key_received_at": state.key_received_wall} if state.entry_opened else {}
     # (An event queued before an awaited write is written before it.)
     state.event(Step.KEY, "accepted", fingerprint=fp)
     await state.journal_update(state=RunState.KEY_ACCEPTED, new_fp=fp, **received)

@@ -48,6 +48,7 @@ async def run(state: RotationState) -> ArmResult:
 
     checks: dict[str, Check] = {}
     current: dict[str, str | None] = {}
+    changed: dict[str, dict[str, str | None]] = {}
     primary_stored: Stored | None = None
     # A bounded number of targets readied at once, so each one's timeout measures its
     # own requests, not a queue: 900 consumers started together needed ~2,700 requests
@@ -71,6 +72,11 @@ async def run(state: RotationState) -> ArmResult:
             if check.ok is not False:
                 stored = await asyncio.wait_for(b.read(), b.settings.timeout)
                 current[b.name] = stored.secret.fingerprint if stored.secret else None
+                changed[b.name] = {
+                    "version": stored.version,
+                    "changed_at": stored.changed_at,
+                    "changed_by": stored.changed_by,
+                }
                 if b.settings.primary:
                     primary_stored = stored
         except Exception as exc:  # noqa: BLE001 - one line per target, never a traceback
@@ -106,7 +112,7 @@ async def run(state: RotationState) -> ArmResult:
         old_version = primary_stored.version
         old_fp = primary_stored.secret.fingerprint if primary_stored.secret else None
     ok = all(c.ok is not False for c in checks.values())
-    armed = state.armed = ArmResult(ok, checks, old_fp, old_version, time.perf_counter() - t0, current)
+    armed = state.armed = ArmResult(ok, checks, old_fp, old_version, time.perf_counter() - t0, current, changed)
     if ok:
         await _open_entry(state)
         # The values read at arm into full matchers, off the loop: the pasted key then costs
@@ -136,9 +142,21 @@ async def _open_entry(state: RotationState) -> None:
         await state.journal_call(state.journal.acquire, plan.name, state.id)
         state.locked = True
     except LockHeld as exc:
+        skipped = state.kind in ("sync", "check")  # a tick during a rotation: skipped, not failed
         if state.entry_opened:
-            await state.journal_update(state=RunState.ABORTED, finished_at=time.time())
-        raise RotationError(str(exc), Exit.BUSY, {"lock": exc.as_dict()}) from None
+            if skipped:
+                state.skipped = True
+                message = f"skipped: {exc}"
+                state.event(Step.ARM, RunState.SKIPPED, detail=message)
+                await state.journal_update(
+                    state=RunState.SKIPPED,
+                    exit_code=int(Exit.BUSY),
+                    finished_at=time.time(),
+                    report={"state": RunState.SKIPPED, "kind": state.kind, "message": message, "lock": exc.as_dict()},
+                )
+            else:
+                await state.journal_update(state=RunState.ABORTED, finished_at=time.time())
+        raise RotationError(str(exc), Exit.BUSY, {"lock": exc.as_dict(), "skipped": skipped}) from None
     await state.journal_call(
         state.journal.record,
         state.id,
@@ -180,7 +198,14 @@ async def disarm(state: RotationState) -> None:
     # Only a rotation that never took a key is "aborted"; one that failed after the
     # key was journaled keeps its state, so `resume` can finish it.
     # A journal that cannot be written (disk full) must not keep the lock's release from being tried.
-    if state.id and state.report is None and not state.key_journaled and state.armed and state.armed.ok:
+    if (
+        state.id
+        and state.report is None
+        and not state.key_journaled
+        and not state.skipped
+        and state.armed
+        and state.armed.ok
+    ):
         await _best_effort(state, state.journal.update, state.id, state=RunState.ABORTED, finished_at=time.time())
     if state.locked:
         await _best_effort(state, state.journal.release, state.plan.name, state.id)

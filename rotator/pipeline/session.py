@@ -43,8 +43,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rotator import pipeline
 from rotator.errors import RotatorError
+from rotator.exitcodes import Exit
 from rotator.logs import get_logger
-from rotator.pipeline import arm, finish
+from rotator.pipeline import arm, fence, finish
 from rotator.pipeline.armed_watch import ArmedWatch
 from rotator.pipeline.ask import SourcesOperator
 from rotator.pipeline.instructions import (
@@ -329,6 +330,11 @@ class ArmedSession:
             raise
         finally:
             del secret
+        if report.exit_code == Exit.LOCK_LOST:  # another rotation holds the plan now (`fence`)
+            self.report = report
+            resume = f"rotator resume {self.id}" if report.state == RunState.PARTIAL else None
+            await self._end(Status.CLOSED, report.message, resume=resume)
+            return Attempt(Outcome.WRITTEN, report, report.message, self.attempts_left, True)
         if report.state == RunState.REFUSED:
             return await self._refused(Outcome.REFUSED, report, report.message)
         if report.state == RunState.UNAVAILABLE:
@@ -444,6 +450,7 @@ class FlowOperator(SourcesOperator):
 
     async def key(self, ask: ResetAsk) -> Secret:
         s = self.session
+        await fence.before_ask(s.state)  # no reset asked for by a run that lost its plan
         s.status = Status.ARMED
         s._expire_from_now()
         s._start_keeper()

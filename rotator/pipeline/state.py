@@ -77,6 +77,7 @@ class RotationState:
     old_secret: Secret | None = None  # what the primary held at arm
     entry_opened: bool = False  # arm opened this state's journal entry (it was not given)
     locked: bool = False  # holds the plan's journal lock
+    skipped: bool = False  # a sync that found the plan locked: journaled `skipped`, not aborted
     closed: bool = False
 
     # -- the window (clocks: perf_counter; deadline: loop time) --
@@ -129,9 +130,10 @@ class RotationState:
         """A journal write we wait for (it runs after every event queued before it)."""
         return await self.writer.call(fn, *args, **kw)
 
-    async def journal_update(self, **values: Any) -> None:
-        """This rotation's row, durable, with every event queued before it (one commit)."""
-        await self.writer.update(self.id, **values)
+    async def journal_update(self, *, retry_for: float = 0.0, **values: Any) -> None:
+        """This rotation's row, durable, with every event queued before it (one commit);
+        `retry_for`: seconds to keep trying a database that cannot be reached."""
+        await self.writer.update(self.id, retry_for=retry_for, **values)
 
     def event(self, step: str, status: str, **fields: Any) -> None:
         """Journal an event without waiting: written with the next batch, in order."""

@@ -154,6 +154,16 @@ class _AccessFields:
     metavar="URL",
     help="The page's address as users reach it (for the links in notifications; default: the bound address).",
 )
+@click.option(
+    "--validity-every",
+    type=float,
+    default=600.0,  # rotator.key_validity.VALIDITY_EVERY (not imported here: the CLI starts light)
+    show_default=True,
+    envvar="ROTATOR_VALIDITY_EVERY",
+    metavar="SECONDS",
+    help="Check each plan's key on its probe endpoint this often (one billed API call per key and interval, "
+    "across replicas; the rotator_key_validity gauge); 0 turns it off.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -170,6 +180,7 @@ def serve(
     trusted_proxies: tuple[str, ...],
     operator_header: str,
     public_url: str | None,
+    validity_every: float,
 ) -> int:
     """Run the service: scheduled syncs and key-age checks, the HTTP API, and the web page.
 
@@ -224,6 +235,7 @@ def serve(
                 misfire_grace_time=misfire_grace_time,
                 identity=identity,
                 public_url=public_url,
+                validity_every=max(validity_every, 0.0),
             )
         )
     finally:
@@ -243,6 +255,7 @@ async def _serve(
     misfire_grace_time: int | None,
     identity: Any = None,
     public_url: str | None = None,
+    validity_every: float = 0.0,
 ) -> int:
     import asyncio
     import contextlib
@@ -257,7 +270,9 @@ async def _serve(
 
     service = Service(plans, journal, arm_timeout=arm_timeout)
     scheduler = make_scheduler(journal.engine, misfire_grace_time=misfire_grace_time) if scheduler_on else None
-    app = build_app(service, token, scheduler=scheduler, shutdown_grace=5.0, identity=identity)
+    app = build_app(
+        service, token, scheduler=scheduler, shutdown_grace=5.0, identity=identity, validity_every=validity_every
+    )
     loop = asyncio.get_running_loop()
 
     class Server(uvicorn.Server):

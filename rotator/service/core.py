@@ -40,7 +40,7 @@ from rotator.pipeline.session import (
     Status,
 )
 from rotator.pipeline.state import RotationState
-from rotator.report import FINISHED, PRIMARY_UNSURE, RESUMABLE, RunState, TargetStatus
+from rotator.report import FINISHED, PRIMARY_UNSURE, RESUMABLE, RunState
 from rotator.secret import scrub_data
 from rotator.service.metrics import Metrics
 from rotator.service.sessions import Held
@@ -83,7 +83,7 @@ class Service:
         self.held: dict[str, Held] = {}
         self.public_url: str | None = None  # the page's address, for the links in notifications
         self.draining = False
-        self.age_unknown_warned: set[str] = set()
+        self.primary_set_at: dict[str, float | None] = {}  # the primary's own date of its value (key_age)
         self._tasks: set[asyncio.Task[Any]] = set()  # syncs and closes in flight
         self.metrics.load(journal, plans)
 
@@ -271,6 +271,8 @@ class Service:
                 message += f"; {MAX_KEY_ATTEMPTS} keys refused, the rotation is closed: arm again"
             return 422, {"error": message, "rotation": held.summary()}
         body = {"rotation": held.summary(), "report": scrub_data(attempt.report.as_dict())}
+        if attempt.report.exit_code == Exit.LOCK_LOST:  # another rotation holds the plan now: say so
+            return 409, {"error": attempt.report.message, **body}
         return (422 if attempt.outcome is Outcome.REFUSED else 200), body
 
     async def close_any(self, rid: str, who: str) -> tuple[int, dict[str, Any]]:
@@ -430,6 +432,11 @@ class Service:
                 raise ApiError(409, f"cannot {kind}: " + "; ".join(armed.problems()), preflight=preflight(state))
             report = await (pipeline.check_drift(state) if check_only else pipeline.sync(state))
         except (RotationError, ApiError) as exc:
+            if isinstance(exc, RotationError) and exc.details.get("skipped"):
+                # The plan is locked (a rotation armed): skipped, journaled as such; not news.
+                self.metrics.observe_skipped(plan.name, kind)
+                raise ApiError(409, str(exc), **exc.details) from None
+            self.metrics.runs.labels(plan.name, kind, "failed").inc()
             if not check_only:  # a sync that could not run is a failure worth telling
                 code = int(exc.exit_code) if isinstance(exc, RotationError) else int(Exit.PREFLIGHT_FAILED)
                 failed: dict[str, Any] = {"id": state.id or None, "kind": kind, "plan": plan.name, "state": "failed"}
@@ -441,16 +448,18 @@ class Service:
         finally:
             await arm.disarm(state)
         self.metrics.observe_report(report)
-        if not check_only and (report.exit_code != 0 or any(t.status == TargetStatus.OK for t in report.targets)):
-            self.notify(plan, report.as_dict())  # changed something, or failed
+        if not check_only and (report.exit_code != 0 or report.drift):
+            self.notify(plan, report.as_dict())  # drift repaired (its own notification), or failed; never a no-op
         return report
 
     # -- reading ---------------------------------------------------------
     def plan_state(self, plan: Plan) -> dict[str, Any]:
         held = next((h for h in self.held.values() if h.plan.name == plan.name and not h.done), None)
-        out = plan_state(self.journal, plan, held.id if held is not None and held.state == Status.ARMED else None)
+        armed_id = held.id if held is not None and held.state == Status.ARMED else None
+        out = plan_state(self.journal, plan, armed_id, self.primary_set_at.get(plan.name))
         out["active"] = self.active(plan, held, out["lock"])
-        busy = out["active"]["id"] if out["active"] else None
+        # A holder that is gone (or a lock row a database outage left behind) keeps nobody from Resume.
+        busy = out["active"]["id"] if out["active"] and out["active"].get("alive", True) else None
         out["resumable"] = [
             {"id": r.id, "state": r.state, "created_at": r.created_at, "operator": r.operator}
             for r in self.journal.unfinished(plan.name)

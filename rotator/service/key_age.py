@@ -1,8 +1,12 @@
-"""Key age: how long since the plan's key was last rotated (pure: read from the journal).
+"""Key age: how long since the plan's key was set, from one source of truth.
 
-The age comes from the journal: the last rotation of the plan that finished
-with every target done, from the moment its key arrived.  A plan with no such
-rotation has an unknown age (it was set up by hand, or rotated before rotator).
+In order: the journal's last rotation of the plan that finished with every
+target done (from the moment its key arrived), or an explicit `rotator adopt`
+record (kind ``adopt``: an existing key's age, given or read from the primary),
+whichever is newer; else the primary's own record of its current value
+(`primary_set_at`: Vault KV v2 `created_time`, the AWS version's `CreatedDate`,
+an alternating slot's stored time), read by the service (`key_record`); else
+unknown.  `status`, the page, /metrics and the reminders all read it here.
 The job that warns and notifies about it is `agejob`.
 """
 
@@ -29,6 +33,8 @@ class KeyAge:
     max_age_days: int | None
     reminder_lead_days: int
     message: str
+    source: str | None = None  # journal | adopted | primary (its own record) | None: unknown
+    basis: str | None = None  # what the age is counted from: a rotation id, or the primary's record
 
     @property
     def warn(self) -> bool:
@@ -44,24 +50,36 @@ class KeyAge:
             "max_age_days": self.max_age_days,
             "reminder_lead_days": self.reminder_lead_days,
             "message": self.message,
+            "source": self.source,
         }
 
 
-def key_age(journal: Journal, plan: Plan, now: float | None = None) -> KeyAge:
+def _set_at(row: Any) -> float:
+    return float(row.key_received_at or row.finished_at or row.created_at)
+
+
+def key_age(journal: Journal, plan: Plan, now: float | None = None, primary_set_at: float | None = None) -> KeyAge:
     now = time.time() if now is None else now
     spec = plan.secret
-    row = journal.last_success(plan.name, "rotate")
+    rows = [r for r in (journal.last_success(plan.name, "rotate"), journal.last_success(plan.name, "adopt")) if r]
     base = KeyAge(plan.name, "ok", None, None, None, spec.max_age_days, spec.reminder_lead_days, "")
-    if row is None:
+    row = max(rows, key=_set_at) if rows else None
+    if row is not None:
+        rotated_at = _set_at(row)
+        base.rotation_id, base.basis = row.id, row.id
+        base.source = "adopted" if row.kind == "adopt" else "journal"
+    elif primary_set_at is not None:
+        rotated_at = primary_set_at
+        base.source, base.basis = "primary", f"primary@{primary_set_at:.0f}"
+    else:
         base.status = "unknown"
         base.message = (
-            f"{plan.name}: key age unknown: no completed rotation in the journal; "
-            f"rotate it with rotator (`rotator rotate {plan.path}`) to start tracking it"
+            f"{plan.name}: key age unknown: no completed rotation in the journal and the primary records no date; "
+            f"`rotator adopt {plan.path} --set-at DATE` records it, or rotate it (`rotator rotate {plan.path}`)"
         )
         return base
-    rotated_at = row.key_received_at or row.finished_at or row.created_at
     age = max(now - rotated_at, 0.0)
-    base.age_seconds, base.rotated_at, base.rotation_id = age, rotated_at, row.id
+    base.age_seconds, base.rotated_at = age, rotated_at
     days = age / DAY
     if spec.max_age_days is None:
         base.message = f"{plan.name}: key is {days:.1f} days old (no max_age_days set)"

@@ -55,6 +55,55 @@ def _service(request: Request) -> Service:
     return service
 
 
+MAX_JSON_DEPTH = 16  # nesting a request body may have: the API's bodies are flat objects
+# The fields the API reads, by JSON type: a value of another type is refused (422), never dropped.
+FIELD_TYPES: dict[str, type] = {
+    "key": str,
+    "reason": str,
+    "operator": str,
+    "flow": str,
+    "choice": str,
+    "check": bool,
+    "accept_unprobed": bool,
+}
+_JSON_TYPE = {str: "a string", bool: "true or false"}
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply `raw` nests arrays and objects (strings skipped), without parsing it:
+    a 20,000-deep body must be refused before `json.loads` recurses into it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 async def _json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
@@ -62,13 +111,19 @@ async def _json_body(request: Request, *, required: bool = True) -> dict[str, An
             raise ApiError(400, "a JSON object body is required")
         return {}
     try:
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            raise ApiError(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels; send a flat JSON object")
         data = jsonlib.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(400, "the body is not valid JSON") from None
     finally:
         del raw
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
+    for name, wanted in FIELD_TYPES.items():
+        value = data.get(name)
+        if value is not None and type(value) is not wanted:
+            raise ApiError(422, f"{name} must be {_JSON_TYPE[wanted]}, not {_json_type(value)}", field=name)
     return data
 
 
@@ -125,7 +180,7 @@ async def get_plan(request: Request) -> Response:
 def _str(data: dict[str, Any], name: str) -> str | None:
     value = data.get(name)
     if value is not None and not isinstance(value, str):
-        raise ApiError(400, f"{name} must be a string")
+        raise ApiError(422, f"{name} must be a string", field=name)
     return value or None
 
 
@@ -190,7 +245,7 @@ async def whoami(request: Request) -> Response:
 async def sync(request: Request) -> Response:
     """Copy the primary to drifted backends (body `{"check": true}`: only look, write nothing)."""
     data = await _json_body(request, required=False)
-    check = bool(data.get("check", False))
+    check = data.get("check") is True
     report = await _service(request).sync(
         request.path_params["name"],
         check_only=check,
@@ -258,14 +313,28 @@ async def events(request: Request) -> Response:
     except ValueError:
         after = 0
     held = service.held.get(rid)
+    row = None
+    if held is None:
+        row = await asyncio.to_thread(service.journal.get, rid)
+        if row is None:
+            raise ApiError(404, f"no rotation {rid}")
+    slots = _stream_slots(request)
+    caller = sse.StreamSlots.caller(request.headers.get("authorization", ""))
+    if (why := slots.refusal(caller)) is not None:
+        raise ApiError(429, why, limit_per_token=slots.per_token, limit_total=slots.total)
     if held is not None:
-        return StreamingResponse(sse.held_stream(held, after), media_type="text/event-stream", headers=sse.HEADERS)
-    row = await asyncio.to_thread(service.journal.get, rid)
-    if row is None:
-        raise ApiError(404, f"no rotation {rid}")
-    return StreamingResponse(
-        sse.journal_stream(service, row.id, row.plan, after), media_type="text/event-stream", headers=sse.HEADERS
-    )
+        stream = sse.held_stream(held, after)
+    else:
+        assert row is not None
+        stream = sse.journal_stream(service, row.id, row.plan, after)
+    return StreamingResponse(slots.bounded(stream, caller), media_type="text/event-stream", headers=sse.HEADERS)
+
+
+def _stream_slots(request: Request) -> sse.StreamSlots:
+    slots = getattr(request.app.state, "event_streams", None)
+    if slots is None:
+        slots = request.app.state.event_streams = sse.StreamSlots()
+    return slots
 
 
 @api

@@ -81,6 +81,12 @@
     return el("span", { class: `status ${cls}`, "data-status": status }, `${MARK[status] || "·"} ${status}`);
   }
 
+  // A run's state in the history: a skipped sync (the plan was locked) is grey, not a failure.
+  function runCell(status) {
+    if (status !== "skipped") return statusCell(status);
+    return el("span", { class: "status st-skipped", "data-status": status }, `${MARK.skipped} skipped`);
+  }
+
   // A message written for the terminal names a CLI flag; on the page, the way is on screen.
   function noFlags(text) { return String(text).replace(/\s*\(--accept-unprobed[^)]*\)/, ""); }
 
@@ -195,8 +201,10 @@
     add("Consumers", p.consumers.map((c) => `${c.name} (${c.type})`).join(", ") || "none");
     add("Fingerprint", p.fingerprint || "unknown (no journal entry yet)");
     const age = p.key_age || {};
-    add("Key age", age.status === "unknown" ? "unknown: no completed rotation journaled"
-      : `${ago(age.age_seconds)}${age.max_age_days ? ` (max ${age.max_age_days} days)` : ""}`,
+    const from = { journal: "its last rotation", adopted: "rotator adopt", primary: "the primary's own record" };
+    add("Key age", age.status === "unknown" ? "unknown: nothing records it (rotator adopt PLAN --set-at DATE records it)"
+      : `${ago(age.age_seconds)}${age.max_age_days ? ` (max ${age.max_age_days} days)` : ""}` +
+        (from[age.source] ? `, from ${from[age.source]}` : ""),
       age.status === "overdue" ? "warn" : age.status === "due" ? "warn" : "");
     const lr = p.last_rotation;
     add("Last rotation", lr ? `${when(lr.finished_at || lr.created_at)} · ${lr.state}` +
@@ -934,10 +942,35 @@
     let r;
     try { r = await api("GET", "/api/history?limit=10"); } catch (e) { return; }
     if (!r.ok) return;
-    $("history").tBodies[0].replaceChildren(...(r.data.rotations || []).map((h) => el("tr", {},
-      el("td", {}, when(h.created_at)), el("td", {}, h.plan), el("td", {}, h.kind), el("td", {}, statusCell(h.state)),
-      el("td", {}, h.window_s !== null && h.window_s !== undefined ? ms(h.window_s) : ""),
-      el("td", {}, h.new_fp || h.old_fp || ""), el("td", {}, h.operator))));
+    $("history").tBodies[0].replaceChildren(...foldSyncs(r.data.rotations || []).map((h) => h.folded
+      ? el("tr", { class: "folded" }, el("td", {}, when(h.last.created_at)), el("td", {}, h.last.plan), el("td", {}, "sync"),
+        el("td", { colspan: "4" }, `${h.folded} syncs, no drift since ${when(h.first.created_at)}`))
+      : el("tr", {},
+        el("td", {}, when(h.created_at)), el("td", {}, h.plan), el("td", {}, h.kind), el("td", {}, runCell(h.state)),
+        el("td", {}, h.window_s !== null && h.window_s !== undefined ? ms(h.window_s) : ""),
+        el("td", {}, (h.repaired && h.repaired.length)
+          ? `drift repaired: ${h.repaired.map((d) => `${d.backend} (${d.before || "absent"} → ${d.after || "?"})`).join(", ")}`
+          : (h.new_fp || h.old_fp || "")),
+        el("td", {}, h.operator))));
+  }
+
+  // Consecutive syncs of one plan that found nothing to repair: one line, not one row per tick.
+  function foldSyncs(rows) {
+    const out = [];
+    let run = [];
+    const noop = (h) => h.kind === "sync" && h.state === "done" && !(h.repaired && h.repaired.length);
+    const flush = () => {
+      if (run.length >= 2) out.push({ folded: run.length, last: run[0], first: run[run.length - 1] });
+      else out.push(...run);
+      run = [];
+    };
+    for (const h of rows) {
+      if (noop(h) && (!run.length || run[0].plan === h.plan)) { run.push(h); continue; }
+      flush();
+      if (noop(h)) run.push(h); else out.push(h);
+    }
+    flush();
+    return out;
   }
 
   // -- wiring ----------------------------------------------------------------

@@ -1,0 +1,262 @@
+"""The API proxy run by `rotator serve`, and a promote of an alternating plan through `rotator proxy`.
+
+Under `rotator serve` (a real process), a plan with a ``[proxy]`` section gets its
+proxy in serve's event loop, on its own address.  Real clients (`curl`, Node,
+Python `requests`) call through it continuously; the operator arms on the API,
+resets the app's key, and pastes the new key 2 s later.  The plan's `proxy`
+consumer hands the key to the proxy in-process (it has no channel), confirmed by
+fingerprint.  No call fails, each POST is executed once by the stand-in, the page's
+API shows the proxy (address, fingerprint, holds, replays, 503s), serve's /metrics
+carries the proxy's series, and no key appears in anything the service printed.
+
+An alternating plan: `rotator rotate` (promote, then re-key) with a `rotator proxy`
+process as a consumer over its key channel: the promote switches the proxy to the
+standby key while the clients call on, and no call fails.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from rotator.secret import fingerprint
+from rotator.testing import plans
+from rotator.testing.adjutor import AdjutorStandIn
+
+try:
+    from tests.test_proxy import calls, free_port, leaked, start_clients, wait_for_calls
+    from tests.test_service import ServiceProc
+except ImportError:  # pragma: no cover - run from inside tests/
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_proxy import calls, free_port, leaked, start_clients, wait_for_calls  # type: ignore[no-redef]
+    from test_service import ServiceProc  # type: ignore[no-redef]
+
+PLAN = "billing"
+RESET_LINE = re.compile(r"Reset (\S+) \(its new key becomes")
+
+
+def stop_clients(tmp: Path, procs: dict[str, subprocess.Popen[bytes]], stop: Path) -> None:
+    for name in procs:  # each runs on after the switch
+        wait_for_calls(tmp, [name], len(calls(tmp, name)) + 4)
+    stop.touch()
+    for p in procs.values():
+        p.wait(timeout=60)
+
+
+def assert_clients_ok(tmp: Path, names: list[str], api: AdjutorStandIn) -> None:
+    for name in names:
+        seen = calls(tmp, name)
+        failed = [c for c in seen if c.status != "200"]
+        assert not failed, (name, failed[:5])
+        for c in (c for c in seen if c.method == "POST"):
+            assert api.posts.get(c.id) == 1, (name, c, api.posts.get(c.id))
+    assert api.post_mismatches == 0
+    answered = {c.id for n in names for c in calls(tmp, n) if c.method == "POST"}
+    assert set(api.posts) == answered  # nothing executed that no client saw answered
+
+
+# --- under rotator serve: a single-app reset, the key pasted on the API 2 s later ------------------
+
+
+def test_serve_runs_the_proxy_and_hands_it_the_key_in_process(tmp_path: Path) -> None:
+    api = AdjutorStandIn().start()
+    svc: ServiceProc | None = None
+    try:
+        old = api.current_key
+        env = tmp_path / "store.env"
+        env.write_text(f"ADJUTOR_API_KEY={old}\n")
+        env.chmod(0o600)
+        listen = f"127.0.0.1:{free_port()}"
+        data = plans.plan(
+            PLAN,
+            backends=[plans.envfile("store", env, primary=True)],
+            consumers=[{"name": "api-proxy", "type": "proxy"}],  # no channel: the proxy serve runs, in-process
+            probe=plans.adjutor_probe(api.models_url),
+        )
+        data["proxy"] = {"listen": listen, "upstream": api.url}
+        (tmp_path / "plans").mkdir()
+        plan = plans.write_plan(tmp_path / "plans" / f"{PLAN}.toml", data)
+        svc = ServiceProc(["--plans", str(plan.parent), "--db", f"sqlite:///{tmp_path / 'journal.db'}"])
+        svc.wait_ready()
+        assert f"proxy listening on {listen}" in svc.output()
+
+        base = f"http://{listen}"
+        procs, stop = start_clients(base, tmp_path)
+        names = list(procs)
+        wait_for_calls(tmp_path, names, 6)
+        bodies: list[str] = []
+        with svc.client() as c:
+            shown = c.get(f"/api/plans/{PLAN}").json()["proxy"]
+            assert shown["listen"] == listen and shown["fingerprint"] == fingerprint(old)
+            assert shown["state"] in ("live", "none") and shown["held_now"] == 0
+
+            r = c.post(f"/api/plans/{PLAN}/arm", json={"reason": "test", "operator": "ada"})
+            bodies.append(r.text)
+            assert r.status_code == 201, r.text
+            rid = r.json()["id"]
+            proxy_check = next(p for p in r.json()["preflight"] if p["target"] == "api-proxy")
+            assert proxy_check["ok"] is not False and "in this process" in json.dumps(proxy_check)
+
+            new = api.reset()  # the operator resets the key: the old one dies now ...
+            time.sleep(2.0)  # ... and pastes the new one 2 s later
+            during = c.get(f"/api/plans/{PLAN}").json()["proxy"]  # requests held while the key is dead
+            r = c.post(f"/api/rotations/{rid}/key", json={"key": new})
+            bodies.append(r.text)
+            assert r.status_code == 200, r.text
+            report = r.json()["report"]
+            assert report["state"] == "done" and report["exit_code"] == 0, report
+            proxied = next(t for t in report["targets"] if t["name"] == "api-proxy")
+            assert proxied["status"] == "ok" and proxied["fingerprint"] == fingerprint(new), proxied
+
+            stop_clients(tmp_path, procs, stop)
+            assert during["held_now"] >= 1 and during["state"] == "dead", during
+            after = c.get(f"/api/plans/{PLAN}")
+            bodies.append(after.text)
+            shown = after.json()["proxy"]
+            assert shown["fingerprint"] == fingerprint(new) and shown["state"] == "live"
+            assert shown["held_now"] == 0 and shown["held_total"] >= len(names)
+            assert shown["replays"] >= len(names) and shown["replays_refused"] == 0
+            assert shown["unavailable"] == 0
+            listed = c.get("/api/plans").json()["plans"]
+            assert next(p for p in listed if p["name"] == PLAN)["proxy"]["fingerprint"] == fingerprint(new)
+
+            metrics = c.get("/metrics").text  # the proxy's series in serve's /metrics, by plan
+            bodies.append(metrics)
+            assert re.search(rf'rotator_proxy_replays_total\{{plan="{PLAN}",result="ok"\}} [1-9]', metrics)
+            assert f'rotator_proxy_key_state{{plan="{PLAN}",state="live"}} 1.0' in metrics
+            assert f'rotator_proxy_unavailable_total{{bound="deadline",plan="{PLAN}"}}' in metrics or (
+                f'rotator_proxy_unavailable_total{{plan="{PLAN}",bound="deadline"}} 0.0' in metrics
+            )
+        assert_clients_ok(tmp_path, names, api)
+        assert svc.stop() == 0
+        assert not leaked(tmp_path, [old, new], svc.output(), *bodies, skip=("store.env",))
+    finally:
+        if svc is not None:
+            svc.stop()
+        api.stop()
+
+
+# --- alternating: `rotator rotate` promotes; the proxy switches keys and nothing fails -----------
+
+
+def operate(plan: Path, api: AdjutorStandIn, tmp: Path, *args: str) -> tuple[int, str, str]:
+    """`rotator ARGS PLAN --key-stdin --json` as an operator: reset each app it names, type its key."""
+    err_path = tmp / f"rotator-{args[0]}.err"
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rotator", *args, str(plan), "--key-stdin", "--json"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            cwd=tmp,
+        )
+    assert proc.stdin is not None and proc.stdout is not None
+    done = 0
+    deadline = time.monotonic() + 90
+    while proc.poll() is None and time.monotonic() < deadline:
+        asked = RESET_LINE.findall(err_path.read_text(errors="replace"))
+        if len(asked) > done:
+            key = api.reset(asked[done])
+            proc.stdin.write(key.encode() + b"\n")
+            proc.stdin.flush()
+            done += 1
+        time.sleep(0.02)
+    proc.stdin.close()
+    out = proc.stdout.read().decode()
+    proc.wait(timeout=30)
+    return proc.returncode, out, err_path.read_text(errors="replace")
+
+
+def channel_status(channel: str, token: str) -> dict[str, Any]:
+    """GET /key on the proxy's key channel (a Unix socket): its fingerprint and state, never the key."""
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(10)
+            self.sock.connect(channel.removeprefix("unix:"))
+
+    conn = UnixConnection("localhost")
+    try:
+        conn.request("GET", "/key", headers={"Authorization": f"Bearer {token}"})
+        return json.loads(conn.getresponse().read())  # type: ignore[no-any-return]
+    finally:
+        conn.close()
+
+
+def test_a_promote_switches_the_proxy_and_fails_no_call(tmp_path: Path) -> None:
+    with AdjutorStandIn(app="blue") as api:
+        api.add_app("green")
+        keys = [api.key_of("blue"), api.key_of("green")]
+        env = tmp_path / "store.env"
+        env.write_text(f"ADJUTOR_API_KEY={keys[0]}\n")
+        env.chmod(0o600)
+        token = tmp_path / "channel-token"
+        token.write_text(secrets.token_urlsafe(24))
+        token.chmod(0o600)
+        channel = f"unix:{tmp_path}/key.sock"
+        listen = f"127.0.0.1:{free_port()}"
+        data = plans.plan(
+            "payments",
+            strategy="alternating",
+            apps=["blue", "green"],
+            backends=[plans.envfile("store", env, primary=True)],
+            consumers=[{"name": "api-proxy", "type": "proxy", "channel": channel, "token": {"file": str(token)}}],
+            probe=plans.adjutor_probe(api.models_url),
+        )
+        data["proxy"] = {
+            "listen": listen,
+            "channel": channel,
+            "channel_token": {"file": str(token)},
+            "upstream": api.url,
+        }
+        plan = plans.write_plan(tmp_path / "payments.toml", data)
+        log = tmp_path / "proxy.log"
+        proxy = subprocess.Popen(
+            [sys.executable, "-m", "rotator", "-v", "proxy", str(plan)], stderr=log.open("wb"), cwd=tmp_path
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while "listening on" not in log.read_text():
+                assert proxy.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            # The one-time seeding: green's key becomes the standby; the proxy keeps blue's.
+            code, out, err = operate(plan, api, tmp_path, "rekey")
+            assert code == 0, err[-2000:]
+            keys.append(api.key_of("green"))
+            status = channel_status(channel, token.read_text())
+            assert status["fingerprint"] == fingerprint(keys[0])
+
+            procs, stop = start_clients(f"http://{listen}", tmp_path)
+            names = list(procs)
+            wait_for_calls(tmp_path, names, 6)
+            # The planned rotation: promote green (the proxy switches to it), then re-key blue.
+            code, out2, err2 = operate(plan, api, tmp_path, "rotate")
+            assert code == 0, err2[-2000:]
+            keys.append(api.key_of("blue"))
+            stop_clients(tmp_path, procs, stop)
+
+            status = channel_status(channel, token.read_text())  # by fingerprint, never the key
+            assert status["fingerprint"] == fingerprint(api.key_of("green")) and status["state"] == "live"
+            assert status["held"] == 0
+            metrics = requests.get(f"http://{listen}/metrics", timeout=5).text
+            assert 'rotator_proxy_unavailable_total{bound="deadline"} 0.0' in metrics
+            assert 'rotator_proxy_replays_total{result="refused"} 0.0' in metrics
+            assert_clients_ok(tmp_path, names, api)
+            proxy.terminate()
+            proxy.wait(timeout=10)
+            assert not leaked(tmp_path, keys, out, err, out2, err2, metrics, skip=("store.env",))
+        finally:
+            if proxy.poll() is None:
+                proxy.terminate()
+                proxy.wait(timeout=10)

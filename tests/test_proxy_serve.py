@@ -245,6 +245,10 @@ def test_a_promote_switches_the_proxy_and_fails_no_call(tmp_path: Path) -> None:
             assert code == 0, err2[-2000:]
             keys.append(api.key_of("blue"))
             stop_clients(tmp_path, procs, stop)
+            report = json.loads(out2)
+            assert report["alternating"]["active"]["app"] == "green", report["message"]
+            proxied = next(t for t in report["targets"] if t["name"] == "api-proxy")  # signalled in the promote
+            assert proxied["status"] == "ok" and proxied["fingerprint"] == fingerprint(api.key_of("green")), proxied
 
             status = channel_status(channel, token.read_text())  # by fingerprint, never the key
             assert status["fingerprint"] == fingerprint(api.key_of("green")) and status["state"] == "live"

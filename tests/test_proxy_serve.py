@@ -23,6 +23,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -68,27 +69,33 @@ def assert_clients_ok(tmp: Path, names: list[str], api: AdjutorStandIn) -> None:
 # --- under rotator serve: a single-app reset, the key pasted on the API 2 s later ------------------
 
 
+def serve_with_proxy(tmp: Path, api: AdjutorStandIn) -> tuple[ServiceProc, str]:
+    """`rotator serve` with one single-app plan whose ``[proxy]`` it runs; the proxy's address."""
+    env = tmp / "store.env"
+    env.write_text(f"ADJUTOR_API_KEY={api.current_key}\n")
+    env.chmod(0o600)
+    listen = f"127.0.0.1:{free_port()}"
+    data = plans.plan(
+        PLAN,
+        backends=[plans.envfile("store", env, primary=True)],
+        consumers=[{"name": "api-proxy", "type": "proxy"}],  # no channel: the proxy serve runs, in-process
+        probe=plans.adjutor_probe(api.models_url),
+    )
+    data["proxy"] = {"listen": listen, "upstream": api.url}
+    (tmp / "plans").mkdir()
+    plan = plans.write_plan(tmp / "plans" / f"{PLAN}.toml", data)
+    svc = ServiceProc(["--plans", str(plan.parent), "--db", f"sqlite:///{tmp / 'journal.db'}"])
+    svc.wait_ready()
+    assert f"proxy listening on {listen}" in svc.output()
+    return svc, listen
+
+
 def test_serve_runs_the_proxy_and_hands_it_the_key_in_process(tmp_path: Path) -> None:
     api = AdjutorStandIn().start()
     svc: ServiceProc | None = None
     try:
         old = api.current_key
-        env = tmp_path / "store.env"
-        env.write_text(f"ADJUTOR_API_KEY={old}\n")
-        env.chmod(0o600)
-        listen = f"127.0.0.1:{free_port()}"
-        data = plans.plan(
-            PLAN,
-            backends=[plans.envfile("store", env, primary=True)],
-            consumers=[{"name": "api-proxy", "type": "proxy"}],  # no channel: the proxy serve runs, in-process
-            probe=plans.adjutor_probe(api.models_url),
-        )
-        data["proxy"] = {"listen": listen, "upstream": api.url}
-        (tmp_path / "plans").mkdir()
-        plan = plans.write_plan(tmp_path / "plans" / f"{PLAN}.toml", data)
-        svc = ServiceProc(["--plans", str(plan.parent), "--db", f"sqlite:///{tmp_path / 'journal.db'}"])
-        svc.wait_ready()
-        assert f"proxy listening on {listen}" in svc.output()
+        svc, listen = serve_with_proxy(tmp_path, api)
 
         base = f"http://{listen}"
         procs, stop = start_clients(base, tmp_path)
@@ -264,3 +271,63 @@ def test_a_promote_switches_the_proxy_and_fails_no_call(tmp_path: Path) -> None:
             if proxy.poll() is None:
                 proxy.terminate()
                 proxy.wait(timeout=10)
+
+
+# --- the page shows the proxy ----------------------------------------------------------------------
+
+
+def test_the_page_shows_the_proxy_its_key_and_its_held_requests(tmp_path: Path) -> None:
+    from tests.test_service_page import _browser, _need_browser, _sign_in, save_shot
+
+    sync_playwright = _need_browser()
+    api = AdjutorStandIn().start()
+    svc: ServiceProc | None = None
+    try:
+        old = api.current_key
+        svc, listen = serve_with_proxy(tmp_path, api)
+        problems: list[str] = []
+        with sync_playwright() as p:
+            browser = _browser(p)
+            try:
+                page = browser.new_page()
+                _sign_in(page, svc.url, problems)
+                info = page.locator("#proxy-info")
+                info.wait_for()
+                text = info.inner_text()
+                assert f"listening on {listen}" in text and f"key {fingerprint(old)} (live)" in text, text
+                assert "held now 0" in text and "503s 0" in text
+
+                new = api.reset()  # the key dies; a caller's request is held until the new key comes
+                held: dict[str, Any] = {}
+                caller = threading.Thread(
+                    target=lambda: held.update(r=requests.get(f"http://{listen}/v2/decisioning/models", timeout=30))
+                )
+                caller.start()
+                page.wait_for_function(
+                    "() => /held now 1/.test(document.getElementById('proxy-info').textContent)", timeout=15000
+                )
+                assert "(dead)" in info.inner_text()
+                assert "warn" in (info.get_attribute("class") or "")
+                save_shot(page, tmp_path, "proxy-held.png", full_page=True)
+
+                with svc.client() as c:
+                    rid = c.post(f"/api/plans/{PLAN}/arm", json={"operator": "ada"}).json()["id"]
+                    r = c.post(f"/api/rotations/{rid}/key", json={"key": new})
+                    assert r.status_code == 200 and r.json()["report"]["state"] == "done", r.text
+                caller.join(timeout=30)
+                assert held["r"].status_code == 200  # answered once the key arrived: held, not failed
+                page.wait_for_function(
+                    f"() => document.getElementById('proxy-info').textContent.includes('key {fingerprint(new)} (live)')",
+                    timeout=15000,
+                )
+                text = info.inner_text()
+                assert "held now 0" in text and "replayed 1 (0 refused again)" in text, text
+                html = page.content()
+                assert old not in html and new not in html
+            finally:
+                browser.close()
+        assert problems == [], problems
+    finally:
+        if svc is not None:
+            svc.stop()
+        api.stop()

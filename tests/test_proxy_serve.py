@@ -30,6 +30,7 @@ from typing import Any
 
 import requests
 
+from rotator.exitcodes import Exit
 from rotator.secret import fingerprint
 from rotator.testing import plans
 from rotator.testing.adjutor import AdjutorStandIn
@@ -306,7 +307,7 @@ def test_the_page_shows_the_proxy_its_key_and_its_held_requests(tmp_path: Path) 
                 page.wait_for_function(
                     "() => /held now 1/.test(document.getElementById('proxy-info').textContent)", timeout=15000
                 )
-                assert "(dead)" in info.inner_text()
+                assert "(dead: holding requests for the new key)" in info.inner_text()
                 assert "warn" in (info.get_attribute("class") or "")
                 save_shot(page, tmp_path, "proxy-held.png", full_page=True)
 
@@ -331,3 +332,62 @@ def test_the_page_shows_the_proxy_its_key_and_its_held_requests(tmp_path: Path) 
         if svc is not None:
             svc.stop()
         api.stop()
+
+
+# --- what cannot run says so in one line ---------------------------------------------------------
+
+
+def test_serve_stops_with_one_line_when_a_proxy_cannot_listen(tmp_path: Path) -> None:
+    with AdjutorStandIn() as api, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = tmp_path / "store.env"
+        env.write_text(f"ADJUTOR_API_KEY={api.current_key}\n")
+        data = plans.plan(
+            PLAN,
+            backends=[plans.envfile("store", env, primary=True)],
+            consumers=[{"name": "api-proxy", "type": "proxy"}],
+            probe=plans.adjutor_probe(api.models_url),
+        )
+        data["proxy"] = {"listen": f"127.0.0.1:{port}", "upstream": api.url}
+        plan = plans.write_plan(tmp_path / f"{PLAN}.toml", data)
+        svc = ServiceProc(["--plans", str(plan), "--db", f"sqlite:///{tmp_path / 'journal.db'}"])
+        assert svc.proc.wait(30) == int(Exit.PROXY_LISTEN)
+        time.sleep(0.1)
+        said = [line for line in svc.output().splitlines() if line.startswith("rotator:")]
+        assert said == [
+            f"rotator: {PLAN}: the proxy cannot listen on 127.0.0.1:{port}: address already in use; "
+            "free it or change the plan's [proxy]"
+        ], svc.output()
+        assert "Traceback" not in svc.output() and "listening on http" not in svc.output()
+
+        del data["probe"]  # the proxy asks the probe whether its key is dead: a plan without one is refused
+        plans.write_plan(plan, data)
+        svc = ServiceProc(["--plans", str(plan), "--db", f"sqlite:///{tmp_path / 'journal.db'}"])
+        assert svc.proc.wait(30) == int(Exit.PLAN_INVALID)
+        time.sleep(0.1)
+        assert "the proxy needs the plan's probe" in svc.output() and "Traceback" not in svc.output()
+
+
+def test_the_consumer_without_a_channel_needs_serve_to_run_the_proxy(tmp_path: Path) -> None:
+    """Outside `rotator serve` (here: no proxy registered for the plan) a channel-less `proxy`
+    consumer fails its preflight with the fix, and a channel without its token is a plan error."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from rotator.plugin import PluginContext
+    from rotator.registry import consumer_class
+
+    cls = consumer_class("proxy")
+    consumer = cls(cls.Settings(name="api-proxy"), PluginContext(max_threads=1, plan=PLAN))
+    check = asyncio.run(consumer.preflight())
+    assert check.ok is False
+    assert f"no proxy for plan {PLAN} runs in this process" in check.detail and "channel" in check.detail
+    try:
+        cls.Settings(name="api-proxy", channel=f"unix:{tmp_path}/k.sock")
+    except ValidationError as exc:
+        assert "a channel needs its token" in str(exc)
+    else:
+        raise AssertionError("a channel without a token was accepted")

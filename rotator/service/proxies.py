@@ -13,6 +13,7 @@ plan's page shows each proxy's address, key fingerprint, held requests, replays 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -54,8 +55,12 @@ class ServedProxies:
             except OSError as exc:
                 await runtime.stop()
                 await self.stop()
-                why = exc.strerror or str(exc)
-                raise CommandError(f"{plan.name}: the proxy cannot listen: {why}", Exit.PROXY_LISTEN) from None
+                why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+                where = plan.proxy.listen + (f" or its key channel {plan.proxy.channel}" if plan.proxy.channel else "")
+                raise CommandError(
+                    f"{plan.name}: the proxy cannot listen on {where}: {why}; free it or change the plan's [proxy]",
+                    Exit.PROXY_LISTEN,
+                ) from None
             except PluginError as exc:  # a token file or variable that is missing
                 await runtime.stop()
                 await self.stop()

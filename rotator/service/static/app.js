@@ -218,7 +218,8 @@
   function renderProxy(x) {
     const dd = $("proxy-info");
     if (!dd) return;
-    dd.textContent = `listening on ${x.listen} · key ${x.fingerprint || "none yet"} (${x.state}) · ` +
+    const said = { dead: "dead: holding requests for the new key", suspect: "checking it after a 401" }[x.state] || x.state;
+    dd.textContent = `listening on ${x.listen} · key ${x.fingerprint || "none yet"} (${said}) · ` +
       `held now ${x.held_now} · replayed ${x.replays} (${x.replays_refused} refused again) · 503s ${x.unavailable}`;
     dd.className = x.held_now || x.state === "dead" ? "warn" : "";
   }

@@ -37,11 +37,11 @@ from rotator.testing.adjutor import AdjutorStandIn
 
 try:
     from tests.test_proxy import calls, free_port, leaked, start_clients, wait_for_calls
-    from tests.test_service import ServiceProc
+    from tests.test_service import SSE, ServiceProc
 except ImportError:  # pragma: no cover - run from inside tests/
     sys.path.insert(0, str(Path(__file__).parent))
     from test_proxy import calls, free_port, leaked, start_clients, wait_for_calls  # type: ignore[no-redef]
-    from test_service import ServiceProc  # type: ignore[no-redef]
+    from test_service import SSE, ServiceProc  # type: ignore[no-redef]
 
 PLAN = "billing"
 RESET_LINE = re.compile(r"Reset (\S+) \(its new key becomes")
@@ -272,6 +272,78 @@ def test_a_promote_switches_the_proxy_and_fails_no_call(tmp_path: Path) -> None:
             if proxy.poll() is None:
                 proxy.terminate()
                 proxy.wait(timeout=10)
+
+
+def test_under_serve_a_promote_switches_the_proxy_in_process(tmp_path: Path) -> None:
+    """An alternating plan under `rotator serve`: the planned rotation's promote hands the
+    promoted key to the proxy in-process (no channel), before the operator resets the
+    retired app; clients calling through the proxy see no failed call."""
+    with AdjutorStandIn(app="blue") as api:
+        api.add_app("green")
+        keys = [api.key_of("blue"), api.key_of("green")]
+        env = tmp_path / "store.env"
+        env.write_text(f"ADJUTOR_API_KEY={keys[0]}\n")
+        env.chmod(0o600)
+        listen = f"127.0.0.1:{free_port()}"
+        data = plans.plan(
+            "payments",
+            strategy="alternating",
+            apps=["blue", "green"],
+            backends=[plans.envfile("store", env, primary=True)],
+            consumers=[{"name": "api-proxy", "type": "proxy"}],
+            probe=plans.adjutor_probe(api.models_url),
+        )
+        data["proxy"] = {"listen": listen, "upstream": api.url}
+        (tmp_path / "plans").mkdir()
+        plan = plans.write_plan(tmp_path / "plans" / "payments.toml", data)
+        svc = ServiceProc(["--plans", str(plan.parent), "--db", f"sqlite:///{tmp_path / 'journal.db'}"])
+        bodies: list[str] = []
+        try:
+            svc.wait_ready()
+            with svc.client() as c:
+
+                def flow(name: str) -> tuple[str, SSE]:
+                    r = c.post("/api/plans/payments/arm", json={"flow": name})
+                    bodies.append(r.text)
+                    assert r.status_code == 201, r.text
+                    return r.json()["id"], SSE(svc, r.json()["id"])
+
+                def proxy_now() -> dict[str, Any]:
+                    r = c.get("/api/plans/payments")
+                    bodies.append(r.text)
+                    return r.json()["proxy"]  # type: ignore[no-any-return]
+
+                rid, sse = flow("rekey")  # the one-time seeding of the standby (green)
+                assert sse.wait("ask")["app"] == "green"
+                keys.append(api.reset("green"))
+                r = c.post(f"/api/rotations/{rid}/key", json={"key": keys[-1]})
+                assert r.status_code == 200 and r.json()["report"]["exit_code"] == 0, r.text
+                assert proxy_now()["fingerprint"] == fingerprint(keys[0])  # a re-key leaves the proxy alone
+
+                procs, stop = start_clients(f"http://{listen}", tmp_path)
+                names = list(procs)
+                wait_for_calls(tmp_path, names, 6)
+                rid, sse = flow("rotate")  # promote green at once, then ask for blue's reset
+                ask = sse.wait("ask", timeout=30)
+                assert ask["app"] == "blue", ask
+                shown = proxy_now()  # switched by the promote, before blue's reset
+                assert shown["fingerprint"] == fingerprint(api.key_of("green")) and shown["state"] == "live"
+                wait_for_calls(tmp_path, names, max(len(calls(tmp_path, n)) for n in names) + 4)
+                keys.append(api.reset("blue"))
+                r = c.post(f"/api/rotations/{rid}/key", json={"key": keys[-1]})
+                bodies.append(r.text)
+                assert r.status_code == 200 and r.json()["report"]["exit_code"] == 0, r.text
+                proxied = next(t for t in r.json()["report"]["targets"] if t["name"] == "api-proxy")
+                assert proxied["status"] == "ok" and proxied["fingerprint"] == fingerprint(api.key_of("green"))
+                stop_clients(tmp_path, procs, stop)
+                shown = proxy_now()
+                assert shown["fingerprint"] == fingerprint(api.key_of("green")) and shown["state"] == "live"
+                assert shown["held_total"] == 0 and shown["unavailable"] == 0  # nothing held: no 401 at all
+            assert_clients_ok(tmp_path, names, api)
+            assert svc.stop() == 0
+            assert not leaked(tmp_path, keys, svc.output(), *bodies, skip=("store.env",))
+        finally:
+            svc.stop()
 
 
 # --- the page shows the proxy ----------------------------------------------------------------------

@@ -146,6 +146,9 @@ def test_serve_runs_the_proxy_and_hands_it_the_key_in_process(tmp_path: Path) ->
                 f'rotator_proxy_unavailable_total{{plan="{PLAN}",bound="deadline"}} 0.0' in metrics
             )
         assert_clients_ok(tmp_path, names, api)
+        for name in names:  # shown with -s: the longest call, which waited across the 2 s paste
+            seen = calls(tmp_path, name)
+            print(f"SERVE {name:8} calls {len(seen)}, failed 0, longest {max(c.seconds for c in seen):.3f} s")
         assert svc.stop() == 0
         assert not leaked(tmp_path, [old, new], svc.output(), *bodies, skip=("store.env",))
     finally:

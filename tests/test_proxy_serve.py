@@ -47,9 +47,15 @@ PLAN = "billing"
 RESET_LINE = re.compile(r"Reset (\S+) \(its new key becomes")
 
 
+def more_calls(tmp: Path, names: list[str]) -> None:
+    """Until each client has made 4 more calls (it calls on across what just happened)."""
+    counts = {name: len(calls(tmp, name)) for name in names}
+    for name in names:
+        wait_for_calls(tmp, [name], counts[name] + 4)
+
+
 def stop_clients(tmp: Path, procs: dict[str, subprocess.Popen[bytes]], stop: Path) -> None:
-    for name in procs:  # each runs on after the switch
-        wait_for_calls(tmp, [name], len(calls(tmp, name)) + 4)
+    more_calls(tmp, list(procs))  # each runs on after the switch
     stop.touch()
     for p in procs.values():
         p.wait(timeout=60)
@@ -331,13 +337,21 @@ def test_under_serve_a_promote_switches_the_proxy_in_process(tmp_path: Path) -> 
                 assert ask["app"] == "blue", ask
                 shown = proxy_now()  # switched by the promote, before blue's reset
                 assert shown["fingerprint"] == fingerprint(api.key_of("green")) and shown["state"] == "live"
-                wait_for_calls(tmp_path, names, max(len(calls(tmp_path, n)) for n in names) + 4)
+                more_calls(tmp_path, names)
                 keys.append(api.reset("blue"))
                 r = c.post(f"/api/rotations/{rid}/key", json={"key": keys[-1]})
                 bodies.append(r.text)
                 assert r.status_code == 200 and r.json()["report"]["exit_code"] == 0, r.text
                 proxied = next(t for t in r.json()["report"]["targets"] if t["name"] == "api-proxy")
                 assert proxied["status"] == "ok" and proxied["fingerprint"] == fingerprint(api.key_of("green"))
+                assert sse.ended.wait(20)
+                # A promote alone (no key), and its roll back: the proxy follows each swap.
+                for name, app in (("promote", "blue"), ("rollback", "green")):
+                    rid, sse = flow(name)
+                    assert sse.ended.wait(30), sse.kinds()
+                    assert dict(sse.events)["report"]["report"]["exit_code"] == 0, sse.events
+                    assert proxy_now()["fingerprint"] == fingerprint(api.key_of(app)), (name, app)
+                    more_calls(tmp_path, names)
                 stop_clients(tmp_path, procs, stop)
                 shown = proxy_now()
                 assert shown["fingerprint"] == fingerprint(api.key_of("green")) and shown["state"] == "live"

@@ -1,15 +1,18 @@
 """The ``proxy`` consumer: hand the new key to a running `rotator proxy` and confirm it by fingerprint.
 
-The proxy is the one consumer rotator gives the key itself (`takes_key`): over
-the proxy's key channel, a Unix socket of mode 0600 (or a loopback port) where
-every call carries the channel token.  No restart and no reload signal: the
-proxy switches keys between two requests, replays what it held, and answers
-with the fingerprint it now uses, which confirms the rotation at once.
+The proxy is the one consumer rotator gives the key itself (`takes_key`).  Under
+`rotator serve`, which runs the proxy of a plan with a ``[proxy]`` section in its
+own event loop, the key goes to it directly, in-process (`rotator.proxy.local`).
+Otherwise it goes over the proxy's key channel, a Unix socket of mode 0600 (or a
+loopback port) where every call carries the channel token.  No restart and no
+reload signal: the proxy switches keys between two requests, replays what it
+held, and answers with the fingerprint it now uses, which confirms the rotation
+at once.
 
     [[consumers]]
     name = "api-proxy"
     type = "proxy"
-    channel = "unix:/run/rotator/proxy-key.sock"
+    channel = "unix:/run/rotator/proxy-key.sock"      # omit under `rotator serve` only
     token = { file = "/run/secrets/rotator-proxy-token" }
 """
 
@@ -20,9 +23,10 @@ import json
 from typing import Any
 
 import httpx
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from rotator.plugin import Check, Confirmation, Consumer, ConsumerSettings, PluginError, RotationEvent, SecretRef
+from rotator.proxy import local
 from rotator.proxy.config import Address, parse_address
 
 from ._http_confirm import POLL_INTERVAL, describe_error
@@ -39,18 +43,30 @@ class ProxyConsumer(Consumer):
 
     class Settings(ConsumerSettings):
         type: str = "proxy"
-        channel: str = Field(description="the proxy's key channel: unix:/path or HOST:PORT (its [proxy] channel)")
-        token: SecretRef = Field(description="the channel token (the proxy's channel_token)")
+        channel: str | None = Field(
+            default=None,
+            description="the proxy's key channel: unix:/path or HOST:PORT (its [proxy] channel); "
+            "none: only the proxy `rotator serve` runs for this plan, in-process",
+        )
+        token: SecretRef | None = Field(default=None, description="the channel token (the proxy's channel_token)")
 
         @field_validator("channel")
         @classmethod
-        def _address(cls, v: str) -> str:
-            parse_address(v)
+        def _address(cls, v: str | None) -> str | None:
+            if v is not None:
+                parse_address(v)
             return v
+
+        @model_validator(mode="after")
+        def _token_with_channel(self) -> ProxyConsumer.Settings:
+            if self.channel is not None and self.token is None:
+                raise ValueError("token: a channel needs its token (the proxy's channel_token)")
+            return self
 
     def __init__(self, settings: Any, ctx: Any) -> None:
         super().__init__(settings, ctx)
-        self.address: Address = parse_address(settings.channel)
+        self.address: Address | None = parse_address(settings.channel) if settings.channel else None
+        self.plan: str | None = getattr(ctx, "plan", None)
         self._client: httpx.AsyncClient | None = None
         self._answered: str | None = None
 
@@ -58,10 +74,25 @@ class ProxyConsumer(Consumer):
     def can_confirm(self) -> bool:
         return True
 
+    def _local(self) -> local.LocalProxy | None:
+        """The plan's proxy run by this process (`rotator serve`): it takes the key directly."""
+        return local.running(self.plan)
+
+    def _no_proxy(self) -> PluginError:
+        return PluginError(
+            f"no proxy for plan {self.plan} runs in this process: give this consumer the proxy's channel "
+            "and token, or run the plan with its [proxy] section under `rotator serve`",
+            retryable=False,
+        )
+
     def describe(self) -> str:
+        if self.address is None:
+            return "rotator proxy in this process (rotator serve)"
         return f"rotator proxy, key channel {self.address}"
 
     async def open(self) -> None:
+        if self.address is None:
+            return
         transport = httpx.AsyncHTTPTransport(uds=str(self.address.path)) if self.address.is_unix else None
         self._client = httpx.AsyncClient(base_url=self.address.url(), transport=transport, trust_env=False)
 
@@ -71,9 +102,12 @@ class ProxyConsumer(Consumer):
             self._client = None
 
     def _headers(self) -> dict[str, str]:
+        assert self.settings.token is not None
         return {"Authorization": "Bearer " + self.settings.token.resolve().reveal()}
 
     async def _call(self, method: str, content: bytes | None = None, timeout: float | None = None) -> Any:
+        if self.address is None:
+            raise self._no_proxy()
         if self._client is None:
             await self.open()
         assert self._client is not None
@@ -102,6 +136,9 @@ class ProxyConsumer(Consumer):
         return data
 
     async def preflight(self) -> Check:
+        here = self._local()
+        if here is not None:
+            return Check(True, f"proxy in this process uses key {here.fingerprint or 'none yet'}")
         try:
             data = await self._call("GET")
         except PluginError as exc:
@@ -114,6 +151,13 @@ class ProxyConsumer(Consumer):
             raise PluginError(
                 "rotator did not hand this consumer the key (a bug: proxy sets takes_key)", retryable=False
             )
+        here = self._local()
+        if here is not None:  # in-process: no socket, no token, the same confirmation
+            here.set_key(event.secret)
+            self._answered = here.fingerprint
+            if self._answered == event.fingerprint:
+                return f"proxy in this process switched to the new key ({here.held} held requests replaying)"
+            return f"proxy in this process took the key but reports {self._answered}"
         body = json.dumps({"key": event.secret.reveal()}).encode()
         data = await self._call("PUT", body)
         self._answered = data.get("fingerprint") if isinstance(data.get("fingerprint"), str) else None
@@ -125,6 +169,14 @@ class ProxyConsumer(Consumer):
     async def confirm(self, fingerprint: str, deadline: float) -> Confirmation:
         if self._answered == fingerprint:
             return Confirmation(True, fingerprint, "the proxy's answer reports the new fingerprint")
+        here = self._local()
+        if here is not None:
+            reported = here.fingerprint
+            if reported == fingerprint:
+                return Confirmation(True, fingerprint, "the proxy in this process reports the new fingerprint")
+            return Confirmation(
+                False, reported, f"the proxy in this process reports {reported or 'nothing'}, not {fingerprint}"
+            )
         loop = asyncio.get_running_loop()
         reported = self._answered
         while loop.time() < deadline:

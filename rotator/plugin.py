@@ -245,7 +245,10 @@ class PluginContext:
     made once per target on the window's path, where a thousand targets make the CPU
     per request the window."""
 
-    def __init__(self, *, max_threads: int = 32, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, *, max_threads: int = 32, http: httpx.AsyncClient | None = None, plan: str | None = None
+    ) -> None:
+        self.plan = plan  # the plan's name: the `proxy` consumer finds a proxy run in this process by it
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="rotator")
         self._own_http = http is None
         # httpx's API over aiohttp's pools (rotator.transport: a third of the CPU per

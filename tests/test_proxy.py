@@ -513,7 +513,7 @@ def test_held_requests_are_bounded_and_a_refused_replay_is_marked(start_proxy: A
         t.join()
         r = first["r"]
         assert r.status_code == 401 and r.headers["X-Rotator-Replayed"] == "1"
-        assert r.json() == {"status": "error", "message": "Invalid token"}  # the API's answer, as it came
+        assert r.json() == {"status": 401, "message": "Invalid token"}  # the API's answer, as it came
         m = proxy.metrics()
         assert m['rotator_proxy_replays_total{result="refused"}'] == 1
         assert m['rotator_proxy_unavailable_total{bound="requests"}'] == 1

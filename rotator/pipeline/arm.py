@@ -38,7 +38,9 @@ async def run(state: RotationState) -> ArmResult:
     plan = state.plan
     state.emit(Step.ARM, "", "running", f"{len(plan.backends)} backends, {len(plan.consumers)} consumers")
     n_targets = len(plan.backends) + len(plan.consumers)
-    ctx = state.ctx = PluginContext(max_threads=max(plan.rotation.max_threads, min(n_targets * 2 + 4, 1024)))
+    ctx = state.ctx = PluginContext(
+        max_threads=max(plan.rotation.max_threads, min(n_targets * 2 + 4, 1024)), plan=plan.name
+    )
     for b in plan.backends:
         state.backends[b.name] = backend_class(b.type)(b, ctx)
     for c in plan.consumers:

@@ -11,7 +11,6 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import click
 
@@ -34,11 +33,9 @@ def proxy(plan_path: str, listen: str | None) -> int:
             spec = ProxySpec.model_validate({**spec.model_dump(exclude_unset=True), "listen": listen})
         except ValueError as exc:
             raise PlanError([f"--listen: {_first_error(exc)}"]) from None
-    if not plan.probe.enabled or not plan.probe.url:
-        raise PlanError(
-            [f"{plan.path}: probe: the proxy needs the plan's probe (it asks it whether its key is dead after a 401)"]
-        )
-    upstream = spec.upstream or _origin(plan.probe.url)
+    from rotator.proxy.runtime import upstream_of
+
+    upstream = upstream_of(plan, spec)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_serve(plan, spec, upstream))
 
@@ -58,11 +55,6 @@ def _first_error(exc: Exception) -> str:
         first = errors(include_url=False, include_input=False)[0]
         return str(first["msg"]).removeprefix("Value error, ")
     return str(exc)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 async def _serve(plan: object, spec: object, upstream_url: str) -> int:

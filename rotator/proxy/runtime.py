@@ -1,14 +1,16 @@
 """One running proxy: the engine, the listener, the key channel and their clients, started and stopped together.
 
-`rotator proxy` runs one; `rotator serve` will run one per plan with a ``[proxy]``
-section in its own event loop, handing it keys through `engine.set_key`.
+`rotator proxy` runs one; `rotator serve` runs one per plan with a ``[proxy]``
+section in its own event loop (`rotator.service.proxies`), where the `proxy`
+consumer hands it keys through `engine.set_key` (`rotator.proxy.local`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
-from rotator.errors import PluginError
+from rotator.errors import PlanError, PluginError
 from rotator.plan import Plan
 from rotator.plugin import PluginContext
 from rotator.proxy.channel import KeyChannel
@@ -22,11 +24,24 @@ from rotator.registry import backend_class
 from rotator.secret import Secret
 
 
+def upstream_of(plan: Plan, spec: ProxySpec) -> str:
+    """The API origin the proxy forwards to; a PlanError when the plan has no probe to check keys with."""
+    if not plan.probe.enabled or not plan.probe.url:
+        raise PlanError(
+            [f"{plan.path}: probe: the proxy needs the plan's probe (it asks it whether its key is dead after a 401)"]
+        )
+    if spec.upstream:
+        return spec.upstream
+    parts = urlsplit(plan.probe.url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 class ProxyRuntime:
     def __init__(self, plan: Plan, spec: ProxySpec, upstream_url: str, *, log: Any = None) -> None:
         self.plan = plan
         self.spec = spec
         self.log = log
+        self.upstream_url = upstream_url
         self.metrics = ProxyMetrics()
         self.upstream = Upstream(upstream_url, self.metrics, pool_size=spec.pool_size, timeout=spec.upstream_timeout)
         self.probe = KeyProbe(plan.probe)

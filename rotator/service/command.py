@@ -307,11 +307,19 @@ async def _serve(
         lifespan="on",
     )
     server = Server(config)
-    sock = config.bind_socket()
+    from rotator.logs import get_logger
+    from rotator.service.proxies import ServedProxies
+
+    proxies = ServedProxies(plans, service.metrics.registry, get_logger("rotator.proxy"))
+    await proxies.start()  # each plan's [proxy] on its own address, before the service listens
+    try:
+        sock = config.bind_socket()
+    except BaseException:
+        await proxies.stop()
+        raise
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     from rotator.journal import replica_id, safe_url
-    from rotator.logs import get_logger
 
     log = get_logger("rotator.service")  # one log, one format: these lines too
     log.info(f"{len(plans)} plan(s)", plans=[p.name for p in plans])
@@ -321,6 +329,9 @@ async def _serve(
     service.public_url = public_url or url.rstrip("/")
     if bound[0] not in ("127.0.0.1", "::1", "localhost"):
         log.warning(f"bound to {bound[0]}, not loopback: serve it behind TLS; the token guards every endpoint")
-    await server.serve(sockets=[sock])
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        await proxies.stop()
     log.info("stopped")
     return 0 if server.started else 1

@@ -42,6 +42,7 @@ from rotator.pipeline.session import (
 from rotator.pipeline.state import RotationState
 from rotator.report import FINISHED, PRIMARY_UNSURE, RESUMABLE, RunState
 from rotator.secret import scrub_data
+from rotator.service import proxies
 from rotator.service.metrics import Metrics
 from rotator.service.sessions import Held
 from rotator.service.views import ApiError, plan_state, preflight
@@ -465,6 +466,7 @@ class Service:
             for r in self.journal.unfinished(plan.name)
             if r.id != busy
         ]
+        out["proxy"] = proxies.view(plan.name)  # its [proxy] served here: address, fingerprint, holds
         return out
 
     def active(self, plan: Plan, held: Held | None, lock: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -217,9 +217,28 @@
     add("Drift", drifted.length ? `out of line: ${drifted.join(", ")}` : (Object.keys(p.drift || {}).length ? "none" : "not checked yet"),
       drifted.length ? "warn" : "");
     if (p.schedules.length) add("Schedules", p.schedules.map((s) => `${s.job} ${s.when}`).join("; "));
+    if (p.proxy) { add("API proxy", ""); dl.lastChild.id = "proxy-info"; renderProxy(p.proxy); }
     renderActive(p);
     altPlanInfo(p).catch(() => {});  // alternating plans: the slots and the flows
   }
+
+  // The plan's API proxy that this service runs: where it listens, its key's fingerprint, what it holds.
+  function renderProxy(x) {
+    const dd = $("proxy-info");
+    if (!dd) return;
+    const said = { dead: "dead: holding requests for the new key", suspect: "checking it after a 401" }[x.state] || x.state;
+    dd.textContent = `listening on ${x.listen} · key ${x.fingerprint || "none yet"} (${said}) · ` +
+      `held now ${x.held_now} · replayed ${x.replays} (${x.replays_refused} refused again) · 503s ${x.unavailable}`;
+    dd.className = x.held_now || x.state === "dead" ? "warn" : "";
+  }
+
+  async function refreshProxy() {  // every 2 s while a plan with a proxy is shown: held requests change fast
+    const p = currentPlan();
+    if (!p || !p.proxy || document.hidden) return;
+    const r = await api("GET", `/api/plans/${encodeURIComponent(p.name)}`);
+    if (r.ok && r.data.proxy && currentPlan() === p) { p.proxy = r.data.proxy; renderProxy(p.proxy); }
+  }
+  setInterval(() => { refreshProxy().catch(() => {}); }, 2000);
 
   // A rotation of this plan in progress (here or elsewhere), or one left partial.
   function renderActive(p) {

@@ -361,6 +361,15 @@ def test_an_incident_closed_at_the_reset_ask_is_continued_by_the_next_arm(alt_se
     rid, sse = w.arm("incident")
     ask = sse.wait("ask", timeout=30)
     assert ask["app"] == BLUE, ask
+    # At the incident's ask the summary says Roll back is not possible (it would put the leaked key back),
+    # with the reason naming the incident; the page shows its button only on `can_roll_back`.
+    for info in (ask["alternating"], w.call("GET", f"/api/rotations/{rid}").json()["alternating"]):
+        assert info["rollback_possible"] is False and info["can_roll_back"] is False, info
+        assert info["incident"]["fp"] == fingerprint(leaked) and info["incident"]["where"] == "standby", info
+        assert f"incident {info['incident']['incident']}" in info["rollback_refusal"], info
+    r = w.call("POST", f"/api/rotations/{rid}/rollback", json={})
+    assert r.status_code == 409 and r.json()["exit_code"] == 16, r.text
+    assert f"incident {ask['alternating']['incident']['incident']}" in r.json()["error"], r.text
     r = w.call("POST", f"/api/rotations/{rid}/close", json={})
     assert r.status_code in (200, 202), r.text
     assert sse.ended.wait(20)

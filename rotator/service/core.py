@@ -29,7 +29,7 @@ from rotator import pipeline
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
 from rotator.logs import get_logger
-from rotator.pipeline import arm
+from rotator.pipeline import arm, leaked
 from rotator.pipeline.session import (
     CLOSE_STEP,
     KEEP_WARM_EVERY,
@@ -199,7 +199,9 @@ class Service:
         if held.done:
             raise ApiError(409, f"rotation {rid} is {held.state}: arm the plan's roll back instead")
         if (why := held.flow.roll_back(held.session)) is not None:
-            raise ApiError(409, why)
+            alt = held.flow.alt
+            leaked_key = alt is not None and leaked.refusal(alt, "roll back") is not None
+            raise ApiError(409, why, **({"exit_code": int(Exit.LEAKED_KEY)} if leaked_key else {}))
         return held
 
     def _ended(self, held: Held, report: Report | None) -> None:

@@ -215,4 +215,7 @@ async def rollback(state: RotationState, alt: slots.Alternating) -> Report:
     if (why := rollback_step.refusal(alt)) is not None:
         raise RotationError(why, Exit.PLAN_INVALID)
     with gc_paused():
-        return alternating.described(await rollback_step.run(state, alt), alt)
+        report = alternating.described(await rollback_step.run(state, alt), alt)
+    if report.exit_code == Exit.DONE:
+        await leaked.close_rekey_left(state, rolled_back=True)  # the promote left un-re-keyed is undone
+    return report

@@ -277,6 +277,10 @@ async def finish_rekeys(
     failed = next((r for r in done if r.outcome is not Outcome.DONE), None)
     if failed is not None and failed.outcome is Outcome.FAILED:
         report.state = RunState.FAILED  # a key the operator reset is not stored: never "done"
+    if any(r.outcome is Outcome.DONE for r in done):
+        await leaked.close_rekey_left(state)  # earlier runs that promoted and left this re-key
+    elif fallback is None and promoted is not None and report.state == RunState.DONE:
+        report.state = RunState.REKEY_LEFT  # the promote is done, its re-key is not: never "done"
     if fallback is None and failed is not None and report.exit_code == Exit.DONE:
         report.exit_code = failed.code
         report.message = (

@@ -40,7 +40,7 @@ from rotator.pipeline.session import (
     Status,
 )
 from rotator.pipeline.state import RotationState
-from rotator.report import FINISHED, PRIMARY_UNSURE, RESUMABLE, RunState, TargetStatus
+from rotator.report import FINISHED, PRIMARY_UNSURE, REKEY_LEFT_LINE, RESUMABLE, RunState, TargetStatus
 from rotator.secret import scrub_data
 from rotator.service.metrics import Metrics
 from rotator.service.sessions import Held
@@ -325,6 +325,8 @@ class Service:
         row = await asyncio.to_thread(self.journal.get, rid)
         if row is None:
             raise ApiError(404, f"no rotation {rid} in the journal")
+        if row.state == RunState.REKEY_LEFT:  # the operator's reset is left: the plan's next arm asks for it
+            raise ApiError(409, f"rotation {row.id}: {REKEY_LEFT_LINE.format(plan=row.plan_path)}", left="rekey")
         if row.state not in RESUMABLE:
             why = "is done" if row.state == RunState.DONE else f"never wrote the primary ({row.state}): arm it again"
             raise ApiError(409, f"rotation {row.id} {why}")

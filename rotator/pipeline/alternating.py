@@ -78,6 +78,26 @@ def incident_choice_line(alt: Alternating) -> str:
     )
 
 
+async def drain(state: RotationState, alt: Alternating) -> None:
+    """After a promote, before asking for the retired app's reset: `[rotation] drain` seconds from the
+    promote's confirmation.  A consumer reports the new key as soon as it reloads, but a call it sent
+    just before still carries the retired key, and the API checks that key when the call arrives;
+    a reset clicked in between would refuse it (issue 23: one failed call at high load)."""
+    promoted_at = alt.marks.get("promoted_at")
+    if promoted_at is None:
+        return
+    wait = state.plan.rotation.drain - (time.time() - promoted_at)
+    if wait <= 0:
+        return
+    state.emit(
+        Step.REKEY,
+        alt.standby_app,
+        "draining",
+        f"waiting {wait:.1f}s for calls already in flight on {alt.standby_app}'s key to end before asking its reset",
+    )
+    await asyncio.sleep(wait)
+
+
 def rekeyed(r: Rekeyed | Report) -> bool:
     return isinstance(r, Rekeyed) and r.outcome is Outcome.DONE
 

@@ -16,9 +16,7 @@ class Exit(IntEnum):
     CONFLICT = 9  # the primary changed between arm and write (check-and-set); nothing written; `--force` overrides
     JOURNAL = 10  # the journal cannot be opened or written (disk full, `--db` unreachable or unknown)
     PRIMARY_FAILED = 11  # the primary write failed (unreachable, deleted, scheduled for deletion); nothing else written: fix it and rotate again with the same new key
-    NOTHING_TO_RESUME = (
-        12  # `resume` of a rotation that never wrote the primary: `rotator rotate PLAN` and enter the key again
-    )
+    NOTHING_TO_RESUME = 12  # `resume` of a rotation it cannot finish: one that never wrote the primary (`rotator rotate PLAN` and enter the key again), or an alternating run whose re-key is left (`rekey_left`: the line names the command that asks for it)
     MISSING_EXTRA = (
         13  # an optional dependency is not installed; the line names the extra, e.g. `pip install 'rotator[postgres]'`
     )

@@ -78,6 +78,26 @@ def incident_choice_line(alt: Alternating) -> str:
     )
 
 
+async def drain(state: RotationState, alt: Alternating) -> None:
+    """After a promote, before asking for the retired app's reset: `[rotation] drain` seconds from the
+    promote's confirmation.  A consumer reports the new key as soon as it reloads, but a call it sent
+    just before still carries the retired key, and the API checks that key when the call arrives;
+    a reset clicked in between would refuse it (issue 23: one failed call at high load)."""
+    promoted_at = alt.marks.get("promoted_at")
+    if promoted_at is None:
+        return
+    wait = state.plan.rotation.drain - (time.time() - promoted_at)
+    if wait <= 0:
+        return
+    state.emit(
+        Step.REKEY,
+        alt.standby_app,
+        "draining",
+        f"waiting {wait:.1f}s for calls already in flight on {alt.standby_app}'s key to end before asking its reset",
+    )
+    await asyncio.sleep(wait)
+
+
 def rekeyed(r: Rekeyed | Report) -> bool:
     return isinstance(r, Rekeyed) and r.outcome is Outcome.DONE
 
@@ -277,6 +297,10 @@ async def finish_rekeys(
     failed = next((r for r in done if r.outcome is not Outcome.DONE), None)
     if failed is not None and failed.outcome is Outcome.FAILED:
         report.state = RunState.FAILED  # a key the operator reset is not stored: never "done"
+    if any(r.outcome is Outcome.DONE for r in done):
+        await leaked.close_rekey_left(state)  # earlier runs that promoted and left this re-key
+    elif fallback is None and promoted is not None and report.state == RunState.DONE:
+        report.state = RunState.REKEY_LEFT  # the promote is done, its re-key is not: never "done"
     if fallback is None and failed is not None and report.exit_code == Exit.DONE:
         report.exit_code = failed.code
         report.message = (

@@ -73,15 +73,16 @@
   }
 
   const MARK = { ok: "✓", failed: "✗", warning: "!", skipped: "–", running: "…", unchanged: "✓",
-                 unconfirmed: "?", conflict: "✗", drift: "✗", pending: "·", done: "✓" };
+                 unconfirmed: "?", conflict: "✗", drift: "✗", pending: "·", done: "✓", rekey_left: "!" };
   function statusCell(status) {
     const good = status === "ok" || status === "unchanged" || status === "done";
     const cls = good ? "st-ok" : (status === "running" || status === "pending") ? "st-running"
-      : status === "warning" ? "st-warning" : "st-failed";
+      : (status === "warning" || status === "rekey_left") ? "st-warning" : "st-failed";
     return el("span", { class: `status ${cls}`, "data-status": status }, `${MARK[status] || "·"} ${status}`);
   }
 
-  // A run's state in the history: a skipped sync (the plan was locked) is grey, not a failure.
+  // A run's state in the history: a skipped sync (the plan was locked) is grey, not a failure;
+  // an alternating run whose promote is done and re-key left (`rekey_left`) is a warning.
   function runCell(status) {
     if (status !== "skipped") return statusCell(status);
     return el("span", { class: "status st-skipped", "data-status": status }, `${MARK.skipped} skipped`);

@@ -6,7 +6,7 @@ Vault KV v2's version `created_time`, the AWS version's `CreatedDate` (backends
 whose `dates_its_value`); for an alternating plan, the slot record's `set_at` of the
 active key (a promote rewrites the version, so its date is the promote's, not the
 key's).  A backend that records nothing dates nothing: the age stays unknown rather
-than guessed (an .env file's mtime dates the file, not the key).  `record_of` is the
+than guessed (an .env file's mtime dates the file, not the key).  `primary_record_of` is the
 rule, shared by the service (`read_primary_record`) and `rotator status` (which has
 read the primary already).
 """
@@ -55,7 +55,7 @@ def parse_time(text: str | None) -> float | None:
     return when.timestamp() if when.tzinfo is not None else None
 
 
-def record_of(
+def primary_record_of(
     plan: Plan, backend: Backend, fingerprint: str | None, changed_at: str | None, slots: Slots | None = None
 ) -> PrimaryRecord:
     """What the primary records of its value's date: an alternating plan's slot record (the
@@ -93,4 +93,4 @@ async def read_primary_record(plan: Plan, timeout: float | None = None) -> Prima
         finally:
             await ctx.aclose()
     fp = stored.secret.fingerprint if stored.secret else None
-    return record_of(plan, backend, fp, stored.changed_at, slots)
+    return primary_record_of(plan, backend, fp, stored.changed_at, slots)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
-from rotator.key_record import PrimaryRecord, record_of
+from rotator.key_record import PrimaryRecord, primary_record_of
 from rotator.key_state import KeyState, verdict_of
 from rotator.pipeline.attempts import reason
 from rotator.probe import Prober
@@ -247,7 +247,7 @@ async def collect(plan: Plan, journal: Journal | None) -> PlanStatus:
     record = None
     if not primary.error:
         fp = primary.secret.fingerprint if primary.secret else None
-        record = record_of(plan, primary.backend, fp, primary.changed_at, slots)
+        record = primary_record_of(plan, primary.backend, fp, primary.changed_at, slots)
     _key_age(status, plan, journal, record, now)
     _journal_facts(status, plan, journal, now)
     return status

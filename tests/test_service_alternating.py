@@ -304,6 +304,12 @@ def test_the_page_shows_the_slots_the_app_to_reset_and_roll_back(alt_service: Al
             assert BLUE in active.inner_text() and "yes, on every URL" in active.inner_text()
             assert GREEN in standby.inner_text() and green_fp in standby.inner_text()
             assert "old" not in standby.inner_text() and "unknown" not in standby.locator("td").nth(2).inner_text()
+            # Key age and the slot table agree (issue 26): blue's key was never stored by rotator, so
+            # neither says an age; the standby's age is the slot record's, and says so.
+            key_age = page.inner_text('#plan-info dt:text-is("Key age") + dd')
+            assert key_age.startswith("unknown: nothing records it"), key_age
+            assert active.locator("td").nth(2).inner_text() == "unknown"
+            assert standby.locator("td").nth(2).get_attribute("title") == "from the slot record"
             assert page.inner_text("#alt-next").startswith("Next rotation: promote the standby")
 
             # Planned rotation: the promote runs, then the page names blue and why no consumer is affected.

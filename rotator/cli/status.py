@@ -106,6 +106,15 @@ def show(out: Console, st: PlanStatus) -> None:
         )
     if alt and alt["standby"]["fingerprint"] is None:
         out.print("  standby    (empty)")
+    age = st.key_age
+    if age is not None:  # the page's, /metrics' and the reminders' key age, with where it comes from
+        line = (
+            "key age: unknown: nothing records it (`rotator adopt PLAN --set-at DATE` records it)"
+            if age.age_seconds is None
+            else f"key age: {_age(age.age_seconds)}, from {escape(age.counted_from)}"
+            + (f" (max {age.max_age_days} days: {age.status})" if age.max_age_days is not None else "")
+        )
+        out.print(line)
     out.print(f"  probe calls: {st.probe_calls} (Adjutor bills each one)")
     out.print("backends:")
     for b in st.backends:

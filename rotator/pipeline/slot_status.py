@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
+from rotator.key_record import SLOT_RECORD
 from rotator.key_state import KeyState
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from rotator.plan import Plan
 
 __all__ = ["left_lines", "status_data", "survey"]
+
+HISTORY_LOOKUP = 50  # journal rows searched for the run that stored a slot's key
 
 
 async def survey(plan: Plan, journal: Journal | None = None) -> Alternating:
@@ -65,13 +68,28 @@ def _age(set_at: str | None) -> float | None:
         return None
 
 
+def _stored_by_run(journal: Journal, plan: Plan, fp: str) -> tuple[float | None, str]:
+    """A slot the record does not date (a `--revoke-now` writes the active value as a single-app
+    rotation does): the age from the journal row of the run that stored this key."""
+    for row in journal.history(plan.name, limit=HISTORY_LOOKUP):
+        if row.new_fp == fp and row.kind != "sync" and row.state == "done":
+            at = row.key_received_at or row.finished_at
+            if at is not None:
+                return max(time.time() - at, 0.0), f"the rotation that stored it ({row.id})"
+    return None, ""
+
+
 def status_data(plan: Plan, alt: Alternating, journal: Journal | None) -> dict[str, Any]:
     from rotator.pipeline.rollback import refusal
 
     data: dict[str, Any] = {"plan": plan.name, "strategy": "alternating", "primary": plan.primary.name}
     data.update(alt.as_dict())
     for who in ("active", "standby"):
-        data[who]["age_s"] = None if (age := _age(data[who]["set_at"])) is None else round(age, 1)
+        age, source = _age(data[who]["set_at"]), SLOT_RECORD
+        if age is None and data[who]["fingerprint"] and journal is not None:
+            age, source = _stored_by_run(journal, plan, data[who]["fingerprint"])
+        data[who]["age_s"] = None if age is None else round(age, 1)
+        data[who]["age_from"] = source if age is not None else None
     from rotator.pipeline import leaked
 
     data["rollback_possible"] = refusal(alt) is None

@@ -22,15 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
+from rotator.key_record import PrimaryRecord, primary_record_of
 from rotator.key_state import KeyState, verdict_of
 from rotator.pipeline.attempts import reason
 from rotator.probe import Prober
+from rotator.service.key_age import KeyAge, key_age_with
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
     from rotator.pipeline.slots import KeyCheck
     from rotator.plan import Plan
-    from rotator.plugin import Backend, PluginContext
+    from rotator.plugin import Backend, PluginContext, Slots
     from rotator.secret import Secret
 
 __all__ = ["BackendStatus", "KeyState", "KeyStatus", "PlanStatus", "collect", "verdict_of"]
@@ -54,9 +56,12 @@ class KeyStatus:
     state: KeyState
     detail: str  # why, when it is not `works` ("" when it works)
     held_by: list[str]  # the backends holding it
-    age_s: float | None  # since rotator first stored it (journal, or the slot's set_at); None: unknown
+    # The primary's key: the plan's key age (`service.key_age`, as the page and /metrics say it);
+    # a standby: its slot's set_at; a drifted key: when a rotation first stored it.  None: unknown.
+    age_s: float | None
     app: str | None = None  # alternating plans: the Adjutor app whose key it is
     probe_calls: int = 0  # calls to the API this check cost
+    age_from: str = ""  # where age_s comes from, in words ("" when unknown)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +71,7 @@ class KeyStatus:
             "detail": self.detail,
             "held_by": self.held_by,
             "age_seconds": None if self.age_s is None else round(self.age_s, 1),
+            "age_from": self.age_from or None,
             "app": self.app,
             "probe_calls": self.probe_calls,
         }
@@ -107,6 +113,7 @@ class PlanStatus:
     unfinished: list[dict[str, Any]] = field(default_factory=list)
     alternating: dict[str, Any] | None = None  # slot_status.status_data, with each key's `state`
     notes: list[str] = field(default_factory=list)  # what is left to do (never a reset of an unchecked key)
+    key_age: KeyAge | None = None  # the plan's key age: the page's and /metrics' (`service.key_age`)
 
     @property
     def probe_calls(self) -> int:
@@ -164,6 +171,7 @@ class PlanStatus:
                 "backends": [b.as_dict() for b in self.backends],
                 "drift": self.drifted,
                 "probe_calls": self.probe_calls,
+                "key_age": self.key_age.as_dict() if self.key_age is not None else None,
                 "last_rotation": self.last_rotation,
                 "lock": self.lock,
                 "unfinished": self.unfinished,
@@ -181,6 +189,7 @@ class _Read:
     backend: Backend
     secret: Secret | None = None
     error: str = ""
+    changed_at: str | None = None  # what the backend records of its value's date (`key_record`)
 
 
 async def _read(b: Backend) -> _Read:
@@ -188,7 +197,7 @@ async def _read(b: Backend) -> _Read:
     try:
         await asyncio.wait_for(b.open(), timeout)
         stored = await asyncio.wait_for(b.read(), timeout)
-        return _Read(b, stored.secret)
+        return _Read(b, stored.secret, changed_at=stored.changed_at)
     except Exception as exc:  # noqa: BLE001 - one line per backend, never a traceback
         return _Read(b, error=reason(exc))
 
@@ -205,17 +214,6 @@ def _first_stored(journal: Journal | None, plan: Plan) -> dict[str, float]:
             if at is not None:
                 out[row.new_fp] = at
     return out
-
-
-def _slot_age(set_at: str | None, now: float) -> float | None:
-    from datetime import datetime
-
-    if not set_at:
-        return None
-    try:
-        return max(now - datetime.fromisoformat(set_at.replace("Z", "+00:00")).timestamp(), 0.0)
-    except ValueError:
-        return None
 
 
 async def _probe_once(prober: Prober | None, secret: Secret) -> tuple[KeyState, str, int]:
@@ -240,15 +238,30 @@ async def collect(plan: Plan, journal: Journal | None) -> PlanStatus:
         backends = [backend_class(b.type)(b, ctx) for b in plan.backends]
         reads = await asyncio.gather(*(_read(b) for b in backends))
         prober = Prober(plan.probe, ctx.http) if plan.probe.enabled else None
-        if plan.alternating:
-            await _alternating(status, plan, ctx, reads, journal)
+        slots = await _alternating(status, plan, ctx, reads, journal) if plan.alternating else None
         primary = next(r for r in reads if r.backend.settings.primary)
         await _keys(status, plan, prober, primary, reads)
         await _close(backends)
     finally:
         await ctx.aclose()
+    record = None
+    if not primary.error:
+        fp = primary.secret.fingerprint if primary.secret else None
+        record = primary_record_of(plan, primary.backend, fp, primary.changed_at, slots)
+    _key_age(status, plan, journal, record, now)
     _journal_facts(status, plan, journal, now)
     return status
+
+
+def _key_age(status: PlanStatus, plan: Plan, journal: Journal | None, record: PrimaryRecord | None, now: float) -> None:
+    """The primary's key: the plan's key age from its one source (the journal's rotation or
+    adoption, else the primary's own record), the age the page, /metrics and reminders say."""
+    age = key_age_with(journal, plan, record, now)
+    status.key_age = age
+    held = record.fingerprint if record is not None else None
+    for k in status.keys:
+        if k.role in ("current", "active") and k.fingerprint == held:
+            k.age_s, k.age_from = age.age_seconds, age.counted_from
 
 
 async def _close(backends: list[Backend]) -> None:
@@ -301,16 +314,17 @@ async def _keys(status: PlanStatus, plan: Plan, prober: Prober | None, primary: 
 
 async def _alternating(
     status: PlanStatus, plan: Plan, ctx: PluginContext, reads: list[_Read], journal: Journal | None
-) -> None:
+) -> Slots | None:
     """The slots (`pipeline.slots.survey`: both keys probed on every URL) and what is left, from
-    `pipeline.slot_status`; a standby that could not be checked is never called broken."""
+    `pipeline.slot_status`; a standby that could not be checked is never called broken.  Returns
+    the slots read (None: they could not be)."""
     from rotator.pipeline import slot_record
     from rotator.pipeline.slot_status import status_data
     from rotator.pipeline.slots import survey
 
     primary = next(r for r in reads if r.backend.settings.primary)
     if primary.error:
-        return
+        return None
     try:
         slots = await asyncio.wait_for(primary.backend.read_slots(), primary.backend.settings.timeout)
         slot_record.check(plan, slots, journal)  # never a guess: a disagreeing record stops here (SLOT_RECORD)
@@ -319,7 +333,7 @@ async def _alternating(
         raise
     except Exception as exc:  # noqa: BLE001
         primary.error = f"cannot read the slots: {reason(exc)}"
-        return
+        return None
     data = status_data(plan, alt, journal)
     calls = len(alt.probers)
     for role, app, slot, check in (
@@ -335,9 +349,9 @@ async def _alternating(
         if state is KeyState.UNCHECKED:
             data[role]["problem"] = f"could not check: {detail}"
         held = [] if role == "standby" else [primary.backend.name]
-        status.keys.append(
-            KeyStatus(role, slot.fingerprint, state, detail, held, _slot_age(slot.set_at, time.time()), app, calls)
-        )
+        # The standby's age as the slot table says it; the active key's is the plan's (`_key_age`).
+        age, age_from = (data[role]["age_s"], data[role]["age_from"] or "") if role == "standby" else (None, "")
+        status.keys.append(KeyStatus(role, slot.fingerprint, state, detail, held, age, app, calls, age_from))
     standby = next((k for k in status.keys if k.role == "standby"), None)
     active = next((k for k in status.keys if k.role == "active"), None)
     if active is not None and active.state is KeyState.REFUSED:
@@ -349,15 +363,16 @@ async def _alternating(
         status.notes.append(f"the active key ({alt.active_app}) is refused: consumers on it are failing; {fix}")
     status.notes.extend(data["left"])
     status.alternating = data
+    return slots
 
 
 def _journal_facts(status: PlanStatus, plan: Plan, journal: Journal | None, now: float) -> None:
     if journal is None:
         return
     first = _first_stored(journal, plan)
-    for k in status.keys:
-        if k.age_s is None and k.fingerprint in first:
-            k.age_s = max(now - first[k.fingerprint], 0.0)
+    for k in status.keys:  # a drifted key (the primary's and the standby's are dated already)
+        if k.role == "other" and k.fingerprint in first:
+            k.age_s, k.age_from = max(now - first[k.fingerprint], 0.0), "the rotation that first stored it"
     ages = {k.fingerprint: k.age_s for k in status.keys}
     for b in status.backends:
         b.age_s = ages.get(b.fingerprint or "")

@@ -27,10 +27,11 @@ import httpx
 
 from rotator.logs import get_logger
 from rotator.plugin import PluginError, SecretRef
-from rotator.service.key_age import DAY, KeyAge, key_age
+from rotator.service.key_age import DAY, KeyAge, key_age_with
 from rotator.transport import http_client
 
 if TYPE_CHECKING:
+    from rotator.key_record import PrimaryRecord
     from rotator.plan import Plan
     from rotator.service.core import Service
 
@@ -107,29 +108,28 @@ def _claim_key(plan: str, age: KeyAge, now: float) -> tuple[str, datetime, str] 
     return f"rotator-reminder/{plan}/{age.basis}", when, label
 
 
-async def refresh_primary_record(service: Service, plan: Plan) -> float | None:
+async def refresh_primary_record(service: Service, plan: Plan) -> PrimaryRecord | None:
     """The primary's own date for its value (cached on the service): read only while the journal
-    has no rotation or adoption of the plan; None when it records none or cannot be read."""
+    has no rotation or adoption of the plan; the cached one (or None) when it cannot be read."""
     from rotator.key_record import read_primary_record
 
-    cache: dict[str, float | None] = service.primary_set_at
+    cache = service.primary_records
     try:
         record = await asyncio.wait_for(read_primary_record(plan), PRIMARY_READ_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - the age stays what the journal says
         log.info("primary's record not read", plan=plan.name, error=type(exc).__name__)
         return cache.get(plan.name)
-    cache[plan.name] = record.set_at
-    return record.set_at
+    cache[plan.name] = record
+    return record
 
 
 async def current_age(service: Service, plan: Plan) -> KeyAge:
     """The plan's key age from its one source of truth (`key_age`), reading the primary's
     record when the journal has nothing."""
-    age = await asyncio.to_thread(key_age, service.journal, plan, None, service.primary_set_at.get(plan.name))
+    age = await asyncio.to_thread(key_age_with, service.journal, plan, service.primary_records.get(plan.name))
     if age.source in (None, "primary"):
-        set_at = await refresh_primary_record(service, plan)
-        if set_at is not None:
-            age = await asyncio.to_thread(key_age, service.journal, plan, None, set_at)
+        record = await refresh_primary_record(service, plan)
+        age = await asyncio.to_thread(key_age_with, service.journal, plan, record)
     return age
 
 

@@ -43,12 +43,14 @@ from rotator.pipeline.state import RotationState
 from rotator.report import FINISHED, PRIMARY_UNSURE, REKEY_LEFT_LINE, RESUMABLE, RunState
 from rotator.secret import scrub_data
 from rotator.service import proxies
+from rotator.service.key_age import key_age_with
 from rotator.service.metrics import Metrics
 from rotator.service.sessions import Held
 from rotator.service.views import ApiError, plan_state, preflight
 
 if TYPE_CHECKING:
     from rotator.journal import Journal, RotationRow
+    from rotator.key_record import PrimaryRecord
     from rotator.pipeline.alternating_flow import AlternatingFlow
     from rotator.plan import Plan
     from rotator.report import Report
@@ -84,7 +86,7 @@ class Service:
         self.held: dict[str, Held] = {}
         self.public_url: str | None = None  # the page's address, for the links in notifications
         self.draining = False
-        self.primary_set_at: dict[str, float | None] = {}  # the primary's own date of its value (key_age)
+        self.primary_records: dict[str, PrimaryRecord] = {}  # the primary's own date of its value (key_age)
         self._tasks: set[asyncio.Task[Any]] = set()  # syncs and closes in flight
         self.metrics.load(journal, plans)
 
@@ -461,7 +463,9 @@ class Service:
     def plan_state(self, plan: Plan) -> dict[str, Any]:
         held = next((h for h in self.held.values() if h.plan.name == plan.name and not h.done), None)
         armed_id = held.id if held is not None and held.state == Status.ARMED else None
-        out = plan_state(self.journal, plan, armed_id, self.primary_set_at.get(plan.name))
+        out = plan_state(
+            self.journal, plan, armed_id, key_age_with(self.journal, plan, self.primary_records.get(plan.name))
+        )
         out["active"] = self.active(plan, held, out["lock"])
         # A holder that is gone (or a lock row a database outage left behind) keeps nobody from Resume.
         busy = out["active"]["id"] if out["active"] and out["active"].get("alive", True) else None

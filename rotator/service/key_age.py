@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
+    from rotator.key_record import PrimaryRecord
     from rotator.plan import Plan
 
 DAY = 86400.0
@@ -35,6 +36,7 @@ class KeyAge:
     message: str
     source: str | None = None  # journal | adopted | primary (its own record) | None: unknown
     basis: str | None = None  # what the age is counted from: a rotation id, or the primary's record
+    counted_from: str = ""  # the same in words, as status and the page say it ("" when unknown)
 
     @property
     def warn(self) -> bool:
@@ -51,6 +53,7 @@ class KeyAge:
             "reminder_lead_days": self.reminder_lead_days,
             "message": self.message,
             "source": self.source,
+            "from": self.counted_from or None,
         }
 
 
@@ -58,19 +61,29 @@ def _set_at(row: Any) -> float:
     return float(row.key_received_at or row.finished_at or row.created_at)
 
 
-def key_age(journal: Journal, plan: Plan, now: float | None = None, primary_set_at: float | None = None) -> KeyAge:
+def key_age(
+    journal: Journal | None,
+    plan: Plan,
+    now: float | None = None,
+    primary_set_at: float | None = None,
+    primary_from: str = "the primary's own record",
+) -> KeyAge:
+    """`primary_from`: which record of the primary `primary_set_at` comes from (`key_record`)."""
     now = time.time() if now is None else now
     spec = plan.secret
-    rows = [r for r in (journal.last_success(plan.name, "rotate"), journal.last_success(plan.name, "adopt")) if r]
+    found = () if journal is None else (journal.last_success(plan.name, k) for k in ("rotate", "adopt"))
+    rows = [r for r in found if r]
     base = KeyAge(plan.name, "ok", None, None, None, spec.max_age_days, spec.reminder_lead_days, "")
     row = max(rows, key=_set_at) if rows else None
     if row is not None:
         rotated_at = _set_at(row)
         base.rotation_id, base.basis = row.id, row.id
         base.source = "adopted" if row.kind == "adopt" else "journal"
+        base.counted_from = f"rotator adopt ({row.id})" if row.kind == "adopt" else f"its last rotation ({row.id})"
     elif primary_set_at is not None:
         rotated_at = primary_set_at
         base.source, base.basis = "primary", f"primary@{primary_set_at:.0f}"
+        base.counted_from = primary_from
     else:
         base.status = "unknown"
         base.message = (
@@ -100,3 +113,10 @@ def key_age(journal: Journal, plan: Plan, now: float | None = None, primary_set_
     else:
         base.message = f"{plan.name}: the key is {days:.0f} days old; max {spec.max_age_days}"
     return base
+
+
+def key_age_with(journal: Journal | None, plan: Plan, record: PrimaryRecord | None, now: float | None = None) -> KeyAge:
+    """`key_age` with the primary's record (`key_record`), as the service and `rotator status` read it."""
+    if record is None or record.set_at is None:
+        return key_age(journal, plan, now)
+    return key_age(journal, plan, now, record.set_at, record.source)

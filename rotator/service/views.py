@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rotator.history_fold import repaired
 from rotator.report import BAD, RunState
-from rotator.service.key_age import key_age
+from rotator.service.key_age import KeyAge, key_age
 
 if TYPE_CHECKING:
     from rotator.journal import Journal, RotationRow
@@ -91,11 +91,10 @@ def brief(row: RotationRow | None) -> dict[str, Any] | None:
     }
 
 
-def plan_state(
-    journal: Journal, plan: Plan, armed_rotation: str | None, primary_set_at: float | None = None
-) -> dict[str, Any]:
-    """A plan as the page shows it: targets, schedules, key age, last rotation and sync, drift, lock."""
-    age = key_age(journal, plan, primary_set_at=primary_set_at)
+def plan_state(journal: Journal, plan: Plan, armed_rotation: str | None, age: KeyAge | None = None) -> dict[str, Any]:
+    """A plan as the page shows it: targets, schedules, key age (`agejob.age_now`: the journal
+    only when not given), last rotation and sync, drift, lock."""
+    age = key_age(journal, plan) if age is None else age
     rows = journal.history(plan.name, 50)
     last_rot = next((r for r in rows if r.kind == "rotate" and r.state != RunState.ABORTED), None)
     last_sync = next((r for r in rows if r.kind == "sync" and r.state != RunState.SKIPPED), None)

@@ -202,10 +202,10 @@
     add("Consumers", p.consumers.map((c) => `${c.name} (${c.type})`).join(", ") || "none");
     add("Fingerprint", p.fingerprint || "unknown (no journal entry yet)");
     const age = p.key_age || {};
-    const from = { journal: "its last rotation", adopted: "rotator adopt", primary: "the primary's own record" };
+    // `from`: where the age comes from, worded as `rotator status` says it (service/key_age.py)
     add("Key age", age.status === "unknown" ? "unknown: nothing records it (rotator adopt PLAN --set-at DATE records it)"
       : `${ago(age.age_seconds)}${age.max_age_days ? ` (max ${age.max_age_days} days)` : ""}` +
-        (from[age.source] ? `, from ${from[age.source]}` : ""),
+        (age.from ? `, from ${age.from}` : ""),
       age.status === "overdue" ? "warn" : age.status === "due" ? "warn" : "");
     const lr = p.last_rotation;
     add("Last rotation", lr ? `${when(lr.finished_at || lr.created_at)} · ${lr.state}` +
@@ -773,7 +773,8 @@
         : s.state === "could not check" ? `could not check: ${s.problem || "no answer"}` : "not probed";
       return el("tr", { "data-slot": who }, el("th", { scope: "row" }, who),
         el("td", { class: "alt-app" }, s.app + (s.app_recorded === false ? " (first use: the plan lists it first)" : "")),
-        el("td", {}, s.fingerprint || "(empty)"), el("td", {}, altAge(s.age_s)),
+        el("td", {}, s.fingerprint || "(empty)"),
+        el("td", { title: s.age_from ? `from ${s.age_from}` : "" }, altAge(s.age_s)),
         el("td", { "data-works": String(s.works) }, works));
     }));
     $("alt-next").textContent = `Next rotation: ${st.next}` + (st.standby_problem ? ` (${st.standby_problem})` : "");

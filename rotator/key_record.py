@@ -1,6 +1,6 @@
 """What the primary itself records of when its current value was written.
 
-Key age comes from the journal first (`rotator.service.key_age`); for a key rotator
+Key age comes from the journal first (`rotator.key_age`); for a key rotator
 never rotated nor adopted, the primary's own record is the next source of truth:
 Vault KV v2's version `created_time`, the AWS version's `CreatedDate` (backends
 whose `dates_its_value`); for an alternating plan, the slot record's `set_at` of the

@@ -14,12 +14,12 @@ import hvac
 import pytest
 
 from rotator.journal import Journal
+from rotator.key_age import DAY, KeyAge, key_age
 from rotator.key_record import parse_time, read_primary_record
 from rotator.plan import load_plan
 from rotator.service import scheduler as sched
 from rotator.service.agejob import due_reminder
 from rotator.service.core import Service
-from rotator.service.key_age import DAY, KeyAge, key_age
 from rotator.testing import plans
 from rotator.testing.adjutor import AdjutorStandIn
 from tests.fixtures_backends import ROOT_TOKEN, vault  # noqa: F401 - the fixture

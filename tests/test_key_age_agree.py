@@ -19,10 +19,10 @@ import hvac
 import pytest
 
 from rotator.journal import Journal
+from rotator.key_age import DAY
 from rotator.plan import load_plan
 from rotator.service.agejob import current_age
 from rotator.service.core import Service
-from rotator.service.key_age import DAY
 from rotator.testing import plans
 from rotator.testing.adjutor import AdjutorStandIn
 from tests.fixtures_backends import ROOT_TOKEN, vault  # noqa: F401 - the fixture

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
+from rotator.key_age import KeyAge, key_age_with
 from rotator.key_record import PrimaryRecord, primary_record_of
 from rotator.key_state import KeyState, verdict_of
 from rotator.pipeline.attempts import reason
 from rotator.probe import Prober
-from rotator.service.key_age import KeyAge, key_age_with
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
@@ -56,7 +56,7 @@ class KeyStatus:
     state: KeyState
     detail: str  # why, when it is not `works` ("" when it works)
     held_by: list[str]  # the backends holding it
-    # The primary's key: the plan's key age (`service.key_age`, as the page and /metrics say it);
+    # The primary's key: the plan's key age (`rotator.key_age`, as the page and /metrics say it);
     # a standby: its slot's set_at; a drifted key: when a rotation first stored it.  None: unknown.
     age_s: float | None
     app: str | None = None  # alternating plans: the Adjutor app whose key it is
@@ -113,7 +113,7 @@ class PlanStatus:
     unfinished: list[dict[str, Any]] = field(default_factory=list)
     alternating: dict[str, Any] | None = None  # slot_status.status_data, with each key's `state`
     notes: list[str] = field(default_factory=list)  # what is left to do (never a reset of an unchecked key)
-    key_age: KeyAge | None = None  # the plan's key age: the page's and /metrics' (`service.key_age`)
+    key_age: KeyAge | None = None  # the plan's key age: the page's and /metrics' (`rotator.key_age`)
 
     @property
     def probe_calls(self) -> int:

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from rotator.key_age import DAY, KeyAge, key_age_with
 from rotator.logs import get_logger
 from rotator.plugin import PluginError, SecretRef
-from rotator.service.key_age import DAY, KeyAge, key_age_with
 from rotator.transport import http_client
 
 if TYPE_CHECKING:

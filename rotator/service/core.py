@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from rotator import pipeline
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
+from rotator.key_age import key_age_with
 from rotator.logs import get_logger
 from rotator.pipeline import arm, leaked
 from rotator.pipeline.session import (
@@ -43,7 +44,6 @@ from rotator.pipeline.state import RotationState
 from rotator.report import FINISHED, PRIMARY_UNSURE, REKEY_LEFT_LINE, RESUMABLE, RunState
 from rotator.secret import scrub_data
 from rotator.service import proxies
-from rotator.service.key_age import key_age_with
 from rotator.service.metrics import Metrics
 from rotator.service.sessions import Held
 from rotator.service.views import ApiError, plan_state, preflight

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rotator.history_fold import repaired
+from rotator.key_age import KeyAge, key_age
 from rotator.report import BAD, RunState
-from rotator.service.key_age import KeyAge, key_age
 
 if TYPE_CHECKING:
     from rotator.journal import Journal, RotationRow

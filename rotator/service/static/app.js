@@ -202,7 +202,7 @@
     add("Consumers", p.consumers.map((c) => `${c.name} (${c.type})`).join(", ") || "none");
     add("Fingerprint", p.fingerprint || "unknown (no journal entry yet)");
     const age = p.key_age || {};
-    // `from`: where the age comes from, worded as `rotator status` says it (service/key_age.py)
+    // `from`: where the age comes from, worded as `rotator status` says it (rotator/key_age.py)
     add("Key age", age.status === "unknown" ? "unknown: nothing records it (rotator adopt PLAN --set-at DATE records it)"
       : `${ago(age.age_seconds)}${age.max_age_days ? ` (max ${age.max_age_days} days)` : ""}` +
         (age.from ? `, from ${age.from}` : ""),

@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 
 from rotator.testing.adjutor import AdjutorStandIn
+from tests import tiers
+from tests.tiers import _tier_guard, pytest_collection_modifyitems
+
+__all__ = ["_tier_guard", "pytest_collection_modifyitems"]  # the tiers' hook and guard, from tests/tiers.py
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +31,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    tiers.configure(config)
 
 
 @pytest.fixture(autouse=True)

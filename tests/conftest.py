@@ -34,6 +34,15 @@ def pytest_configure(config: pytest.Config) -> None:
     tiers.configure(config)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """`pytest -m unit` (the fast loop) and `-m lint` run in this process: starting xdist's
+    workers (pyproject.toml's addopts) would cost more than their tests take."""
+    if tiers.in_process_only(config) and getattr(config.option, "numprocesses", None):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test touches the real ~/.local/state/rotator journal."""

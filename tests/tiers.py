@@ -84,15 +84,13 @@ def tier_of(item: pytest.Item) -> str:
 
 
 def configure(config: pytest.Config) -> None:
-    """Registers the tier markers and installs the guard (called from conftest.pytest_configure)."""
-    for name, what in (
-        ("unit", "in-process only: no subprocess, no server (the fast loop: pytest -m unit)"),
-        ("process", "starts a subprocess or a real loopback server"),
-        ("browser", "drives Chromium through Playwright"),
-        ("lint", "the code's own checks: ruff, mypy, hadolint"),
-    ):
-        config.addinivalue_line("markers", f"{name}: {what}")
+    """Installs the guard (called from conftest.pytest_configure; the markers are in pyproject.toml)."""
     _Guard.install()
+
+
+def in_process_only(config: pytest.Config) -> bool:
+    """Is this run `-m unit` or `-m lint` alone: few, short tests, quicker without xdist's workers?"""
+    return (config.option.markexpr or "").strip() in ("unit", "lint")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

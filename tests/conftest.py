@@ -12,9 +12,19 @@ import pytest
 
 from rotator.testing.adjutor import AdjutorStandIn
 from tests import tiers
-from tests.tiers import _tier_guard, pytest_collection_modifyitems
+from tests.tiers import (
+    pytest_collection_modifyitems,
+    pytest_runtest_call,
+    pytest_runtest_setup,
+    pytest_runtest_teardown,
+)
 
-__all__ = ["_tier_guard", "pytest_collection_modifyitems"]  # the tiers' hook and guard, from tests/tiers.py
+__all__ = [  # the tiers and their guard (tests/tiers.py)
+    "pytest_collection_modifyitems",
+    "pytest_runtest_call",
+    "pytest_runtest_setup",
+    "pytest_runtest_teardown",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ uses (a server or a subprocess: ``process``); the per-module table.  A test in a
 the tables do not name is ``process``: the safe default, so a new test is never put in
 the fast loop by accident, and never fails the guard there.
 
-The guard: while a ``unit`` test runs (fixtures included), starting a process (subprocess,
+The guard: while a ``unit`` test runs (its fixtures, of any scope, included), starting a process (subprocess,
 multiprocessing, fork, posix_spawn) or binding a socket fails it, with the line to fix.
 ``ROTATOR_TEST_RECORD=FILE`` instead records, for every test, what it started (one JSON
 line per test that started anything): how the tables below were made.
@@ -47,6 +47,8 @@ PROCESS_FIXTURES = frozenset(
         "kube",
         "pg",
         "db_url",
+        "gap",  # test_consumer_hold: a module's stand-in
+        "tls_files",  # test_transport: openssl, once per module
     }
 )
 
@@ -86,6 +88,9 @@ def tier_of(item: pytest.Item) -> str:
 def configure(config: pytest.Config) -> None:
     """Installs the guard (called from conftest.pytest_configure; the markers are in pyproject.toml)."""
     _Guard.install()
+
+
+pytest_configure = configure  # as a plugin of its own: `pytest -p tests.tiers` (its test does that)
 
 
 def in_process_only(config: pytest.Config) -> bool:
@@ -148,23 +153,37 @@ class _Guard:
         cls.wrap(multiprocessing.util, "spawnv_passfds", lambda path, args, *a, **k: f"multiprocessing: {argv(args)}")
 
 
-@pytest.fixture(autouse=True)
-def _tier_guard(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Watches the test (the first fixture set up, the last torn down): see `_Guard`."""
-    item = request.node
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """Watch the test from its first fixture on (a module or session fixture it starts counts too)."""
     with _Guard.lock:
         _Guard.seen = []
     _Guard.current = item.nodeid
     _Guard.unit = item.get_closest_marker("unit") is not None
-    yield
-    _Guard.current = None
-    seen = sorted(set(_Guard.seen))
-    if _Guard.record and seen:
-        with open(_Guard.record, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"test": item.nodeid, "started": seen}) + "\n")
-    elif _Guard.unit and seen:
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A `unit` test that started something fails here, after its body (a failure of its own first)."""
+    result = yield
+    if _Guard.unit and not _Guard.record and (seen := sorted(set(_Guard.seen))):
         pytest.fail(
-            f"a `unit` test started {len(seen)} thing(s): {'; '.join(seen[:3])}. "
-            "Mark it `process` (tests/tiers.py's tables, or @pytest.mark.process), or keep it in-process.",
+            f"a `unit` test started {len(seen)} thing(s): {'; '.join(seen[:3])}. Mark it `process` "
+            "(tests/tiers.py's tables, or @pytest.mark.process), or keep it in-process.",
             pytrace=False,
         )
+    return result
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """Stop watching; with ROTATOR_TEST_RECORD, write down what the test started."""
+    try:
+        return (yield)
+    finally:
+        _Guard.current = None
+        seen = sorted(set(_Guard.seen))
+        if _Guard.record and seen:
+            with open(_Guard.record, "a", encoding="utf-8") as out:
+                out.write(json.dumps({"test": item.nodeid, "started": seen}) + "\n")

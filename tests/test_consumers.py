@@ -33,6 +33,7 @@ from rotator.consumer import InvalidSignature, verify_webhook
 from rotator.plugin import Confirmation, Consumer, PluginContext, PluginError, RotationEvent
 from rotator.secret import Secret, fingerprint
 from rotator.testing._http import LoopbackServer
+from tests.timing import scaled
 
 HMAC_KEY = "whsec_test_0123456789"
 NEW_KEY = Secret("sk_live_newkey987654321")
@@ -399,7 +400,7 @@ class Proc:
         return len(self.marker.read_text().splitlines()) if self.marker.exists() else 0
 
     def wait_for_reloads(self, n: int, timeout: float = 5.0) -> int:
-        end = time.monotonic() + timeout
+        end = time.monotonic() + scaled(timeout)
         while self.reloads() < n and time.monotonic() < end:
             time.sleep(0.01)
         return self.reloads()

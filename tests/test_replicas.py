@@ -32,6 +32,7 @@ from rotator.journal import SCHEMA_VERSION, Journal, LockHeld, SchemaTooNew, cla
 from rotator.testing.adjutor import AdjutorStandIn
 from tests.pgserver import PostgresServer, find_bindir
 from tests.test_service import PLAN_NAME, SSE, ServiceProc, env_key, write_plan
+from tests.timing import scaled
 
 REPO = Path(__file__).resolve().parents[1]
 TICK = 2  # seconds between scheduled syncs
@@ -73,7 +74,7 @@ def python(code: str, *args: str) -> subprocess.Popen[str]:
 
 
 def wait_for(what: str, check: Any, timeout: float = 30.0, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while True:
         value = check()
         if value:

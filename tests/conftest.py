@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from rotator.testing.adjutor import AdjutorStandIn
 from tests import tiers
@@ -27,6 +28,12 @@ __all__ = [  # the tiers and their guard (tests/tiers.py)
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Hypothesis's per-example deadline (200 ms) is a timing check: on a busy machine one slow
+# example fails a property that holds.  Properties are checked here; speed is measured in
+# benchmarks/.  A test's own @settings(deadline=...) still applies.
+settings.register_profile("rotator", deadline=None)
+settings.load_profile("rotator")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -22,7 +22,7 @@ from benchmarks.window.child import Child
 from benchmarks.window.measure import run_case, run_long_wait, run_plans, run_service
 from benchmarks.window.report import render_tables, targets_met
 
-LATENCY = 0.05  # seconds per request: a LAN's round trip to a real store, give or take
+LATENCY = 0.05  # seconds injected per request unless --latency says otherwise
 SMOKE_LATENCY = 0.005
 
 

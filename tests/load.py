@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     command = [c for c in args.command if c != "--"] or DEFAULT_COMMAND
     cores = os.cpu_count() or 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a `kill` stops the burners too (finally below)
     burners = [mp.Process(target=_burn, daemon=True) for _ in range(max(1, round(args.per_core * cores)))]
     for b in burners:
         b.start()

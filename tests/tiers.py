@@ -12,8 +12,9 @@ module that mixes tiers); the per-module table `MODULES`.  Anything else is ``pr
 the safe default, so a new test is never put in the fast loop by accident, and never
 fails the guard there.
 
-The guard: while a ``unit`` test runs (its fixtures, of any scope, included), starting a process (subprocess,
-multiprocessing, fork, posix_spawn) or binding a socket fails it, with the line to fix.
+The guard: while a ``unit`` test runs (its fixtures, of any scope, included), starting a
+process (subprocess, multiprocessing, fork, posix_spawn) or binding a socket fails it,
+with the line to fix.
 ``ROTATOR_TEST_RECORD=FILE`` instead records, for every test, what it started (one JSON
 line per test that started anything): how the tables below were made.
 """

@@ -21,9 +21,9 @@ END = "<!-- END window tables -->"
 
 def render_tables(results: dict[str, Any]) -> str:
     """The tables of one window run (the same text as results/latest.md)."""
-    from benchmarks.window import markdown
+    from benchmarks.window.report import render_tables as render
 
-    return markdown(results)
+    return render(results)
 
 
 def current_copy(text: str) -> str:

@@ -30,6 +30,7 @@ import pytest
 from rotator.exitcodes import Exit
 from rotator.secret import fingerprint
 from rotator.testing import ROOT, VaultServer
+from tests.timing import scaled
 
 try:
     from tests import leakcheck as lc
@@ -438,7 +439,7 @@ def test_planned_rotation_fails_no_call_at_any_operator_pause(make_world: Any, p
     assert f.report is not None
     alt = f.report["alternating"]
     assert alt["active"]["app"] == GREEN and alt["standby"]["app"] == BLUE
-    assert alt["promote"]["window_s"] is not None and alt["promote"]["window_s"] < 5
+    assert alt["promote"]["window_s"] is not None and alt["promote"]["window_s"] < scaled(5)
     assert alt["rekeys"][-1]["previous_revoked"] is True
     green = fingerprint(w.keys[2])  # the seed's reset of green
     assert set(w.fingerprints().values()) == {green}
@@ -676,7 +677,7 @@ def test_mistaken_reset_of_the_active_app_is_said_at_once_and_its_key_taken_as_a
     assert f.report is not None
     mistake = f.report["alternating"]["mistaken_reset"]
     assert mistake["app"] == GREEN
-    assert 1.5 <= mistake["failed_call_window_s"] < 10  # the pause before the paste, then one window
+    assert 1.5 <= mistake["failed_call_window_s"] < scaled(10)  # the pause before the paste, then one window
     assert sum(w.failed().values()) > before  # single-app style: those calls did fail
     st = status(w)
     assert st["active"]["fingerprint"] == fingerprint(new_green) and st["active"]["works"]

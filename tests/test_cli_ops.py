@@ -26,6 +26,7 @@ from rotator.journal import Journal
 from rotator.secret import fingerprint
 from rotator.testing import plans
 from rotator.testing.adjutor import AdjutorStandIn
+from tests.timing import scaled
 
 try:
     from tests import leakcheck as lc
@@ -271,10 +272,11 @@ def test_the_primary_unreachable_at_write_is_its_own_code_with_the_fix(tmp_path:
         plans.plan(
             "primary-down",
             backends=[
-                plans.aws("store", "prod/adjutor", primary=True, endpoint_url=url, timeout=1, retries=0),
+                # arm reads the secret within this timeout too: on a busy machine it takes longer
+                plans.aws("store", "prod/adjutor", primary=True, endpoint_url=url, timeout=scaled(1), retries=0),
                 plans.envfile("app", tmp_path / "app.env"),
             ],
-            rotation={"deadline": 4},
+            rotation={"deadline": scaled(4)},
         ),
     )
     stopped = False

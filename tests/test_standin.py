@@ -22,6 +22,7 @@ import pytest
 
 from rotator.secret import fingerprint
 from rotator.testing.adjutor import ADMIN_HEADER, MODELS_PATH, AdjutorStandIn
+from tests.timing import scaled
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,6 +32,7 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def wait_for_file(path: Path, proc: subprocess.Popen[Any], timeout: float = 10.0) -> dict[str, Any]:
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():

@@ -98,9 +98,9 @@ def new_key() -> str:
     return KEY_PREFIX + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(KEY_LENGTH))
 
 
-class _StandInHandler(JsonHandler):
+class StandInHandler(JsonHandler):
     server_version = "AdjutorStandIn/1"
-    server: _StandInServer
+    server: StandInServer
 
     def do_GET(self) -> None:
         self.read_body()
@@ -188,8 +188,8 @@ class _StandInHandler(JsonHandler):
         return True
 
 
-class _StandInServer(LoopbackServer):
-    handler: type[_StandInHandler] = _StandInHandler  # a benchmark's subclass timestamps arrivals
+class StandInServer(LoopbackServer):
+    handler: type[StandInHandler] = StandInHandler  # a benchmark's subclass timestamps arrivals
 
     def __init__(self, host: str, port: int, standin: AdjutorStandIn) -> None:
         self.standin = standin
@@ -232,7 +232,7 @@ class AdjutorStandIn(Served):
     """
 
     thread_name = "adjutor-standin"
-    server_class: type[_StandInServer] = _StandInServer
+    server_class: type[StandInServer] = StandInServer
 
     def __init__(
         self,

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from rotator.exitcodes import Exit
 from rotator.secret import fingerprint
 
 try:
@@ -59,6 +60,11 @@ PLANNED = [
 ROLLBACK = ["slot_record:rollback:before", "slot_record:rollback:after", "state:fanning_out:after"]
 
 
+# What `status` may answer mid-crash: every key fine, drift (a fan-out killed half-way), a refused key
+# (an old standby already revoked): each with its JSON, never a refusal to answer.
+ANSWERS = {Exit.DONE, Exit.DRIFT, Exit.STATUS_REFUSED, Exit.STATUS_UNCHECKED}
+
+
 def killing(w: World, at: str) -> World:
     path = os.pathsep.join(p for p in (KILLHOOK, w.env.get("PYTHONPATH", "")) if p)
     return dataclasses.replace(w, env={**w.env, "PYTHONPATH": path, "ROTATOR_TEST_KILL_AT": at})
@@ -91,7 +97,7 @@ def test_incident_killed_at_each_boundary_ends_consistent(make_world: Any, at: s
     f = killing(w, at).rotator("rotate", str(w.plan), "--incident", "--key-stdin", pauses=(0, 0))
     assert f.code == -9, (at, f.code, f.err)
     code, st, err = status_json(w)
-    assert code == 0 and st is not None, (at, err)  # status always answers
+    assert code in ANSWERS and st is not None, (at, code, err)  # status always answers (drift, refusals: codes)
     if st["incident"] is not None or w.works(leaked):
         # What is left: the incident goes on (`rotate --incident`), asking for blue only.
         f2 = w.rotator("rotate", str(w.plan), "--incident", "--key-stdin", "--json", pauses=(0, 0))
@@ -112,7 +118,7 @@ def test_planned_rotation_killed_at_each_boundary_ends_consistent(make_world: An
     f = killing(w, at).rotator("rotate", str(w.plan), "--key-stdin", pauses=(0, 0))
     assert f.code == -9, (at, f.code, f.err)
     code, st, err = status_json(w)
-    assert code == 0 and st is not None, (at, err)
+    assert code in ANSWERS and st is not None, (at, code, err)
     for u in st["unfinished"]:  # a promote killed half-way: `rotate` names `resume`, which finishes it
         if not u["landed"]:
             continue
@@ -137,7 +143,7 @@ def test_rollback_killed_at_each_boundary_ends_consistent(make_world: Any, at: s
     r = killing(w, at).rotator("rollback", str(w.plan))
     assert r.code == -9, (at, r.code, r.err)
     code, st, err = status_json(w)
-    assert code == 0 and st is not None, (at, err)
+    assert code in ANSWERS and st is not None, (at, code, err)
     for u in st["unfinished"]:  # what is left: finished by resume from the primary (if its write landed)
         if not u["landed"]:
             continue

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         summary = exc.problems[0] if n == 1 else f"the plan has {n} problems (see `problems`)"
         _fail("\n".join(exc.problems), Exit.PLAN_INVALID, {"problems": exc.problems}, summary)
     except CommandError as exc:
-        _fail(f"rotator: {exc}", exc.code, exc.report)
+        _fail(f"rotator: {exc}", exc.exit_code, exc.report)
     except (click.exceptions.Abort, KeyboardInterrupt):
         # Commands that write catch Ctrl-C themselves and say what they left (commands.run_flow).
         _fail("rotator: interrupted; nothing was written", Exit.INTERRUPTED)

@@ -21,15 +21,13 @@ from rotator.cli.flow import finish, load, progress
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
+    from rotator.cli.key_input import Clipboard
     from rotator.journal import Journal
     from rotator.pipeline.ask import ResetAsk
     from rotator.pipeline.session import Listener
     from rotator.pipeline.slots import Alternating
     from rotator.plan import Plan
     from rotator.report import Report
-
-MAX_PASTES = 5  # pastes that are not a key (empty, wrong shape) before giving up on one reset
-KEEP_WARM_EVERY = 15.0
 
 
 class LineStdin:
@@ -48,7 +46,7 @@ class LineStdin:
         return line or None
 
 
-def terminal_listener(*, key_stdin: bool) -> Listener:
+def terminal_listener(*, key_stdin: bool, clipboard: bool = False) -> Listener:
     """What the operator sees of the flow's asks on this terminal (stderr)."""
     from rich.markup import escape
 
@@ -62,9 +60,12 @@ def terminal_listener(*, key_stdin: bool) -> Listener:
             err().print(f"[bold]Reset {escape(ask.app)}[/] (its new key becomes {where}):")
             err().print(f"  1. Adjutor dashboard → {escape(ask.instruction)}")
             err().print("  2. Copy the new key the dashboard shows.")
-            err().print(
-                "  3. " + ("Pipe it in: reading one line from stdin." if key_stdin else "Paste it here (hidden).")
-            )
+            how = "Pipe it in: reading one line from stdin." if key_stdin else "Paste it here (hidden)."
+            if clipboard:
+                how = "Reset: the dashboard copies it; rotator takes it from the clipboard" + (
+                    "." if key_stdin or not sys.stdin.isatty() else " (or paste it here, hidden)."
+                )
+            err().print("  3. " + how)
 
         def rejected(self, message: str) -> None:
             err().print(f"[red]✗ {escape(message)}[/]" + ("" if key_stdin else ": paste it again"))
@@ -86,6 +87,7 @@ async def run(
     *,
     flow: str,
     key_stdin: bool = False,
+    clipboard: bool = False,
     reason: str = "",
     quiet: bool = False,
     choice: str | None = None,
@@ -94,12 +96,14 @@ async def run(
     """Arm, say what the flow will do, run it, disarm.  `flow`: rotate | incident | rekey | rollback.
 
     The flow runs in an `ArmedSession` (its flow hook, `pipeline.alternating_flow`), as the
-    service runs it; the keys come from the terminal only (a hidden prompt, or stdin one a line)."""
-    from rotator.cli.key_input import Prompt
+    service runs it; the keys come from the terminal: a hidden prompt, stdin one a line, or the
+    clipboard (raced with the prompt on a terminal), the same sources as a single-app rotation's."""
+    from rotator.cli.key_input import Clipboard, Prompt, clipboard_source, start_clipboard
     from rotator.errors import RotationError
     from rotator.pipeline import leaked, slots
     from rotator.pipeline.alternating import IncidentChoice
     from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName
+    from rotator.pipeline.ask import KEEP_WARM_EVERY, MAX_PASTES
     from rotator.pipeline.session import ArmedSession, NotArmed
     from rotator.pipeline.state import RotationState
 
@@ -107,9 +111,10 @@ async def run(
     kind = {"incident": "rotate"}.get(flow, flow)
     state = RotationState(plan, journal, kind=kind, reason=reason or flow, progress_fn=progress(quiet))
     the_flow = AlternatingFlow(FlowName(flow), IncidentChoice(choice) if choice else None)
+    clip = Clipboard(clipboard_source(plan)) if clipboard else None
     session = ArmedSession(
         state,
-        terminal_listener(key_stdin=key_stdin),
+        terminal_listener(key_stdin=key_stdin, clipboard=clipboard),
         flow=the_flow,
         keep_warm_every=KEEP_WARM_EVERY,  # the operator may take minutes in the dashboard
         handed_keys=False,  # the terminal's sources only: their end ends the ask
@@ -121,13 +126,21 @@ async def run(
         alt = the_flow.alt
         assert alt is not None
         seen["token"] = alt.slots.token  # what the slots were at arm: an interruption says what changed since
-        if flow != "rollback" and not key_stdin and not sys.stdin.isatty():
+        prompt = flow != "rollback" and not key_stdin and sys.stdin.isatty()
+        if flow != "rollback" and not key_stdin and not clipboard and not prompt:
             raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
+        if clip is not None:
+            await start_clipboard(clip, alt.slots.active.fingerprint if alt.slots.active else None)
+            err().print(f"watching the clipboard: {clip.source.describe()}")
         err().print(f"slots: {alt.describe()}")
         if flow in ("rotate", "incident") or the_flow.continuing:
             err().print(the_flow.plan_line)
-        if flow != "rollback":
-            session.feed(LineStdin() if key_stdin else Prompt())
+        if key_stdin:
+            session.feed(LineStdin())
+        elif prompt:
+            session.feed(Prompt())
+        if clip is not None:
+            session.feed(clip)
         session.start()
         report = await session.wait()
         if report is not None:
@@ -136,9 +149,9 @@ async def run(
             raise session.error
         raise Fail(f"the flow was closed: {session.closed_reason}", Exit.ERROR)
     except NotArmed as exc:
-        raise Fail(str(exc), exc.code) from None
+        raise Fail(str(exc), exc.exit_code) from None
     except (RotationError, Fail) as exc:
-        code = exc.exit_code if isinstance(exc, RotationError) else exc.code
+        code = exc.exit_code
         line = str(exc)
         alt = the_flow.alt
         if alt is not None and (line_left := leaked.continuing(alt)) is not None:
@@ -150,6 +163,16 @@ async def run(
         raise Fail(line, code, getattr(exc, "report", None)) from None
     finally:
         await session.release()
+        if clip is not None:
+            await _clear_clipboard(clip)
+
+
+async def _clear_clipboard(clip: Clipboard) -> None:
+    """The clipboard still holding the last key taken is cleared; watching it stops."""
+    last, clip.last = clip.last, None
+    if last is not None and await clip.source.clear_if_unchanged(last):
+        err().print("clipboard cleared (it still held the key)")
+    await clip.source.aclose()
 
 
 def run_cli(plan: Plan, journal: Journal, **kw: Any) -> Report:
@@ -251,15 +274,34 @@ def _alternating_plan(plan_path: str, what: str) -> Plan:
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
 @click.option("--key-stdin", is_flag=True, help="Read the key from standard input (one line) instead of a prompt.")
+@click.option(
+    "--key-from",
+    type=click.Choice(["prompt", "stdin", "clipboard"]),
+    default=None,
+    help="Where the new key comes from: a hidden prompt (default), stdin, or the clipboard (raced with the prompt).",
+)
 @click.option("--reason", default="", help="Why (journaled).")
 @output.json_option
 @output.verbose_option
 @output.quiet_option
 @click.pass_obj
-def rekey(ctx: Context, plan_path: str, key_stdin: bool, reason: str, as_json: bool, quiet: bool) -> int:
+def rekey(
+    ctx: Context, plan_path: str, key_stdin: bool, key_from: str | None, reason: str, as_json: bool, quiet: bool
+) -> int:
     """Alternating plans: reset the standby app (no consumer uses it) and store its new key as the standby."""
+    if key_stdin and key_from not in (None, "stdin"):
+        raise Fail(f"--key-stdin and --key-from {key_from} disagree: pick one", Exit.PLAN_INVALID)
     plan = _alternating_plan(plan_path, "rekey")
-    report = run_cli(plan, ctx.journal, flow="rekey", key_stdin=key_stdin, reason=reason, quiet=quiet)
+    source = "stdin" if key_stdin else (key_from or "prompt")
+    report = run_cli(
+        plan,
+        ctx.journal,
+        flow="rekey",
+        key_stdin=source == "stdin",
+        clipboard=source == "clipboard",
+        reason=reason,
+        quiet=quiet,
+    )
     return finish_alternating(report, as_json, plan)
 
 

@@ -199,11 +199,10 @@ def completion(shell: str) -> int:
     """Print the shell completion script: `eval "$(rotator completion bash)"` (zsh: the same; fish: `| source`)."""
     from click.shell_completion import get_completion_class
 
-    from rotator.cli import cli
-
     cls = get_completion_class(shell)
     assert cls is not None  # click ships all three
-    click.echo(cls(cli, {}, "rotator", "_ROTATOR_COMPLETE").source())
+    root = click.get_current_context().find_root().command  # the group, without importing it (a cycle)
+    click.echo(cls(root, {}, "rotator", "_ROTATOR_COMPLETE").source())
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rotator.clipboard import ClipboardSource
+    from rotator.plan import Plan
     from rotator.secret import Secret
 
 
@@ -65,6 +66,32 @@ class Clipboard:
             self.source.refused(self.last)  # asked again: the session refused the last one
         self.last = await self.source.next_key()
         return self.last
+
+
+def clipboard_source(plan: Plan) -> ClipboardSource:
+    """The clipboard's source for `plan` (one line naming what to install when there is none)."""
+    from rotator.cli.context import Fail
+    from rotator.clipboard import ClipboardSource, ClipboardUnavailable, detect
+    from rotator.exitcodes import Exit
+
+    try:
+        detect()
+    except ClipboardUnavailable as exc:
+        raise Fail(f"--key-from clipboard: {exc}", Exit.PLAN_INVALID) from None
+    return ClipboardSource(key_pattern=plan.secret.key_pattern)
+
+
+async def start_clipboard(clip: Clipboard, current: str | None) -> None:
+    """Start watching; the key the clipboard holds now (`current`) is never taken as the new one."""
+    from rotator.cli.context import Fail
+    from rotator.clipboard import ClipboardUnavailable
+    from rotator.exitcodes import Exit
+
+    clip.source.current_fingerprint = current  # the current key on the clipboard is not the new one
+    try:
+        await clip.source.start()
+    except ClipboardUnavailable as exc:
+        raise Fail(f"--key-from clipboard: {exc}", Exit.PLAN_INVALID) from None
 
 
 class Stdin:

@@ -16,14 +16,12 @@ import click
 from rotator.cli import output
 from rotator.cli.context import Context, Fail, err
 from rotator.cli.flow import finish, load, notify, progress, run_flow
-from rotator.cli.key_input import Clipboard, Prompt, Stdin
+from rotator.cli.key_input import Clipboard, Prompt, Stdin, clipboard_source, start_clipboard
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
-    from rotator.clipboard import ClipboardSource
     from rotator.pipeline.session import Attempt
     from rotator.pipeline.state import RotationState
-    from rotator.plan import Plan
     from rotator.report import Report
     from rotator.reset_watch import ResetDetected
     from rotator.secret import CleanKey
@@ -149,7 +147,7 @@ async def _rotate(
     interactive = key_from == "prompt" or (clipboard and sys.stdin.isatty())
     clip: Clipboard | None = None
     if clipboard:
-        clip = Clipboard(_clipboard_source(plan))
+        clip = Clipboard(clipboard_source(plan))
     session = ArmedSession(
         state,
         _terminal()(interactive),
@@ -166,7 +164,7 @@ async def _rotate(
             )
         armed = await session.arm()
         if clip is not None:
-            await _start_clipboard(clip, armed.old_fingerprint)
+            await start_clipboard(clip, armed.old_fingerprint)
         if not quiet or interactive or clipboard:
             err().print(
                 f"fingerprint now: {armed.old_fingerprint or '(no key in the primary yet)'}"
@@ -201,7 +199,7 @@ async def _rotate(
             raise Fail(attempt.message, Exit.KEY_REFUSED, attempt.report)
         return attempt.report
     except NotArmed as exc:
-        raise Fail(str(exc), exc.code) from None
+        raise Fail(str(exc), exc.exit_code) from None
     except RotationError as exc:
         raise Fail(str(exc), exc.exit_code) from None
     finally:
@@ -238,26 +236,6 @@ class _TerminalModes:
 
         with contextlib.suppress(Exception):
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
-
-
-def _clipboard_source(plan: Plan) -> ClipboardSource:
-    from rotator.clipboard import ClipboardSource, ClipboardUnavailable, detect
-
-    try:
-        detect()
-    except ClipboardUnavailable as exc:
-        raise Fail(f"--key-from clipboard: {exc}", Exit.PLAN_INVALID) from None
-    return ClipboardSource(key_pattern=plan.secret.key_pattern)
-
-
-async def _start_clipboard(clip: Clipboard, current: str | None) -> None:
-    from rotator.clipboard import ClipboardUnavailable
-
-    clip.source.current_fingerprint = current  # the current key on the clipboard is not the new one
-    try:
-        await clip.source.start()
-    except ClipboardUnavailable as exc:
-        raise Fail(f"--key-from clipboard: {exc}", Exit.PLAN_INVALID) from None
 
 
 @click.command()
@@ -318,10 +296,6 @@ def rotate(
 
         if dry_run or force or accept_unprobed:
             raise Fail("--dry-run, --force and --accept-unprobed are for single-app plans", Exit.PLAN_INVALID)
-        if source == "clipboard":
-            raise Fail(
-                "--key-from clipboard is for single-app plans (not yet the alternating flows)", Exit.PLAN_INVALID
-            )
         for row in journal.unfinished(plan.name):
             err().print(f"[yellow]! rotation {row.id} did not finish ({row.state}): `rotator resume {row.id}`[/]")
         choice = "revoke-now" if revoke_now else "standby-first" if standby_first else None
@@ -330,6 +304,7 @@ def rotate(
             journal,
             flow="incident" if incident else "rotate",
             key_stdin=source == "stdin",
+            clipboard=source == "clipboard",
             reason=reason,
             quiet=quiet,
             choice=choice,

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
-from rotator.pipeline import finish, leaked, slots
+from rotator.pipeline import finish, slots
 from rotator.pipeline import rekey as rekey_step  # a module: no flow of this name
-from rotator.pipeline.ask import ResetAsk, take_key
-from rotator.pipeline.promote import new_window
+from rotator.pipeline.ask import MAX_KEY_ATTEMPTS, ResetAsk, take_key
 from rotator.pipeline.rekey import Outcome, Rekeyed
 from rotator.probe import ProbeOutcome, ProbeResult
-from rotator.report import Report, RunState, Step
+from rotator.report import EmitStatus, Report, RunState, Step
 
 if TYPE_CHECKING:
     from rotator.pipeline.ask import Operator
@@ -32,9 +32,8 @@ if TYPE_CHECKING:
     from rotator.reset_watch import ResetDetected
     from rotator.secret import Secret
 
-__all__ = ["IncidentChoice", "Rekeyed", "plan_line"]
+__all__ = ["IncidentChoice", "Mistaken", "Rekeyed", "plan_line"]
 
-MAX_KEY_ATTEMPTS = 5
 SINGLE_WHY = "the key in use dies at once: consumers fail until rotator writes its new key (single-app flow)"
 
 
@@ -82,11 +81,20 @@ def rekeyed(r: Rekeyed | Report) -> bool:
     return isinstance(r, Rekeyed) and r.outcome is Outcome.DONE
 
 
+class Mistaken(Protocol):
+    """The flow that takes the active app's new key as the active key (`pipeline.mistaken_reset`)."""
+
+    def __call__(
+        self, state: RotationState, alt: Alternating, secret: Secret, reset: ResetDetected | None
+    ) -> Awaitable[Report]: ...
+
+
 async def rekey(
-    state: RotationState, alt: Alternating, operator: Operator, *, incident: bool = False
+    state: RotationState, alt: Alternating, operator: Operator, *, mistaken: Mistaken, incident: bool = False
 ) -> Rekeyed | Report:
     """Ask for the standby app's reset until a key is written (or five pastes were refused).
-    A Report when the active app was reset by mistake and its new key became the active key.
+    A Report when the active app was reset by mistake and its new key became the active key
+    (`mistaken`: the flow the runbook lists for it; a step never calls up into the runbook).
     In an incident the standby is the leaked app: after a mistaken reset (its key taken as the
     active one, the slot record kept true) the ask for the leaked app goes on."""
     if alt.behind:
@@ -112,7 +120,7 @@ async def rekey(
             if out.outcome is not Outcome.ACTIVE_RESET:
                 return out
             operator.notice(f"{out.message}: taking this key as {alt.active_app}'s new key (single-app style)")
-        last = await _single_active(state, alt, secret, reset)
+        last = await mistaken(state, alt, secret, reset)
         if last.exit_code == Exit.KEY_REFUSED:
             refused = last.message
             continue
@@ -140,7 +148,7 @@ async def _store_retrying(
             f"{app}'s new key ({fp}) is NOT stored yet ({out.message}); it is held here and the write is retried "
             f"in {delay:.0f}s: keep this session open"
         )
-        state.emit(Step.REKEY, app, "warning", f"standby write failed; retrying in {delay:.0f}s")
+        state.emit(Step.REKEY, app, EmitStatus.WARNING, f"standby write failed; retrying in {delay:.0f}s")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 8.0)
         try:
@@ -165,23 +173,26 @@ def _active_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk
     return ResetAsk(app, why, slots.dashboard_reset(app, why), "active", attempt, refused)
 
 
-async def _single_active(state: RotationState, alt: Alternating, secret: Secret, reset: ResetDetected | None) -> Report:
-    """The active app's new key as the active key, exactly as a single-app rotation writes it."""
-    from rotator import pipeline  # the flow list; imported here, it imports this module
+def revoke_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk:
+    """Revoke now: reset the leaked (active) app, its key dies at once."""
+    app = alt.active_app
+    return ResetAsk(app, SINGLE_WHY, slots.dashboard_reset(app, SINGLE_WHY), "active", attempt, refused)
 
-    if alt.slots.standby_secret is not None and alt.slots.standby_secret == secret:
-        line = (
-            f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); paste the new key of "
-            f"{alt.active_app}, the app that was reset; nothing was written"
-        )
-        return finish.not_written(state, line)
-    new_window(state)
-    report = await pipeline.rotate(state, secret)
-    if report.exit_code in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
-        return report
-    report.kind = state.kind
-    await slots.refresh(state, alt)
-    await leaked.clear_if_rekeyed(state, alt, what="active_reset")  # the record says whose key is active now
+
+def standby_key(alt: Alternating, secret: Secret, *, reset_app: str | None = None) -> str | None:
+    """The refusal when `secret` is the standby slot's key (the wrong app's key was copied)."""
+    if alt.slots.standby_secret is None or alt.slots.standby_secret != secret:
+        return None
+    if reset_app is None:
+        return f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); nothing was written"
+    return (
+        f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); paste the new key of "
+        f"{reset_app}, the app that was reset; nothing was written"
+    )
+
+
+def mistaken_info(state: RotationState, alt: Alternating, report: Report, reset: ResetDetected | None) -> None:
+    """What a mistaken reset of the active app cost, on the report (its warning and figures)."""
     end = (state.key_received_wall or time.time()) + (report.window or 0.0)
     began = reset.after_wall if reset is not None and reset.after_wall is not None else None
     info: dict[str, Any] = {
@@ -197,41 +208,19 @@ async def _single_active(state: RotationState, alt: Alternating, secret: Secret,
         + f" until its new key was confirmed; {alt.standby_app} was not re-keyed: `rotator rekey` does that"
     )
     report.alternating = {**alt.as_dict(), "mistaken_reset": info}
-    return report
 
 
-async def revoke_now(state: RotationState, alt: Alternating, operator: Operator) -> Report:
-    """Incident without a standby, operator's choice: the single-app flow on the leaked (active) app."""
-    from rotator import pipeline
-
-    leaked_key = state.old_secret
-    app, refused = alt.active_app, None
-    report: Report | None = None
-    for attempt in range(1, MAX_KEY_ATTEMPTS + 1):
-        ask = ResetAsk(app, SINGLE_WHY, slots.dashboard_reset(app, SINGLE_WHY), "active", attempt, refused)
-        secret, _ = await take_key(state, operator, ask, watch_app=None)
-        if alt.slots.standby_secret is not None and alt.slots.standby_secret == secret:
-            refused = f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); nothing was written"
-            continue
-        report = await pipeline.rotate(state, secret)
-        if report.exit_code == Exit.KEY_REFUSED:
-            refused = report.message
-            continue
-        break
-    assert report is not None
-    if report.exit_code not in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
-        await slots.refresh(state, alt)
-        await leaked.clear_if_rekeyed(state, alt, what="revoke_now")
+async def revoked_info(state: RotationState, alt: Alternating, report: Report, leaked_key: Secret | None) -> None:
+    """Revoke now's figures on the report: the leaked key and whether it is proven refused."""
     info: dict[str, Any] = {
         "leaked_fingerprint": leaked_key.fingerprint if leaked_key else None,
-        "choice": "revoke-now",
+        "choice": IncidentChoice.REVOKE_NOW.value,
     }
     if leaked_key is not None:
         check = await slots.probe_all(alt, leaked_key)
         info["leaked_revoked"] = check.refused
         info["revoked_at"] = time.time() if check.refused else None
     report.alternating = {**alt.as_dict(), "incident": info}
-    return await _store(state, report)
 
 
 def described(report: Report, alt: Alternating) -> Report:
@@ -312,7 +301,7 @@ async def finish_rekeys(
                 f"{inc['id']})"
             )
     report.alternating = info
-    return await _store(state, report)
+    return await finish.close_journal(state, report, event=False)
 
 
 def _leaked_check(alt: Alternating, inc: dict[str, Any]) -> ProbeResult | None:
@@ -364,15 +353,3 @@ def _rekey_report(state: RotationState, alt: Alternating, r: Rekeyed | None) -> 
         window=r.seconds if r else None,
         message=(r.message + (", its previous key proven revoked" if r.revoked else "")) if r else "nothing to do",
     )
-
-
-async def _store(state: RotationState, report: Report) -> Report:
-    """Close (or re-close, with everything the flow did) the journal entry."""
-    state.report = report
-    await state.journal_update(
-        state=report.state,
-        exit_code=report.exit_code,
-        finished_at=time.time(),
-        report=report.as_dict(),
-    )
-    return report

@@ -19,7 +19,7 @@ from rotator.exitcodes import Exit
 from rotator.pipeline import alternating, finish, leaked, slots
 from rotator.pipeline.alternating import IncidentChoice
 from rotator.pipeline.rollback import refusal as rollback_refusal
-from rotator.report import Step
+from rotator.report import EmitStatus, Step
 
 if TYPE_CHECKING:
     from rotator.pipeline.session import ArmedSession, FlowOperator
@@ -63,7 +63,9 @@ class AlternatingFlow:
         """Both slots read, both keys probed; a flow that cannot run is refused here, nothing changed."""
         alt = self.alt = await slots.arm(session.state, started_wall=session.started_wall)
         for rid in await leaked.close_stale(session.state):
-            session.state.emit(Step.SLOTS, rid, "warning", f"rotation {rid} ended while armed: closed as aborted")
+            session.state.emit(
+                Step.SLOTS, rid, EmitStatus.WARNING, f"rotation {rid} ended while armed: closed as aborted"
+            )
         self._open_incident(alt, str(session.state.plan.path))
         if self.name is FlowName.ROLLBACK and (why := rollback_refusal(alt)) is not None:
             raise RotationError(why, Exit.PLAN_INVALID)

@@ -17,14 +17,20 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from rotator.pipeline.key_sources import MAX_PASTES, KeySource
-from rotator.report import Step
+from rotator.pipeline.key_sources import KeySource
+from rotator.report import EmitStatus, Step
 from rotator.reset_watch import ResetDetected, ResetWatch, WatchOutcome
 from rotator.transport import http_client
 
 if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
     from rotator.secret import Secret
+
+
+# The limits of asking, defined here only (the session, the flows and every front end import them).
+MAX_KEY_ATTEMPTS = 5  # keys refused (rejected pastes included) before an armed rotation (or one reset) is given up
+MAX_PASTES = 5  # pastes that are not a key (empty, wrong shape) before one reset is given up
+KEEP_WARM_EVERY = 15.0  # seconds between probe keep-alives and lock renewals while a session waits for a key
 
 
 @dataclass(frozen=True)
@@ -50,10 +56,11 @@ class Operator(Protocol):
 
 
 async def take_key(
-    state: RotationState, operator: Operator, ask: ResetAsk, *, watch_app: str | None
+    state: RotationState, operator: Operator, ask: ResetAsk, *, watch_app: str | None, expected: bool = False
 ) -> tuple[Secret, ResetDetected | None]:
-    """The operator's key; with `watch_app`, the active key is watched meanwhile and a
-    refusal (that app was reset) is said the moment it is seen."""
+    """The operator's key; with `watch_app`, the active key is watched meanwhile.  A refusal
+    (that app was reset) is said the moment it is seen when it was a mistake; when it is the
+    reset asked for (`expected`: revoke now), it is the outage's start (`state.reset`)."""
     key = asyncio.ensure_future(operator.key(ask))
     if watch_app is None or state.prober is None or state.old_secret is None:
         return await key, None
@@ -69,11 +76,14 @@ async def take_key(
                     reset = result.reset
                     if reset.after_wall is None:  # refused at the first probe: the reset followed the ask
                         reset = dataclasses.replace(reset, after_wall=asked[0], after_perf=asked[1])
+                    if expected:
+                        state.reset = state.reset or reset
+                        return await key, reset
                     line = (
                         f"the ACTIVE app ({watch_app}) was just reset, not {ask.app}: every consumer is failing now; "
                         f"paste {watch_app}'s new key: it becomes the active key at once (single-app style)"
                     )
-                    state.emit(Step.REKEY, watch_app, "failed", line)
+                    state.emit(Step.REKEY, watch_app, EmitStatus.FAILED, line)
                     state.event(Step.REKEY, "active_reset", target=watch_app, detail=line)
                     operator.notice(line)
                     return await key, reset

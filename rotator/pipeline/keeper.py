@@ -12,6 +12,7 @@ from rotator.journal import LockHeld
 from rotator.logs import get_logger
 from rotator.pipeline import arm
 from rotator.pipeline.session_types import Status
+from rotator.report import Step
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
@@ -20,8 +21,7 @@ if TYPE_CHECKING:
 
 log = get_logger("rotator.session")
 
-KEEP_WARM_EVERY = 15.0  # seconds between probe keep-alives and lock renewals while armed
-CLOSE_STEP = "close"  # journal: `requested` by someone who does not hold the session (the page of another replica)
+CLOSE_STEP = Step.CLOSE  # journal: `requested` by someone who does not hold the session (the page of another replica)
 
 
 def close_requested(journal: Journal, rid: str) -> str | None:

@@ -15,14 +15,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from rotator.errors import Conflict, PluginError
 from rotator.exitcodes import Exit
-from rotator.pipeline import slot_record, slots
-from rotator.pipeline.attempts import attempt, reason, unwrap
-from rotator.report import Step, TargetResult, TargetStatus
+from rotator.pipeline import slot_record, slots, write
+from rotator.report import EmitStatus, KeyOutcome, Step, TargetResult, TargetStatus
 
 if TYPE_CHECKING:
     from rotator.pipeline.slots import Alternating, KeyCheck
@@ -31,11 +29,7 @@ if TYPE_CHECKING:
     from rotator.secret import Secret
 
 
-class Outcome(StrEnum):
-    DONE = "done"
-    REFUSED = "refused"  # nothing written; the operator may paste again
-    ACTIVE_RESET = "active_reset"  # the active key is refused: the active app was reset (nothing written)
-    FAILED = "failed"  # the write failed (nothing or the old standby stays)
+Outcome = KeyOutcome  # DONE, REFUSED (the operator may paste again), ACTIVE_RESET, FAILED
 
 
 NOT_RESET = "the key was not reset"
@@ -88,7 +82,7 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
         state.event(Step.REKEY, "refused", target=app, detail=line, fingerprint=fp)
         return Rekeyed(Outcome.REFUSED, app, line, int(Exit.KEY_REFUSED), fp)
     previous = alt.slots.standby_secret
-    state.emit(Step.REKEY, app, "running", f"probing {fp} on {len(alt.probers)} URL(s)")
+    state.emit(Step.REKEY, app, EmitStatus.RUNNING, f"probing {fp} on {len(alt.probers)} URL(s)")
     new, active, prev = await asyncio.gather(
         slots.probe_all(alt, secret),
         slots.probe_all(alt, state.old_secret) if state.old_secret is not None else slots._none(),
@@ -108,7 +102,7 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
         line = (
             f"the API {'could not check' if unavailable else 'refused'} this key ({new.problem()}); nothing was written"
         )
-        state.emit(Step.REKEY, app, "failed", line)
+        state.emit(Step.REKEY, app, EmitStatus.FAILED, line)
         state.event(Step.REKEY, "refused", target=app, detail=line, fingerprint=fp)
         code = Exit.PROBE_UNAVAILABLE if unavailable else Exit.KEY_REFUSED
         return Rekeyed(Outcome.REFUSED, app, line, int(code), fp)
@@ -127,7 +121,7 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
                 f"{NOT_RESET}: {app}'s previous key ({prev.fingerprint}) still works ({_status(prev)}), so this key "
                 f"is from another app or {app} was not reset; nothing was written"
             )
-            state.emit(Step.REKEY, app, "failed", line)
+            state.emit(Step.REKEY, app, EmitStatus.FAILED, line)
             return Rekeyed(Outcome.REFUSED, app, line, int(Exit.KEY_REFUSED), fp, prev.fingerprint, False)
     res = await _write(state, alt, secret)
     seconds = time.perf_counter() - t0
@@ -147,7 +141,7 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
         version=res.version,
         seconds=seconds,
     )
-    state.emit(Step.REKEY, app, "ok", f"standby {app} holds {fp}", seconds)
+    state.emit(Step.REKEY, app, EmitStatus.OK, f"standby {app} holds {fp}", seconds)
     return Rekeyed(
         Outcome.DONE,
         app,
@@ -204,16 +198,12 @@ async def _write(state: RotationState, alt: Alternating, secret: Secret) -> Targ
                 raise PluginError(f"{primary.name}: changed by another writer (not the slots); retrying") from None
             raise
         back = await primary.read_slots()
-        if back.standby is None or back.standby.fingerprint != secret.fingerprint:
-            held = back.standby.fingerprint if back.standby else "nothing"
-            raise PluginError(f"{primary.name}: the standby reads back {held}, not {secret.fingerprint}")
+        write.read_back(
+            primary.name, "the standby", back.standby.fingerprint if back.standby else None, secret.fingerprint
+        )
         return written.version or back.version
 
-    try:
-        res.version = await attempt(res, primary.settings.timeout, primary.settings.retries, deadline, once)
-        res.status, res.fingerprint = TargetStatus.OK, secret.fingerprint
-    except Exception as exc:  # noqa: BLE001
-        inner = unwrap(exc)
-        res.status = TargetStatus.CONFLICT if isinstance(inner, Conflict) else TargetStatus.FAILED
-        res.detail = reason(inner)
+    res.version = await write.attempt_write(state, primary, res, once, deadline=deadline)
+    if res.status is TargetStatus.OK:
+        res.fingerprint = secret.fingerprint
     return res

@@ -46,7 +46,7 @@ from rotator.errors import RotatorError
 from rotator.logs import get_logger
 from rotator.pipeline import arm, finish
 from rotator.pipeline.armed_watch import ArmedWatch
-from rotator.pipeline.ask import SourcesOperator
+from rotator.pipeline.ask import KEEP_WARM_EVERY, MAX_KEY_ATTEMPTS, MAX_PASTES, SourcesOperator
 from rotator.pipeline.instructions import (
     ARMED_HEADLINE,
     PASTE_PAGE,
@@ -56,8 +56,8 @@ from rotator.pipeline.instructions import (
     instruction,
     not_armed_message,
 )
-from rotator.pipeline.keeper import CLOSE_STEP, KEEP_WARM_EVERY, Keeper, close_requested
-from rotator.pipeline.key_sources import MAX_PASTES, Inbox, KeySource
+from rotator.pipeline.keeper import CLOSE_STEP, Keeper, close_requested
+from rotator.pipeline.key_sources import Inbox, KeySource
 from rotator.pipeline.session_types import (
     Attempt,
     Handed,
@@ -77,8 +77,6 @@ if TYPE_CHECKING:
     from rotator.reset_watch import ResetWatch
 
 log = get_logger("rotator.session")
-
-MAX_KEY_ATTEMPTS = 5  # keys refused (rejected pastes included) before an armed rotation is closed
 
 
 class Flow(Protocol):
@@ -248,7 +246,7 @@ class ArmedSession:
         del raw
         return await asyncio.shield(handed)
 
-    def _tell(self, outcome: str, message: str) -> None:
+    def _tell(self, outcome: Outcome, message: str) -> None:
         """Answer the pending `hand()`, if any."""
         handed, self._handed = self._handed, None
         if handed is not None and not handed.done():
@@ -397,9 +395,9 @@ class ArmedSession:
         self.closed_reason = why
         self.asking = None
         if status is Status.FINISHED and self.report is not None:
-            self._tell("finished", self.report.message)
+            self._tell(Outcome.FINISHED, self.report.message)
         else:
-            self._tell("closed", why)
+            self._tell(Outcome.CLOSED, why)
         try:
             await self.release()
         finally:  # whatever disarming raised, the session is over: `wait` must return
@@ -428,12 +426,12 @@ class FlowOperator(SourcesOperator):
     def show(self, ask: ResetAsk) -> None:
         s = self.session
         if s._handed is not None:  # the key handed for the previous ask was refused, or the next reset is due
-            s._tell("refused" if ask.refused else "taken", ask.refused or f"next: reset {ask.app}")
+            s._tell(Outcome.REFUSED if ask.refused else Outcome.TAKEN, ask.refused or f"next: reset {ask.app}")
         s.asking = ask
         s.listener.asked(ask)
 
     def rejected(self, message: str) -> None:
-        self.session._tell("rejected", message)
+        self.session._tell(Outcome.REJECTED, message)
         self.session.listener.rejected(message)
 
     def received(self, fingerprint: str, warnings: list[str]) -> None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rotator.cli.key_input import Clipboard
     from rotator.journal import Journal
     from rotator.pipeline.ask import ResetAsk
-    from rotator.pipeline.session import Listener
+    from rotator.pipeline.session import ArmedSession, Listener
     from rotator.pipeline.slots import Alternating
     from rotator.plan import Plan
     from rotator.report import Report
@@ -98,9 +98,8 @@ async def run(
     The flow runs in an `ArmedSession` (its flow hook, `pipeline.alternating_flow`), as the
     service runs it; the keys come from the terminal: a hidden prompt, stdin one a line, or the
     clipboard (raced with the prompt on a terminal), the same sources as a single-app rotation's."""
-    from rotator.cli.key_input import Clipboard, Prompt, clipboard_source, start_clipboard
+    from rotator.cli.key_input import Clipboard, clipboard_source
     from rotator.errors import RotationError
-    from rotator.pipeline import leaked, slots
     from rotator.pipeline.alternating import IncidentChoice
     from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName
     from rotator.pipeline.ask import KEEP_WARM_EVERY, MAX_PASTES
@@ -108,7 +107,7 @@ async def run(
     from rotator.pipeline.state import RotationState
 
     seen = seen if seen is not None else {}
-    kind = {"incident": "rotate"}.get(flow, flow)
+    kind = FlowName(flow).kind
     state = RotationState(plan, journal, kind=kind, reason=reason or flow, progress_fn=progress(quiet))
     the_flow = AlternatingFlow(FlowName(flow), IncidentChoice(choice) if choice else None)
     clip = Clipboard(clipboard_source(plan)) if clipboard else None
@@ -126,21 +125,11 @@ async def run(
         alt = the_flow.alt
         assert alt is not None
         seen["token"] = alt.slots.token  # what the slots were at arm: an interruption says what changed since
-        prompt = flow != "rollback" and not key_stdin and sys.stdin.isatty()
-        if flow != "rollback" and not key_stdin and not clipboard and not prompt:
-            raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
-        if clip is not None:
-            await start_clipboard(clip, alt.slots.active.fingerprint if alt.slots.active else None)
-            err().print(f"watching the clipboard: {clip.source.describe()}")
+        if flow != "rollback":
+            await _feed(session, alt, key_stdin=key_stdin, clip=clip)
         err().print(f"slots: {alt.describe()}")
         if flow in ("rotate", "incident") or the_flow.continuing:
             err().print(the_flow.plan_line)
-        if key_stdin:
-            session.feed(LineStdin())
-        elif prompt:
-            session.feed(Prompt())
-        if clip is not None:
-            session.feed(clip)
         session.start()
         report = await session.wait()
         if report is not None:
@@ -151,20 +140,44 @@ async def run(
     except NotArmed as exc:
         raise Fail(str(exc), exc.exit_code) from None
     except (RotationError, Fail) as exc:
-        code = exc.exit_code
-        line = str(exc)
-        alt = the_flow.alt
-        if alt is not None and (line_left := leaked.continuing(alt)) is not None:
-            line += f"; incident open: {line_left}: `rotator rotate {plan.path} --incident` continues it"
-        elif alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
-            from rotator.pipeline.slot_status import left_lines
-
-            line += "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
-        raise Fail(line, code, getattr(exc, "report", None)) from None
+        line = _what_is_left(str(exc), plan, the_flow.alt, flow)
+        raise Fail(line, exc.exit_code, getattr(exc, "report", None)) from None
     finally:
         await session.release()
         if clip is not None:
             await _clear_clipboard(clip)
+
+
+async def _feed(session: ArmedSession, alt: Alternating, *, key_stdin: bool, clip: Clipboard | None) -> None:
+    """The terminal's key sources, as a single-app rotation's: stdin one a line, or the hidden
+    prompt on a terminal, raced with the clipboard (`clip`) when it is watched."""
+    from rotator.cli.key_input import Prompt, start_clipboard
+
+    prompt = not key_stdin and sys.stdin.isatty()
+    if not key_stdin and clip is None and not prompt:
+        raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
+    if clip is not None:
+        await start_clipboard(clip, alt.slots.active.fingerprint if alt.slots.active else None)
+        err().print(f"watching the clipboard: {clip.source.describe()}")
+    if key_stdin:
+        session.feed(LineStdin())
+    elif prompt:
+        session.feed(Prompt())
+    if clip is not None:
+        session.feed(clip)
+
+
+def _what_is_left(line: str, plan: Plan, alt: Alternating | None, flow: str) -> str:
+    """A flow stopped: its one line, and what is left to do (an open incident, a re-key after a promote)."""
+    from rotator.pipeline import leaked, slots
+
+    if alt is not None and (line_left := leaked.continuing(alt)) is not None:
+        return line + f"; incident open: {line_left}: `rotator rotate {plan.path} --incident` continues it"
+    if alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
+        from rotator.pipeline.slot_status import left_lines
+
+        return line + "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
+    return line
 
 
 async def _clear_clipboard(clip: Clipboard) -> None:

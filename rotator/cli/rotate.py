@@ -20,9 +20,9 @@ from rotator.cli.key_input import Clipboard, Prompt, Stdin, clipboard_source, st
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
-    from rotator.pipeline.session import Attempt
+    from rotator.pipeline.session import ArmedSession, Attempt
     from rotator.pipeline.state import RotationState
-    from rotator.report import Report
+    from rotator.report import ArmResult, Report
     from rotator.reset_watch import ResetDetected
     from rotator.secret import CleanKey
 
@@ -139,7 +139,7 @@ async def _rotate(
     import asyncio
 
     from rotator.errors import RotationError
-    from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession, NotArmed, Outcome
+    from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession, NotArmed
 
     plan = state.plan
     clipboard = key_from == "clipboard"
@@ -166,18 +166,7 @@ async def _rotate(
         if clip is not None:
             await start_clipboard(clip, armed.old_fingerprint)
         if not quiet or interactive or clipboard:
-            err().print(
-                f"fingerprint now: {armed.old_fingerprint or '(no key in the primary yet)'}"
-                + (f" (version {armed.old_version})" if armed.old_version else "")
-            )
-            if (probe := state.probe_check) is not None and probe.ok is not True:
-                err().print(api_down(probe.detail, state.accept_unprobed))
-            err().print(DRY_RUN_STEPS if dry_run else dashboard_steps(interactive, clipboard))
-            if clip is not None:
-                from rotator.clipboard import HISTORY_WARNING
-
-                err().print(f"watching the clipboard: {clip.source.describe()}")
-                err().print(f"[yellow]! {HISTORY_WARNING}[/]")
+            _say_armed(state, armed, clip, interactive=interactive, dry_run=dry_run)
         if interactive:
             session.feed(Prompt())
         if clip is not None:
@@ -185,19 +174,9 @@ async def _rotate(
         if not interactive and not clipboard:
             session.feed(Stdin())
         report = await session.wait()
-        if clip is not None and clip.last is not None and report is not None and not dry_run and not keep_clipboard:
-            if report.new_fingerprint == clip.last.fingerprint and await clip.source.clear_if_unchanged(clip.last):
-                err().print("clipboard cleared (it still held the key)")
-        if session.error is not None:
-            raise session.error
-        if report is not None:
-            return report
-        attempt = session.last_refusal
-        if attempt is None:
-            raise Fail(f"the armed rotation was closed: {session.closed_reason}", Exit.ERROR)
-        if attempt.outcome is Outcome.REJECTED:
-            raise Fail(attempt.message, Exit.KEY_REFUSED, attempt.report)
-        return attempt.report
+        if clip is not None and report is not None and not dry_run and not keep_clipboard:
+            await _clear_clipboard(clip, report)
+        return _outcome(session, report)
     except NotArmed as exc:
         raise Fail(str(exc), exc.exit_code) from None
     except RotationError as exc:
@@ -212,6 +191,47 @@ async def _rotate(
             await clip.source.aclose()
         if tty is not None:
             tty.restore()
+
+
+def _say_armed(
+    state: RotationState, armed: ArmResult, clip: Clipboard | None, *, interactive: bool, dry_run: bool
+) -> None:
+    """What the operator reads once armed: the key in use, the API's state, the steps to take."""
+    err().print(
+        f"fingerprint now: {armed.old_fingerprint or '(no key in the primary yet)'}"
+        + (f" (version {armed.old_version})" if armed.old_version else "")
+    )
+    if (probe := state.probe_check) is not None and probe.ok is not True:
+        err().print(api_down(probe.detail, state.accept_unprobed))
+    err().print(DRY_RUN_STEPS if dry_run else dashboard_steps(interactive, clip is not None))
+    if clip is not None:
+        from rotator.clipboard import HISTORY_WARNING
+
+        err().print(f"watching the clipboard: {clip.source.describe()}")
+        err().print(f"[yellow]! {HISTORY_WARNING}[/]")
+
+
+async def _clear_clipboard(clip: Clipboard, report: Report) -> None:
+    """The clipboard that still holds the key just written is cleared."""
+    if clip.last is not None and report.new_fingerprint == clip.last.fingerprint:
+        if await clip.source.clear_if_unchanged(clip.last):
+            err().print("clipboard cleared (it still held the key)")
+
+
+def _outcome(session: ArmedSession, report: Report | None) -> Report:
+    """The session's end as the command's: its report, the last refusal's, or one line."""
+    from rotator.pipeline.session import Outcome
+
+    if session.error is not None:
+        raise session.error
+    if report is not None:
+        return report
+    attempt = session.last_refusal
+    if attempt is None:
+        raise Fail(f"the armed rotation was closed: {session.closed_reason}", Exit.ERROR)
+    if attempt.outcome is Outcome.REJECTED:
+        raise Fail(attempt.message, Exit.KEY_REFUSED, attempt.report)
+    return attempt.report
 
 
 class _TerminalModes:

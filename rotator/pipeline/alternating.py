@@ -245,40 +245,16 @@ async def finish_rekeys(
     *,
     incident: bool = False,
 ) -> Report:
-    """One report for the whole flow (journaled with the entry)."""
+    """One report for the whole flow (journaled with the entry): the mistaken reset's report when
+    there was one, else the promote's, else the re-key's; then what the re-keys and, for an
+    incident, the leaked key's proof change of its outcome."""
     fallback = next((r for r in rekeys if isinstance(r, Report)), None)
     done = [r for r in rekeys if isinstance(r, Rekeyed)]
     if fallback is not None:
-        report = fallback
-        if promoted is None and not incident and report.exit_code == Exit.DONE:
-            # A re-key that became the active app's single-app rotation: the standby was not re-keyed.
-            report.exit_code = Exit.NOT_REKEYED
-            s = alt.slots.standby
-            report.message += (
-                f"; {alt.standby_app} was NOT re-keyed: the standby slot "
-                + (f"still holds {s.fingerprint}" if s else "is still empty")
-                + f": `rotator rekey {state.plan.path}` resets {alt.standby_app}"
-            )
-    elif promoted is not None:
-        report = promoted
+        report = _not_rekeyed(state, alt, fallback) if promoted is None and not incident else fallback
     else:
-        report = _rekey_report(state, alt, done[-1] if done else None)
-    failed = next((r for r in done if r.outcome is not Outcome.DONE), None)
-    if failed is not None and failed.outcome is Outcome.FAILED:
-        report.state = RunState.FAILED  # a key the operator reset is not stored: never "done"
-    if fallback is None and failed is not None and report.exit_code == Exit.DONE:
-        report.exit_code = failed.code
-        report.message = (
-            f"{report.message}; but {failed.app} was not re-keyed: {failed.message}" if promoted else failed.message
-        )
-    elif fallback is None and promoted is not None and promoted.exit_code == Exit.DONE and done:
-        last = done[-1]
-        proof = {True: "its previous key proven revoked", False: "its previous key STILL WORKS", None: ""}[last.revoked]
-        a = alt.slots.active
-        report.message = (
-            f"{alt.active_app} is active ({a.fingerprint if a else '?'}), every target holds its key "
-            f"(promote window {promoted.window or 0:.3f}s); {last.message}" + (f", {proof}" if proof else "")
-        )
+        report = promoted if promoted is not None else _rekey_report(state, alt, done[-1] if done else None)
+    _rekeys_outcome(alt, report, promoted, done, keyed=fallback is None)
     info = dict(report.alternating or {})
     info.update(alt.as_dict())
     if promoted is not None:
@@ -287,21 +263,69 @@ async def finish_rekeys(
     if alt.notes.get("mistaken_reset"):
         info["mistaken_reset"] = alt.notes["mistaken_reset"]
     if incident:
-        info["incident"] = inc = _incident(alt, promoted, done)
-        report.revocation = _leaked_check(alt, inc)  # `old_key_check` is the leaked key's, never another's
-        if inc["leaked_in_use_s"] is not None:
-            report.message += f"; the leaked key stayed in use {inc['leaked_in_use_s']:.3f}s after the command started"
-        if inc["revoked"]:
-            report.message += f", proven revoked {inc['revoked_after_s']:.1f}s after it"
-        elif report.exit_code == Exit.DONE:
-            report.exit_code = Exit.NOT_REKEYED
-            report.message += (
-                f"; the leaked key ({inc['leaked_app']}, {inc['leaked_fingerprint']}) is NOT proven revoked: "
-                f"reset {inc['leaked_app']} (`rotator rotate {state.plan.path} --incident` continues incident "
-                f"{inc['id']})"
-            )
+        info["incident"] = _incident_outcome(state, alt, report, promoted, done)
     report.alternating = info
     return await finish.close_journal(state, report, event=False)
+
+
+def _not_rekeyed(state: RotationState, alt: Alternating, report: Report) -> Report:
+    """A re-key that became the active app's single-app rotation: the standby was not re-keyed."""
+    if report.exit_code != Exit.DONE:
+        return report
+    report.exit_code = Exit.NOT_REKEYED
+    s = alt.slots.standby
+    report.message += (
+        f"; {alt.standby_app} was NOT re-keyed: the standby slot "
+        + (f"still holds {s.fingerprint}" if s else "is still empty")
+        + f": `rotator rekey {state.plan.path}` resets {alt.standby_app}"
+    )
+    return report
+
+
+def _rekeys_outcome(
+    alt: Alternating, report: Report, promoted: Report | None, done: list[Rekeyed], *, keyed: bool
+) -> None:
+    """A key the operator reset and that is not stored is never "done"; a refused or failed
+    re-key is the flow's exit code; after a promote, the message says both moves."""
+    failed = next((r for r in done if r.outcome is not Outcome.DONE), None)
+    if failed is not None and failed.outcome is Outcome.FAILED:
+        report.state = RunState.FAILED
+    if not keyed:
+        return
+    if failed is not None and report.exit_code == Exit.DONE:
+        report.exit_code = failed.code
+        report.message = (
+            f"{report.message}; but {failed.app} was not re-keyed: {failed.message}" if promoted else failed.message
+        )
+    elif promoted is not None and promoted.exit_code == Exit.DONE and done:
+        last = done[-1]
+        proof = {True: "its previous key proven revoked", False: "its previous key STILL WORKS", None: ""}[last.revoked]
+        a = alt.slots.active
+        report.message = (
+            f"{alt.active_app} is active ({a.fingerprint if a else '?'}), every target holds its key "
+            f"(promote window {promoted.window or 0:.3f}s); {last.message}" + (f", {proof}" if proof else "")
+        )
+
+
+def _incident_outcome(
+    state: RotationState, alt: Alternating, report: Report, promoted: Report | None, done: list[Rekeyed]
+) -> dict[str, Any]:
+    """The incident's figures; the report's old-key check is the leaked key's, and an incident
+    whose leaked key is not proven revoked is never exit 0."""
+    inc = _incident(alt, promoted, done)
+    report.revocation = _leaked_check(alt, inc)  # `old_key_check` is the leaked key's, never another's
+    if inc["leaked_in_use_s"] is not None:
+        report.message += f"; the leaked key stayed in use {inc['leaked_in_use_s']:.3f}s after the command started"
+    if inc["revoked"]:
+        report.message += f", proven revoked {inc['revoked_after_s']:.1f}s after it"
+    elif report.exit_code == Exit.DONE:
+        report.exit_code = Exit.NOT_REKEYED
+        report.message += (
+            f"; the leaked key ({inc['leaked_app']}, {inc['leaked_fingerprint']}) is NOT proven revoked: "
+            f"reset {inc['leaked_app']} (`rotator rotate {state.plan.path} --incident` continues incident "
+            f"{inc['id']})"
+        )
+    return inc
 
 
 def _leaked_check(alt: Alternating, inc: dict[str, Any]) -> ProbeResult | None:

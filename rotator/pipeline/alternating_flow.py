@@ -19,7 +19,7 @@ from rotator.exitcodes import Exit
 from rotator.pipeline import alternating, finish, leaked, slots
 from rotator.pipeline.alternating import IncidentChoice
 from rotator.pipeline.rollback import refusal as rollback_refusal
-from rotator.report import EmitStatus, Step
+from rotator.report import EmitStatus, RunKind, Step
 
 if TYPE_CHECKING:
     from rotator.pipeline.session import ArmedSession, FlowOperator
@@ -35,6 +35,11 @@ class FlowName(StrEnum):
     REKEY = "rekey"  # re-key the standby only (seed it, or finish after a promote)
     PROMOTE = "promote"  # promote only (no key)
     ROLLBACK = "rollback"  # undo the last promote (no key)
+
+    @property
+    def kind(self) -> RunKind:
+        """What the journal calls a run of this flow: an incident is a rotation."""
+        return RunKind.ROTATE if self is FlowName.INCIDENT else RunKind(self.value)
 
 
 class RollBack(RotationError):

@@ -49,8 +49,6 @@ class Kept(Protocol):
     @property
     def arm_timeout(self) -> float | None: ...
     @property
-    def flow(self) -> object | None: ...
-    @property
     def asking(self) -> ResetAsk | None: ...
 
     async def close(self, why: str) -> None: ...
@@ -81,11 +79,7 @@ class Keeper:
             if s.expires_at is not None:
                 wait = min(wait, s.expires_at - time.time())
                 if wait <= 0:
-                    since = (
-                        "of arming"
-                        if s.flow is None
-                        else f"of the ask to reset {s.asking.app if s.asking else 'the app'}"
-                    )
+                    since = f"of the ask to reset {s.asking.app}" if s.asking is not None else "of arming"
                     await s.close(f"no key within {s.arm_timeout:.0f}s {since}")
                     return
             await asyncio.sleep(wait)

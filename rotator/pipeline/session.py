@@ -237,8 +237,6 @@ class ArmedSession:
     async def hand(self, raw: str | bytes | Secret) -> Handed:
         """A key for the flow's pending ask; returns once the flow is done with it (the next
         ask, a refusal, the end).  Raises SessionBusy unless the flow waits for a key."""
-        if self.flow is None:
-            raise SessionBusy(f"rotation {self.id} takes its key with offer()")
         if self.status is not Status.ARMED or self.asking is None or self._handed is not None:
             raise SessionBusy(f"rotation {self.id} is not waiting for a key now ({self.status})")
         handed = self._handed = asyncio.get_running_loop().create_future()
@@ -246,18 +244,40 @@ class ArmedSession:
         del raw
         return await asyncio.shield(handed)
 
-    def _tell(self, outcome: Outcome, message: str) -> None:
-        """Answer the pending `hand()`, if any."""
+    def answer(self, outcome: Outcome, message: str) -> None:
+        """Answer the pending `hand()`, if any (the flow's operator: refused, taken, rejected)."""
         handed, self._handed = self._handed, None
         if handed is not None and not handed.done():
             handed.set_result(Handed(outcome, message))
 
     def interrupt(self, exc: BaseException) -> bool:
         """Make the flow's pending ask raise `exc` (e.g. the page's Roll back).  False unless it waits for a key."""
-        if self.flow is None or self.status is not Status.ARMED or self._interrupt.done():
+        if self.asking is None or self.status is not Status.ARMED or self._interrupt.done():
             return False
         self._interrupt.set_exception(exc)
         return True
+
+    async def armed_until(self, key: Coroutine[Any, Any, Secret]) -> Secret:
+        """A flow's wait for one key: ARMED (kept warm, expiring `arm_timeout` from now) until
+        `key` gives it or `interrupt()` raises instead; ROTATING again after."""
+        self.status = Status.ARMED
+        self._expire_from_now()
+        self._start_keeper()
+        wanted = asyncio.ensure_future(key)
+        try:
+            either: set[asyncio.Future[Any]] = {wanted, self._interrupt}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not wanted.done():
+                wanted.cancel()
+                self._interrupt.result()  # raises what interrupt() was given
+            return wanted.result()
+        finally:
+            if not wanted.done():
+                wanted.cancel()
+            self.asking = None
+            self._stop_keeper()
+            if not self.done:
+                self.status = Status.ROTATING
 
     # -- keys ------------------------------------------------------------
     def feed(self, source: KeySource) -> asyncio.Task[None] | None:
@@ -379,7 +399,7 @@ class ArmedSession:
         when its last key was refused.  Does nothing unless armed."""
         if self.status is not Status.ARMED:
             return
-        if self.flow is None and self.last_refusal is not None and self.state.report is None:
+        if self.last_refusal is not None and self.state.report is None:  # only a keyed session refuses
             with contextlib.suppress(Exception):
                 await finish.abandon(self.state, self.last_refusal.report)
         await self._end(Status.CLOSED, why)
@@ -395,9 +415,9 @@ class ArmedSession:
         self.closed_reason = why
         self.asking = None
         if status is Status.FINISHED and self.report is not None:
-            self._tell(Outcome.FINISHED, self.report.message)
+            self.answer(Outcome.FINISHED, self.report.message)
         else:
-            self._tell(Outcome.CLOSED, why)
+            self.answer(Outcome.CLOSED, why)
         try:
             await self.release()
         finally:  # whatever disarming raised, the session is over: `wait` must return
@@ -425,13 +445,13 @@ class FlowOperator(SourcesOperator):
 
     def show(self, ask: ResetAsk) -> None:
         s = self.session
-        if s._handed is not None:  # the key handed for the previous ask was refused, or the next reset is due
-            s._tell(Outcome.REFUSED if ask.refused else Outcome.TAKEN, ask.refused or f"next: reset {ask.app}")
+        # The key handed for the previous ask (if any) was refused, or the next reset is due.
+        s.answer(Outcome.REFUSED if ask.refused else Outcome.TAKEN, ask.refused or f"next: reset {ask.app}")
         s.asking = ask
         s.listener.asked(ask)
 
     def rejected(self, message: str) -> None:
-        self.session._tell(Outcome.REJECTED, message)
+        self.session.answer(Outcome.REJECTED, message)
         self.session.listener.rejected(message)
 
     def received(self, fingerprint: str, warnings: list[str]) -> None:
@@ -441,25 +461,7 @@ class FlowOperator(SourcesOperator):
         self.session.listener.notice(line)
 
     async def key(self, ask: ResetAsk) -> Secret:
-        s = self.session
-        s.status = Status.ARMED
-        s._expire_from_now()
-        s._start_keeper()
-        wanted = asyncio.ensure_future(super().key(ask))
-        try:
-            either: set[asyncio.Future[Any]] = {wanted, s._interrupt}
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            if not wanted.done():
-                wanted.cancel()
-                s._interrupt.result()  # raises what interrupt() was given
-            return wanted.result()
-        finally:
-            if not wanted.done():
-                wanted.cancel()
-            s.asking = None
-            s._stop_keeper()
-            if not s.done:
-                s.status = Status.ROTATING
+        return await self.session.armed_until(super().key(ask))
 
 
 __all__ = [  # the names callers import from here (re-exported from the modules they moved to)

@@ -1,0 +1,91 @@
+"""Alternating flows that reach what the single-app flow already had (issue 25), end to end:
+
+- the clipboard as the key source of `rotator rekey` on an alternating plan (a real X server,
+  xclip; the test plays the operator: it resets the app rotator names and the dashboard's
+  copy puts the key on the clipboard), the clipboard cleared afterwards;
+- `--incident --revoke-now`: the leaked app's reset is watched while the key is awaited, so the
+  report has the outage, the reset time and the operator's share, as a single-app rotation's.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from rotator.secret import fingerprint
+from tests import leakcheck as lc
+from tests.test_alternating import BLUE, GREEN, RESET_LINE, make_world
+from tests.xserver import XServer, xserver_fixture
+
+__all__ = ["make_world"]  # the fixture, re-used
+
+
+@pytest.fixture(scope="module")
+def xserver() -> Iterator[XServer]:
+    yield from xserver_fixture()
+
+
+def test_rekey_takes_the_standby_key_from_the_clipboard_and_clears_it(make_world: Any, xserver: XServer) -> None:
+    w = make_world()
+    before = w.failed()
+    env = {**w.env, "DISPLAY": xserver.display}
+    env.pop("WAYLAND_DISPLAY", None)
+    xserver.copy("https://example.test/not-a-key")  # what the operator had copied before: ignored
+    err_p = w.tmp / "clip-stderr"
+    with err_p.open("wb") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rotator", "rekey", str(w.plan), "--key-from", "clipboard", "--json"],
+            stdin=subprocess.DEVNULL,  # no terminal: the clipboard alone
+            stdout=subprocess.PIPE,
+            stderr=e,
+            env=env,
+        )
+    key = None
+    try:
+        until = time.monotonic() + 90
+        while proc.poll() is None and time.monotonic() < until:
+            text = err_p.read_text(errors="replace")
+            if key is None and RESET_LINE.search(text) and "watching the clipboard" in text:
+                assert RESET_LINE.findall(text) == [(GREEN, "the standby")], text
+                key = w.reset(GREEN)
+                xserver.copy(key)  # the dashboard's "Reset app key" copies the new key
+            time.sleep(0.02)
+        out, _ = proc.communicate(timeout=max(until - time.monotonic(), 1))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    err = err_p.read_text(errors="replace")
+    assert key is not None, err
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    assert report["new_fingerprint"] == fingerprint(key)
+    assert report["alternating"]["standby"]["fingerprint"] == fingerprint(key)
+    assert "clipboard cleared" in err
+    assert xserver.paste() in (None, "")
+    assert w.failed() == before  # the standby: no consumer uses it
+    hits = lc.find(out, w.keys, "stdout") + lc.find(err, w.keys, "stderr") + lc.scan_journal(w.keys)
+    assert hits == []
+
+
+def test_incident_revoke_now_reports_the_outage_reset_time_and_operators_share(make_world: Any) -> None:
+    w = make_world()  # no standby: --revoke-now is the single-app flow on the leaked (active) app
+    leaked = w.keys[0]
+    f = w.rotator("rotate", str(w.plan), "--incident", "--revoke-now", "--key-stdin", "--json", pauses=(0.8,))
+    assert f.code == 0, f.err
+    assert f.resets == [(BLUE, "the ACTIVE key")]
+    r = f.report
+    assert r is not None
+    assert r["reset"] is not None and r["reset"]["at"] is not None, r
+    # The test resets, then pauses 0.8 s before typing: the watch saw the reset (every 0.2 s).
+    assert r["operator_seconds"] >= 0.4, r
+    assert r["outage_seconds"] >= r["operator_seconds"] + r["window_seconds"] - 0.01, r
+    assert r["alternating"]["incident"]["leaked_revoked"] is True
+    assert not w.works(leaked)
+    w.no_leaks(f)

@@ -418,7 +418,7 @@ def test_a_run_killed_while_armed_is_closed_by_the_next_arm(make_world: Any) -> 
     assert killed is not None and killed.state == "armed"
     f2 = w.rotator("rekey", str(w.plan), "--key-stdin", pauses=(0,))
     assert f2.code == 0, f2.err
-    assert f"rotation {killed.id} ended while armed: closed as aborted" in f2.err
+    assert f"rotation {killed.id} ended before it moved anything: closed as aborted" in f2.err
     row = Journal().get(killed.id)
     assert row is not None and row.state == "aborted"
     assert any(e["status"] == "stale" for e in Journal().events(killed.id))

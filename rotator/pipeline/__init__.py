@@ -146,6 +146,7 @@ async def rotate_alternating(
     at = leaked.where(alt)
     if at is not None:
         alt.notes["leaked"] = leaked.leaked(alt)
+        alt.notes["continued"] = True
     if at == "standby":  # the incident's promote moved every target: only the leaked app's reset is left
         promoted = await finish_promote(state, alt)
         if promoted is not None and promoted.exit_code != Exit.DONE:

@@ -347,7 +347,8 @@ def _incident(alt: Alternating, promoted: Report | None, done: list[Rekeyed]) ->
     lk_fp = lk.fingerprint if lk is not None else (promoted.old_fingerprint if promoted else None)
     proof = next((r for r in reversed(done) if r.outcome is Outcome.DONE and r.revoked and r.previous == lk_fp), None)
     revoked_at = proof.revoked_at if proof is not None else None
-    started = lk.at if lk is not None and lk.at else alt.started_wall
+    # A continued incident counts from when it was recorded; a new one from this command's start.
+    started = lk.at if lk is not None and lk.at and alt.notes.get("continued") else alt.started_wall
     return {
         "id": lk.incident if lk is not None else None,
         "started_at": started,

@@ -67,9 +67,9 @@ class AlternatingFlow:
     async def armed(self, session: ArmedSession) -> None:
         """Both slots read, both keys probed; a flow that cannot run is refused here, nothing changed."""
         alt = self.alt = await slots.arm(session.state, started_wall=session.started_wall)
-        for rid in await leaked.close_stale(session.state):
+        for rid in await leaked.close_stale(session.state, alt):
             session.state.emit(
-                Step.SLOTS, rid, EmitStatus.WARNING, f"rotation {rid} ended while armed: closed as aborted"
+                Step.SLOTS, rid, EmitStatus.WARNING, f"rotation {rid} ended before it moved anything: closed as aborted"
             )
         self._open_incident(alt, str(session.state.plan.path))
         if self.name is FlowName.ROLLBACK and (why := rollback_refusal(alt)) is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rotator.pipeline import slot_record
-from rotator.report import RunState, Step
+from rotator.report import RESUMABLE, RunState, Step
 
 if TYPE_CHECKING:
     from rotator.pipeline.slots import Alternating
@@ -164,18 +164,24 @@ async def awaiting_rekey(state: RotationState, alt: Alternating) -> None:
     )
 
 
-async def close_stale(state: RotationState) -> list[str]:
+async def close_stale(state: RotationState, alt: Alternating) -> list[str]:
     """This plan's runs still journaled as armed, now that this run holds the plan's lock: their
     process is gone.  Closed as aborted, each with an event naming this run; their ids."""
+    from rotator.pipeline.slots import landed
+
     rows = await state.journal_call(state.journal.history, state.plan.name, 50)
-    stale = [r for r in rows if r.id != state.id and r.state == RunState.ARMED.value]
+    a = alt.slots.active
+    active = a.fingerprint if a is not None else None
+    stale = [
+        r
+        for r in rows
+        if r.id != state.id
+        and (r.state == RunState.ARMED.value or (r.state in RESUMABLE and not landed(r.state, r.new_fp, active)))
+    ]
     for row in stale:
+        why = "its process ended while armed" if row.state == RunState.ARMED.value else "its slot write never landed"
         await state.journal_call(
-            state.journal.record,
-            row.id,
-            Step.REPORT.value,
-            "stale",
-            detail=f"closed by rotation {state.id}: its process ended while armed",
+            state.journal.record, row.id, Step.REPORT.value, "stale", detail=f"closed by rotation {state.id}: {why}"
         )
         await state.journal_call(state.journal.update, row.id, state=RunState.ABORTED.value, finished_at=time.time())
     return [r.id for r in stale]

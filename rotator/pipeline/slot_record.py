@@ -141,14 +141,14 @@ def _why(plan: Plan, slots: Slots, journaled: JournalRecord | None) -> str | Non
     if slots.record == "missing":
         if slots.standby is None and journaled is None:
             return None  # first use: the plan's first app holds the active key (the plan says so)
-        held = f"a standby key ({slots.standby.fingerprint})" if slots.standby else "no standby key"
+        held = f"a standby key ({slots.standby.fingerprint}) but" if slots.standby else "no standby key and"
         seen = (
             f", and the journal's last slot change (rotation {journaled.rotation_id}) recorded "
             f"{journaled.record.describe()}"
             if journaled
             else ""
         )
-        return f"the primary ({primary}) holds {held} but no slot metadata{seen}"
+        return f"the primary ({primary}) holds {held} no slot metadata{seen}"
     known = {a.casefold() for a in plan.secret.apps}
     for who, slot in (("active", slots.active), ("standby", slots.standby)):
         if slot is None:

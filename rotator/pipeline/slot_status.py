@@ -76,7 +76,13 @@ def status_data(plan: Plan, alt: Alternating, journal: Journal | None) -> dict[s
     lk = leaked.leaked(alt)
     data["incident"] = {**lk.as_dict(), "where": leaked.where(alt)} if lk is not None else None
     unfinished = journal.unfinished(plan.name) if journal is not None else []
-    data["unfinished"] = [{"id": r.id, "state": r.state, "resume": f"rotator resume {r.id}"} for r in unfinished]
+    from rotator.pipeline.slots import landed
+
+    active = alt.slots.active.fingerprint if alt.slots.active else None
+    data["unfinished"] = [
+        {"id": r.id, "state": r.state, "resume": f"rotator resume {r.id}", "landed": landed(r.state, r.new_fp, active)}
+        for r in unfinished
+    ]
     data["left"] = left_lines(plan, alt, data["unfinished"])
     return data
 
@@ -86,7 +92,13 @@ def left_lines(plan: Plan, alt: Alternating, unfinished: list[dict[str, Any]]) -
     from rotator.pipeline import leaked
     from rotator.pipeline.slots import Next
 
-    out = [f"rotation {u['id']} did not finish ({u['state']}): `{u['resume']}` finishes it" for u in unfinished]
+    out = [
+        f"rotation {u['id']} did not finish ({u['state']}): `{u['resume']}` finishes it"
+        if u.get("landed", True)
+        else f"rotation {u['id']} stopped before its slot write landed ({u['state']}; the primary holds the "
+        "slots as before): nothing to resume; the next alternating command closes it"
+        for u in unfinished
+    ]
     if (line := leaked.continuing(alt)) is not None:
         out.append(f"incident open: {line}: `rotator rotate {plan.path} --incident` continues it")
     elif alt.next() is Next.REKEY:

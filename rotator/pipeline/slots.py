@@ -276,8 +276,21 @@ async def behind(state: RotationState, alt: Alternating) -> list[str]:
     armed = state.armed.current if state.armed else {}
     out = [name for name, fp in armed.items() if name != primary and standby is not None and fp == standby]
     rows = await state.journal_call(state.journal.unfinished, state.plan.name)
-    out += [f"rotation {r.id} ({r.state}: `rotator resume {r.id}`)" for r in rows if r.id != state.id]
+    active = alt.slots.active.fingerprint if alt.slots.active else None
+    out += [
+        f"rotation {r.id} ({r.state}: `rotator resume {r.id}`)"
+        for r in rows
+        if r.id != state.id and landed(r.state, r.new_fp, active)
+    ]
     return out
+
+
+def landed(run_state: str, new_fp: str | None, active_fp: str | None) -> bool:
+    """Whether an unfinished run's slot write may have landed: one stopped before it (the journal
+    has its key accepted, the primary's active key is another) left nothing behind."""
+    from rotator.report import PRIMARY_UNSURE
+
+    return run_state not in PRIMARY_UNSURE or new_fp is None or new_fp == active_fp
 
 
 def behind_line(alt: Alternating) -> str:

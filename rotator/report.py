@@ -144,6 +144,20 @@ class RunKind(StrEnum):
     ROLLBACK = "rollback"
 
 
+def window_from(kind: str, alternating: dict[str, Any] | None = None) -> str:
+    """What a run's window is counted from, in its own words: a key's arrival only when a key
+    was received; a promote, roll back or sync counts from its own start."""
+    if kind == RunKind.ROLLBACK:
+        return "roll back start"
+    if kind == RunKind.PROMOTE or (
+        kind == RunKind.ROTATE and (alternating or {}).get("promote") and not (alternating or {}).get("mistaken_reset")
+    ):
+        return "promote start"
+    if kind == RunKind.SYNC:
+        return "sync start"
+    return "key received"
+
+
 @dataclass
 class Progress:
     """One line of live progress: a step or a target changed state."""

@@ -89,3 +89,27 @@ def test_incident_revoke_now_reports_the_outage_reset_time_and_operators_share(m
     assert r["alternating"]["incident"]["leaked_revoked"] is True
     assert not w.works(leaked)
     w.no_leaks(f)
+
+
+def test_promote_rollback_and_sync_are_labelled_by_what_starts_their_window() -> None:
+    """No key is received in a promote, a roll back or a sync: their window and timeline say what
+    they count from; a re-key, a mistaken reset and a single-app rotation count from the key."""
+    from rotator.notify.message import from_report
+    from rotator.report import window_from
+    from rotator.timeline import build, render_text
+
+    promoted = {"promote": {"window_s": 0.2}}
+    assert window_from("promote") == "promote start"
+    assert window_from("rotate", promoted) == "promote start"  # a planned rotation's report is its promote's
+    assert window_from("rollback", promoted) == "roll back start"
+    assert window_from("sync") == "sync start"
+    assert window_from("rekey") == window_from("rotate") == "key received"
+    assert window_from("rotate", {**promoted, "mistaken_reset": {"app": BLUE}}) == "key received"
+    report = {"id": "r1", "kind": "rollback", "state": "done", "window_seconds": 0.2, "alternating": promoted}
+    report |= {"targets": [{"name": "store", "status": "ok", "started": 0.0, "finished": 0.2, "primary": True}]}
+    tl = build(report)
+    assert tl is not None
+    text = "\n".join(render_text(tl))
+    assert "K roll back start" in text and "key received" not in text
+    facts = {f.label: f.value for f in from_report("payments", report).facts}
+    assert facts["Window"].endswith("(roll back start → last target done)")

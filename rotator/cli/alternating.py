@@ -21,29 +21,12 @@ from rotator.cli.flow import finish, load, progress
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
-    from rotator.cli.key_input import Clipboard
     from rotator.journal import Journal
     from rotator.pipeline.ask import ResetAsk
-    from rotator.pipeline.session import ArmedSession, Listener
+    from rotator.pipeline.session import Listener
     from rotator.pipeline.slots import Alternating
     from rotator.plan import Plan
     from rotator.report import Report
-
-
-class LineStdin:
-    """Keys piped in, one a line (an alternating flow may ask for two); read on the
-    event loop, so Ctrl-C ends the wait at once (`rotator.cli.key_input.Prompt`)."""
-
-    name = "stdin"
-
-    def __init__(self) -> None:
-        from rotator.cli.key_input import Lines
-
-        self.lines = Lines(sys.stdin.fileno())
-
-    async def read(self) -> bytes | None:
-        line = await self.lines.readline()
-        return line or None
 
 
 def terminal_listener(*, key_stdin: bool, clipboard: bool = False) -> Listener:
@@ -98,7 +81,7 @@ async def run(
     The flow runs in an `ArmedSession` (its flow hook, `pipeline.alternating_flow`), as the
     service runs it; the keys come from the terminal: a hidden prompt, stdin one a line, or the
     clipboard (raced with the prompt on a terminal), the same sources as a single-app rotation's."""
-    from rotator.cli.key_input import Clipboard, clipboard_source
+    from rotator.cli.key_input import Clipboard, clipboard_source, done_with_clipboard, feed_terminal
     from rotator.errors import RotationError
     from rotator.pipeline.alternating import IncidentChoice
     from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName
@@ -126,7 +109,7 @@ async def run(
         assert alt is not None
         seen["token"] = alt.slots.token  # what the slots were at arm: an interruption says what changed since
         if flow != "rollback":
-            await _feed(session, alt, key_stdin=key_stdin, clip=clip)
+            await feed_terminal(session, alt.slots.active, key_stdin=key_stdin, clip=clip)
         err().print(f"slots: {alt.describe()}")
         if flow in ("rotate", "incident") or the_flow.continuing:
             err().print(the_flow.plan_line)
@@ -145,26 +128,7 @@ async def run(
     finally:
         await session.release()
         if clip is not None:
-            await _clear_clipboard(clip)
-
-
-async def _feed(session: ArmedSession, alt: Alternating, *, key_stdin: bool, clip: Clipboard | None) -> None:
-    """The terminal's key sources, as a single-app rotation's: stdin one a line, or the hidden
-    prompt on a terminal, raced with the clipboard (`clip`) when it is watched."""
-    from rotator.cli.key_input import Prompt, start_clipboard
-
-    prompt = not key_stdin and sys.stdin.isatty()
-    if not key_stdin and clip is None and not prompt:
-        raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
-    if clip is not None:
-        await start_clipboard(clip, alt.slots.active.fingerprint if alt.slots.active else None)
-        err().print(f"watching the clipboard: {clip.source.describe()}")
-    if key_stdin:
-        session.feed(LineStdin())
-    elif prompt:
-        session.feed(Prompt())
-    if clip is not None:
-        session.feed(clip)
+            await done_with_clipboard(clip)
 
 
 def _what_is_left(line: str, plan: Plan, alt: Alternating | None, flow: str) -> str:
@@ -178,14 +142,6 @@ def _what_is_left(line: str, plan: Plan, alt: Alternating | None, flow: str) -> 
 
         return line + "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
     return line
-
-
-async def _clear_clipboard(clip: Clipboard) -> None:
-    """The clipboard still holding the last key taken is cleared; watching it stops."""
-    last, clip.last = clip.last, None
-    if last is not None and await clip.source.clear_if_unchanged(last):
-        err().print("clipboard cleared (it still held the key)")
-    await clip.source.aclose()
 
 
 def run_cli(plan: Plan, journal: Journal, **kw: Any) -> Report:

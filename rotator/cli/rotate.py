@@ -136,8 +136,6 @@ def api_down(why: str, accept_unprobed: bool) -> str:
 async def _rotate(
     state: RotationState, *, key_from: str, keep_clipboard: bool = False, dry_run: bool, quiet: bool
 ) -> Report:
-    import asyncio
-
     from rotator.errors import RotationError
     from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession, NotArmed
 
@@ -167,12 +165,7 @@ async def _rotate(
             await start_clipboard(clip, armed.old_fingerprint)
         if not quiet or interactive or clipboard:
             _say_armed(state, armed, clip, interactive=interactive, dry_run=dry_run)
-        if interactive:
-            session.feed(Prompt())
-        if clip is not None:
-            session.feed(clip)
-        if not interactive and not clipboard:
-            session.feed(Stdin())
+        _feed(session, interactive, clip)
         report = await session.wait()
         if clip is not None and report is not None and not dry_run and not keep_clipboard:
             await _clear_clipboard(clip, report)
@@ -182,15 +175,33 @@ async def _rotate(
     except RotationError as exc:
         raise Fail(str(exc), exc.exit_code) from None
     finally:
-        if (task := session.in_flight) is not None and not task.done():
-            task.cancel()  # Ctrl-C mid-write: stop the writes before the clients close under them
-            await asyncio.gather(task, return_exceptions=True)
-        await session.release()
-        if clip is not None:
-            clip.last = None
-            await clip.source.aclose()
-        if tty is not None:
-            tty.restore()
+        await _end(session, clip, tty)
+
+
+def _feed(session: ArmedSession, interactive: bool, clip: Clipboard | None) -> None:
+    """The key sources: the hidden prompt on a terminal, raced with the clipboard; else stdin."""
+    if interactive:
+        session.feed(Prompt())
+    if clip is not None:
+        session.feed(clip)
+    if not interactive and clip is None:
+        session.feed(Stdin())
+
+
+async def _end(session: ArmedSession, clip: Clipboard | None, tty: _TerminalModes | None) -> None:
+    """However the command ends: a write in flight stopped first (Ctrl-C), then disarmed, the
+    clipboard no longer watched, the terminal's modes put back."""
+    import asyncio
+
+    if (task := session.in_flight) is not None and not task.done():
+        task.cancel()  # Ctrl-C mid-write: stop the writes before the clients close under them
+        await asyncio.gather(task, return_exceptions=True)
+    await session.release()
+    if clip is not None:
+        clip.last = None
+        await clip.source.aclose()
+    if tty is not None:
+        tty.restore()
 
 
 def _say_armed(

@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rotator.pipeline.key_sources import KeySource
-from rotator.report import EmitStatus, Step
+from rotator.report import EmitStatus, KeyOutcome, Step
 from rotator.reset_watch import ResetDetected, ResetWatch, WatchOutcome
 from rotator.transport import http_client
 
@@ -165,3 +166,62 @@ class SourcesOperator:
         for task in self._pending.values():
             task.cancel()
         self._pending.clear()
+
+
+class AskingSession(Protocol):
+    """What a flow's operator drives of its armed session (`pipeline.session.ArmedSession`):
+    public members only; the session keeps the lifecycle, the operator the asking."""
+
+    asking: ResetAsk | None
+    handed_keys: bool
+    max_pastes: int | None
+
+    @property
+    def inbox(self) -> KeySource: ...
+    @property
+    def state(self) -> RotationState: ...
+    @property
+    def listener(self) -> AskListener: ...
+
+    def answer(self, outcome: KeyOutcome, message: str) -> None: ...
+
+    async def armed_until(self, key: Coroutine[Any, Any, Secret]) -> Secret: ...
+
+
+class AskListener(Protocol):
+    """What a front end is told of a flow's asks (`pipeline.session_types.Listener`)."""
+
+    def asked(self, ask: ResetAsk) -> None: ...
+    def rejected(self, message: str) -> None: ...
+    def received(self, fingerprint: str, warnings: list[str]) -> None: ...
+    def notice(self, line: str) -> None: ...
+
+
+class FlowOperator(SourcesOperator):
+    """A flow's `Operator` over its session: the page's keys (`hand`) and every fed source,
+    raced.  ARMED (kept warm, expiring `arm_timeout` after the ask) only while it waits."""
+
+    def __init__(self, session: AskingSession) -> None:
+        sources: list[KeySource] = [session.inbox] if session.handed_keys else []
+        super().__init__(sources, session.state.plan.secret.key_pattern, session.max_pastes or MAX_PASTES)
+        self.session = session
+
+    def show(self, ask: ResetAsk) -> None:
+        s = self.session
+        # The key handed for the previous ask (if any) was refused, or the next reset is due.
+        s.answer(KeyOutcome.REFUSED if ask.refused else KeyOutcome.TAKEN, ask.refused or f"next: reset {ask.app}")
+        s.asking = ask
+        s.listener.asked(ask)
+
+    def rejected(self, message: str) -> None:
+        self.session.answer(KeyOutcome.REJECTED, message)
+        self.session.listener.rejected(message)
+
+    def received(self, fingerprint: str, warnings: list[str]) -> None:
+        self.session.listener.received(fingerprint, warnings)
+
+    def notice(self, line: str) -> None:
+        self.session.listener.notice(line)
+
+    async def key(self, ask: ResetAsk) -> Secret:
+        return await self.session.armed_until(super().key(ask))

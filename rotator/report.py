@@ -142,6 +142,7 @@ class RunKind(StrEnum):
     PROMOTE = "promote"
     REKEY = "rekey"
     ROLLBACK = "rollback"
+    REPAIR = "repair"  # alternating: the slot record stated by the operator (`rotator status --repair`)
 
 
 def window_from(kind: str, alternating: dict[str, Any] | None = None) -> str:

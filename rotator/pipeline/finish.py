@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from rotator.exitcodes import Exit
 from rotator.pipeline import outage
 from rotator.probe import ProbeOutcome
-from rotator.report import BAD, Report, RunState, Step, TargetStatus, unlabelled
+from rotator.report import BAD, Report, RunKind, RunState, Step, TargetStatus, unlabelled
 
 if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
@@ -42,7 +42,7 @@ def report(state: RotationState, secret: Secret, revocation: ProbeResult | None 
             warnings.append(NOT_REVOKED)
         elif revocation.outcome is not ProbeOutcome.ACCEPTED:
             warnings.append(f"could not check that the old key is revoked: {revocation.detail}")
-    if state.kind == "sync":  # a sync copies what the primary holds: there is no new key
+    if state.kind == RunKind.SYNC:  # a sync copies what the primary holds: there is no new key
         written = sum(1 for r in results if r.kind == "backend" and r.status == TargetStatus.OK)
         names = ", ".join(f"{r.name} ({r.status})" for r in bad)
         message = (

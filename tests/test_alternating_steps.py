@@ -170,3 +170,24 @@ def test_a_rollback_swaps_back_and_fans_the_previous_key_out(world: World) -> No
     assert (held["ADJUTOR_API_KEY"], held["ADJUTOR_API_KEY_STANDBY"]) == (blue, green)
     assert mem.STORE["mirror"][1] == blue
     assert [fp for name, fp, _ in mem.SIGNALS if name == "app"] == [fingerprint(green), fingerprint(blue)]
+
+
+def test_rekey_refuses_another_apps_key_and_says_when_the_active_app_was_reset(world: World) -> None:
+    green = seed_standby(world)
+    other = world.api.add_app("payments-other")  # a valid key, but not a reset of the standby app
+    before = world.store.read_text()
+
+    def paste(key: str) -> Callable[[RotationState, slots.Alternating], Awaitable[rekey.Rekeyed]]:
+        async def body(state: RotationState, alt: slots.Alternating) -> rekey.Rekeyed:
+            state.key_arrived()
+            return await rekey.run(state, alt, Secret(key))
+
+        return body
+
+    wrong = armed(world, paste(other))
+    assert wrong.outcome is KeyOutcome.REFUSED and wrong.revoked is False
+    assert f"previous key ({fingerprint(green)}) still works" in wrong.message
+    blue_new = world.api.reset(BLUE)  # the operator reset the ACTIVE app by mistake
+    mistaken = armed(world, paste(blue_new))
+    assert mistaken.outcome is KeyOutcome.ACTIVE_RESET and f"the active app ({BLUE}) was reset" in mistaken.message
+    assert world.store.read_text() == before  # neither wrote anything

@@ -85,44 +85,14 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
     state.emit(Step.REKEY, app, EmitStatus.RUNNING, f"probing {fp} on {len(alt.probers)} URL(s)")
     new, active, prev = await asyncio.gather(
         slots.probe_all(alt, secret),
-        slots.probe_all(alt, state.old_secret) if state.old_secret is not None else slots._none(),
-        slots.probe_all(alt, previous) if previous is not None else slots._none(),
+        _probe(alt, state.old_secret),
+        _probe(alt, previous),
     )
     proven_at = time.time()
     state.event(Step.PROBE, "accepted" if new.ok else "refused", target=app, detail=new.problem(), fingerprint=fp)
-    if active is not None and active.refused:
-        line = (
-            f"the active app ({alt.active_app}) was reset, not {app}: its key ({active.fingerprint}) is refused "
-            f"({active.problem()}); consumers are failing"
-        )
-        state.event(Step.REKEY, "active_reset", target=alt.active_app, detail=line, fingerprint=active.fingerprint)
-        return Rekeyed(Outcome.ACTIVE_RESET, app, line, int(Exit.KEY_REFUSED), fp)
-    if not new.ok:
-        unavailable = not new.refused
-        line = (
-            f"the API {'could not check' if unavailable else 'refused'} this key ({new.problem()}); nothing was written"
-        )
-        state.emit(Step.REKEY, app, EmitStatus.FAILED, line)
-        state.event(Step.REKEY, "refused", target=app, detail=line, fingerprint=fp)
-        code = Exit.PROBE_UNAVAILABLE if unavailable else Exit.KEY_REFUSED
-        return Rekeyed(Outcome.REFUSED, app, line, int(code), fp)
-    revoked = None
-    if prev is not None:
-        revoked = prev.refused
-        state.event(
-            Step.REVOKED,
-            "ok" if revoked else "still_works",
-            target=app,
-            detail=prev.problem() or "accepted on every URL",
-            fingerprint=prev.fingerprint,
-        )
-        if not revoked:
-            line = (
-                f"{NOT_RESET}: {app}'s previous key ({prev.fingerprint}) still works ({_status(prev)}), so this key "
-                f"is from another app or {app} was not reset; nothing was written"
-            )
-            state.emit(Step.REKEY, app, EmitStatus.FAILED, line)
-            return Rekeyed(Outcome.REFUSED, app, line, int(Exit.KEY_REFUSED), fp, prev.fingerprint, False)
+    if (refused := _refused(state, alt, fp, new, active, prev)) is not None:
+        return refused
+    revoked = prev.refused if prev is not None else None
     res = await _write(state, alt, secret)
     seconds = time.perf_counter() - t0
     if res.status != TargetStatus.OK:
@@ -153,6 +123,51 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
         proven_at if revoked else None,
         seconds,
     )
+
+
+async def _probe(alt: Alternating, key: Secret | None) -> KeyCheck | None:
+    return await slots.probe_all(alt, key) if key is not None else None
+
+
+def _refused(
+    state: RotationState, alt: Alternating, fp: str, new: KeyCheck, active: KeyCheck | None, prev: KeyCheck | None
+) -> Rekeyed | None:
+    """Why the key must not be written (nothing is): the active app was reset instead, the API
+    refused (or could not check) the key, or the standby's previous key still works.  None: go on."""
+    app = alt.standby_app
+    if active is not None and active.refused:
+        line = (
+            f"the active app ({alt.active_app}) was reset, not {app}: its key ({active.fingerprint}) is refused "
+            f"({active.problem()}); consumers are failing"
+        )
+        state.event(Step.REKEY, "active_reset", target=alt.active_app, detail=line, fingerprint=active.fingerprint)
+        return Rekeyed(Outcome.ACTIVE_RESET, app, line, int(Exit.KEY_REFUSED), fp)
+    if not new.ok:
+        unavailable = not new.refused
+        line = (
+            f"the API {'could not check' if unavailable else 'refused'} this key ({new.problem()}); nothing was written"
+        )
+        state.emit(Step.REKEY, app, EmitStatus.FAILED, line)
+        state.event(Step.REKEY, "refused", target=app, detail=line, fingerprint=fp)
+        code = Exit.PROBE_UNAVAILABLE if unavailable else Exit.KEY_REFUSED
+        return Rekeyed(Outcome.REFUSED, app, line, int(code), fp)
+    if prev is None:
+        return None
+    state.event(
+        Step.REVOKED,
+        "ok" if prev.refused else "still_works",
+        target=app,
+        detail=prev.problem() or "accepted on every URL",
+        fingerprint=prev.fingerprint,
+    )
+    if prev.refused:
+        return None
+    line = (
+        f"{NOT_RESET}: {app}'s previous key ({prev.fingerprint}) still works ({_status(prev)}), so this key "
+        f"is from another app or {app} was not reset; nothing was written"
+    )
+    state.emit(Step.REKEY, app, EmitStatus.FAILED, line)
+    return Rekeyed(Outcome.REFUSED, app, line, int(Exit.KEY_REFUSED), fp, prev.fingerprint, False)
 
 
 def _same_slots(a: Slots, b: Slots) -> bool:

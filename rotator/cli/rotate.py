@@ -22,6 +22,7 @@ from rotator.exitcodes import Exit
 if TYPE_CHECKING:
     from rotator.pipeline.session import ArmedSession, Attempt
     from rotator.pipeline.state import RotationState
+    from rotator.plan import Plan
     from rotator.report import ArmResult, Report
     from rotator.reset_watch import ResetDetected
     from rotator.secret import CleanKey
@@ -204,6 +205,36 @@ async def _end(session: ArmedSession, clip: Clipboard | None, tty: _TerminalMode
         tty.restore()
 
 
+def _incident_choice(incident: bool, revoke_now: bool, standby_first: bool) -> str | None:
+    """--revoke-now or --standby-first (with --incident only, one of them)."""
+    if (revoke_now or standby_first) and not incident:
+        raise Fail("--revoke-now and --standby-first go with --incident", Exit.PLAN_INVALID)
+    if revoke_now and standby_first:
+        raise Fail("choose one of --revoke-now and --standby-first", Exit.PLAN_INVALID)
+    return "revoke-now" if revoke_now else "standby-first" if standby_first else None
+
+
+def _alternating(
+    ctx: Context, plan: Plan, source: str, *, incident: bool, choice: str | None, reason: str, quiet: bool, json: bool
+) -> int:
+    """An alternating plan's rotation (or incident), with the same key sources as a single-app one."""
+    from rotator.cli import alternating
+
+    for row in ctx.journal.unfinished(plan.name):
+        err().print(f"[yellow]! rotation {row.id} did not finish ({row.state}): `rotator resume {row.id}`[/]")
+    report = alternating.run_cli(
+        plan,
+        ctx.journal,
+        flow="incident" if incident else "rotate",
+        key_stdin=source == "stdin",
+        clipboard=source == "clipboard",
+        reason=reason,
+        quiet=quiet,
+        choice=choice,
+    )
+    return alternating.finish_alternating(report, json, plan)
+
+
 def _say_armed(
     state: RotationState, armed: ArmResult, clip: Clipboard | None, *, interactive: bool, dry_run: bool
 ) -> None:
@@ -313,34 +344,18 @@ def rotate(
 
     On an alternating plan: promote the standby, then re-key the retired app (0 failed calls)."""
 
-    if (revoke_now or standby_first) and not incident:
-        raise Fail("--revoke-now and --standby-first go with --incident", Exit.PLAN_INVALID)
-    if revoke_now and standby_first:
-        raise Fail("choose one of --revoke-now and --standby-first", Exit.PLAN_INVALID)
+    choice = _incident_choice(incident, revoke_now, standby_first)
     if key_stdin and key_from not in (None, "stdin"):
         raise Fail(f"--key-stdin and --key-from {key_from} disagree: pick one", Exit.PLAN_INVALID)
     source = "stdin" if key_stdin else (key_from or "prompt")
     plan = load(plan_path)
     journal = ctx.journal
     if plan.alternating:
-        from rotator.cli import alternating
-
         if dry_run or force or accept_unprobed:
             raise Fail("--dry-run, --force and --accept-unprobed are for single-app plans", Exit.PLAN_INVALID)
-        for row in journal.unfinished(plan.name):
-            err().print(f"[yellow]! rotation {row.id} did not finish ({row.state}): `rotator resume {row.id}`[/]")
-        choice = "revoke-now" if revoke_now else "standby-first" if standby_first else None
-        report = alternating.run_cli(
-            plan,
-            journal,
-            flow="incident" if incident else "rotate",
-            key_stdin=source == "stdin",
-            clipboard=source == "clipboard",
-            reason=reason,
-            quiet=quiet,
-            choice=choice,
+        return _alternating(
+            ctx, plan, source, incident=incident, choice=choice, reason=reason, quiet=quiet, json=as_json
         )
-        return alternating.finish_alternating(report, as_json, plan)
     for row in journal.unfinished(plan.name):
         err().print(
             f"[yellow]! rotation {row.id} of {plan.name} did not finish ({row.state}); "

@@ -15,7 +15,7 @@ from typing import Any
 _SPEC = os.environ.get("ROTATOR_TEST_KILL_AT", "")
 
 if _SPEC:
-    _step, _status, _when = (_SPEC.split(":") + ["", "", ""])[:3]
+    _step, _status, _when = [*_SPEC.split(":"), "", "", ""][:3]
 
     def _hit(rows: Any, values: dict[str, Any]) -> bool:
         if _step == "state":

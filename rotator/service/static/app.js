@@ -637,7 +637,7 @@
       const s = st[who] || {};
       const works = s.works === true ? "yes, on every URL" : s.works === false ? `NO: ${s.problem || "refused"}` : "not probed";
       return el("tr", { "data-slot": who }, el("th", { scope: "row" }, who),
-        el("td", { class: "alt-app" }, s.app + (s.app_recorded === false ? " (inferred)" : "")),
+        el("td", { class: "alt-app" }, s.app + (s.app_recorded === false ? " (first use: the plan lists it first)" : "")),
         el("td", {}, s.fingerprint || "(empty)"), el("td", {}, altAge(s.age_s)),
         el("td", { "data-works": String(s.works) }, works));
     }));

@@ -20,7 +20,7 @@ import pytest
 
 from rotator.secret import fingerprint
 from tests import leakcheck as lc
-from tests.test_alternating import BLUE, GREEN, RESET_LINE, make_world
+from tests.test_alternating import BLUE, GREEN, RESET_LINE, make_world, seeded
 from tests.xserver import XServer, xserver_fixture
 
 __all__ = ["make_world"]  # the fixture, re-used
@@ -88,6 +88,21 @@ def test_incident_revoke_now_reports_the_outage_reset_time_and_operators_share(m
     assert r["outage_seconds"] >= r["operator_seconds"] + r["window_seconds"] - 0.01, r
     assert r["alternating"]["incident"]["leaked_revoked"] is True
     assert not w.works(leaked)
+    w.no_leaks(f)
+
+
+def test_a_mistaken_reset_reports_its_outage_from_the_reset_the_watch_saw(make_world: Any) -> None:
+    w = seeded(make_world)
+    # Asked to reset blue (the standby after the promote), the operator resets green (the active app)
+    # and takes 1.5 s to paste: the watch saw the reset, so the report measures the outage from it.
+    f = w.rotator("rotate", str(w.plan), "--key-stdin", "--json", pauses=(1.5,), wrong={0: GREEN})
+    assert f.code == 0, f.err
+    r = f.report
+    assert r is not None and r["alternating"]["mistaken_reset"]["app"] == GREEN
+    assert r["reset"] is not None and r["reset"]["inferred"] is False, r
+    assert r["operator_seconds"] >= 1.0, r
+    assert r["outage_seconds"] >= r["operator_seconds"], r
+    assert "outage:" in f.err and "key received → last target done" in f.err
     w.no_leaks(f)
 
 

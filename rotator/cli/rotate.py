@@ -138,22 +138,12 @@ async def _rotate(
     state: RotationState, *, key_from: str, keep_clipboard: bool = False, dry_run: bool, quiet: bool
 ) -> Report:
     from rotator.errors import RotationError
-    from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession, NotArmed
+    from rotator.pipeline.session import NotArmed
 
-    plan = state.plan
-    clipboard = key_from == "clipboard"
     # The clipboard races the hidden prompt when there is a terminal; alone when there is none.
-    interactive = key_from == "prompt" or (clipboard and sys.stdin.isatty())
-    clip: Clipboard | None = None
-    if clipboard:
-        clip = Clipboard(clipboard_source(plan))
-    session = ArmedSession(
-        state,
-        _terminal()(interactive),
-        max_attempts=MAX_KEY_ATTEMPTS if interactive or clipboard else 1,
-        unavailable_keeps_armed=False,  # its exit code says: rerun with --accept-unprobed
-        dry_run=dry_run,
-    )
+    interactive = key_from == "prompt" or (key_from == "clipboard" and sys.stdin.isatty())
+    clip = Clipboard(clipboard_source(state.plan)) if key_from == "clipboard" else None
+    session = _session(state, interactive=interactive, clipboard=clip is not None, dry_run=dry_run)
     tty = _TerminalModes() if interactive else None
     try:
         if interactive and not sys.stdin.isatty():
@@ -164,7 +154,7 @@ async def _rotate(
         armed = await session.arm()
         if clip is not None:
             await start_clipboard(clip, armed.old_fingerprint)
-        if not quiet or interactive or clipboard:
+        if not quiet or interactive or clip is not None:
             _say_armed(state, armed, clip, interactive=interactive, dry_run=dry_run)
         _feed(session, interactive, clip)
         report = await session.wait()
@@ -177,6 +167,21 @@ async def _rotate(
         raise Fail(str(exc), exc.exit_code) from None
     finally:
         await _end(session, clip, tty)
+
+
+def _session(state: RotationState, *, interactive: bool, clipboard: bool, dry_run: bool) -> ArmedSession:
+    """The armed session of a terminal's rotation: one key from stdin, up to the limit from a
+    person (the prompt, the clipboard); a key the probe could not check ends it (its exit code
+    says: rerun with --accept-unprobed)."""
+    from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession
+
+    return ArmedSession(
+        state,
+        _terminal()(interactive),
+        max_attempts=MAX_KEY_ATTEMPTS if interactive or clipboard else 1,
+        unavailable_keeps_armed=False,
+        dry_run=dry_run,
+    )
 
 
 def _feed(session: ArmedSession, interactive: bool, clip: Clipboard | None) -> None:

@@ -98,6 +98,9 @@ def seed_standby(w: World) -> str:
 
     out = armed(w, body)
     assert out.outcome is KeyOutcome.DONE, out.message
+    row = out.row  # the standby write as a target row: what the flow's report lists
+    assert row is not None and row.status == TargetStatus.OK and row.name == "store" and row.attempts == 1
+    assert row.fingerprint == fingerprint(green) and row.seconds is not None and row.seconds <= out.seconds
     return green
 
 

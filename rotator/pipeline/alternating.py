@@ -376,5 +376,6 @@ def _rekey_report(state: RotationState, alt: Alternating, r: Rekeyed | None) -> 
         old_fingerprint=r.previous if r else None,
         new_fingerprint=r.fingerprint if r else None,
         window=r.seconds if r else None,
+        targets=[r.row] if r is not None and r.row is not None else [],
         message=(r.message + (", its previous key proven revoked" if r.revoked else "")) if r else "nothing to do",
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rotator.errors import Conflict, PluginError
@@ -46,6 +46,9 @@ class Rekeyed:
     revoked: bool | None = None  # the previous standby key proven refused (None: there was none)
     revoked_at: float | None = None  # time.time() of that proof
     seconds: float = 0.0  # key received -> standby written and read back
+    # The standby write's row (attempts, version, detail; times from the key), as a rotation's
+    # targets have theirs: what the flow's report lists.  None when nothing was tried.
+    row: TargetResult | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -93,13 +96,16 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
     if (refused := _refused(state, alt, fp, new, active, prev)) is not None:
         return refused
     revoked = prev.refused if prev is not None else None
+    started = time.perf_counter() - t0
     res = await _write(state, alt, secret)
-    seconds = time.perf_counter() - t0
+    seconds = res.finished = time.perf_counter() - t0
+    res.started = started
     if res.status != TargetStatus.OK:
         line = f"the standby slot of {res.name} was not written: {res.detail}"
         state.event(Step.REKEY, res.status, target=app, detail=line, fingerprint=fp)
         code = Exit.CONFLICT if res.status == TargetStatus.CONFLICT else Exit.ERROR
-        return Rekeyed(Outcome.FAILED, app, line, int(code), fp, previous.fingerprint if previous else None, revoked)
+        prev_fp = previous.fingerprint if previous else None
+        return Rekeyed(Outcome.FAILED, app, line, int(code), fp, prev_fp, revoked, seconds=seconds, row=res)
     prev_fp = previous.fingerprint if previous else None
     await slots.refresh(state, alt)
     state.event(
@@ -122,6 +128,7 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
         revoked,
         proven_at if revoked else None,
         seconds,
+        res,
     )
 
 

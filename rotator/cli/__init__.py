@@ -19,7 +19,7 @@ import click
 
 from rotator.cli import alternating, commands, journal_view, output, rotate
 from rotator.cli.context import Context, Fail, err
-from rotator.errors import CommandError, PlanError
+from rotator.errors import CommandError, PlanError, RotatorError
 from rotator.exitcodes import Exit
 from rotator.service.command import serve
 
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - logged at debug; the operator gets one line
+        if isinstance(exc, RotatorError) and exc.exit_code is not None:  # RotationError, NotArmed: their own code
+            _fail(f"rotator: {exc}", exc.exit_code)
         from rotator.cli.context import db_reason, is_db_error
         from rotator.logs import get_logger
 

@@ -74,15 +74,10 @@ def check(plans: tuple[str, ...], as_json: bool) -> int:
 
 async def _oneshot(state: RotationState, what: OneShot, row: RotationRow | None = None) -> Report:
     """`pipeline.oneshot.run` (arm, run, disarm: journaled as the service journals it); a target
-    not ready or a refused arm is one line with its exit code."""
-    from rotator.errors import RotationError
+    not ready or a refused arm is one line with its exit code (`cli.main` says it)."""
     from rotator.pipeline import oneshot
-    from rotator.pipeline.session_types import NotArmed
 
-    try:
-        return await oneshot.run(state, what, row=row, by=f"by {state.operator} (cli)")
-    except (NotArmed, RotationError) as exc:
-        raise Fail(str(exc), exc.exit_code) from None
+    return await oneshot.run(state, what, row=row, by=f"by {state.operator} (cli)")
 
 
 @click.command()

@@ -137,9 +137,6 @@ def api_down(why: str, accept_unprobed: bool) -> str:
 async def _rotate(
     state: RotationState, *, key_from: str, keep_clipboard: bool = False, dry_run: bool, quiet: bool
 ) -> Report:
-    from rotator.errors import RotationError
-    from rotator.pipeline.session import NotArmed
-
     # The clipboard races the hidden prompt when there is a terminal; alone when there is none.
     interactive = key_from == "prompt" or (key_from == "clipboard" and sys.stdin.isatty())
     clip = Clipboard(clipboard_source(state.plan)) if key_from == "clipboard" else None
@@ -161,11 +158,7 @@ async def _rotate(
         if clip is not None and report is not None and not dry_run and not keep_clipboard:
             await _clear_clipboard(clip, report)
         return _outcome(session, report)
-    except NotArmed as exc:
-        raise Fail(str(exc), exc.exit_code) from None
-    except RotationError as exc:
-        raise Fail(str(exc), exc.exit_code) from None
-    finally:
+    finally:  # a refused arm (NotArmed, RotationError) is one line with its code: `cli.main`
         await _end(session, clip, tty)
 
 

@@ -16,7 +16,9 @@ class Exit(IntEnum):
     CONFLICT = 9  # the primary changed between arm and write (check-and-set); nothing written
     JOURNAL = 10  # the journal cannot be opened or written (disk full, `--db` unreachable or unknown)
     PRIMARY_FAILED = 11  # the primary write failed (unreachable, deleted, scheduled for deletion); nothing written
-    NOTHING_TO_RESUME = 12  # `resume` of a rotation that never wrote the primary: rotate again
+    # `resume` of a rotation it cannot finish: one that never wrote the primary (rotate again), or an
+    # alternating run whose re-key is left (`rekey_left`: the line names the command that asks for it)
+    NOTHING_TO_RESUME = 12
     MISSING_EXTRA = 13  # an optional dependency is not installed (the line names the extra)
     KEY_NOT_RESET = 14  # the pasted key is the one the primary already holds: the key was not reset
     SLOT_RECORD = 15  # alternating: the slot record is missing, unreadable or disagrees; nothing asked, nothing written

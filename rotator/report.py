@@ -48,6 +48,9 @@ class RunState(StrEnum):
     KEY_ACCEPTED = "key_accepted"  # write-ahead: the key's fingerprint, before any backend has it
     FANNING_OUT = "fanning_out"  # the primary holds the key
     DONE = "done"
+    # An alternating promote is done and every target holds the promoted key; the re-key of the
+    # retired app (the operator's reset) is left: `rotate` / `rekey` asks for it, `rollback` undoes it.
+    REKEY_LEFT = "rekey_left"
     PARTIAL = "partial"  # the primary holds the key, some target does not
     REFUSED = "refused"
     UNAVAILABLE = "unavailable"
@@ -62,6 +65,7 @@ class RunState(StrEnum):
 FINISHED = frozenset(
     {
         RunState.DONE,
+        RunState.REKEY_LEFT,  # nothing `resume` can do: the next alternating command asks for the reset
         RunState.PARTIAL,
         RunState.REFUSED,
         RunState.UNAVAILABLE,
@@ -75,6 +79,12 @@ FINISHED = frozenset(
 # The primary holds (or may hold) the key and some target may not: `rotator resume`
 # finishes it from the primary, `rotate` warns about it, `history` marks it.
 RESUMABLE = frozenset({RunState.KEY_ACCEPTED, RunState.FANNING_OUT, RunState.PARTIAL, RunState.FAILED})
+# What `resume` says of a `rekey_left` run (the CLI and the service), PLAN its plan's path.
+REKEY_LEFT_LINE = (
+    "its promote is done and every target holds the promoted key; its re-key is left (a reset only the operator "
+    "can do, so `resume` cannot): `rotator rotate {plan}` (or `rotator rekey {plan}`) asks for it; "
+    "`rotator rollback {plan}` undoes the promote"
+)
 # Resume cannot tell from the journal whether the primary write landed: the primary decides.
 PRIMARY_UNSURE = frozenset({RunState.KEY_ACCEPTED, RunState.FAILED})
 

@@ -564,8 +564,8 @@ def test_sigkill_between_promote_and_rekey_then_rotate_finishes_the_rekey(make_w
     st = status(w)
     assert st["last_step"] == "promote" and st["next"].startswith("re-key")
     r = lc.cli("resume", lc.latest("payments").id, env=w.env)  # type: ignore[union-attr]
-    assert r.returncode == 0, r.stderr
-    assert "was not re-keyed" in r.stderr
+    assert r.returncode == Exit.NOTHING_TO_RESUME, r.stderr  # journaled rekey_left: the reset is left
+    assert "its re-key is left" in r.stderr and "was not re-keyed" in r.stderr
     f2 = w.rotator("rotate", str(w.plan), "--key-stdin", "--json", pauses=(0,))
     assert f2.code == 0, f2.err
     assert "only the re-key is left" in f2.err

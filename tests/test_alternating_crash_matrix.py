@@ -149,3 +149,28 @@ def test_rollback_killed_at_each_boundary_ends_consistent(make_world: Any, at: s
     end = consistent(w, None)
     assert end["active"]["app"] == BLUE, (at, end)
     assert w.failed() == before, (at, w.stats())
+
+
+def test_killed_between_promote_and_rekey_is_journaled_rekey_left_and_resume_names_it(make_world: Any) -> None:
+    """Issue 23: `rotator rotate` SIGKILLed at the re-key's ask.  The journal says `rekey_left`,
+    never `done`; `resume` names what is left (exit 12); the next `rotate` asks for that re-key only
+    and closes the killed run as done."""
+    w = seeded(make_world)
+    before = w.failed()
+    f = killing(w, "rekey:waiting:after").rotator("rotate", str(w.plan), "--key-stdin", pauses=(0,))
+    assert f.code == -9, (f.code, f.err)
+
+    def rows() -> dict[str, str]:
+        r = lc.cli("history", "--json", env=w.env)
+        return {x["id"]: x["state"] for x in json.loads(r.stdout)["rotations"]}
+
+    rid = next(i for i, s in rows().items() if s == "rekey_left")
+    res = lc.cli("resume", rid, env=w.env)
+    assert res.returncode == 12, res.stderr
+    assert "its re-key is left" in res.stderr and f"rotator rekey {w.plan}" in res.stderr, res.stderr
+    assert f"left: the promote is done but {BLUE} was not re-keyed" in res.stderr, res.stderr
+    f2 = w.rotator("rotate", str(w.plan), "--key-stdin", "--json", pauses=(0,))
+    assert f2.code == 0 and f2.resets == [(BLUE, "the standby")], f2.err
+    assert rows()[rid] == "done"
+    consistent(w, None)
+    assert w.failed() == before, w.stats()

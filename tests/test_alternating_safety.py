@@ -34,13 +34,22 @@ try:
     from tests import leakcheck as lc
     from tests.fixtures_backends import *  # noqa: F403
     from tests.fixtures_backends import AWS_REGION
-    from tests.test_alternating import BLUE, GREEN, VAULT_TOKEN, World, make_world, seeded, status
+    from tests.test_alternating import BLUE, GREEN, VAULT_TOKEN, World, _http, make_world, seeded, status
 except ImportError:  # pragma: no cover - run from inside tests/
     sys.path.insert(0, str(Path(__file__).parent))
     import leakcheck as lc  # type: ignore[no-redef]
     from fixtures_backends import *  # type: ignore[no-redef]  # noqa: F403
     from fixtures_backends import AWS_REGION  # type: ignore[no-redef]
-    from test_alternating import BLUE, GREEN, VAULT_TOKEN, World, make_world, seeded, status  # type: ignore[no-redef]
+    from test_alternating import (  # type: ignore[no-redef]
+        BLUE,
+        GREEN,
+        VAULT_TOKEN,
+        World,
+        _http,
+        make_world,
+        seeded,
+        status,
+    )
 
 __all__ = ["make_world"]  # the fixture, re-used
 
@@ -422,3 +431,25 @@ def test_a_run_killed_while_armed_is_closed_by_the_next_arm(make_world: Any) -> 
     row = Journal().get(killed.id)
     assert row is not None and row.state == "aborted"
     assert any(e["status"] == "stale" for e in Journal().events(killed.id))
+
+
+# -- item 9: the one failed call of an incident at high load --------------------------------------
+
+
+def test_an_incident_with_an_instant_reset_fails_no_call_in_flight_on_the_leaked_key(make_world: Any) -> None:
+    """A consumer reports the promoted key the moment it reloads, but a call it sent just before still
+    carries the leaked key, and the API checks it only when the call arrives (here 50 ms later, as a
+    remote API or a loaded machine does).  An operator who resets at the ask's first line would refuse
+    that call: rotator asks only `[rotation] drain` seconds after the consumers confirmed.  Counted by
+    the consumers themselves: no failed call, none on a key they had just replaced."""
+    w = seeded(make_world)
+    _http(f"{w.api}/_admin/latency", body={"latency": 0.05}, token=w.admin)
+    before = w.stats()
+    f = w.rotator("rotate", str(w.plan), "--incident", "--key-stdin", "--json", pauses=(0,))
+    assert f.code == 0, f.err
+    assert "for calls already in flight on payments-blue's key to end before asking its reset" in f.err, f.err
+    after = w.stats()
+    assert {k: after[k]["failed"] - before[k]["failed"] for k in after} == {"api": 0, "worker": 0}, after
+    assert all(s["failed_stale"] == 0 for s in after.values()), after
+    assert f.report is not None and f.report["alternating"]["incident"]["revoked"] is True
+    w.no_leaks(f)

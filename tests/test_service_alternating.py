@@ -361,6 +361,15 @@ def test_an_incident_closed_at_the_reset_ask_is_continued_by_the_next_arm(alt_se
     rid, sse = w.arm("incident")
     ask = sse.wait("ask", timeout=30)
     assert ask["app"] == BLUE, ask
+    # At the incident's ask the summary says Roll back is not possible (it would put the leaked key back),
+    # with the reason naming the incident; the page shows its button only on `can_roll_back`.
+    for info in (ask["alternating"], w.call("GET", f"/api/rotations/{rid}").json()["alternating"]):
+        assert info["rollback_possible"] is False and info["can_roll_back"] is False, info
+        assert info["incident"]["fp"] == fingerprint(leaked) and info["incident"]["where"] == "standby", info
+        assert f"incident {info['incident']['incident']}" in info["rollback_refusal"], info
+    r = w.call("POST", f"/api/rotations/{rid}/rollback", json={})
+    assert r.status_code == 409 and r.json()["exit_code"] == 16, r.text
+    assert f"incident {ask['alternating']['incident']['incident']}" in r.json()["error"], r.text
     r = w.call("POST", f"/api/rotations/{rid}/close", json={})
     assert r.status_code in (200, 202), r.text
     assert sse.ended.wait(20)
@@ -385,5 +394,42 @@ def test_an_incident_closed_at_the_reset_ask_is_continued_by_the_next_arm(alt_se
     assert report["old_key_check"]["revoked"] is True
     assert sse2.ended.wait(20)
     assert w.slots()["incident"] is None
+    assert w.failed() == before
+    w.no_leaks()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # its event stream dies with it
+def test_a_service_killed_between_promote_and_rekey_leaves_it_unfinished(alt_service: AltService) -> None:
+    """Issue 23: `rotator serve` SIGKILLed at the re-key's ask.  The journal says `rekey_left`, not
+    `done`; resume names what is left (409); the next arm asks for that re-key only, and the killed
+    run is then closed as done by it, with an event naming it."""
+    w = alt_service
+    w.seed()
+    before = w.failed()
+    rid, sse = w.arm("rotate")
+    ask = sse.wait("ask", timeout=30)
+    assert ask["app"] == BLUE, ask
+    w.svc.proc.kill()  # SIGKILL: no `finally` runs
+    w.svc.proc.wait(10)
+    db = f"sqlite:///{w.root / 'journal.db'}"
+    w.svc = ServiceProc(["--plans", str(w.root / "plans"), "--db", db], env={HOOK_ENV: "alt-hook-signing-key"})
+    w.svc.wait_ready()
+    row = next(r for r in w.call("GET", "/api/history").json()["rotations"] if r["id"] == rid)
+    assert row["state"] == "rekey_left", row
+    r = w.call("POST", f"/api/rotations/{rid}/resume", json={})
+    assert r.status_code == 409, r.text
+    assert "its re-key is left" in r.json()["error"] and "rotator rekey" in r.json()["error"], r.text
+    st = w.slots()
+    assert st["active"]["app"] == GREEN and any(f"{BLUE} was not re-keyed" in x for x in st["left"]), st
+    rid2, sse2 = w.arm("rotate")
+    armed = sse2.wait("armed")
+    assert "only the re-key is left" in armed["alternating"]["plan_line"], armed
+    ask = sse2.wait("ask", timeout=30)
+    assert ask["app"] == BLUE and ask["safe"], ask
+    r = w.key(rid2, w.reset(BLUE))
+    assert r.status_code == 200 and r.json()["report"]["exit_code"] == 0, r.text
+    assert sse2.ended.wait(20)
+    rows = {r["id"]: r for r in w.call("GET", "/api/history").json()["rotations"]}
+    assert rows[rid]["state"] == "done" and rows[rid2]["state"] == "done", rows
     assert w.failed() == before
     w.no_leaks()

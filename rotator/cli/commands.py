@@ -91,7 +91,7 @@ def resume(ctx: Context, rotation_id: str, plan_path: str | None, as_json: bool,
     """Finish an interrupted or partial rotation from the key in the primary."""
 
     from rotator.pipeline.oneshot import OneShot, state_for
-    from rotator.report import RESUMABLE, RunState
+    from rotator.report import REKEY_LEFT_LINE, RESUMABLE, RunState
 
     row = ctx.journal.get(rotation_id)
     if row is None:
@@ -102,6 +102,10 @@ def resume(ctx: Context, rotation_id: str, plan_path: str | None, as_json: bool,
         err().print(f"rotation {row.id} is already done")
         _alternating_note(plan_path or row.plan_path)
         return 0
+    if row.state == RunState.REKEY_LEFT:  # the operator's reset is left: only an alternating flow asks for it
+        err().print(f"rotation {row.id}: {REKEY_LEFT_LINE.format(plan=row.plan_path)}")
+        _alternating_note(plan_path or row.plan_path)
+        return int(Exit.NOTHING_TO_RESUME)
     if row.state not in RESUMABLE:
         raise Fail(
             f"rotation {row.id} never wrote the primary ({row.state}): the key must be entered again: "

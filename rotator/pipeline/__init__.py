@@ -152,6 +152,7 @@ async def rotate_alternating(
         if promoted is not None and promoted.exit_code != Exit.DONE:
             return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=True)
         await leaked.awaiting_rekey(state, alt)
+        await alternating.drain(state, alt)  # calls in flight on the leaked key end before it dies
         rekeys.append(await alternating.rekey(state, alt, operator, mistaken=mistaken_reset, incident=True))
         return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=True)
     if incident or at == "active":
@@ -172,6 +173,7 @@ async def rotate_alternating(
         await leaked.close_continued(state)
         alt.behind = []
     await leaked.awaiting_rekey(state, alt)  # killed from here on: the journal says the re-key is left
+    await alternating.drain(state, alt)  # calls in flight on the retired key end before its reset is asked
     rekeys.append(await alternating.rekey(state, alt, operator, mistaken=mistaken_reset, incident=incident))
     return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
 
@@ -266,4 +268,7 @@ async def rollback(state: RotationState, alt: slots.Alternating) -> Report:
     if (why := rollback_step.refusal(alt)) is not None:
         raise RotationError(why, Exit.PLAN_INVALID)
     with gc_paused():
-        return alternating.described(await rollback_step.run(state, alt), alt)
+        report = alternating.described(await rollback_step.run(state, alt), alt)
+    if report.exit_code == Exit.DONE:
+        await leaked.close_rekey_left(state, rolled_back=True)  # the promote left un-re-keyed is undone
+    return report

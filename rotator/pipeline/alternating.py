@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
-from rotator.pipeline import finish, slots
+from rotator.pipeline import finish, leaked, slots
 from rotator.pipeline import rekey as rekey_step  # a module: no flow of this name
 from rotator.pipeline.ask import MAX_KEY_ATTEMPTS, ResetAsk, take_key
 from rotator.pipeline.rekey import Outcome, Rekeyed
@@ -75,6 +75,26 @@ def incident_choice_line(alt: Alternating) -> str:
         f"(reset {alt.standby_app} first: 0 failed calls, the leaked key stays valid until {alt.active_app} is "
         "re-keyed after the promote)"
     )
+
+
+async def drain(state: RotationState, alt: Alternating) -> None:
+    """After a promote, before asking for the retired app's reset: `[rotation] drain` seconds from the
+    promote's confirmation.  A consumer reports the new key as soon as it reloads, but a call it sent
+    just before still carries the retired key, and the API checks that key when the call arrives;
+    a reset clicked in between would refuse it (issue 23: one failed call at high load)."""
+    promoted_at = alt.marks.get("promoted_at")
+    if promoted_at is None:
+        return
+    wait = state.plan.rotation.drain - (time.time() - promoted_at)
+    if wait <= 0:
+        return
+    state.emit(
+        Step.REKEY,
+        alt.standby_app,
+        "draining",
+        f"waiting {wait:.1f}s for calls already in flight on {alt.standby_app}'s key to end before asking its reset",
+    )
+    await asyncio.sleep(wait)
 
 
 def rekeyed(r: Rekeyed | Report) -> bool:
@@ -255,6 +275,7 @@ async def finish_rekeys(
     else:
         report = promoted if promoted is not None else _rekey_report(state, alt, done[-1] if done else None)
     _rekeys_outcome(alt, report, promoted, done, keyed=fallback is None)
+    await _rekey_left(state, report, promoted, done, keyed=fallback is None)
     info = dict(report.alternating or {})
     info.update(alt.as_dict())
     if promoted is not None:
@@ -266,6 +287,17 @@ async def finish_rekeys(
         info["incident"] = _incident_outcome(state, alt, report, promoted, done)
     report.alternating = info
     return await finish.close_journal(state, report, event=False)
+
+
+async def _rekey_left(
+    state: RotationState, report: Report, promoted: Report | None, done: list[Rekeyed], *, keyed: bool
+) -> None:
+    """A re-key done closes the earlier runs that promoted and left it; a promote whose re-key is
+    not done is `rekey_left`, never "done"."""
+    if any(r.outcome is Outcome.DONE for r in done):
+        await leaked.close_rekey_left(state)  # earlier runs that promoted and left this re-key
+    elif keyed and promoted is not None and report.state == RunState.DONE:
+        report.state = RunState.REKEY_LEFT  # the promote is done, its re-key is not: never "done"
 
 
 def _not_rekeyed(state: RotationState, alt: Alternating, report: Report) -> Report:

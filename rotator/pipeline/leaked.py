@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rotator.journal.store import event_row
 from rotator.pipeline import slot_record
 from rotator.report import RESUMABLE, RunState, Step
 
@@ -152,16 +153,26 @@ async def close_continued(state: RotationState) -> None:
 
 
 async def awaiting_rekey(state: RotationState, alt: Alternating) -> None:
-    """After a promote, before its re-key: an event says the re-key is left (the entry's state stays
-    the promote's: `rotator resume` then prints what is left, from the slots)."""
-    await state.journal_call(
-        state.journal.record,
-        state.id,
-        Step.REKEY.value,
-        "waiting",
-        target=alt.standby_app,
-        detail=f"promote done ({alt.describe()}); left: reset {alt.standby_app} (re-key the standby)",
-    )
+    """After a promote, before its re-key: the entry is `rekey_left` (with an event saying so), so a
+    process killed from here on leaves it unfinished, and `resume` and `status` say what is left."""
+    detail = f"promote done ({alt.describe()}); left: reset {alt.standby_app} (re-key the standby)"
+    event = event_row(state.id, Step.REKEY.value, "waiting", target=alt.standby_app, detail=detail)
+    await state.journal_call(state.journal.update, state.id, state=RunState.REKEY_LEFT.value, with_events=[event])
+
+
+async def close_rekey_left(state: RotationState, *, rolled_back: bool = False) -> None:
+    """The plan's earlier runs left at `rekey_left`, now that this run re-keyed the standby (they are
+    done) or rolled their promote back (aborted), each with an event naming this run."""
+    rows = await state.journal_call(state.journal.history, state.plan.name, 50)
+    for row in rows:
+        if row.id == state.id or row.state != RunState.REKEY_LEFT.value:
+            continue
+        what = "its promote was rolled back" if rolled_back else "the re-key left was done"
+        end = RunState.ABORTED if rolled_back else RunState.DONE
+        await state.journal_call(
+            state.journal.record, row.id, Step.REPORT.value, "continued", detail=f"{what} by rotation {state.id}"
+        )
+        await state.journal_call(state.journal.update, row.id, state=end.value, finished_at=time.time())
 
 
 async def close_stale(state: RotationState, alt: Alternating) -> list[str]:

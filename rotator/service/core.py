@@ -29,7 +29,7 @@ from rotator import pipeline
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
 from rotator.logs import get_logger
-from rotator.pipeline import arm
+from rotator.pipeline import arm, leaked
 from rotator.pipeline.session import (
     CLOSE_STEP,
     KEEP_WARM_EVERY,
@@ -40,7 +40,7 @@ from rotator.pipeline.session import (
     Status,
 )
 from rotator.pipeline.state import RotationState
-from rotator.report import FINISHED, PRIMARY_UNSURE, RESUMABLE, RunState, TargetStatus
+from rotator.report import FINISHED, PRIMARY_UNSURE, REKEY_LEFT_LINE, RESUMABLE, RunState, TargetStatus
 from rotator.secret import scrub_data
 from rotator.service.metrics import Metrics
 from rotator.service.sessions import Held
@@ -199,7 +199,9 @@ class Service:
         if held.done:
             raise ApiError(409, f"rotation {rid} is {held.state}: arm the plan's roll back instead")
         if (why := held.flow.roll_back(held.session)) is not None:
-            raise ApiError(409, why)
+            alt = held.flow.alt
+            leaked_key = alt is not None and leaked.refusal(alt, "roll back") is not None
+            raise ApiError(409, why, **({"exit_code": int(Exit.LEAKED_KEY)} if leaked_key else {}))
         return held
 
     def _ended(self, held: Held, report: Report | None) -> None:
@@ -323,6 +325,8 @@ class Service:
         row = await asyncio.to_thread(self.journal.get, rid)
         if row is None:
             raise ApiError(404, f"no rotation {rid} in the journal")
+        if row.state == RunState.REKEY_LEFT:  # the operator's reset is left: the plan's next arm asks for it
+            raise ApiError(409, f"rotation {row.id}: {REKEY_LEFT_LINE.format(plan=row.plan_path)}", left="rekey")
         if row.state not in RESUMABLE:
             why = "is done" if row.state == RunState.DONE else f"never wrote the primary ({row.state}): arm it again"
             raise ApiError(409, f"rotation {row.id} {why}")

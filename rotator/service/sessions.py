@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from rotator.pipeline import leaked
 from rotator.pipeline.session import ArmedSession, Attempt, Listener, Status, instruction
 from rotator.report import Step
 from rotator.secret import scrub_data
@@ -29,6 +30,7 @@ from rotator.service.views import preflight
 if TYPE_CHECKING:
     from rotator.pipeline.alternating_flow import AlternatingFlow
     from rotator.pipeline.ask import ResetAsk
+    from rotator.pipeline.slots import Alternating
     from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
     from rotator.report import Progress, Report
@@ -169,14 +171,19 @@ class Held(Listener):
         assert flow is not None
         alt = flow.alt
         asking = self.session.asking
+        # Why Roll back is not possible now (an open incident: its leaked key is never put back), or None;
+        # the page shows its button only on `can_roll_back` (`rollback_possible`, as `status --json` says it).
+        refusal = flow.rollback_refusal() if asking is not None else "a step is running"
         return {
             "flow": flow.name.value,
             "choice": flow.choice.value if flow.choice else None,
             "plan_line": flow.plan_line,
             "slots": alt.as_dict() if alt is not None else None,
             "asking": self.ask_dict(asking) if asking is not None else None,
-            "rollback_refusal": flow.rollback_refusal() if asking is not None else "a step is running",
-            "can_roll_back": asking is not None and flow.rollback_refusal() is None,
+            "rollback_refusal": refusal,
+            "can_roll_back": refusal is None,
+            "rollback_possible": refusal is None,
+            "incident": _incident(alt),
             "rolled_back": flow.rolled_back,
         }
 
@@ -241,3 +248,9 @@ def _timeline_svg(report: Report | None) -> str | None:
 
     tl = build(report.as_dict())
     return render_svg(tl) if tl is not None else None
+
+
+def _incident(alt: Alternating | None) -> dict[str, Any] | None:
+    """An open incident's leaked key (app, fingerprint, id) and where it is now; None when none is."""
+    lk = leaked.leaked(alt) if alt is not None else None
+    return {**lk.as_dict(), "where": leaked.where(alt)} if lk is not None and alt is not None else None

@@ -19,6 +19,7 @@ from rotator.errors import RotationError
 from rotator.exitcodes import Exit
 from rotator.pipeline import (
     accept,
+    alt_report,
     alternating,
     arm,
     drift,
@@ -125,12 +126,12 @@ async def promote(state: RotationState, alt: slots.Alternating) -> Report:
     if (why := leaked.refusal(alt, "promote", str(state.plan.path))) is not None:
         raise RotationError(why, Exit.LEAKED_KEY)
     with gc_paused():
-        return alternating.described(await promote_step.run(state, alt), alt)
+        return alt_report.described(await promote_step.run(state, alt), alt)
 
 
 async def rekey_standby(state: RotationState, alt: slots.Alternating, operator: Operator) -> Report:
     """The standby app reset, its new key probed, written to the standby slot only, the previous one proven revoked."""
-    return await alternating.finish_rekeys(
+    return await alt_report.finish_rekeys(
         state, alt, None, [await alternating.rekey(state, alt, operator, mistaken=mistaken_reset)]
     )
 
@@ -150,32 +151,32 @@ async def rotate_alternating(
     if at == "standby":  # the incident's promote moved every target: only the leaked app's reset is left
         promoted = await finish_promote(state, alt)
         if promoted is not None and promoted.exit_code != Exit.DONE:
-            return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=True)
+            return await alt_report.finish_rekeys(state, alt, promoted, rekeys, incident=True)
         await leaked.awaiting_rekey(state, alt)
         await alternating.drain(state, alt)  # calls in flight on the leaked key end before it dies
         rekeys.append(await alternating.rekey(state, alt, operator, mistaken=mistaken_reset, incident=True))
-        return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=True)
+        return await alt_report.finish_rekeys(state, alt, promoted, rekeys, incident=True)
     if incident or at == "active":
         incident = True
         await leaked.mark(state, alt)  # before anything moves
     elif alt.next() is slots.Next.REKEY:
         rekeys.append(await alternating.rekey(state, alt, operator, mistaken=mistaken_reset))
-        return await alternating.finish_rekeys(state, alt, None, rekeys)
+        return await alt_report.finish_rekeys(state, alt, None, rekeys)
     if not alt.standby_valid:
         first = await alternating.rekey(state, alt, operator, mistaken=mistaken_reset)
         rekeys.append(first)
         if not alternating.rekeyed(first):
-            return await alternating.finish_rekeys(state, alt, None, rekeys, incident=incident)
+            return await alt_report.finish_rekeys(state, alt, None, rekeys, incident=incident)
     promoted = await promote(state, alt)
     if promoted.exit_code != Exit.DONE:
-        return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
+        return await alt_report.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
     if alt.behind:  # every target holds the promoted key now: earlier unfinished runs are moot
         await leaked.close_continued(state)
         alt.behind = []
     await leaked.awaiting_rekey(state, alt)  # killed from here on: the journal says the re-key is left
     await alternating.drain(state, alt)  # calls in flight on the retired key end before its reset is asked
     rekeys.append(await alternating.rekey(state, alt, operator, mistaken=mistaken_reset, incident=incident))
-    return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
+    return await alt_report.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
 
 
 async def finish_promote(state: RotationState, alt: slots.Alternating) -> Report | None:
@@ -195,7 +196,7 @@ async def finish_promote(state: RotationState, alt: slots.Alternating) -> Report
     if report.exit_code == Exit.DONE:
         await leaked.close_continued(state)
         alt.behind = []
-    return alternating.described(report, alt)
+    return alt_report.described(report, alt)
 
 
 async def incident(
@@ -237,7 +238,7 @@ async def revoke_now(state: RotationState, alt: slots.Alternating, operator: Ope
     if report.exit_code not in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
         await slots.refresh(state, alt)
         await leaked.clear_if_rekeyed(state, alt, what="revoke_now")
-    await alternating.revoked_info(state, alt, report, leaked_key)
+    await alt_report.revoked_info(state, alt, report, leaked_key)
     return await finish.close_journal(state, report, event=False)
 
 
@@ -257,7 +258,7 @@ async def mistaken_reset(
     report.kind = state.kind
     await slots.refresh(state, alt)
     await leaked.clear_if_rekeyed(state, alt, what="active_reset")  # the record says whose key is active now
-    alternating.mistaken_info(state, alt, report, reset)
+    alt_report.mistaken_info(state, alt, report, reset)
     return report
 
 
@@ -268,7 +269,7 @@ async def rollback(state: RotationState, alt: slots.Alternating) -> Report:
     if (why := rollback_step.refusal(alt)) is not None:
         raise RotationError(why, Exit.PLAN_INVALID)
     with gc_paused():
-        report = alternating.described(await rollback_step.run(state, alt), alt)
+        report = alt_report.described(await rollback_step.run(state, alt), alt)
     if report.exit_code == Exit.DONE:
         await leaked.close_rekey_left(state, rolled_back=True)  # the promote left un-re-keyed is undone
     return report

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rotator.report import RESUMABLE, Progress, Report, window_from
+from rotator.report import RESUMABLE, Progress, Report, RunState, window_from
 
 _STYLE = {"ok": "green", "failed": "bold red", "warning": "yellow", "skipped": "yellow", "running": "dim"}
 _MARK = {"ok": "✓", "failed": "✗", "warning": "!", "skipped": "-", "running": "…"}
@@ -157,5 +157,10 @@ def history_lines(rows: list[Any]) -> list[str]:
         out.append(
             f"{r.id:<26} {r.kind:<6} {r.plan:<20} {r.state:<11} {window:>9}  {fps:<34} {r.operator:<10} {r.reason or ''}"
             + (f"  (unfinished: `rotator resume {r.id}`)" if r.state in RESUMABLE else "")
+            + (
+                f"  (unfinished: the re-key is left: `rotator rotate {r.plan_path}`)"
+                if r.state == RunState.REKEY_LEFT
+                else ""
+            )
         )
     return out

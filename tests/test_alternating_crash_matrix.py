@@ -165,6 +165,7 @@ def test_killed_between_promote_and_rekey_is_journaled_rekey_left_and_resume_nam
         return {x["id"]: x["state"] for x in json.loads(r.stdout)["rotations"]}
 
     rid = next(i for i, s in rows().items() if s == "rekey_left")
+    assert "(unfinished: the re-key is left: `rotator rotate" in lc.cli("history", env=w.env).stdout
     res = lc.cli("resume", rid, env=w.env)
     assert res.returncode == 12, res.stderr
     assert "its re-key is left" in res.stderr and f"rotator rekey {w.plan}" in res.stderr, res.stderr

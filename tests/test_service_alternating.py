@@ -337,6 +337,20 @@ def test_the_page_shows_the_slots_the_app_to_reset_and_roll_back(alt_service: Al
             page.wait_for_selector("#result-h", timeout=30_000)
             assert page.inner_text("#result-h") == f"Done: {BLUE} is active, {GREEN} the standby"
             assert "previous key proven revoked" in page.inner_text("#result")
+
+            # An incident (blue's key leaked): green promoted, blue's reset asked; no Roll back offered,
+            # since rolling back would put the leaked key back (issue 23).
+            page.click("#again-btn")
+            page.locator("#alt-next", has_text="Next rotation").wait_for()
+            page.click("#alt-incident-btn")
+            page.wait_for_selector("#alt-ask:not([hidden])", timeout=30_000)
+            assert page.inner_text("#alt-ask-h").startswith(f"Reset {BLUE}")
+            assert "promote done" in page.inner_text("#alt-steps")
+            assert page.is_hidden("#alt-rollback-btn")
+            page.keyboard.type(w.reset(BLUE))
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#result-h", timeout=30_000)
+            assert page.inner_text("#result-h") == f"Done: {GREEN} is active, {BLUE} the standby"
             html = page.content()
             for key in w.keys:
                 assert key not in html

@@ -150,8 +150,15 @@ def run_cli(plan: Plan, journal: Journal, **kw: Any) -> Report:
 
     seen: dict[str, Any] = {}
 
-    def terminated(signum: int, frame: object) -> None:
+    def terminated(signum: int, frame: Any) -> None:
         seen["terminated"] = True
+        # As Ctrl-C: asyncio.run's SIGINT handler cancels the main task, which ends with KeyboardInterrupt.
+        # Raised here instead, it would land in whatever task runs (a probe of the reset watch), and
+        # that task's exception would be logged as a traceback after the interrupted line.
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint) and on_sigint is not signal.default_int_handler:
+            on_sigint(signal.SIGINT, frame)
+            return
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, terminated)

@@ -9,7 +9,6 @@ and the printing of the slots.
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,46 +21,9 @@ from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
-    from rotator.pipeline.ask import ResetAsk
-    from rotator.pipeline.session import Listener
     from rotator.pipeline.slots import Alternating
     from rotator.plan import Plan
     from rotator.report import Report
-
-
-def terminal_listener(*, key_stdin: bool, clipboard: bool = False) -> Listener:
-    """What the operator sees of the flow's asks on this terminal (stderr)."""
-    from rich.markup import escape
-
-    from rotator.pipeline.session import Listener
-
-    class Terminal(Listener):
-        def asked(self, ask: ResetAsk) -> None:
-            if ask.refused:
-                err().print(f"[red]✗ {escape(ask.refused)}[/]")
-            where = "the standby" if ask.slot == "standby" else "the ACTIVE key"
-            err().print(f"[bold]Reset {escape(ask.app)}[/] (its new key becomes {where}):")
-            err().print(f"  1. Adjutor dashboard → {escape(ask.instruction)}")
-            err().print("  2. Copy the new key the dashboard shows.")
-            how = "Pipe it in: reading one line from stdin." if key_stdin else "Paste it here (hidden)."
-            if clipboard:
-                how = "Reset: the dashboard copies it; rotator takes it from the clipboard" + (
-                    "." if key_stdin or not sys.stdin.isatty() else " (or paste it here, hidden)."
-                )
-            err().print("  3. " + how)
-
-        def rejected(self, message: str) -> None:
-            err().print(f"[red]✗ {escape(message)}[/]" + ("" if key_stdin else ": paste it again"))
-
-        def received(self, fingerprint: str, warnings: list[str]) -> None:
-            for w in warnings:
-                err().print(f"[yellow]! {escape(w)}[/]")
-            err().print(f"key received: fingerprint {fingerprint}")
-
-        def notice(self, line: str) -> None:
-            err().print(f"[bold red]! {escape(line)}[/]")
-
-    return Terminal()
 
 
 async def run(
@@ -82,6 +44,7 @@ async def run(
     service runs it; the keys come from the terminal: a hidden prompt, stdin one a line, or the
     clipboard (raced with the prompt on a terminal), the same sources as a single-app rotation's."""
     from rotator.cli.key_input import Clipboard, clipboard_source, done_with_clipboard, feed_terminal
+    from rotator.cli.terminal import flow_listener
     from rotator.errors import RotationError
     from rotator.pipeline.alternating import IncidentChoice
     from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName
@@ -96,7 +59,7 @@ async def run(
     clip = Clipboard(clipboard_source(plan)) if clipboard else None
     session = ArmedSession(
         state,
-        terminal_listener(key_stdin=key_stdin, clipboard=clipboard),
+        flow_listener(key_stdin=key_stdin, clipboard=clipboard),
         flow=the_flow,
         keep_warm_every=KEEP_WARM_EVERY,  # the operator may take minutes in the dashboard
         handed_keys=False,  # the terminal's sources only: their end ends the ask

@@ -83,8 +83,10 @@ def test_incident_revoke_now_reports_the_outage_reset_time_and_operators_share(m
     r = f.report
     assert r is not None
     assert r["reset"] is not None and r["reset"]["at"] is not None, r
-    # The test resets, then pauses 0.8 s before typing: the watch saw the reset (every 0.2 s).
-    assert r["operator_seconds"] >= 0.4, r
+    # The test resets, then pauses 0.8 s before typing: the watch (every 0.2 s) saw the reset before
+    # the key came, so the operator's share is measured (how much of the pause depends on the load).
+    assert 0 < r["operator_seconds"] < 0.8 + 10, r
+    assert r["reset"]["at"] <= r["key_received_at"], r
     assert r["outage_seconds"] >= r["operator_seconds"] + r["window_seconds"] - 0.01, r
     assert r["alternating"]["incident"]["leaked_revoked"] is True
     assert not w.works(leaked)
@@ -100,7 +102,8 @@ def test_a_mistaken_reset_reports_its_outage_from_the_reset_the_watch_saw(make_w
     r = f.report
     assert r is not None and r["alternating"]["mistaken_reset"]["app"] == GREEN
     assert r["reset"] is not None and r["reset"]["inferred"] is False, r
-    assert r["operator_seconds"] >= 1.0, r
+    assert 0 < r["operator_seconds"] < 1.5 + 10, r  # the reset was seen during the pause, before the key
+    assert r["reset"]["at"] <= r["key_received_at"], r
     assert r["outage_seconds"] >= r["operator_seconds"], r
     assert "outage:" in f.err and "key received → last target done" in f.err
     w.no_leaks(f)

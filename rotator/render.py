@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rotator.report import RESUMABLE, Progress, Report, RunState
+from rotator.report import RESUMABLE, Progress, Report, RunState, window_from
 
 _STYLE = {"ok": "green", "failed": "bold red", "warning": "yellow", "skipped": "yellow", "running": "dim"}
 _MARK = {"ok": "✓", "failed": "✗", "warning": "!", "skipped": "-", "running": "…"}
@@ -92,7 +92,7 @@ def print_report(console: Console, report: Report) -> None:
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}")
     if report.window is not None:
-        start = "sync start" if report.kind == "sync" else "key received"
+        start = window_from(report.kind, report.alternating)
         console.print(f"[bold]window: {report.window * 1000:.1f} ms[/] ({start} → last target done)")
     for line in incident_lines(report.as_dict()):
         console.print(f"[bold]{escape(line)}[/]")

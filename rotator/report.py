@@ -111,6 +111,65 @@ class Step(StrEnum):
     INCIDENT = "incident"  # `rotate --incident` (single-app): the leaked key and whether it is proven revoked
     SLOT_RECORD = "slot_record"  # alternating: a slot write's record (apps, fingerprints, leaked key), before it
     REPORT = "report"
+    CLOSE = "close"  # journal: a close asked for (another replica, the page) or an armed session closed
+    RESUME = "resume"  # journal: a resume started
+
+
+class EmitStatus(StrEnum):
+    """A progress line's status (`Progress.status`, `RotationState.emit`)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    WARNING = "warning"
+    SKIPPED = "skipped"
+
+    @classmethod
+    def of(cls, ok: bool) -> EmitStatus:
+        """OK or FAILED: how a step that ran ended."""
+        return cls.OK if ok else cls.FAILED
+
+
+class KeyOutcome(StrEnum):
+    """What became of one key the operator gave: offered to a session (`Attempt`), handed to a
+    flow (`Handed`), or written to the standby (`rekey.Rekeyed`).  One vocabulary for every front end."""
+
+    REJECTED = "rejected"  # the paste is not a key (empty, wrong shape): nothing probed
+    REFUSED = "refused"  # the probe refused it or could not check it (or the wrong app's key): nothing written
+    WRITTEN = "written"  # the rotation ran: see the report's state
+    DRY_RUN = "dry_run"
+    TAKEN = "taken"  # a flow took it and asks for the next reset
+    FINISHED = "finished"  # the flow ended after it
+    CLOSED = "closed"  # the session closed instead
+    DONE = "done"  # the standby holds it, read back
+    ACTIVE_RESET = "active_reset"  # the active key is refused: the active app was reset (nothing written)
+    FAILED = "failed"  # the standby write failed (nothing, or the old standby, stays)
+
+
+class RunKind(StrEnum):
+    """A journal entry's kind: what ran (`RotationState.kind`).  An incident is journaled as a rotate."""
+
+    ROTATE = "rotate"
+    SYNC = "sync"
+    CHECK = "check"  # sync --check
+    PROMOTE = "promote"
+    REKEY = "rekey"
+    ROLLBACK = "rollback"
+    REPAIR = "repair"  # alternating: the slot record stated by the operator (`rotator status --repair`)
+
+
+def window_from(kind: str, alternating: dict[str, Any] | None = None) -> str:
+    """What a run's window is counted from, in its own words: a key's arrival only when a key
+    was received; a promote, roll back or sync counts from its own start."""
+    if kind == RunKind.ROLLBACK:
+        return "roll back start"
+    if kind == RunKind.PROMOTE or (
+        kind == RunKind.ROTATE and (alternating or {}).get("promote") and not (alternating or {}).get("mistaken_reset")
+    ):
+        return "promote start"
+    if kind == RunKind.SYNC:
+        return "sync start"
+    return "key received"
 
 
 @dataclass
@@ -119,7 +178,7 @@ class Progress:
 
     step: str  # a Step
     target: str
-    status: str  # running | ok | failed | skipped | warning
+    status: str  # an EmitStatus
     detail: str = ""
     seconds: float | None = None
 

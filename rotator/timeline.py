@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from rotator.report import window_from
+
 # One letter per phase: the text and the SVG say which bar is which without colour.
 PHASES = {"probe": "p", "write": "w", "read_back": "r", "signal": "s", "confirm": "c", "run": "="}
 BEFORE = 0.2  # of a broken axis: the part before the key
@@ -35,6 +37,10 @@ class Timeline:
     marks: list[tuple[str, float]]  # (what, seconds after the key): reset, refused, key, window end
     start: float
     end: float
+    key_name: str = "key received"  # what the window counts from (`report.window_from`): a promote, a sync...
+
+    def name(self, mark: str) -> str:
+        return self.key_name if mark == "key" else _MARK_NAME[mark]
 
     @property
     def span(self) -> float:
@@ -89,7 +95,7 @@ def build(report: dict[str, Any]) -> Timeline | None:
     marks += [("key", 0.0), ("end", float(window))]
     lo = min([0.0, *(m for _, m in marks)])
     hi = max([float(window), *(b for row in rows for _, _, b in row.bars)])
-    return Timeline(rows, marks, lo, hi)
+    return Timeline(rows, marks, lo, hi, window_from(str(report.get("kind") or ""), report.get("alternating")))
 
 
 _MARK_CHAR = {"reset": "R", "reset_bound": "R", "refused": "x", "key": "K", "end": "E"}
@@ -130,7 +136,7 @@ def render_text(tl: Timeline, width: int = 80) -> list[str]:
         label = row.label if len(row.label) <= label_w - 1 else row.label[: label_w - 2] + "…"
         lines.append(f"{label:<{label_w}}{'✗' if row.failed else ' '} " + "".join(cells))
     lines.append(" " * label_w + "  " + f"{_ms(tl.start)} … {_ms(tl.end)}")
-    notes = [f"{_MARK_CHAR[k]} {_MARK_NAME[k]} {_ms(t)}" for k, t in tl.marks]
+    notes = [f"{_MARK_CHAR[k]} {tl.name(k)} {_ms(t)}" for k, t in tl.marks]
     if tl.broken:
         notes.append("(axis broken at K: the wait shortened)")
     notes += ["p probe", "w write", "r read-back", "s signal", "c confirm", "= ran", "✗ failed"]
@@ -192,7 +198,7 @@ def _mark_labels(tl: Timeline, x: Callable[[float], float], width: int) -> list[
     above the plot where it overlaps no other label."""
     labels = []
     for kind, t in tl.marks:
-        text = f"{_MARK_CHAR[kind]} {_MARK_NAME[kind]} {_ms(t)}"
+        text = f"{_MARK_CHAR[kind]} {tl.name(kind)} {_ms(t)}"
         xm, w = x(t), text_width(text, FONT)
         if xm + 3 + w <= width - 2 or xm - 3 - w < 0:
             labels.append(_Label(text, xm, xm + 3, xm + 3 + w, "start"))

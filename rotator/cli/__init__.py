@@ -23,7 +23,7 @@ import click
 
 from rotator.cli import adopt, alternating, commands, init, journal_view, output, reference, rotate, status
 from rotator.cli.context import Context, Fail, err
-from rotator.errors import CommandError, PlanError
+from rotator.errors import CommandError, PlanError, RotatorError
 from rotator.exitcodes import Exit
 from rotator.proxy.command import proxy
 from rotator.service.command import serve
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         summary = exc.problems[0] if n == 1 else f"the plan has {n} problems (see `problems`)"
         _fail("\n".join(exc.problems), Exit.PLAN_INVALID, {"problems": exc.problems}, summary)
     except CommandError as exc:
-        _fail(f"rotator: {exc}", exc.code, exc.report)
+        _fail(f"rotator: {exc}", exc.exit_code, exc.report)
     except (click.exceptions.Abort, KeyboardInterrupt):
         # Commands that write catch Ctrl-C themselves and say what they left (commands.run_flow).
         _fail(_startup.INTERRUPTED_LINE, Exit.INTERRUPTED)
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - logged at debug; the operator gets one line
+        if isinstance(exc, RotatorError) and exc.exit_code is not None:  # RotationError, NotArmed: their own code
+            _fail(f"rotator: {exc}", exc.exit_code)
         from rotator.cli.context import db_reason, is_db_error
         from rotator.logs import get_logger
 

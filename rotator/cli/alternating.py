@@ -9,7 +9,6 @@ and the printing of the slots.
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,62 +21,9 @@ from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
-    from rotator.pipeline.ask import ResetAsk
-    from rotator.pipeline.session import Listener
     from rotator.pipeline.slots import Alternating
     from rotator.plan import Plan
     from rotator.report import Report
-
-MAX_PASTES = 5  # pastes that are not a key (empty, wrong shape) before giving up on one reset
-KEEP_WARM_EVERY = 15.0
-
-
-class LineStdin:
-    """Keys piped in, one a line (an alternating flow may ask for two); read on the
-    event loop, so Ctrl-C ends the wait at once (`rotator.cli.key_input.Prompt`)."""
-
-    name = "stdin"
-
-    def __init__(self) -> None:
-        from rotator.cli.key_input import Lines
-
-        self.lines = Lines(sys.stdin.fileno())
-
-    async def read(self) -> bytes | None:
-        line = await self.lines.readline()
-        return line or None
-
-
-def terminal_listener(*, key_stdin: bool) -> Listener:
-    """What the operator sees of the flow's asks on this terminal (stderr)."""
-    from rich.markup import escape
-
-    from rotator.pipeline.session import Listener
-
-    class Terminal(Listener):
-        def asked(self, ask: ResetAsk) -> None:
-            if ask.refused:
-                err().print(f"[red]✗ {escape(ask.refused)}[/]")
-            where = "the standby" if ask.slot == "standby" else "the ACTIVE key"
-            err().print(f"[bold]Reset {escape(ask.app)}[/] (its new key becomes {where}):")
-            err().print(f"  1. Adjutor dashboard → {escape(ask.instruction)}")
-            err().print("  2. Copy the new key the dashboard shows.")
-            err().print(
-                "  3. " + ("Pipe it in: reading one line from stdin." if key_stdin else "Paste it here (hidden).")
-            )
-
-        def rejected(self, message: str) -> None:
-            err().print(f"[red]✗ {escape(message)}[/]" + ("" if key_stdin else ": paste it again"))
-
-        def received(self, fingerprint: str, warnings: list[str]) -> None:
-            for w in warnings:
-                err().print(f"[yellow]! {escape(w)}[/]")
-            err().print(f"key received: fingerprint {fingerprint}")
-
-        def notice(self, line: str) -> None:
-            err().print(f"[bold red]! {escape(line)}[/]")
-
-    return Terminal()
 
 
 async def run(
@@ -86,6 +32,7 @@ async def run(
     *,
     flow: str,
     key_stdin: bool = False,
+    clipboard: bool = False,
     reason: str = "",
     quiet: bool = False,
     choice: str | None = None,
@@ -94,22 +41,25 @@ async def run(
     """Arm, say what the flow will do, run it, disarm.  `flow`: rotate | incident | rekey | rollback.
 
     The flow runs in an `ArmedSession` (its flow hook, `pipeline.alternating_flow`), as the
-    service runs it; the keys come from the terminal only (a hidden prompt, or stdin one a line)."""
-    from rotator.cli.key_input import Prompt
+    service runs it; the keys come from the terminal: a hidden prompt, stdin one a line, or the
+    clipboard (raced with the prompt on a terminal), the same sources as a single-app rotation's."""
+    from rotator.cli.key_input import Clipboard, clipboard_source, done_with_clipboard, feed_terminal
+    from rotator.cli.terminal import flow_listener
     from rotator.errors import RotationError
-    from rotator.pipeline import leaked, slots
     from rotator.pipeline.alternating import IncidentChoice
     from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName
+    from rotator.pipeline.ask import KEEP_WARM_EVERY, MAX_PASTES
     from rotator.pipeline.session import ArmedSession, NotArmed
     from rotator.pipeline.state import RotationState
 
     seen = seen if seen is not None else {}
-    kind = {"incident": "rotate"}.get(flow, flow)
+    kind = FlowName(flow).kind
     state = RotationState(plan, journal, kind=kind, reason=reason or flow, progress_fn=progress(quiet))
     the_flow = AlternatingFlow(FlowName(flow), IncidentChoice(choice) if choice else None)
+    clip = Clipboard(clipboard_source(plan)) if clipboard else None
     session = ArmedSession(
         state,
-        terminal_listener(key_stdin=key_stdin),
+        flow_listener(key_stdin=key_stdin, clipboard=clipboard),
         flow=the_flow,
         keep_warm_every=KEEP_WARM_EVERY,  # the operator may take minutes in the dashboard
         handed_keys=False,  # the terminal's sources only: their end ends the ask
@@ -121,13 +71,11 @@ async def run(
         alt = the_flow.alt
         assert alt is not None
         seen["token"] = alt.slots.token  # what the slots were at arm: an interruption says what changed since
-        if flow != "rollback" and not key_stdin and not sys.stdin.isatty():
-            raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
+        if flow != "rollback":
+            await feed_terminal(session, alt.slots.active, key_stdin=key_stdin, clip=clip)
         err().print(f"slots: {alt.describe()}")
         if flow in ("rotate", "incident") or the_flow.continuing:
             err().print(the_flow.plan_line)
-        if flow != "rollback":
-            session.feed(LineStdin() if key_stdin else Prompt())
         session.start()
         report = await session.wait()
         if report is not None:
@@ -136,20 +84,27 @@ async def run(
             raise session.error
         raise Fail(f"the flow was closed: {session.closed_reason}", Exit.ERROR)
     except NotArmed as exc:
-        raise Fail(str(exc), exc.code) from None
+        raise Fail(str(exc), exc.exit_code) from None
     except (RotationError, Fail) as exc:
-        code = exc.exit_code if isinstance(exc, RotationError) else exc.code
-        line = str(exc)
-        alt = the_flow.alt
-        if alt is not None and (line_left := leaked.continuing(alt)) is not None:
-            line += f"; incident open: {line_left}: `rotator rotate {plan.path} --incident` continues it"
-        elif alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
-            from rotator.pipeline.slot_status import left_lines
-
-            line += "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
-        raise Fail(line, code, getattr(exc, "report", None)) from None
+        line = _what_is_left(str(exc), plan, the_flow.alt, flow)
+        raise Fail(line, exc.exit_code, getattr(exc, "report", None)) from None
     finally:
         await session.release()
+        if clip is not None:
+            await done_with_clipboard(clip)
+
+
+def _what_is_left(line: str, plan: Plan, alt: Alternating | None, flow: str) -> str:
+    """A flow stopped: its one line, and what is left to do (an open incident, a re-key after a promote)."""
+    from rotator.pipeline import leaked, slots
+
+    if alt is not None and (line_left := leaked.continuing(alt)) is not None:
+        return line + f"; incident open: {line_left}: `rotator rotate {plan.path} --incident` continues it"
+    if alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
+        from rotator.pipeline.slot_status import left_lines
+
+        return line + "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
+    return line
 
 
 def run_cli(plan: Plan, journal: Journal, **kw: Any) -> Report:
@@ -258,15 +213,34 @@ def _alternating_plan(plan_path: str, what: str) -> Plan:
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
 @click.option("--key-stdin", is_flag=True, help="Read the key from standard input (one line) instead of a prompt.")
+@click.option(
+    "--key-from",
+    type=click.Choice(["prompt", "stdin", "clipboard"]),
+    default=None,
+    help="Where the new key comes from: a hidden prompt (default), stdin, or the clipboard (raced with the prompt).",
+)
 @click.option("--reason", default="", help="Why (journaled).")
 @output.json_option
 @output.verbose_option
 @output.quiet_option
 @click.pass_obj
-def rekey(ctx: Context, plan_path: str, key_stdin: bool, reason: str, as_json: bool, quiet: bool) -> int:
+def rekey(
+    ctx: Context, plan_path: str, key_stdin: bool, key_from: str | None, reason: str, as_json: bool, quiet: bool
+) -> int:
     """Alternating plans: reset the standby app (no consumer uses it) and store its new key as the standby."""
+    if key_stdin and key_from not in (None, "stdin"):
+        raise Fail(f"--key-stdin and --key-from {key_from} disagree: pick one", Exit.PLAN_INVALID)
     plan = _alternating_plan(plan_path, "rekey")
-    report = run_cli(plan, ctx.journal, flow="rekey", key_stdin=key_stdin, reason=reason, quiet=quiet)
+    source = "stdin" if key_stdin else (key_from or "prompt")
+    report = run_cli(
+        plan,
+        ctx.journal,
+        flow="rekey",
+        key_stdin=source == "stdin",
+        clipboard=source == "clipboard",
+        reason=reason,
+        quiet=quiet,
+    )
     return finish_alternating(report, as_json, plan)
 
 

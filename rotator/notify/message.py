@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rotator.notify.base import Fact, Message, Outcome
+from rotator.report import window_from
 from rotator.secret import REDACTED, scrub
 
 SCHEMA = 1
@@ -112,7 +113,8 @@ def from_report(plan_name: str, report: Mapping[str, Any], *, link: str | None =
         facts.append(Fact("Rotation", clean(rid)))
     window = _ms(_first(report, "window_seconds", "window_s", "window"))
     if window:
-        facts.append(Fact("Window", f"{window} (key received → last target done)"))
+        start = window_from(str(report.get("kind") or ""), report.get("alternating"))
+        facts.append(Fact("Window", f"{window} ({start} → last target done)"))
     outage = _ms(_first(report, "outage_seconds", "outage_s", "outage"))
     bound = report.get("outage_bound") if isinstance(report.get("outage_bound"), dict) else None
     if outage and not bound:

@@ -19,6 +19,7 @@ from rotator.errors import RotationError
 from rotator.exitcodes import Exit
 from rotator.pipeline import (
     accept,
+    alt_report,
     alternating,
     arm,
     drift,
@@ -34,11 +35,12 @@ from rotator.pipeline import (
 from rotator.pipeline import promote as promote_step  # the modules; `promote` and `rollback` below are the flows
 from rotator.pipeline import rollback as rollback_step
 from rotator.pipeline.alternating import IncidentChoice
-from rotator.pipeline.ask import Operator, ResetAsk
+from rotator.pipeline.ask import MAX_KEY_ATTEMPTS, Operator, ResetAsk, take_key
 from rotator.pipeline.state import RotationState, gc_paused, in_window
 
 if TYPE_CHECKING:
     from rotator.report import Report
+    from rotator.reset_watch import ResetDetected
     from rotator.secret import Secret
 
 __all__ = [
@@ -51,9 +53,11 @@ __all__ = [
     "check_drift",
     "dry_run",
     "incident",
+    "mistaken_reset",
     "promote",
     "rekey_standby",
     "resume",
+    "revoke_now",
     "rollback",
     "rotate",
     "rotate_alternating",
@@ -131,12 +135,14 @@ async def promote(state: RotationState, alt: slots.Alternating) -> Report:
     if (why := leaked.refusal(alt, "promote", str(state.plan.path))) is not None:
         raise RotationError(why, Exit.LEAKED_KEY)
     with gc_paused():
-        return alternating.described(await promote_step.run(state, alt), alt)
+        return alt_report.described(await promote_step.run(state, alt), alt)
 
 
 async def rekey_standby(state: RotationState, alt: slots.Alternating, operator: Operator) -> Report:
     """The standby app reset, its new key probed, written to the standby slot only, the previous one proven revoked."""
-    return await alternating.finish_rekeys(state, alt, None, [await alternating.rekey(state, alt, operator)])
+    return await alt_report.finish_rekeys(
+        state, alt, None, [await alternating.rekey(state, alt, operator, mistaken=mistaken_reset)]
+    )
 
 
 async def rotate_alternating(
@@ -154,32 +160,32 @@ async def rotate_alternating(
     if at == "standby":  # the incident's promote moved every target: only the leaked app's reset is left
         promoted = await finish_promote(state, alt)
         if promoted is not None and promoted.exit_code != Exit.DONE:
-            return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=True)
+            return await alt_report.finish_rekeys(state, alt, promoted, rekeys, incident=True)
         await leaked.awaiting_rekey(state, alt)
         await alternating.drain(state, alt)  # calls in flight on the leaked key end before it dies
-        rekeys.append(await alternating.rekey(state, alt, operator, incident=True))
-        return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=True)
+        rekeys.append(await alternating.rekey(state, alt, operator, mistaken=mistaken_reset, incident=True))
+        return await alt_report.finish_rekeys(state, alt, promoted, rekeys, incident=True)
     if incident or at == "active":
         incident = True
         await leaked.mark(state, alt)  # before anything moves
     elif alt.next() is slots.Next.REKEY:
-        rekeys.append(await alternating.rekey(state, alt, operator))
-        return await alternating.finish_rekeys(state, alt, None, rekeys)
+        rekeys.append(await alternating.rekey(state, alt, operator, mistaken=mistaken_reset))
+        return await alt_report.finish_rekeys(state, alt, None, rekeys)
     if not alt.standby_valid:
-        first = await alternating.rekey(state, alt, operator)
+        first = await alternating.rekey(state, alt, operator, mistaken=mistaken_reset)
         rekeys.append(first)
         if not alternating.rekeyed(first):
-            return await alternating.finish_rekeys(state, alt, None, rekeys, incident=incident)
+            return await alt_report.finish_rekeys(state, alt, None, rekeys, incident=incident)
     promoted = await promote(state, alt)
     if promoted.exit_code != Exit.DONE:
-        return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
+        return await alt_report.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
     if alt.behind:  # every target holds the promoted key now: earlier unfinished runs are moot
         await leaked.close_continued(state)
         alt.behind = []
     await leaked.awaiting_rekey(state, alt)  # killed from here on: the journal says the re-key is left
     await alternating.drain(state, alt)  # calls in flight on the retired key end before its reset is asked
-    rekeys.append(await alternating.rekey(state, alt, operator, incident=incident))
-    return await alternating.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
+    rekeys.append(await alternating.rekey(state, alt, operator, mistaken=mistaken_reset, incident=incident))
+    return await alt_report.finish_rekeys(state, alt, promoted, rekeys, incident=incident)
 
 
 async def finish_promote(state: RotationState, alt: slots.Alternating) -> Report | None:
@@ -199,7 +205,7 @@ async def finish_promote(state: RotationState, alt: slots.Alternating) -> Report
     if report.exit_code == Exit.DONE:
         await leaked.close_continued(state)
         alt.behind = []
-    return alternating.described(report, alt)
+    return alt_report.described(report, alt)
 
 
 async def incident(
@@ -216,7 +222,53 @@ async def incident(
     if choice is IncidentChoice.STANDBY_FIRST:
         return await rotate_alternating(state, alt, operator, incident=True)
     await leaked.mark(state, alt)
-    return await alternating.revoke_now(state, alt, operator)
+    return await revoke_now(state, alt, operator)
+
+
+async def revoke_now(state: RotationState, alt: slots.Alternating, operator: Operator) -> Report:
+    """Incident without a standby, the operator's choice: the single-app flow on the leaked (active)
+    app.  Its reset is watched while the key is awaited, so the report has the outage, the reset
+    time and the operator's share, as a single-app rotation's has."""
+    leaked_key = state.old_secret
+    refused: str | None = None
+    report: Report | None = None
+    for n in range(1, MAX_KEY_ATTEMPTS + 1):
+        ask = alternating.revoke_ask(alt, n, refused)
+        secret, _ = await take_key(state, operator, ask, watch_app=alt.active_app, expected=True)
+        if (refused := alternating.standby_key(alt, secret)) is not None:
+            continue
+        promote_step.new_window(state)  # the window runs from the key that is taken
+        report = await rotate(state, secret)
+        if report.exit_code != Exit.KEY_REFUSED:
+            break
+        refused = report.message
+    if report is None:  # every paste was the standby's key
+        report = finish.not_written(state, refused or "nothing was written")
+    if report.exit_code not in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
+        await slots.refresh(state, alt)
+        await leaked.clear_if_rekeyed(state, alt, what="revoke_now")
+    await alt_report.revoked_info(state, alt, report, leaked_key)
+    return await finish.close_journal(state, report, event=False)
+
+
+async def mistaken_reset(
+    state: RotationState, alt: slots.Alternating, secret: Secret, reset: ResetDetected | None
+) -> Report:
+    """The active app was reset by mistake (in place of the standby): its new key becomes the active
+    key, exactly as a single-app rotation writes it, with the reset's outage on the report."""
+    if (line := alternating.standby_key(alt, secret, reset_app=alt.active_app)) is not None:
+        return finish.not_written(state, line)
+    promote_step.new_window(state)
+    if reset is not None and state.reset is None:
+        state.reset = reset  # the outage and the operator's share are measured from it
+    report = await rotate(state, secret)
+    if report.exit_code in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
+        return report
+    report.kind = state.kind
+    await slots.refresh(state, alt)
+    await leaked.clear_if_rekeyed(state, alt, what="active_reset")  # the record says whose key is active now
+    alt_report.mistaken_info(state, alt, report, reset)
+    return report
 
 
 async def rollback(state: RotationState, alt: slots.Alternating) -> Report:
@@ -226,7 +278,7 @@ async def rollback(state: RotationState, alt: slots.Alternating) -> Report:
     if (why := rollback_step.refusal(alt)) is not None:
         raise RotationError(why, Exit.PLAN_INVALID)
     with gc_paused():
-        report = alternating.described(await rollback_step.run(state, alt), alt)
+        report = alt_report.described(await rollback_step.run(state, alt), alt)
     if report.exit_code == Exit.DONE:
         await leaked.close_rekey_left(state, rolled_back=True)  # the promote left un-re-keyed is undone
     return report

@@ -1,29 +1,26 @@
 """The pieces the alternating flows in `pipeline/__init__.py` are made of.
 
 The operator loop of a re-key (a refused paste asks again, up to five times;
-the active app reset by mistake falls back to taking its new key as the active
-key, single-app style), the incident's "revoke now" choice, what a flow says
-before it starts, and the one report a flow ends with: which app is active,
-the promote's window, each re-key and its revocation proof, and for an incident
-how long the leaked key stayed in use after the command started.
+the active app reset by mistake falls back to the mistaken-reset flow the
+runbook hands it), the incident's "revoke now" choice, and what a flow says
+before it starts.  The one report a flow ends with is `alt_report`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
-from rotator.pipeline import finish, leaked, slots
 from rotator.pipeline import rekey as rekey_step  # a module: no flow of this name
-from rotator.pipeline.ask import ResetAsk, take_key
-from rotator.pipeline.promote import new_window
+from rotator.pipeline import slots
+from rotator.pipeline.ask import MAX_KEY_ATTEMPTS, ResetAsk, take_key
 from rotator.pipeline.rekey import Outcome, Rekeyed
-from rotator.probe import ProbeOutcome, ProbeResult
-from rotator.report import Report, RunState, Step
+from rotator.report import EmitStatus, Report, Step
 
 if TYPE_CHECKING:
     from rotator.pipeline.ask import Operator
@@ -32,9 +29,8 @@ if TYPE_CHECKING:
     from rotator.reset_watch import ResetDetected
     from rotator.secret import Secret
 
-__all__ = ["IncidentChoice", "Rekeyed", "plan_line"]
+__all__ = ["IncidentChoice", "Mistaken", "Rekeyed", "plan_line"]
 
-MAX_KEY_ATTEMPTS = 5
 SINGLE_WHY = "the key in use dies at once: consumers fail until rotator writes its new key (single-app flow)"
 
 
@@ -102,11 +98,20 @@ def rekeyed(r: Rekeyed | Report) -> bool:
     return isinstance(r, Rekeyed) and r.outcome is Outcome.DONE
 
 
+class Mistaken(Protocol):
+    """The flow that takes the active app's new key as the active key (`pipeline.mistaken_reset`)."""
+
+    def __call__(
+        self, state: RotationState, alt: Alternating, secret: Secret, reset: ResetDetected | None
+    ) -> Awaitable[Report]: ...
+
+
 async def rekey(
-    state: RotationState, alt: Alternating, operator: Operator, *, incident: bool = False
+    state: RotationState, alt: Alternating, operator: Operator, *, mistaken: Mistaken, incident: bool = False
 ) -> Rekeyed | Report:
     """Ask for the standby app's reset until a key is written (or five pastes were refused).
-    A Report when the active app was reset by mistake and its new key became the active key.
+    A Report when the active app was reset by mistake and its new key became the active key
+    (`mistaken`: the flow the runbook lists for it; a step never calls up into the runbook).
     In an incident the standby is the leaked app: after a mistaken reset (its key taken as the
     active one, the slot record kept true) the ask for the leaked app goes on."""
     if alt.behind:
@@ -132,7 +137,7 @@ async def rekey(
             if out.outcome is not Outcome.ACTIVE_RESET:
                 return out
             operator.notice(f"{out.message}: taking this key as {alt.active_app}'s new key (single-app style)")
-        last = await _single_active(state, alt, secret, reset)
+        last = await mistaken(state, alt, secret, reset)
         if last.exit_code == Exit.KEY_REFUSED:
             refused = last.message
             continue
@@ -160,7 +165,7 @@ async def _store_retrying(
             f"{app}'s new key ({fp}) is NOT stored yet ({out.message}); it is held here and the write is retried "
             f"in {delay:.0f}s: keep this session open"
         )
-        state.emit(Step.REKEY, app, "warning", f"standby write failed; retrying in {delay:.0f}s")
+        state.emit(Step.REKEY, app, EmitStatus.WARNING, f"standby write failed; retrying in {delay:.0f}s")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 8.0)
         try:
@@ -185,219 +190,19 @@ def _active_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk
     return ResetAsk(app, why, slots.dashboard_reset(app, why), "active", attempt, refused)
 
 
-async def _single_active(state: RotationState, alt: Alternating, secret: Secret, reset: ResetDetected | None) -> Report:
-    """The active app's new key as the active key, exactly as a single-app rotation writes it."""
-    from rotator import pipeline  # the flow list; imported here, it imports this module
-
-    if alt.slots.standby_secret is not None and alt.slots.standby_secret == secret:
-        line = (
-            f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); paste the new key of "
-            f"{alt.active_app}, the app that was reset; nothing was written"
-        )
-        return finish.not_written(state, line)
-    new_window(state)
-    report = await pipeline.rotate(state, secret)
-    if report.exit_code in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
-        return report
-    report.kind = state.kind
-    await slots.refresh(state, alt)
-    await leaked.clear_if_rekeyed(state, alt, what="active_reset")  # the record says whose key is active now
-    end = (state.key_received_wall or time.time()) + (report.window or 0.0)
-    began = reset.after_wall if reset is not None and reset.after_wall is not None else None
-    info: dict[str, Any] = {
-        "app": alt.active_app,
-        "detected_at": reset.wall if reset else None,
-        "reset_after": began,
-        "consumers_back_at": end,
-        "failed_call_window_s": round(end - began, 4) if began is not None else None,
-    }
-    report.warnings.append(
-        f"the active app ({alt.active_app}) was reset by mistake: consumers failed"
-        + (f" for about {end - began:.2f}s" if began is not None else "")
-        + f" until its new key was confirmed; {alt.standby_app} was not re-keyed: `rotator rekey` does that"
-    )
-    report.alternating = {**alt.as_dict(), "mistaken_reset": info}
-    return report
+def revoke_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk:
+    """Revoke now: reset the leaked (active) app, its key dies at once."""
+    app = alt.active_app
+    return ResetAsk(app, SINGLE_WHY, slots.dashboard_reset(app, SINGLE_WHY), "active", attempt, refused)
 
 
-async def revoke_now(state: RotationState, alt: Alternating, operator: Operator) -> Report:
-    """Incident without a standby, operator's choice: the single-app flow on the leaked (active) app."""
-    from rotator import pipeline
-
-    leaked_key = state.old_secret
-    app, refused = alt.active_app, None
-    report: Report | None = None
-    for attempt in range(1, MAX_KEY_ATTEMPTS + 1):
-        ask = ResetAsk(app, SINGLE_WHY, slots.dashboard_reset(app, SINGLE_WHY), "active", attempt, refused)
-        secret, _ = await take_key(state, operator, ask, watch_app=None)
-        if alt.slots.standby_secret is not None and alt.slots.standby_secret == secret:
-            refused = f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); nothing was written"
-            continue
-        report = await pipeline.rotate(state, secret)
-        if report.exit_code == Exit.KEY_REFUSED:
-            refused = report.message
-            continue
-        break
-    assert report is not None
-    if report.exit_code not in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
-        await slots.refresh(state, alt)
-        await leaked.clear_if_rekeyed(state, alt, what="revoke_now")
-    info: dict[str, Any] = {
-        "leaked_fingerprint": leaked_key.fingerprint if leaked_key else None,
-        "choice": "revoke-now",
-    }
-    if leaked_key is not None:
-        check = await slots.probe_all(alt, leaked_key)
-        info["leaked_revoked"] = check.refused
-        info["revoked_at"] = time.time() if check.refused else None
-    report.alternating = {**alt.as_dict(), "incident": info}
-    return await _store(state, report)
-
-
-def described(report: Report, alt: Alternating) -> Report:
-    """A promote's (or roll back's) report, saying which app is active now."""
-    end = (alt.marks.get("window_start") or 0.0) + (report.window or 0.0)
-    if report.exit_code == Exit.DONE and report.state == RunState.DONE:
-        a, s = alt.slots.active, alt.slots.standby
-        report.message = (
-            f"{alt.active_app} is active ({a.fingerprint if a else '?'}), {alt.standby_app} is the standby "
-            f"({s.fingerprint if s else '?'}); every target holds the active key; window {report.window or 0:.3f}s"
-        )
-        alt.marks["promoted_at"] = end
-    report.alternating = {**alt.as_dict(), "promote": {"window_s": report.window, "state": report.state}}
-    return report
-
-
-async def finish_rekeys(
-    state: RotationState,
-    alt: Alternating,
-    promoted: Report | None,
-    rekeys: list[Rekeyed | Report],
-    *,
-    incident: bool = False,
-) -> Report:
-    """One report for the whole flow (journaled with the entry)."""
-    fallback = next((r for r in rekeys if isinstance(r, Report)), None)
-    done = [r for r in rekeys if isinstance(r, Rekeyed)]
-    if fallback is not None:
-        report = fallback
-        if promoted is None and not incident and report.exit_code == Exit.DONE:
-            # A re-key that became the active app's single-app rotation: the standby was not re-keyed.
-            report.exit_code = Exit.NOT_REKEYED
-            s = alt.slots.standby
-            report.message += (
-                f"; {alt.standby_app} was NOT re-keyed: the standby slot "
-                + (f"still holds {s.fingerprint}" if s else "is still empty")
-                + f": `rotator rekey {state.plan.path}` resets {alt.standby_app}"
-            )
-    elif promoted is not None:
-        report = promoted
-    else:
-        report = _rekey_report(state, alt, done[-1] if done else None)
-    failed = next((r for r in done if r.outcome is not Outcome.DONE), None)
-    if failed is not None and failed.outcome is Outcome.FAILED:
-        report.state = RunState.FAILED  # a key the operator reset is not stored: never "done"
-    if any(r.outcome is Outcome.DONE for r in done):
-        await leaked.close_rekey_left(state)  # earlier runs that promoted and left this re-key
-    elif fallback is None and promoted is not None and report.state == RunState.DONE:
-        report.state = RunState.REKEY_LEFT  # the promote is done, its re-key is not: never "done"
-    if fallback is None and failed is not None and report.exit_code == Exit.DONE:
-        report.exit_code = failed.code
-        report.message = (
-            f"{report.message}; but {failed.app} was not re-keyed: {failed.message}" if promoted else failed.message
-        )
-    elif fallback is None and promoted is not None and promoted.exit_code == Exit.DONE and done:
-        last = done[-1]
-        proof = {True: "its previous key proven revoked", False: "its previous key STILL WORKS", None: ""}[last.revoked]
-        a = alt.slots.active
-        report.message = (
-            f"{alt.active_app} is active ({a.fingerprint if a else '?'}), every target holds its key "
-            f"(promote window {promoted.window or 0:.3f}s); {last.message}" + (f", {proof}" if proof else "")
-        )
-    info = dict(report.alternating or {})
-    info.update(alt.as_dict())
-    if promoted is not None:
-        info["promote"] = {"window_s": promoted.window, "state": promoted.state}
-    info["rekeys"] = [r.as_dict() for r in done]
-    if alt.notes.get("mistaken_reset"):
-        info["mistaken_reset"] = alt.notes["mistaken_reset"]
-    if incident:
-        info["incident"] = inc = _incident(alt, promoted, done)
-        report.revocation = _leaked_check(alt, inc)  # `old_key_check` is the leaked key's, never another's
-        if inc["leaked_in_use_s"] is not None:
-            report.message += f"; the leaked key stayed in use {inc['leaked_in_use_s']:.3f}s after the command started"
-        if inc["revoked"]:
-            report.message += f", proven revoked {inc['revoked_after_s']:.1f}s after it"
-        elif report.exit_code == Exit.DONE:
-            report.exit_code = Exit.NOT_REKEYED
-            report.message += (
-                f"; the leaked key ({inc['leaked_app']}, {inc['leaked_fingerprint']}) is NOT proven revoked: "
-                f"reset {inc['leaked_app']} (`rotator rotate {state.plan.path} --incident` continues incident "
-                f"{inc['id']})"
-            )
-    report.alternating = info
-    return await _store(state, report)
-
-
-def _leaked_check(alt: Alternating, inc: dict[str, Any]) -> ProbeResult | None:
-    """The leaked key's last probe as the report's old-key check (outcome ACCEPTED: proven revoked)."""
-    check = alt.checks.get(inc["leaked_fingerprint"] or "")
-    if check is None:
+def standby_key(alt: Alternating, secret: Secret, *, reset_app: str | None = None) -> str | None:
+    """The refusal when `secret` is the standby slot's key (the wrong app's key was copied)."""
+    if alt.slots.standby_secret is None or alt.slots.standby_secret != secret:
         return None
-    if inc["revoked"]:
-        return ProbeResult(ProbeOutcome.ACCEPTED, f"the leaked key ({check.fingerprint}) is refused: {check.problem()}")
-    detail = check.problem() or "accepted on every URL"
-    return ProbeResult(ProbeOutcome.REFUSED, f"the leaked key ({check.fingerprint}) still works: {detail}")
-
-
-def _incident(alt: Alternating, promoted: Report | None, done: list[Rekeyed]) -> dict[str, Any]:
-    """The incident's figures, from its recorded leaked key: proven revoked only when the
-    re-key that proved its previous key refused was the leaked key's."""
-    promoted_at = alt.marks.get("promoted_at")
-    lk = alt.notes.get("leaked")
-    lk_fp = lk.fingerprint if lk is not None else (promoted.old_fingerprint if promoted else None)
-    proof = next((r for r in reversed(done) if r.outcome is Outcome.DONE and r.revoked and r.previous == lk_fp), None)
-    revoked_at = proof.revoked_at if proof is not None else None
-    # A continued incident counts from when it was recorded; a new one from this command's start.
-    started = lk.at if lk is not None and lk.at and alt.notes.get("continued") else alt.started_wall
-    return {
-        "id": lk.incident if lk is not None else None,
-        "started_at": started,
-        "leaked_fingerprint": lk_fp,
-        "leaked_app": lk.app if lk is not None else (alt.standby_app if promoted else alt.active_app),
-        "out_of_use_at": promoted_at,
-        "leaked_in_use_s": round(promoted_at - started, 4) if promoted_at else None,
-        "revoked": proof is not None,
-        "revoked_at": revoked_at,
-        "revoked_after_s": round(revoked_at - started, 4) if revoked_at else None,
-        "mistaken_reset": alt.notes.get("mistaken_reset"),
-    }
-
-
-def _rekey_report(state: RotationState, alt: Alternating, r: Rekeyed | None) -> Report:
-    ok = r is not None and r.outcome is Outcome.DONE
-    return Report(
-        id=state.id,
-        kind=state.kind,
-        plan=state.plan.name,
-        state=RunState.DONE if ok else (RunState.REFUSED if r and r.outcome is Outcome.REFUSED else RunState.FAILED),
-        exit_code=0 if ok or r is None else r.code,
-        reason=state.reason,
-        operator=state.operator,
-        old_fingerprint=r.previous if r else None,
-        new_fingerprint=r.fingerprint if r else None,
-        window=r.seconds if r else None,
-        message=(r.message + (", its previous key proven revoked" if r.revoked else "")) if r else "nothing to do",
+    if reset_app is None:
+        return f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); nothing was written"
+    return (
+        f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); paste the new key of "
+        f"{reset_app}, the app that was reset; nothing was written"
     )
-
-
-async def _store(state: RotationState, report: Report) -> Report:
-    """Close (or re-close, with everything the flow did) the journal entry."""
-    state.report = report
-    await state.journal_update(
-        state=report.state,
-        exit_code=report.exit_code,
-        finished_at=time.time(),
-        report=report.as_dict(),
-    )
-    return report

@@ -19,7 +19,7 @@ from rotator.exitcodes import Exit
 from rotator.pipeline import alternating, finish, leaked, slots
 from rotator.pipeline.alternating import IncidentChoice
 from rotator.pipeline.rollback import refusal as rollback_refusal
-from rotator.report import Step
+from rotator.report import EmitStatus, RunKind, Step
 
 if TYPE_CHECKING:
     from rotator.pipeline.session import ArmedSession, FlowOperator
@@ -35,6 +35,11 @@ class FlowName(StrEnum):
     REKEY = "rekey"  # re-key the standby only (seed it, or finish after a promote)
     PROMOTE = "promote"  # promote only (no key)
     ROLLBACK = "rollback"  # undo the last promote (no key)
+
+    @property
+    def kind(self) -> RunKind:
+        """What the journal calls a run of this flow: an incident is a rotation."""
+        return RunKind.ROTATE if self is FlowName.INCIDENT else RunKind(self.value)
 
 
 class RollBack(RotationError):
@@ -64,7 +69,7 @@ class AlternatingFlow:
         alt = self.alt = await slots.arm(session.state, started_wall=session.started_wall)
         for rid in await leaked.close_stale(session.state, alt):
             session.state.emit(
-                Step.SLOTS, rid, "warning", f"rotation {rid} ended before it moved anything: closed as aborted"
+                Step.SLOTS, rid, EmitStatus.WARNING, f"rotation {rid} ended before it moved anything: closed as aborted"
             )
         self._open_incident(alt, str(session.state.plan.path))
         if self.name is FlowName.ROLLBACK and (why := rollback_refusal(alt)) is not None:

@@ -20,7 +20,7 @@ from rotator.pipeline.attempts import reason
 from rotator.plugin import Check, PluginContext, Stored
 from rotator.probe import Prober
 from rotator.registry import backend_class, consumer_class
-from rotator.report import ArmResult, RunState, Step
+from rotator.report import ArmResult, EmitStatus, RunState, Step
 from rotator.secret import compact, scrub
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ async def run(state: RotationState) -> ArmResult:
     Raises RotationError (exit BUSY) when another rotation holds the plan."""
     t0 = time.perf_counter()
     plan = state.plan
-    state.emit(Step.ARM, "", "running", f"{len(plan.backends)} backends, {len(plan.consumers)} consumers")
+    state.emit(Step.ARM, "", EmitStatus.RUNNING, f"{len(plan.backends)} backends, {len(plan.consumers)} consumers")
     n_targets = len(plan.backends) + len(plan.consumers)
     ctx = state.ctx = PluginContext(
         max_threads=max(plan.rotation.max_threads, min(n_targets * 2 + 4, 1024)), plan=plan.name
@@ -120,7 +120,7 @@ async def run(state: RotationState) -> ArmResult:
         # The values read at arm into full matchers, off the loop: the pasted key then costs
         # a one-value matcher in the window, never a full rebuild.
         await asyncio.to_thread(compact)
-    state.emit(Step.ARM, "", "ok" if ok else "failed", f"{armed.seconds:.2f}s", armed.seconds)
+    state.emit(Step.ARM, "", EmitStatus.OK if ok else EmitStatus.FAILED, f"{armed.seconds:.2f}s", armed.seconds)
     return armed
 
 

@@ -15,11 +15,12 @@ from rotator.exitcodes import Exit
 from rotator.logs import get_logger
 from rotator.pipeline import outage
 from rotator.probe import ProbeOutcome
-from rotator.report import BAD, Report, RunState, Step, TargetStatus, unlabelled
+from rotator.report import BAD, Report, RunKind, RunState, Step, TargetStatus, unlabelled
 
 if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
     from rotator.probe import ProbeResult
+    from rotator.report import TargetResult
     from rotator.secret import Secret
 
 JOURNAL_RETRY_FOR = 10.0  # seconds the final record of a run that wrote its key is retried
@@ -47,21 +48,7 @@ def report(state: RotationState, secret: Secret, revocation: ProbeResult | None 
             warnings.append(NOT_REVOKED)
         elif revocation.outcome is not ProbeOutcome.ACCEPTED:
             warnings.append(f"could not check that the old key is revoked: {revocation.detail}")
-    drift = None
-    if state.kind == "sync":  # a sync copies what the primary holds: there is no new key
-        drift = repaired(state, secret)
-        written = sum(1 for r in results if r.kind == "backend" and r.status == TargetStatus.OK)
-        names = ", ".join(f"{r.name} ({r.status})" for r in bad)
-        message = (
-            f"not every target has the primary's key: {names}; run `rotator sync` again"
-            if bad
-            else f"every backend matches the primary ({written} written)"
-        )
-    elif bad:
-        names = ", ".join(f"{r.name} ({r.status})" for r in bad)
-        message = f"the primary holds the new key; not finished: {names}; run `rotator resume {state.id}`"
-    else:
-        message = f"every target holds the new key; window {window:.3f}s"
+    drift = repaired(state, secret) if state.kind == RunKind.SYNC else None
     return Report(
         id=state.id,
         kind=state.kind,
@@ -78,9 +65,22 @@ def report(state: RotationState, secret: Secret, revocation: ProbeResult | None 
         revocation=revocation,
         targets=list(results),
         warnings=warnings,
-        message=message,
+        message=_message(state, bad, window),
         drift=drift,
     )
+
+
+def _message(state: RotationState, bad: list[TargetResult], window: float) -> str:
+    """The outcome line: a sync's (no new key), or a rotation's, naming what is not finished."""
+    names = ", ".join(f"{r.name} ({r.status})" for r in bad)
+    if state.kind == RunKind.SYNC:  # a sync copies what the primary holds: there is no new key
+        written = sum(1 for r in state.results.values() if r.kind == "backend" and r.status == TargetStatus.OK)
+        if bad:
+            return f"not every target has the primary's key: {names}; run `rotator sync` again"
+        return f"every backend matches the primary ({written} written)"
+    if bad:
+        return f"the primary holds the new key; not finished: {names}; run `rotator resume {state.id}`"
+    return f"every target holds the new key; window {window:.3f}s"
 
 
 def repaired(state: RotationState, secret: Secret) -> list[dict[str, object]]:

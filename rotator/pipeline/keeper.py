@@ -18,6 +18,7 @@ from rotator.journal import LockHeld, LockLost
 from rotator.logs import get_logger
 from rotator.pipeline import arm
 from rotator.pipeline.session_types import Status
+from rotator.report import Step
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
@@ -26,9 +27,8 @@ if TYPE_CHECKING:
 
 log = get_logger("rotator.session")
 
-KEEP_WARM_EVERY = 15.0  # seconds between probe keep-alives and lock renewals while armed
 LOCK_CHECK_EVERY = 2.0  # seconds between checks that an armed session still holds its plan
-CLOSE_STEP = "close"  # journal: `requested` by someone who does not hold the session (the page of another replica)
+CLOSE_STEP = Step.CLOSE  # journal: `requested` by someone who does not hold the session (the page of another replica)
 
 
 def close_requested(journal: Journal, rid: str) -> str | None:
@@ -55,8 +55,6 @@ class Kept(Protocol):
     def expires_at(self) -> float | None: ...
     @property
     def arm_timeout(self) -> float | None: ...
-    @property
-    def flow(self) -> object | None: ...
     @property
     def asking(self) -> ResetAsk | None: ...
 
@@ -89,11 +87,7 @@ class Keeper:
             if s.expires_at is not None:
                 wait = min(wait, s.expires_at - time.time())
                 if wait <= 0:
-                    since = (
-                        "of arming"
-                        if s.flow is None
-                        else f"of the ask to reset {s.asking.app if s.asking else 'the app'}"
-                    )
+                    since = f"of the ask to reset {s.asking.app}" if s.asking is not None else "of arming"
                     await s.close(f"no key within {s.arm_timeout:.0f}s {since}")
                     return
             await asyncio.sleep(wait)

@@ -27,7 +27,7 @@ from rotator.exitcodes import Exit
 from rotator.key_state import KeyState, verdict_of
 from rotator.pipeline.attempts import TOKEN_NAMESPACE, reason
 from rotator.probe import ProbeOutcome, Prober, ProbeResult
-from rotator.report import Step
+from rotator.report import EmitStatus, Step
 
 if TYPE_CHECKING:
     import httpx
@@ -248,12 +248,12 @@ async def arm(state: RotationState, *, started_wall: float | None = None) -> Alt
     for who, app, kc in (("active", alt.active_app, alt.active), ("standby", alt.standby_app, alt.standby)):
         if kc is not None:
             line = f"{who} key ({app}, {kc.fingerprint}) " + ("works on every URL" if kc.ok else kc.problem())
-            state.emit(Step.SLOTS, who, "ok" if kc.ok else "warning", line)
+            state.emit(Step.SLOTS, who, EmitStatus.OK if kc.ok else EmitStatus.WARNING, line)
     if alt.active is not None and alt.active.refused:
         state.warnings.append(
             f"the active key ({alt.active_app}, {alt.active.fingerprint}) is refused now: consumers on it are failing"
         )
-    state.emit(Step.SLOTS, primary.name, "ok" if alt.standby_valid else "warning", alt.describe())
+    state.emit(Step.SLOTS, primary.name, EmitStatus.OK if alt.standby_valid else EmitStatus.WARNING, alt.describe())
     state.event(Step.SLOTS, "ok" if alt.standby_valid else "standby_invalid", detail=alt.describe())
     return alt
 

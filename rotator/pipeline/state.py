@@ -54,7 +54,7 @@ class RotationState:
 
     plan: Plan
     journal: Journal
-    kind: str = "rotate"  # the journal's kind: rotate | sync
+    kind: str = "rotate"  # the journal's kind: a RunKind (rotate, sync, check, promote, rekey, rollback)
     reason: str = ""
     operator: str = field(default_factory=operator_name)
     force: bool = False  # write the primary without check-and-set

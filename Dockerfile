@@ -15,19 +15,29 @@
 # or behind a TLS proxy, as above.  `docker stop` sends SIGTERM: a rotation in
 # flight gets up to its deadline + 15 s (135 s by default) to finish, hence
 # --stop-timeout 150.  README.md, "Docker", says how credentials reach the container.
+#
+# Reproducible: both stages start from one base image pinned by digest, and every
+# dependency is pinned by deploy/docker/requirements.lock (used as constraints).
+# The digest below could not be resolved on the machine this was written on (no
+# registry access): it is the python:3.11-slim digest seen in other public
+# Dockerfiles, NOT verified here.  Before the first build, check it and pin the
+# current one (and again whenever you take the base image's security updates):
+#   docker buildx imagetools inspect python:3.11-slim --format '{{json .Manifest.Digest}}'
+# docs/deployment/replicas.md says more.
 
-FROM python:3.11-slim AS build
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7 AS build
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
+COPY deploy/docker/requirements.lock ./
 COPY rotator ./rotator
 COPY plugins ./plugins
 # Wheels for rotator, its postgres and kubernetes (deploy/kubernetes/) extras and every
-# dependency; nothing here needs a compiler.  requirements.txt names exactly these
-# wheels: the image installs that set.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[postgres,kubernetes]' \
+# dependency, at the versions the lock file pins; nothing here needs a compiler.
+# requirements.txt names exactly these wheels: the image installs that set.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels --constraint requirements.lock '.[postgres,kubernetes]' \
  && printf '%s\n' /wheels/*.whl > /wheels/requirements.txt
 
-FROM python:3.11-slim
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

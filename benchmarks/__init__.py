@@ -1,1 +1,3 @@
-"""Benchmarks (not part of the test suite).  Run: ``python -m benchmarks.window``."""
+"""Benchmarks: their figures are asserted nowhere (the suite runs only ``python -m benchmarks.window --smoke``).
+
+Run: ``python -m benchmarks.window``."""

@@ -78,10 +78,10 @@ def _connection_setup(service: str, setup: Any) -> Any:
 
 def _timed_standin(latency: float) -> Any:
     """An AdjutorStandIn whose keyed requests are timestamped on arrival."""
-    from rotator.testing.adjutor import MODELS_PATH, AdjutorStandIn, _StandInHandler, _StandInServer
+    from rotator.testing.adjutor import MODELS_PATH, AdjutorStandIn, StandInHandler, StandInServer
 
-    class Handler(_StandInHandler):
-        setup = _connection_setup("probe", _StandInHandler.setup)
+    class Handler(StandInHandler):
+        setup = _connection_setup("probe", StandInHandler.setup)
 
         def parse_request(self) -> bool:
             # Called as soon as the request line is in: the request's first bytes.
@@ -93,7 +93,7 @@ def _timed_standin(latency: float) -> Any:
                 self.server.standin.arrivals.append(self._arrived)
             super().do_GET()
 
-    class Server(_StandInServer):
+    class Server(StandInServer):
         handler = Handler
 
     class TimedStandIn(AdjutorStandIn):

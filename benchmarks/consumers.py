@@ -53,21 +53,11 @@ if __package__ in (None, ""):  # `python benchmarks/consumers.py`
 
 from benchmarks import _latent
 from benchmarks._services import AWS_ENV, AWS_REGION, LOOPBACK, VAULT_TOKEN, _Farm, _MotoServer
-from benchmarks.window import (
-    HOOK_ENV,
-    RESULTS,
-    VARIABLE,
-    VAULT_ENV,
-    Case,
-    Child,
-    Latency,
-    Setup,
-    critical_path,
-    injected_hops,
-    measure_hops,
-    progress_printer,
-    summary,
-)
+from benchmarks.window.cases import HOOK_ENV, RESULTS, VARIABLE, VAULT_ENV, Case, Latency, Setup
+from benchmarks.window.child import Child
+from benchmarks.window.critical_path import critical_path, injected_hops, measure_hops
+from benchmarks.window.run_rotator import progress_printer
+from benchmarks.window.stats import summary
 
 BLUE, GREEN = "payments-blue", "payments-green"
 HEADLINE = Case("headline", 0, 1, 1, 10, False, 0, 0)  # 3 backends + 10 consumers, as benchmarks.window's
@@ -99,9 +89,9 @@ def backends_main(conn: Any) -> None:
                 time.sleep(wait)
             return reply
 
-    from rotator.testing.adjutor import _StandInServer
+    from rotator.testing.adjutor import StandInServer
 
-    class QuietServer(_StandInServer):
+    class QuietServer(StandInServer):
         def handle_error(self, request: Any, client_address: Any) -> None:
             # A probe cancelled mid-request (the reset watch stops when the key arrives) closes
             # its connection: the broken pipe is expected, not worth a traceback.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import ssl
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -89,13 +90,23 @@ class KubeTarget(KubeConnection):
         return None if v is None else v.expanduser()
 
 
+# lightkube sets a model class up on its first from_dict (DataclassDictMixIn._setup), not
+# atomically: it marks the class set up first, then fills in the field maps.  A second thread
+# whose from_dict starts in between finds them None and fails with AttributeError ("'NoneType'
+# object has no attribute 'get'") or TypeError.  At arm, the backend and the consumer load their
+# kubeconfigs in two worker threads at once, and the first load of a process sets up Cluster,
+# User and Context: the intermittent AttributeError of issue 30.  So one load at a time.
+_CONFIG_LOCK = threading.Lock()
+
+
 def _config(conn: KubeConnection) -> SingleConfig:
     """The kubeconfig entry to use (reads files: call it in a thread)."""
-    if conn.kubeconfig is not None:
-        found = KubeConfig.from_file(conn.kubeconfig).get(conn.context)
-    else:
-        cfg = KubeConfig.from_env()
-        found = cfg.get(conn.context) if conn.context else cfg.get()
+    with _CONFIG_LOCK:
+        if conn.kubeconfig is not None:
+            found = KubeConfig.from_file(conn.kubeconfig).get(conn.context)
+        else:
+            cfg = KubeConfig.from_env()
+            found = cfg.get(conn.context) if conn.context else cfg.get()
     if found is None:  # pragma: no cover - lightkube raises instead
         raise ConfigError("no context")
     return found
@@ -130,6 +141,10 @@ async def open_client(conn: KubeConnection, timeout: float, run_blocking: Callab
         raise PluginError(f"cannot load {where}: {text}", retryable=False) from None
     except (OSError, ValueError, KeyError) as exc:
         raise PluginError(f"cannot load {where}: {type(exc).__name__}", retryable=False) from None
+    except (AttributeError, TypeError):  # lightkube on a file that is not a mapping (an empty one, a list)
+        raise PluginError(
+            f"cannot load {where}: not a kubeconfig (expected clusters, contexts and users)", retryable=False
+        ) from None
     return lightkube.AsyncClient(
         config,
         timeout=httpx.Timeout(timeout),

@@ -53,6 +53,11 @@ class SlotState:
     def meta(self) -> dict[str, Any]:
         return parse_slots_metadata(self.meta_text)
 
+    @property
+    def leaked(self) -> dict[str, Any] | None:
+        leaked = self.meta.get("leaked")
+        return leaked if isinstance(leaked, dict) and isinstance(leaked.get("fp"), str) else None
+
     def slots(self) -> Slots:
         meta = self.meta
         return Slots(
@@ -61,6 +66,8 @@ class SlotState:
             version=self.version,
             standby_secret=self.standby,
             token=meta.get("token") if isinstance(meta.get("token"), str) else None,
+            record="ok" if meta else ("unreadable" if self.meta_text else "missing"),
+            leaked=self.leaked,
         )
 
 
@@ -76,8 +83,8 @@ class Change:
 def _check_version(state: SlotState, expected_version: str | None, where: str) -> None:
     if expected_version is not None and state.version != expected_version:
         raise Conflict(
-            f"{where} changed since arm (version {state.version}, expected {expected_version}); "
-            "nothing written; rerun, or --force"
+            f"{where} changed since the slots were read (version {state.version}, expected {expected_version}); "
+            "nothing written"
         )
 
 
@@ -108,7 +115,12 @@ def standby_change(
     active = current.active
     if active is not None and active_app is not None and active.app != active_app:
         active = Slot(active_app, active.fingerprint, active.set_at)
-    return Change(state.active, secret, slots_metadata(active, Slot(app, secret.fingerprint, now_iso()), token))
+    # The leaked app re-keyed: its leaked key is revoked (proven before this write), the incident is over.
+    leaked = state.leaked
+    if leaked is not None and str(leaked.get("app", "")).casefold() == app.casefold():
+        leaked = None
+    meta = slots_metadata(active, Slot(app, secret.fingerprint, now_iso()), token, leaked=leaked)
+    return Change(state.active, secret, meta)
 
 
 def swap_change(state: SlotState, *, token: str, expected_version: str | None, where: str) -> Change | None:
@@ -120,7 +132,41 @@ def swap_change(state: SlotState, *, token: str, expected_version: str | None, w
         empty = "standby" if state.standby is None else "active"
         raise PluginError(f"{where}: the {empty} slot is empty; nothing to swap", retryable=False)
     current = state.slots()
-    return Change(state.standby, state.active, slots_metadata(current.standby, current.active, token))
+    return Change(
+        state.standby, state.active, slots_metadata(current.standby, current.active, token, leaked=state.leaked)
+    )
+
+
+def record_change(
+    state: SlotState,
+    *,
+    active_app: str,
+    standby_app: str | None,
+    fingerprints: tuple[str | None, str | None],
+    leaked: dict[str, Any] | None,
+    token: str,
+    expected_version: str | None,
+    where: str,
+) -> Change | None:
+    """What `write_slot_record` stores: the metadata only, for the values the caller checked."""
+    if state.meta.get("token") == token:
+        return None
+    _check_version(state, expected_version, where)
+    held = (
+        state.active.fingerprint if state.active else None,
+        state.standby.fingerprint if state.standby else None,
+    )
+    if held != fingerprints:
+        raise Conflict(
+            f"{where}: the slots hold {held[0] or 'nothing'} / {held[1] or 'nothing'}, not the keys checked "
+            f"({fingerprints[0] or 'nothing'} / {fingerprints[1] or 'nothing'}); nothing written; run it again"
+        )
+    current = state.slots()
+    active = Slot(active_app, held[0] or "", current.active.set_at if current.active else None) if held[0] else None
+    standby = None
+    if held[1] and standby_app is not None:
+        standby = Slot(standby_app, held[1], current.standby.set_at if current.standby else None)
+    return Change(None, None, slots_metadata(active, standby, token, leaked=leaked))
 
 
 class StandbySlots(Backend):
@@ -202,3 +248,29 @@ class StandbySlots(Backend):
         return await self._change_slots(
             change, token=token, expected_version=expected_version, done="active and standby swapped"
         )
+
+    async def write_slot_record(
+        self,
+        *,
+        active_app: str,
+        standby_app: str | None,
+        fingerprints: tuple[str | None, str | None],
+        leaked: dict[str, Any] | None,
+        token: str,
+        expected_version: str | None,
+    ) -> Written:
+        where = self._slots_at()[0]
+
+        def change(state: SlotState) -> Change | None:
+            return record_change(
+                state,
+                active_app=active_app,
+                standby_app=standby_app,
+                fingerprints=fingerprints,
+                leaked=leaked,
+                token=token,
+                expected_version=expected_version,
+                where=where,
+            )
+
+        return await self._change_slots(change, token=token, expected_version=expected_version, done="slot record set")

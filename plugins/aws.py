@@ -41,6 +41,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import Field, field_validator, model_validator
@@ -144,6 +145,7 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
     """A secret in AWS Secrets Manager."""
 
     Settings: ClassVar[type[BackendSettings]] = AwsSettings
+    dates_its_value: ClassVar[bool] = True  # the AWSCURRENT version's CreatedDate dates the value
     can_be_primary: ClassVar[bool] = True
     label: ClassVar[str] = "aws"
     settings: AwsSettings
@@ -392,6 +394,8 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
         except NotFound:
             return None, None
         version = resp.get("VersionId")
+        created = resp.get("CreatedDate")
+        self._created: str | None = created.astimezone(UTC).isoformat() if isinstance(created, datetime) else None
         text = resp.get("SecretString")
         if text is None:
             raise self._fail(f"{s.secret_id} holds SecretBinary; rotator writes SecretString")
@@ -419,8 +423,9 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
         return Secret(field)
 
     async def read(self) -> Stored:
+        self._created = None
         version, value = await self._current()
-        return Stored(self._key_of(value), version=version)
+        return Stored(self._key_of(value), version=version, changed_at=self._created)
 
     async def write(self, secret: Secret, *, token: str, expected_version: str | None) -> Written:
         s = self.settings

@@ -327,7 +327,12 @@ class EnvFileBackend(StandbySlots):
             return Stored(None)
         value = lookup(text, self.settings.variable)
         secret = Secret(value) if value else None
-        return Stored(secret, version_of(secret))
+        try:  # the file's modification time: all a file records of its last edit
+            mtime = os.stat(self._target()).st_mtime
+            changed_at: str | None = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))
+        except OSError:
+            changed_at = None
+        return Stored(secret, version_of(secret), changed_at=changed_at)
 
     async def write(self, secret: Secret, *, token: str, expected_version: str | None) -> Written:
         return await self.ctx.run_blocking(self._write, secret, expected_version)

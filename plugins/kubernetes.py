@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -70,6 +71,21 @@ class _Seen:
     version: str | None = None
     data: dict[str, str] = field(default_factory=dict)
     immutable: bool = False
+    changed_at: str | None = None  # the latest managed-fields entry: when, and by which manager
+    changed_by: str | None = None
+
+
+def _last_managed(meta: Any) -> tuple[str | None, str | None]:
+    """(when, manager) of the Secret's latest managed-fields entry; (None, None) when it has none."""
+    latest: tuple[str, str | None] | None = None
+    for entry in getattr(meta, "managedFields", None) or []:
+        when = getattr(entry, "time", None)
+        if when is None:
+            continue
+        stamp = when.astimezone(UTC).isoformat() if isinstance(when, datetime) else str(when)
+        if latest is None or stamp > latest[0]:
+            latest = (stamp, getattr(entry, "manager", None))
+    return latest if latest is not None else (None, None)
 
 
 class KubernetesSecretSettings(BackendSettings, KubeTarget):
@@ -163,17 +179,25 @@ class KubernetesSecretBackend(Backend):
         except Exception as exc:  # noqa: BLE001 - one line, never the client's text
             raise translate(exc, self._label, f"get {self._where}", self._server) from None
         meta = obj.metadata
+        changed_at, changed_by = _last_managed(meta)
         self._seen = _Seen(
             exists=True,
             version=meta.resourceVersion if meta is not None else None,
             data=dict(obj.data or {}),
             immutable=bool(obj.immutable),
+            changed_at=changed_at,
+            changed_by=changed_by,
         )
         return self._seen
 
     async def read(self) -> Stored:
         seen = await self._load()
-        return Stored(self._key_of(seen) if seen.exists else None, version=seen.version)
+        return Stored(
+            self._key_of(seen) if seen.exists else None,
+            version=seen.version,
+            changed_at=seen.changed_at,
+            changed_by=seen.changed_by,
+        )
 
     # -- preflight ---------------------------------------------------------
 

@@ -102,6 +102,7 @@ class VaultBackend(StandbySlots, SdkBackend):
     """A KV v2 (or v1) secret in Vault; the key in one field, other fields kept."""
 
     Settings: ClassVar[type[BackendSettings]] = VaultSettings
+    dates_its_value: ClassVar[bool] = True  # a KV v2 version's created_time dates the value
     can_be_primary: ClassVar[bool] = True
     label: ClassVar[str] = "vault"
     settings: VaultSettings
@@ -332,6 +333,7 @@ class VaultBackend(StandbySlots, SdkBackend):
             body = resp["data"]
             version = int(body["metadata"]["version"])
             data = body.get("data")
+            self._created_time: str | None = body["metadata"].get("created_time") or None
         except (KeyError, TypeError, ValueError):
             raise self._fail(
                 f"unexpected answer reading {self._where} (is {self.settings.mount} a KV v2 mount?)"
@@ -352,8 +354,11 @@ class VaultBackend(StandbySlots, SdkBackend):
         return dict(data) if isinstance(data, dict) else None
 
     async def read(self) -> Stored:
+        self._created_time = None
         _, version, fields = await self._current()
-        return Stored(self._field(fields or {}), version=str(version) if self.settings.kv_version == 2 else None)
+        if self.settings.kv_version == 1:
+            return Stored(self._field(fields or {}))
+        return Stored(self._field(fields or {}), version=str(version), changed_at=self._created_time)
 
     async def write(self, secret: Secret, *, token: str, expected_version: str | None) -> Written:
         if self.settings.kv_version == 1:
@@ -504,7 +509,10 @@ class VaultBackend(StandbySlots, SdkBackend):
             if change(self._state_of(now_version, now_data or {})) is None:
                 return Written(version=str(now_version), detail=f"v{now_version} (already done, nothing written)")
             if expected_version is not None:
-                raise self._conflict(now_version, int(expected_version)) from None
+                raise Conflict(
+                    f"vault {self.name}: {self._where} changed since the slots were read (version {now_version}, "
+                    f"expected {expected_version}); nothing written"
+                ) from None
             raise self._fail(
                 f"{self._where} changed during the write (now version {now_version})", retryable=True
             ) from None

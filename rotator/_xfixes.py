@@ -38,9 +38,10 @@ class XFixesWatch:
             self._loop.remove_reader(self._display.fileno())
         self.changed.set()
 
-    async def wait(self, timeout: float) -> bool:
+    async def wait(self, timeout: float | None) -> bool:
         """True at the next change; False after `timeout` without one (the caller reads anyway: a
-        safety net for an owner that changes its data without taking the selection again)."""
+        safety net for an owner that changes its data without taking the selection again).
+        None: wait for the change only."""
         try:
             await asyncio.wait_for(self.changed.wait(), timeout)
         except TimeoutError:

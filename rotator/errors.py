@@ -5,8 +5,12 @@
         ├── PluginError           a target failed; `retryable` says whether trying again can help
         │   └── Conflict          the stored secret changed since arm (check-and-set): never retried
         ├── PlanError             a plan that cannot be used; `problems`, one line each
-        ├── RotationError         a rotation stopped before writing; `exit_code`, `details` (e.g. the lock)
-        └── CommandError          a command failed; `code` (rotator.exitcodes), `report` for --json
+        ├── RotationError         a rotation stopped before writing; `details` (e.g. the lock)
+        └── CommandError          a command failed; `report` for --json
+
+An error that ends a command carries its exit code (rotator.exitcodes) as `exit_code`,
+under that one name (RotationError, CommandError, the session's NotArmed); `code` is
+an alias kept for callers written before.
 
 Standard library only, so that `rotator --help` and a plugin's import stay cheap.
 `PluginError` and `Conflict` are also importable from `rotator.plugin` (and
@@ -23,6 +27,13 @@ if TYPE_CHECKING:
 
 class RotatorError(Exception):
     """Base of every error rotator raises on purpose."""
+
+    exit_code: Exit | None = None  # the exit code it ends a command with, when it carries one
+
+    @property
+    def code(self) -> Exit | None:
+        """`exit_code` under its earlier name (CommandError, NotArmed)."""
+        return self.exit_code
 
 
 class PluginError(RotatorError):
@@ -63,6 +74,8 @@ def _one_line(text: str) -> str:
 class RotationError(RotatorError):
     """Stops a rotation before anything is written; carries the exit code."""
 
+    exit_code: Exit
+
     def __init__(self, message: str, exit_code: Exit, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
@@ -72,7 +85,9 @@ class RotationError(RotatorError):
 class CommandError(RotatorError):
     """A one-line failure of a command with its exit code (was `rotator.cli.Fail`)."""
 
+    exit_code: Exit
+
     def __init__(self, message: str, code: Exit, report: Any = None) -> None:
         super().__init__(message)
-        self.code = code
+        self.exit_code = code
         self.report = report  # a rotator.report.Report, for --json: a script still gets one on stdout

@@ -21,6 +21,7 @@ from rotator.errors import PlanError
 from rotator.files import NotRegular, TooLarge, read_regular
 from rotator.notify.base import NotifierSettings
 from rotator.plugin import BackendSettings, ConsumerSettings, SecretRef
+from rotator.proxy.config import ProxySpec
 from rotator.registry import UnknownPlugin, backend_class, consumer_class, notifier_class
 from rotator.secret import ADJUTOR_KEY_PATTERN, key_regex
 
@@ -31,6 +32,9 @@ ADJUTOR_PROBE_URL = "https://adjutor.lendsqr.com/v2/decisioning/models"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+PLACEHOLDER = "CHANGE-ME"  # what `rotator init` writes where the operator must put a value
 
 
 class Strategy(enum.StrEnum):
@@ -50,17 +54,30 @@ AppName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\
 
 
 class SecretSpec(_Strict):
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/-]+$")
-    description: str = Field(default="", max_length=2000)
-    strategy: Strategy = Strategy.SINGLE
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.:/-]+$",
+        description="the secret's name: journal and lock key",
+    )
+    description: str = Field(default="", max_length=2000, description="free text, for people")
+    strategy: Strategy = Field(
+        default=Strategy.SINGLE,
+        description="single: one app; alternating: two apps, the standby key kept on the primary",
+    )
     apps: list[AppName] = Field(
         default_factory=list,
         max_length=20,
         description="alternating: the two Adjutor apps, as the dashboard names them",
     )
-    max_age_days: int | None = Field(default=None, ge=1, le=3650)
+    max_age_days: int | None = Field(
+        default=None, ge=1, le=3650, description="the age-check job warns when the key is older (default: never)"
+    )
     reminder_lead_days: int = Field(default=7, ge=0, le=365, description="warn this many days before max age")
-    key_pattern: str | None = ADJUTOR_KEY_PATTERN
+    key_pattern: str | None = Field(
+        default=ADJUTOR_KEY_PATTERN,
+        description="a pasted key that does not match is warned about (the probe decides); RE2 syntax, linear time",
+    )
 
     @field_validator("key_pattern")
     @classmethod
@@ -73,18 +90,28 @@ class SecretSpec(_Strict):
 class ProbeSpec(_Strict):
     """An HTTP request that must succeed with the new key before it is written."""
 
-    preset: Literal["adjutor"] | None = None
-    url: str | None = Field(default=None, max_length=2000)
-    method: Literal["GET", "POST", "HEAD", "PUT", "PATCH", "DELETE"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
+    preset: Literal["adjutor"] | None = Field(
+        default=None, description="adjutor: GET /v2/decisioning/models with a Bearer key, expecting status success"
+    )
+    url: str | None = Field(default=None, max_length=2000, description="the request's URL (never holds {key})")
+    method: Literal["GET", "POST", "HEAD", "PUT", "PATCH", "DELETE"] = Field(default="GET", description="HTTP method")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="{key} in a value is replaced by the key being probed"
+    )
     accept_status: list[int] = Field(default_factory=list, description="empty means any 2xx")
-    refuse_status: list[int] = Field(default_factory=lambda: [401, 403])
-    expect_json: dict[str, str | int | bool] = Field(default_factory=dict)
-    timeout: float = Field(default=5.0, gt=0, le=120)
-    retries: int = Field(default=2, ge=0, le=10)
-    backoff: float = Field(default=0.2, ge=0, le=30)
-    check_old_key: bool = False
-    enabled: bool = True
+    refuse_status: list[int] = Field(
+        default_factory=lambda: [401, 403], description="these refuse the key: nothing is written"
+    )
+    expect_json: dict[str, str | int | bool] = Field(
+        default_factory=dict, description="top-level JSON fields the body must have"
+    )
+    timeout: float = Field(default=5.0, gt=0, le=120, description="seconds per attempt")
+    retries: int = Field(default=2, ge=0, le=10, description="retries of unavailable answers (5xx, timeouts) only")
+    backoff: float = Field(default=0.2, ge=0, le=30, description="seconds before the first retry")
+    check_old_key: bool = Field(
+        default=False, description="after the rotation, the old key must be refused (proof of revocation)"
+    )
+    enabled: bool = Field(default=True, description="false: keys are written unprobed")
     paths: list[str] = Field(
         default_factory=list,
         max_length=50,
@@ -141,8 +168,10 @@ class ProbeSpec(_Strict):
 
 
 class ScheduleSpec(_Strict):
-    job: Literal["sync", "age-check"]
-    cron: str | None = Field(default=None, max_length=200)
+    job: Literal["sync", "age-check"] = Field(
+        description="sync: copy the primary to drifted backends; age-check: key-age warnings"
+    )
+    cron: str | None = Field(default=None, max_length=200, description="a crontab expression, e.g. */15 * * * *")
     every: int | None = Field(
         default=None, ge=1, le=366 * 86400, description="seconds between runs, instead of cron (e.g. 30)"
     )
@@ -175,7 +204,18 @@ class ScheduleSpec(_Strict):
 
 class RotationSpec(_Strict):
     deadline: float = Field(default=120.0, gt=0, le=3600, description="seconds for the whole fan-out and signals")
-    max_threads: int = Field(default=64, ge=1, le=1024)
+    max_threads: int = Field(
+        default=64, ge=1, le=1024, description="threads for blocking SDK calls (at least twice the targets are used)"
+    )
+    drain: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="alternating: seconds between every consumer confirming the promoted key and the ask to "
+        "reset the retired app, so that calls already in flight on the retired key (sent before the consumer "
+        "reloaded, checked by the API up to one call later) end before that key dies; at least your API calls' "
+        "duration",
+    )
 
 
 class _PlanFile(_Strict):
@@ -186,6 +226,7 @@ class _PlanFile(_Strict):
     consumers: list[dict[str, Any]] = Field(default_factory=list)
     schedules: list[ScheduleSpec] = Field(default_factory=list)
     notify: list[dict[str, Any]] = Field(default_factory=list)
+    proxy: ProxySpec | None = None  # `rotator proxy PLAN` (rotator.proxy)
 
 
 @dataclass
@@ -198,6 +239,7 @@ class Plan:
     consumers: list[ConsumerSettings]
     schedules: list[ScheduleSpec] = field(default_factory=list)
     notify: list[NotifierSettings] = field(default_factory=list)  # rotator.notify: after a run
+    proxy: ProxySpec | None = None  # the [proxy] section: `rotator proxy PLAN`
 
     @property
     def name(self) -> str:
@@ -215,8 +257,27 @@ class Plan:
     def alternating(self) -> bool:
         return self.secret.strategy is Strategy.ALTERNATING
 
+    def placeholders(self) -> list[tuple[str, str]]:
+        """(where, what it is) for each setting still holding PLACEHOLDER (a plan `rotator init` wrote)."""
+        found: list[tuple[str, str]] = []
+        entries: list[tuple[str, BaseModel]] = [("secret", self.secret)]
+        entries += [(f"backends[{i}]", b) for i, b in enumerate(self.backends)]
+        entries += [(f"consumers[{i}]", c) for i, c in enumerate(self.consumers)]
+        for where, model in entries:
+            for name, info in type(model).model_fields.items():
+                value = getattr(model, name)
+                values = value if isinstance(value, list) else [value]
+                if any(PLACEHOLDER in str(v).upper() for v in values):
+                    found.append((f"{where}.{name}", info.description or name))
+        return found
+
     def hints(self) -> list[str]:
         """One line each of advice `rotator check` prints for a valid plan (not problems)."""
+        left = self.placeholders()
+        if left:
+            return [
+                f"{self.path}: hint: {where} is a placeholder ({PLACEHOLDER}): set it to {what}" for where, what in left
+            ]
         if self.alternating:
             return []
         return [
@@ -465,4 +526,5 @@ def parse_plan(data: dict[str, Any], path: Path) -> Plan:
         consumers=consumers,
         schedules=pf.schedules,
         notify=notifiers,
+        proxy=pf.proxy,
     )

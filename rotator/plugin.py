@@ -81,14 +81,16 @@ class TargetSettings(BaseModel):
     """Keys every backend and consumer entry in a plan has."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
-    type: str
+    name: str = Field(
+        min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$", description="the target's name in reports and logs"
+    )
+    type: str = Field(description="the plugin type (`rotator plugins` lists those installed)")
     timeout: float = Field(default=10.0, gt=0, le=600, description="seconds per attempt")
     retries: int = Field(default=3, ge=0, le=20, description="attempts after the first")
 
 
 class BackendSettings(TargetSettings):
-    primary: bool = False
+    primary: bool = Field(default=False, description="the source of truth, written first (exactly one per plan)")
 
 
 class ConsumerSettings(TargetSettings):
@@ -111,10 +113,18 @@ class Check:
 
 @dataclass
 class Stored:
-    """What a backend holds now: the secret (None when absent) and its version."""
+    """What a backend holds now: the secret (None when absent) and its version.
+
+    `changed_at` / `changed_by`: what the backend itself records of when (ISO 8601, UTC)
+    and by whom its current value was written, where it records it (Vault KV v2's
+    version `created_time`, the AWS version's `CreatedDate`, a Kubernetes Secret's
+    latest managed-fields entry): a drift report says it, so an operator can tell
+    who edited a secondary."""
 
     secret: Secret | None
     version: str | None = None
+    changed_at: str | None = None
+    changed_by: str | None = None
 
 
 @dataclass
@@ -153,25 +163,31 @@ class Slots:
     version: str | None = None
     standby_secret: Secret | None = field(default=None, repr=False)
     token: str | None = None  # the token of the slot write that set them (says which step last changed them)
+    # The metadata as read: "ok", "missing" (no metadata stored) or "unreadable" (not rotator's JSON).
+    record: str = "ok"
+    # An incident's leaked key, recorded before anything moved: {"app", "fp", "incident", "at"}; None when none.
+    leaked: dict[str, Any] | None = None
 
 
 SLOTS_FORMAT = 1
 
 
-def slots_metadata(active: Slot | None, standby: Slot | None, token: str) -> str:
+def slots_metadata(
+    active: Slot | None, standby: Slot | None, token: str, *, leaked: dict[str, Any] | None = None
+) -> str:
     """The slot metadata a backend stores beside the two values: app names, fingerprints,
-    times and the token of the write that set them.  Never a key: a fingerprint is all
-    a new machine with an empty journal needs to tell which app a value belongs to."""
-    return json.dumps(
-        {
-            "format": SLOTS_FORMAT,
-            "active": active.as_dict() if active else None,
-            "standby": standby.as_dict() if standby else None,
-            "token": token,
-        },
-        separators=(",", ":"),
-        sort_keys=True,
-    )
+    times and the token of the write that set them, and an open incident's leaked key
+    (app and fingerprint).  Never a key: a fingerprint is all a new machine with an empty
+    journal needs to tell which app a value belongs to."""
+    data: dict[str, Any] = {
+        "format": SLOTS_FORMAT,
+        "active": active.as_dict() if active else None,
+        "standby": standby.as_dict() if standby else None,
+        "token": token,
+    }
+    if leaked:
+        data["leaked"] = leaked
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 
 def parse_slots_metadata(text: str | None) -> dict[str, Any]:
@@ -200,13 +216,15 @@ def slot_of(secret: Secret | None, meta: Any) -> Slot | None:
 
 @dataclass
 class RotationEvent:
-    """What a consumer is told.  Holds the fingerprint, never the key."""
+    """What a consumer is told.  Holds the fingerprint; the key only for a consumer whose
+    class sets `Consumer.takes_key` (the `proxy` consumer hands it over itself)."""
 
     secret_name: str
     fingerprint: str
     rotation_id: str
     timestamp: int
     reason: str = "rotation"
+    secret: Secret | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -227,7 +245,10 @@ class PluginContext:
     made once per target on the window's path, where a thousand targets make the CPU
     per request the window."""
 
-    def __init__(self, *, max_threads: int = 32, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, *, max_threads: int = 32, http: httpx.AsyncClient | None = None, plan: str | None = None
+    ) -> None:
+        self.plan = plan  # the plan's name: the `proxy` consumer finds a proxy run in this process by it
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="rotator")
         self._own_http = http is None
         # httpx's API over aiohttp's pools (rotator.transport: a third of the CPU per
@@ -292,6 +313,9 @@ class Backend(_Plugin):
 
     Settings: ClassVar[type[BackendSettings]] = BackendSettings
     can_be_primary: ClassVar[bool] = True
+    dates_its_value: ClassVar[bool] = False
+    """`Stored.changed_at` dates the value itself (a Vault KV v2 version, an AWS version), so a
+    key's age may be counted from it when the journal has none; a file's mtime does not."""
     can_hold_standby: ClassVar[bool] = False
     """Implements the standby slot of alternating plans (`read_slots`, `write_standby`,
     `swap_slots`, `preflight_standby`); only the primary ever holds one."""
@@ -338,6 +362,21 @@ class Backend(_Plugin):
         """Both slots and their metadata, as stored now."""
         raise PluginError(self.standby_problem(self.settings) or "no standby slot", retryable=False)
 
+    async def write_slot_record(
+        self,
+        *,
+        active_app: str,
+        standby_app: str | None,
+        fingerprints: tuple[str | None, str | None],
+        leaked: dict[str, Any] | None,
+        token: str,
+        expected_version: str | None,
+    ) -> Written:
+        """Rewrite the slot metadata only (the two values untouched): which app holds each
+        slot and an incident's leaked key.  `fingerprints` are the (active, standby) values
+        the caller checked; other values stored now are a `Conflict`, nothing written."""
+        raise PluginError(self.standby_problem(self.settings) or "no standby slot", retryable=False)
+
     async def write_standby(
         self, secret: Secret, *, app: str, token: str, expected_version: str | None, active_app: str | None = None
     ) -> Written:
@@ -356,6 +395,9 @@ class Consumer(_Plugin):
     """Something that uses the secret and must reload."""
 
     Settings: ClassVar[type[ConsumerSettings]] = ConsumerSettings
+    takes_key: ClassVar[bool] = False
+    """The consumer is handed the key itself (`RotationEvent.secret`): only one that
+    delivers it over its own authenticated channel, as the `proxy` consumer does."""
 
     def __init__(self, settings: Any, ctx: PluginContext) -> None:
         self.settings = settings

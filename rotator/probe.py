@@ -171,9 +171,7 @@ class Prober:
         """The old key must now be refused: ACCEPTED here means "revoked, as it should be"."""
         r = await self.probe(old)
         if r.outcome is ProbeOutcome.REFUSED:
-            return ProbeResult(
-                ProbeOutcome.ACCEPTED, f"old key refused ({r.detail}): revoked", r.status, r.attempts, r.seconds
-            )
+            return ProbeResult(ProbeOutcome.ACCEPTED, f"refused ({r.detail}): revoked", r.status, r.attempts, r.seconds)
         if r.outcome is ProbeOutcome.ACCEPTED:
             return ProbeResult(
                 ProbeOutcome.REFUSED,

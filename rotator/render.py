@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rotator.report import RESUMABLE, Progress, Report
+from rotator.report import RESUMABLE, Progress, Report, RunState, window_from
 
 _STYLE = {"ok": "green", "failed": "bold red", "warning": "yellow", "skipped": "yellow", "running": "dim"}
 _MARK = {"ok": "✓", "failed": "✗", "warning": "!", "skipped": "-", "running": "…"}
@@ -46,6 +46,13 @@ class ProgressPrinter:
         self.file.flush()
 
 
+def _version(version: str | None) -> str:
+    """`v3` for a numbered version (Vault's, a journal's); other versions as they are (`fp:…`, AWS ids)."""
+    if not version:
+        return ""
+    return f"v{version}" if version.isdigit() else version
+
+
 def print_report(console: Console, report: Report) -> None:
     style = "green" if report.exit_code == 0 else "bold red"
     console.print()
@@ -55,7 +62,7 @@ def print_report(console: Console, report: Report) -> None:
     for t in report.targets:
         good = t.status in ("ok", "unchanged")
         st = _STYLE["ok" if good else "failed"]
-        note = (f"v{t.version}" if t.version else "") if good else t.detail
+        note = _version(t.version) if good else t.detail
         table.add_row(
             t.name + (" (primary)" if t.primary else ""),
             f"{t.kind}/{t.type}",
@@ -85,19 +92,54 @@ def print_report(console: Console, report: Report) -> None:
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}")
     if report.window is not None:
-        start = "sync start" if report.kind == "sync" else "key received"
+        start = window_from(report.kind, report.alternating)
         console.print(f"[bold]window: {report.window * 1000:.1f} ms[/] ({start} → last target done)")
+    for line in incident_lines(report.as_dict()):
+        console.print(f"[bold]{escape(line)}[/]")
     for line in outage_lines(report.as_dict()):
         console.print(escape(line))
     console.print(f"[{style}]{report.state}[/]: {escape(report.message)}")
     print_timeline(console, report.as_dict())
 
 
+def incident_lines(d: dict[str, Any]) -> list[str]:
+    """A single-app `rotate --incident`: the leaked key and whether it is proven revoked."""
+    inc = d.get("incident")
+    return [str(inc["detail"])] if isinstance(inc, dict) and inc.get("detail") else []
+
+
 def outage_lines(d: dict[str, Any]) -> list[str]:
     """The outage beside the window, and the refused pastes (a report's dict: live or from the journal)."""
     out = []
-    if d.get("outage_seconds") is not None:
-        reset = d.get("reset") or {}
+    bound = d.get("outage_bound")
+    reset = d.get("reset") or {}
+    if bound:
+        most = bound.get("at_most")
+        if reset.get("inferred"):
+            since = (
+                f" after the watch's last pass at {_clock(reset['after'])}" if reset.get("after") is not None else ""
+            )
+            why = (
+                "the watch had not seen the reset when the key arrived; the old key was refused then,"
+                f" so the reset came{since} and by the key's arrival"
+            )
+        else:
+            why = (
+                f"the watch saw the old key refused {reset['uncertainty'] * 1000:.0f} ms after its last pass;"
+                " the reset came in between"
+            )
+        out.append(
+            f"outage: at least {bound['at_least'] * 1000:.1f} ms"
+            + (f", at most {most * 1000:.1f} ms" if most is not None else "")
+            + f" (a bound: {why})"
+            + (
+                f" = operator's share {d['operator_seconds'] * 1000:.1f} ms (from the refusal seen) + window"
+                if d.get("operator_seconds") is not None
+                else "; window"
+            )
+            + f" {d['window_seconds'] * 1000:.1f} ms"
+        )
+    elif d.get("outage_seconds") is not None:
         how = "looked at as the key arrived" if reset.get("inferred") else "seen by the watch"
         unc = f", to within {reset['uncertainty'] * 1000:.0f} ms" if reset.get("uncertainty") is not None else ""
         out.append(
@@ -117,6 +159,12 @@ def outage_lines(d: dict[str, Any]) -> list[str]:
             when = f" {r['after_reset'] * 1000:.0f} ms after the reset" if r.get("after_reset") is not None else ""
             out.append(f"  #{r.get('attempt', '?')} {r['outcome']}{when}: {r['why']}")
     return out
+
+
+def _clock(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3] + "Z"
 
 
 def print_timeline(console: Console, report: dict[str, Any]) -> None:
@@ -157,5 +205,10 @@ def history_lines(rows: list[Any]) -> list[str]:
         out.append(
             f"{r.id:<26} {r.kind:<6} {r.plan:<20} {r.state:<11} {window:>9}  {fps:<34} {r.operator:<10} {r.reason or ''}"
             + (f"  (unfinished: `rotator resume {r.id}`)" if r.state in RESUMABLE else "")
+            + (
+                f"  (unfinished: the re-key is left: `rotator rotate {r.plan_path}`)"
+                if r.state == RunState.REKEY_LEFT
+                else ""
+            )
         )
     return out

@@ -48,6 +48,9 @@ class RunState(StrEnum):
     KEY_ACCEPTED = "key_accepted"  # write-ahead: the key's fingerprint, before any backend has it
     FANNING_OUT = "fanning_out"  # the primary holds the key
     DONE = "done"
+    # An alternating promote is done and every target holds the promoted key; the re-key of the
+    # retired app (the operator's reset) is left: `rotate` / `rekey` asks for it, `rollback` undoes it.
+    REKEY_LEFT = "rekey_left"
     PARTIAL = "partial"  # the primary holds the key, some target does not
     REFUSED = "refused"
     UNAVAILABLE = "unavailable"
@@ -56,16 +59,19 @@ class RunState(StrEnum):
     ABORTED = "aborted"
     DRY_RUN = "dry_run"
     DRIFT = "drift"
+    SKIPPED = "skipped"  # a sync that found the plan locked by a rotation (or another sync): nothing to do, no failure
 
 
 # The run stopped: nothing more happens to it unless `rotator resume` picks it up.
 FINISHED = frozenset(
     {
         RunState.DONE,
+        RunState.REKEY_LEFT,  # nothing `resume` can do: the next alternating command asks for the reset
         RunState.PARTIAL,
         RunState.REFUSED,
         RunState.UNAVAILABLE,
         RunState.FAILED,
+        RunState.SKIPPED,
         RunState.ABORTED,
         RunState.CONFLICT,
         RunState.DRY_RUN,
@@ -75,6 +81,12 @@ FINISHED = frozenset(
 # The primary holds (or may hold) the key and some target may not: `rotator resume`
 # finishes it from the primary, `rotate` warns about it, `history` marks it.
 RESUMABLE = frozenset({RunState.KEY_ACCEPTED, RunState.FANNING_OUT, RunState.PARTIAL, RunState.FAILED})
+# What `resume` says of a `rekey_left` run (the CLI and the service), PLAN its plan's path.
+REKEY_LEFT_LINE = (
+    "its promote is done and every target holds the promoted key; its re-key is left (a reset only the operator "
+    "can do, so `resume` cannot): `rotator rotate {plan}` (or `rotator rekey {plan}`) asks for it; "
+    "`rotator rollback {plan}` undoes the promote"
+)
 # Resume cannot tell from the journal whether the primary write landed: the primary decides.
 PRIMARY_UNSURE = frozenset({RunState.KEY_ACCEPTED, RunState.FAILED})
 
@@ -96,7 +108,68 @@ class Step(StrEnum):
     REKEY = "rekey"  # alternating: a new key in the standby slot
     ROLLBACK = "rollback"  # alternating: a promote undone
     REVOKED = "revoked"  # alternating: the previous standby key proven refused
+    INCIDENT = "incident"  # `rotate --incident` (single-app): the leaked key and whether it is proven revoked
+    SLOT_RECORD = "slot_record"  # alternating: a slot write's record (apps, fingerprints, leaked key), before it
     REPORT = "report"
+    CLOSE = "close"  # journal: a close asked for (another replica, the page) or an armed session closed
+    RESUME = "resume"  # journal: a resume started
+
+
+class EmitStatus(StrEnum):
+    """A progress line's status (`Progress.status`, `RotationState.emit`)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    WARNING = "warning"
+    SKIPPED = "skipped"
+
+    @classmethod
+    def of(cls, ok: bool) -> EmitStatus:
+        """OK or FAILED: how a step that ran ended."""
+        return cls.OK if ok else cls.FAILED
+
+
+class KeyOutcome(StrEnum):
+    """What became of one key the operator gave: offered to a session (`Attempt`), handed to a
+    flow (`Handed`), or written to the standby (`rekey.Rekeyed`).  One vocabulary for every front end."""
+
+    REJECTED = "rejected"  # the paste is not a key (empty, wrong shape): nothing probed
+    REFUSED = "refused"  # the probe refused it or could not check it (or the wrong app's key): nothing written
+    WRITTEN = "written"  # the rotation ran: see the report's state
+    DRY_RUN = "dry_run"
+    TAKEN = "taken"  # a flow took it and asks for the next reset
+    FINISHED = "finished"  # the flow ended after it
+    CLOSED = "closed"  # the session closed instead
+    DONE = "done"  # the standby holds it, read back
+    ACTIVE_RESET = "active_reset"  # the active key is refused: the active app was reset (nothing written)
+    FAILED = "failed"  # the standby write failed (nothing, or the old standby, stays)
+
+
+class RunKind(StrEnum):
+    """A journal entry's kind: what ran (`RotationState.kind`).  An incident is journaled as a rotate."""
+
+    ROTATE = "rotate"
+    SYNC = "sync"
+    CHECK = "check"  # sync --check
+    PROMOTE = "promote"
+    REKEY = "rekey"
+    ROLLBACK = "rollback"
+    REPAIR = "repair"  # alternating: the slot record stated by the operator (`rotator status --repair`)
+
+
+def window_from(kind: str, alternating: dict[str, Any] | None = None) -> str:
+    """What a run's window is counted from, in its own words: a key's arrival only when a key
+    was received; a promote, roll back or sync counts from its own start."""
+    if kind == RunKind.ROLLBACK:
+        return "roll back start"
+    if kind == RunKind.PROMOTE or (
+        kind == RunKind.ROTATE and (alternating or {}).get("promote") and not (alternating or {}).get("mistaken_reset")
+    ):
+        return "promote start"
+    if kind == RunKind.SYNC:
+        return "sync start"
+    return "key received"
 
 
 @dataclass
@@ -105,7 +178,7 @@ class Progress:
 
     step: str  # a Step
     target: str
-    status: str  # running | ok | failed | skipped | warning
+    status: str  # an EmitStatus
     detail: str = ""
     seconds: float | None = None
 
@@ -168,6 +241,8 @@ class ArmResult:
     old_version: str | None
     seconds: float
     current: dict[str, str | None] = field(default_factory=dict)  # backend -> fingerprint now
+    # backend -> what it records of its current value: version, changed_at, changed_by (`plugin.Stored`)
+    changed: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         return [f"{name}: {unlabelled(name, c.detail)}" for name, c in self.checks.items() if c.ok is False]
@@ -200,13 +275,21 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     message: str = ""
     alternating: dict[str, Any] | None = None  # alternating plans: the apps, the promote, the re-key, an incident
+    # `rotate --incident` of a single-app plan: {leaked_fingerprint, revoked (true/false/null), detail}
+    incident: dict[str, Any] | None = None
     # The outage the API's callers saw: reset detected -> last consumer confirmed = operator + window.
     outage: float | None = None
+    # When the reset's time is only a bound (pipeline.outage): {at_least, at_most, reason}; `outage`
+    # is then unset if the watch did not see the reset (never reported as the window).
+    outage_bound: dict[str, Any] | None = None
     operator_share: float | None = None  # reset detected -> the accepted key received
     key_received_at: float | None = None  # wall clock
     reset: dict[str, Any] | None = None  # ResetDetected.as_dict (+ "inferred"), None: no reset seen
     watch: dict[str, Any] | None = None  # WatchResult.as_dict: how the old key was watched
     refused_keys: list[dict[str, Any]] = field(default_factory=list)  # pastes refused before the accepted key
+    journal_written: bool = True  # False: the final record could not be written (the journal says unfinished)
+    # A sync: each backend it repaired (backend, fingerprint before/after, what the backend records of the change)
+    drift: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -227,12 +310,16 @@ class Report:
             "targets": [t.as_dict() for t in self.targets],
             "warnings": self.warnings,
             **({"alternating": self.alternating} if self.alternating is not None else {}),
+            **({"incident": self.incident} if self.incident is not None else {}),
             "outage_seconds": _r(self.outage),
+            "outage_bound": self.outage_bound,
             "operator_seconds": _r(self.operator_share),
             "key_received_at": self.key_received_at,
             "reset": self.reset,
             "watch": self.watch,
             "refused_keys": self.refused_keys,
+            **({"journal_written": False} if not self.journal_written else {}),
+            **({"drift": self.drift} if self.drift is not None else {}),
         }
 
 

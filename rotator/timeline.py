@@ -10,9 +10,12 @@ for the terminal (`render_text`, fitted to a width) and as inline SVG for the pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
+
+from rotator.report import window_from
 
 # One letter per phase: the text and the SVG say which bar is which without colour.
 PHASES = {"probe": "p", "write": "w", "read_back": "r", "signal": "s", "confirm": "c", "run": "="}
@@ -34,6 +37,10 @@ class Timeline:
     marks: list[tuple[str, float]]  # (what, seconds after the key): reset, refused, key, window end
     start: float
     end: float
+    key_name: str = "key received"  # what the window counts from (`report.window_from`): a promote, a sync...
+
+    def name(self, mark: str) -> str:
+        return self.key_name if mark == "key" else _MARK_NAME[mark]
 
     @property
     def span(self) -> float:
@@ -80,19 +87,25 @@ def build(report: dict[str, Any]) -> Timeline | None:
     marks: list[tuple[str, float]] = []
     received = report.get("key_received_at")
     reset = report.get("reset")
-    if reset and received is not None:
-        marks.append(("reset", float(reset["at"]) - float(received)))
+    if reset and received is not None:  # not seen before the key came: its time is the latest it can have been
+        marks.append(("reset_bound" if reset.get("inferred") else "reset", float(reset["at"]) - float(received)))
     for r in report.get("refused_keys") or []:
         if received is not None and r.get("at") is not None:
             marks.append(("refused", float(r["at"]) - float(received)))
     marks += [("key", 0.0), ("end", float(window))]
     lo = min([0.0, *(m for _, m in marks)])
     hi = max([float(window), *(b for row in rows for _, _, b in row.bars)])
-    return Timeline(rows, marks, lo, hi)
+    return Timeline(rows, marks, lo, hi, window_from(str(report.get("kind") or ""), report.get("alternating")))
 
 
-_MARK_CHAR = {"reset": "R", "refused": "x", "key": "K", "end": "E"}
-_MARK_NAME = {"reset": "reset seen", "refused": "refused paste", "key": "key received", "end": "window's end"}
+_MARK_CHAR = {"reset": "R", "reset_bound": "R", "refused": "x", "key": "K", "end": "E"}
+_MARK_NAME = {
+    "reset": "reset seen",
+    "reset_bound": "reset at the latest",
+    "refused": "refused paste",
+    "key": "key received",
+    "end": "window's end",
+}
 
 
 def _ms(v: float) -> str:
@@ -123,7 +136,7 @@ def render_text(tl: Timeline, width: int = 80) -> list[str]:
         label = row.label if len(row.label) <= label_w - 1 else row.label[: label_w - 2] + "…"
         lines.append(f"{label:<{label_w}}{'✗' if row.failed else ' '} " + "".join(cells))
     lines.append(" " * label_w + "  " + f"{_ms(tl.start)} … {_ms(tl.end)}")
-    notes = [f"{_MARK_CHAR[k]} {_MARK_NAME[k]} {_ms(t)}" for k, t in tl.marks]
+    notes = [f"{_MARK_CHAR[k]} {tl.name(k)} {_ms(t)}" for k, t in tl.marks]
     if tl.broken:
         notes.append("(axis broken at K: the wait shortened)")
     notes += ["p probe", "w write", "r read-back", "s signal", "c confirm", "= ran", "✗ failed"]
@@ -144,49 +157,122 @@ def _wrap(items: list[str], width: int) -> list[str]:
     return [*lines, line] if line else lines
 
 
-def render_svg(tl: Timeline, width: int = 720) -> str:
-    """Inline SVG: a bar per phase (fill, dash pattern and letter), a dashed line per mark with its name."""
-    label_w, row_h, top = 170, 18, 34
-    plot = width - label_w - 10
-    height = top + row_h * len(tl.rows) + 42
+# The page shows the SVG at its own size (never scaled down: the figure scrolls sideways on a
+# narrow screen), so these are the sizes the operator reads, in CSS pixels.
+FONT = 13  # row labels and the marks' labels
+SMALL = 12  # phase letters, the axis ends and the key
+_NARROW = set("ijlft.,:;'|!()[] -·")
+_WIDE = set("mwMW—→✗")
+
+
+def text_width(text: str, size: float) -> float:
+    """A generous estimate of `text`'s width in a sans-serif font (DejaVu Sans is among the
+    widest): labels laid out with it do not overlap, which the page test measures."""
+    em = 0.0
+    for ch in text:
+        em += 0.42 if ch in _NARROW else 1.0 if ch in _WIDE else 0.8 if ch.isupper() else 0.66
+    return em * size + 2
+
+
+def _fit(label: str, room: float, size: float) -> str:
+    """`label`, cut with an ellipsis to fit `room` pixels."""
+    if text_width(label, size) <= room:
+        return label
+    while label and text_width(label + "…", size) > room:
+        label = label[:-1]
+    return label + "…"
+
+
+@dataclass
+class _Label:
+    text: str
+    x: float  # where the mark's line is
+    left: float
+    right: float
+    anchor: str
+    lane: int = 0
+
+
+def _mark_labels(tl: Timeline, x: Callable[[float], float], width: int) -> list[_Label]:
+    """Each mark's label beside its line (left of it near the right edge), in the first lane
+    above the plot where it overlaps no other label."""
+    labels = []
+    for kind, t in tl.marks:
+        text = f"{_MARK_CHAR[kind]} {tl.name(kind)} {_ms(t)}"
+        xm, w = x(t), text_width(text, FONT)
+        if xm + 3 + w <= width - 2 or xm - 3 - w < 0:
+            labels.append(_Label(text, xm, xm + 3, xm + 3 + w, "start"))
+        else:
+            labels.append(_Label(text, xm, xm - 3 - w, xm - 3, "end"))
+    lanes: list[float] = []  # each lane's rightmost edge so far
+    for label in sorted(labels, key=lambda lb: lb.left):
+        for i, right in enumerate(lanes):
+            if label.left > right + 6:
+                label.lane, lanes[i] = i, label.right
+                break
+        else:
+            label.lane = len(lanes)
+            lanes.append(label.right)
+    return labels
+
+
+def render_svg(tl: Timeline, width: int = 860) -> str:
+    """Inline SVG, shown at its own size: a bar per phase (fill, dash pattern and letter), a
+    dashed line per mark with its name in a lane of its own when it would touch another."""
+    label_w, row_h, lane_h = 190, 24, FONT + 6
 
     def x(t: float) -> float:
-        return label_w + tl.at(t) * plot
+        return label_w + tl.at(t) * (width - label_w - 10)
 
+    labels = _mark_labels(tl, x, width)
+    lanes = max((lb.lane for lb in labels), default=0) + 1
+    top = lanes * lane_h + 10
+    bottom = top + row_h * len(tl.rows)
+    key = "p probe · w write · r read-back · s signal · c confirm · ✗ failed"
+    notes = [key] + (["The axis is broken at the key: the wait before it is shortened."] if tl.broken else [])
+    height = bottom + 26 + 18 * len(notes)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" viewBox="0 0 {width} {height}" '
-        f'width="100%" role="img" aria-label="timeline of the rotation" font-family="sans-serif" font-size="11">',
+        f'width="{width}" height="{height}" role="img" aria-label="timeline of the rotation" '
+        f'font-family="sans-serif" font-size="{FONT}">',
         "<title>timeline: probe, writes, read-backs, signals, confirms; reset, key received, window's end</title>",
     ]
     for i, row in enumerate(tl.rows):
         y = top + i * row_h
-        name = escape(row.label + (" ✗" if row.failed else ""))
-        out.append(f'<text x="4" y="{y + 12}">{name}</text>')
+        name = row.label + (" ✗" if row.failed else "")
+        shown = _fit(name, label_w - 10, FONT)
+        full = f"<title>{escape(name)}</title>" if shown != name else ""
+        out.append(f'<text x="4" y="{y + 17}" class="tl-row">{full}{escape(shown)}</text>')
         for phase, a, b in row.bars:
             x0, x1 = x(a), max(x(b), x(a) + 2)
             dash = f' stroke-dasharray="{_DASH[phase]}"' if phase in _DASH else ""
             fill = _FILL.get(phase, "#9ca3af")
             out.append(
-                f'<rect x="{x0:.1f}" y="{y + 2}" width="{x1 - x0:.1f}" height="{row_h - 5}" fill="{fill}" '
+                f'<rect x="{x0:.1f}" y="{y + 4}" width="{x1 - x0:.1f}" height="{row_h - 7}" fill="{fill}" '
                 f'fill-opacity="0.35" stroke="#111"{dash}><title>{escape(row.label)} {phase.replace("_", "-")}: '
                 f"{_ms(a)} → {_ms(b)}</title></rect>"
             )
-            if x1 - x0 > 10:
-                out.append(f'<text x="{x0 + 2:.1f}" y="{y + 12}" font-size="9">{PHASES.get(phase, "=")}</text>')
-    bottom = top + row_h * len(tl.rows)
-    for i, (kind, t) in enumerate(tl.marks):
-        xm = x(t)
-        out.append(f'<line x1="{xm:.1f}" y1="14" x2="{xm:.1f}" y2="{bottom}" stroke="#111" stroke-dasharray="3 3"/>')
+            if x1 - x0 > SMALL + 4:
+                out.append(
+                    f'<text x="{x0 + 3:.1f}" y="{y + 17}" font-size="{SMALL}" class="tl-phase">'
+                    f"{PHASES.get(phase, '=')}</text>"
+                )
+    for lb in labels:
+        baseline = (lb.lane + 1) * lane_h
         out.append(
-            f'<text x="{xm + 2:.1f}" y="{10 + (i % 2) * 10}" font-size="9">{_MARK_CHAR[kind]} {_MARK_NAME[kind]}'
-            f" {_ms(t)}</text>"
+            f'<line x1="{lb.x:.1f}" y1="{baseline - FONT:.0f}" x2="{lb.x:.1f}" y2="{bottom}" stroke="#111" '
+            'stroke-dasharray="3 3"/>'
+        )
+        at = lb.left if lb.anchor == "start" else lb.right
+        out.append(
+            f'<text x="{at:.1f}" y="{baseline}" text-anchor="{lb.anchor}" class="tl-mark">{escape(lb.text)}</text>'
         )
     out.append(
-        f'<text x="{label_w}" y="{bottom + 18}" font-size="9">{_ms(tl.start)}</text>'
-        f'<text x="{width - 10}" y="{bottom + 18}" font-size="9" text-anchor="end">{_ms(tl.end)}</text>'
-        f'<text x="4" y="{bottom + 34}" font-size="9">p probe · w write · r read-back · s signal · c confirm'
-        + (" · the axis is broken at the key: the wait before it is shortened" if tl.broken else "")
-        + "</text>"
+        f'<text x="{label_w}" y="{bottom + 18}" font-size="{SMALL}" class="tl-axis">{_ms(tl.start)}</text>'
+        f'<text x="{width - 10}" y="{bottom + 18}" font-size="{SMALL}" text-anchor="end" class="tl-axis">'
+        f"{_ms(tl.end)}</text>"
     )
+    for i, note in enumerate(notes):
+        out.append(f'<text x="4" y="{bottom + 40 + 18 * i}" font-size="{SMALL}" class="tl-key">{escape(note)}</text>')
     out.append("</svg>")
     return "".join(out)

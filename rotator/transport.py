@@ -252,7 +252,7 @@ def _mapped(exc: Exception, request: httpx.Request, *, connected: bool) -> Excep
 
 @functools.cache
 def _version() -> str:
-    from rotator import __version__
+    from rotator._version import __version__
 
     return __version__
 

@@ -9,10 +9,31 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from rotator.testing.adjutor import AdjutorStandIn
+from tests import tiers
+from tests.tiers import (
+    pytest_collection_modifyitems,
+    pytest_runtest_call,
+    pytest_runtest_setup,
+    pytest_runtest_teardown,
+)
+
+__all__ = [  # the tiers and their guard (tests/tiers.py)
+    "pytest_collection_modifyitems",
+    "pytest_runtest_call",
+    "pytest_runtest_setup",
+    "pytest_runtest_teardown",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Hypothesis's per-example deadline (200 ms) is a timing check: on a busy machine one slow
+# example fails a property that holds.  Properties are checked here; speed is measured in
+# benchmarks/.  A test's own @settings(deadline=...) still applies.
+settings.register_profile("rotator", deadline=None)
+settings.load_profile("rotator")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,6 +48,16 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    tiers.configure(config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """`pytest -m unit` (the fast loop) and `-m lint` run in this process: starting xdist's
+    workers (pyproject.toml's addopts) would cost more than their tests take."""
+    if tiers.in_process_only(config) and getattr(config.option, "numprocesses", None):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,7 @@ from urllib.parse import quote, quote_plus
 from rotator.journal import Journal, RotationRow, data_dir
 from rotator.secret import fingerprint
 from rotator.testing._http import LoopbackServer
+from tests.timing import scaled
 
 T = TypeVar("T")
 
@@ -154,7 +155,7 @@ class Running:
         self.proc.stdin.close()
 
     def wait(self, timeout: float = 90) -> int:
-        return self.proc.wait(timeout)
+        return self.proc.wait(scaled(timeout))
 
     def kill(self) -> int:
         self.proc.kill()  # SIGKILL: no cleanup, no journal update, no lock release
@@ -184,8 +185,8 @@ def start(*args: str, logs: Path, env: dict[str, str] | None = None) -> Running:
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, proc: Running | None = None) -> T:
-    """Poll `probe` until it returns something truthy (no fixed sleeps)."""
-    until = time.monotonic() + timeout
+    """Poll `probe` until it returns something truthy (no fixed sleeps); `timeout` is scaled."""
+    until = time.monotonic() + scaled(timeout)
     while True:
         got = probe()
         if got:

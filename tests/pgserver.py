@@ -95,25 +95,8 @@ class PostgresServer:
         last: Exception | None = None
         for _ in range(5):  # the free port may be taken between picking and binding
             self.port = _free_port()
-            options = (
-                f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-            )
             try:
-                self._run(
-                    str(self.bindir / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-l",
-                    str(self.root / "server.log"),
-                    "-o",
-                    options,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                    timeout=90,
-                )
+                self._pg_ctl_start()
             except RuntimeError as exc:
                 last = exc
                 continue
@@ -121,6 +104,43 @@ class PostgresServer:
             return self
         self.stop()
         raise RuntimeError(f"PostgreSQL did not start: {last}\n{self.log()}")
+
+    def _pg_ctl_start(self) -> None:
+        assert self.root is not None
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.root / "data"),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+            timeout=90,
+        )
+
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: every session ends), keeping its data and port."""
+        assert self.root is not None
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+        self._started = False
+
+    def resume(self) -> None:
+        """Start the halted server again on the same port, with the same data."""
+        self._pg_ctl_start()
+        self._started = True
+
+    def restart(self) -> None:
+        """What an operator's `systemctl restart postgresql` does: every session ends."""
+        self.halt()
+        self.resume()
 
     def log(self) -> str:
         try:

@@ -30,6 +30,7 @@ import pytest
 from rotator.exitcodes import Exit
 from rotator.secret import fingerprint
 from rotator.testing import ROOT, VaultServer
+from tests.timing import scaled
 
 try:
     from tests import leakcheck as lc
@@ -180,6 +181,7 @@ class World:
     plan: Path
     keys: list[str] = field(default_factory=list)  # every key the stand-in issued (the canaries)
     store_files: list[Path] = field(default_factory=list)  # where keys belong (env-file backends)
+    vault: VaultServer | None = None  # the Vault primary's server (in this process), when it is one
 
     def reset(self, app: str) -> str:
         key = _http(f"{self.api}/_admin/reset", body={"app": app}, token=self.admin)["key"]
@@ -211,6 +213,7 @@ class World:
         kill_after: str | None = None,
         wrong: dict[int, str] | None = None,
         timeout: float = 120,
+        kill_signal: int = 9,
     ) -> Flow:
         """`rotator ARGS --key-stdin`, the test as the operator: for each reset rotator asks
         for, reset the app it names, wait `pauses[i]`, type the key (`wrong[i]`: reset that
@@ -228,7 +231,7 @@ class World:
             )
         resets: list[tuple[str, str]] = []
         assert proc.stdin is not None
-        if not pauses:
+        if not pauses and kill_after is None:
             proc.stdin.close()  # an operator who walks away: rotator reads the end of stdin when it asks
         try:
             until = time.monotonic() + timeout
@@ -236,8 +239,10 @@ class World:
             while proc.poll() is None and time.monotonic() < until:
                 text = err_p.read_text(errors="replace")
                 if kill_after is not None and kill_after in text:
-                    proc.kill()
-                    killed = True
+                    proc.send_signal(kill_signal)  # SIGKILL by default; SIGINT (Ctrl-C) / SIGTERM: it ends itself
+                    killed = kill_signal == 9
+                    if not killed:
+                        proc.wait(30)
                     break
                 asked = RESET_LINE.findall(text)
                 while len(asked) > len(resets):
@@ -378,6 +383,7 @@ def make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
         )
         env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
         world = World(tmp_path, env, info["url"], info["admin_token"], consumers, procs, plan, keys, store_files)
+        world.vault = servers[-1] if primary == "vault" else None
         return world
 
     try:
@@ -433,7 +439,7 @@ def test_planned_rotation_fails_no_call_at_any_operator_pause(make_world: Any, p
     assert f.report is not None
     alt = f.report["alternating"]
     assert alt["active"]["app"] == GREEN and alt["standby"]["app"] == BLUE
-    assert alt["promote"]["window_s"] is not None and alt["promote"]["window_s"] < 5
+    assert alt["promote"]["window_s"] is not None and alt["promote"]["window_s"] < scaled(5)
     assert alt["rekeys"][-1]["previous_revoked"] is True
     green = fingerprint(w.keys[2])  # the seed's reset of green
     assert set(w.fingerprints().values()) == {green}
@@ -559,8 +565,8 @@ def test_sigkill_between_promote_and_rekey_then_rotate_finishes_the_rekey(make_w
     st = status(w)
     assert st["last_step"] == "promote" and st["next"].startswith("re-key")
     r = lc.cli("resume", lc.latest("payments").id, env=w.env)  # type: ignore[union-attr]
-    assert r.returncode == 0, r.stderr
-    assert "was not re-keyed" in r.stderr
+    assert r.returncode == Exit.NOTHING_TO_RESUME, r.stderr  # journaled rekey_left: the reset is left
+    assert "its re-key is left" in r.stderr and "was not re-keyed" in r.stderr
     f2 = w.rotator("rotate", str(w.plan), "--key-stdin", "--json", pauses=(0,))
     assert f2.code == 0, f2.err
     assert "only the re-key is left" in f2.err
@@ -671,7 +677,7 @@ def test_mistaken_reset_of_the_active_app_is_said_at_once_and_its_key_taken_as_a
     assert f.report is not None
     mistake = f.report["alternating"]["mistaken_reset"]
     assert mistake["app"] == GREEN
-    assert 1.5 <= mistake["failed_call_window_s"] < 10  # the pause before the paste, then one window
+    assert 1.5 <= mistake["failed_call_window_s"] < scaled(10)  # the pause before the paste, then one window
     assert sum(w.failed().values()) > before  # single-app style: those calls did fail
     st = status(w)
     assert st["active"]["fingerprint"] == fingerprint(new_green) and st["active"]["works"]
@@ -683,8 +689,11 @@ def test_a_standby_app_lacking_an_api_service_is_never_promoted(make_world: Any)
     bvn = "/v2/verification/bvn"
     w = make_world(services={BLUE: f"={MODELS},{bvn}", GREEN: f"={MODELS}"})
     before = w.failed()
-    f = w.rotator("rekey", str(w.plan), "--key-stdin", pauses=(0,))
+    f = w.rotator("rekey", str(w.plan), "--key-stdin", "--json", pauses=(0,))
     assert f.code == Exit.KEY_REFUSED, f.err
+    # The JSON says why the key was refused, not only that the input ended.
+    error = json.loads(f.out)["error"]
+    assert error.startswith("no more keys: the input ended before payments-green's key (") and bvn in error, error
     # Refused with the URL that lacks the service, asked again; the operator has no other key.
     line = next(x for x in f.err.splitlines() if "the API refused this key" in x)
     assert bvn in line and "HTTP 403" in line and "nothing was written" in line, line

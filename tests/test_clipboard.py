@@ -269,3 +269,121 @@ def test_without_a_key_pattern_urls_and_sentences_are_still_ignored(xserver: XSe
             return await asyncio.wait_for(taking, 20)
 
     assert asyncio.run(go()).reveal() == token
+
+
+def copy_bytes(x: XServer, data: bytes) -> None:
+    subprocess.run(
+        ["xclip", "-i", "-selection", "clipboard"],
+        input=data,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=x.env,
+        check=True,
+        timeout=30,
+    )
+
+
+HUGE = b"A" * (10 * 1024 * 1024)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("native", [True, False], ids=["xfixes", "poll"])
+def test_ten_megabytes_on_the_clipboard_do_not_delay_the_key(xserver: XServer, native: bool, when: str) -> None:
+    """Issue 24: 10 MB copied before or after arm is read only up to a bound, ignored, and the
+    key copied after it is taken promptly (it hung the watch for good before)."""
+    import time
+
+    key = new_key()
+
+    async def go() -> tuple[Secret, float, ClipboardSource]:
+        if when == "before":
+            await asyncio.to_thread(copy_bytes, xserver, HUGE)
+        clip = ClipboardSource(env=xserver.env, native=native)
+        await asyncio.wait_for(clip.start(), 10)  # a huge value delays arm by one bounded read at most
+        try:
+            taking = asyncio.create_task(clip.next_key())
+            if when == "after":
+                await asyncio.to_thread(copy_bytes, xserver, HUGE)
+                await until("the huge value looked at", lambda: clip.reads >= 2 or getattr(clip, "slow_reads", 0))
+            await asyncio.sleep(0.3)
+            assert not taking.done()
+            t0 = time.monotonic()
+            await copy(xserver, key)
+            got = await asyncio.wait_for(taking, 10)
+            return got, time.monotonic() - t0, clip
+        finally:
+            await clip.aclose()
+
+    got, took, clip = asyncio.run(go())
+    assert got.reveal() == key
+    # With XFIXES a copy restarts a read in flight; polling waits out at most one cut-off read.
+    from rotator.clipboard import READ_TIMEOUT
+
+    assert took < (1.0 if native else READ_TIMEOUT + 1.0), (took, clip.reads, clip.slow_reads)
+
+
+CLIP_PLAN = """
+[secret]
+name = "clip"
+
+[probe]
+preset = "adjutor"
+url = "{url}"
+
+[[backends]]
+name = "store"
+type = "envfile"
+primary = true
+path = "{tmp}/store.env"
+variable = "ADJUTOR_API_KEY"
+"""
+
+
+@pytest.mark.parametrize("moment", ["armed", "reading-huge"])
+def test_ctrl_c_with_a_huge_clipboard_is_130_and_one_line(
+    xserver: XServer, standin: AdjutorStandIn, tmp_path: Path, moment: str
+) -> None:
+    """Ctrl-C while armed on the clipboard (a 10 MB value on it, or being read) ends with
+    exit 130 and one line: no traceback, no "Event loop is closed"."""
+    import signal
+    import sys
+    import time
+
+    (tmp_path / "store.env").write_text(f"ADJUTOR_API_KEY={standin.current_key}\n")
+    (tmp_path / "store.env").chmod(0o600)
+    plan = tmp_path / "plan.toml"
+    plan.write_text(CLIP_PLAN.format(url=standin.models_url, tmp=tmp_path))
+    if moment == "armed":
+        copy_bytes(xserver, HUGE)
+    env = {**xserver.env, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rotator", "rotate", str(plan), "--key-from", "clipboard"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        err = b""
+        assert proc.stderr is not None
+        os.set_blocking(proc.stderr.fileno(), False)
+        end = time.monotonic() + 60
+        while b"watching the clipboard" not in err:
+            assert time.monotonic() < end and proc.poll() is None, err.decode()
+            err += proc.stderr.read() or b""
+            time.sleep(0.05)
+        if moment == "reading-huge":
+            copy_bytes(xserver, HUGE)
+            time.sleep(0.3)  # a read of it in flight
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 130
+        os.set_blocking(proc.stderr.fileno(), True)
+        err += proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = err.decode()
+    assert "Traceback" not in text and "Event loop is closed" not in text, text
+    tail = text.split("watching the clipboard", 1)[1].strip().splitlines()
+    assert len([line for line in tail if line.startswith("rotator:")]) == 1, text

@@ -36,6 +36,7 @@ from rotator import consumer, secret
 from rotator.consumer import EnvFileKey, HoldStats, HoldTimeout, KeySourceError, RotatingKey, read_env_value
 from rotator.consumer_http import HoldAndRetryAuth, RequestsHoldAndRetryAuth
 from rotator.testing.adjutor import AdjutorStandIn
+from tests.timing import scaled
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = "ADJUTOR_API_KEY"
@@ -352,7 +353,7 @@ def test_notify_from_another_thread_wakes_a_held_async_call(standin: AdjutorStan
     assert key.stats().held == 1 and key.stats().retries == 1
 
 
-# --- the README's Node version of the algorithm, run as it is -----------------------------
+# --- the docs' Node version of the algorithm (docs/consumers-gap.md), run as it is -------
 
 NODE_DRIVER = """
 const { holdAndRetry } = require(process.argv[2]);
@@ -372,20 +373,21 @@ const tally = { ok: 0, failed: 0, longest: 0 };
 """
 
 
-def readme_node_block() -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Consumers that call the API directly") :]
+def docs_node_block() -> str:
+    text = (ROOT / "docs" / "consumers-gap.md").read_text()
+    section = text[text.index("# Consumers that ride out the gap") :]
     return section[section.index("```js\n") + 6 : section.index("\n```", section.index("```js"))]
 
 
-def test_the_readme_node_wrapper_fails_no_call_across_the_gap(
+def test_the_docs_node_wrapper_fails_no_call_across_the_gap(
     tmp_path: Path, env_file: Path, standin: AdjutorStandIn
 ) -> None:
     node = shutil.which("node")
     assert node, "node is needed for this test: apt-get install nodejs (.ci/run does)"
-    (tmp_path / "hold.js").write_text(readme_node_block())
+    (tmp_path / "hold.js").write_text(docs_node_block())
     (tmp_path / "driver.js").write_text(NODE_DRIVER)
-    run_ms = int((0.3 + GAP + 0.7) * 1000)
+    before, after = scaled(0.3), scaled(0.7)  # calls on the old key, then on the new one (longer on a busy machine)
+    run_ms = int((before + GAP + after) * 1000)
     proc = subprocess.Popen(
         [node, str(tmp_path / "driver.js"), str(tmp_path / "hold.js"), str(env_file), standin.models_url, str(run_ms)],
         stdout=subprocess.PIPE,
@@ -395,17 +397,18 @@ def test_the_readme_node_wrapper_fails_no_call_across_the_gap(
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.3)
+        time.sleep(before)
         new = standin.reset()
         time.sleep(GAP)
         write_env(env_file, new)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=scaled(30))
     finally:
         proc.kill()
         proc.wait()
     tally = json.loads(out.strip().splitlines()[-1])
     assert proc.returncode == 0, err
-    assert tally["failed"] == 0 and tally["ok"] >= 10, tally
+    # Calls before, across and after the gap (how many a busy machine lets node make varies).
+    assert tally["failed"] == 0 and tally["ok"] >= 3, tally
     assert tally["longest"] >= GAP / 2 * 1000  # a call was held across the gap
     assert standin.stats()["unauthorized"] >= 1
 

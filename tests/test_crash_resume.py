@@ -162,8 +162,10 @@ def test_killed_during_fan_out_then_resume_finishes_everything(world: World, tmp
     report = json.loads(r.stdout)
     assert report["state"] == "done" and report["new_fingerprint"] == fp
     status = {t["name"]: t["status"] for t in report["targets"]}
-    assert status["store"] == "unchanged" and status["vault"] == "ok" and status["reloader"] == "ok"
-    assert status["app"] in ("ok", "unchanged")  # it may have been written before the kill
+    assert status["store"] == "unchanged" and status["reloader"] == "ok"
+    # Vault still holds the killed process's write for HELD s, then makes it: on a busy machine
+    # the steps above can take longer, and the resume finds the key there already.
+    assert status["vault"] in ("ok", "unchanged") and status["app"] in ("ok", "unchanged")
     assert w.fingerprints() == {"store": fp, "vault": fp, "app": fp, "reloader": fp}
     assert w.vault.get("apps/billing") == {"api_key": new, "db_password": "hunter2"}
     done = Journal().get(row.id)

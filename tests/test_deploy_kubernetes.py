@@ -30,9 +30,10 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "kubernetes"
 
 
 def documents() -> list[dict[str, Any]]:
+    """Every manifest the kustomization lists (kubectl kustomize's own output is tested below)."""
     docs = []
-    for path in sorted(DEPLOY.glob("*.yaml")):
-        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for name in yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"]:
+        docs += [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
     return docs
 
 
@@ -52,6 +53,8 @@ def test_every_manifest_is_a_valid_object() -> None:
         "ConfigMap",
         "Deployment",
         "Service",
+        "PersistentVolumeClaim",
+        "NetworkPolicy",
     }
     for doc in docs:
         model = type(codecs.from_dict(doc))  # the kind's typed model
@@ -207,3 +210,87 @@ def test_each_verb_of_the_role_is_needed(tmp_path: Path, skip: tuple[int, str]) 
     ]
     bcheck, ccheck = preflight_and_rotate(tmp_path, role_rules(skip), rotate=False)
     assert bcheck.ok is False or ccheck.ok is False, (skip, bcheck, ccheck)
+
+
+# -- the kustomization, as `kubectl kustomize` renders it ------------------------
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    import os
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        why = "kubectl not found: apt-get install kubernetes-client"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why} (required in CI; .ci/run installs it)")
+        pytest.skip(why)
+    run = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    return [d for d in yaml.safe_load_all(run.stdout) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def journal_of(docs: list[dict[str, Any]]) -> str:
+    """Where the rendered Deployment keeps its journal: 'postgres (Secret NAME)' or 'pvc NAME'."""
+    (dep,) = by_kind(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e for e in c.get("env", [])}
+    if "ROTATOR_DB" in env:
+        assert "value" not in env["ROTATOR_DB"], "the database URL holds a password: from a Secret, never inline"
+        ref = env["ROTATOR_DB"]["valueFrom"]["secretKeyRef"]
+        return f"postgres (Secret {ref['name']})"
+    data_dir = env["ROTATOR_DATA_DIR"]["value"]
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == data_dir)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert "emptyDir" not in volume, "the journal on an emptyDir: every restart forgets every age, lock and job"
+    return f"pvc {volume['persistentVolumeClaim']['claimName']}"
+
+
+def test_the_kustomization_renders_valid_objects_that_keep_their_memory() -> None:
+    docs = kustomize(DEPLOY)
+    for doc in docs:
+        model = type(codecs.from_dict(doc))
+        assert model.from_dict(doc, lazy=False).to_dict() == doc, f"{doc['kind']} {doc['metadata']['name']}"
+    listed = set(yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"])
+    assert listed == {p.name for p in DEPLOY.glob("*.yaml")} - {"kustomization.yaml"}  # nothing left out
+    (dep,) = by_kind(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"  # one SQLite writer
+    (pvc,) = by_kind(docs, "PersistentVolumeClaim")
+    assert journal_of(docs) == f"pvc {pvc['metadata']['name']}"
+    # The application image by digest (a placeholder: nothing is published from here).
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert re.fullmatch(r"[\w./-]+/rotator@sha256:[0-9a-f]{64}", c["image"]), c["image"]
+    # Every namespaced object in rotator's namespace, but the Role/RoleBinding in the workload's.
+    for d in docs:
+        if d["kind"] not in ("Namespace", "Role", "RoleBinding"):
+            assert d["metadata"]["namespace"] == "rotator", d["kind"]
+
+
+def test_the_network_policy_lets_in_only_the_page_and_out_only_what_plans_use() -> None:
+    docs = kustomize(DEPLOY)
+    (np,) = by_kind(docs, "NetworkPolicy")
+    (dep,) = by_kind(docs, "Deployment")
+    spec = np["spec"]
+    assert spec["podSelector"]["matchLabels"] == dep["spec"]["template"]["metadata"]["labels"]
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
+    (rule,) = spec["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"}] and rule["from"]  # never from anywhere
+    egress_ports = {(p["protocol"], p["port"]) for r in spec["egress"] for p in r["ports"]}
+    assert {("UDP", 53), ("TCP", 443)} <= egress_ports
+    assert all(r.get("ports") for r in spec["egress"])  # no rule opens every port
+
+
+def test_the_postgres_variant_runs_replicas_on_a_shared_journal() -> None:
+    docs = kustomize(DEPLOY.parent / "kubernetes-postgres")
+    for doc in docs:
+        model = type(codecs.from_dict(doc))
+        assert model.from_dict(doc, lazy=False).to_dict() == doc, f"{doc['kind']} {doc['metadata']['name']}"
+    (dep,) = by_kind(docs, "Deployment")
+    assert dep["spec"]["replicas"] >= 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert journal_of(docs) == "postgres (Secret rotator-db)"
+    assert by_kind(docs, "PersistentVolumeClaim") == []  # nothing on a volume one replica could hold
+    assert by_kind(docs, "NetworkPolicy")  # the same policy

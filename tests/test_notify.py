@@ -376,3 +376,65 @@ def test_a_plan_without_notify_sends_nothing(tmp_path: Path) -> None:
     plan = load_plan(write_plan(tmp_path, ""))
     assert plan.notify == []
     assert asyncio.run(notify_all(plan, done_report().as_dict())) == []
+
+
+class SilentReceiver:
+    """Accepts connections, reads the request, never answers (a hung chat service)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.conns: list[Any] = []
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook/T000/B000/silent"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)  # held open, never answered
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_a_receiver_that_never_answers_is_abandoned_after_the_cli_wait(
+    tmp_path: Path, receivers: Callable[..., Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's exit and --json wait at most CLI_WAIT for notifications: one still
+    unanswered then is reported `abandoned` (not retried); the others are not held up."""
+    import time
+
+    from rotator.cli import flow
+    from rotator.notify import send
+
+    silent, good = SilentReceiver(), receivers(slack_answer)
+    try:
+        monkeypatch.setenv("SILENT_URL", silent.url)
+        monkeypatch.setenv("GOOD_URL", good.url)
+        monkeypatch.setattr(send, "CLI_WAIT", 1.0)
+        plan = load_plan(
+            write_plan(
+                tmp_path,
+                notify_entry("slack", "SILENT_URL", name="silent") + notify_entry("slack", "GOOD_URL", name="good"),
+            )
+        )
+        started = time.monotonic()
+        results = {r["name"]: r for r in flow.notify(plan, partial_report("sk_test_x"))}
+        waited = time.monotonic() - started
+        assert results["silent"]["status"] == "abandoned"
+        assert "no answer within 1s: abandoned, not retried" in results["silent"]["detail"]
+        assert results["good"]["status"] == "sent" and len(good.requests) == 1
+        assert waited < 15, waited  # without the bound: the retries' deadline (60 s)
+        # Without a wait (the service, in the background) it is still tried to its deadline.
+        assert send.DEADLINE == 60.0
+    finally:
+        silent.close()

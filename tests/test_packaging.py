@@ -59,3 +59,44 @@ def test_dockerfile_passes_hadolint_without_a_single_finding() -> None:
         timeout=120,
     )
     assert (r.returncode, r.stdout + r.stderr) == (0, "")
+
+
+def test_the_image_is_built_from_pinned_inputs() -> None:
+    """Every base image pinned by digest, every dependency by the lock file (used as
+    constraints), which pins each dependency of rotator and of the extras the image has,
+    at a version that satisfies pyproject.toml."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.M)
+    assert froms and all(re.search(r"@sha256:[0-9a-f]{64}$", f) for f in froms), froms
+    assert "--constraint requirements.lock" in dockerfile
+    assert "COPY deploy/docker/requirements.lock" in dockerfile
+    assert "!deploy/docker/requirements.lock" in (ROOT / ".dockerignore").read_text()
+
+    pins: dict[str, str] = {}
+    for line in (ROOT / "deploy/docker/requirements.lock").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"not pinned: {line}"
+            pins[canonicalize_name(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = re.search(r"'\.\[([a-z,]+)\]'", dockerfile)
+    assert extras is not None
+    wanted = list(project["dependencies"])
+    for extra in extras.group(1).split(","):
+        wanted += project["optional-dependencies"][extra]
+    for spec in wanted:
+        req = Requirement(spec)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not in deploy/docker/requirements.lock"
+        assert req.specifier.contains(pins[name], prereleases=True), (spec, pins[name])
+        for extra in req.extras:  # psycopg[binary]: psycopg-binary pinned too
+            if name == "psycopg":
+                assert canonicalize_name(f"psycopg-{extra}") in pins

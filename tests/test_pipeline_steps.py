@@ -332,3 +332,41 @@ def test_attempts_retry_what_is_retryable_under_one_deadline() -> None:
     )
     assert attempts.reason(TimeoutError()) == "timed out"
     assert "details withheld" in attempts.reason(RuntimeError("sk_test_secretvalue"))
+
+
+def test_attempt_write_is_the_one_write_primitive_ok_conflict_and_an_unproven_write() -> None:
+    """`write.attempt_write` (the key write, the swap and the standby write all use it): a write
+    counts once read back, a stale version is CONFLICT (never retried), a write that never reads
+    back as meant is retried and then FAILED; it never raises."""
+    from rotator.pipeline import write
+
+    seed(primary=OLD, mirror=OLD)
+    plan = mem.plan()
+    new = Secret(NEW)
+
+    async def body(state: RotationState) -> dict[str, TargetResult]:
+        b = state.primary
+        rows = {k: TargetResult(b.name, "backend", "memory", primary=True) for k in ("ok", "conflict", "unproven")}
+
+        async def once(expected: str | None, meant: str) -> str | None:
+            written = await b.write(new, token="t", expected_version=expected)
+            back = await b.read()
+            write.read_back(b.name, "the key", back.secret.fingerprint if back.secret else None, meant)
+            return written.version
+
+        state.key_arrived()
+        state.deadline = asyncio.get_running_loop().time() + 10  # what `accept` sets
+        assert await write.attempt_write(state, b, rows["ok"], lambda: once("1", new.fingerprint)) == "2"
+        assert await write.attempt_write(state, b, rows["conflict"], lambda: once("1", new.fingerprint)) is None
+        assert await write.attempt_write(state, b, rows["unproven"], lambda: once(None, "fp:other")) is None
+        return rows
+
+    rows, _ = run(plan, body)
+    assert rows["ok"].status == TargetStatus.OK and rows["ok"].attempts == 1
+    assert mem.STORE["primary"] == (2, NEW)
+    assert rows["conflict"].status == TargetStatus.CONFLICT and rows["conflict"].attempts == 1
+    assert "version 2, not 1" in rows["conflict"].detail
+    unproven = rows["unproven"]
+    assert unproven.status == TargetStatus.FAILED and unproven.attempts == 2  # retries = 1 for the primary
+    assert f"reads back {fingerprint(NEW)}, not fp:other" in unproven.detail
+    assert NEW not in unproven.detail + rows["conflict"].detail

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -114,13 +116,97 @@ def test_sync_job_repairs_drift_and_journals_it(plan_path: Path, journal: Journa
     assert all(t["status"] == "unchanged" for t in latest.report["targets"] if not t["primary"])
 
 
-def test_sync_job_skips_a_plan_that_is_being_rotated(plan_path: Path, journal: Journal) -> None:
-    make_service(plan_path, journal)
-    plan = load_plan(plan_path)
-    journal.acquire(plan.name, "someone-else")  # held by a live process (this one)
-    assert asyncio.run(sched.sync_job(plan.name)) == "busy"
-    journal.release(plan.name, "someone-else")
-    assert asyncio.run(sched.sync_job("no-such-plan")) == "unknown-plan"
+def test_drift_is_news_and_routine_is_not(
+    plan_path: Path, journal: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync that repaired drift sends its own notification naming each backend with its
+    fingerprint before and after and what the backend recorded of the change (an .env
+    file: its modification time); a sync that found nothing sends nothing; `history`
+    folds the no-op syncs into one line."""
+    receiver = HookReceiver()
+    try:
+        monkeypatch.setenv("DRIFT_HOOK_URL", receiver.url + "/hook")
+        monkeypatch.setenv("DRIFT_HOOK_KEY", "drift-hook-key-" + "y" * 20)
+        with plan_path.open("a") as f:
+            f.write(
+                '\n[[notify]]\ntype = "webhook"\nurl = { env = "DRIFT_HOOK_URL" }\n'
+                'hmac_key = { env = "DRIFT_HOOK_KEY" }\n'
+            )
+        svc = make_service(plan_path, journal)
+        plan = load_plan(plan_path)
+        key = env_key(tmp_path / "store/adjutor.env")
+        assert key is not None
+        edited = "sk_test_edited0by0hand000000"
+        write_env(tmp_path / "worker/.env", edited)
+        mtime = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((tmp_path / "worker/.env").stat().st_mtime))
+
+        async def ticks(n: int) -> list[str]:
+            out = [await sched.sync_job(plan.name) for _ in range(n)]
+            await asyncio.sleep(1.0)  # let the background notifications land
+            return out
+
+        assert asyncio.run(ticks(4)) == ["done"] * 4  # one repair, then three no-op syncs
+        assert len(receiver.bodies) == 1, receiver.bodies
+        sent = json.loads(receiver.bodies[0])
+        assert sent["event"] == "sync.drift_repaired" and sent["outcome"] == "warning"
+        [d] = sent["drift"]
+        from rotator.secret import fingerprint
+
+        assert d["backend"] == "worker-env"
+        assert d["before"] == fingerprint(edited) and d["after"] == fingerprint(key)
+        assert d["changed_at"] == mtime
+        assert edited not in receiver.bodies[0].decode() and key not in receiver.bodies[0].decode()
+        text = svc.metrics.render().decode()
+        assert f'rotator_last_drift_repaired_timestamp_seconds{{backend="worker-env",plan="{plan.name}"}}' in text
+
+        run = subprocess.run(
+            [sys.executable, "-m", "rotator", "--db", journal.url, "history"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        out = run.stdout
+        assert run.returncode == 0, run.stderr
+        assert "3 syncs, no drift since" in out, out
+        assert f"drift repaired: worker-env ({fingerprint(edited)} → {fingerprint(key)})" in out, out
+    finally:
+        receiver.stop()
+
+
+def test_sync_job_skips_a_plan_that_is_being_rotated(
+    plan_path: Path, journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick that finds the plan locked is skipped, not failed: journaled as `skipped`
+    naming the holder, counted on /metrics, and no notification (Slack here) is sent."""
+    chat = HookReceiver(b"ok")
+    try:
+        monkeypatch.setenv("SKIP_TEST_SLACK", chat.url + "/hook")
+        with plan_path.open("a") as f:
+            f.write('\n[[notify]]\ntype = "slack"\nurl = { env = "SKIP_TEST_SLACK" }\n')
+        svc = make_service(plan_path, journal)
+        plan = load_plan(plan_path)
+        journal.acquire(plan.name, "someone-else")  # held by a live process (this one)
+
+        async def tick() -> str:
+            state = await sched.sync_job(plan.name)
+            await asyncio.sleep(0.5)  # a notification, were one sent, would be on its way
+            return state
+
+        assert asyncio.run(tick()) == "skipped"
+        journal.release(plan.name, "someone-else")
+        rows = syncs(journal, plan.name)
+        assert [r.state for r in rows] == ["skipped"]
+        assert rows[0].report is not None and "locked by someone-else" in rows[0].report["message"]
+        assert rows[0].report["lock"]["holder"] == "someone-else"
+        assert any(e["status"] == "skipped" and "someone-else" in e["detail"] for e in journal.events(rows[0].id))
+        text = svc.metrics.render().decode()
+        assert f'rotator_sync_skipped_total{{kind="sync",plan="{plan.name}"}} 1.0' in text
+        assert f'rotator_runs_total{{kind="sync",plan="{plan.name}",state="skipped"}} 1.0' in text
+        assert chat.bodies == []  # not news
+        assert asyncio.run(sched.sync_job("no-such-plan")) == "unknown-plan"
+    finally:
+        chat.stop()
 
 
 # -- the scheduler with its persistent job store ------------------------------

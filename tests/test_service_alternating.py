@@ -10,6 +10,7 @@ arm a flow, follow its events, reset the app the `ask` event names, send its key
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from rotator.secret import fingerprint
 from rotator.testing.adjutor import AdjutorStandIn
 from tests import leakcheck as lc
 from tests.test_alternating import BLUE, ENVFILE_PRIMARY, GREEN, HOOK_ENV, PLAN, _consumer, _http
@@ -302,6 +304,12 @@ def test_the_page_shows_the_slots_the_app_to_reset_and_roll_back(alt_service: Al
             assert BLUE in active.inner_text() and "yes, on every URL" in active.inner_text()
             assert GREEN in standby.inner_text() and green_fp in standby.inner_text()
             assert "old" not in standby.inner_text() and "unknown" not in standby.locator("td").nth(2).inner_text()
+            # Key age and the slot table agree (issue 26): blue's key was never stored by rotator, so
+            # neither says an age; the standby's age is the slot record's, and says so.
+            key_age = page.inner_text('#plan-info dt:text-is("Key age") + dd')
+            assert key_age.startswith("unknown: nothing records it"), key_age
+            assert active.locator("td").nth(2).inner_text() == "unknown"
+            assert standby.locator("td").nth(2).get_attribute("title") == "from the slot record"
             assert page.inner_text("#alt-next").startswith("Next rotation: promote the standby")
 
             # Planned rotation: the promote runs, then the page names blue and why no consumer is affected.
@@ -310,9 +318,18 @@ def test_the_page_shows_the_slots_the_app_to_reset_and_roll_back(alt_service: Al
             assert page.inner_text("#alt-ask-h").startswith(f"Reset {BLUE} in the Adjutor dashboard")
             because = page.inner_text("#alt-because")
             assert f"every backend and consumer uses {GREEN}'s key" in because and "fails no consumer call" in because
-            assert f"Apps → {BLUE} → View details → Reset app key" in page.inner_text("#alt-instruction")
+            steps = page.locator("#alt-instruction li").all_inner_texts()  # the service's words, numbered
+            assert len(steps) == 3 and f"Apps → {BLUE} → View details → Reset app key" in steps[0], steps
+            assert steps[2] == "Paste it into the key field here and press Enter.", steps
             assert "promote done" in page.inner_text("#alt-steps")
             page.wait_for_selector("#alt-rollback-btn:not([hidden])")
+            # After the promote the paste stores the standby, and Cancel says what it leaves.
+            assert page.inner_text("#rotate-btn") == "Store as standby"
+            assert page.inner_text("#cancel-btn") == f"Cancel (keeps the promote; {BLUE} not re-keyed)"
+            effect = page.inner_text("#cancel-effect")
+            assert f"The promote stays: {GREEN} is active on every target" in effect, effect
+            assert f"{BLUE} is not re-keyed, so its previous key still works as the standby" in effect, effect
+            assert re.search(r"closes itself at \d{2}:\d{2}:\d{2} UTC if no key comes", page.inner_text("#expires"))
             page.screenshot(path=str(tmp_path / "page-alternating-ask.png"), full_page=True)
 
             # Roll back: green's promote undone, blue active again, no key needed.
@@ -329,6 +346,8 @@ def test_the_page_shows_the_slots_the_app_to_reset_and_roll_back(alt_service: Al
             page.wait_for_selector("#alt-ask:not([hidden])", timeout=30_000)
             assert page.inner_text("#alt-ask-h").startswith(f"Reset {GREEN}")
             assert page.is_hidden("#alt-rollback-btn")  # nothing to roll back before a promote
+            assert page.inner_text("#rotate-btn") == "Store as standby"
+            assert page.inner_text("#cancel-btn") == f"Cancel (nothing written; {GREEN} not re-keyed)"
             assert focused_id(page) == "key"
             new_green = w.reset(GREEN)
             page.keyboard.type(new_green)
@@ -336,6 +355,20 @@ def test_the_page_shows_the_slots_the_app_to_reset_and_roll_back(alt_service: Al
             page.wait_for_selector("#result-h", timeout=30_000)
             assert page.inner_text("#result-h") == f"Done: {BLUE} is active, {GREEN} the standby"
             assert "previous key proven revoked" in page.inner_text("#result")
+
+            # An incident (blue's key leaked): green promoted, blue's reset asked; no Roll back offered,
+            # since rolling back would put the leaked key back (issue 23).
+            page.click("#again-btn")
+            page.locator("#alt-next", has_text="Next rotation").wait_for()
+            page.click("#alt-incident-btn")
+            page.wait_for_selector("#alt-ask:not([hidden])", timeout=30_000)
+            assert page.inner_text("#alt-ask-h").startswith(f"Reset {BLUE}")
+            assert "promote done" in page.inner_text("#alt-steps")
+            assert page.is_hidden("#alt-rollback-btn")
+            page.keyboard.type(w.reset(BLUE))
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#result-h", timeout=30_000)
+            assert page.inner_text("#result-h") == f"Done: {GREEN} is active, {BLUE} the standby"
             html = page.content()
             for key in w.keys:
                 assert key not in html
@@ -348,3 +381,87 @@ def test_the_page_shows_the_slots_the_app_to_reset_and_roll_back(alt_service: Al
 
 def focused_id(page: Any) -> str:
     return str(page.evaluate("document.activeElement && document.activeElement.id"))
+
+
+def test_an_incident_closed_at_the_reset_ask_is_continued_by_the_next_arm(alt_service: AltService) -> None:
+    """Issue 23: the second `arm {"flow": "incident"}` continues incident X (blue's reset only); it
+    never promotes blue's leaked key back; the plan's roll back is refused naming the incident."""
+    w = alt_service
+    w.seed()
+    leaked = w.keys[0]  # blue's, every consumer's
+    before = w.failed()
+    rid, sse = w.arm("incident")
+    ask = sse.wait("ask", timeout=30)
+    assert ask["app"] == BLUE, ask
+    # At the incident's ask the summary says Roll back is not possible (it would put the leaked key back),
+    # with the reason naming the incident; the page shows its button only on `can_roll_back`.
+    for info in (ask["alternating"], w.call("GET", f"/api/rotations/{rid}").json()["alternating"]):
+        assert info["rollback_possible"] is False and info["can_roll_back"] is False, info
+        assert info["incident"]["fp"] == fingerprint(leaked) and info["incident"]["where"] == "standby", info
+        assert f"incident {info['incident']['incident']}" in info["rollback_refusal"], info
+    r = w.call("POST", f"/api/rotations/{rid}/rollback", json={})
+    assert r.status_code == 409 and r.json()["exit_code"] == 16, r.text
+    assert f"incident {ask['alternating']['incident']['incident']}" in r.json()["error"], r.text
+    r = w.call("POST", f"/api/rotations/{rid}/close", json={})
+    assert r.status_code in (200, 202), r.text
+    assert sse.ended.wait(20)
+    st = w.slots()
+    assert st["incident"]["fp"] == fingerprint(leaked) and st["incident"]["where"] == "standby", st
+    assert st["rollback_possible"] is False
+    r = w.call("POST", f"/api/plans/{PLAN_NAME}/rollback", json={})
+    assert r.status_code == 409 and r.json()["exit_code"] == 16, r.text
+    assert f"incident {st['incident']['incident']}" in r.json()["error"]
+    green = set(w.fingerprints().values())
+    # The next arm, incident or planned: continues incident X, asks for blue's reset only.
+    rid2, sse2 = w.arm("incident")
+    armed = sse2.wait("armed")
+    assert armed["alternating"]["plan_line"].startswith(f"continuing incident {st['incident']['incident']}"), armed
+    ask = sse2.wait("ask", timeout=30)
+    assert ask["app"] == BLUE and ask["slot"] == "standby", ask
+    assert set(w.fingerprints().values()) == green  # nothing moved back to the leaked key
+    r = w.key(rid2, w.reset(BLUE))
+    assert r.status_code == 200, r.text
+    report = r.json()["report"]
+    assert report["exit_code"] == 0 and report["alternating"]["incident"]["revoked"] is True, report
+    assert report["old_key_check"]["revoked"] is True
+    assert sse2.ended.wait(20)
+    assert w.slots()["incident"] is None
+    assert w.failed() == before
+    w.no_leaks()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # its event stream dies with it
+def test_a_service_killed_between_promote_and_rekey_leaves_it_unfinished(alt_service: AltService) -> None:
+    """Issue 23: `rotator serve` SIGKILLed at the re-key's ask.  The journal says `rekey_left`, not
+    `done`; resume names what is left (409); the next arm asks for that re-key only, and the killed
+    run is then closed as done by it, with an event naming it."""
+    w = alt_service
+    w.seed()
+    before = w.failed()
+    rid, sse = w.arm("rotate")
+    ask = sse.wait("ask", timeout=30)
+    assert ask["app"] == BLUE, ask
+    w.svc.proc.kill()  # SIGKILL: no `finally` runs
+    w.svc.proc.wait(10)
+    db = f"sqlite:///{w.root / 'journal.db'}"
+    w.svc = ServiceProc(["--plans", str(w.root / "plans"), "--db", db], env={HOOK_ENV: "alt-hook-signing-key"})
+    w.svc.wait_ready()
+    row = next(r for r in w.call("GET", "/api/history").json()["rotations"] if r["id"] == rid)
+    assert row["state"] == "rekey_left", row
+    r = w.call("POST", f"/api/rotations/{rid}/resume", json={})
+    assert r.status_code == 409, r.text
+    assert "its re-key is left" in r.json()["error"] and "rotator rekey" in r.json()["error"], r.text
+    st = w.slots()
+    assert st["active"]["app"] == GREEN and any(f"{BLUE} was not re-keyed" in x for x in st["left"]), st
+    rid2, sse2 = w.arm("rotate")
+    armed = sse2.wait("armed")
+    assert "only the re-key is left" in armed["alternating"]["plan_line"], armed
+    ask = sse2.wait("ask", timeout=30)
+    assert ask["app"] == BLUE and ask["safe"], ask
+    r = w.key(rid2, w.reset(BLUE))
+    assert r.status_code == 200 and r.json()["report"]["exit_code"] == 0, r.text
+    assert sse2.ended.wait(20)
+    rows = {r["id"]: r for r in w.call("GET", "/api/history").json()["rotations"]}
+    assert rows[rid]["state"] == "done" and rows[rid2]["state"] == "done", rows
+    assert w.failed() == before
+    w.no_leaks()

@@ -7,6 +7,7 @@ target go green and the window appear; then the key is nowhere in the DOM.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,49 @@ def focused(page: Any) -> str:
     return str(page.evaluate("document.activeElement && document.activeElement.id"))
 
 
+# A time as the page shows it: in the browser's zone, with its abbreviation. The tests run the
+# browser in New York's zone (the machine's is UTC), so the zone shown is the browser's, said.
+NY = "America/New_York"
+NY_TIME = r"\d{2}:\d{2}:\d{2}(\.\d{3})? E[SD]T"
+# Where each text of the timeline is drawn, and at what size on screen (its font size times the
+# SVG's scale): what the operator reads.
+TEXT_BOXES = """(sel) => {
+  const svg = document.querySelector(sel);
+  const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+  const outer = svg.getBoundingClientRect();
+  return [...svg.querySelectorAll("text")].map((t) => {
+    const r = t.getBoundingClientRect();
+    return { text: t.textContent, x: r.x, y: r.y, w: r.width, h: r.height,
+             px: parseFloat(getComputedStyle(t).fontSize) * scale,
+             inside: r.x >= outer.x - 0.5 && r.right <= outer.right + 0.5 && r.y >= outer.y - 0.5
+               && r.bottom <= outer.bottom + 0.5 };
+  });
+}"""
+
+
+def assert_legible_and_apart(page: Any, sel: str = "#timeline svg") -> list[dict[str, Any]]:
+    """Every label of the timeline at >= 12 px on screen, inside the picture, and no two touching."""
+    boxes: list[dict[str, Any]] = page.evaluate(TEXT_BOXES, sel)
+    assert boxes, "no text in the timeline"
+    for b in boxes:
+        assert b["px"] >= 12, b
+        assert b["inside"], b
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            apart = a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"] or a["y"] + a["h"] <= b["y"]
+            apart = apart or b["y"] + b["h"] <= a["y"]
+            assert apart, f"{a['text']!r} overlaps {b['text']!r}: {a} {b}"
+    return boxes
+
+
+def save_shot(page: Any, tmp_path: Path, name: str, **kw: Any) -> None:
+    """A screenshot in the test's directory, and in $ROTATOR_PAGE_SHOTS when set (to look at)."""
+    page.screenshot(path=str(tmp_path / name), **kw)
+    if shots := os.environ.get("ROTATOR_PAGE_SHOTS"):
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(shots) / name), **kw)
+
+
 def test_rotate_from_the_page_with_the_keyboard(
     page_service: tuple[ServiceProc, Path, bool], standin: AdjutorStandIn, tmp_path: Path
 ) -> None:
@@ -68,7 +112,7 @@ def test_rotate_from_the_page_with_the_keyboard(
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            page = browser.new_page()
+            page = browser.new_page(timezone_id=NY, viewport={"width": 1280, "height": 800})
             # Any script error or CSP violation is a problem; the refused key's 422 is expected.
             page.on(
                 "console",
@@ -109,19 +153,51 @@ def test_rotate_from_the_page_with_the_keyboard(
                 assert checks.nth(i).locator(".status").get_attribute("data-status") == "ok"
             assert "Reset app key" in page.inner_text("#instruction")
             assert focused(page) == "key"  # ready for the paste
+            # The buttons say what they do (the service's words); before the reset, Cancel writes nothing.
+            assert page.inner_text("#rotate-btn") == "Rotate: probe this key, then write it everywhere"
+            assert page.inner_text("#cancel-btn") == "Cancel (close this armed rotation; nothing is written)"
+            assert re.search(rf"closes itself at {NY_TIME} if no key comes", page.inner_text("#expires"))
+            assert page.is_hidden("#reset-status")
 
             # The operator resets the key in the dashboard, and pastes it with a typo first.
             # The reset watch sees the old key refused (within watch_interval, 0.5 s) and the page counts.
             new_key = standin.reset()
             page.wait_for_selector("#reset-status:has-text('The old key stopped working')")
+            # The banner cannot be missed: at the top of the window, large, red, with a running counter.
+            banner = page.locator("#reset-status")
+            box = banner.bounding_box()
+            assert box is not None and box["y"] < 120 and box["width"] >= 600, box
+            head_px = page.evaluate("parseFloat(getComputedStyle(document.querySelector('.banner-head')).fontSize)")
+            assert head_px >= 28, head_px
+            assert page.evaluate("getComputedStyle(document.querySelector('#reset-status')).backgroundColor") == (
+                "rgb(179, 38, 30)"
+            )
+            assert re.search(rf"Reset seen at {NY_TIME}: every consumer", page.inner_text("#reset-detail"))
+            first = page.inner_text("#reset-ago")
+            page.wait_for_timeout(350)
+            assert page.inner_text("#reset-ago") != first and page.title().startswith("OUTAGE ")
+            # Once the reset is seen, Cancel says it ends nothing.
+            assert "consumers keep failing" in page.inner_text("#cancel-btn")
             wrong = new_key[:-1] + ("x" if new_key[-1] != "x" else "y")
             page.keyboard.type(wrong)
             page.keyboard.press("Enter")
             page.wait_for_selector("#key-status:has-text('Refused')")
-            # The counter ticks every 100 ms on its own line: the refusal stays readable (it was overwritten).
+            # The counter ticks every 100 ms apart from the refusal: the refusal stays readable, and a
+            # refused paste does not end the outage: the banner stays, still counting, still in view.
             page.wait_for_timeout(350)
             assert page.inner_text("#key-status").startswith("Refused"), page.inner_text("#key-status")
-            assert "s ago" in page.inner_text("#reset-status")
+            assert page.is_visible("#reset-status") and page.inner_text("#reset-ago").endswith("s ago")
+            # Below the banner, the key field and the refusal are in view (the banner pushed the page down).
+            box = banner.bounding_box()
+            assert box is not None
+            top = box["y"] + box["height"]
+            for sel in ("#key", "#key-status"):
+                b = page.locator(sel).bounding_box()
+                assert b is not None and top <= b["y"] and b["y"] + b["height"] <= 800, (sel, b, box)
+            page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+            box = banner.bounding_box()
+            assert box is not None and 0 <= box["y"] < 40, box  # sticky: still at the top of the window
+            save_shot(page, tmp_path, "page-reset-seen.png")
             assert page.input_value("#key") == ""
             assert focused(page) == "key"  # still armed: paste again
             assert env_key(root / "worker/.env") == old_key  # nothing written
@@ -132,12 +208,27 @@ def test_rotate_from_the_page_with_the_keyboard(
             page.wait_for_selector("#result-h:focus")
             assert page.is_hidden("#reset-status")  # the key came: the counter stopped
             assert "Done" in page.inner_text("#result-h")
+            assert page.title() == "rotator · rotate the Adjutor API key"
             window = page.inner_text("#window")
             assert window.endswith("ms") or window.endswith("s")
+            # The outage (what the consumers saw) leads, larger than the window; seen by the watch, it is
+            # no bound; its sum says when the reset was seen and the key came, in the browser's zone.
+            outage = page.inner_text("#outage")
+            assert outage.endswith("ms") and not outage.startswith("≥"), outage
+            order = page.evaluate("[...document.querySelectorAll('#result > *')].map((e) => e.id || e.className)")
+            assert order[:3] == ["result-h", "outage-lead", "outage-sum"] and "window" in order[3:5], order
+            size = "(s) => parseFloat(getComputedStyle(document.querySelector(s)).fontSize)"
+            assert page.evaluate(size, "#outage-lead") > page.evaluate(size, "#result .window") * 1.3
+            assert re.search(rf"reset seen {NY_TIME} → key received {NY_TIME}", page.inner_text("#result"))
+            # Said once (issue 27): the headline and the window, not again as "every target holds the new key".
+            assert page.inner_text("#result").count("every target holds the new key") == 1
+            assert "null" not in page.inner_text("#result")
             # The typo is a refused paste, not part of the window; the timeline is drawn (inline SVG).
             assert "Refused pastes before the accepted key: 1" in page.inner_text("#result")
             assert page.locator("#timeline svg").count() == 1
             assert "key received" in page.inner_text("#timeline")
+            texts = [b["text"] for b in assert_legible_and_apart(page)]
+            assert any(t.startswith("R reset seen") for t in texts) and any(t.startswith("x refused") for t in texts)
 
             # Each target went green, with its time.
             for name in expected:
@@ -159,10 +250,12 @@ def test_rotate_from_the_page_with_the_keyboard(
             page.locator("#history tbody td", has_text=PLAN_NAME).first.wait_for(timeout=10_000)
             assert PLAN_NAME in page.inner_text("#history")
             assert "ada (web, 127.0.0.1)" in page.inner_text("#history")
+            assert re.search(rf"\d{{4}}-\d{{2}}-\d{{2}} {NY_TIME}", page.inner_text("#history tbody td"))
             with svc.client() as c:
                 row = c.get("/api/history").json()["rotations"][0]
             assert (row["reason"], row["operator"]) == ("planned rotation", "ada (web, 127.0.0.1)")
-            page.screenshot(path=str(tmp_path / "page-after-rotation.png"), full_page=True)
+            save_shot(page, tmp_path, "page-after-rotation.png", full_page=True)
+            page.locator("#timeline").screenshot(path=str(tmp_path / "page-timeline.png"))
         finally:
             browser.close()
     assert problems == [], problems  # no CSP violation, no script error
@@ -342,3 +435,173 @@ def test_a_rotation_armed_elsewhere_is_shown_with_its_holder_and_closed_from_the
         holder.stop()
         here.stop()
     assert problems == [], problems
+
+
+def _crowded_report(names: list[str], *, refused: list[float], reset: float | None, window: float) -> dict[str, Any]:
+    """A report dict whose marks crowd each other (times in s after the key)."""
+    targets = []
+    for i, name in enumerate(names):
+        a = 0.002 + i * window / (len(names) + 1)
+        targets.append(
+            {
+                "name": name,
+                "kind": "backend" if i < 2 else "consumer",
+                "primary": i == 0,
+                "status": "ok" if i % 3 else "failed",
+                "started": a,
+                "finished": a + window / 3,
+                "phases": {"write": [a, a + window / 6], "read_back": [a + window / 6, a + window / 3]},
+            }
+        )
+    return {
+        "window_seconds": window,
+        "key_received_at": 1000.0,
+        "reset": {"at": 1000.0 + reset} if reset is not None else None,
+        "refused_keys": [{"at": 1000.0 + r} for r in refused],
+        "steps": {"probe": 0.001},
+        "targets": targets,
+    }
+
+
+def test_timeline_labels_are_legible_and_never_overlap_however_the_marks_crowd(tmp_path: Path) -> None:
+    """The timeline's SVG (rotator.timeline, as the page shows it, with the page's stylesheet) in
+    Chromium: marks on top of each other (a reset placed at the key's arrival, refused pastes a few ms
+    apart, a window of 1 ms), long target names, a broken axis: every label >= 12 px on screen,
+    inside the picture, and no two labels touching."""
+    sync_playwright = _need_browser()
+    from rotator.timeline import build, render_svg
+
+    css = (Path(__file__).parent.parent / "rotator/service/static/style.css").read_text()
+    long = "a-consumer-with-a-very-long-name-indeed-" * 3
+    cases = {
+        "reset-at-the-key": _crowded_report(["store", "api-env", "hook"], refused=[], reset=0.0, window=0.05),
+        "pastes-crowd": _crowded_report(
+            ["store", "api-env", long], refused=[-0.03, -0.02, -0.01, -0.005, -0.001], reset=-0.04, window=0.001
+        ),
+        "broken-axis": _crowded_report(
+            [f"consumer-{i:02d}" for i in range(12)], refused=[-6.5, -6.49, -0.2], reset=-7.004, window=0.178
+        ),
+        "no-reset": _crowded_report(["store"], refused=[], reset=None, window=12.5),
+    }
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            for name, report in cases.items():
+                tl = build(report)
+                assert tl is not None
+                page.set_content(
+                    f"<html><head><style>{css}</style></head><body><main><section>"
+                    f'<figure id="timeline">{render_svg(tl)}</figure></section></main></body></html>'
+                )
+                boxes = assert_legible_and_apart(page)
+                texts = " | ".join(b["text"] for b in boxes)
+                assert "K key received 0 ms" in texts and "E window's end" in texts, texts
+                assert ("R reset seen" in texts) is (report["reset"] is not None), texts
+                assert texts.count("x refused paste") == len(report["refused_keys"]), texts
+                if name == "pastes-crowd":
+                    assert "…" in texts  # the long name is cut to its column (its <title> says it whole)
+                page.locator("#timeline").screenshot(path=str(tmp_path / f"timeline-{name}.png"))
+                if shots := os.environ.get("ROTATOR_PAGE_SHOTS"):
+                    page.locator("#timeline").screenshot(path=str(Path(shots) / f"timeline-{name}.png"))
+        finally:
+            browser.close()
+
+
+def test_an_outage_known_only_as_a_lower_bound_is_shown_as_one(tmp_path: Path, standin: AdjutorStandIn) -> None:
+    """The key is pasted before the reset watch looks again (every 30 s here): the reset is placed
+    at the key's arrival, so the consumers' outage was at least what rotator measured. The page
+    says "≥ N ms" and why, never a bare figure that reads as the whole outage."""
+    sync_playwright = _need_browser()
+    plan = write_plan(tmp_path, standin)
+    plan.write_text(plan.read_text().replace("[probe]\n", "[probe]\nwatch_interval = 30\n", 1))
+    svc = ServiceProc(["--plans", str(plan), "--db", f"sqlite:///{tmp_path / 'journal.db'}", "--no-scheduler"])
+    problems: list[str] = []
+    try:
+        svc.wait_ready()
+        with sync_playwright() as p:
+            browser = _browser(p)
+            try:
+                page = browser.new_page(timezone_id=NY)
+                _sign_in(page, svc.url, problems)
+                page.click("#arm-btn")
+                page.wait_for_selector("#key:focus")
+                page.fill("#key", standin.reset())  # reset and paste at once: the watch has not looked since
+                page.keyboard.press("Enter")
+                page.wait_for_selector("#result-h:focus", timeout=30_000)
+                found = re.search(r"· rotation (\S+)", page.inner_text("#result"))
+                assert found, page.inner_text("#result")
+                rid = found.group(1)
+                outage = page.inner_text("#outage")
+                assert outage.startswith("≥ ") and outage.endswith(" ms"), outage
+                bound = page.inner_text("#outage-bound")
+                assert bound.startswith("At least: the reset was not seen before the key arrived"), bound
+                assert re.search(rf"by the key's arrival at {NY_TIME}, so the consumers failed for longer", bound)
+                assert "null" not in page.inner_text("#result")
+                # The timeline says the reset's time is a bound too (not "seen"), its labels apart.
+                texts = " | ".join(b["text"] for b in assert_legible_and_apart(page))
+                assert "R reset at the latest 0 ms" in texts and "reset seen" not in texts, texts
+                save_shot(page, tmp_path, "page-outage-lower-bound.png", full_page=True)
+            finally:
+                browser.close()
+        with svc.client() as c:
+            report = c.get(f"/api/rotations/{rid}").json()["report"]
+        # What the page read: the report's bound when it has one (`outage_bound`), else the reset placed
+        # at the key's arrival (`reset.inferred`).
+        assert report["reset"]["inferred"] is True, report
+        if report.get("outage_bound") is not None:
+            assert report["outage_bound"]["at_least"] == pytest.approx(
+                float(outage[2:-3].replace(",", "")) / 1000, abs=2e-4
+            )
+    finally:
+        svc.stop()
+    assert problems == [], problems
+
+
+def test_history_folds_routine_syncs_shows_repairs_and_greys_skipped_ones(
+    page_service: tuple[ServiceProc, Path, bool], standin: AdjutorStandIn, tmp_path: Path
+) -> None:
+    """Three syncs that found nothing are one line; the one that repaired drift names the
+    backend with its fingerprints; a sync skipped while a rotation held the plan is grey."""
+    from rotator.secret import fingerprint
+    from tests.test_service import write_env
+
+    sync_playwright = _need_browser()
+    svc, root, _ = page_service
+    with svc.client() as c:
+        for _ in range(3):
+            assert c.post(f"/api/plans/{PLAN_NAME}/sync", json={}).json()["state"] == "done"
+        edited = "sk_test_edited0by0hand000000"
+        write_env(root / "worker/.env", edited)
+        assert c.post(f"/api/plans/{PLAN_NAME}/sync", json={}).json()["state"] == "done"
+        armed = c.post(f"/api/plans/{PLAN_NAME}/arm", json={})
+        assert armed.status_code == 201, armed.text
+        skipped = c.post(f"/api/plans/{PLAN_NAME}/sync", json={})
+        assert skipped.status_code == 409 and skipped.json()["skipped"] is True, skipped.text
+        c.post(f"/api/rotations/{armed.json()['id']}/close", json={})
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(svc.url + "/")
+            page.wait_for_selector("#token:focus")
+            page.keyboard.type(TOKEN)
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#history-section:not([hidden])")
+            page.wait_for_selector("#history tbody tr.folded")
+            rows = page.locator("#history tbody tr")
+            texts = [rows.nth(i).inner_text() for i in range(rows.count())]
+            assert any("3 syncs, no drift since" in t for t in texts), texts
+            key = standin.current_key
+            repaired = f"drift repaired: worker-env ({fingerprint(edited)} → {fingerprint(key)})"
+            assert sum(repaired in t for t in texts) == 1, texts
+            cell = page.locator('#history [data-status="skipped"]')
+            assert cell.count() == 1 and "st-skipped" in (cell.get_attribute("class") or "")
+            color = cell.evaluate("e => getComputedStyle(e).color")
+            assert color == "rgb(91, 100, 117)", color  # --muted: grey, not the failure red
+            assert page.locator('#history [data-status="failed"]').count() == 0
+        finally:
+            browser.close()
+    assert problems == []

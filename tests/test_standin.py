@@ -22,6 +22,7 @@ import pytest
 
 from rotator.secret import fingerprint
 from rotator.testing.adjutor import ADMIN_HEADER, MODELS_PATH, AdjutorStandIn
+from tests.timing import scaled
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,6 +32,7 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def wait_for_file(path: Path, proc: subprocess.Popen[Any], timeout: float = 10.0) -> dict[str, Any]:
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():
@@ -64,7 +66,7 @@ def test_reset_revokes_the_old_key_at_once(api: AdjutorStandIn, client: httpx.Cl
     assert api.current_key == new
     refused = client.get(api.models_url, headers=bearer(old))
     assert refused.status_code == 401
-    assert refused.json() == {"status": "error", "message": "Invalid token"}
+    assert refused.json() == {"status": 401, "message": "Invalid token"}
     assert client.get(api.models_url, headers=bearer(new)).status_code == 200
     assert (api.requests, api.authorized, api.unauthorized) == (3, 2, 1)
 
@@ -92,7 +94,7 @@ def test_success_envelope_charges_the_wallet(api: AdjutorStandIn, client: httpx.
 def test_unavailable_answers_503_until_switched_back(api: AdjutorStandIn, client: httpx.Client) -> None:
     api.unavailable = True
     response = client.get(api.models_url, headers=bearer(api.current_key))
-    assert response.status_code == 503 and response.json()["status"] == "error"
+    assert response.status_code == 503 and response.json()["status"] == 503
     api.unavailable = False
     assert client.get(api.models_url, headers=bearer(api.current_key)).status_code == 200
     assert api.unavailable_served == 1
@@ -266,7 +268,7 @@ def test_an_app_lacking_a_service_answers_403_there(org: AdjutorStandIn, client:
     karma = f"{org.url}{KARMA}0zspgifzbo.ga"
     assert client.get(karma, headers=bearer(org.key_of("payments-green"))).json()["meta"]["app"] == "payments-green"
     lacking = client.get(karma, headers=bearer(org.key_of("reports")))
-    assert lacking.status_code == 403 and lacking.json()["status"] == "error"
+    assert lacking.status_code == 403 and lacking.json()["status"] == 403
     assert client.get(org.models_url, headers=bearer(org.key_of("reports"))).status_code == 200
     assert client.get(karma, headers=bearer("sk_test_wrong")).status_code == 401  # a bad key is still 401
     assert client.get(f"{org.url}/v2/creditbureaus/crc/1", headers=bearer(org.current_key)).status_code == 404

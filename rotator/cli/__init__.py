@@ -15,12 +15,17 @@ import os
 import sys
 from typing import NoReturn
 
+# First, before click and the commands load: a Ctrl-C meanwhile is one line and exit 130.
+from rotator.cli import _startup
+
+# isort: split
 import click
 
-from rotator.cli import alternating, commands, journal_view, output, rotate
+from rotator.cli import adopt, alternating, commands, init, journal_view, output, reference, rotate, status
 from rotator.cli.context import Context, Fail, err
-from rotator.errors import CommandError, PlanError
+from rotator.errors import CommandError, PlanError, RotatorError
 from rotator.exitcodes import Exit
+from rotator.proxy.command import proxy
 from rotator.service.command import serve
 
 __all__ = ["Context", "Fail", "cli", "err", "main"]
@@ -35,7 +40,7 @@ Environment:
   ROTATOR_HOST            `serve`: address to listen on (as --host)
   ROTATOR_PORT            `serve`: port to listen on (as --port)
 A plan's `{ env = "NAME" }` settings read NAME from the environment too.
-Exit codes: see the README's table (0 done, 1 a bug, 2 bad input, 130 interrupted...)."""
+Exit codes: `rotator help exit-codes` (0 done, 1 a bug, 2 bad input, 130 interrupted...)."""
 
 
 @click.group(
@@ -72,6 +77,7 @@ def _fail(message: str, code: int, extra: object = None, summary: str | None = N
 def main(argv: list[str] | None = None) -> None:
     """Run the command; map every outcome to its exit code (the one place that does)."""
     os.umask(0o077)  # anything rotator creates is private to its user
+    _startup.default_sigint()
     output.reset()
     try:
         rv = cli.main(args=argv, prog_name="rotator", standalone_mode=False)
@@ -80,10 +86,10 @@ def main(argv: list[str] | None = None) -> None:
         summary = exc.problems[0] if n == 1 else f"the plan has {n} problems (see `problems`)"
         _fail("\n".join(exc.problems), Exit.PLAN_INVALID, {"problems": exc.problems}, summary)
     except CommandError as exc:
-        _fail(f"rotator: {exc}", exc.code, exc.report)
+        _fail(f"rotator: {exc}", exc.exit_code, exc.report)
     except (click.exceptions.Abort, KeyboardInterrupt):
         # Commands that write catch Ctrl-C themselves and say what they left (commands.run_flow).
-        _fail("rotator: interrupted; nothing was written", Exit.INTERRUPTED)
+        _fail(_startup.INTERRUPTED_LINE, Exit.INTERRUPTED)
     except click.UsageError as exc:
         hint = f" (try '{exc.ctx.command_path} -h')" if exc.ctx is not None else ""
         _fail(f"rotator: {exc.format_message()}{hint}", Exit.PLAN_INVALID)
@@ -92,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - logged at debug; the operator gets one line
+        if isinstance(exc, RotatorError) and exc.exit_code is not None:  # RotationError, NotArmed: their own code
+            _fail(f"rotator: {exc}", exc.exit_code)
         from rotator.cli.context import db_reason, is_db_error
         from rotator.logs import get_logger
 
@@ -103,18 +111,47 @@ def main(argv: list[str] | None = None) -> None:
 
 
 for command in (
+    init.init,
     commands.check,
     rotate.rotate,
     commands.resume,
     alternating.rekey,
     alternating.rollback,
-    alternating.status,
+    status.status,
     commands.sync,
+    adopt.adopt,
     journal_view.history,
     journal_view.show,
     commands.plugins,
     commands.completion,
     commands.demo,
     serve,
+    proxy,
+    reference.schema,
+    reference.help_topic,
 ):
     cli.add_command(command)
+
+# `rotator --help` lists each command on one short, complete line (click would clip the docstring).
+SHORT_HELP = {
+    "check": "Validate plans (no network).",
+    "rotate": "Arm, take the new key, write it everywhere.",
+    "resume": "Finish an interrupted or partial rotation.",
+    "rekey": "Alternating: re-key the standby app.",
+    "rollback": "Alternating: undo the last promote.",
+    "status": "Each key works, refused or unchecked; drift, lock.",
+    "sync": "Copy the primary's key to backends that differ.",
+    "history": "List recent rotations and syncs.",
+    "show": "Print one rotation's audit trail.",
+    "plugins": "List installed plugins, or a plan's targets.",
+    "completion": "Print the shell completion script.",
+    "demo": "Run whole rotations against local stand-ins.",
+    "serve": "Run the service: schedules, API, web page.",
+    "schema": "Print the plan's JSON Schema.",
+    "help": "Print exit codes, or every plan setting.",
+    "init": "Write a commented starter plan.",
+    "proxy": "Serve the API locally with the key; hold refused calls.",
+    "adopt": "Record when the key in use was set (its age).",
+}
+for name, command in cli.commands.items():
+    command.short_help = SHORT_HELP.get(name, command.short_help)

@@ -1,4 +1,4 @@
-"""Alternating plans on the terminal: `rotate` (planned, `--incident`), `rekey`, `rollback`, `status`.
+"""Alternating plans on the terminal: `rotate` (planned, `--incident`), `rekey`, `rollback`.
 
 The flows are `rotator.pipeline`'s (the service calls the same ones); this
 module is their terminal: the `Operator` that shows which app to reset and why
@@ -9,9 +9,8 @@ and the printing of the slots.
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,62 +21,9 @@ from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
-    from rotator.pipeline.ask import ResetAsk
-    from rotator.pipeline.session import Listener
     from rotator.pipeline.slots import Alternating
     from rotator.plan import Plan
     from rotator.report import Report
-
-MAX_PASTES = 5  # pastes that are not a key (empty, wrong shape) before giving up on one reset
-KEEP_WARM_EVERY = 15.0
-
-
-class LineStdin:
-    """Keys piped in, one a line (an alternating flow may ask for two); read on the
-    event loop, so Ctrl-C ends the wait at once (`rotator.cli.key_input.Prompt`)."""
-
-    name = "stdin"
-
-    def __init__(self) -> None:
-        from rotator.cli.key_input import Lines
-
-        self.lines = Lines(sys.stdin.fileno())
-
-    async def read(self) -> bytes | None:
-        line = await self.lines.readline()
-        return line or None
-
-
-def terminal_listener(*, key_stdin: bool) -> Listener:
-    """What the operator sees of the flow's asks on this terminal (stderr)."""
-    from rich.markup import escape
-
-    from rotator.pipeline.session import Listener
-
-    class Terminal(Listener):
-        def asked(self, ask: ResetAsk) -> None:
-            if ask.refused:
-                err().print(f"[red]✗ {escape(ask.refused)}[/]")
-            where = "the standby" if ask.slot == "standby" else "the ACTIVE key"
-            err().print(f"[bold]Reset {escape(ask.app)}[/] (its new key becomes {where}):")
-            err().print(f"  1. Adjutor dashboard → {escape(ask.instruction)}")
-            err().print("  2. Copy the new key the dashboard shows.")
-            err().print(
-                "  3. " + ("Pipe it in: reading one line from stdin." if key_stdin else "Paste it here (hidden).")
-            )
-
-        def rejected(self, message: str) -> None:
-            err().print(f"[red]✗ {escape(message)}[/]" + ("" if key_stdin else ": paste it again"))
-
-        def received(self, fingerprint: str, warnings: list[str]) -> None:
-            for w in warnings:
-                err().print(f"[yellow]! {escape(w)}[/]")
-            err().print(f"key received: fingerprint {fingerprint}")
-
-        def notice(self, line: str) -> None:
-            err().print(f"[bold red]! {escape(line)}[/]")
-
-    return Terminal()
 
 
 async def run(
@@ -86,44 +32,50 @@ async def run(
     *,
     flow: str,
     key_stdin: bool = False,
+    clipboard: bool = False,
     reason: str = "",
     quiet: bool = False,
     choice: str | None = None,
+    seen: dict[str, Any] | None = None,
 ) -> Report:
     """Arm, say what the flow will do, run it, disarm.  `flow`: rotate | incident | rekey | rollback.
 
     The flow runs in an `ArmedSession` (its flow hook, `pipeline.alternating_flow`), as the
-    service runs it; the keys come from the terminal only (a hidden prompt, or stdin one a line)."""
-    from rotator.cli.key_input import Prompt
+    service runs it; the keys come from the terminal: a hidden prompt, stdin one a line, or the
+    clipboard (raced with the prompt on a terminal), the same sources as a single-app rotation's."""
+    from rotator.cli.key_input import Clipboard, clipboard_source, done_with_clipboard, feed_terminal
+    from rotator.cli.terminal import flow_listener
     from rotator.errors import RotationError
-    from rotator.pipeline import slots
     from rotator.pipeline.alternating import IncidentChoice
     from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName
+    from rotator.pipeline.ask import KEEP_WARM_EVERY, MAX_PASTES
     from rotator.pipeline.session import ArmedSession, NotArmed
     from rotator.pipeline.state import RotationState
 
-    kind = {"incident": "rotate"}.get(flow, flow)
+    seen = seen if seen is not None else {}
+    kind = FlowName(flow).kind
     state = RotationState(plan, journal, kind=kind, reason=reason or flow, progress_fn=progress(quiet))
     the_flow = AlternatingFlow(FlowName(flow), IncidentChoice(choice) if choice else None)
+    clip = Clipboard(clipboard_source(plan)) if clipboard else None
     session = ArmedSession(
         state,
-        terminal_listener(key_stdin=key_stdin),
+        flow_listener(key_stdin=key_stdin, clipboard=clipboard),
         flow=the_flow,
         keep_warm_every=KEEP_WARM_EVERY,  # the operator may take minutes in the dashboard
         handed_keys=False,  # the terminal's sources only: their end ends the ask
         max_pastes=1 if key_stdin else MAX_PASTES,
     )
     try:
+        seen["state"] = state
         await session.arm(start=False)
         alt = the_flow.alt
         assert alt is not None
-        if flow != "rollback" and not key_stdin and not sys.stdin.isatty():
-            raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
-        err().print(f"slots: {alt.describe()}")
-        if flow in ("rotate", "incident"):
-            err().print(the_flow.plan_line)
+        seen["token"] = alt.slots.token  # what the slots were at arm: an interruption says what changed since
         if flow != "rollback":
-            session.feed(LineStdin() if key_stdin else Prompt())
+            await feed_terminal(session, alt.slots.active, key_stdin=key_stdin, clip=clip)
+        err().print(f"slots: {alt.describe()}")
+        if flow in ("rotate", "incident") or the_flow.continuing:
+            err().print(the_flow.plan_line)
         session.start()
         report = await session.wait()
         if report is not None:
@@ -132,18 +84,80 @@ async def run(
             raise session.error
         raise Fail(f"the flow was closed: {session.closed_reason}", Exit.ERROR)
     except NotArmed as exc:
-        raise Fail(str(exc), exc.code) from None
+        raise Fail(str(exc), exc.exit_code) from None
     except (RotationError, Fail) as exc:
-        code = exc.exit_code if isinstance(exc, RotationError) else exc.code
-        line = str(exc)
-        alt = the_flow.alt
-        if alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
-            from rotator.pipeline.slot_status import left_lines
-
-            line += "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
-        raise Fail(line, code, getattr(exc, "report", None)) from None
+        line = _what_is_left(str(exc), plan, the_flow.alt, flow)
+        raise Fail(line, exc.exit_code, getattr(exc, "report", None)) from None
     finally:
         await session.release()
+        if clip is not None:
+            await done_with_clipboard(clip)
+
+
+def _what_is_left(line: str, plan: Plan, alt: Alternating | None, flow: str) -> str:
+    """A flow stopped: its one line, and what is left to do (an open incident, a re-key after a promote)."""
+    from rotator.pipeline import leaked, slots
+
+    if alt is not None and (line_left := leaked.continuing(alt)) is not None:
+        return line + f"; incident open: {line_left}: `rotator rotate {plan.path} --incident` continues it"
+    if alt is not None and flow != "rollback" and alt.next() is slots.Next.REKEY and not alt.behind:
+        from rotator.pipeline.slot_status import left_lines
+
+        return line + "; " + "; ".join(left_lines(plan, alt, []))  # stopped after its promote: say what is left
+    return line
+
+
+def run_cli(plan: Plan, journal: Journal, **kw: Any) -> Report:
+    """`run` on its own event loop; Ctrl-C or SIGTERM ends it with one truthful line (`interrupted_line`)."""
+    import signal
+
+    seen: dict[str, Any] = {}
+
+    def terminated(signum: int, frame: Any) -> None:
+        seen["terminated"] = True
+        # As Ctrl-C: asyncio.run's SIGINT handler cancels the main task, which ends with KeyboardInterrupt.
+        # Raised here instead, it would land in whatever task runs (a probe of the reset watch), and
+        # that task's exception would be logged as a traceback after the interrupted line.
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint) and on_sigint is not signal.default_int_handler:
+            on_sigint(signal.SIGINT, frame)
+            return
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        return asyncio.run(run(plan, journal, seen=seen, **kw))
+    except KeyboardInterrupt:
+        prefix = "terminated (SIGTERM)" if seen.get("terminated") else "interrupted"
+        raise Fail(interrupted_line(plan, journal, seen, prefix), Exit.INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_line(plan: Plan, journal: Journal, seen: dict[str, Any], prefix: str) -> str:
+    """What an interrupted alternating flow left, from the slots as they are now (read again) and the
+    journal: what moved, what is left, the command that finishes it; never "nothing was written" unless so."""
+    from rotator.errors import RotationError
+    from rotator.pipeline.slot_status import left_lines, survey
+
+    if "token" not in seen:
+        return f"{prefix} while arming: nothing was written"
+    try:
+        alt = asyncio.run(survey(plan))
+    except (RotationError, Exception):  # noqa: BLE001 - the line says it could not tell
+        state = seen.get("state")
+        rid = getattr(state, "id", "") or "?"
+        return (
+            f"{prefix}: the slots could not be read again to say what moved; `rotator status {plan.path}` shows "
+            f"them, `rotator show {rid}` what was journaled"
+        )
+    rows = [{"id": r.id, "state": r.state, "resume": f"rotator resume {r.id}"} for r in journal.unfinished(plan.name)]
+    left = left_lines(plan, alt, rows)
+    changed = alt.slots.token != seen["token"]
+    what = f"the slots changed: {alt.describe()}" if changed else "the slots are as they were"
+    if not changed and not rows:
+        return f"{prefix} while waiting for the key: nothing was written ({alt.describe()})"
+    return f"{prefix}: {what}" + ("; left: " + "; ".join(left) if left else "; nothing is left to do")
 
 
 def print_summary(report: Report) -> None:
@@ -199,15 +213,34 @@ def _alternating_plan(plan_path: str, what: str) -> Plan:
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
 @click.option("--key-stdin", is_flag=True, help="Read the key from standard input (one line) instead of a prompt.")
+@click.option(
+    "--key-from",
+    type=click.Choice(["prompt", "stdin", "clipboard"]),
+    default=None,
+    help="Where the new key comes from: a hidden prompt (default), stdin, or the clipboard (raced with the prompt).",
+)
 @click.option("--reason", default="", help="Why (journaled).")
 @output.json_option
 @output.verbose_option
 @output.quiet_option
 @click.pass_obj
-def rekey(ctx: Context, plan_path: str, key_stdin: bool, reason: str, as_json: bool, quiet: bool) -> int:
+def rekey(
+    ctx: Context, plan_path: str, key_stdin: bool, key_from: str | None, reason: str, as_json: bool, quiet: bool
+) -> int:
     """Alternating plans: reset the standby app (no consumer uses it) and store its new key as the standby."""
+    if key_stdin and key_from not in (None, "stdin"):
+        raise Fail(f"--key-stdin and --key-from {key_from} disagree: pick one", Exit.PLAN_INVALID)
     plan = _alternating_plan(plan_path, "rekey")
-    report = asyncio.run(run(plan, ctx.journal, flow="rekey", key_stdin=key_stdin, reason=reason, quiet=quiet))
+    source = "stdin" if key_stdin else (key_from or "prompt")
+    report = run_cli(
+        plan,
+        ctx.journal,
+        flow="rekey",
+        key_stdin=source == "stdin",
+        clipboard=source == "clipboard",
+        reason=reason,
+        quiet=quiet,
+    )
     return finish_alternating(report, as_json, plan)
 
 
@@ -221,66 +254,18 @@ def rekey(ctx: Context, plan_path: str, key_stdin: bool, reason: str, as_json: b
 def rollback(ctx: Context, plan_path: str, reason: str, as_json: bool, quiet: bool) -> int:
     """Alternating plans: undo the last promote (only before the re-key after it)."""
     plan = _alternating_plan(plan_path, "rollback")
-    report = asyncio.run(run(plan, ctx.journal, flow="rollback", reason=reason, quiet=quiet))
+    report = run_cli(plan, ctx.journal, flow="rollback", reason=reason, quiet=quiet)
     return finish_alternating(report, as_json, plan)
 
 
-@click.command()
-@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
-@output.json_option
-@output.verbose_option
-@click.pass_obj
-def status(ctx: Context, plan_path: str, as_json: bool) -> int:
-    """Alternating plans: which app is active and standby, each key's age, whether it works, what is next."""
-
-    from rich.markup import escape
-
-    from rotator.pipeline.slot_status import status_data
-
-    plan = _alternating_plan(plan_path, "status")
-    alt = _survey(plan)
-    data = status_data(plan, alt, ctx.journal)
-    if as_json:
-        output.emit(data)
-        return 0
-    from rich.console import Console
-
-    out = Console(highlight=False, emoji=False, soft_wrap=True)
-    out.print(f"[bold]{escape(plan.name)}[/]: alternating, primary {escape(plan.primary.name)}")
-    for who in ("active", "standby"):
-        s = data[who]
-        works = {True: "works on every URL", False: f"DOES NOT WORK: {s['problem']}", None: "not probed"}[s["works"]]
-        out.print(
-            f"  {who:<8} {escape(s['app'])}{'' if s['app_recorded'] else ' (inferred)'}  "
-            f"{s['fingerprint'] or '(empty)'}  {_fmt_age(s['age_s'])}  {escape(works)}"
-        )
-    out.print(
-        f"  last slot change: {data['last_step']}"
-        + ("; `rotator rollback` can undo it" if data["rollback_possible"] else "")
-    )
-    out.print(f"  next rotation: {escape(data['next'])}")
-    for line in data["left"]:
-        out.print(f"  [yellow]left: {escape(line)}[/]")
-    return 0
-
-
-def _survey(plan: Plan) -> Alternating:
+def _survey(plan: Plan, journal: Journal | None = None) -> Alternating:
     from rotator.errors import RotationError
     from rotator.pipeline.slot_status import survey
 
     try:
-        return asyncio.run(survey(plan))
+        return asyncio.run(survey(plan, journal))
     except RotationError as exc:
         raise Fail(str(exc), exc.exit_code) from None
-
-
-def _fmt_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "age unknown"
-    d, rest = divmod(int(max(seconds, 0)), 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    return (f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s}s") + " old"
 
 
 def resume_note(plan: Plan) -> None:

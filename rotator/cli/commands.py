@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import click
@@ -12,6 +11,8 @@ from rotator.cli.context import Context, Fail, err
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
+    from rotator.journal.store import RotationRow
+    from rotator.pipeline.oneshot import OneShot
     from rotator.pipeline.state import RotationState
     from rotator.report import Report
 
@@ -71,21 +72,12 @@ def check(plans: tuple[str, ...], as_json: bool) -> int:
     return int(Exit.PLAN_INVALID) if bad else 0
 
 
-async def _armed(state: RotationState, what: str, flow: Callable[[RotationState], Awaitable[Report]]) -> Report:
-    """Arm `state`, run one flow on it, disarm it; failures become one-line `Fail`s."""
-    from rotator.errors import RotationError
-    from rotator.pipeline import arm
-    from rotator.pipeline.session import not_armed_message
+async def _oneshot(state: RotationState, what: OneShot, row: RotationRow | None = None) -> Report:
+    """`pipeline.oneshot.run` (arm, run, disarm: journaled as the service journals it); a target
+    not ready or a refused arm is one line with its exit code (`cli.main` says it)."""
+    from rotator.pipeline import oneshot
 
-    try:
-        armed = await arm.run(state)
-        if not armed.ok:
-            raise Fail(not_armed_message(armed, what), Exit.PREFLIGHT_FAILED)
-        return await flow(state)
-    except RotationError as exc:
-        raise Fail(str(exc), exc.exit_code) from None
-    finally:
-        await arm.disarm(state)
+    return await oneshot.run(state, what, row=row, by=f"by {state.operator} (cli)")
 
 
 @click.command()
@@ -98,9 +90,8 @@ async def _armed(state: RotationState, what: str, flow: Callable[[RotationState]
 def resume(ctx: Context, rotation_id: str, plan_path: str | None, as_json: bool, quiet: bool) -> int:
     """Finish an interrupted or partial rotation from the key in the primary."""
 
-    from rotator import pipeline
-    from rotator.pipeline.state import RotationState
-    from rotator.report import PRIMARY_UNSURE, RESUMABLE, RunState
+    from rotator.pipeline.oneshot import OneShot, state_for
+    from rotator.report import REKEY_LEFT_LINE, RESUMABLE, RunState
 
     row = ctx.journal.get(rotation_id)
     if row is None:
@@ -111,6 +102,10 @@ def resume(ctx: Context, rotation_id: str, plan_path: str | None, as_json: bool,
         err().print(f"rotation {row.id} is already done")
         _alternating_note(plan_path or row.plan_path)
         return 0
+    if row.state == RunState.REKEY_LEFT:  # the operator's reset is left: only an alternating flow asks for it
+        err().print(f"rotation {row.id}: {REKEY_LEFT_LINE.format(plan=row.plan_path)}")
+        _alternating_note(plan_path or row.plan_path)
+        return int(Exit.NOTHING_TO_RESUME)
     if row.state not in RESUMABLE:
         raise Fail(
             f"rotation {row.id} never wrote the primary ({row.state}): the key must be entered again: "
@@ -118,10 +113,9 @@ def resume(ctx: Context, rotation_id: str, plan_path: str | None, as_json: bool,
             Exit.NOTHING_TO_RESUME,
         )
     plan = load(plan_path or row.plan_path)
-    # Killed during the primary write, or its answer lost: the write may have landed.  The primary decides.
-    unsure = row.state in PRIMARY_UNSURE
-    state = RotationState(plan, ctx.journal, id=row.id, progress_fn=progress(quiet))
-    report = run_flow(state, _armed(state, "resume", lambda s: pipeline.resume(s, row.new_fp, primary_unsure=unsure)))
+    # Killed during the primary write, or its answer lost: the write may have landed (the primary decides).
+    state = state_for(OneShot.RESUME, plan, ctx.journal, row=row, progress_fn=progress(quiet))
+    report = run_flow(state, _oneshot(state, OneShot.RESUME, row))
     code = finish(report, as_json, plan)
     _alternating_note(plan_path or row.plan_path)
     return code
@@ -151,12 +145,12 @@ def _alternating_note(plan_path: str) -> None:
 def sync(ctx: Context, plan_path: str, check_only: bool, as_json: bool, quiet: bool) -> int:
     """Copy the primary's key to every backend that differs; signal what changed."""
 
-    from rotator import pipeline
-    from rotator.pipeline.state import RotationState
+    from rotator.pipeline.oneshot import OneShot, state_for
 
     plan = load(plan_path)
-    state = RotationState(plan, ctx.journal, kind="sync", progress_fn=progress(quiet))
-    report = run_flow(state, _armed(state, "sync", pipeline.check_drift if check_only else pipeline.sync))
+    what = OneShot.CHECK if check_only else OneShot.SYNC  # a drift check is journaled as a check, as the service does
+    state = state_for(what, plan, ctx.journal, progress_fn=progress(quiet))
+    report = run_flow(state, _oneshot(state, what))
     return finish(report, as_json, plan)
 
 
@@ -199,11 +193,10 @@ def completion(shell: str) -> int:
     """Print the shell completion script: `eval "$(rotator completion bash)"` (zsh: the same; fish: `| source`)."""
     from click.shell_completion import get_completion_class
 
-    from rotator.cli import cli
-
     cls = get_completion_class(shell)
     assert cls is not None  # click ships all three
-    click.echo(cls(cli, {}, "rotator", "_ROTATOR_COMPLETE").source())
+    root = click.get_current_context().find_root().command  # the group, without importing it (a cycle)
+    click.echo(cls(root, {}, "rotator", "_ROTATOR_COMPLETE").source())
     return 0
 
 

@@ -27,10 +27,13 @@ class Context:
     def journal(self) -> Journal:
         if self._journal is None:
             from rotator.journal import Journal, default_url, safe_url
+            from rotator.journal.urls import UnsupportedJournalURL
 
             where = safe_url(self.db or default_url())
             try:
                 self._journal = Journal(self.db)
+            except UnsupportedJournalURL as exc:
+                raise Fail(f"unsupported journal URL {where}: {exc}; check --db / ROTATOR_DB", Exit.JOURNAL) from None
             except ModuleNotFoundError as exc:
                 raise Fail(
                     f"the journal ({where}) needs {exc.name}, which is not installed: "

@@ -52,18 +52,17 @@ def notify(plan: Plan, report: Report) -> list[dict[str, object]]:
 
     A dry run, or a sync or resume that found everything in place, is not news.  A
     notification that fails is one line here and never changes the exit code."""
-    from rotator.report import RunState, TargetStatus
+    from rotator.notify.policy import is_news
 
-    if not plan.notify or report.state == RunState.DRY_RUN:
-        return []
-    if report.exit_code == 0 and not any(t.status == TargetStatus.OK for t in report.targets):
+    if not plan.notify or not is_news(report):
         return []
     import asyncio
 
     from rotator.notify import notify_all
+    from rotator.notify.send import CLI_WAIT
 
-    try:
-        results = asyncio.run(notify_all(plan, report.as_dict()))
+    try:  # at most CLI_WAIT seconds: the exit and --json never wait longer for a receiver
+        results = asyncio.run(notify_all(plan, report.as_dict(), wait=CLI_WAIT))
     except Exception as exc:  # noqa: BLE001 - notify_all never raises; this is belt and braces
         err().print(f"! notifications not sent: {type(exc).__name__}", markup=False)
         return []
@@ -99,7 +98,7 @@ def run_flow(state: RotationState, flow: Awaitable[T]) -> T:
 
 def interrupted(state: RotationState, prefix: str = "interrupted") -> tuple[str, dict[str, object]]:
     """What a rotation stopped part-way left, in the words exit 5 uses; and the same for --json."""
-    from rotator.report import GOOD
+    from rotator.report import GOOD, RunKind
 
     primary = state.results.get(state.plan.primary.name)
     landed = primary is not None and primary.status in GOOD and primary.finished is not None
@@ -108,7 +107,7 @@ def interrupted(state: RotationState, prefix: str = "interrupted") -> tuple[str,
     if landed:
         details.update(resumable=True, not_finished=[r.name for r in left])
         names = ", ".join(f"{r.name} ({r.status})" for r in left) or "none (only the journal's close)"
-        what = "the new key" if state.kind == "rotate" else "the key"
+        what = "the new key" if state.kind == RunKind.ROTATE else "the key"
         return f"{prefix}: the primary holds {what}; not finished: {names}; run `rotator resume {state.id}`", details
     if state.key_journaled and state.id:
         details["resumable"] = True

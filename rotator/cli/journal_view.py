@@ -12,6 +12,8 @@ from rotator.cli.context import Context, Fail, err
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from rotator.journal import RotationRow
 
 
@@ -22,7 +24,8 @@ if TYPE_CHECKING:
 @output.verbose_option
 @click.pass_obj
 def history(ctx: Context, plan_name: str | None, limit: int, as_json: bool) -> int:
-    """List recent rotations and syncs."""
+    """List recent rotations and syncs (runs of syncs that found no drift folded into one line)."""
+    from rotator.history_fold import fold, folded_line, repaired, repaired_text
     from rotator.render import history_lines
     from rotator.report import RESUMABLE
 
@@ -36,6 +39,7 @@ def history(ctx: Context, plan_name: str | None, limit: int, as_json: bool) -> i
                     "resumable": r.state in RESUMABLE,
                     "resumed": resumed(r),
                     "span_seconds": span(r),
+                    **({"repaired": repaired(r)} if r.kind == "sync" else {}),
                 }
             )
             for r in rows
@@ -46,10 +50,17 @@ def history(ctx: Context, plan_name: str | None, limit: int, as_json: bool) -> i
         err().print("no rotations yet" + (f" of {plan_name}" if plan_name else "") + f" in {journal_where(ctx)}")
         return 0
     lines = history_lines(rows)
+    by_id = dict(zip((r.id for r in rows), lines[1:], strict=True))
     click.echo(lines[0])
-    for r, line in zip(rows, lines[1:], strict=True):
+    for r, run in fold(rows):
+        if run:
+            click.echo(folded_line(run))
+            continue
         s = span(r)
-        click.echo(line + (f"  (resumed: {s:.1f} s from the first key to done)" if resumed(r) and s else ""))
+        extra = f"  (resumed: {s:.1f} s from the first key to done)" if resumed(r) and s else ""
+        if repaired(r):
+            extra += f"  drift repaired: {repaired_text(r)}"
+        click.echo(by_id[r.id] + extra)
     return 0
 
 
@@ -126,6 +137,26 @@ def show(ctx: Context, rotation_id: str, as_json: bool) -> int:
         output.emit({"rotation": rotation, "events": [output.renamed(e) for e in events]})
         return 0
     out = Console(highlight=False, emoji=False, soft_wrap=True)
+    _print_row(out, row, events)
+    if row.report:
+        _print_report(out, row.report)
+    out.print("journal:")
+    for e in events:
+        secs = f" {e['seconds'] * 1000:.1f} ms" if e["seconds"] is not None else ""
+        fp = f" fp={e['fingerprint']}" if e["fingerprint"] else ""
+        ver = f" v={e['version']}" if e["version"] else ""
+        out.print(
+            f"  {fmt_ms(e['ts'])} {e['step']:<8} {e['target']:<20} {e['status']:<10}{secs}{fp}{ver} {escape(e['detail'] or '')}"
+        )
+    return 0
+
+
+def _print_row(out: Console, row: RotationRow, events: list[dict[str, Any]]) -> None:
+    """Who, why, when, the fingerprints, the window (counted from what starts it), a first attempt."""
+    from rich.markup import escape
+
+    from rotator.report import window_from
+
     out.print(f"[bold]{row.kind} {row.id}[/] · plan {row.plan} ({row.plan_path})")
     out.print(
         f"state: {row.state}{'' if row.exit_code is None else f' (exit {row.exit_code})'}   operator: {row.operator}   reason: {escape(row.reason or '-')}"
@@ -135,7 +166,7 @@ def show(ctx: Context, rotation_id: str, as_json: bool) -> int:
     )
     out.print(f"fingerprint: {row.old_fp or '-'} → {row.new_fp or '-'}   primary version: {row.primary_version or '-'}")
     if row.window_s is not None:
-        what = "resume start" if resumed(row) else "key received"
+        what = "resume start" if resumed(row) else window_from(row.kind, (row.report or {}).get("alternating"))
         out.print(f"window: {row.window_s * 1000:.1f} ms ({what} → last target done, this run)")
     if (first := first_attempt(events)) is not None:
         secs = first["window_seconds"]
@@ -146,29 +177,22 @@ def show(ctx: Context, rotation_id: str, as_json: bool) -> int:
         )
         if (s := span(row)) is not None:
             out.print(f"span: {s:.3f} s from the first key received to done (the interruption included)")
-    if row.report:
-        from rotator.render import outage_lines
 
-        for line in outage_lines(row.report):
-            out.print(escape(line))
-    if row.report:
-        for t in row.report.get("targets", []):
-            extra = f" v{t['version']}" if t.get("version") else ""
-            secs = f"{t['seconds'] * 1000:.1f} ms" if t.get("seconds") is not None else ""
-            out.print(
-                f"  {t['kind']:<8} {t['name']:<24} {t['status']:<11} {secs:>10}{extra}  {escape(t.get('detail') or '')}"
-            )
-        for w in row.report.get("warnings", []):
-            out.print(f"  [yellow]warning:[/] {escape(w)}")
-        from rotator.render import print_timeline
 
-        print_timeline(out, row.report)
-    out.print("journal:")
-    for e in events:
-        secs = f" {e['seconds'] * 1000:.1f} ms" if e["seconds"] is not None else ""
-        fp = f" fp={e['fingerprint']}" if e["fingerprint"] else ""
-        ver = f" v={e['version']}" if e["version"] else ""
+def _print_report(out: Console, report: dict[str, Any]) -> None:
+    """The outage, each target's line, the warnings and the timeline of a journaled report."""
+    from rich.markup import escape
+
+    from rotator.render import incident_lines, outage_lines, print_timeline
+
+    for line in incident_lines(report) + outage_lines(report):
+        out.print(escape(line))
+    for t in report.get("targets", []):
+        extra = f" v{t['version']}" if t.get("version") else ""
+        secs = f"{t['seconds'] * 1000:.1f} ms" if t.get("seconds") is not None else ""
         out.print(
-            f"  {fmt_ms(e['ts'])} {e['step']:<8} {e['target']:<20} {e['status']:<10}{secs}{fp}{ver} {escape(e['detail'] or '')}"
+            f"  {t['kind']:<8} {t['name']:<24} {t['status']:<11} {secs:>10}{extra}  {escape(t.get('detail') or '')}"
         )
-    return 0
+    for w in report.get("warnings", []):
+        out.print(f"  [yellow]warning:[/] {escape(w)}")
+    print_timeline(out, report)

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rotator.clipboard import ClipboardSource
+    from rotator.pipeline.session import ArmedSession
+    from rotator.plan import Plan
+    from rotator.plugin import Slot
     from rotator.secret import Secret
 
 
@@ -65,6 +68,79 @@ class Clipboard:
             self.source.refused(self.last)  # asked again: the session refused the last one
         self.last = await self.source.next_key()
         return self.last
+
+
+def clipboard_source(plan: Plan) -> ClipboardSource:
+    """The clipboard's source for `plan` (one line naming what to install when there is none)."""
+    from rotator.cli.context import Fail
+    from rotator.clipboard import ClipboardSource, ClipboardUnavailable, detect
+    from rotator.exitcodes import Exit
+
+    try:
+        detect()
+    except ClipboardUnavailable as exc:
+        raise Fail(f"--key-from clipboard: {exc}", Exit.PLAN_INVALID) from None
+    return ClipboardSource(key_pattern=plan.secret.key_pattern)
+
+
+async def start_clipboard(clip: Clipboard, current: str | None) -> None:
+    """Start watching; the key the clipboard holds now (`current`) is never taken as the new one."""
+    from rotator.cli.context import Fail
+    from rotator.clipboard import ClipboardUnavailable
+    from rotator.exitcodes import Exit
+
+    clip.source.current_fingerprint = current  # the current key on the clipboard is not the new one
+    try:
+        await clip.source.start()
+    except ClipboardUnavailable as exc:
+        raise Fail(f"--key-from clipboard: {exc}", Exit.PLAN_INVALID) from None
+
+
+async def done_with_clipboard(clip: Clipboard) -> None:
+    """The clipboard still holding the last key taken is cleared; watching it stops."""
+    last, clip.last = clip.last, None
+    if last is not None and await clip.source.clear_if_unchanged(last):
+        from rotator.cli.context import err
+
+        err().print("clipboard cleared (it still held the key)")
+    await clip.source.aclose()
+
+
+class LineStdin:
+    """Keys piped in, one a line (an alternating flow may ask for two); read on the
+    event loop, so Ctrl-C ends the wait at once (`rotator.cli.key_input.Prompt`)."""
+
+    name = "stdin"
+
+    def __init__(self) -> None:
+        from rotator.cli.key_input import Lines
+
+        self.lines = Lines(sys.stdin.fileno())
+
+    async def read(self) -> bytes | None:
+        line = await self.lines.readline()
+        return line or None
+
+
+async def feed_terminal(session: ArmedSession, active: Slot | None, *, key_stdin: bool, clip: Clipboard | None) -> None:
+    """An alternating flow's key sources, as a single-app rotation's: stdin one a line, or the
+    hidden prompt on a terminal, raced with the clipboard (`clip`, watched from now on; the
+    `active` slot's key on it is not a new one)."""
+    from rotator.cli.context import Fail, err
+    from rotator.exitcodes import Exit
+
+    prompt = not key_stdin and sys.stdin.isatty()
+    if not key_stdin and clip is None and not prompt:
+        raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
+    if clip is not None:
+        await start_clipboard(clip, active.fingerprint if active else None)
+        err().print(f"watching the clipboard: {clip.source.describe()}")
+    if key_stdin:
+        session.feed(LineStdin())
+    elif prompt:
+        session.feed(Prompt())
+    if clip is not None:
+        session.feed(clip)
 
 
 class Stdin:

@@ -80,7 +80,7 @@ def json_option(f: F) -> F:
         is_eager=True,
         expose_value=False,
         callback=_set_output,
-        help="json: one JSON object on stdout (see the README's JSON reference); table: text (default).",
+        help="json: one JSON object on stdout (docs/reference/json.md); table: text (default).",
     )(f)
 
 

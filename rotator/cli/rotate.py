@@ -16,15 +16,14 @@ import click
 from rotator.cli import output
 from rotator.cli.context import Context, Fail, err
 from rotator.cli.flow import finish, load, notify, progress, run_flow
-from rotator.cli.key_input import Clipboard, Prompt, Stdin
+from rotator.cli.key_input import Clipboard, Prompt, Stdin, clipboard_source, start_clipboard
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
-    from rotator.clipboard import ClipboardSource
-    from rotator.pipeline.session import Attempt
+    from rotator.pipeline.session import ArmedSession, Attempt
     from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
-    from rotator.report import Report
+    from rotator.report import ArmResult, Report
     from rotator.reset_watch import ResetDetected
     from rotator.secret import CleanKey
 
@@ -138,25 +137,10 @@ def api_down(why: str, accept_unprobed: bool) -> str:
 async def _rotate(
     state: RotationState, *, key_from: str, keep_clipboard: bool = False, dry_run: bool, quiet: bool
 ) -> Report:
-    import asyncio
-
-    from rotator.errors import RotationError
-    from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession, NotArmed, Outcome
-
-    plan = state.plan
-    clipboard = key_from == "clipboard"
     # The clipboard races the hidden prompt when there is a terminal; alone when there is none.
-    interactive = key_from == "prompt" or (clipboard and sys.stdin.isatty())
-    clip: Clipboard | None = None
-    if clipboard:
-        clip = Clipboard(_clipboard_source(plan))
-    session = ArmedSession(
-        state,
-        _terminal()(interactive),
-        max_attempts=MAX_KEY_ATTEMPTS if interactive or clipboard else 1,
-        unavailable_keeps_armed=False,  # its exit code says: rerun with --accept-unprobed
-        dry_run=dry_run,
-    )
+    interactive = key_from == "prompt" or (key_from == "clipboard" and sys.stdin.isatty())
+    clip = Clipboard(clipboard_source(state.plan)) if key_from == "clipboard" else None
+    session = _session(state, interactive=interactive, clipboard=clip is not None, dry_run=dry_run)
     tty = _TerminalModes() if interactive else None
     try:
         if interactive and not sys.stdin.isatty():
@@ -166,54 +150,128 @@ async def _rotate(
             )
         armed = await session.arm()
         if clip is not None:
-            await _start_clipboard(clip, armed.old_fingerprint)
-        if not quiet or interactive or clipboard:
-            err().print(
-                f"fingerprint now: {armed.old_fingerprint or '(no key in the primary yet)'}"
-                + (f" (version {armed.old_version})" if armed.old_version else "")
-            )
-            if (probe := state.probe_check) is not None and probe.ok is not True:
-                err().print(api_down(probe.detail, state.accept_unprobed))
-            err().print(DRY_RUN_STEPS if dry_run else dashboard_steps(interactive, clipboard))
-            if clip is not None:
-                from rotator.clipboard import HISTORY_WARNING
-
-                err().print(f"watching the clipboard: {clip.source.describe()}")
-                err().print(f"[yellow]! {HISTORY_WARNING}[/]")
-        if interactive:
-            session.feed(Prompt())
-        if clip is not None:
-            session.feed(clip)
-        if not interactive and not clipboard:
-            session.feed(Stdin())
+            await start_clipboard(clip, armed.old_fingerprint)
+        if not quiet or interactive or clip is not None:
+            _say_armed(state, armed, clip, interactive=interactive, dry_run=dry_run)
+        _feed(session, interactive, clip)
         report = await session.wait()
-        if clip is not None and clip.last is not None and report is not None and not dry_run and not keep_clipboard:
-            if report.new_fingerprint == clip.last.fingerprint and await clip.source.clear_if_unchanged(clip.last):
-                err().print("clipboard cleared (it still held the key)")
-        if session.error is not None:
-            raise session.error
-        if report is not None:
-            return report
-        attempt = session.last_refusal
-        if attempt is None:
-            raise Fail(f"the armed rotation was closed: {session.closed_reason}", Exit.ERROR)
-        if attempt.outcome is Outcome.REJECTED:
-            raise Fail(attempt.message, Exit.KEY_REFUSED, attempt.report)
-        return attempt.report
-    except NotArmed as exc:
-        raise Fail(str(exc), exc.code) from None
-    except RotationError as exc:
-        raise Fail(str(exc), exc.exit_code) from None
-    finally:
-        if (task := session.in_flight) is not None and not task.done():
-            task.cancel()  # Ctrl-C mid-write: stop the writes before the clients close under them
-            await asyncio.gather(task, return_exceptions=True)
-        await session.release()
-        if clip is not None:
-            clip.last = None
-            await clip.source.aclose()
-        if tty is not None:
-            tty.restore()
+        if clip is not None and report is not None and not dry_run and not keep_clipboard:
+            await _clear_clipboard(clip, report)
+        return _outcome(session, report)
+    finally:  # a refused arm (NotArmed, RotationError) is one line with its code: `cli.main`
+        await _end(session, clip, tty)
+
+
+def _session(state: RotationState, *, interactive: bool, clipboard: bool, dry_run: bool) -> ArmedSession:
+    """The armed session of a terminal's rotation: one key from stdin, up to the limit from a
+    person (the prompt, the clipboard); a key the probe could not check ends it (its exit code
+    says: rerun with --accept-unprobed)."""
+    from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession
+
+    return ArmedSession(
+        state,
+        _terminal()(interactive),
+        max_attempts=MAX_KEY_ATTEMPTS if interactive or clipboard else 1,
+        unavailable_keeps_armed=False,
+        dry_run=dry_run,
+    )
+
+
+def _feed(session: ArmedSession, interactive: bool, clip: Clipboard | None) -> None:
+    """The key sources: the hidden prompt on a terminal, raced with the clipboard; else stdin."""
+    if interactive:
+        session.feed(Prompt())
+    if clip is not None:
+        session.feed(clip)
+    if not interactive and clip is None:
+        session.feed(Stdin())
+
+
+async def _end(session: ArmedSession, clip: Clipboard | None, tty: _TerminalModes | None) -> None:
+    """However the command ends: a write in flight stopped first (Ctrl-C), then disarmed, the
+    clipboard no longer watched, the terminal's modes put back."""
+    import asyncio
+
+    if (task := session.in_flight) is not None and not task.done():
+        task.cancel()  # Ctrl-C mid-write: stop the writes before the clients close under them
+        await asyncio.gather(task, return_exceptions=True)
+    await session.release()
+    if clip is not None:
+        clip.last = None
+        await clip.source.aclose()
+    if tty is not None:
+        tty.restore()
+
+
+def _incident_choice(incident: bool, revoke_now: bool, standby_first: bool) -> str | None:
+    """--revoke-now or --standby-first (with --incident only, one of them)."""
+    if (revoke_now or standby_first) and not incident:
+        raise Fail("--revoke-now and --standby-first go with --incident", Exit.PLAN_INVALID)
+    if revoke_now and standby_first:
+        raise Fail("choose one of --revoke-now and --standby-first", Exit.PLAN_INVALID)
+    return "revoke-now" if revoke_now else "standby-first" if standby_first else None
+
+
+def _alternating(
+    ctx: Context, plan: Plan, source: str, *, incident: bool, choice: str | None, reason: str, quiet: bool, json: bool
+) -> int:
+    """An alternating plan's rotation (or incident), with the same key sources as a single-app one."""
+    from rotator.cli import alternating
+
+    for row in ctx.journal.unfinished(plan.name):
+        err().print(f"[yellow]! rotation {row.id} did not finish ({row.state}): `rotator resume {row.id}`[/]")
+    report = alternating.run_cli(
+        plan,
+        ctx.journal,
+        flow="incident" if incident else "rotate",
+        key_stdin=source == "stdin",
+        clipboard=source == "clipboard",
+        reason=reason,
+        quiet=quiet,
+        choice=choice,
+    )
+    return alternating.finish_alternating(report, json, plan)
+
+
+def _say_armed(
+    state: RotationState, armed: ArmResult, clip: Clipboard | None, *, interactive: bool, dry_run: bool
+) -> None:
+    """What the operator reads once armed: the key in use, the API's state, the steps to take."""
+    err().print(
+        f"fingerprint now: {armed.old_fingerprint or '(no key in the primary yet)'}"
+        + (f" (version {armed.old_version})" if armed.old_version else "")
+    )
+    if (probe := state.probe_check) is not None and probe.ok is not True:
+        err().print(api_down(probe.detail, state.accept_unprobed))
+    err().print(DRY_RUN_STEPS if dry_run else dashboard_steps(interactive, clip is not None))
+    if clip is not None:
+        from rotator.clipboard import HISTORY_WARNING
+
+        err().print(f"watching the clipboard: {clip.source.describe()}")
+        err().print(f"[yellow]! {HISTORY_WARNING}[/]")
+
+
+async def _clear_clipboard(clip: Clipboard, report: Report) -> None:
+    """The clipboard that still holds the key just written is cleared."""
+    if clip.last is not None and report.new_fingerprint == clip.last.fingerprint:
+        if await clip.source.clear_if_unchanged(clip.last):
+            err().print("clipboard cleared (it still held the key)")
+
+
+def _outcome(session: ArmedSession, report: Report | None) -> Report:
+    """The session's end as the command's: its report, the last refusal's, or one line."""
+    from rotator.pipeline.session import Outcome
+
+    if session.error is not None:
+        raise session.error
+    if report is not None:
+        return report
+    attempt = session.last_refusal
+    if attempt is None:
+        raise Fail(f"the armed rotation was closed: {session.closed_reason}", Exit.ERROR)
+    if attempt.outcome is Outcome.REJECTED:
+        raise Fail(attempt.message, Exit.KEY_REFUSED, attempt.report)
+    return attempt.report
 
 
 class _TerminalModes:
@@ -240,26 +298,6 @@ class _TerminalModes:
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
 
-def _clipboard_source(plan: Plan) -> ClipboardSource:
-    from rotator.clipboard import ClipboardSource, ClipboardUnavailable, detect
-
-    try:
-        detect()
-    except ClipboardUnavailable as exc:
-        raise Fail(f"--key-from clipboard: {exc}", Exit.PLAN_INVALID) from None
-    return ClipboardSource(key_pattern=plan.secret.key_pattern)
-
-
-async def _start_clipboard(clip: Clipboard, current: str | None) -> None:
-    from rotator.clipboard import ClipboardUnavailable
-
-    clip.source.current_fingerprint = current  # the current key on the clipboard is not the new one
-    try:
-        await clip.source.start()
-    except ClipboardUnavailable as exc:
-        raise Fail(f"--key-from clipboard: {exc}", Exit.PLAN_INVALID) from None
-
-
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
 @click.option(
@@ -279,7 +317,12 @@ async def _start_clipboard(clip: Clipboard, current: str | None) -> None:
 @output.json_option
 @output.verbose_option
 @output.quiet_option
-@click.option("--incident", is_flag=True, help="Alternating plans: the active key leaked; move off it first.")
+@click.option(
+    "--incident",
+    is_flag=True,
+    help="The key in use leaked. Alternating plans: move off it first. Single-app: recorded as an incident"
+    " (reason, report, journal, `show`) and the leaked key's revocation is always checked.",
+)
 @click.option("--revoke-now", is_flag=True, help="With --incident and no valid standby: the single-app flow (outage).")
 @click.option("--standby-first", is_flag=True, help="With --incident and no valid standby: re-key the standby first.")
 @click.pass_obj
@@ -303,41 +346,25 @@ def rotate(
     """Arm, take the new key, probe it, write it everywhere, signal consumers.
 
     On an alternating plan: promote the standby, then re-key the retired app (0 failed calls)."""
-    import asyncio
 
-    if (revoke_now or standby_first) and not incident:
-        raise Fail("--revoke-now and --standby-first go with --incident", Exit.PLAN_INVALID)
-    if revoke_now and standby_first:
-        raise Fail("choose one of --revoke-now and --standby-first", Exit.PLAN_INVALID)
+    choice = _incident_choice(incident, revoke_now, standby_first)
     if key_stdin and key_from not in (None, "stdin"):
         raise Fail(f"--key-stdin and --key-from {key_from} disagree: pick one", Exit.PLAN_INVALID)
     source = "stdin" if key_stdin else (key_from or "prompt")
     plan = load(plan_path)
     journal = ctx.journal
     if plan.alternating:
-        from rotator.cli import alternating
-
         if dry_run or force or accept_unprobed:
             raise Fail("--dry-run, --force and --accept-unprobed are for single-app plans", Exit.PLAN_INVALID)
-        if source == "clipboard":
-            raise Fail(
-                "--key-from clipboard is for single-app plans (not yet the alternating flows)", Exit.PLAN_INVALID
-            )
-        for row in journal.unfinished(plan.name):
-            err().print(f"[yellow]! rotation {row.id} did not finish ({row.state}): `rotator resume {row.id}`[/]")
-        choice = "revoke-now" if revoke_now else "standby-first" if standby_first else None
-        report = asyncio.run(
-            alternating.run(
-                plan,
-                journal,
-                flow="incident" if incident else "rotate",
-                key_stdin=source == "stdin",
-                reason=reason,
-                quiet=quiet,
-                choice=choice,
-            )
+        return _alternating(
+            ctx, plan, source, incident=incident, choice=choice, reason=reason, quiet=quiet, json=as_json
         )
-        return alternating.finish_alternating(report, as_json, plan)
+    if standby_first:
+        raise Fail(
+            "--standby-first needs an alternating plan (this plan has one app: there is no standby)", Exit.PLAN_INVALID
+        )
+    if incident and "incident" not in reason.lower():
+        reason = f"incident: {reason}" if reason else "incident"
     for row in journal.unfinished(plan.name):
         err().print(
             f"[yellow]! rotation {row.id} of {plan.name} did not finish ({row.state}); "
@@ -352,6 +379,7 @@ def rotate(
         force=force,
         accept_unprobed=accept_unprobed,
         resync=resync,
+        incident=incident,
         progress_fn=progress(quiet),
     )
     flow = _rotate(state, key_from=source, keep_clipboard=keep_clipboard, dry_run=dry_run, quiet=quiet)

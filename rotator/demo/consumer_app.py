@@ -46,6 +46,8 @@ from rotator.secret import Secret
 from rotator.testing._http import JsonHandler, LoopbackServer, write_ready_file
 from rotator.testing.adjutor import MODELS_PATH
 
+FAILURES_KEPT = 50  # failed calls kept in /stats' `failures` (the newest)
+
 
 class ReloadError(Exception):
     """The key could not be read; the message never holds a value."""
@@ -137,6 +139,11 @@ class ConsumerApp:
         self.reload_errors = 0
         self.webhooks_rejected = 0
         self.last_reload: dict[str, Any] | None = None
+        # The consumer's own record of each failed call (the last FAILURES_KEPT): when it started and
+        # ended, what it got, the fingerprint of the key it carried, and whether the key had been
+        # reloaded while it was in flight (`stale`: it began on a key the consumer had since replaced).
+        self.failures: list[dict[str, Any]] = []
+        self.failed_stale = 0
         self._server: _ConsumerServer | None = None
         self._caller: threading.Thread | None = None
         # --hold: calls go through rotator.consumer_http's hold-and-retry auth (httpx), which
@@ -228,6 +235,7 @@ class ConsumerApp:
         while not self._stop.is_set():
             with self.lock:
                 secret = self._secret
+            began = time.time()
             status: int | None = None
             error: str | None = None
             for attempt in range(2):  # a reused keep-alive connection may have gone stale: retry once
@@ -254,12 +262,14 @@ class ConsumerApp:
                     conn = None
                     if not reused or attempt:
                         break
-            self._record(status, error)
+            self._record(status, error, secret.fingerprint, began)
             self._stop.wait(self.interval)
         if conn is not None:
             conn.close()
 
-    def _record(self, status: int | None, error: str | None) -> None:
+    def _record(
+        self, status: int | None, error: str | None, key_fp: str | None = None, began: float | None = None
+    ) -> None:
         now, mono = time.time(), time.monotonic()
         with self.lock:
             self.calls += 1
@@ -274,6 +284,13 @@ class ConsumerApp:
             self.failed += 1
             what: int | str = status if status is not None else (error or "error")
             self.failed_by_status[str(what)] = self.failed_by_status.get(str(what), 0) + 1
+            current = self._secret.fingerprint
+            stale = key_fp is not None and key_fp != current
+            self.failed_stale += stale
+            self.failures.append(
+                {"began": began, "at": now, "status": what, "key": key_fp, "current": current, "stale": stale}
+            )
+            del self.failures[:-FAILURES_KEPT]
             self.last_error, self.last_error_at = what, now
             if not self.in_outage:
                 self.in_outage = True
@@ -294,6 +311,8 @@ class ConsumerApp:
                 "ok": self.ok,
                 "failed": self.failed,
                 "failed_by_status": dict(self.failed_by_status),
+                "failed_stale": self.failed_stale,
+                "failures": [dict(f) for f in self.failures],
                 "last_error": self.last_error,
                 "last_error_at": self.last_error_at,
                 "last_ok_at": self.last_ok_at,

@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,19 @@ from typing import Any
 
 from rich.console import Console
 
-from rotator.demo._shared import HOOK_ENV, _http_json, _wait_ready, _write_env, demo_targets
+from rotator.demo._shared import (
+    HOOK_ENV,
+    Kept,
+    _http_json,
+    _wait_ready,
+    _write_env,
+    demo_targets,
+    hold,
+    reset_command,
+    secret_file,
+    stop,
+    terminated_as_interrupt,
+)
 from rotator.journal import Journal
 from rotator.pipeline.state import RotationState
 from rotator.plan import load_plan
@@ -79,30 +90,52 @@ def run_demo(
     mode: DemoMode = DemoMode.BOTH,
     pause: float = OPERATOR_PAUSE,
 ) -> int:
-    """The single-app flow, the alternating flows, or both and a side-by-side table of what the consumers saw."""
+    """The single-app flow, the alternating flows, or both and a side-by-side table of what the consumers saw.
+
+    What people read goes to stdout; with `as_json` the JSON goes there and the rest to stderr.
+    With `keep`, each mode's stand-in and consumers stay up until Ctrl-C, with the commands to go on."""
     from rotator.demo import alternating
 
+    stream = sys.stderr if as_json else sys.stdout
     out = console or Console(
-        stderr=True, highlight=False, emoji=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120
+        stderr=as_json, highlight=False, emoji=False, soft_wrap=True, width=None if stream.isatty() else 120
     )
     rows: list[alternating.Row] = []
+    kept: list[Kept] = []
+    with terminated_as_interrupt():
+        return _run_modes(out, rows, kept, keep=keep, as_json=as_json, mode=mode, pause=pause)
+
+
+def _run_modes(
+    out: Console, rows: list[Any], kept: list[Kept], *, keep: bool, as_json: bool, mode: DemoMode, pause: float
+) -> int:
+    from rotator.demo import alternating
+
     code = 0
-    if mode in (DemoMode.SINGLE, DemoMode.BOTH):
-        code = run_single(keep=keep, as_json=as_json and mode is DemoMode.SINGLE, out=out, pause=pause, rows=rows)
-    if mode in (DemoMode.ALTERNATING, DemoMode.BOTH) and code == 0:
-        env = {**os.environ, "DEMO_HOOK_KEY": secrets.token_hex(32), "PYTHONUNBUFFERED": "1"}
-        os.environ[HOOK_ENV] = env["DEMO_HOOK_KEY"]
-        try:
-            code = alternating.run_alternating(out, pause=pause, rows=rows, env=env, keep=keep)
-        finally:
-            os.environ.pop(HOOK_ENV, None)
-    if mode is not DemoMode.SINGLE:
-        out.print()
-        out.print(alternating.table(rows))
-        if mode is DemoMode.BOTH and code == 0:
-            out.print(_comparison(rows, pause))
-        if as_json:
-            print(json.dumps({"pause_s": pause, "rows": [r.as_dict() for r in rows]}, indent=2))
+    try:
+        if mode in (DemoMode.SINGLE, DemoMode.BOTH):
+            code = run_single(
+                keep=keep, as_json=as_json and mode is DemoMode.SINGLE, out=out, pause=pause, rows=rows, kept=kept
+            )
+        if mode in (DemoMode.ALTERNATING, DemoMode.BOTH) and code == 0:
+            env = {**os.environ, "DEMO_HOOK_KEY": secrets.token_hex(32), "PYTHONUNBUFFERED": "1"}
+            os.environ[HOOK_ENV] = env["DEMO_HOOK_KEY"]
+            try:
+                code = alternating.run_alternating(out, pause=pause, rows=rows, env=env, keep=keep, kept=kept)
+            finally:
+                os.environ.pop(HOOK_ENV, None)
+        if mode is not DemoMode.SINGLE:
+            out.print()
+            out.print(alternating.table(rows))
+            if mode is DemoMode.BOTH and code == 0:
+                out.print(_comparison(rows, pause))
+            if as_json:
+                print(json.dumps({"pause_s": pause, "rows": [r.as_dict() for r in rows]}, indent=2))
+        if kept:
+            hold(out, kept)
+    finally:
+        for k in kept:
+            stop(k.procs)
     return code
 
 
@@ -118,8 +151,18 @@ def _comparison(rows: list[Any], pause: float) -> str:
     )
 
 
-def run_single(*, keep: bool, as_json: bool, out: Console, pause: float = 0.0, rows: list[Any] | None = None) -> int:
-    """One app: arm, reset (the key in use dies), the operator's `pause`, a typo, the right key."""
+def run_single(
+    *,
+    keep: bool,
+    as_json: bool,
+    out: Console,
+    pause: float = 0.0,
+    rows: list[Any] | None = None,
+    kept: list[Kept] | None = None,
+) -> int:
+    """One app: arm, reset (the key in use dies), the operator's `pause`, a typo, the right key.
+
+    With `keep`, its processes go on running: appended to `kept` with the commands to go on."""
     root = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
     procs: list[subprocess.Popen[bytes]] = []
     hook_key = secrets.token_hex(32)
@@ -187,7 +230,7 @@ def run_single(*, keep: bool, as_json: bool, out: Console, pause: float = 0.0, r
                     f"{api_base}/v2/decisioning/models",
                     urls["api"],
                     urls["worker"],
-                    hook_key_file=_secret_file(root / "hook.key", hook_key) if keep else None,
+                    hook_key_file=secret_file(root / "hook.key", hook_key) if keep else None,
                 ),
                 header="Generated by `rotator demo`: every URL and path below is on this machine.",
             )
@@ -227,18 +270,12 @@ def run_single(*, keep: bool, as_json: bool, out: Console, pause: float = 0.0, r
                 f"consumer confirmed, {(report.window or 0) * 1000:.0f} ms here). The consumer without the helper "
                 "failed every call in it; the one with the helper held them until the new key was in its env file."
             )
-            if keep:
-                _keep_running(out, root, api_base, _secret_file(root / "admin.token", admin), procs)
+            if keep and kept is not None:
+                kept.append(_kept(root, api_base, secret_file(root / "admin.token", admin), procs))
+                procs = []  # handed over: `hold` stops them at Ctrl-C
             return report.exit_code
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         os.environ.pop(HOOK_ENV, None)
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -255,27 +292,19 @@ def _single_row(report: Report, stats: dict[str, dict[str, Any]], pause: float) 
 OPERATOR_PASTE = 0.5  # seconds the demo's operator takes to paste, once the reset is seen
 
 
-def _secret_file(path: Path, value: str) -> Path:
-    _write_env(path, value + "\n")
-    return path
-
-
-def _keep_running(out: Console, root: Path, api_base: str, admin_file: Path, procs: list[Any]) -> None:
-    """`--keep`: the stand-in and the consumers stay up until Ctrl-C, and the plan can be rerun."""
-    db = f"sqlite:///{root / 'journal.db'}"
-    out.print(
-        f"\n[bold]kept[/]: {root} (plan demo.toml, journal journal.db); the stand-in and both consumers "
-        "keep running until Ctrl-C here. To rotate again, in another terminal:\n"
-        f"  rotator --db {db} rotate {root / 'demo.toml'}\n"
-        "and, once it says Armed, press the stand-in's 'Reset app key' (it prints the new key to paste):\n"
-        f'  curl -s -X POST -H "X-Admin-Token: $(cat {admin_file})" {api_base}/_admin/reset'
+def _kept(root: Path, api: str, admin_file: Path, procs: list[subprocess.Popen[bytes]]) -> Kept:
+    plan = "demo.toml"  # the commands run in `root`, with ROTATOR_DB set (rotator.demo._shared.hold)
+    return Kept(
+        "single app",
+        root,
+        procs,
+        [
+            f"rotator rotate {plan}                       # arms, then waits for the key",
+            f"{reset_command(api, Path(admin_file.name))}   # once it says Armed: 'Reset app key'; paste the key it prints",
+            f"rotator history --plan {plan}",
+            "rotator show ID                             # one rotation's audit trail",
+        ],
     )
-    try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.2)
-        out.print("[red]a demo process ended; stopping the others[/]")
-    except KeyboardInterrupt:
-        out.print("stopping the stand-in and the consumers")
 
 
 async def _rotate(

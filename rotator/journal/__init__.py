@@ -22,7 +22,7 @@ from rotator.journal.advisory import (
     lock_engine,
     xact_lock,
 )
-from rotator.journal.plan_lock import LockHeld, PlanLocks, plan_lock_key
+from rotator.journal.plan_lock import LockHeld, LockLost, PlanLocks, plan_lock_key
 from rotator.journal.run_claims import JOB_RUNS_KEEP, claim_run, replica_id, run_time_key
 from rotator.journal.schema import (
     MIGRATIONS,
@@ -50,6 +50,7 @@ __all__ = [
     "Journal",
     "JournalWriter",
     "LockHeld",
+    "LockLost",
     "PlanLocks",
     "RotationRow",
     "SchemaTooNew",

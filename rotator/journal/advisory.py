@@ -80,7 +80,7 @@ class SessionLock:
                 return False
             try:
                 return bool(self._conn.execute(sa.text("SELECT 1")).scalar())
-            except sa.exc.DBAPIError:
+            except sa.exc.SQLAlchemyError:  # DBAPIError; PendingRollbackError once it failed
                 return False
 
     def release(self) -> None:
@@ -89,7 +89,7 @@ class SessionLock:
                 return
             try:
                 self._conn.execute(sa.select(sa.func.pg_advisory_unlock(self.key)))
-            except sa.exc.DBAPIError:
+            except sa.exc.SQLAlchemyError:
                 pass  # the connection is gone: so is the lock
             finally:
                 self._conn.close()

@@ -5,6 +5,13 @@ it and since when; the lock itself is a session-level advisory lock on a
 connection the holder keeps open, which PostgreSQL drops when the holder dies,
 on whatever host.  On SQLite (one host) a row whose holder's pid is dead, or
 whose lease ran out, is taken over.
+
+The row is also the lock's fencing token.  A PostgreSQL restart ends every
+session, so every advisory lock: the holder then does not know whether another
+replica took the plan meanwhile.  Anyone who takes the lock replaces the row, so
+the holder takes the advisory lock again only when the row is still its own (same
+holder, same `acquired_at`); otherwise the lock was lost (`LockLost`) and the
+holder must stop.  `verify` checks this before each durable step.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ import sqlalchemy as sa
 
 from rotator.journal import advisory
 from rotator.journal.schema import locks
+from rotator.logs import get_logger
+
+log = get_logger("rotator.journal")
 
 
 class LockHeld(Exception):
@@ -34,6 +44,20 @@ class LockHeld(Exception):
 
     def as_dict(self) -> dict[str, Any]:
         return {"plan": self.plan, "holder": self.holder, "host": self.host, "pid": self.pid, "since": self.since}
+
+
+class LockLost(Exception):
+    """The holder's lock ended (its database session did) and another rotation took the
+    plan meanwhile, or the holder does not hold it at all: it must write nothing more."""
+
+    def __init__(self, plan: str, holder: str, why: str) -> None:
+        super().__init__(f"rotation {holder} lost the lock of plan {plan}: {why}")
+        self.plan = plan
+        self.holder = holder
+        self.why = why
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"plan": self.plan, "holder": self.holder, "why": self.why}
 
 
 def plan_lock_key(plan: str) -> int:
@@ -58,7 +82,8 @@ class PlanLocks:
         self.host = socket.gethostname()
         # PostgreSQL: plan locks are advisory locks on connections of their own.
         self._lock_engine = advisory.lock_engine(engine.url) if advisory.is_postgres(engine) else None
-        self._held: dict[str, tuple[str, advisory.SessionLock]] = {}
+        # plan -> (holder, its advisory lock, the `acquired_at` of its row: the fencing token)
+        self._held: dict[str, tuple[str, advisory.SessionLock, float]] = {}
         self._held_mutex = threading.Lock()
 
     def acquire(self, plan: str, holder: str, lease: float = 600.0) -> None:
@@ -103,18 +128,14 @@ class PlanLocks:
         with self._held_mutex:
             mine = self._held.get(plan)
             if mine is not None and mine[0] == holder:
-                if mine[1].alive():
-                    with self.engine.begin() as c:
-                        c.execute(
-                            locks.update()
-                            .where(locks.c.plan == plan, locks.c.holder == holder)
-                            .values(lease_until=now + lease)
-                        )
-                    return
-                # The lock's session ended (database restart, network): another
-                # replica may hold the plan now; take it again only if it is free.
-                del self._held[plan]
-                mine[1].release()
+                self._keep_pg(plan, mine)
+                with self.engine.begin() as c:
+                    c.execute(
+                        locks.update()
+                        .where(locks.c.plan == plan, locks.c.holder == holder)
+                        .values(lease_until=now + lease)
+                    )
+                return
             assert self._lock_engine is not None
             got = advisory.SessionLock.try_acquire(self._lock_engine, plan_lock_key(plan))
             if got is not None:
@@ -122,15 +143,62 @@ class PlanLocks:
                 return
         raise self._lock_held(plan)  # outside the mutex: it may wait for the holder's row
 
-    def _record_lock(self, plan: str, holder: str, got: advisory.SessionLock, now: float, lease: float) -> None:
+    def _keep_pg(self, plan: str, mine: tuple[str, advisory.SessionLock, float]) -> None:
+        """Still ours (under `_held_mutex`): the lock's session is alive, or it ended (a
+        database restart, the network) and nobody took the plan meanwhile (our row is
+        untouched): then the advisory lock is taken again.  Else `LockLost`."""
+        holder, lock, token = mine
+        if lock.alive():
+            return
+        assert self._lock_engine is not None
+        # A database still away raises here and keeps `mine` as it is: the next call tries again.
+        got = advisory.SessionLock.try_acquire(self._lock_engine, plan_lock_key(plan))
+        lock.release()  # its session is gone: this only closes the connection
+        if got is None:
+            del self._held[plan]
+            other = self.lock_row(plan)
+            who = f"{other['holder']} (pid {other['pid']} on {other['host']})" if other else "another rotation"
+            raise LockLost(plan, holder, f"its database session ended and {who} holds the plan now")
         try:
-            with self.engine.begin() as c:
-                c.execute(locks.delete().where(locks.c.plan == plan))  # a dead holder's row
-                c.execute(locks.insert().values(self._row(plan, holder, now, lease)))
+            row = self.lock_row(plan)
         except BaseException:
             got.release()
             raise
-        self._held[plan] = (holder, got)
+        if row is None or row["holder"] != holder or abs(row["acquired_at"] - token) > 1e-6:
+            got.release()
+            del self._held[plan]
+            who = f"{row['holder']} took it meanwhile" if row else "another rotation took it (and let it go) meanwhile"
+            raise LockLost(plan, holder, f"its database session ended and {who}")
+        self._held[plan] = (holder, got, token)
+        log.warning("plan lock taken again after its database session ended; nobody held it meanwhile", plan=plan)
+
+    def verify(self, plan: str, holder: str) -> None:
+        """Before a durable step: `holder` still holds the plan (re-taken if the
+        database restarted and nobody took it meanwhile); else `LockLost`."""
+        if self._lock_engine is not None:
+            with self._held_mutex:
+                mine = self._held.get(plan)
+                if mine is None or mine[0] != holder:
+                    raise LockLost(plan, holder, "this process does not hold it")
+                self._keep_pg(plan, mine)
+            return
+        row = self.lock_row(plan)
+        if row is None or row["holder"] != holder or row["host"] != self.host or row["pid"] != os.getpid():
+            who = f"{row['holder']} (pid {row['pid']} on {row['host']}) holds it" if row else "nobody holds it"
+            raise LockLost(plan, holder, who)
+
+    def _record_lock(self, plan: str, holder: str, got: advisory.SessionLock, now: float, lease: float) -> None:
+        row = self._row(plan, holder, now, lease)
+        try:
+            with self.engine.begin() as c:
+                # A dead holder's row, or one whose session ended (a database restart): replacing
+                # it is what tells that holder it lost the lock (`_keep_pg`).
+                c.execute(locks.delete().where(locks.c.plan == plan))
+                c.execute(locks.insert().values(row))
+        except BaseException:
+            got.release()
+            raise
+        self._held[plan] = (holder, got, row["acquired_at"])
 
     def _lock_held(self, plan: str) -> LockHeld:
         # The holder writes its row just after taking the lock: give it a moment.
@@ -186,7 +254,7 @@ class PlanLocks:
         """Release every lock this process holds and the lock engine."""
         with self._held_mutex:
             held, self._held = list(self._held.values()), {}
-        for _, lock in held:
+        for _, lock, _token in held:
             lock.release()
         if self._lock_engine is not None:
             self._lock_engine.dispose()

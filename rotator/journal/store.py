@@ -20,7 +20,7 @@ from sqlalchemy import event as sa_event
 
 from rotator.journal.plan_lock import PlanLocks
 from rotator.journal.schema import events, migrate, rotations
-from rotator.journal.urls import default_url, normalize_url
+from rotator.journal.urls import default_url, normalize_url, require_supported
 from rotator.report import FINISHED as FINISHED  # re-exported: rotator.report defines the run states
 from rotator.report import RESUMABLE
 
@@ -89,6 +89,7 @@ def _text(values: dict[str, Any]) -> dict[str, Any]:
 class Journal:
     def __init__(self, url: str | None = None) -> None:
         self.url = normalize_url(url or default_url())
+        require_supported(self.url)
         if self.url.startswith("sqlite:///"):
             path = Path(self.url.removeprefix("sqlite:///"))
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -164,6 +165,20 @@ class Journal:
             rows = c.execute(q).mappings().all()
         return [dict(r) for r in rows]
 
+    def last_event(self, plan: str, step: str) -> dict[str, Any] | None:
+        """The plan's newest event of `step` across its rotations (an alternating plan's
+        last slot change: `pipeline.slot_record`); None when the journal has none."""
+        q = (
+            sa.select(events)
+            .join(rotations, events.c.rotation_id == rotations.c.id)
+            .where(rotations.c.plan == plan, events.c.step == step)
+            .order_by(events.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as c:
+            row = c.execute(q).mappings().first()
+        return dict(row) if row else None
+
     def history(self, plan: str | None = None, limit: int = 20) -> list[RotationRow]:
         q = rotations.select().order_by(rotations.c.created_at.desc()).limit(limit)
         if plan:
@@ -196,6 +211,10 @@ class Journal:
     def acquire(self, plan: str, holder: str, lease: float = 600.0) -> None:
         """Take or renew the plan's lock; `LockHeld` when someone else holds it."""
         self.plan_locks.acquire(plan, holder, lease)
+
+    def verify_lock(self, plan: str, holder: str) -> None:
+        """Before a durable step: `holder` still holds the plan; `LockLost` if not."""
+        self.plan_locks.verify(plan, holder)
 
     def release(self, plan: str, holder: str) -> None:
         self.plan_locks.release(plan, holder)

@@ -23,6 +23,22 @@ def default_url() -> str:
     return f"sqlite:///{data_dir() / 'journal.db'}"
 
 
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")  # what the journal is tested on; a driver may follow (+psycopg)
+
+
+class UnsupportedJournalURL(ValueError):
+    """A journal URL naming a database rotator does not keep its journal in (or not a URL at all)."""
+
+
+def require_supported(url: str) -> None:
+    """Refuse a URL of another database before any driver is looked for (its missing driver is not the problem)."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme.split("+", 1)[0] not in SUPPORTED_DIALECTS:
+        raise UnsupportedJournalURL(
+            "rotator keeps its journal in SQLite (sqlite:///PATH) or PostgreSQL (postgresql://USER@HOST/DB)"
+        )
+
+
 def normalize_url(url: str) -> str:
     """`postgresql://` and `postgres://` mean psycopg 3 (SQLAlchemy would pick psycopg2)."""
     for prefix in ("postgresql://", "postgres://"):

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
+
 from rotator.journal.store import Journal, event_row
 from rotator.logs import get_logger
 
@@ -48,14 +50,28 @@ class JournalWriter:
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, write_then_call)
 
-    async def update(self, rid: str, **values: Any) -> None:
+    async def update(self, rid: str, *, retry_for: float = 0.0, **values: Any) -> None:
         """The rotation's row and every event queued before it, in one transaction; wait for it.
 
         The queue is taken here, on the loop: a flush already submitted then finds it
         empty, and one already running commits first (one thread, in order).
+        `retry_for`: seconds to keep trying while the database cannot be reached or
+        written (0.2 s, doubling to 2 s between tries); then the error is raised.
         """
         write = functools.partial(self.journal.update, rid, with_events=self._take(), **values)
-        await asyncio.get_running_loop().run_in_executor(self._thread, write)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + retry_for
+        delay = 0.2
+        while True:
+            try:
+                await loop.run_in_executor(self._thread, write)
+                return
+            except sa.exc.DBAPIError as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("journal write failed; retrying", rotation=rid, error=type(exc).__name__, after=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     def event(self, rid: str, step: str, status: str, **fields: Any) -> None:
         """Queue one event; it is written with the next batch."""

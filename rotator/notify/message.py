@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rotator.notify.base import Fact, Message, Outcome
+from rotator.report import window_from
 from rotator.secret import REDACTED, scrub
 
 SCHEMA = 1
@@ -43,8 +44,60 @@ def _ms(seconds: object) -> str | None:
     return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
 
 
+def drift_line(d: Mapping[str, Any]) -> str:
+    """One repaired backend: its fingerprint before → after, and what it recorded of the change."""
+    seen = []
+    if d.get("changed_at"):
+        seen.append(f"changed {clean(d['changed_at'])}")
+    if d.get("changed_by"):
+        seen.append(f"by {clean(d['changed_by'])}")
+    if d.get("version_before"):
+        seen.append(f"version {clean(d['version_before'])}")
+    told = f" ({', '.join(seen)})" if seen else " (the backend records no time of change)"
+    return f"{clean(d.get('backend'))}: {clean(d.get('before') or 'absent')} → {clean(d.get('after') or '?')}{told}"
+
+
+def drift_repaired(plan_name: str, report: Mapping[str, Any], *, link: str | None = None) -> Message:
+    """A sync found backends that differed from the primary and wrote them back: news
+    (who edited a secondary?), unlike the syncs that find nothing, which send nothing."""
+    link = clean(link) if link else None
+    drift = [d for d in report.get("drift") or [] if isinstance(d, Mapping)]
+    names = ", ".join(clean(d.get("backend")) for d in drift)
+    ok = report.get("exit_code") == 0
+    title = f"{plan_name}: a sync repaired drift in {names}"
+    summary = (
+        f"{len(drift)} backend(s) held a different key than the primary and were set back to the primary's key: "
+        "check who changed them"
+        + ("" if ok else f"; not every target is in line: {clean(report.get('message') or '')}")
+    )
+    rid = report.get("id")
+    facts = [Fact("Sync", clean(rid))] if rid else []
+    facts.append(Fact("Primary's key", clean(report.get("new_fingerprint") or report.get("new_fp") or "?")))
+    lines = [drift_line(d) for d in drift][:MAX_LINES]
+    lines += [f"warning: {clean(w)}" for w in report.get("warnings") or []]
+    data = {
+        "schema": SCHEMA,
+        "event": "sync.drift_repaired",
+        "plan": plan_name,
+        "rotation_id": clean(rid) if rid else None,
+        "kind": "sync",
+        "outcome": Outcome.WARNING.value,
+        "state": clean(report.get("state") or ""),
+        "exit_code": report.get("exit_code"),
+        "message": summary,
+        "drift": [
+            {k: (clean(v) if isinstance(v, str) else v) for k, v in d.items() if k != "type"} | {"type": d.get("type")}
+            for d in drift
+        ],
+        "link": link,
+    }
+    return Message(title, Outcome.WARNING, summary, tuple(facts), tuple(lines), link, data)
+
+
 def from_report(plan_name: str, report: Mapping[str, Any], *, link: str | None = None) -> Message:
-    """The notification for one rotation, resume or sync."""
+    """The notification for one rotation, resume or sync (a sync that repaired drift: `drift_repaired`)."""
+    if report.get("kind") == "sync" and report.get("drift"):
+        return drift_repaired(plan_name, report, link=link)
     link = clean(link) if link else None
     kind = clean(report.get("kind") or "rotation")
     state = clean(report.get("state") or "unknown")
@@ -60,10 +113,15 @@ def from_report(plan_name: str, report: Mapping[str, Any], *, link: str | None =
         facts.append(Fact("Rotation", clean(rid)))
     window = _ms(_first(report, "window_seconds", "window_s", "window"))
     if window:
-        facts.append(Fact("Window", f"{window} (key received → last target done)"))
+        start = window_from(str(report.get("kind") or ""), report.get("alternating"))
+        facts.append(Fact("Window", f"{window} ({start} → last target done)"))
     outage = _ms(_first(report, "outage_seconds", "outage_s", "outage"))
-    if outage:
+    bound = report.get("outage_bound") if isinstance(report.get("outage_bound"), dict) else None
+    if outage and not bound:
         facts.append(Fact("Outage", f"{outage} (old key stopped working → last target done)"))
+    elif bound and _ms(bound.get("at_least")):
+        most = _ms(bound.get("at_most"))
+        facts.append(Fact("Outage", f"at least {_ms(bound['at_least'])}" + (f", at most {most}" if most else "")))
     for label, names in (("Operator", ("operator",)), ("Reason", ("reason",))):
         value = _first(report, *names)
         if value:

@@ -34,13 +34,17 @@ if TYPE_CHECKING:
     from rotator.plan import Plan
 
 log = get_logger("rotator.notify")
-DEADLINE = 60.0  # seconds after which a notification makes no new attempt (a CLI run waits for them)
+DEADLINE = 60.0  # seconds after which a notification makes no new attempt (the service sends in the background)
+# The CLI waits at most this long after the outcome for its notifications (its exit and --json wait
+# for them); one still unanswered then is abandoned: reported as `abandoned`, no further attempt.
+CLI_WAIT = 5.0
 
 
 class NotifyStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SKIPPED = "skipped"  # only_failures, and everything went well
+    ABANDONED = "abandoned"  # no answer within the caller's wait (the CLI's `CLI_WAIT`): not retried
 
 
 @dataclass
@@ -54,7 +58,7 @@ class NotifyResult:
 
     @property
     def ok(self) -> bool:
-        return self.status is not NotifyStatus.FAILED
+        return self.status not in (NotifyStatus.FAILED, NotifyStatus.ABANDONED)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -97,8 +101,12 @@ async def deliver(notifier: Notifier, message: Message, client: httpx.AsyncClien
     return result
 
 
-async def send_all(plan: Plan, message: Message, *, client: httpx.AsyncClient | None = None) -> list[NotifyResult]:
-    """`message` to every ``[[notify]]`` entry of `plan`, concurrently; one result each, in plan order."""
+async def send_all(
+    plan: Plan, message: Message, *, client: httpx.AsyncClient | None = None, wait: float | None = None
+) -> list[NotifyResult]:
+    """`message` to every ``[[notify]]`` entry of `plan`, concurrently; one result each, in plan order.
+    `wait`: seconds to wait in all; a notification still unanswered then is abandoned (cancelled,
+    reported `abandoned`: the receiver may or may not have got it)."""
     from rotator.registry import UnknownPlugin, notifier_class  # the registry imports notify.base
 
     entries: list[NotifierSettings] = list(getattr(plan, "notify", []))
@@ -118,13 +126,30 @@ async def send_all(plan: Plan, message: Message, *, client: httpx.AsyncClient | 
             notifiers.append(NotifyResult(s.label, s.type, NotifyStatus.FAILED, detail=detail))
     own = client is None
     http = client or http_client(timeout=5.0, trust_env=True)  # httpx's default timeout, as before
+    started = time.monotonic()
+    tasks = [
+        asyncio.ensure_future(deliver(n, message, http) if isinstance(n, Notifier) else _done(n)) for n in notifiers
+    ]
     try:
-        return list(
-            await asyncio.gather(
-                *(deliver(n, message, http) if isinstance(n, Notifier) else _done(n) for n in notifiers)
+        await asyncio.wait(tasks, timeout=wait)
+        out = []
+        for n, t in zip(notifiers, tasks, strict=True):
+            if t.done():
+                out.append(t.result())
+                continue
+            t.cancel()
+            assert isinstance(n, Notifier)
+            detail = f"no answer within {wait:.0f}s: abandoned, not retried (the receiver may or may not have got it)"
+            log.warning("notification abandoned", notifier=n.name, wait=wait)
+            out.append(
+                NotifyResult(
+                    n.name, n.settings.type, NotifyStatus.ABANDONED, seconds=time.monotonic() - started, detail=detail
+                )
             )
-        )
+        return out
     finally:
+        for t in tasks:
+            t.cancel()
         if own:
             await http.aclose()
 
@@ -133,7 +158,9 @@ async def _done(result: NotifyResult) -> NotifyResult:
     return result
 
 
-async def notify_all(plan: Plan, report_dict: Mapping[str, Any], *, link: str | None = None) -> list[NotifyResult]:
+async def notify_all(
+    plan: Plan, report_dict: Mapping[str, Any], *, link: str | None = None, wait: float | None = None
+) -> list[NotifyResult]:
     """Tell every ``[[notify]]`` entry how a rotation, resume or sync went.  Never raises.
 
     `report_dict` is ``Report.as_dict()``; `link` is the page's view of the
@@ -147,7 +174,7 @@ async def notify_all(plan: Plan, report_dict: Mapping[str, Any], *, link: str | 
             NotifyResult(s.label, s.type, NotifyStatus.FAILED, detail="the report could not be read")
             for s in getattr(plan, "notify", [])
         ]
-    return await send_all(plan, message)
+    return await send_all(plan, message, wait=wait)
 
 
 async def notify_warning(plan: Plan, text: str, *, link: str | None = None) -> list[NotifyResult]:

@@ -8,7 +8,7 @@ the old key was revoked starts here and runs beside the writes.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rotator.report import RunState, Step, TargetResult
 
@@ -22,14 +22,15 @@ async def run(state: RotationState, secret: Secret) -> None:
     state.deadline = asyncio.get_running_loop().time() + state.plan.rotation.deadline
     fp = secret.fingerprint
     # A continued entry keeps its first key_received_at: the window began then.
-    received = {"key_received_at": state.key_received_wall} if state.entry_opened else {}
+    received: dict[str, Any] = {"key_received_at": state.key_received_wall} if state.entry_opened else {}
     # (An event queued before an awaited write is written before it.)
     state.event(Step.KEY, "accepted", fingerprint=fp)
     await state.journal_update(state=RunState.KEY_ACCEPTED, new_fp=fp, **received)
     state.key_journaled = True
 
     old = state.old_secret
-    if state.plan.probe.check_old_key and state.prober and old and old != secret:
+    # An incident always checks: that the leaked key is dead is what it is for.
+    if (state.plan.probe.check_old_key or state.incident) and state.prober and old and old != secret:
         state.revocation = asyncio.ensure_future(state.prober.old_key_revoked(old))
 
     state.results = {}

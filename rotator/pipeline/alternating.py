@@ -1,27 +1,26 @@
 """The pieces the alternating flows in `pipeline/__init__.py` are made of.
 
 The operator loop of a re-key (a refused paste asks again, up to five times;
-the active app reset by mistake falls back to taking its new key as the active
-key, single-app style), the incident's "revoke now" choice, what a flow says
-before it starts, and the one report a flow ends with: which app is active,
-the promote's window, each re-key and its revocation proof, and for an incident
-how long the leaked key stayed in use after the command started.
+the active app reset by mistake falls back to the mistaken-reset flow the
+runbook hands it), the incident's "revoke now" choice, and what a flow says
+before it starts.  The one report a flow ends with is `alt_report`'s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
-from rotator.pipeline import finish, slots
 from rotator.pipeline import rekey as rekey_step  # a module: no flow of this name
-from rotator.pipeline.ask import ResetAsk, take_key
-from rotator.pipeline.promote import new_window
+from rotator.pipeline import slots
+from rotator.pipeline.ask import MAX_KEY_ATTEMPTS, ResetAsk, take_key
 from rotator.pipeline.rekey import Outcome, Rekeyed
-from rotator.report import Report, RunState
+from rotator.report import EmitStatus, Report, Step
 
 if TYPE_CHECKING:
     from rotator.pipeline.ask import Operator
@@ -30,9 +29,8 @@ if TYPE_CHECKING:
     from rotator.reset_watch import ResetDetected
     from rotator.secret import Secret
 
-__all__ = ["IncidentChoice", "Rekeyed", "plan_line"]
+__all__ = ["IncidentChoice", "Mistaken", "Rekeyed", "plan_line"]
 
-MAX_KEY_ATTEMPTS = 5
 SINGLE_WHY = "the key in use dies at once: consumers fail until rotator writes its new key (single-app flow)"
 
 
@@ -76,13 +74,46 @@ def incident_choice_line(alt: Alternating) -> str:
     )
 
 
+async def drain(state: RotationState, alt: Alternating) -> None:
+    """After a promote, before asking for the retired app's reset: `[rotation] drain` seconds from the
+    promote's confirmation.  A consumer reports the new key as soon as it reloads, but a call it sent
+    just before still carries the retired key, and the API checks that key when the call arrives;
+    a reset clicked in between would refuse it (issue 23: one failed call at high load)."""
+    promoted_at = alt.marks.get("promoted_at")
+    if promoted_at is None:
+        return
+    wait = state.plan.rotation.drain - (time.time() - promoted_at)
+    if wait <= 0:
+        return
+    state.emit(
+        Step.REKEY,
+        alt.standby_app,
+        "draining",
+        f"waiting {wait:.1f}s for calls already in flight on {alt.standby_app}'s key to end before asking its reset",
+    )
+    await asyncio.sleep(wait)
+
+
 def rekeyed(r: Rekeyed | Report) -> bool:
     return isinstance(r, Rekeyed) and r.outcome is Outcome.DONE
 
 
-async def rekey(state: RotationState, alt: Alternating, operator: Operator) -> Rekeyed | Report:
+class Mistaken(Protocol):
+    """The flow that takes the active app's new key as the active key (`pipeline.mistaken_reset`)."""
+
+    def __call__(
+        self, state: RotationState, alt: Alternating, secret: Secret, reset: ResetDetected | None
+    ) -> Awaitable[Report]: ...
+
+
+async def rekey(
+    state: RotationState, alt: Alternating, operator: Operator, *, mistaken: Mistaken, incident: bool = False
+) -> Rekeyed | Report:
     """Ask for the standby app's reset until a key is written (or five pastes were refused).
-    A Report when the active app was reset by mistake and its new key became the active key."""
+    A Report when the active app was reset by mistake and its new key became the active key
+    (`mistaken`: the flow the runbook lists for it; a step never calls up into the runbook).
+    In an incident the standby is the leaked app: after a mistaken reset (its key taken as the
+    active one, the slot record kept true) the ask for the leaked app goes on."""
     if alt.behind:
         raise RotationError(slots.behind_line(alt), Exit.PARTIAL)
     app, refused = alt.standby_app, None
@@ -98,19 +129,59 @@ async def rekey(state: RotationState, alt: Alternating, operator: Operator) -> R
         reset = reset or seen
         if reset is None:
             out = await rekey_step.run(state, alt, secret)
+            if out.outcome is Outcome.FAILED:
+                out = await _store_retrying(state, alt, operator, secret, out)
             if out.outcome is Outcome.REFUSED:
                 refused, last = out.message, out
                 continue
             if out.outcome is not Outcome.ACTIVE_RESET:
                 return out
             operator.notice(f"{out.message}: taking this key as {alt.active_app}'s new key (single-app style)")
-        last = await _single_active(state, alt, secret, reset)
+        last = await mistaken(state, alt, secret, reset)
         if last.exit_code == Exit.KEY_REFUSED:
             refused = last.message
             continue
-        return last
+        if not incident or last.exit_code != Exit.DONE:
+            return last
+        # The leaked key still works: keep asking for its app (the report keeps the mistake).
+        alt.notes["mistaken_reset"] = (last.alternating or {}).get("mistaken_reset")
+        operator.notice(f"{alt.active_app}'s new key is in use; the leaked key ({app}) STILL WORKS: reset {app} now")
+        reset, watch, refused = None, None, None
     assert last is not None
     return last
+
+
+async def _store_retrying(
+    state: RotationState, alt: Alternating, operator: Operator, secret: Secret, failed: Rekeyed
+) -> Rekeyed:
+    """A standby write that failed after the reset: the key is held here and the write retried
+    (the session stays open), saying plainly that it is not stored yet; given up after the
+    plan's deadline, with the command that re-keys the standby again."""
+    app, fp = failed.app, secret.fingerprint
+    loop_deadline = time.monotonic() + max(state.plan.rotation.deadline, 10.0)
+    delay, out = 1.0, failed
+    while time.monotonic() < loop_deadline:
+        operator.notice(
+            f"{app}'s new key ({fp}) is NOT stored yet ({out.message}); it is held here and the write is retried "
+            f"in {delay:.0f}s: keep this session open"
+        )
+        state.emit(Step.REKEY, app, EmitStatus.WARNING, f"standby write failed; retrying in {delay:.0f}s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 8.0)
+        try:
+            await slots.refresh(state, alt)
+        except RotationError as exc:  # the primary cannot even be read (sealed, unreachable): later
+            out.message = str(exc)
+            continue
+        out = await rekey_step.run(state, alt, secret)
+        if out.outcome is not Outcome.FAILED:
+            return out
+    out.message = (
+        f"{app}'s new key ({fp}) was NOT stored: {out.message}; the standby slot still holds {app}'s previous key, "
+        f"now revoked: once {state.primary.name} is writable, reset {app} again with `rotator rekey {state.plan.path}`"
+    )
+    state.event(Step.REKEY, "given_up", target=app, detail=out.message, fingerprint=fp)
+    return out
 
 
 def _active_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk:
@@ -119,175 +190,19 @@ def _active_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk
     return ResetAsk(app, why, slots.dashboard_reset(app, why), "active", attempt, refused)
 
 
-async def _single_active(state: RotationState, alt: Alternating, secret: Secret, reset: ResetDetected | None) -> Report:
-    """The active app's new key as the active key, exactly as a single-app rotation writes it."""
-    from rotator import pipeline  # the flow list; imported here, it imports this module
+def revoke_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk:
+    """Revoke now: reset the leaked (active) app, its key dies at once."""
+    app = alt.active_app
+    return ResetAsk(app, SINGLE_WHY, slots.dashboard_reset(app, SINGLE_WHY), "active", attempt, refused)
 
-    if alt.slots.standby_secret is not None and alt.slots.standby_secret == secret:
-        line = (
-            f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); paste the new key of "
-            f"{alt.active_app}, the app that was reset; nothing was written"
-        )
-        return finish.not_written(state, line)
-    new_window(state)
-    report = await pipeline.rotate(state, secret)
-    if report.exit_code in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
-        return report
-    report.kind = state.kind
-    await slots.refresh(state, alt)
-    end = (state.key_received_wall or time.time()) + (report.window or 0.0)
-    began = reset.after_wall if reset is not None and reset.after_wall is not None else None
-    info: dict[str, Any] = {
-        "app": alt.active_app,
-        "detected_at": reset.wall if reset else None,
-        "reset_after": began,
-        "consumers_back_at": end,
-        "failed_call_window_s": round(end - began, 4) if began is not None else None,
-    }
-    report.warnings.append(
-        f"the active app ({alt.active_app}) was reset by mistake: consumers failed"
-        + (f" for about {end - began:.2f}s" if began is not None else "")
-        + f" until its new key was confirmed; {alt.standby_app} was not re-keyed: `rotator rekey` does that"
+
+def standby_key(alt: Alternating, secret: Secret, *, reset_app: str | None = None) -> str | None:
+    """The refusal when `secret` is the standby slot's key (the wrong app's key was copied)."""
+    if alt.slots.standby_secret is None or alt.slots.standby_secret != secret:
+        return None
+    if reset_app is None:
+        return f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); nothing was written"
+    return (
+        f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); paste the new key of "
+        f"{reset_app}, the app that was reset; nothing was written"
     )
-    report.alternating = {**alt.as_dict(), "mistaken_reset": info}
-    return report
-
-
-async def revoke_now(state: RotationState, alt: Alternating, operator: Operator) -> Report:
-    """Incident without a standby, operator's choice: the single-app flow on the leaked (active) app."""
-    from rotator import pipeline
-
-    leaked = state.old_secret
-    app, refused = alt.active_app, None
-    report: Report | None = None
-    for attempt in range(1, MAX_KEY_ATTEMPTS + 1):
-        ask = ResetAsk(app, SINGLE_WHY, slots.dashboard_reset(app, SINGLE_WHY), "active", attempt, refused)
-        secret, _ = await take_key(state, operator, ask, watch_app=None)
-        if alt.slots.standby_secret is not None and alt.slots.standby_secret == secret:
-            refused = f"{rekey_step.NOT_RESET}: this is the standby's key ({alt.standby_app}); nothing was written"
-            continue
-        report = await pipeline.rotate(state, secret)
-        if report.exit_code == Exit.KEY_REFUSED:
-            refused = report.message
-            continue
-        break
-    assert report is not None
-    if report.exit_code not in (Exit.KEY_REFUSED, Exit.PROBE_UNAVAILABLE):
-        await slots.refresh(state, alt)
-    info: dict[str, Any] = {"leaked_fingerprint": leaked.fingerprint if leaked else None, "choice": "revoke-now"}
-    if leaked is not None:
-        check = await slots.probe_all(alt, leaked)
-        info["leaked_revoked"] = check.refused
-        info["revoked_at"] = time.time() if check.refused else None
-    report.alternating = {**alt.as_dict(), "incident": info}
-    return await _store(state, report)
-
-
-def described(report: Report, alt: Alternating) -> Report:
-    """A promote's (or roll back's) report, saying which app is active now."""
-    end = (alt.marks.get("window_start") or 0.0) + (report.window or 0.0)
-    if report.exit_code == Exit.DONE and report.state == RunState.DONE:
-        a, s = alt.slots.active, alt.slots.standby
-        report.message = (
-            f"{alt.active_app} is active ({a.fingerprint if a else '?'}), {alt.standby_app} is the standby "
-            f"({s.fingerprint if s else '?'}); every target holds the active key; window {report.window or 0:.3f}s"
-        )
-        alt.marks["promoted_at"] = end
-    report.alternating = {**alt.as_dict(), "promote": {"window_s": report.window, "state": report.state}}
-    return report
-
-
-async def finish_rekeys(
-    state: RotationState,
-    alt: Alternating,
-    promoted: Report | None,
-    rekeys: list[Rekeyed | Report],
-    *,
-    incident: bool = False,
-) -> Report:
-    """One report for the whole flow (journaled with the entry)."""
-    fallback = next((r for r in rekeys if isinstance(r, Report)), None)
-    done = [r for r in rekeys if isinstance(r, Rekeyed)]
-    if fallback is not None:
-        report = fallback
-    elif promoted is not None:
-        report = promoted
-    else:
-        report = _rekey_report(state, alt, done[-1] if done else None)
-    failed = next((r for r in done if r.outcome is not Outcome.DONE), None)
-    if fallback is None and failed is not None and report.exit_code == Exit.DONE:
-        report.exit_code = failed.code
-        report.message = (
-            f"{report.message}; but {failed.app} was not re-keyed: {failed.message}" if promoted else failed.message
-        )
-    elif fallback is None and promoted is not None and promoted.exit_code == Exit.DONE and done:
-        last = done[-1]
-        proof = {True: "its previous key proven revoked", False: "its previous key STILL WORKS", None: ""}[last.revoked]
-        a = alt.slots.active
-        report.message = (
-            f"{alt.active_app} is active ({a.fingerprint if a else '?'}), every target holds its key "
-            f"(promote window {promoted.window or 0:.3f}s); {last.message}" + (f", {proof}" if proof else "")
-        )
-    info = dict(report.alternating or {})
-    info.update(alt.as_dict())
-    if promoted is not None:
-        info["promote"] = {"window_s": promoted.window, "state": promoted.state}
-    info["rekeys"] = [r.as_dict() for r in done]
-    if incident:
-        info["incident"] = _incident(alt, promoted, done)
-        if promoted is not None and promoted.exit_code == Exit.DONE:
-            leaked = info["incident"]
-            report.message += (
-                f"; the leaked key stayed in use {leaked['leaked_in_use_s']:.3f}s after the command started"
-                + (
-                    f", proven revoked {leaked['revoked_after_s']:.1f}s after it"
-                    if leaked.get("revoked_after_s") is not None
-                    else ", NOT yet proven revoked"
-                )
-            )
-    report.alternating = info
-    return await _store(state, report)
-
-
-def _incident(alt: Alternating, promoted: Report | None, done: list[Rekeyed]) -> dict[str, Any]:
-    promoted_at = alt.marks.get("promoted_at")
-    proof = done[-1] if done and done[-1].outcome is Outcome.DONE and promoted is not None else None
-    revoked_at = proof.revoked_at if proof is not None and proof.revoked else None
-    return {
-        "started_at": alt.started_wall,
-        "leaked_fingerprint": promoted.old_fingerprint if promoted else None,
-        "leaked_app": alt.standby_app if promoted else alt.active_app,
-        "out_of_use_at": promoted_at,
-        "leaked_in_use_s": round(promoted_at - alt.started_wall, 4) if promoted_at else None,
-        "revoked_at": revoked_at,
-        "revoked_after_s": round(revoked_at - alt.started_wall, 4) if revoked_at else None,
-    }
-
-
-def _rekey_report(state: RotationState, alt: Alternating, r: Rekeyed | None) -> Report:
-    ok = r is not None and r.outcome is Outcome.DONE
-    return Report(
-        id=state.id,
-        kind=state.kind,
-        plan=state.plan.name,
-        state=RunState.DONE if ok else (RunState.REFUSED if r and r.outcome is Outcome.REFUSED else RunState.FAILED),
-        exit_code=0 if ok or r is None else r.code,
-        reason=state.reason,
-        operator=state.operator,
-        old_fingerprint=r.previous if r else None,
-        new_fingerprint=r.fingerprint if r else None,
-        window=r.seconds if r else None,
-        message=(r.message + (", its previous key proven revoked" if r.revoked else "")) if r else "nothing to do",
-    )
-
-
-async def _store(state: RotationState, report: Report) -> Report:
-    """Close (or re-close, with everything the flow did) the journal entry."""
-    state.report = report
-    await state.journal_update(
-        state=report.state,
-        exit_code=report.exit_code,
-        finished_at=time.time(),
-        report=report.as_dict(),
-    )
-    return report

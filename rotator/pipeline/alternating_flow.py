@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
-from rotator.pipeline import alternating, finish, slots
+from rotator.pipeline import alternating, finish, leaked, slots
 from rotator.pipeline.alternating import IncidentChoice
 from rotator.pipeline.rollback import refusal as rollback_refusal
+from rotator.report import EmitStatus, RunKind, Step
 
 if TYPE_CHECKING:
     from rotator.pipeline.session import ArmedSession, FlowOperator
@@ -34,6 +35,11 @@ class FlowName(StrEnum):
     REKEY = "rekey"  # re-key the standby only (seed it, or finish after a promote)
     PROMOTE = "promote"  # promote only (no key)
     ROLLBACK = "rollback"  # undo the last promote (no key)
+
+    @property
+    def kind(self) -> RunKind:
+        """What the journal calls a run of this flow: an incident is a rotation."""
+        return RunKind.ROTATE if self is FlowName.INCIDENT else RunKind(self.value)
 
 
 class RollBack(RotationError):
@@ -52,6 +58,7 @@ class AlternatingFlow:
         self.alt: Alternating | None = None
         self.plan_line = ""
         self.rolled_back = False
+        self.continuing: str | None = None  # the line saying which incident this run continues
 
     @property
     def what(self) -> str:
@@ -60,11 +67,21 @@ class AlternatingFlow:
     async def armed(self, session: ArmedSession) -> None:
         """Both slots read, both keys probed; a flow that cannot run is refused here, nothing changed."""
         alt = self.alt = await slots.arm(session.state, started_wall=session.started_wall)
+        for rid in await leaked.close_stale(session.state, alt):
+            session.state.emit(
+                Step.SLOTS, rid, EmitStatus.WARNING, f"rotation {rid} ended before it moved anything: closed as aborted"
+            )
+        self._open_incident(alt, str(session.state.plan.path))
         if self.name is FlowName.ROLLBACK and (why := rollback_refusal(alt)) is not None:
             raise RotationError(why, Exit.PLAN_INVALID)
         if self.name is FlowName.PROMOTE and (problem := alt.standby_problem()) is not None:
             raise RotationError(f"cannot promote: {problem}; re-key the standby first", Exit.PLAN_INVALID)
-        if self.name is FlowName.INCIDENT and not alt.standby_valid and self.choice is None:
+        if (
+            self.name is FlowName.INCIDENT
+            and not alt.standby_valid
+            and self.choice is None
+            and leaked.where(alt) != "standby"
+        ):
             raise RotationError(
                 alternating.incident_choice_line(alt), Exit.PLAN_INVALID, {"choices": [c.value for c in IncidentChoice]}
             )
@@ -72,7 +89,30 @@ class AlternatingFlow:
             raise RotationError(slots.behind_line(alt), Exit.PARTIAL)
         self.plan_line = self._line(alt)
 
+    def _open_incident(self, alt: Alternating, plan_path: str) -> None:
+        """An incident recorded in the slot record: never put its leaked key back; continue it."""
+        at = leaked.where(alt)
+        if at is None:
+            return
+        if self.name in (FlowName.ROLLBACK, FlowName.PROMOTE):
+            if (why := leaked.refusal(alt, self.what, plan_path)) is not None:
+                raise RotationError(why, Exit.LEAKED_KEY)
+            return
+        if self.name is FlowName.REKEY and at == "active":
+            lk = leaked.leaked(alt)
+            assert lk is not None
+            raise RotationError(
+                f"incident {lk.incident} is open and its leaked key ({lk.app}, {lk.fingerprint}) is still the active "
+                f"key: `rotator rotate {plan_path} --incident` continues it (promote {alt.standby_app}, then reset "
+                f"{lk.app}); nothing was asked or written",
+                Exit.LEAKED_KEY,
+            )
+        self.name = FlowName.INCIDENT  # rotate, rotate --incident, rekey, the page's arm: the incident goes on
+        self.continuing = leaked.continuing(alt)
+
     def _line(self, alt: Alternating) -> str:
+        if self.continuing is not None:
+            return self.continuing
         if self.name is FlowName.INCIDENT:
             return alternating.plan_line(alt, incident=True, choice=self.choice)
         if self.name is FlowName.ROLLBACK:

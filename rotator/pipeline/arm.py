@@ -20,7 +20,7 @@ from rotator.pipeline.attempts import reason
 from rotator.plugin import Check, PluginContext, Stored
 from rotator.probe import Prober
 from rotator.registry import backend_class, consumer_class
-from rotator.report import ArmResult, RunState, Step
+from rotator.report import ArmResult, EmitStatus, RunState, Step
 from rotator.secret import compact, scrub
 
 if TYPE_CHECKING:
@@ -36,9 +36,11 @@ async def run(state: RotationState) -> ArmResult:
     Raises RotationError (exit BUSY) when another rotation holds the plan."""
     t0 = time.perf_counter()
     plan = state.plan
-    state.emit(Step.ARM, "", "running", f"{len(plan.backends)} backends, {len(plan.consumers)} consumers")
+    state.emit(Step.ARM, "", EmitStatus.RUNNING, f"{len(plan.backends)} backends, {len(plan.consumers)} consumers")
     n_targets = len(plan.backends) + len(plan.consumers)
-    ctx = state.ctx = PluginContext(max_threads=max(plan.rotation.max_threads, min(n_targets * 2 + 4, 1024)))
+    ctx = state.ctx = PluginContext(
+        max_threads=max(plan.rotation.max_threads, min(n_targets * 2 + 4, 1024)), plan=plan.name
+    )
     for b in plan.backends:
         state.backends[b.name] = backend_class(b.type)(b, ctx)
     for c in plan.consumers:
@@ -48,6 +50,7 @@ async def run(state: RotationState) -> ArmResult:
 
     checks: dict[str, Check] = {}
     current: dict[str, str | None] = {}
+    changed: dict[str, dict[str, str | None]] = {}
     primary_stored: Stored | None = None
     # A bounded number of targets readied at once, so each one's timeout measures its
     # own requests, not a queue: 900 consumers started together needed ~2,700 requests
@@ -71,6 +74,11 @@ async def run(state: RotationState) -> ArmResult:
             if check.ok is not False:
                 stored = await asyncio.wait_for(b.read(), b.settings.timeout)
                 current[b.name] = stored.secret.fingerprint if stored.secret else None
+                changed[b.name] = {
+                    "version": stored.version,
+                    "changed_at": stored.changed_at,
+                    "changed_by": stored.changed_by,
+                }
                 if b.settings.primary:
                     primary_stored = stored
         except Exception as exc:  # noqa: BLE001 - one line per target, never a traceback
@@ -106,13 +114,13 @@ async def run(state: RotationState) -> ArmResult:
         old_version = primary_stored.version
         old_fp = primary_stored.secret.fingerprint if primary_stored.secret else None
     ok = all(c.ok is not False for c in checks.values())
-    armed = state.armed = ArmResult(ok, checks, old_fp, old_version, time.perf_counter() - t0, current)
+    armed = state.armed = ArmResult(ok, checks, old_fp, old_version, time.perf_counter() - t0, current, changed)
     if ok:
         await _open_entry(state)
         # The values read at arm into full matchers, off the loop: the pasted key then costs
         # a one-value matcher in the window, never a full rebuild.
         await asyncio.to_thread(compact)
-    state.emit(Step.ARM, "", "ok" if ok else "failed", f"{armed.seconds:.2f}s", armed.seconds)
+    state.emit(Step.ARM, "", EmitStatus.OK if ok else EmitStatus.FAILED, f"{armed.seconds:.2f}s", armed.seconds)
     return armed
 
 
@@ -136,9 +144,21 @@ async def _open_entry(state: RotationState) -> None:
         await state.journal_call(state.journal.acquire, plan.name, state.id)
         state.locked = True
     except LockHeld as exc:
+        skipped = state.kind in ("sync", "check")  # a tick during a rotation: skipped, not failed
         if state.entry_opened:
-            await state.journal_update(state=RunState.ABORTED, finished_at=time.time())
-        raise RotationError(str(exc), Exit.BUSY, {"lock": exc.as_dict()}) from None
+            if skipped:
+                state.skipped = True
+                message = f"skipped: {exc}"
+                state.event(Step.ARM, RunState.SKIPPED, detail=message)
+                await state.journal_update(
+                    state=RunState.SKIPPED,
+                    exit_code=int(Exit.BUSY),
+                    finished_at=time.time(),
+                    report={"state": RunState.SKIPPED, "kind": state.kind, "message": message, "lock": exc.as_dict()},
+                )
+            else:
+                await state.journal_update(state=RunState.ABORTED, finished_at=time.time())
+        raise RotationError(str(exc), Exit.BUSY, {"lock": exc.as_dict(), "skipped": skipped}) from None
     await state.journal_call(
         state.journal.record,
         state.id,
@@ -180,7 +200,14 @@ async def disarm(state: RotationState) -> None:
     # Only a rotation that never took a key is "aborted"; one that failed after the
     # key was journaled keeps its state, so `resume` can finish it.
     # A journal that cannot be written (disk full) must not keep the lock's release from being tried.
-    if state.id and state.report is None and not state.key_journaled and state.armed and state.armed.ok:
+    if (
+        state.id
+        and state.report is None
+        and not state.key_journaled
+        and not state.skipped
+        and state.armed
+        and state.armed.ok
+    ):
         await _best_effort(state, state.journal.update, state.id, state=RunState.ABORTED, finished_at=time.time())
     if state.locked:
         await _best_effort(state, state.journal.release, state.plan.name, state.id)

@@ -14,17 +14,25 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rotator.pipeline.key_sources import MAX_PASTES, KeySource
-from rotator.report import Step
+from rotator.pipeline import fence
+from rotator.pipeline.key_sources import KeySource
+from rotator.report import EmitStatus, KeyOutcome, Step
 from rotator.reset_watch import ResetDetected, ResetWatch, WatchOutcome
 from rotator.transport import http_client
 
 if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
     from rotator.secret import Secret
+
+
+# The limits of asking, defined here only (the session, the flows and every front end import them).
+MAX_KEY_ATTEMPTS = 5  # keys refused (rejected pastes included) before an armed rotation (or one reset) is given up
+MAX_PASTES = 5  # pastes that are not a key (empty, wrong shape) before one reset is given up
+KEEP_WARM_EVERY = 15.0  # seconds between probe keep-alives and lock renewals while a session waits for a key
 
 
 @dataclass(frozen=True)
@@ -50,10 +58,11 @@ class Operator(Protocol):
 
 
 async def take_key(
-    state: RotationState, operator: Operator, ask: ResetAsk, *, watch_app: str | None
+    state: RotationState, operator: Operator, ask: ResetAsk, *, watch_app: str | None, expected: bool = False
 ) -> tuple[Secret, ResetDetected | None]:
-    """The operator's key; with `watch_app`, the active key is watched meanwhile and a
-    refusal (that app was reset) is said the moment it is seen."""
+    """The operator's key; with `watch_app`, the active key is watched meanwhile.  A refusal
+    (that app was reset) is said the moment it is seen when it was a mistake; when it is the
+    reset asked for (`expected`: revoke now), it is the outage's start (`state.reset`)."""
     key = asyncio.ensure_future(operator.key(ask))
     if watch_app is None or state.prober is None or state.old_secret is None:
         return await key, None
@@ -69,11 +78,14 @@ async def take_key(
                     reset = result.reset
                     if reset.after_wall is None:  # refused at the first probe: the reset followed the ask
                         reset = dataclasses.replace(reset, after_wall=asked[0], after_perf=asked[1])
+                    if expected:
+                        state.reset = state.reset or reset
+                        return await key, reset
                     line = (
                         f"the ACTIVE app ({watch_app}) was just reset, not {ask.app}: every consumer is failing now; "
                         f"paste {watch_app}'s new key: it becomes the active key at once (single-app style)"
                     )
-                    state.emit(Step.REKEY, watch_app, "failed", line)
+                    state.emit(Step.REKEY, watch_app, EmitStatus.FAILED, line)
                     state.event(Step.REKEY, "active_reset", target=watch_app, detail=line)
                     operator.notice(line)
                     return await key, reset
@@ -120,7 +132,11 @@ class SourcesOperator:
         for _ in range(self.max_pastes):
             raw = await self._next()
             if raw is None:
-                raise RotationError(f"no more keys: the input ended before {ask.app}'s key", Exit.KEY_REFUSED)
+                why = ask.refused or last  # the key before was refused: why, not only that the input ended
+                raise RotationError(
+                    f"no more keys: the input ended before {ask.app}'s key" + (f" ({why})" if why else ""),
+                    Exit.KEY_REFUSED,
+                )
             try:
                 clean = CleanKey(raw) if isinstance(raw, Secret) else clean_paste(raw, self.key_pattern)
             except KeyRejected as exc:
@@ -155,3 +171,63 @@ class SourcesOperator:
         for task in self._pending.values():
             task.cancel()
         self._pending.clear()
+
+
+class AskingSession(Protocol):
+    """What a flow's operator drives of its armed session (`pipeline.session.ArmedSession`):
+    public members only; the session keeps the lifecycle, the operator the asking."""
+
+    asking: ResetAsk | None
+    handed_keys: bool
+    max_pastes: int | None
+
+    @property
+    def inbox(self) -> KeySource: ...
+    @property
+    def state(self) -> RotationState: ...
+    @property
+    def listener(self) -> AskListener: ...
+
+    def answer(self, outcome: KeyOutcome, message: str) -> None: ...
+
+    async def armed_until(self, key: Coroutine[Any, Any, Secret]) -> Secret: ...
+
+
+class AskListener(Protocol):
+    """What a front end is told of a flow's asks (`pipeline.session_types.Listener`)."""
+
+    def asked(self, ask: ResetAsk) -> None: ...
+    def rejected(self, message: str) -> None: ...
+    def received(self, fingerprint: str, warnings: list[str]) -> None: ...
+    def notice(self, line: str) -> None: ...
+
+
+class FlowOperator(SourcesOperator):
+    """A flow's `Operator` over its session: the page's keys (`hand`) and every fed source,
+    raced.  ARMED (kept warm, expiring `arm_timeout` after the ask) only while it waits."""
+
+    def __init__(self, session: AskingSession) -> None:
+        sources: list[KeySource] = [session.inbox] if session.handed_keys else []
+        super().__init__(sources, session.state.plan.secret.key_pattern, session.max_pastes or MAX_PASTES)
+        self.session = session
+
+    def show(self, ask: ResetAsk) -> None:
+        s = self.session
+        # The key handed for the previous ask (if any) was refused, or the next reset is due.
+        s.answer(KeyOutcome.REFUSED if ask.refused else KeyOutcome.TAKEN, ask.refused or f"next: reset {ask.app}")
+        s.asking = ask
+        s.listener.asked(ask)
+
+    def rejected(self, message: str) -> None:
+        self.session.answer(KeyOutcome.REJECTED, message)
+        self.session.listener.rejected(message)
+
+    def received(self, fingerprint: str, warnings: list[str]) -> None:
+        self.session.listener.received(fingerprint, warnings)
+
+    def notice(self, line: str) -> None:
+        self.session.listener.notice(line)
+
+    async def key(self, ask: ResetAsk) -> Secret:
+        await fence.before_ask(self.session.state)  # no reset asked for by a run that lost its plan (LOCK_LOST)
+        return await self.session.armed_until(super().key(ask))

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from rotator.exitcodes import Exit
 from rotator.pipeline import finish
-from rotator.report import Report, RunState, Step, TargetResult, TargetStatus
+from rotator.report import EmitStatus, Report, RunState, Step, TargetResult, TargetStatus
 
 if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
@@ -25,7 +25,7 @@ async def run(state: RotationState, secret: Secret) -> Report:
         detail = f"holds {fp or 'nothing'}, primary holds {secret.fingerprint}" if drift else "in sync"
         status = TargetStatus.DRIFT if drift else TargetStatus.UNCHANGED
         targets.append(TargetResult(name, "backend", b.settings.type, status, detail, fingerprint=fp))
-        state.emit(Step.CHECK, name, "failed" if drift else "ok", detail)
+        state.emit(Step.CHECK, name, EmitStatus.FAILED if drift else EmitStatus.OK, detail)
     drifted = [t.name for t in targets if t.status == TargetStatus.DRIFT]
     report = Report(
         id=state.id,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rotator.pipeline import signal, write
 from rotator.plugin import RotationEvent
-from rotator.report import GOOD, Step, TargetStatus
+from rotator.report import GOOD, EmitStatus, Step, TargetStatus
 
 if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
@@ -47,7 +48,11 @@ async def run(
         reason=state.kind,
     )
     todo = state.consumers.values() if consumers is None else consumers
-    await asyncio.gather(*written.values(), *(_consumer(state, c, event, written, signal_unchanged) for c in todo))
+    keyed = replace(event, secret=secret)  # only for a consumer that hands the key over itself (`takes_key`)
+    await asyncio.gather(
+        *written.values(),
+        *(_consumer(state, c, keyed if c.takes_key else event, written, signal_unchanged) for c in todo),
+    )
     state.steps["fan_out"] = state.since_key() - start
 
 
@@ -57,7 +62,7 @@ async def _backend(state: RotationState, b: Backend, secret: Secret, skip_curren
     if skip_current and current == secret.fingerprint:
         res.status, res.detail, res.fingerprint = TargetStatus.UNCHANGED, "already holds the key", current
         res.started = res.finished = state.since_key()
-        state.emit(Step.WRITE, b.name, "ok", res.detail, 0.0)
+        state.emit(Step.WRITE, b.name, EmitStatus.OK, res.detail, 0.0)
     else:
         await write.run(state, b, secret, res, None)
     state.event(
@@ -86,10 +91,10 @@ async def _consumer(
     failed = [n for n in deps if state.results[n].status not in GOOD]
     if not signal_unchanged and not failed and all(state.results[n].status == TargetStatus.UNCHANGED for n in deps):
         res.status, res.detail = TargetStatus.UNCHANGED, "nothing it reads from changed"
-        state.emit(Step.SIGNAL, c.name, "ok", res.detail)
+        state.emit(Step.SIGNAL, c.name, EmitStatus.OK, res.detail)
     elif failed:
         res.status, res.detail = TargetStatus.SKIPPED, f"not signalled: {', '.join(failed)} not written"
-        state.emit(Step.SIGNAL, c.name, "skipped", res.detail)
+        state.emit(Step.SIGNAL, c.name, EmitStatus.SKIPPED, res.detail)
     else:
         await signal.run(state, c, event, res)
     state.event(

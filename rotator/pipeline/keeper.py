@@ -1,6 +1,12 @@
 """The keeper of an armed session: while it waits for its key, keep the probe's connection
 warm, renew the plan lock's lease (every `keep_warm_every` seconds), honour a close asked for
-through the journal, and close the session when no key came before `expires_at`."""
+through the journal, and close the session when no key came before `expires_at`.
+
+Between those rounds it checks every `LOCK_CHECK_EVERY` seconds that the session still
+holds its plan (one `SELECT 1` on the lock's own connection): after a PostgreSQL
+restart it takes the lock again before another replica can, or, when another
+rotation took the plan meanwhile, closes the session and says so, so that no
+operator is asked to reset a key for a rotation that can no longer write it."""
 
 from __future__ import annotations
 
@@ -8,10 +14,11 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from rotator.journal import LockHeld
+from rotator.journal import LockHeld, LockLost
 from rotator.logs import get_logger
 from rotator.pipeline import arm
 from rotator.pipeline.session_types import Status
+from rotator.report import Step
 
 if TYPE_CHECKING:
     from rotator.journal import Journal
@@ -20,8 +27,8 @@ if TYPE_CHECKING:
 
 log = get_logger("rotator.session")
 
-KEEP_WARM_EVERY = 15.0  # seconds between probe keep-alives and lock renewals while armed
-CLOSE_STEP = "close"  # journal: `requested` by someone who does not hold the session (the page of another replica)
+LOCK_CHECK_EVERY = 2.0  # seconds between checks that an armed session still holds its plan
+CLOSE_STEP = Step.CLOSE  # journal: `requested` by someone who does not hold the session (the page of another replica)
 
 
 def close_requested(journal: Journal, rid: str) -> str | None:
@@ -49,8 +56,6 @@ class Kept(Protocol):
     @property
     def arm_timeout(self) -> float | None: ...
     @property
-    def flow(self) -> object | None: ...
-    @property
     def asking(self) -> ResetAsk | None: ...
 
     async def close(self, why: str) -> None: ...
@@ -76,21 +81,23 @@ class Keeper:
         """While it waits for its key: keep the probe's connection warm, renew the
         lock's lease, and close the session when no key came in time."""
         s = self.session
+        next_warm = time.monotonic() + s.keep_warm_every
         while s.status is Status.ARMED:
-            wait = s.keep_warm_every
+            wait = max(0.0, min(LOCK_CHECK_EVERY, next_warm - time.monotonic()))
             if s.expires_at is not None:
                 wait = min(wait, s.expires_at - time.time())
                 if wait <= 0:
-                    since = (
-                        "of arming"
-                        if s.flow is None
-                        else f"of the ask to reset {s.asking.app if s.asking else 'the app'}"
-                    )
+                    since = f"of the ask to reset {s.asking.app}" if s.asking is not None else "of arming"
                     await s.close(f"no key within {s.arm_timeout:.0f}s {since}")
                     return
             await asyncio.sleep(wait)
             if s.status is not Status.ARMED:
                 return
+            if time.monotonic() < next_warm:
+                if await self._lock_lost():
+                    return
+                continue
+            next_warm = time.monotonic() + s.keep_warm_every
             try:  # someone who does not hold this session (another replica's page) asked to close it
                 asked = await s.state.journal_call(close_requested, s.state.journal, s.id)
             except Exception as exc:  # noqa: BLE001 - the journal is retried at the next round
@@ -101,11 +108,30 @@ class Keeper:
                 return
             try:
                 await arm.keep_warm(s.state)
-            except LockHeld as exc:
+            except (LockHeld, LockLost) as exc:
                 # Our hold on the plan ended (database connection lost) and someone
                 # else has it now: this rotation must not take a key.
-                log.error("plan lock lost", rotation=s.id, holder=exc.holder)
-                await s.close(f"lost the plan's lock: {exc}")
+                await self._closed_for(exc)
                 return
             except Exception as exc:  # noqa: BLE001 - keeping warm is best effort
                 log.warning("keep-warm failed", rotation=s.id, error=type(exc).__name__)
+
+    async def _lock_lost(self) -> bool:
+        """Check the session still holds its plan; close it (True) when it does not."""
+        s = self.session
+        if not s.state.locked:
+            return False
+        try:
+            await s.state.journal_call(s.state.journal.verify_lock, s.state.plan.name, s.id)
+        except LockLost as exc:
+            await self._closed_for(exc)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the database is away: nobody can take the plan meanwhile
+            log.warning("plan lock check failed", rotation=s.id, error=type(exc).__name__)
+        return False
+
+    async def _closed_for(self, exc: LockHeld | LockLost) -> None:
+        s = self.session
+        log.error("plan lock lost", rotation=s.id, why=str(exc))
+        s.state.locked = False  # not ours: disarm must not release another rotation's lock
+        await s.close(f"lost the plan's lock: {exc}")

@@ -8,8 +8,6 @@ from typing import Protocol
 
 from rotator.secret import Secret
 
-MAX_PASTES = 5  # pastes that are not a key (empty, wrong shape) before one reset is given up
-
 
 class KeySource(Protocol):
     """Somewhere a key can come from.  `read` waits for the next key: a raw paste (cleaned

@@ -6,9 +6,17 @@
 The reset is the old key's first refusal seen by the session's `ResetWatch`.  A
 key that arrives before the watch saw one (the clipboard takes it ~10 ms after the
 click, the watch looks every 0.5 s) is followed by one more look at the old key:
-refused, the reset happened between the last look it passed and the key's arrival
-(taken as the arrival: the operator's share is then ~0); accepted, the old key
-still worked when the new one came, which the report says plainly.
+refused, the reset happened between the last look it passed and the key's arrival.
+Then the reset's time is only a bound and so is the outage: it is at least the
+window (the reset at the latest, the key's arrival) and at most the window plus
+the time since the watch's last pass (`outage_bound`); `outage` (a figure the
+consumers would recognise) is left unset, never reported as the window.  Accepted,
+the old key still worked when the new one came, which the report says plainly.
+
+A reset the watch did see is known to within one watch interval (the refusal came
+between two looks); when that uncertainty is over `EXACT_WITHIN`, `outage_bound`
+gives the same two ends beside `outage` (which counts from the refusal seen, the
+lower end).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
     from rotator.report import Report
 
+EXACT_WITHIN = 0.05  # an outage known to within this is given as one figure only
 LOOK_WAIT = 2.0  # at most this long after the window for the look at the old key (loopback: ~2 ms)
 OLD_KEY_WORKS = (
     "the old key still worked when the new key arrived: the reset did not happen (yet), or another app"
@@ -61,8 +70,8 @@ def measure(state: RotationState, report: Report) -> None:
                 "status": look.status,
                 "detail": look.detail,
                 "inferred": True,
+                "bound": True,  # `at` is the latest the reset can have been, not when it was
             }
-            share = 0.0
         elif look.outcome is ProbeOutcome.ACCEPTED:
             report.warnings.append(OLD_KEY_WORKS)
     report.reset = reset
@@ -70,6 +79,24 @@ def measure(state: RotationState, report: Report) -> None:
         report.operator_share = share
         if report.window is not None:
             report.outage = share + report.window
+    if reset is not None and report.window is not None:
+        report.outage_bound = _bound(reset, report.window, share)
     for r in report.refused_keys:
         if reset is not None:
             r["after_reset"] = round(r["at"] - reset["at"], 4)
+
+
+def _bound(reset: dict[str, Any], window: float, share: float | None) -> dict[str, Any] | None:
+    """The outage's two ends when the reset's time is a bound, None when it is known to within EXACT_WITHIN.
+
+    `at_least`: from the latest moment the reset can have been (the refusal seen, or the key's
+    arrival); `at_most`: from the last look the old key passed (None: it never passed one)."""
+    unc = reset.get("uncertainty")
+    if not reset["inferred"] and unc is not None and unc <= EXACT_WITHIN:
+        return None
+    low = (share or 0.0) + window
+    return {
+        "at_least": round(low, 4),
+        "at_most": None if unc is None else round(low + unc, 4),
+        "reason": "reset not seen before the key arrived" if reset["inferred"] else "reset seen between two looks",
+    }

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from rotator.exitcodes import Exit
 from rotator.pipeline import finish
 from rotator.probe import ProbeOutcome, ProbeResult
-from rotator.report import RunState, Step
+from rotator.report import EmitStatus, RunState, Step
 
 if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
@@ -33,17 +33,17 @@ async def check(state: RotationState, secret: Secret) -> ProbeResult:
     state.key_arrived()
     if state.prober is None:
         return ProbeResult(ProbeOutcome.SKIPPED, "no probe in the plan")
-    state.emit(Step.PROBE, "", "running")
+    state.emit(Step.PROBE, "", EmitStatus.RUNNING)
     result = await state.prober.probe(secret)
     state.emit(
         Step.PROBE,
         "",
-        _STATUS.get(result.outcome.value, "skipped"),
+        _STATUS.get(result.outcome.value, EmitStatus.SKIPPED),
         f"{result.outcome.value}: {result.detail}",
         result.seconds,
     )
     for w in result.warnings:
-        state.emit(Step.PROBE, "", "warning", w)
+        state.emit(Step.PROBE, "", EmitStatus.WARNING, w)
     state.event(
         Step.PROBE, result.outcome.value, detail=result.detail, fingerprint=secret.fingerprint, seconds=result.seconds
     )
@@ -78,16 +78,17 @@ async def run(state: RotationState, secret: Secret) -> Report | None:
     state.warnings = list(result.warnings)
     if result.outcome is ProbeOutcome.UNAVAILABLE:
         state.warnings.append(UNPROBED)
-        state.emit(Step.PROBE, "", "warning", UNPROBED)
+        state.emit(Step.PROBE, "", EmitStatus.WARNING, UNPROBED)
     if state.old_secret is not None and state.old_secret == secret:
         state.warnings.append(SAME_KEY)
-        state.emit(Step.KEY, "", "warning", SAME_KEY)
+        state.emit(Step.KEY, "", EmitStatus.WARNING, SAME_KEY)
     return None
 
 
 def dry_run_report(state: RotationState, result: ProbeResult) -> Report:
     """`rotate --dry-run`: arm and probe only."""
-    report = finish.not_written(state, f"dry run: arm and probe only; probe {result.outcome.value} ({result.detail})")
+    # The state (dry_run) says what it was: the message says only what was done.
+    report = finish.not_written(state, f"arm and probe only; probe {result.outcome.value} ({result.detail})")
     report.state, report.probe = RunState.DRY_RUN, result
     report.exit_code = {
         "accepted": 0,

@@ -15,10 +15,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from rotator.errors import PluginError
-from rotator.pipeline import accept, fan_out, finish, slots, write_primary
-from rotator.pipeline.attempts import attempt, reason, unwrap
-from rotator.report import GOOD, Step, TargetStatus
+from rotator.pipeline import accept, fan_out, finish, slot_record, slots, write, write_primary
+from rotator.report import GOOD, EmitStatus, Step
 from rotator.secret import scrub
 
 if TYPE_CHECKING:
@@ -52,27 +50,18 @@ async def swap(state: RotationState, alt: Alternating, step: Step, token: str) -
     expected_fp = alt.slots.standby.fingerprint if alt.slots.standby else None
     expected_version = alt.slots.version
     res.started = state.since_key()
-    state.emit(step, primary.name, "running")
+    state.emit(step, primary.name, EmitStatus.RUNNING)
 
     async def once() -> tuple[str | None, str]:
         written = await primary.swap_slots(token=token, expected_version=expected_version)
         back = await primary.read()
-        fp = back.secret.fingerprint if back.secret else None
-        if fp != expected_fp:
-            raise PluginError(f"{primary.name}: read back fingerprint {fp} != {expected_fp}")
+        write.read_back(primary.name, "the active key", back.secret.fingerprint if back.secret else None, expected_fp)
         return written.version or back.version, written.detail
 
-    try:
-        version, detail = await attempt(res, primary.settings.timeout, primary.settings.retries, state.deadline, once)
-        res.status, res.version, res.fingerprint = TargetStatus.OK, version, expected_fp
-        res.detail = scrub(detail) or "swapped"
-    except Exception as exc:  # noqa: BLE001
-        from rotator.errors import Conflict
-
-        res.status = TargetStatus.CONFLICT if isinstance(unwrap(exc), Conflict) else TargetStatus.FAILED
-        res.detail = reason(unwrap(exc))
+    if (done := await write.attempt_write(state, primary, res, once)) is not None:
+        res.version, res.fingerprint, res.detail = done[0], expected_fp, scrub(done[1]) or "swapped"
     res.finished = state.since_key()
-    state.emit(step, primary.name, "ok" if res.status in GOOD else "failed", res.detail, res.seconds)
+    state.emit(step, primary.name, EmitStatus.of(res.status in GOOD), res.detail, res.seconds)
     return res
 
 
@@ -87,6 +76,7 @@ async def run(state: RotationState, alt: Alternating, *, step: Step = Step.PROMO
     await accept_key(state, secret)
     started = time.time()
     token = alt.token(slots.LastStep.ROLLBACK if step is Step.ROLLBACK else slots.LastStep.PROMOTE)
+    await slot_record.journaled(state, slot_record.after_swap(alt.slots, token), alt.slots, step.value)
     res = await swap(state, alt, step, token)
     state.steps[step.value] = res.seconds or 0.0
     if res.status not in GOOD:

@@ -14,27 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rotator.errors import Conflict, PluginError
 from rotator.exitcodes import Exit
-from rotator.pipeline import slots
-from rotator.pipeline.attempts import attempt, reason, unwrap
-from rotator.report import Step, TargetResult, TargetStatus
+from rotator.pipeline import slot_record, slots, write
+from rotator.report import EmitStatus, KeyOutcome, Step, TargetResult, TargetStatus
 
 if TYPE_CHECKING:
     from rotator.pipeline.slots import Alternating, KeyCheck
     from rotator.pipeline.state import RotationState
+    from rotator.plugin import Slots
     from rotator.secret import Secret
 
 
-class Outcome(StrEnum):
-    DONE = "done"
-    REFUSED = "refused"  # nothing written; the operator may paste again
-    ACTIVE_RESET = "active_reset"  # the active key is refused: the active app was reset (nothing written)
-    FAILED = "failed"  # the write failed (nothing or the old standby stays)
+Outcome = KeyOutcome  # DONE, REFUSED (the operator may paste again), ACTIVE_RESET, FAILED
 
 
 NOT_RESET = "the key was not reset"
@@ -51,6 +46,9 @@ class Rekeyed:
     revoked: bool | None = None  # the previous standby key proven refused (None: there was none)
     revoked_at: float | None = None  # time.time() of that proof
     seconds: float = 0.0  # key received -> standby written and read back
+    # The standby write's row (attempts, version, detail; times from the key), as a rotation's
+    # targets have theirs: what the flow's report lists.  None when nothing was tried.
+    row: TargetResult | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -87,14 +85,63 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
         state.event(Step.REKEY, "refused", target=app, detail=line, fingerprint=fp)
         return Rekeyed(Outcome.REFUSED, app, line, int(Exit.KEY_REFUSED), fp)
     previous = alt.slots.standby_secret
-    state.emit(Step.REKEY, app, "running", f"probing {fp} on {len(alt.probers)} URL(s)")
+    state.emit(Step.REKEY, app, EmitStatus.RUNNING, f"probing {fp} on {len(alt.probers)} URL(s)")
     new, active, prev = await asyncio.gather(
         slots.probe_all(alt, secret),
-        slots.probe_all(alt, state.old_secret) if state.old_secret is not None else slots._none(),
-        slots.probe_all(alt, previous) if previous is not None else slots._none(),
+        _probe(alt, state.old_secret),
+        _probe(alt, previous),
     )
     proven_at = time.time()
     state.event(Step.PROBE, "accepted" if new.ok else "refused", target=app, detail=new.problem(), fingerprint=fp)
+    if (refused := _refused(state, alt, fp, new, active, prev)) is not None:
+        return refused
+    revoked = prev.refused if prev is not None else None
+    started = time.perf_counter() - t0
+    res = await _write(state, alt, secret)
+    seconds = res.finished = time.perf_counter() - t0
+    res.started = started
+    if res.status != TargetStatus.OK:
+        line = f"the standby slot of {res.name} was not written: {res.detail}"
+        state.event(Step.REKEY, res.status, target=app, detail=line, fingerprint=fp)
+        code = Exit.CONFLICT if res.status == TargetStatus.CONFLICT else Exit.ERROR
+        prev_fp = previous.fingerprint if previous else None
+        return Rekeyed(Outcome.FAILED, app, line, int(code), fp, prev_fp, revoked, seconds=seconds, row=res)
+    prev_fp = previous.fingerprint if previous else None
+    await slots.refresh(state, alt)
+    state.event(
+        Step.REKEY,
+        "ok",
+        target=app,
+        detail=f"standby {app}: {prev_fp or 'empty'} -> {fp}; {alt.describe()}",
+        fingerprint=fp,
+        version=res.version,
+        seconds=seconds,
+    )
+    state.emit(Step.REKEY, app, EmitStatus.OK, f"standby {app} holds {fp}", seconds)
+    return Rekeyed(
+        Outcome.DONE,
+        app,
+        f"{app} re-keyed as the standby ({fp})",
+        0,
+        fp,
+        prev_fp,
+        revoked,
+        proven_at if revoked else None,
+        seconds,
+        res,
+    )
+
+
+async def _probe(alt: Alternating, key: Secret | None) -> KeyCheck | None:
+    return await slots.probe_all(alt, key) if key is not None else None
+
+
+def _refused(
+    state: RotationState, alt: Alternating, fp: str, new: KeyCheck, active: KeyCheck | None, prev: KeyCheck | None
+) -> Rekeyed | None:
+    """Why the key must not be written (nothing is): the active app was reset instead, the API
+    refused (or could not check) the key, or the standby's previous key still works.  None: go on."""
+    app = alt.standby_app
     if active is not None and active.refused:
         line = (
             f"the active app ({alt.active_app}) was reset, not {app}: its key ({active.fingerprint}) is refused "
@@ -107,57 +154,39 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
         line = (
             f"the API {'could not check' if unavailable else 'refused'} this key ({new.problem()}); nothing was written"
         )
-        state.emit(Step.REKEY, app, "failed", line)
+        state.emit(Step.REKEY, app, EmitStatus.FAILED, line)
         state.event(Step.REKEY, "refused", target=app, detail=line, fingerprint=fp)
         code = Exit.PROBE_UNAVAILABLE if unavailable else Exit.KEY_REFUSED
         return Rekeyed(Outcome.REFUSED, app, line, int(code), fp)
-    revoked = None
-    if prev is not None:
-        revoked = prev.refused
-        state.event(
-            Step.REVOKED,
-            "ok" if revoked else "still_works",
-            target=app,
-            detail=prev.problem() or "accepted on every URL",
-            fingerprint=prev.fingerprint,
-        )
-        if not revoked:
-            line = (
-                f"{NOT_RESET}: {app}'s previous key ({prev.fingerprint}) still works ({_status(prev)}), so this key "
-                f"is from another app or {app} was not reset; nothing was written"
-            )
-            state.emit(Step.REKEY, app, "failed", line)
-            return Rekeyed(Outcome.REFUSED, app, line, int(Exit.KEY_REFUSED), fp, prev.fingerprint, False)
-    res = await _write(state, alt, secret)
-    seconds = time.perf_counter() - t0
-    if res.status != TargetStatus.OK:
-        line = f"the standby slot of {res.name} was not written: {res.detail}"
-        state.event(Step.REKEY, res.status, target=app, detail=line, fingerprint=fp)
-        code = Exit.CONFLICT if res.status == TargetStatus.CONFLICT else Exit.ERROR
-        return Rekeyed(Outcome.FAILED, app, line, int(code), fp, previous.fingerprint if previous else None, revoked)
-    prev_fp = previous.fingerprint if previous else None
-    await slots.refresh(state, alt)
+    if prev is None:
+        return None
     state.event(
-        Step.REKEY,
-        "ok",
+        Step.REVOKED,
+        "ok" if prev.refused else "still_works",
         target=app,
-        detail=f"standby {app}: {prev_fp or 'empty'} -> {fp}; {alt.describe()}",
-        fingerprint=fp,
-        version=res.version,
-        seconds=seconds,
+        detail=prev.problem() or "accepted on every URL",
+        fingerprint=prev.fingerprint,
     )
-    state.emit(Step.REKEY, app, "ok", f"standby {app} holds {fp}", seconds)
-    return Rekeyed(
-        Outcome.DONE,
-        app,
-        f"{app} re-keyed as the standby ({fp})",
-        0,
-        fp,
-        prev_fp,
-        revoked,
-        proven_at if revoked else None,
-        seconds,
+    if prev.refused:
+        return None
+    line = (
+        f"{NOT_RESET}: {app}'s previous key ({prev.fingerprint}) still works ({_status(prev)}), so this key "
+        f"is from another app or {app} was not reset; nothing was written"
     )
+    state.emit(Step.REKEY, app, EmitStatus.FAILED, line)
+    return Rekeyed(Outcome.REFUSED, app, line, int(Exit.KEY_REFUSED), fp, prev.fingerprint, False)
+
+
+def _same_slots(a: Slots, b: Slots) -> bool:
+    def fps(s: Slots) -> tuple[str | None, str | None, str | None, str | None]:
+        return (
+            s.active.fingerprint if s.active else None,
+            s.standby.fingerprint if s.standby else None,
+            s.token,
+            str(s.leaked),
+        )
+
+    return fps(a) == fps(b)
 
 
 def _status(kc: KeyCheck) -> str:
@@ -171,22 +200,32 @@ async def _write(state: RotationState, alt: Alternating, secret: Secret) -> Targ
     token = alt.token(slots.LastStep.REKEY)
     active_app = alt.active_app if alt.slots.active is None or alt.slots.active.app is None else None
     deadline = asyncio.get_running_loop().time() + state.plan.rotation.deadline
+    a = alt.slots.active
+    rec = slot_record.after_rekey(
+        alt.slots, (alt.active_app, a.fingerprint) if a else None, (alt.standby_app, secret.fingerprint), token
+    )
+    await slot_record.journaled(state, rec, alt.slots, Step.REKEY.value)
 
     async def once() -> str | None:
-        written = await primary.write_standby(
-            secret, app=alt.standby_app, token=token, expected_version=alt.slots.version, active_app=active_app
-        )
+        try:
+            written = await primary.write_standby(
+                secret, app=alt.standby_app, token=token, expected_version=alt.slots.version, active_app=active_app
+            )
+        except Conflict:
+            # A concurrent writer changed the store (another field, another version) but not the slots:
+            # the write is still the one meant; take the new version and try again.
+            now = await primary.read_slots()
+            if _same_slots(now, alt.slots):
+                alt.slots = now
+                raise PluginError(f"{primary.name}: changed by another writer (not the slots); retrying") from None
+            raise
         back = await primary.read_slots()
-        if back.standby is None or back.standby.fingerprint != secret.fingerprint:
-            held = back.standby.fingerprint if back.standby else "nothing"
-            raise PluginError(f"{primary.name}: the standby reads back {held}, not {secret.fingerprint}")
+        write.read_back(
+            primary.name, "the standby", back.standby.fingerprint if back.standby else None, secret.fingerprint
+        )
         return written.version or back.version
 
-    try:
-        res.version = await attempt(res, primary.settings.timeout, primary.settings.retries, deadline, once)
-        res.status, res.fingerprint = TargetStatus.OK, secret.fingerprint
-    except Exception as exc:  # noqa: BLE001
-        inner = unwrap(exc)
-        res.status = TargetStatus.CONFLICT if isinstance(inner, Conflict) else TargetStatus.FAILED
-        res.detail = reason(inner)
+    res.version = await write.attempt_write(state, primary, res, once, deadline=deadline)
+    if res.status is TargetStatus.OK:
+        res.fingerprint = secret.fingerprint
     return res

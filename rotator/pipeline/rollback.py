@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 def refusal(alt: Alternating) -> str | None:
     """Why there is nothing to roll back (one line), or None."""
+    from rotator.pipeline.leaked import refusal as leaked_refusal
+
+    if (why := leaked_refusal(alt, "roll back")) is not None:
+        return why
     last = alt.last_step
     if last is LastStep.REKEY:
         return (

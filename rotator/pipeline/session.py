@@ -18,19 +18,14 @@ it is cancelled when the session ends.
 The attempt runs as a task owned by the session, not by whoever offered the key:
 an HTTP client that disconnects does not stop a rotation half-way.
 
-A `Flow` (`flow=`) replaces the single flow's key attempts with a flow of its own
-(an alternating plan's promote, re-key, incident, roll back: `alternating_flow`):
-it is armed by `arm()` (its `armed` hook after `arm.run`), runs as the session's
-task from then on, and asks for keys through the session's `FlowOperator`, which
-is ARMED (keep-warm, expiry counted from each ask) only while it waits for one.
-Keys reach it through `hand()` (the page, the API) and the sources `feed()`
-gives it; `interrupt()` makes the pending ask raise (the page's Roll back).
-The expiry, keep-warm and close are the same as the single flow's.
-
-The parts live beside it, one job each (their names are re-exported here): the key
-sources (`key_sources`), the keeper (`keeper`), the reset watch (`armed_watch`), the
-session's vocabulary and front-end hooks (`session_types`), what the operator is told
-(`instructions`).
+A `Flow` (`flow=`, an alternating plan's: `alternating_flow`) runs instead of the single
+flow's key attempts (`single_flow`): armed by `arm()` (its `armed` hook), it runs as the
+session's task and asks for keys through its operator (`ask.FlowOperator`), the session
+ARMED (keep-warm, expiry counted from each ask) only while it waits (`armed_until`).
+Keys reach it through `hand()` and the fed sources; `interrupt()` makes the pending ask
+raise (the page's Roll back).  The parts, one job each, live beside it (their names are
+re-exported here): `single_flow`, `key_sources`, `keeper`, `armed_watch`, `ask`,
+`session_types` (the vocabulary and front-end hooks), `instructions`.
 """
 
 from __future__ import annotations
@@ -41,12 +36,11 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rotator import pipeline
 from rotator.errors import RotatorError
 from rotator.logs import get_logger
 from rotator.pipeline import arm, finish
 from rotator.pipeline.armed_watch import ArmedWatch
-from rotator.pipeline.ask import SourcesOperator
+from rotator.pipeline.ask import KEEP_WARM_EVERY, MAX_KEY_ATTEMPTS, MAX_PASTES, FlowOperator
 from rotator.pipeline.instructions import (
     ARMED_HEADLINE,
     PASTE_PAGE,
@@ -56,8 +50,8 @@ from rotator.pipeline.instructions import (
     instruction,
     not_armed_message,
 )
-from rotator.pipeline.keeper import CLOSE_STEP, KEEP_WARM_EVERY, Keeper, close_requested
-from rotator.pipeline.key_sources import MAX_PASTES, Inbox, KeySource
+from rotator.pipeline.keeper import CLOSE_STEP, Keeper, close_requested
+from rotator.pipeline.key_sources import Inbox, KeySource
 from rotator.pipeline.session_types import (
     Attempt,
     Handed,
@@ -67,8 +61,9 @@ from rotator.pipeline.session_types import (
     SessionBusy,
     Status,
 )
-from rotator.report import Report, RunState
-from rotator.secret import CleanKey, KeyRejected, Secret, clean_paste
+from rotator.pipeline.single_flow import SingleFlow
+from rotator.report import Report
+from rotator.secret import Secret
 
 if TYPE_CHECKING:
     from rotator.pipeline.ask import ResetAsk
@@ -78,8 +73,6 @@ if TYPE_CHECKING:
 
 log = get_logger("rotator.session")
 
-MAX_KEY_ATTEMPTS = 5  # keys refused (rejected pastes included) before an armed rotation is closed
-
 
 class Flow(Protocol):
     """A flow an armed session runs instead of the single flow's key attempts."""
@@ -87,15 +80,12 @@ class Flow(Protocol):
     @property
     def what(self) -> str:
         """The verb of "cannot WHAT: ..." when arm fails."""
-        ...
 
     async def armed(self, session: ArmedSession) -> None:
         """After `arm.run` succeeded: the flow's own arm (raise RotatorError: nothing changed)."""
-        ...
 
     async def run(self, session: ArmedSession, operator: FlowOperator) -> Report:
         """The flow, from right after arm; keys come from `operator`."""
-        ...
 
 
 class ArmedSession:
@@ -117,6 +107,8 @@ class ArmedSession:
     ) -> None:
         self.state = state
         self.flow = flow
+        # The single-app flow's key attempts (`offer`): probed and written by `pipeline.rotate`.
+        self.single = SingleFlow(dry_run=dry_run, unavailable_keeps_armed=unavailable_keeps_armed)
         # A flow's keys: handed in (`hand`: the page, the API) and/or from fed sources; a front end
         # with fed sources only (the terminal) says so, so that their end ends the ask.
         self.handed_keys = handed_keys
@@ -131,9 +123,6 @@ class ArmedSession:
         self.max_attempts = max_attempts
         self.arm_timeout = arm_timeout
         self.keep_warm_every = keep_warm_every
-        # A key the probe could not check: ask again (the page) or stop with its exit code (the terminal).
-        self.unavailable_keeps_armed = unavailable_keeps_armed
-        self.dry_run = dry_run
         self.status = Status.ARMING
         self.attempts = 0
         self.expires_at: float | None = None  # wall clock
@@ -145,7 +134,7 @@ class ArmedSession:
         self._keeper = Keeper(self)
         self._attempt_task: asyncio.Task[Any] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._watch = ArmedWatch(self)
+        self.armed_watch = ArmedWatch(self)  # the old key, watched while armed (the single flow)
 
     @property
     def id(self) -> str:
@@ -154,7 +143,7 @@ class ArmedSession:
     @property
     def watch(self) -> ResetWatch | None:
         """The old key's watch, probed every [probe] watch_interval while armed."""
-        return self._watch.watch
+        return self.armed_watch.watch
 
     @property
     def done(self) -> bool:
@@ -194,8 +183,13 @@ class ArmedSession:
         self.status = Status.ARMED
         self._expire_from_now()
         self._start_keeper()
-        self._watch.start()
+        self.armed_watch.start()
         return armed
+
+    def rearm(self) -> None:
+        """Armed again after a refused key: kept warm until the next (the expiry still counts from arm)."""
+        self.status = Status.ARMED
+        self._start_keeper()
 
     def _expire_from_now(self) -> None:
         if self.arm_timeout is not None:
@@ -222,25 +216,23 @@ class ArmedSession:
             raise  # closed (expiry, close, lost lock: `_end` ran) or shutdown
         except RotatorError as exc:
             self.error = exc
-            await self._end(Status.CLOSED, str(exc))
+            await self.end(Status.CLOSED, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the journal says how far it got; one line here
             self.error = exc
             log.error("flow failed", rotation=self.id, error=type(exc).__name__)
-            await self._end(Status.CLOSED, f"internal error ({type(exc).__name__})", resume=f"rotator resume {self.id}")
+            await self.end(Status.CLOSED, f"internal error ({type(exc).__name__})", resume=f"rotator resume {self.id}")
             return
         finally:
             if self.operator is not None:
                 self.operator.close()
         self.report = report
         self.listener.finished(report)
-        await self._end(Status.FINISHED, "")
+        await self.end(Status.FINISHED, "")
 
     async def hand(self, raw: str | bytes | Secret) -> Handed:
         """A key for the flow's pending ask; returns once the flow is done with it (the next
         ask, a refusal, the end).  Raises SessionBusy unless the flow waits for a key."""
-        if self.flow is None:
-            raise SessionBusy(f"rotation {self.id} takes its key with offer()")
         if self.status is not Status.ARMED or self.asking is None or self._handed is not None:
             raise SessionBusy(f"rotation {self.id} is not waiting for a key now ({self.status})")
         handed = self._handed = asyncio.get_running_loop().create_future()
@@ -248,18 +240,40 @@ class ArmedSession:
         del raw
         return await asyncio.shield(handed)
 
-    def _tell(self, outcome: str, message: str) -> None:
-        """Answer the pending `hand()`, if any."""
+    def answer(self, outcome: Outcome, message: str) -> None:
+        """Answer the pending `hand()`, if any (the flow's operator: refused, taken, rejected)."""
         handed, self._handed = self._handed, None
         if handed is not None and not handed.done():
             handed.set_result(Handed(outcome, message))
 
     def interrupt(self, exc: BaseException) -> bool:
         """Make the flow's pending ask raise `exc` (e.g. the page's Roll back).  False unless it waits for a key."""
-        if self.flow is None or self.status is not Status.ARMED or self._interrupt.done():
+        if self.asking is None or self.status is not Status.ARMED or self._interrupt.done():
             return False
         self._interrupt.set_exception(exc)
         return True
+
+    async def armed_until(self, key: Coroutine[Any, Any, Secret]) -> Secret:
+        """A flow's wait for one key: ARMED (kept warm, expiring `arm_timeout` from now) until
+        `key` gives it or `interrupt()` raises instead; ROTATING again after."""
+        self.status = Status.ARMED
+        self._expire_from_now()
+        self._start_keeper()
+        wanted = asyncio.ensure_future(key)
+        try:
+            either: set[asyncio.Future[Any]] = {wanted, self._interrupt}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not wanted.done():
+                wanted.cancel()
+                self._interrupt.result()  # raises what interrupt() was given
+            return wanted.result()
+        finally:
+            if not wanted.done():
+                wanted.cancel()
+            self.asking = None
+            self._stop_keeper()
+            if not self.done:
+                self.status = Status.ROTATING
 
     # -- keys ------------------------------------------------------------
     def feed(self, source: KeySource) -> asyncio.Task[None] | None:
@@ -292,72 +306,12 @@ class ArmedSession:
             raise SessionBusy(f"rotation {self.id} is already writing a key")
         if self.status is not Status.ARMED:
             raise SessionBusy(f"rotation {self.id} is {self.status}; arm the plan again")
-        self._watch.key_arrives()  # the window starts when the (accepted) key reaches us
+        self.armed_watch.key_arrives()  # the window starts when the (accepted) key reaches us
         self.status = Status.ROTATING
         self._stop_keeper()
-        task = self._attempt_task = self.spawn(self._attempt(raw))
+        task = self._attempt_task = self.spawn(self.single.attempt(self, raw))
         del raw
         return await asyncio.shield(task)
-
-    async def _attempt(self, raw: str | bytes | Secret) -> Attempt:
-        self.attempts += 1
-        state = self.state
-        try:
-            clean = CleanKey(raw) if isinstance(raw, Secret) else clean_paste(raw, state.plan.secret.key_pattern)
-        except KeyRejected as exc:
-            message = f"the pasted key was rejected: {exc}; nothing was written"
-            return await self._refused(Outcome.REJECTED, finish.not_written(state, message), message, detail=str(exc))
-        finally:
-            del raw
-        self.listener.key(clean)
-        secret = clean.secret
-        del clean
-        try:
-            if self.dry_run:
-                report = await pipeline.dry_run(state, secret)
-                return await self._over_with(Attempt(Outcome.DRY_RUN, report, report.message, self.attempts_left, True))
-            report = await pipeline.rotate(state, secret)
-        except asyncio.CancelledError:
-            # Shutdown ran out of time: leave the journal entry as it is (resumable).
-            raise
-        except Exception as exc:
-            self.error = exc
-            why = f"internal error ({type(exc).__name__})"
-            log.error("rotation failed", rotation=self.id, error=type(exc).__name__)
-            # Disarming leaves a rotation whose key was journaled resumable.
-            await self._end(Status.CLOSED, why, resume=f"rotator resume {self.id}")
-            raise
-        finally:
-            del secret
-        if report.state == RunState.REFUSED:
-            return await self._refused(Outcome.REFUSED, report, report.message)
-        if report.state == RunState.UNAVAILABLE:
-            return await self._refused(Outcome.REFUSED, report, report.message, last=not self.unavailable_keeps_armed)
-        return await self._over_with(Attempt(Outcome.WRITTEN, report, report.message, self.attempts_left, True))
-
-    async def _refused(
-        self, outcome: Outcome, report: Report, message: str, *, last: bool = False, detail: str = ""
-    ) -> Attempt:
-        """Nothing written: keep it armed for another key, or (no attempts left) close it."""
-        final = last or self.attempts >= self.max_attempts
-        attempt = Attempt(outcome, report, message, self.attempts_left, final, detail)
-        self.last_refusal = attempt
-        self._watch.after_refusal(outcome, detail or message, watch_again=not final)
-        if final:
-            await finish.abandon(self.state, report)
-            self.listener.refused(attempt)
-            await self._end(Status.CLOSED, f"{self.attempts} keys refused" if not last else message)
-        else:
-            self.status = Status.ARMED
-            self._start_keeper()
-            self.listener.refused(attempt)
-        return attempt
-
-    async def _over_with(self, attempt: Attempt) -> Attempt:
-        self.report = attempt.report
-        self.listener.finished(attempt.report)
-        await self._end(Status.FINISHED, "")
-        return attempt
 
     # -- waiting, closing --------------------------------------------------
     async def wait(self) -> Report | None:
@@ -381,25 +335,26 @@ class ArmedSession:
         when its last key was refused.  Does nothing unless armed."""
         if self.status is not Status.ARMED:
             return
-        if self.flow is None and self.last_refusal is not None and self.state.report is None:
+        if self.last_refusal is not None and self.state.report is None:  # only a keyed session refuses
             with contextlib.suppress(Exception):
                 await finish.abandon(self.state, self.last_refusal.report)
-        await self._end(Status.CLOSED, why)
+        await self.end(Status.CLOSED, why)
 
     async def release(self) -> None:
         """Disarm (idempotent): clients closed, lock released, a never-keyed entry aborted."""
         self._stop_keeper()
-        await self._watch.release()
+        await self.armed_watch.release()
         await arm.disarm(self.state)
 
-    async def _end(self, status: Status, why: str, resume: str | None = None) -> None:
+    async def end(self, status: Status, why: str, resume: str | None = None) -> None:
+        """The session is over: FINISHED (its report set) or CLOSED (`why`; `resume`: how to finish it)."""
         self.status = status
         self.closed_reason = why
         self.asking = None
         if status is Status.FINISHED and self.report is not None:
-            self._tell("finished", self.report.message)
+            self.answer(Outcome.FINISHED, self.report.message)
         else:
-            self._tell("closed", why)
+            self.answer(Outcome.CLOSED, why)
         try:
             await self.release()
         finally:  # whatever disarming raised, the session is over: `wait` must return
@@ -414,54 +369,6 @@ class ArmedSession:
             log.info("armed rotation closed", rotation=self.id, why=why)
         if not self._over.done():
             self._over.set_result(self.report)
-
-
-class FlowOperator(SourcesOperator):
-    """A flow's `Operator` over the session: the page's keys (`hand`) and every fed source,
-    raced.  ARMED (kept warm, expiring `arm_timeout` after the ask) only while it waits."""
-
-    def __init__(self, session: ArmedSession) -> None:
-        sources: list[KeySource] = [session.inbox] if session.handed_keys else []
-        super().__init__(sources, session.state.plan.secret.key_pattern, session.max_pastes or MAX_PASTES)
-        self.session = session
-
-    def show(self, ask: ResetAsk) -> None:
-        s = self.session
-        if s._handed is not None:  # the key handed for the previous ask was refused, or the next reset is due
-            s._tell("refused" if ask.refused else "taken", ask.refused or f"next: reset {ask.app}")
-        s.asking = ask
-        s.listener.asked(ask)
-
-    def rejected(self, message: str) -> None:
-        self.session._tell("rejected", message)
-        self.session.listener.rejected(message)
-
-    def received(self, fingerprint: str, warnings: list[str]) -> None:
-        self.session.listener.received(fingerprint, warnings)
-
-    def notice(self, line: str) -> None:
-        self.session.listener.notice(line)
-
-    async def key(self, ask: ResetAsk) -> Secret:
-        s = self.session
-        s.status = Status.ARMED
-        s._expire_from_now()
-        s._start_keeper()
-        wanted = asyncio.ensure_future(super().key(ask))
-        try:
-            either: set[asyncio.Future[Any]] = {wanted, s._interrupt}
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            if not wanted.done():
-                wanted.cancel()
-                s._interrupt.result()  # raises what interrupt() was given
-            return wanted.result()
-        finally:
-            if not wanted.done():
-                wanted.cancel()
-            s.asking = None
-            s._stop_keeper()
-            if not s.done:
-                s.status = Status.ROTATING
 
 
 __all__ = [  # the names callers import from here (re-exported from the modules they moved to)

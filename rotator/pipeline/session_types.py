@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from rotator.errors import RotatorError
 from rotator.exitcodes import Exit
+from rotator.report import KeyOutcome
 
 if TYPE_CHECKING:
     from rotator.pipeline.ask import ResetAsk
@@ -20,10 +21,12 @@ if TYPE_CHECKING:
 class NotArmed(RotatorError):
     """Arm found a target not ready: nothing was journaled as started, no key may be taken."""
 
+    exit_code: Exit
+
     def __init__(self, message: str, armed: ArmResult) -> None:
         super().__init__(message)
         self.armed = armed
-        self.code = Exit.PREFLIGHT_FAILED
+        self.exit_code = Exit.PREFLIGHT_FAILED
 
 
 class SessionBusy(RotatorError):
@@ -38,11 +41,7 @@ class Status(StrEnum):
     CLOSED = "closed"
 
 
-class Outcome(StrEnum):
-    REJECTED = "rejected"  # the paste is not a key (empty, wrong shape): nothing probed
-    REFUSED = "refused"  # the probe refused it or could not check it: nothing written
-    WRITTEN = "written"  # the rotation ran: see the report's state
-    DRY_RUN = "dry_run"
+Outcome = KeyOutcome  # the name the session's callers import
 
 
 @dataclass
@@ -96,5 +95,5 @@ class Listener:
 class Handed:
     """What became of a key handed to a flow (`ArmedSession.hand`)."""
 
-    outcome: str  # rejected | refused | taken | finished | closed
+    outcome: KeyOutcome  # rejected | refused | taken | finished | closed
     message: str

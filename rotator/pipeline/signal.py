@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from rotator.pipeline.attempts import attempt, reason, unwrap
-from rotator.report import Step, TargetStatus
+from rotator.report import EmitStatus, Step, TargetStatus
 from rotator.secret import scrub
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 async def run(state: RotationState, c: Consumer, event: RotationEvent, res: TargetResult) -> None:
     """Record on `res`: ok, failed (signal), or unconfirmed (it did not report the new fingerprint)."""
     res.started = state.since_key()
-    state.emit(Step.SIGNAL, c.name, "running")
+    state.emit(Step.SIGNAL, c.name, EmitStatus.RUNNING)
     try:
         detail = await attempt(res, c.settings.timeout, c.settings.retries, state.deadline, lambda: c.signal(event))
         res.detail = scrub(detail)
@@ -27,11 +27,11 @@ async def run(state: RotationState, c: Consumer, event: RotationEvent, res: Targ
         res.status, res.detail = TargetStatus.FAILED, reason(unwrap(exc))
         res.finished = state.since_key()
         res.phase("signal", res.started, res.finished)
-        state.emit(Step.SIGNAL, c.name, "failed", res.detail, res.seconds)
+        state.emit(Step.SIGNAL, c.name, EmitStatus.FAILED, res.detail, res.seconds)
         return
     signalled = state.since_key()
     res.phase("signal", res.started, signalled)
-    state.emit(Step.SIGNAL, c.name, "ok", res.detail, signalled - res.started)
+    state.emit(Step.SIGNAL, c.name, EmitStatus.OK, res.detail, signalled - res.started)
     state.event(Step.SIGNAL, "ok", target=c.name, fingerprint=event.fingerprint)
     if c.can_confirm:
         await confirm(state, c, event.fingerprint, res)
@@ -60,7 +60,7 @@ async def confirm(state: RotationState, c: Consumer, fingerprint: str, res: Targ
     state.emit(
         Step.CONFIRM,
         c.name,
-        "ok" if res.status == TargetStatus.OK else "failed",
+        EmitStatus.OK if res.status == TargetStatus.OK else EmitStatus.FAILED,
         res.detail,
         state.since_key() - res.started,
     )

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
+from rotator.key_state import KeyState, verdict_of
 from rotator.pipeline.attempts import TOKEN_NAMESPACE, reason
 from rotator.probe import ProbeOutcome, Prober, ProbeResult
-from rotator.report import Step
+from rotator.report import EmitStatus, Step
 
 if TYPE_CHECKING:
     import httpx
@@ -70,6 +71,10 @@ class KeyCheck:
     def refused(self) -> bool:
         return any(r.outcome is ProbeOutcome.REFUSED for r in self.results.values())
 
+    @property
+    def state(self) -> KeyState:
+        return verdict_of(self.results.values())
+
     def problem(self) -> str:
         """Where it failed, in one line ('' when accepted everywhere)."""
         bad = [
@@ -102,6 +107,7 @@ class Alternating:
     marks: dict[str, float] = field(default_factory=dict)
     # Targets that may still use the standby's key (a promote that did not finish): a re-key would cut them off.
     behind: list[str] = field(default_factory=list)  # time.time() of a flow's moments (window_start, promoted_at)
+    notes: dict[str, Any] = field(default_factory=dict)  # what a flow's report adds (a mistaken reset's figures)
 
     @property
     def last_step(self) -> LastStep:
@@ -161,7 +167,9 @@ def _slot_dict(app: str, slot: Slot | None, check: KeyCheck | None) -> dict[str,
         "app_recorded": slot is not None and slot.app is not None,
         "fingerprint": slot.fingerprint if slot else None,
         "set_at": slot.set_at if slot else None,
-        "works": check.ok if check else None,
+        # works / refused / could not check: an API that did not answer never makes a key "not working"
+        "works": check.state.works if check else None,
+        "state": check.state.value if check else None,
         "problem": (check.problem() or None) if check else None,
     }
 
@@ -226,6 +234,7 @@ async def arm(state: RotationState, *, started_wall: float | None = None) -> Alt
     if check.ok is False:
         raise RotationError(f"cannot arm: {primary.name}: standby slot: {check.detail}", Exit.PREFLIGHT_FAILED)
     current = await read(state)
+    await verify(state, current)
     if current.active is None:
         raise RotationError(
             f"cannot arm: the primary ({primary.name}) holds no active key; store the key {plan.secret.apps[0]} "
@@ -239,14 +248,31 @@ async def arm(state: RotationState, *, started_wall: float | None = None) -> Alt
     for who, app, kc in (("active", alt.active_app, alt.active), ("standby", alt.standby_app, alt.standby)):
         if kc is not None:
             line = f"{who} key ({app}, {kc.fingerprint}) " + ("works on every URL" if kc.ok else kc.problem())
-            state.emit(Step.SLOTS, who, "ok" if kc.ok else "warning", line)
+            state.emit(Step.SLOTS, who, EmitStatus.OK if kc.ok else EmitStatus.WARNING, line)
     if alt.active is not None and alt.active.refused:
         state.warnings.append(
             f"the active key ({alt.active_app}, {alt.active.fingerprint}) is refused now: consumers on it are failing"
         )
-    state.emit(Step.SLOTS, primary.name, "ok" if alt.standby_valid else "warning", alt.describe())
+    state.emit(Step.SLOTS, primary.name, EmitStatus.OK if alt.standby_valid else EmitStatus.WARNING, alt.describe())
     state.event(Step.SLOTS, "ok" if alt.standby_valid else "standby_invalid", detail=alt.describe())
     return alt
+
+
+async def verify(state: RotationState, current: Slots) -> None:
+    """The slot record checked against the keys and the journal's last slot change
+    (`slot_record.problem`); RotationError exit SLOT_RECORD before anything is asked.
+    A leaked key the journal recorded whose primary write never landed (killed between the
+    two) is carried over: the incident is continued, not forgotten."""
+    from rotator.pipeline import slot_record
+
+    journaled = await state.journal_call(slot_record.last_journaled, state.journal, state.plan.name)
+    if (line := slot_record.problem(state.plan, current, journaled)) is not None:
+        state.event(Step.SLOTS, "record_problem", detail=line)
+        raise RotationError(line, Exit.SLOT_RECORD)
+    if current.leaked is None and journaled is not None and journaled.record.leaked:
+        fps = {s.fingerprint for s in (current.active, current.standby) if s is not None}
+        if journaled.record.leaked.get("fp") in fps:
+            current.leaked = {**journaled.record.leaked, "carried": True}  # `leaked.mark` writes it
 
 
 async def behind(state: RotationState, alt: Alternating) -> list[str]:
@@ -257,8 +283,21 @@ async def behind(state: RotationState, alt: Alternating) -> list[str]:
     armed = state.armed.current if state.armed else {}
     out = [name for name, fp in armed.items() if name != primary and standby is not None and fp == standby]
     rows = await state.journal_call(state.journal.unfinished, state.plan.name)
-    out += [f"rotation {r.id} ({r.state}: `rotator resume {r.id}`)" for r in rows if r.id != state.id]
+    active = alt.slots.active.fingerprint if alt.slots.active else None
+    out += [
+        f"rotation {r.id} ({r.state}: `rotator resume {r.id}`)"
+        for r in rows
+        if r.id != state.id and landed(r.state, r.new_fp, active)
+    ]
     return out
+
+
+def landed(run_state: str, new_fp: str | None, active_fp: str | None) -> bool:
+    """Whether an unfinished run's slot write may have landed: one stopped before it (the journal
+    has its key accepted, the primary's active key is another) left nothing behind."""
+    from rotator.report import PRIMARY_UNSURE
+
+    return run_state not in PRIMARY_UNSURE or new_fp is None or new_fp == active_fp
 
 
 def behind_line(alt: Alternating) -> str:

@@ -54,12 +54,13 @@ class RotationState:
 
     plan: Plan
     journal: Journal
-    kind: str = "rotate"  # the journal's kind: rotate | sync
+    kind: str = "rotate"  # the journal's kind: a RunKind (rotate, sync, check, promote, rekey, rollback)
     reason: str = ""
     operator: str = field(default_factory=operator_name)
     force: bool = False  # write the primary without check-and-set
     accept_unprobed: bool = False  # write a key the probe could not check
     resync: bool = False  # the key the primary already holds may be written (a re-sync, not a rotation)
+    incident: bool = False  # `rotate --incident` of a single-app plan: the old key leaked (its revocation is proven)
     progress_fn: ProgressFn = _no_progress
     # Told of every journal event as it is queued (the service turns an alternating flow's
     # promote / re-key / revoked events into its page's events); best effort, like progress_fn.
@@ -76,6 +77,7 @@ class RotationState:
     old_secret: Secret | None = None  # what the primary held at arm
     entry_opened: bool = False  # arm opened this state's journal entry (it was not given)
     locked: bool = False  # holds the plan's journal lock
+    skipped: bool = False  # a sync that found the plan locked: journaled `skipped`, not aborted
     closed: bool = False
 
     # -- the window (clocks: perf_counter; deadline: loop time) --
@@ -128,9 +130,10 @@ class RotationState:
         """A journal write we wait for (it runs after every event queued before it)."""
         return await self.writer.call(fn, *args, **kw)
 
-    async def journal_update(self, **values: Any) -> None:
-        """This rotation's row, durable, with every event queued before it (one commit)."""
-        await self.writer.update(self.id, **values)
+    async def journal_update(self, *, retry_for: float = 0.0, **values: Any) -> None:
+        """This rotation's row, durable, with every event queued before it (one commit);
+        `retry_for`: seconds to keep trying a database that cannot be reached."""
+        await self.writer.update(self.id, retry_for=retry_for, **values)
 
     def event(self, step: str, status: str, **fields: Any) -> None:
         """Journal an event without waiting: written with the next batch, in order."""

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
+
+from rotator.logs import get_logger
 from rotator.pipeline import finish, write
 from rotator.report import GOOD, RunState, Step
 
@@ -15,6 +18,8 @@ if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
     from rotator.report import Report
     from rotator.secret import Secret
+
+log = get_logger("rotator.rotate")
 
 
 async def run(state: RotationState, secret: Secret) -> Report | None:
@@ -33,7 +38,15 @@ async def run(state: RotationState, secret: Secret) -> Report | None:
 
 
 async def landed(state: RotationState) -> None:
-    """Journal that the primary holds the key: from here `rotator resume` can finish the rotation."""
+    """Journal that the primary holds the key: from here `rotator resume` can finish the rotation.
+
+    A journal that cannot be written now does not stop the rotation: the primary holds
+    the key, so the other targets need it at once (they are not kept waiting for a
+    database); the entry still says `key_accepted`, which `resume` also finishes, and
+    the final record is retried (`finish.close_journal`)."""
     res = state.results[state.primary.name]
     state.event(Step.PRIMARY, res.status, target=res.name, fingerprint=res.fingerprint, version=res.version)
-    await state.journal_update(state=RunState.FANNING_OUT, primary_version=res.version)
+    try:
+        await state.journal_update(state=RunState.FANNING_OUT, primary_version=res.version)
+    except sa.exc.DBAPIError as exc:
+        log.error("journal not written after the primary; going on", rotation=state.id, error=type(exc).__name__)

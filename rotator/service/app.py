@@ -20,8 +20,8 @@ from starlette.staticfiles import StaticFiles
 
 from rotator.logs import get_logger
 from rotator.service import routes
+from rotator.service.agejob import current_age
 from rotator.service.identity import Identity
-from rotator.service.key_age import key_age
 from rotator.service.middleware import MAX_BODY, BearerAuth, BodyLimit, SecurityHeaders
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ def build_app(
     shutdown_grace: float = 5.0,
     max_body: int = MAX_BODY,
     identity: Identity | None = None,
+    validity_every: float = 0.0,
 ) -> ASGIApp:
     """The ASGI app: routes wrapped in security headers, bearer auth and a body limit.
 
@@ -79,16 +80,23 @@ def build_app(
             outcome = sched.reconcile(scheduler, list(service.plans.values()))
             scheduler.resume()
             log.info("scheduler started", jobs=outcome)
-        for name, plan in service.plans.items():  # the key-age gauge from the journal, no notifications
+        for name, plan in service.plans.items():  # the key-age gauge (journal, else the primary), no reminders
             try:
-                age = await asyncio.to_thread(key_age, service.journal, plan)
-                service.metrics.set_key_age(name, age.age_seconds, age.warn)
+                age = await current_age(service, plan)
+                service.metrics.set_key_age(name, age.age_seconds, age.warn, age.max_age_days)
             except Exception as exc:  # noqa: BLE001 - a metric must not stop the service
                 log.warning("key age unknown", plan=name, error=type(exc).__name__)
         started = time.monotonic()
+        validity = None
+        if validity_every > 0:  # each plan's key checked on its probe endpoint (rotator.key_validity)
+            from rotator.service.validity_job import validity_loop
+
+            validity = asyncio.ensure_future(validity_loop(service, validity_every))
         try:
             yield
         finally:
+            if validity is not None:
+                validity.cancel()
             service.begin_drain()
             if scheduler is not None and scheduler.running:
                 scheduler.shutdown(wait=False)

@@ -154,6 +154,16 @@ class _AccessFields:
     metavar="URL",
     help="The page's address as users reach it (for the links in notifications; default: the bound address).",
 )
+@click.option(
+    "--validity-every",
+    type=float,
+    default=600.0,  # rotator.key_validity.VALIDITY_EVERY (not imported here: the CLI starts light)
+    show_default=True,
+    envvar="ROTATOR_VALIDITY_EVERY",
+    metavar="SECONDS",
+    help="Check each plan's key on its probe endpoint this often (one billed API call per key and interval, "
+    "across replicas; the rotator_key_validity gauge); 0 turns it off.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -170,6 +180,7 @@ def serve(
     trusted_proxies: tuple[str, ...],
     operator_header: str,
     public_url: str | None,
+    validity_every: float,
 ) -> int:
     """Run the service: scheduled syncs and key-age checks, the HTTP API, and the web page.
 
@@ -191,6 +202,7 @@ def serve(
     import logging
 
     from rotator.journal import Journal, safe_url
+    from rotator.journal.urls import UnsupportedJournalURL
     from rotator.logs import configure
 
     verbose = ctx.find_root().params.get("verbose", 0) or 0
@@ -202,6 +214,8 @@ def serve(
     url = db_url or getattr(ctx.obj, "db", None)
     try:
         journal = Journal(url)
+    except UnsupportedJournalURL as exc:
+        raise _fail(f"unsupported journal URL {safe_url(url or '')}: {exc}; check --db / ROTATOR_DB", 10) from None
     except Exception as exc:  # noqa: BLE001
         where = safe_url(url) if url else "default"  # never print a password from the URL
         why = "not a database URL" if "Could not parse" in str(exc) else str(exc)
@@ -221,6 +235,7 @@ def serve(
                 misfire_grace_time=misfire_grace_time,
                 identity=identity,
                 public_url=public_url,
+                validity_every=max(validity_every, 0.0),
             )
         )
     finally:
@@ -240,6 +255,7 @@ async def _serve(
     misfire_grace_time: int | None,
     identity: Any = None,
     public_url: str | None = None,
+    validity_every: float = 0.0,
 ) -> int:
     import asyncio
     import contextlib
@@ -254,7 +270,9 @@ async def _serve(
 
     service = Service(plans, journal, arm_timeout=arm_timeout)
     scheduler = make_scheduler(journal.engine, misfire_grace_time=misfire_grace_time) if scheduler_on else None
-    app = build_app(service, token, scheduler=scheduler, shutdown_grace=5.0, identity=identity)
+    app = build_app(
+        service, token, scheduler=scheduler, shutdown_grace=5.0, identity=identity, validity_every=validity_every
+    )
     loop = asyncio.get_running_loop()
 
     class Server(uvicorn.Server):
@@ -289,11 +307,19 @@ async def _serve(
         lifespan="on",
     )
     server = Server(config)
-    sock = config.bind_socket()
+    from rotator.logs import get_logger
+    from rotator.service.proxies import ServedProxies
+
+    proxies = ServedProxies(plans, service.metrics.registry, get_logger("rotator.proxy"))
+    await proxies.start()  # each plan's [proxy] on its own address, before the service listens
+    try:
+        sock = config.bind_socket()
+    except BaseException:
+        await proxies.stop()
+        raise
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     from rotator.journal import replica_id, safe_url
-    from rotator.logs import get_logger
 
     log = get_logger("rotator.service")  # one log, one format: these lines too
     log.info(f"{len(plans)} plan(s)", plans=[p.name for p in plans])
@@ -303,6 +329,9 @@ async def _serve(
     service.public_url = public_url or url.rstrip("/")
     if bound[0] not in ("127.0.0.1", "::1", "localhost"):
         log.warning(f"bound to {bound[0]}, not loopback: serve it behind TLS; the token guards every endpoint")
-    await server.serve(sockets=[sock])
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        await proxies.stop()
     log.info("stopped")
     return 0 if server.started else 1

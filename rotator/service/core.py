@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 from rotator import pipeline
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
+from rotator.key_age import key_age_with
 from rotator.logs import get_logger
-from rotator.pipeline import arm
+from rotator.pipeline import arm, leaked
 from rotator.pipeline.session import (
     CLOSE_STEP,
     KEEP_WARM_EVERY,
@@ -40,14 +41,16 @@ from rotator.pipeline.session import (
     Status,
 )
 from rotator.pipeline.state import RotationState
-from rotator.report import FINISHED, PRIMARY_UNSURE, RESUMABLE, RunState, TargetStatus
+from rotator.report import FINISHED, PRIMARY_UNSURE, REKEY_LEFT_LINE, RESUMABLE, RunState
 from rotator.secret import scrub_data
+from rotator.service import proxies
 from rotator.service.metrics import Metrics
 from rotator.service.sessions import Held
 from rotator.service.views import ApiError, plan_state, preflight
 
 if TYPE_CHECKING:
     from rotator.journal import Journal, RotationRow
+    from rotator.key_record import PrimaryRecord
     from rotator.pipeline.alternating_flow import AlternatingFlow
     from rotator.plan import Plan
     from rotator.report import Report
@@ -56,6 +59,11 @@ log = get_logger("rotator.service")
 
 ARM_TIMEOUT = 900.0  # seconds an armed rotation waits for its key
 KEEP_FINISHED = 600.0  # seconds a finished or closed rotation stays in memory (then: the journal)
+
+
+# An alternating plan's refusals before anything is asked: the slot record cannot be trusted,
+# or the step would put an incident's leaked key back in use (the line says how to go on).
+REFUSED_ALTERNATING = (Exit.SLOT_RECORD, Exit.LEAKED_KEY)
 
 
 class Service:
@@ -78,7 +86,7 @@ class Service:
         self.held: dict[str, Held] = {}
         self.public_url: str | None = None  # the page's address, for the links in notifications
         self.draining = False
-        self.age_unknown_warned: set[str] = set()
+        self.primary_records: dict[str, PrimaryRecord] = {}  # the primary's own date of its value (key_age)
         self._tasks: set[asyncio.Task[Any]] = set()  # syncs and closes in flight
         self.metrics.load(journal, plans)
 
@@ -139,10 +147,10 @@ class Service:
             self.metrics.observe_arm(plan.name, "rotate", exc.armed.seconds)
             raise ApiError(409, str(exc), preflight=preflight(state)) from None
         except RotationError as exc:
-            status = (
-                409 if exc.exit_code in (Exit.BUSY, Exit.PLAN_INVALID, Exit.PARTIAL, Exit.PREFLIGHT_FAILED) else 500
-            )
-            raise ApiError(status, str(exc), preflight=preflight(state), **exc.details) from None
+            refusals = (Exit.BUSY, Exit.PLAN_INVALID, Exit.PARTIAL, Exit.PREFLIGHT_FAILED, *REFUSED_ALTERNATING)
+            status = 409 if exc.exit_code in refusals else 500
+            extra = {"exit_code": int(exc.exit_code)} if exc.exit_code in REFUSED_ALTERNATING else {}
+            raise ApiError(status, str(exc), preflight=preflight(state), **extra, **exc.details) from None
         self.metrics.observe_arm(plan.name, "rotate", armed.seconds)
         self.held[held.id] = held
         held.armed()
@@ -179,8 +187,10 @@ class Service:
         if not plan.alternating:
             raise ApiError(404, f"{plan.name} is a single-app plan: it has no slots")
         try:
-            alt = await survey(plan)
+            alt = await survey(plan, self.journal)
         except RotationError as exc:
+            if exc.exit_code in REFUSED_ALTERNATING:
+                raise ApiError(409, str(exc), exit_code=int(exc.exit_code)) from None
             raise ApiError(502, str(exc)) from None
         return await asyncio.to_thread(status_data, plan, alt, self.journal)
 
@@ -192,7 +202,9 @@ class Service:
         if held.done:
             raise ApiError(409, f"rotation {rid} is {held.state}: arm the plan's roll back instead")
         if (why := held.flow.roll_back(held.session)) is not None:
-            raise ApiError(409, why)
+            alt = held.flow.alt
+            leaked_key = alt is not None and leaked.refusal(alt, "roll back") is not None
+            raise ApiError(409, why, **({"exit_code": int(Exit.LEAKED_KEY)} if leaked_key else {}))
         return held
 
     def _ended(self, held: Held, report: Report | None) -> None:
@@ -264,6 +276,8 @@ class Service:
                 message += f"; {MAX_KEY_ATTEMPTS} keys refused, the rotation is closed: arm again"
             return 422, {"error": message, "rotation": held.summary()}
         body = {"rotation": held.summary(), "report": scrub_data(attempt.report.as_dict())}
+        if attempt.report.exit_code == Exit.LOCK_LOST:  # another rotation holds the plan now: say so
+            return 409, {"error": attempt.report.message, **body}
         return (422 if attempt.outcome is Outcome.REFUSED else 200), body
 
     async def close_any(self, rid: str, who: str) -> tuple[int, dict[str, Any]]:
@@ -316,6 +330,8 @@ class Service:
         row = await asyncio.to_thread(self.journal.get, rid)
         if row is None:
             raise ApiError(404, f"no rotation {rid} in the journal")
+        if row.state == RunState.REKEY_LEFT:  # the operator's reset is left: the plan's next arm asks for it
+            raise ApiError(409, f"rotation {row.id}: {REKEY_LEFT_LINE.format(plan=row.plan_path)}", left="rekey")
         if row.state not in RESUMABLE:
             why = "is done" if row.state == RunState.DONE else f"never wrote the primary ({row.state}): arm it again"
             raise ApiError(409, f"rotation {row.id} {why}")
@@ -423,6 +439,11 @@ class Service:
                 raise ApiError(409, f"cannot {kind}: " + "; ".join(armed.problems()), preflight=preflight(state))
             report = await (pipeline.check_drift(state) if check_only else pipeline.sync(state))
         except (RotationError, ApiError) as exc:
+            if isinstance(exc, RotationError) and exc.details.get("skipped"):
+                # The plan is locked (a rotation armed): skipped, journaled as such; not news.
+                self.metrics.observe_skipped(plan.name, kind)
+                raise ApiError(409, str(exc), **exc.details) from None
+            self.metrics.runs.labels(plan.name, kind, "failed").inc()
             if not check_only:  # a sync that could not run is a failure worth telling
                 code = int(exc.exit_code) if isinstance(exc, RotationError) else int(Exit.PREFLIGHT_FAILED)
                 failed: dict[str, Any] = {"id": state.id or None, "kind": kind, "plan": plan.name, "state": "failed"}
@@ -434,21 +455,26 @@ class Service:
         finally:
             await arm.disarm(state)
         self.metrics.observe_report(report)
-        if not check_only and (report.exit_code != 0 or any(t.status == TargetStatus.OK for t in report.targets)):
-            self.notify(plan, report.as_dict())  # changed something, or failed
+        if not check_only and (report.exit_code != 0 or report.drift):
+            self.notify(plan, report.as_dict())  # drift repaired (its own notification), or failed; never a no-op
         return report
 
     # -- reading ---------------------------------------------------------
     def plan_state(self, plan: Plan) -> dict[str, Any]:
         held = next((h for h in self.held.values() if h.plan.name == plan.name and not h.done), None)
-        out = plan_state(self.journal, plan, held.id if held is not None and held.state == Status.ARMED else None)
+        armed_id = held.id if held is not None and held.state == Status.ARMED else None
+        out = plan_state(
+            self.journal, plan, armed_id, key_age_with(self.journal, plan, self.primary_records.get(plan.name))
+        )
         out["active"] = self.active(plan, held, out["lock"])
-        busy = out["active"]["id"] if out["active"] else None
+        # A holder that is gone (or a lock row a database outage left behind) keeps nobody from Resume.
+        busy = out["active"]["id"] if out["active"] and out["active"].get("alive", True) else None
         out["resumable"] = [
             {"id": r.id, "state": r.state, "created_at": r.created_at, "operator": r.operator}
             for r in self.journal.unfinished(plan.name)
             if r.id != busy
         ]
+        out["proxy"] = proxies.view(plan.name)  # its [proxy] served here: address, fingerprint, holds
         return out
 
     def active(self, plan: Plan, held: Held | None, lock: dict[str, Any] | None) -> dict[str, Any] | None:

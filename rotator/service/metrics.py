@@ -8,11 +8,13 @@ never by anything derived from a key.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from rotator.key_state import KeyState
 from rotator.report import BAD
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from rotator.plan import Plan
     from rotator.report import Report
 
+VALIDITY_STATES = tuple(s.label for s in KeyState)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # The window is tens of milliseconds when all is well, seconds when a consumer is slow.
@@ -76,7 +79,14 @@ class Metrics:
         )
         self.key_age = Gauge(
             "rotator_key_age_seconds",
-            "Seconds since the plan's key was last rotated (absent when no rotation is journaled)",
+            "Seconds since the plan's key was set: its last rotation or adoption in the journal, else the "
+            "primary's own record (absent when none says)",
+            ["plan"],
+            registry=r,
+        )
+        self.key_max_age = Gauge(
+            "rotator_key_max_age_seconds",
+            "The plan's max_age_days, in seconds (absent when the plan sets none)",
             ["plan"],
             registry=r,
         )
@@ -87,7 +97,33 @@ class Metrics:
             ["plan"],
             registry=r,
         )
+        self.last_drift = Gauge(
+            "rotator_last_drift_repaired_timestamp_seconds",
+            "Unix time a sync last found the backend out of line with the primary and repaired it",
+            ["plan", "backend"],
+            registry=r,
+        )
+        self.key_validity = Gauge(
+            "rotator_key_validity",
+            "1 for the state of the plan's key at its last check on the probe endpoint (works, refused, "
+            "could_not_check), 0 for the others; checked every --validity-every seconds (default 600)",
+            ["plan", "state"],
+            registry=r,
+        )
+        self._validity_at: dict[str, float] = {}
+        self.key_validity_checked = Gauge(
+            "rotator_key_validity_checked_timestamp_seconds",
+            "Unix time of this replica's last check of the plan's key",
+            ["plan"],
+            registry=r,
+        )
         self.armed = Gauge("rotator_armed_rotations", "Rotations armed and waiting for a key", registry=r)
+        self.skipped = Counter(
+            "rotator_sync_skipped_total",
+            "Syncs (and drift checks) skipped because the plan was locked by a rotation or another sync",
+            ["plan", "kind"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -111,6 +147,8 @@ class Metrics:
         for t in report.targets:
             if t.kind == "backend":
                 self.drift.labels(plan, t.name).set(1 if t.status in BAD else 0)
+        for d in report.drift or []:
+            self.last_drift.labels(plan, str(d.get("backend"))).set(finished_at)
         if report.state == "done":
             if kind == "rotate":
                 self.last_rotation.labels(plan).set(finished_at)
@@ -118,7 +156,30 @@ class Metrics:
             elif kind == "sync":
                 self.last_sync.labels(plan).set(finished_at)
 
-    def set_key_age(self, plan: str, age: float | None, warning: bool) -> None:
+    def observe_skipped(self, plan: str, kind: str) -> None:
+        self.skipped.labels(plan, kind).inc()
+        self.runs.labels(plan, kind, "skipped").inc()
+
+    def set_validity(self, plan: str, state: str, checked_at: float) -> None:
+        for s in VALIDITY_STATES:
+            self.key_validity.labels(plan, s).set(1 if s == state else 0)
+        self.key_validity_checked.labels(plan).set(checked_at)
+        self._validity_at[plan] = checked_at
+
+    def forget_validity_older_than(self, plan: str, cutoff: float) -> None:
+        """Drop this replica's answer for `plan` once it is stale (another replica has a fresh one)."""
+        checked = self._validity_at.get(plan)
+        if checked is not None and checked < cutoff:
+            del self._validity_at[plan]
+            for s in VALIDITY_STATES:
+                with contextlib.suppress(KeyError):
+                    self.key_validity.remove(plan, s)
+            with contextlib.suppress(KeyError):
+                self.key_validity_checked.remove(plan)
+
+    def set_key_age(self, plan: str, age: float | None, warning: bool, max_age_days: int | None = None) -> None:
+        if max_age_days is not None:
+            self.key_max_age.labels(plan).set(max_age_days * 86400.0)
         if age is None:
             try:
                 self.key_age.remove(plan)

@@ -12,7 +12,7 @@
    state-changing request must be ``Content-Type: application/json`` (a form
    cannot send that without a CORS preflight, which is never granted) and is
    refused when the browser says it is cross-site (``Origin`` not this host,
-   or ``Sec-Fetch-Site: cross-site``).  Behind a reverse proxy, pass the
+   ``Origin: null``, or ``Sec-Fetch-Site: cross-site``).  Behind a reverse proxy, pass the
    ``Host`` header through unchanged, or the page's own POSTs look cross-origin.
 3. `BodyLimit`: a request body over the limit (64 KiB) is answered 413 before
    the app sees it.
@@ -115,7 +115,9 @@ def _cross_site(headers: dict[bytes, bytes]) -> str:
     if site == b"cross-site":
         return "cross-site request refused"
     origin = headers.get(b"origin")
-    if origin and origin != b"null":
+    if origin == b"null":  # a sandboxed frame, a data: or file: page, a redirect: never the page itself
+        return "cross-origin request refused (Origin: null)"
+    if origin:
         host = headers.get(b"host", b"")
         if origin.split(b"://", 1)[-1] != host:
             return "cross-origin request refused"

@@ -46,12 +46,62 @@ def api(fn: Handler) -> Handler:
             return json({"error": str(exc), **exc.extra}, exc.status)
 
     wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__  # the HTTP API reference is generated from these
     return wrapped
 
 
 def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
+
+
+MAX_JSON_DEPTH = 16  # nesting a request body may have: the API's bodies are flat objects
+# The fields the API reads, by JSON type: a value of another type is refused (422), never dropped.
+FIELD_TYPES: dict[str, type] = {
+    "key": str,
+    "reason": str,
+    "operator": str,
+    "flow": str,
+    "choice": str,
+    "check": bool,
+    "accept_unprobed": bool,
+}
+_JSON_TYPE = {str: "a string", bool: "true or false"}
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply `raw` nests arrays and objects (strings skipped), without parsing it:
+    a 20,000-deep body must be refused before `json.loads` recurses into it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 async def _json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
@@ -61,13 +111,19 @@ async def _json_body(request: Request, *, required: bool = True) -> dict[str, An
             raise ApiError(400, "a JSON object body is required")
         return {}
     try:
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            raise ApiError(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels; send a flat JSON object")
         data = jsonlib.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(400, "the body is not valid JSON") from None
     finally:
         del raw
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
+    for name, wanted in FIELD_TYPES.items():
+        value = data.get(name)
+        if value is not None and type(value) is not wanted:
+            raise ApiError(422, f"{name} must be {_JSON_TYPE[wanted]}, not {_json_type(value)}", field=name)
     return data
 
 
@@ -83,21 +139,25 @@ def _reason(data: dict[str, Any], default: str = "web") -> str:
 
 
 async def healthz(request: Request) -> Response:
+    """Open (no token): 200 while the service takes work, 503 while it drains."""
     if _service(request).draining:
         return JSONResponse({"status": "shutting down"}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
 async def index(request: Request) -> Response:
+    """The page (plain HTML and one JS file)."""
     return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
 
 async def metrics(request: Request) -> Response:
+    """Prometheus metrics: window histogram, step durations, last rotation and sync, drift, key age."""
     return Response(_service(request).metrics.render(), media_type=CONTENT_TYPE)
 
 
 @api
 async def list_plans(request: Request) -> Response:
+    """The plans the service loaded, each with its state (armed, lock holder, last rotation)."""
     service = _service(request)
     states = await asyncio.to_thread(lambda: [service.plan_state(p) for p in service.plans.values()])
     jobs = []
@@ -111,6 +171,7 @@ async def list_plans(request: Request) -> Response:
 
 @api
 async def get_plan(request: Request) -> Response:
+    """One plan: its targets, schedules and state."""
     service = _service(request)
     plan = service.plan(request.path_params["name"])
     return json(await asyncio.to_thread(service.plan_state, plan))
@@ -119,7 +180,7 @@ async def get_plan(request: Request) -> Response:
 def _str(data: dict[str, Any], name: str) -> str | None:
     value = data.get(name)
     if value is not None and not isinstance(value, str):
-        raise ApiError(400, f"{name} must be a string")
+        raise ApiError(422, f"{name} must be a string", field=name)
     return value or None
 
 
@@ -151,16 +212,19 @@ async def _run_flow(request: Request, flow: str) -> Response:
 
 @api
 async def plan_rollback(request: Request) -> Response:
+    """Alternating: roll back the last promote (before its re-key only); answers with the report."""
     return await _run_flow(request, "rollback")
 
 
 @api
 async def plan_promote(request: Request) -> Response:
+    """Alternating: promote the standby alone; answers with the report."""
     return await _run_flow(request, "promote")
 
 
 @api
 async def plan_slots(request: Request) -> Response:
+    """Alternating: both slots (app, fingerprint, age, works now), the next rotation and what is left."""
     return json(await _service(request).slots(request.path_params["name"]))
 
 
@@ -179,8 +243,9 @@ async def whoami(request: Request) -> Response:
 
 @api
 async def sync(request: Request) -> Response:
+    """Copy the primary to drifted backends (body `{"check": true}`: only look, write nothing)."""
     data = await _json_body(request, required=False)
-    check = bool(data.get("check", False))
+    check = data.get("check") is True
     report = await _service(request).sync(
         request.path_params["name"],
         check_only=check,
@@ -193,6 +258,7 @@ async def sync(request: Request) -> Response:
 
 @api
 async def resume(request: Request) -> Response:
+    """Finish a partial or interrupted rotation from the primary's key (as `rotator resume ID`)."""
     data = await _json_body(request, required=False)
     report = await _service(request).resume(
         request.path_params["id"], operator=_operator(request, data), reason=_reason(data, "resume")
@@ -202,6 +268,7 @@ async def resume(request: Request) -> Response:
 
 @api
 async def submit_key(request: Request) -> Response:
+    """The key, in the JSON body `{"key": ...}` (never in a URL); answers once the flow is done with it."""
     data = await _json_body(request)
     key = data.pop("key", None)
     unprobed = data.get("accept_unprobed") is True
@@ -215,6 +282,7 @@ async def submit_key(request: Request) -> Response:
 
 @api
 async def get_rotation(request: Request) -> Response:
+    """A rotation: its state, and its report once finished (from the journal if not held here)."""
     service = _service(request)
     rid = request.path_params["id"]
     held = service.held.get(rid)
@@ -229,6 +297,7 @@ async def get_rotation(request: Request) -> Response:
 
 @api
 async def close_rotation(request: Request) -> Response:
+    """Close an armed rotation that will get no key: 200 closed, 202 asked of the replica holding it, 409 once writing."""
     data = await _json_body(request, required=False)
     status, body = await _service(request).close_any(request.path_params["id"], _operator(request, data))
     return json(body, status)
@@ -236,6 +305,7 @@ async def close_rotation(request: Request) -> Response:
 
 @api
 async def events(request: Request) -> Response:
+    """Server-sent events of a rotation (armed, step, ask, key, report, closed), then the report."""
     service = _service(request)
     rid = request.path_params["id"]
     try:
@@ -243,18 +313,33 @@ async def events(request: Request) -> Response:
     except ValueError:
         after = 0
     held = service.held.get(rid)
+    row = None
+    if held is None:
+        row = await asyncio.to_thread(service.journal.get, rid)
+        if row is None:
+            raise ApiError(404, f"no rotation {rid}")
+    slots = _stream_slots(request)
+    caller = sse.StreamSlots.caller(request.headers.get("authorization", ""))
+    if (why := slots.refusal(caller)) is not None:
+        raise ApiError(429, why, limit_per_token=slots.per_token, limit_total=slots.total)
     if held is not None:
-        return StreamingResponse(sse.held_stream(held, after), media_type="text/event-stream", headers=sse.HEADERS)
-    row = await asyncio.to_thread(service.journal.get, rid)
-    if row is None:
-        raise ApiError(404, f"no rotation {rid}")
-    return StreamingResponse(
-        sse.journal_stream(service, row.id, row.plan, after), media_type="text/event-stream", headers=sse.HEADERS
-    )
+        stream = sse.held_stream(held, after)
+    else:
+        assert row is not None
+        stream = sse.journal_stream(service, row.id, row.plan, after)
+    return StreamingResponse(slots.bounded(stream, caller), media_type="text/event-stream", headers=sse.HEADERS)
+
+
+def _stream_slots(request: Request) -> sse.StreamSlots:
+    slots = getattr(request.app.state, "event_streams", None)
+    if slots is None:
+        slots = request.app.state.event_streams = sse.StreamSlots()
+    return slots
 
 
 @api
 async def history(request: Request) -> Response:
+    """The journal's rotations, newest first (query `plan` to filter)."""
     plan = request.query_params.get("plan") or None
     try:
         limit = max(1, min(int(request.query_params.get("limit", "50")), 500))

@@ -92,11 +92,11 @@ async def sync_job(plan_name: str, schedule_index: int = 0) -> str:
     try:
         report = await service.sync(plan_name, trigger="schedule", reason=reason)
     except ApiError as exc:
-        busy = exc.status == 409 and "locked" in str(exc)
-        (log.info if busy else log.warning)(
-            "scheduled sync not run" if busy else "scheduled sync failed", plan=plan_name, why=str(exc)
-        )
-        return "busy" if busy else "failed"
+        if exc.extra.get("skipped"):  # journaled as skipped, counted, not notified
+            log.info("scheduled sync skipped: the plan is locked", plan=plan_name, why=str(exc))
+            return "skipped"
+        log.warning("scheduled sync failed", plan=plan_name, why=str(exc))
+        return "failed"
     changed = [t.name for t in report.targets if t.kind == "backend" and t.status == "ok" and not t.primary]
     level = log.warning if report.state != "done" or changed else log.info
     level(

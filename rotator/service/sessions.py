@@ -21,14 +21,19 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from rotator.pipeline import leaked
+from rotator.pipeline.instructions import PASTE_PAGE, RESET_STEPS
 from rotator.pipeline.session import ArmedSession, Attempt, Listener, Status, instruction
+from rotator.pipeline.slots import LastStep
 from rotator.report import Step
 from rotator.secret import scrub_data
+from rotator.service import buttons
 from rotator.service.views import preflight
 
 if TYPE_CHECKING:
     from rotator.pipeline.alternating_flow import AlternatingFlow
     from rotator.pipeline.ask import ResetAsk
+    from rotator.pipeline.slots import Alternating
     from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
     from rotator.report import Progress, Report
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
     from rotator.secret import CleanKey
 
 RESET_MESSAGE = "the old key stopped working — paste the new key now"
+RESET_DETAIL = "every consumer still using the old key fails until the new key is written"
 
 
 FLOW_STEPS = frozenset({Step.PROMOTE, Step.REKEY, Step.REVOKED, Step.ROLLBACK})
@@ -109,7 +115,8 @@ class Held(Listener):
 
     def reset_detected(self, reset: ResetDetected) -> None:
         # The page runs its own counter from `at` ("the old key stopped working 1.2 s ago").
-        self.push("reset", {"reset": reset.as_dict(), "message": RESET_MESSAGE})
+        extra = {"buttons": buttons.single(reset_seen=True).as_dict()} if self.flow is None else {}
+        self.push("reset", {"reset": reset.as_dict(), "message": RESET_MESSAGE, "detail": RESET_DETAIL, **extra})
 
     def warning(self, text: str) -> None:
         self.push("warning", {"message": text})
@@ -149,6 +156,8 @@ class Held(Listener):
             "app": ask.app,
             "why": ask.why,
             "instruction": ask.instruction,
+            # The numbered steps the page shows under "Reset APP in the Adjutor dashboard".
+            "steps": [f"Adjutor dashboard → {ask.instruction}", *RESET_STEPS[1:], PASTE_PAGE],
             "slot": ask.slot,
             "attempt": ask.attempt,
             "refused": ask.refused,
@@ -169,16 +178,35 @@ class Held(Listener):
         assert flow is not None
         alt = flow.alt
         asking = self.session.asking
+        # Why Roll back is not possible now (an open incident: its leaked key is never put back), or None;
+        # the page shows its button only on `can_roll_back` (`rollback_possible`, as `status --json` says it).
+        refusal = flow.rollback_refusal() if asking is not None else "a step is running"
         return {
             "flow": flow.name.value,
             "choice": flow.choice.value if flow.choice else None,
             "plan_line": flow.plan_line,
             "slots": alt.as_dict() if alt is not None else None,
             "asking": self.ask_dict(asking) if asking is not None else None,
-            "rollback_refusal": flow.rollback_refusal() if asking is not None else "a step is running",
-            "can_roll_back": asking is not None and flow.rollback_refusal() is None,
+            "rollback_refusal": refusal,
+            "can_roll_back": refusal is None,
+            "rollback_possible": refusal is None,
+            "incident": _incident(alt),
             "rolled_back": flow.rolled_back,
+            "buttons": self._flow_buttons(asking),
         }
+
+    def _flow_buttons(self, asking: ResetAsk | None) -> dict[str, Any] | None:
+        """What the paste button and Cancel do while the flow waits for `asking`'s key."""
+        alt = self.flow.alt if self.flow is not None else None
+        if asking is None or alt is None or self.flow is None:
+            return None
+        return buttons.alternating(
+            flow=self.flow.name.value,
+            app=asking.app,
+            slot=asking.slot,
+            promoted=alt.last_step is LastStep.PROMOTE,
+            active_app=alt.active_app,
+        ).as_dict()
 
     # -- the event log -----------------------------------------------------
     def push(self, kind: str, data: dict[str, Any]) -> None:
@@ -223,6 +251,9 @@ class Held(Listener):
                 "old_version": armed.old_version if armed else None,
                 "preflight": preflight(self.session.state),
                 "instruction": instruction() if self.flow is None else None,
+                "buttons": buttons.single(reset_seen=self.session.state.reset is not None).as_dict()
+                if self.flow is None
+                else None,
                 **({"alternating": self.alternating()} if self.flow is not None else {}),
                 "last_refusal": self.last_refusal,
                 "closed_reason": self.session.closed_reason or None,
@@ -241,3 +272,9 @@ def _timeline_svg(report: Report | None) -> str | None:
 
     tl = build(report.as_dict())
     return render_svg(tl) if tl is not None else None
+
+
+def _incident(alt: Alternating | None) -> dict[str, Any] | None:
+    """An open incident's leaked key (app, fingerprint, id) and where it is now; None when none is."""
+    lk = leaked.leaked(alt) if alt is not None else None
+    return {**lk.as_dict(), "where": leaked.where(alt)} if lk is not None and alt is not None else None

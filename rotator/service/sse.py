@@ -4,12 +4,19 @@
 (`sessions.Held`).  `journal_stream`: one held by another replica, followed
 through the journal until it is finished or its replica is gone.  Every event's
 data passes through `secret.scrub_data`.
+
+Open streams are bounded (`StreamSlots`): `MAX_STREAMS_PER_TOKEN` per bearer token
+and `MAX_STREAMS` in all; one more is refused with 429 and
+a line saying so.  Each open stream costs a task and its buffers (3,000 unbounded
+streams added ~90 MB and slowed a key request to 1.37 s).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -22,6 +29,60 @@ if TYPE_CHECKING:
 
 JOURNAL_POLL = 0.5  # seconds between journal reads when following another replica's rotation
 HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+MAX_STREAMS_PER_TOKEN = 32  # a page tab holds one; a few dozen tabs and scripts per caller
+MAX_STREAMS = 256  # in all, whoever asks
+
+
+class StreamSlots:
+    """Counts open event streams per caller and in all; `take` refuses past the limits."""
+
+    def __init__(self, per_token: int = MAX_STREAMS_PER_TOKEN, total: int = MAX_STREAMS) -> None:
+        self.per_token = per_token
+        self.total = total
+        self.open: dict[str, int] = {}
+
+    @staticmethod
+    def caller(authorization: str) -> str:
+        """Who holds a stream: a digest of the bearer token (never the token itself)."""
+        return hashlib.sha256(authorization.encode()).hexdigest()[:16]
+
+    def refusal(self, caller: str) -> str | None:
+        """Why one more stream for `caller` may not open (None: it may)."""
+        if sum(self.open.values()) >= self.total:
+            return f"too many open event streams ({self.total} in all): try again when some close"
+        if self.open.get(caller, 0) >= self.per_token:
+            return (
+                f"too many open event streams for this token ({self.per_token}): close some "
+                "(each page tab following a rotation holds one)"
+            )
+        return None
+
+    def bounded(self, stream: AsyncIterator[bytes], caller: str) -> AsyncIterator[bytes]:
+        """`stream`, counted while it lives: given back when it ends however it ends
+        (finished, client gone, shutdown), or when it is dropped without ever starting."""
+        self.open[caller] = self.open.get(caller, 0) + 1
+        released = [False]
+
+        def give_back() -> None:
+            if released[0]:
+                return
+            released[0] = True
+            left = self.open.get(caller, 0) - 1
+            if left > 0:
+                self.open[caller] = left
+            else:
+                self.open.pop(caller, None)
+
+        async def run() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in stream:
+                    yield chunk
+            finally:
+                give_back()
+
+        gen = run()
+        weakref.finalize(gen, give_back)
+        return gen
 
 
 async def held_stream(held: Held, after: int) -> AsyncIterator[bytes]:

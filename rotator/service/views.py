@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rotator.history_fold import repaired
+from rotator.key_age import KeyAge, key_age
 from rotator.report import BAD, RunState
-from rotator.service.key_age import key_age
 
 if TYPE_CHECKING:
     from rotator.journal import Journal, RotationRow
@@ -69,6 +70,8 @@ def preflight(state: RotationState) -> list[dict[str, Any]]:
 
 def row_dict(row: RotationRow, with_report: bool = False) -> dict[str, Any]:
     d = {k: v for k, v in row.__dict__.items() if k != "report"}
+    if row.kind == "sync":  # the page folds no-op syncs and shows what each repairing one repaired
+        d["repaired"] = repaired(row)
     if with_report:
         d["report"] = row.report
     return d
@@ -88,12 +91,13 @@ def brief(row: RotationRow | None) -> dict[str, Any] | None:
     }
 
 
-def plan_state(journal: Journal, plan: Plan, armed_rotation: str | None) -> dict[str, Any]:
-    """A plan as the page shows it: targets, schedules, key age, last rotation and sync, drift, lock."""
-    age = key_age(journal, plan)
+def plan_state(journal: Journal, plan: Plan, armed_rotation: str | None, age: KeyAge | None = None) -> dict[str, Any]:
+    """A plan as the page shows it: targets, schedules, key age (`agejob.age_now`: the journal
+    only when not given), last rotation and sync, drift, lock."""
+    age = key_age(journal, plan) if age is None else age
     rows = journal.history(plan.name, 50)
     last_rot = next((r for r in rows if r.kind == "rotate" and r.state != RunState.ABORTED), None)
-    last_sync = next((r for r in rows if r.kind == "sync"), None)
+    last_sync = next((r for r in rows if r.kind == "sync" and r.state != RunState.SKIPPED), None)
     last_check = next((r for r in rows if r.kind == "check"), None)  # a drift check (writes nothing)
     ended = (RunState.DONE, RunState.PARTIAL, RunState.DRIFT)
     fp, fp_from = None, None

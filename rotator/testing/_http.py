@@ -15,8 +15,10 @@ import ipaddress
 import json
 import os
 import socket
+import ssl
 import sys
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +40,31 @@ def write_ready_file(path: str | os.PathLike[str], data: dict[str, Any]) -> None
     os.replace(tmp, target)
 
 
+@dataclass
+class Exchange:
+    """One request and its answer as a double saw them, bodies parsed (JSON, else None).
+    Kept only in memory, only when a test asks (``exchanges = []``): they hold keys, so
+    they are never written or logged; the tests check them against the official API specs."""
+
+    method: str
+    path: str  # without the query
+    query: str
+    content_type: str
+    request: Any
+    status: int
+    response: Any
+
+
+def parsed(body: bytes, content_type: str) -> Any:
+    """`body` as JSON when it says so (None otherwise, or when it is not JSON)."""
+    if not body or "json" not in content_type:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
 class LoopbackServer(ThreadingHTTPServer):
     """A threading HTTP/1.1 server that keeps no request log and can drop its
     keep-alive connections on stop (so a stopped server answers nothing more)."""
@@ -46,9 +73,14 @@ class LoopbackServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
-        """Listening once made (`port` 0 picks a free one); `start_background` serves."""
+    def __init__(
+        self, host: str, port: int, handler: type[BaseHTTPRequestHandler], *, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """Listening once made (`port` 0 picks a free one); `start_background` serves.
+        `tls`: serve HTTPS with this server context (the handshake runs in the
+        connection's own thread, so a slow client never holds up the others)."""
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.tls = tls
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -65,17 +97,36 @@ class LoopbackServer(ThreadingHTTPServer):
             host = "::1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conns_lock:
             self._conns.add(request)
         super().process_request(request, client_address)
 
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(30)  # a client that never finishes its handshake
+        wrapped = self.tls.wrap_socket(request, server_side=True)  # takes over the descriptor
+        wrapped.settimeout(None)
+        with self._conns_lock:  # stop() must reach the TLS socket, the only one left open
+            self._conns.discard(request)
+            self._conns.add(wrapped)
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            with self._conns_lock:
+                self._conns.discard(wrapped)
+            with contextlib.suppress(OSError):
+                wrapped.close()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hung up mid-request (a test's stopped client, a probe's timeout) is
-        normal for a double: no traceback on stderr for it.  Anything else is still printed."""
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+        """A client that hung up mid-request (a test's stopped client, a probe's timeout) or
+        refused the certificate is normal for a double: no traceback on stderr for it.
+        Anything else is still printed."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError | ssl.SSLError):
             return
         super().handle_error(request, client_address)
 

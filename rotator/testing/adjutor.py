@@ -22,9 +22,14 @@ Model Lookup", "Authentication"; checked while writing this):
   ``decision_setting``, ``offer_setting``, ...);
 * priced endpoints add ``"meta": {"cost": <charged>, "balance": <wallet left>}``
   (the wallet is debited on each successful priced call);
-* a missing, wrong or reset ("outdated") key fails.  The docs do not show the
-  error body, so the 401 here, ``{"status": "error", "message": "Invalid token"}``,
-  is an approximation in the same envelope.
+* a missing, wrong or reset ("outdated") key fails ("Generating your API key");
+  errors are an HTTP status and a JSON body with ``message`` (text), ``status``
+  (the HTTP status, a number) and ``error_code`` ("Errors": "rely on the HTTP
+  status code alone").  The docs show no refusal's body, so the 401 here,
+  ``{"status": 401, "message": "Invalid token"}``, is assumed in those fields;
+  `refusal` answers another status and body instead (a 403, an HTML page), to show
+  rotator does not depend on it.
+  Each assumption is listed, marked documented or assumed, in docs/testing/doubles.md.
 
 Beyond that it has what tests need: injected latency, an ``unavailable`` switch
 (503) and loopback-only admin endpoints guarded by a token made at start::
@@ -32,6 +37,11 @@ Beyond that it has what tests need: injected latency, an ``unavailable`` switch
     POST /_admin/reset        -> {"key": "<new key>"}   ({"app": NAME}: that app's key)
     POST /_admin/apps         {"name": NAME, "paths": [...] | null} -> {"app", "key"}
     GET  /_admin/stats        -> counters, the keys' fingerprints (never a key)
+    GET  /_admin/posts        -> {"executed": {X-Request-Id: times}, "mismatched": N}
+
+A POST to an API path is a call that acts: answered as a GET is, and when
+authorized counted as executed under its ``X-Request-Id`` (the proxy's tests
+check each was executed exactly once, and its JSON body's ``id`` unchanged).
     POST /_admin/unavailable  {"unavailable": true|false}
     POST /_admin/latency      {"latency": <seconds>}
 
@@ -88,9 +98,9 @@ def new_key() -> str:
     return KEY_PREFIX + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(KEY_LENGTH))
 
 
-class _StandInHandler(JsonHandler):
+class StandInHandler(JsonHandler):
     server_version = "AdjutorStandIn/1"
-    server: _StandInServer
+    server: StandInServer
 
     def do_GET(self) -> None:
         self.read_body()
@@ -100,19 +110,42 @@ class _StandInHandler(JsonHandler):
         if service is not None:
             status, body = standin._serve(service, self.headers.get("Authorization"))
             headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
-            self.send_json(status, body, headers)
+            if isinstance(body, str):  # a `refusal` page, not JSON
+                self._send_text(status, body)
+            else:
+                self.send_json(status, body, headers)
         elif path == "/_admin/stats":
             if self._admin_allowed():
                 self.send_json(200, standin.stats())
+        elif path == "/_admin/posts":
+            if self._admin_allowed():
+                with standin.lock:
+                    self.send_json(200, {"executed": dict(standin.posts), "mismatched": standin.post_mismatches})
         else:
-            self.send_json(404, {"status": "error", "message": "Not found"})
+            self.send_json(404, {"status": 404, "message": "Not found"})
+
+    def _send_text(self, status: int, text: str) -> None:
+        raw = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
 
     def do_POST(self) -> None:
         data = self.read_json()
         path = self.path.split("?", 1)[0]
         standin = self.server.standin
+        service = standin.service_of(path)
+        if service is not None:  # a call that acts: executed only when authorized, counted by X-Request-Id
+            status, body = standin._serve(service, self.headers.get("Authorization"))
+            if status == 200:
+                standin.executed_post(self.headers.get("X-Request-Id", ""), data)
+            headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
+            self.send_json(status, body, headers)
+            return
         if not path.startswith("/_admin/"):
-            self.send_json(404, {"status": "error", "message": "Not found"})
+            self.send_json(404, {"status": 404, "message": "Not found"})
             return
         if not self._admin_allowed():
             return
@@ -155,8 +188,8 @@ class _StandInHandler(JsonHandler):
         return True
 
 
-class _StandInServer(LoopbackServer):
-    handler: type[_StandInHandler] = _StandInHandler  # a benchmark's subclass timestamps arrivals
+class StandInServer(LoopbackServer):
+    handler: type[StandInHandler] = StandInHandler  # a benchmark's subclass timestamps arrivals
 
     def __init__(self, host: str, port: int, standin: AdjutorStandIn) -> None:
         self.standin = standin
@@ -199,7 +232,7 @@ class AdjutorStandIn(Served):
     """
 
     thread_name = "adjutor-standin"
-    server_class: type[_StandInServer] = _StandInServer
+    server_class: type[StandInServer] = StandInServer
 
     def __init__(
         self,
@@ -219,6 +252,8 @@ class AdjutorStandIn(Served):
         self.cost = cost
         self.balance = balance
         self.unavailable = False
+        # (status, body) for a wrong or revoked key instead of the 401 above; a str body goes as text/html
+        self.refusal: tuple[int, Any] | None = None
         self.admin_token = secrets.token_urlsafe(32)
         self.lock = threading.Lock()
         self.requests = 0
@@ -228,6 +263,8 @@ class AdjutorStandIn(Served):
         self.unavailable_served = 0
         self.resets = 0
         self.last_reset_at: float | None = None
+        self.posts: dict[str, int] = {}  # X-Request-Id -> POSTs executed with it (each should be 1)
+        self.post_mismatches = 0  # POSTs whose JSON body's "id" is not their X-Request-Id (a body changed on the way)
         self.services: set[str] = {MODELS_PATH}  # what the API serves (paths of every app, and the models)
         self._apps: list[App] = []
         self._add(app, initial_key if initial_key is not None else new_key(), paths)
@@ -296,6 +333,13 @@ class AdjutorStandIn(Served):
             self.resets += 1
         return key
 
+    def executed_post(self, request_id: str, body: Any) -> None:
+        """Count an authorized POST as executed; a body ``{"id": ...}`` must name its X-Request-Id."""
+        with self.lock:
+            self.posts[request_id] = self.posts.get(request_id, 0) + 1
+            if isinstance(body, dict) and "id" in body and body["id"] != request_id:
+                self.post_mismatches += 1
+
     def stats(self) -> dict[str, Any]:
         with self.lock:
             out: dict[str, Any] = {
@@ -305,6 +349,7 @@ class AdjutorStandIn(Served):
                 "forbidden": self.forbidden,
                 "unavailable_served": self.unavailable_served,
                 "resets": self.resets,
+                "posts_executed": sum(self.posts.values()),
                 "last_reset_at": self.last_reset_at,
                 "key_fingerprint": fingerprint(self._apps[0].key),
                 "balance": self.balance,
@@ -334,7 +379,7 @@ class AdjutorStandIn(Served):
             found = [s for s in self.services if path == s or (s.endswith("/") and path.startswith(s))]
         return max(found, key=len) if found else None
 
-    def _serve(self, service: str, authorization: str | None) -> tuple[int, dict[str, Any]]:
+    def _serve(self, service: str, authorization: str | None) -> tuple[int, Any]:
         if self.latency > 0:
             time.sleep(self.latency)
         given = _bearer(authorization)
@@ -342,7 +387,7 @@ class AdjutorStandIn(Served):
             self.requests += 1
             if self.unavailable:
                 self.unavailable_served += 1
-                return 503, {"status": "error", "message": "Service temporarily unavailable"}
+                return 503, {"status": 503, "message": "Service temporarily unavailable"}
             app = None
             if given is not None:
                 # Every app's key is compared (no early exit): the time says nothing of which matched.
@@ -350,11 +395,11 @@ class AdjutorStandIn(Served):
                 app = matches[0] if matches else None
             if app is None:
                 self.unauthorized += 1
-                return 401, {"status": "error", "message": "Invalid token"}
+                return self.refusal or (401, {"status": 401, "message": "Invalid token"})
             if not app.may_call(service):
                 self.forbidden += 1
                 app.forbidden += 1
-                return 403, {"status": "error", "message": "This app does not have access to this service"}
+                return 403, {"status": 403, "message": "This app does not have access to this service"}
             self.authorized += 1
             app.authorized += 1
             self.balance -= self.cost
@@ -364,7 +409,7 @@ class AdjutorStandIn(Served):
         data: Any = DEMO_MODELS if service == MODELS_PATH else {}
         return 200, {"status": "success", "message": "Successful", "data": data, "meta": meta}
 
-    def _serve_models(self, authorization: str | None) -> tuple[int, dict[str, Any]]:
+    def _serve_models(self, authorization: str | None) -> tuple[int, Any]:
         return self._serve(MODELS_PATH, authorization)
 
 

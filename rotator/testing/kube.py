@@ -31,23 +31,33 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
 import json
 import re
 import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Self
 
-from rotator.testing._http import LoopbackServer, Served
+from rotator.testing._http import Exchange, LoopbackServer, Served, parsed
+from rotator.testing._kube_discovery import discovery
+from rotator.testing._kube_wire import (
+    PROTOBUF,
+    apply_defaults,
+    decode_access_review,
+    field_selector_matches,
+    merge_patch,
+    query_of,
+    strategic_merge,
+)
+from rotator.testing._tls import LoopbackCA, make_loopback_ca
+from rotator.testing.kube_controller import APPS, Rollout, RolloutController
 
 __all__ = ["ALL", "KubeServer", "RequestRecord", "Rollout", "RolloutController", "Rule"]
 
-APPS = ("deployments", "statefulsets", "daemonsets")
 KINDS = {
     "secrets": ("v1", "Secret"),
     "deployments": ("apps/v1", "Deployment"),
@@ -58,7 +68,13 @@ _PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
     r"/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$"
 )
+_LIST_KIND = {plural: f"{kind}List" for plural, (_, kind) in KINDS.items()}
 _SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+_EMPTY_STATUS: dict[str, dict[str, Any]] = {
+    "deployments": {},
+    "statefulsets": {"replicas": 0},
+    "daemonsets": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0},
+}
 
 
 @dataclass(frozen=True)
@@ -99,18 +115,14 @@ class RequestRecord:
     user: str | None
 
 
-@dataclass
-class Rollout:
-    """How the controller treats one workload: stall at `stall_at` updated pods
-    (None: never) and mark it stalled `deadline` seconds after its last progress."""
-
-    stall_at: int | None = None
-    deadline: float = 0.2
-    nodes: int = 3  # DaemonSet: the nodes it runs on
-    last_progress: float = field(default_factory=time.monotonic)
-    template: str = ""
-
-
+# Errors: the OpenAPI documents list only success answers.  The body is a Status (API conventions,
+# "Response Status Kind"), and the messages are the API server's own: k8s.io/apimachinery
+# pkg/api/errors (NewNotFound '<plural> "<name>" not found', NewConflict 'Operation cannot be
+# fulfilled on <plural> "<name>": the object has been modified; please apply your changes to the
+# latest version and try again', NewAlreadyExists), the RBAC forbidden message of apiserver's
+# endpoints/handlers/responsewriters ('... is forbidden: User "u" cannot <verb> resource ...'), and
+# core validation's ValidateSecretUpdate for an immutable Secret ("field is immutable when
+# `immutable` is set").  A 401 is the bare "Unauthorized" Status the authenticator writes.
 def _status(code: int, reason: str, message: str, **details: Any) -> tuple[int, dict[str, Any]]:
     body: dict[str, Any] = {
         "kind": "Status",
@@ -126,51 +138,51 @@ def _status(code: int, reason: str, message: str, **details: Any) -> tuple[int, 
     return code, body
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
-
-
-def _hash(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
-
-
 class KubeServer(Served):
     """A threaded Kubernetes-API-shaped server on 127.0.0.1 (a test double)."""
 
     thread_name = "kube-double"
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tick: float = 0.02, lockstep: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tick: float = 0.02,
+        lockstep: bool = False,
+        tls: bool = True,
+        autostep: bool = True,
+    ) -> None:
+        """`tick`: seconds between controller steps; `lockstep`: a rollout steps only once its
+        workload was read since; `autostep` False: the test steps (`controller.step_all`)."""
         self._host, self._port = host, port
+        # HTTPS with a CA of its own (in the kubeconfig), as a cluster: kubectl sends a token only over TLS.
+        self.ca: LoopbackCA | None = make_loopback_ca("kube double") if tls else None
         self._lock = threading.RLock()
         self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._identities: dict[str, _Identity] = {}
         self._rv = 100
         self.records: deque[RequestRecord] = deque(maxlen=10_000)
         self.controller = RolloutController(self, tick=tick, lockstep=lockstep)
+        self.autostep = autostep
         self.read_since_step: set[tuple[str, str, str]] = set()
         # Quote the request body in 422 messages, as some admission webhooks do: a
         # client must not pass such text on unscrubbed.
         self.echo_errors = False
+        # Every request and answer, bodies included, when a test sets a list here (never logged).
+        self.exchanges: list[Exchange] | None = None
 
     # -- lifecycle (with, url: _http.Served) ---------------------------------
 
     def _make_server(self) -> LoopbackServer:
-        httpd = _Server(self._host, self._port, _Handler)
+        httpd = _Server(self._host, self._port, _Handler, tls=self.ca.server_context if self.ca else None)
         httpd.kube = self
         return httpd
 
     def start(self) -> Self:
         super().start()
-        self.controller.start()
+        if self.autostep:
+            self.controller.start()
         return self
 
     def stop(self) -> None:
@@ -185,10 +197,13 @@ class KubeServer(Served):
 
     def kubeconfig(self, path: Path, token: str, *, namespace: str = "default", context: str = "test") -> Path:
         """A kubeconfig file for this server and `token` (JSON is YAML)."""
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.ca is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca.ca_pem).decode()
         conf = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "clusters": [{"name": context, "cluster": cluster}],
             "users": [{"name": f"{context}-user", "user": {"token": token}}],
             "contexts": [
                 {"name": context, "context": {"cluster": context, "user": f"{context}-user", "namespace": namespace}}
@@ -212,13 +227,16 @@ class KubeServer(Served):
             key = (plural, meta.get("namespace", "default"), meta["name"])
             old = self._objects.get(key)
             api, kind = KINDS[plural]
+            apply_defaults(plural, obj)
             obj.setdefault("apiVersion", api)
             obj.setdefault("kind", kind)
             meta.setdefault("namespace", key[1])
             meta.setdefault("uid", str(uuid.uuid4()))
             meta["resourceVersion"] = self._next_rv()
             if plural in APPS:
-                obj.setdefault("status", {})
+                # The status fields the API always writes (not omitempty in k8s.io/api apps/v1, required in
+                # the OpenAPI document): a new StatefulSet's status is {"replicas": 0}, never {}.
+                obj["status"] = {**_EMPTY_STATUS[plural], **(obj.get("status") or {})}
                 if old is None:
                     meta["generation"] = 1
                 else:
@@ -254,13 +272,25 @@ class KubeServer(Served):
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         auth = headers.get("authorization", "")
         ident = self._identities.get(auth[7:]) if auth.lower().startswith("bearer ") else None
+        query = query_of(path)
+        path = path.split("?", 1)[0]
+        if method == "GET" and path == "/version":  # readable without credentials (system:public-info-viewer)
+            return 200, discovery(path, "") or {}
         if ident is None:
             return _status(401, "Unauthorized", "Unauthorized")
-        path = path.split("?", 1)[0]
+        if method == "GET" and (doc := discovery(path, self.url.split("://", 1)[1])) is not None:
+            return 200, doc
+        ctype = headers.get("content-type", "").split(";")[0].strip()
+        data: Any
         try:
-            data = json.loads(body) if body else None
-        except ValueError:
-            return _status(400, "BadRequest", "the request body is not JSON")
+            if ctype == PROTOBUF and method == "POST" and path == _SSAR:
+                data = decode_access_review(body)  # kubectl's typed client sends protobuf
+            elif body and not ctype.endswith("json"):
+                return _status(415, "UnsupportedMediaType", f"the content type {ctype!r} is not supported here")
+            else:
+                data = json.loads(body) if body else None
+        except (ValueError, IndexError):
+            return _status(400, "BadRequest", "the request body cannot be decoded")
         if method == "POST" and path == _SSAR:
             return self._access_review(ident, data or {})
         m = _PATH.match(path)
@@ -269,7 +299,9 @@ class KubeServer(Served):
         group = "" if m["core"] else m["group"]
         plural, ns, name = m["plural"], m["ns"], m["name"]
         verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
-        if verb is None or (verb == "create") != (name is None):
+        if verb == "get" and name is None:
+            verb = "watch" if query.get("watch") in ("1", "true") else "list"
+        if verb is None or ((verb == "create") != (name is None) and verb not in ("list", "watch")):
             return _status(405, "MethodNotAllowed", f"{method} is not supported here")
         if isinstance(data, dict) and verb == "create":
             name = str((data.get("metadata") or {}).get("name") or "")
@@ -281,6 +313,8 @@ class KubeServer(Served):
                 f'in API group "{group}" in the namespace "{ns}"',
             )
         with self._lock:
+            if verb in ("list", "watch"):
+                return self._list(plural, ns, query.get("fieldSelector", ""))
             if verb == "get":
                 obj = self._objects.get((plural, ns, name or ""))
                 if obj is None:
@@ -315,6 +349,22 @@ class KubeServer(Served):
             out["status"]["reason"] = "no RBAC rule allows it"
         return 201, out
 
+    def _list(self, plural: str, ns: str, selector: str) -> tuple[int, dict[str, Any]]:
+        """A collection (as ``kubectl get`` and a watch's first list read it), the
+        list's resourceVersion the store's; a watch is served by the handler."""
+        items = [
+            copy.deepcopy(o)
+            for (p, n, _), o in sorted(self._objects.items())
+            if p == plural and n == ns and field_selector_matches(o, selector)
+        ]
+        api = KINDS[plural][0]
+        return 200, {
+            "kind": _LIST_KIND[plural],
+            "apiVersion": api,
+            "metadata": {"resourceVersion": str(self._rv)},
+            "items": items,
+        }
+
     def _create(self, plural: str, ns: str, data: Any) -> tuple[int, dict[str, Any]]:
         if not isinstance(data, dict) or not (data.get("metadata") or {}).get("name"):
             return _status(422, "Invalid", f"{KINDS[plural][1]} is invalid: metadata.name: Required value")
@@ -344,9 +394,12 @@ class KubeServer(Served):
         if not isinstance(data, dict):
             return _status(400, "BadRequest", "the body must be a JSON object")
         if verb == "patch":
-            if ctype not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            if ctype == "application/merge-patch+json":
+                new = merge_patch(old, data)
+            elif ctype == "application/strategic-merge-patch+json":
+                new = strategic_merge(old, data)
+            else:
                 return _status(415, "UnsupportedMediaType", f"the patch type {ctype!r} is not supported here")
-            new = merge_patch(old, data)
         else:
             new = copy.deepcopy(data)
         wanted = (data.get("metadata") or {}).get("resourceVersion")
@@ -386,171 +439,6 @@ class KubeServer(Served):
         )
 
 
-class RolloutController:
-    """Advances the status of Deployments, StatefulSets and DaemonSets, one step per tick."""
-
-    def __init__(self, server: KubeServer, *, tick: float = 0.02, lockstep: bool = False) -> None:
-        self.server = server
-        self.tick = tick
-        # lockstep: a rollout advances only after its workload was read since the last
-        # step, so a poller sees every step (tests of progress lines need no timing).
-        self.lockstep = lockstep
-        self.rollouts: dict[tuple[str, str, str], Rollout] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def rollout(self, plural: str, namespace: str, name: str) -> Rollout:
-        with self.server._lock:
-            return self.rollouts.setdefault((plural, namespace, name), Rollout())
-
-    def stall(self, plural: str, namespace: str, name: str, *, at: int, deadline: float = 0.2) -> None:
-        r = self.rollout(plural, namespace, name)
-        r.stall_at, r.deadline = at, deadline
-
-    def recover(self, plural: str, namespace: str, name: str) -> None:
-        """The cause is fixed (a quota raised, an image pushed): progress resumes, and
-        the Progressing condition leaves ProgressDeadlineExceeded as the controller does."""
-        r = self.rollout(plural, namespace, name)
-        r.stall_at = None
-        r.last_progress = time.monotonic()
-        if plural == "deployments":
-            self.server.update_status(
-                plural, namespace, name, {"conditions": [_progressing("True", "ReplicaSetUpdated")]}
-            )
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="kube-controller", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.tick):
-            with self.server._lock:
-                for plural in APPS:
-                    for obj in self.server.objects(plural):
-                        self.step(plural, obj)
-
-    def step(self, plural: str, obj: dict[str, Any]) -> None:
-        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
-        ns, name = meta["namespace"], meta["name"]
-        r = self.rollout(plural, ns, name)
-        template = _hash(spec.get("template"))
-        generation = meta.get("generation", 1)
-        n = int(spec.get("replicas", 1)) if plural != "daemonsets" else r.nodes
-        new: dict[str, Any] = {}
-        if status.get("observedGeneration", 0) < generation:
-            if spec.get("paused"):
-                self.server.update_status(plural, ns, name, {"observedGeneration": generation})
-                return
-            new["observedGeneration"] = generation
-            if template != r.template:
-                first = not r.template
-                r.template, r.last_progress = template, time.monotonic()
-                done = n if first else 0  # a new workload starts on its first template
-                new.update(self._counts(plural, name, n, done, n, n, template, first))
-                if plural == "deployments":
-                    reason = "NewReplicaSetAvailable" if first else "ReplicaSetUpdated"
-                    new["conditions"] = [_progressing("True", reason)]
-            self.server.update_status(plural, ns, name, new)
-            return
-        if spec.get("paused"):
-            return
-        if self.lockstep and (plural, ns, name) not in self.server.read_since_step:
-            return
-        updated = self._updated(plural, status)
-        total = self._total(plural, status, n)
-        available = self._available(plural, status, n)
-        if updated >= n and total <= n and available >= n:
-            return  # rolled out
-        if r.stall_at is not None and updated >= r.stall_at:
-            if plural == "deployments" and time.monotonic() - r.last_progress > r.deadline:
-                conds = status.get("conditions") or []
-                if not any(c.get("reason") == "ProgressDeadlineExceeded" for c in conds):
-                    rs = f"{name}-{template[:8]}"
-                    cond = _progressing(
-                        "False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs}" has timed out progressing.'
-                    )
-                    self.server.update_status(plural, ns, name, {"conditions": [cond]})
-            return
-        r.last_progress = time.monotonic()
-        self.server.read_since_step.discard((plural, ns, name))
-        if updated < n:
-            new.update(self._counts(plural, name, n, updated + 1, n + 1, n, template, False))
-        elif total > n:
-            new.update(self._counts(plural, name, n, n, n, max(n - 1, 0), template, False))
-        else:
-            new.update(self._counts(plural, name, n, n, n, n, template, True))
-        if plural == "deployments":
-            done = updated >= n and total <= n
-            new["conditions"] = [_progressing("True", "NewReplicaSetAvailable" if done else "ReplicaSetUpdated")]
-        self.server.update_status(plural, ns, name, new)
-
-    @staticmethod
-    def _counts(
-        plural: str, name: str, n: int, updated: int, total: int, available: int, template: str, finished: bool
-    ) -> dict[str, Any]:
-        if plural == "deployments":
-            return {
-                "replicas": total,
-                "updatedReplicas": updated,
-                "readyReplicas": available,
-                "availableReplicas": available,
-            }
-        if plural == "statefulsets":
-            rev = f"{name}-{template[:8]}"
-            out: dict[str, Any] = {
-                "replicas": n,
-                "readyReplicas": available if total <= n else n,
-                "updatedReplicas": updated,
-                "updateRevision": rev,
-            }
-            if finished:
-                out.update(currentRevision=rev, currentReplicas=n)
-            return out
-        return {
-            "desiredNumberScheduled": n,
-            "currentNumberScheduled": n,
-            "numberMisscheduled": 0,
-            "updatedNumberScheduled": updated,
-            "numberAvailable": available if total <= n else n - 1 if updated < n else available,
-            "numberReady": available,
-        }
-
-    @staticmethod
-    def _updated(plural: str, status: dict[str, Any]) -> int:
-        key = "updatedNumberScheduled" if plural == "daemonsets" else "updatedReplicas"
-        return int(status.get(key, 0))
-
-    @staticmethod
-    def _total(plural: str, status: dict[str, Any], n: int) -> int:
-        return int(status.get("replicas", n)) if plural == "deployments" else n
-
-    @staticmethod
-    def _available(plural: str, status: dict[str, Any], n: int) -> int:
-        if plural == "deployments":
-            return int(status.get("availableReplicas", 0))
-        if plural == "daemonsets":
-            return int(status.get("numberAvailable", 0))
-        return n if status.get("currentRevision") == status.get("updateRevision") else 0
-
-
-def _progressing(state: str, reason: str, message: str = "") -> dict[str, Any]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {
-        "type": "Progressing",
-        "status": state,
-        "reason": reason,
-        "message": message or reason,
-        "lastUpdateTime": now,
-        "lastTransitionTime": now,
-    }
-
-
 class _Server(LoopbackServer):
     kube: KubeServer
 
@@ -575,6 +463,14 @@ class _Handler(BaseHTTPRequestHandler):
         kube.records.append(
             RequestRecord(self.command, self.path.split("?", 1)[0], code, ident.user if ident else None)
         )
+        watch = code == 200 and self.command == "GET" and query_of(self.path).get("watch") in ("1", "true")
+        if kube.exchanges is not None and not watch:
+            path, _, query = self.path.partition("?")
+            ctype = headers.get("content-type", "")
+            kube.exchanges.append(Exchange(self.command, path, query, ctype, parsed(body, ctype), code, payload))
+        if watch:
+            self._watch(kube, headers, query_of(self.path))
+            return
         raw = json.dumps(payload).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -583,6 +479,42 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def _watch(self, kube: KubeServer, headers: dict[str, str], query: dict[str, str]) -> None:
+        """A watch: one JSON event a line, chunked, for each change after the
+        `resourceVersion` asked for, until `timeoutSeconds` (at most 30 here)."""
+        since = int(query.get("resourceVersion") or 0)
+        deadline = time.monotonic() + min(float(query.get("timeoutSeconds") or 30), 30)
+        known: dict[str, int] = {}
+        first = True
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            while time.monotonic() < deadline and kube._server is not None:
+                code, listed = kube.handle("GET", self.path, headers, b"")
+                if code != 200:
+                    break
+                items = {o["metadata"]["name"]: o for o in listed["items"]}
+                events = []
+                for name, obj in items.items():
+                    rv = int(obj["metadata"]["resourceVersion"])
+                    if rv > since and known.get(name) != rv:
+                        events.append({"type": "MODIFIED" if name in known or first else "ADDED", "object": obj})
+                    known[name] = rv
+                for name in [n for n in known if n not in items]:
+                    del known[name]
+                    events.append({"type": "DELETED", "object": {"metadata": {"name": name}}})
+                first = False
+                for ev in events:
+                    line = json.dumps(ev).encode() + b"\n"
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                self.wfile.flush()
+                time.sleep(0.05)
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # request lines are kept in records; nothing reaches a terminal

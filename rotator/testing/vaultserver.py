@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from rotator.testing._http import LoopbackServer, Served
+from rotator.testing._http import Exchange, LoopbackServer, Served, parsed
 
 __all__ = ["DROP", "ROOT", "RequestRecord", "VaultServer", "VaultToken"]
 
@@ -223,6 +223,8 @@ class VaultServer(Served):
         self._writes = 0
         self._requests = 0
         self.records: deque[RequestRecord] = deque(maxlen=record_limit)
+        # Every request and answer, bodies included, when a test sets a list here (never logged).
+        self.exchanges: list[Exchange] | None = None
         self._host = host
         self._port = port
         self._tls = (certfile, keyfile, client_ca)
@@ -667,6 +669,9 @@ class VaultServer(Served):
                 exists = entry is not None and bool(entry.versions)
                 if not self._allowed(tok, acl, "update" if exists else "create"):
                     return _errors(403, "permission denied")
+                # Vault's OpenAPI has no error bodies: these are the KV v2 plugin's own words and status
+                # (vault-plugin-secrets-kv path_data.go: logical.ErrorResponse + ErrInvalidRequest, HTTP 400),
+                # as the KV v2 API docs describe check-and-set ("cas" option, "cas_required").
                 if cas is None and self.cas_required:
                     return _errors(400, "check-and-set parameter required for this call")
                 if cas is not None:
@@ -761,6 +766,10 @@ class _Handler(BaseHTTPRequestHandler):
                 status,
             )
         )
+        if vault.exchanges is not None and status != DROP:
+            path, _, query = self.path.partition("?")
+            ctype = headers.get("content-type", "")
+            vault.exchanges.append(Exchange(self.command, path, query, ctype, parsed(body, "json"), status, reply))
         if status == DROP:
             self.close_connection = True
             return

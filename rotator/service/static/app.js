@@ -13,7 +13,8 @@
 (function () {
   const TOKEN = "rotator-token";
   const $ = (id) => document.getElementById(id);
-  const state = { plans: [], rotation: null, follow: null, finished: false, who: null };
+  const state = { plans: [], rotation: null, follow: null, finished: false, who: null, buttons: null };
+  const TITLE = document.title;
 
   // -- helpers ---------------------------------------------------------------
   function el(tag, attrs, ...children) {
@@ -31,15 +32,35 @@
 
   function show(id, on) { $(id).hidden = !on; }
 
+  const GROUPED = (digits) => ({ minimumFractionDigits: digits, maximumFractionDigits: digits });
   function ms(seconds) {
     if (seconds === null || seconds === undefined) return "";
-    return seconds < 10 ? `${(seconds * 1000).toFixed(1)} ms` : `${seconds.toFixed(2)} s`;
+    return seconds < 10 ? `${(seconds * 1000).toLocaleString("en-US", GROUPED(1))} ms`
+      : `${seconds.toLocaleString("en-US", GROUPED(2))} s`;
+  }
+
+  // Every time on the page is in the browser's zone, said with its abbreviation ("07:16:09 UTC").
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  function zoneName(d) {
+    try {
+      const part = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" }).formatToParts(d)
+        .find((x) => x.type === "timeZoneName");
+      if (part) return part.value;
+    } catch (e) { /* fall through */ }
+    const off = -d.getTimezoneOffset();
+    return `UTC${off >= 0 ? "+" : "-"}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+  }
+
+  function clock(ts, withMs) {
+    const d = new Date(ts * 1000);
+    const t = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    return `${t}${withMs ? `.${pad(d.getMilliseconds(), 3)}` : ""} ${zoneName(d)}`;
   }
 
   function when(ts) {
     if (!ts) return "—";
     const d = new Date(ts * 1000);
-    return d.toLocaleString();
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${clock(ts)}`;
   }
 
   function ago(seconds) {
@@ -52,12 +73,19 @@
   }
 
   const MARK = { ok: "✓", failed: "✗", warning: "!", skipped: "–", running: "…", unchanged: "✓",
-                 unconfirmed: "?", conflict: "✗", drift: "✗", pending: "·", done: "✓" };
+                 unconfirmed: "?", conflict: "✗", drift: "✗", pending: "·", done: "✓", rekey_left: "!" };
   function statusCell(status) {
     const good = status === "ok" || status === "unchanged" || status === "done";
     const cls = good ? "st-ok" : (status === "running" || status === "pending") ? "st-running"
-      : status === "warning" ? "st-warning" : "st-failed";
+      : (status === "warning" || status === "rekey_left") ? "st-warning" : "st-failed";
     return el("span", { class: `status ${cls}`, "data-status": status }, `${MARK[status] || "·"} ${status}`);
+  }
+
+  // A run's state in the history: a skipped sync (the plan was locked) is grey, not a failure;
+  // an alternating run whose promote is done and re-key left (`rekey_left`) is a warning.
+  function runCell(status) {
+    if (status !== "skipped") return statusCell(status);
+    return el("span", { class: "status st-skipped", "data-status": status }, `${MARK.skipped} skipped`);
   }
 
   // A message written for the terminal names a CLI flag; on the page, the way is on screen.
@@ -82,6 +110,7 @@
   function signOut(message) {
     sessionStorage.removeItem(TOKEN);
     if (state.follow) state.follow.abort();
+    stopResetCounter();
     for (const id of ["plans-section", "armed-section", "progress-section", "history-section"]) show(id, false);
     show("signout", false);
     show("login-section", true);
@@ -118,6 +147,7 @@
 
   // Signed in (now, or still from this tab's earlier visit): re-attach to what is running.
   async function signedIn() {
+    $("zone-note").textContent = `Times are in this browser's zone (${zoneName(new Date())}).`;
     show("login-section", false);
     show("signout", true);
     show("plans-section", true);
@@ -172,8 +202,10 @@
     add("Consumers", p.consumers.map((c) => `${c.name} (${c.type})`).join(", ") || "none");
     add("Fingerprint", p.fingerprint || "unknown (no journal entry yet)");
     const age = p.key_age || {};
-    add("Key age", age.status === "unknown" ? "unknown: no completed rotation journaled"
-      : `${ago(age.age_seconds)}${age.max_age_days ? ` (max ${age.max_age_days} days)` : ""}`,
+    // `from`: where the age comes from, worded as `rotator status` says it (rotator/key_age.py)
+    add("Key age", age.status === "unknown" ? "unknown: nothing records it (rotator adopt PLAN --set-at DATE records it)"
+      : `${ago(age.age_seconds)}${age.max_age_days ? ` (max ${age.max_age_days} days)` : ""}` +
+        (age.from ? `, from ${age.from}` : ""),
       age.status === "overdue" ? "warn" : age.status === "due" ? "warn" : "");
     const lr = p.last_rotation;
     add("Last rotation", lr ? `${when(lr.finished_at || lr.created_at)} · ${lr.state}` +
@@ -186,9 +218,28 @@
     add("Drift", drifted.length ? `out of line: ${drifted.join(", ")}` : (Object.keys(p.drift || {}).length ? "none" : "not checked yet"),
       drifted.length ? "warn" : "");
     if (p.schedules.length) add("Schedules", p.schedules.map((s) => `${s.job} ${s.when}`).join("; "));
+    if (p.proxy) { add("API proxy", ""); dl.lastChild.id = "proxy-info"; renderProxy(p.proxy); }
     renderActive(p);
     altPlanInfo(p).catch(() => {});  // alternating plans: the slots and the flows
   }
+
+  // The plan's API proxy that this service runs: where it listens, its key's fingerprint, what it holds.
+  function renderProxy(x) {
+    const dd = $("proxy-info");
+    if (!dd) return;
+    const said = { dead: "dead: holding requests for the new key", suspect: "checking it after a 401" }[x.state] || x.state;
+    dd.textContent = `listening on ${x.listen} · key ${x.fingerprint || "none yet"} (${said}) · ` +
+      `held now ${x.held_now} · replayed ${x.replays} (${x.replays_refused} refused again) · 503s ${x.unavailable}`;
+    dd.className = x.held_now || x.state === "dead" ? "warn" : "";
+  }
+
+  async function refreshProxy() {  // every 2 s while a plan with a proxy is shown: held requests change fast
+    const p = currentPlan();
+    if (!p || !p.proxy || document.hidden) return;
+    const r = await api("GET", `/api/plans/${encodeURIComponent(p.name)}`);
+    if (r.ok && r.data.proxy && currentPlan() === p) { p.proxy = r.data.proxy; renderProxy(p.proxy); }
+  }
+  setInterval(() => { refreshProxy().catch(() => {}); }, 2000);
 
   // A rotation of this plan in progress (here or elsewhere), or one left partial.
   function renderActive(p) {
@@ -298,8 +349,9 @@
     $("instruction").replaceChildren(...rot.instruction.slice(1).map((s) => el("li", {}, s)));
     $("key-status").textContent = rot.last_refusal ? `Refused: ${rot.last_refusal.message}` : "";
     $("expires").textContent = rot.expires_at
-      ? `This armed rotation closes itself at ${new Date(rot.expires_at * 1000).toLocaleTimeString()} if no key comes.`
+      ? `This armed rotation closes itself at ${clock(rot.expires_at)} if no key comes.`
       : "";
+    setButtons(rot.buttons);
     unprobedOffer(rot.last_refusal && rot.last_refusal.probe && rot.last_refusal.probe.outcome === "unavailable"
       ? rot.last_refusal.message : null);
     show("instruction-box", true);
@@ -343,6 +395,14 @@
       return el("li", { "data-target": c.target }, statusCell(status), " ", el("strong", {}, what),
         detail ? ` — ${detail}` : "");
     }));
+  }
+
+  // The paste button and Cancel say what they do now, in the service's words (`rotator.service.buttons`).
+  function setButtons(b) {
+    state.buttons = b || null;
+    $("cancel-btn").textContent = b ? b.cancel : "Cancel";
+    $("cancel-effect").textContent = b ? b.cancel_effect : "";
+    unprobedLabel();
   }
 
   async function cancelArmed() {
@@ -420,7 +480,7 @@
 
   function unprobedLabel() {
     const on = $("accept-unprobed").checked;
-    $("rotate-btn").textContent = on ? "Write it WITHOUT a probe" : "Rotate";
+    $("rotate-btn").textContent = on ? "Write it WITHOUT a probe" : (state.buttons ? state.buttons.paste : "Rotate");
     $("rotate-btn").classList.toggle("danger", on);
   }
 
@@ -469,20 +529,92 @@
     if (state.resetTimer) clearInterval(state.resetTimer);
     state.resetTimer = null;
     show("reset-status", false);
+    document.title = TITLE;
   }
 
-  function startResetCounter(reset) {
-    // The reset's wall time from the server; the counter runs here ("… 1.2 s ago"), on a line of its own
-    // so that a refused paste's message stays readable. Screen readers hear the lead once, not each tick.
+  // The banner at the top of the page once the old key is seen refused: what happened, in the
+  // service's words, and a counter that runs here from the reset's wall time (also in the tab's
+  // title). Screen readers hear the banner once (role=alert), not each tick.
+  function startResetCounter(data) {
+    const reset = data.reset;
     stopResetCounter();
-    $("reset-lead").textContent = "The old key stopped working — paste the new key now. ";
+    const cap = (t) => (t ? t[0].toUpperCase() + t.slice(1) : "");
+    $("reset-lead").textContent = `${cap(data.message || "the old key stopped working")}.`;
+    $("reset-detail").textContent = `Reset seen at ${clock(reset.at, true)}` +
+      (data.detail ? `: ${data.detail}.` : ".");
     const tick = () => {
       const ago = Math.max(0, Date.now() / 1000 - reset.at).toFixed(1);
-      $("reset-ago").textContent = `(${ago} s ago)`;
+      $("reset-ago").textContent = `${ago} s ago`;
+      document.title = `OUTAGE ${ago} s · ${TITLE}`;
     };
     tick();
     show("reset-status", true);
     state.resetTimer = setInterval(tick, 100);
+    if (data.buttons) setButtons(data.buttons);
+    keepKeyInView();
+  }
+
+  // The banner pushes the page down: the key field, its buttons and a refusal stay in view below it.
+  function keepKeyInView() {
+    if (!$("key-form").hidden && !$("armed-section").hidden) $("key-form").scrollIntoView({ block: "nearest" });
+  }
+
+  // The outage as the report gives it: a figure, or only a lower bound when the reset was not seen
+  // before the key came. Read from `outage_bound` ({at_least, at_most, reason}) when the report has
+  // one, from `outage_is_lower_bound` when it says so, else from the reset itself: placed at the key's
+  // arrival (`inferred`), or refused at the watch's first look (`after` null: before the watch began).
+  function outageOf(report) {
+    const reset = report.reset || {};
+    const b = report.outage_bound || null;
+    const window = report.window_seconds;
+    let lower = typeof report.outage_is_lower_bound === "boolean" ? report.outage_is_lower_bound
+      : Boolean(report.reset && (reset.inferred === true || reset.after === null));
+    let seconds = report.outage_seconds;
+    if (seconds === null || seconds === undefined) {
+      if (!b || b.at_least === null || b.at_least === undefined) return null;
+      seconds = b.at_least;
+      lower = true;
+    }
+    let atMost = b ? b.at_most : null;
+    if ((atMost === null || atMost === undefined) && reset.uncertainty !== null && reset.uncertainty !== undefined) {
+      atMost = seconds + reset.uncertainty;
+    }
+    return { seconds, lower, atMost: atMost === undefined ? null : atMost, window };
+  }
+
+  function outageLines(report) {
+    const o = outageOf(report);
+    if (!o) {
+      // Only where a key came in this run and a reset could have been seen (not a resume, not a promote).
+      if (report.alternating || report.key_received_at === null || report.key_received_at === undefined) return [];
+      return [el("p", { class: "outage-lead unmeasured", id: "outage-lead" }, "Outage (what consumers saw): ",
+        el("strong", { id: "outage" }, "not measured"), ": rotator saw no reset of the old key, so it cannot say")];
+    }
+    const reset = report.reset || {};
+    const most = o.lower && o.atMost !== null ? ` (at most ${ms(o.atMost)})` : "";
+    const lines = [el("p", { class: "outage-lead", id: "outage-lead" }, "Outage (what consumers saw): ",
+      el("strong", { id: "outage" }, `${o.lower ? "≥ " : ""}${ms(o.seconds)}`), most)];
+    const arrived = report.key_received_at ? clock(report.key_received_at, true) : null;
+    if (o.lower) {
+      const after = reset.after ? ` after the old key's last good check at ${clock(reset.after, true)}` : "";
+      lines.push(el("p", { class: "warn", id: "outage-bound" }, "At least: the reset was not seen before the key " +
+        `arrived. It came${after} and by the key's arrival${arrived ? ` at ${arrived}` : ""}, so the consumers ` +
+        "failed for longer than rotator can measure."));
+      const share = report.operator_seconds ? `your share ${ms(report.operator_seconds)} + ` : "";
+      lines.push(el("p", { class: "outage-sum" },
+        `= ${share}window ${ms(o.window)} (key received → last target done) + the time from the reset to the key`));
+    } else {
+      const from = reset.at ? `reset seen ${clock(reset.at, true)}` : "reset";
+      const to = arrived ? `key received ${arrived}` : "key received";
+      lines.push(el("p", { class: "outage-sum" },
+        `= your share ${ms(report.operator_seconds)} (${from} → ${to}) + window ${ms(o.window)} ` +
+        "(key received → last target done)"));
+      if (reset.uncertainty !== null && reset.uncertainty !== undefined) {
+        lines.push(el("p", { class: "hint" }, `The reset happened at most ${ms(reset.uncertainty)} before it was seen` +
+          (o.atMost !== null ? `, so the outage was at most ${ms(o.atMost)}.` : ".")));
+      }
+    }
+    return lines;
   }
 
   function renderReport(report, svg) {
@@ -501,25 +633,25 @@
     }
     const good = report.exit_code === 0;
     const out = $("result");
-    out.replaceChildren(
+    // What the consumers saw leads (the outage), then what rotator can shorten (the window).
+    out.replaceChildren(...[
       el("h3", { id: "result-h", tabindex: "-1", class: good ? "st-ok" : "st-failed" },
         good ? "Done: every target holds the new key" : `Not finished: ${report.state}`),
+      ...outageLines(report),
       el("p", { class: good ? "window" : "window not-done", title: "key received → last target done" },
         good ? "Window (key received → last target done): " : "Window so far (key received → last target tried; not every target holds the key): ",
         el("strong", { id: "window" }, ms(report.window_seconds))),
-      el("p", {}, report.message),
+      // The plain "every target holds the new key; window …" is the headline and the window again: said once.
+      good && /^every target holds the new key; window [\d.]+s$/.test(report.message || "") ? null
+        : el("p", { id: "result-message" }, report.message),
       el("p", {}, `Fingerprint ${report.old_fingerprint || "—"} → ${report.new_fingerprint || "—"} · rotation ${report.id}`),
-    );
+    ].filter(Boolean));
     if (report.old_key_check) {
       // outcome "accepted" means the check passed: the API refused the old key.
       out.append(el("p", {}, `Old key check: ${report.old_key_check.detail}`));
     }
     for (const w of report.warnings || []) out.append(el("p", { class: "warn" }, `Warning: ${w}`));
     stopResetCounter();
-    if (report.outage_seconds !== null && report.outage_seconds !== undefined) {
-      out.append(el("p", { class: "outage" }, "Outage: ", el("strong", { id: "outage" }, ms(report.outage_seconds)),
-        ` (reset seen → last target done) = operator's share ${ms(report.operator_seconds)} + window ${ms(report.window_seconds)}`));
-    }
     const refused = report.refused_keys || [];
     if (refused.length) {
       out.append(el("p", {}, `Refused pastes before the accepted key: ${refused.length} (not in the window: ${refused.map((r) => r.why).join("; ")})`));
@@ -585,10 +717,11 @@
       row.cells[1].textContent = "key";
       row.cells[2].replaceChildren(statusCell("ok"));
       row.cells[5].textContent = `received, fingerprint ${data.fingerprint}`;
-      stopResetCounter();
-    } else if (type === "reset") startResetCounter(data.reset);
+      // The banner stays: the outage lasts until the report (a refused paste does not end it).
+    } else if (type === "reset") startResetCounter(data);
     else if (type === "refused") {
       $("key-status").textContent = `Refused: ${noFlags(data.message)}`;
+      keepKeyInView();
     } else if (type === "report") renderReport(data.report, data.timeline_svg);
     else if (type === "closed" && !state.finished) {
       stopResetCounter();
@@ -635,10 +768,13 @@
     state.altSlots = st;
     $("alt-slots").tBodies[0].replaceChildren(...["active", "standby"].map((who) => {
       const s = st[who] || {};
-      const works = s.works === true ? "yes, on every URL" : s.works === false ? `NO: ${s.problem || "refused"}` : "not probed";
+      const works = s.state === "works" ? "yes, on every URL"
+        : s.state === "refused" ? `NO: ${s.problem || "refused"}`
+        : s.state === "could not check" ? `could not check: ${s.problem || "no answer"}` : "not probed";
       return el("tr", { "data-slot": who }, el("th", { scope: "row" }, who),
-        el("td", { class: "alt-app" }, s.app + (s.app_recorded === false ? " (inferred)" : "")),
-        el("td", {}, s.fingerprint || "(empty)"), el("td", {}, altAge(s.age_s)),
+        el("td", { class: "alt-app" }, s.app + (s.app_recorded === false ? " (first use: the plan lists it first)" : "")),
+        el("td", {}, s.fingerprint || "(empty)"),
+        el("td", { title: s.age_from ? `from ${s.age_from}` : "" }, altAge(s.age_s)),
         el("td", { "data-works": String(s.works) }, works));
     }));
     $("alt-next").textContent = `Next rotation: ${st.next}` + (st.standby_problem ? ` (${st.standby_problem})` : "");
@@ -693,11 +829,12 @@
     $("alt-ask-h").textContent = `Reset ${ask.app} in the Adjutor dashboard` +
       (ask.slot === "standby" ? " (its new key becomes the standby)" : " (its new key becomes the ACTIVE key)");
     $("alt-because").textContent = ask.safe ? `Why no consumer is affected: ${ask.because}.` : `Note: ${ask.because}.`;
-    $("alt-instruction").textContent = `Adjutor dashboard → ${ask.instruction}`;
+    $("alt-instruction").replaceChildren(...(ask.steps || [ask.instruction]).map((t) => el("li", {}, t)));
     if (ask.refused) $("key-status").textContent = `Refused: ${ask.refused}`;
     show("alt-rollback-btn", Boolean(info && info.can_roll_back));
-    $("expires").textContent = ask.expires_at
-      ? `This rotation closes itself at ${new Date(ask.expires_at * 1000).toLocaleTimeString()} if no key comes.` : "";
+    setButtons(info && info.buttons);
+    const expires = ask.expires_at || (state.rotation && state.rotation.expires_at);
+    $("expires").textContent = expires ? `This rotation closes itself at ${clock(expires)} if no key comes.` : "";
   }
 
   function altStep(line, status) {
@@ -709,6 +846,7 @@
     if (!state.rotation || !state.rotation.alternating) return false;
     if (type === "ask") {
       state.rotation.alternating = data.alternating || state.rotation.alternating;
+      if (data.expires_at) state.rotation.expires_at = data.expires_at;  // the expiry counts from the ask
       altRenderArmed(data.alternating);
       altStep(`waiting for the re-key of ${data.app}: reset it in the dashboard`, "running");
       $("key").focus();
@@ -825,10 +963,35 @@
     let r;
     try { r = await api("GET", "/api/history?limit=10"); } catch (e) { return; }
     if (!r.ok) return;
-    $("history").tBodies[0].replaceChildren(...(r.data.rotations || []).map((h) => el("tr", {},
-      el("td", {}, when(h.created_at)), el("td", {}, h.plan), el("td", {}, h.kind), el("td", {}, statusCell(h.state)),
-      el("td", {}, h.window_s !== null && h.window_s !== undefined ? ms(h.window_s) : ""),
-      el("td", {}, h.new_fp || h.old_fp || ""), el("td", {}, h.operator))));
+    $("history").tBodies[0].replaceChildren(...foldSyncs(r.data.rotations || []).map((h) => h.folded
+      ? el("tr", { class: "folded" }, el("td", {}, when(h.last.created_at)), el("td", {}, h.last.plan), el("td", {}, "sync"),
+        el("td", { colspan: "4" }, `${h.folded} syncs, no drift since ${when(h.first.created_at)}`))
+      : el("tr", {},
+        el("td", {}, when(h.created_at)), el("td", {}, h.plan), el("td", {}, h.kind), el("td", {}, runCell(h.state)),
+        el("td", {}, h.window_s !== null && h.window_s !== undefined ? ms(h.window_s) : ""),
+        el("td", {}, (h.repaired && h.repaired.length)
+          ? `drift repaired: ${h.repaired.map((d) => `${d.backend} (${d.before || "absent"} → ${d.after || "?"})`).join(", ")}`
+          : (h.new_fp || h.old_fp || "")),
+        el("td", {}, h.operator))));
+  }
+
+  // Consecutive syncs of one plan that found nothing to repair: one line, not one row per tick.
+  function foldSyncs(rows) {
+    const out = [];
+    let run = [];
+    const noop = (h) => h.kind === "sync" && h.state === "done" && !(h.repaired && h.repaired.length);
+    const flush = () => {
+      if (run.length >= 2) out.push({ folded: run.length, last: run[0], first: run[run.length - 1] });
+      else out.push(...run);
+      run = [];
+    };
+    for (const h of rows) {
+      if (noop(h) && (!run.length || run[0].plan === h.plan)) { run.push(h); continue; }
+      flush();
+      if (noop(h)) run.push(h); else out.push(h);
+    }
+    flush();
+    return out;
   }
 
   // -- wiring ----------------------------------------------------------------

@@ -1,0 +1,225 @@
+"""The one report an alternating flow ends with, from what its steps returned: which app is
+active, the promote's window, each re-key (its row and revocation proof), a mistaken reset's
+figures, and for an incident how long the leaked key stayed in use after the command started
+and whether it is proven revoked.  Journaled with the entry (`finish.close_journal`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from rotator.exitcodes import Exit
+from rotator.pipeline import finish, leaked, slots
+from rotator.pipeline.alternating import IncidentChoice
+from rotator.pipeline.rekey import Outcome, Rekeyed
+from rotator.probe import ProbeOutcome, ProbeResult
+from rotator.report import Report, RunState
+
+if TYPE_CHECKING:
+    from rotator.pipeline.slots import Alternating
+    from rotator.pipeline.state import RotationState
+    from rotator.reset_watch import ResetDetected
+    from rotator.secret import Secret
+
+
+def mistaken_info(state: RotationState, alt: Alternating, report: Report, reset: ResetDetected | None) -> None:
+    """What a mistaken reset of the active app cost, on the report (its warning and figures)."""
+    end = (state.key_received_wall or time.time()) + (report.window or 0.0)
+    began = reset.after_wall if reset is not None and reset.after_wall is not None else None
+    info: dict[str, Any] = {
+        "app": alt.active_app,
+        "detected_at": reset.wall if reset else None,
+        "reset_after": began,
+        "consumers_back_at": end,
+        "failed_call_window_s": round(end - began, 4) if began is not None else None,
+    }
+    report.warnings.append(
+        f"the active app ({alt.active_app}) was reset by mistake: consumers failed"
+        + (f" for about {end - began:.2f}s" if began is not None else "")
+        + f" until its new key was confirmed; {alt.standby_app} was not re-keyed: `rotator rekey` does that"
+    )
+    report.alternating = {**alt.as_dict(), "mistaken_reset": info}
+
+
+async def revoked_info(state: RotationState, alt: Alternating, report: Report, leaked_key: Secret | None) -> None:
+    """Revoke now's figures on the report: the leaked key and whether it is proven refused."""
+    info: dict[str, Any] = {
+        "leaked_fingerprint": leaked_key.fingerprint if leaked_key else None,
+        "choice": IncidentChoice.REVOKE_NOW.value,
+    }
+    if leaked_key is not None:
+        check = await slots.probe_all(alt, leaked_key)
+        info["leaked_revoked"] = check.refused
+        info["revoked_at"] = time.time() if check.refused else None
+    report.alternating = {**alt.as_dict(), "incident": info}
+
+
+def described(report: Report, alt: Alternating) -> Report:
+    """A promote's (or roll back's) report, saying which app is active now."""
+    end = (alt.marks.get("window_start") or 0.0) + (report.window or 0.0)
+    if report.exit_code == Exit.DONE and report.state == RunState.DONE:
+        a, s = alt.slots.active, alt.slots.standby
+        report.message = (
+            f"{alt.active_app} is active ({a.fingerprint if a else '?'}), {alt.standby_app} is the standby "
+            f"({s.fingerprint if s else '?'}); every target holds the active key; window {report.window or 0:.3f}s"
+        )
+        alt.marks["promoted_at"] = end
+    report.alternating = {**alt.as_dict(), "promote": {"window_s": report.window, "state": report.state}}
+    return report
+
+
+async def finish_rekeys(
+    state: RotationState,
+    alt: Alternating,
+    promoted: Report | None,
+    rekeys: list[Rekeyed | Report],
+    *,
+    incident: bool = False,
+) -> Report:
+    """One report for the whole flow (journaled with the entry): the mistaken reset's report when
+    there was one, else the promote's, else the re-key's; then what the re-keys and, for an
+    incident, the leaked key's proof change of its outcome."""
+    fallback = next((r for r in rekeys if isinstance(r, Report)), None)
+    done = [r for r in rekeys if isinstance(r, Rekeyed)]
+    if fallback is not None:
+        report = _not_rekeyed(state, alt, fallback) if promoted is None and not incident else fallback
+    else:
+        report = promoted if promoted is not None else _rekey_report(state, alt, done[-1] if done else None)
+    _rekeys_outcome(alt, report, promoted, done, keyed=fallback is None)
+    await _rekey_left(state, report, promoted, done, keyed=fallback is None)
+    info = dict(report.alternating or {})
+    info.update(alt.as_dict())
+    if promoted is not None:
+        info["promote"] = {"window_s": promoted.window, "state": promoted.state}
+    info["rekeys"] = [r.as_dict() for r in done]
+    if alt.notes.get("mistaken_reset"):
+        info["mistaken_reset"] = alt.notes["mistaken_reset"]
+    if incident:
+        info["incident"] = _incident_outcome(state, alt, report, promoted, done)
+    report.alternating = info
+    return await finish.close_journal(state, report, event=False)
+
+
+async def _rekey_left(
+    state: RotationState, report: Report, promoted: Report | None, done: list[Rekeyed], *, keyed: bool
+) -> None:
+    """A re-key done closes the earlier runs that promoted and left it; a promote whose re-key is
+    not done is `rekey_left`, never "done"."""
+    if any(r.outcome is Outcome.DONE for r in done):
+        await leaked.close_rekey_left(state)  # earlier runs that promoted and left this re-key
+    elif keyed and promoted is not None and report.state == RunState.DONE:
+        report.state = RunState.REKEY_LEFT  # the promote is done, its re-key is not: never "done"
+
+
+def _not_rekeyed(state: RotationState, alt: Alternating, report: Report) -> Report:
+    """A re-key that became the active app's single-app rotation: the standby was not re-keyed."""
+    if report.exit_code != Exit.DONE:
+        return report
+    report.exit_code = Exit.NOT_REKEYED
+    s = alt.slots.standby
+    report.message += (
+        f"; {alt.standby_app} was NOT re-keyed: the standby slot "
+        + (f"still holds {s.fingerprint}" if s else "is still empty")
+        + f": `rotator rekey {state.plan.path}` resets {alt.standby_app}"
+    )
+    return report
+
+
+def _rekeys_outcome(
+    alt: Alternating, report: Report, promoted: Report | None, done: list[Rekeyed], *, keyed: bool
+) -> None:
+    """A key the operator reset and that is not stored is never "done"; a refused or failed
+    re-key is the flow's exit code; after a promote, the message says both moves."""
+    failed = next((r for r in done if r.outcome is not Outcome.DONE), None)
+    if failed is not None and failed.outcome is Outcome.FAILED:
+        report.state = RunState.FAILED
+    if not keyed:
+        return
+    if failed is not None and report.exit_code == Exit.DONE:
+        report.exit_code = failed.code
+        report.message = (
+            f"{report.message}; but {failed.app} was not re-keyed: {failed.message}" if promoted else failed.message
+        )
+    elif promoted is not None and promoted.exit_code == Exit.DONE and done:
+        last = done[-1]
+        proof = {True: "its previous key proven revoked", False: "its previous key STILL WORKS", None: ""}[last.revoked]
+        a = alt.slots.active
+        report.message = (
+            f"{alt.active_app} is active ({a.fingerprint if a else '?'}), every target holds its key "
+            f"(promote window {promoted.window or 0:.3f}s); {last.message}" + (f", {proof}" if proof else "")
+        )
+
+
+def _incident_outcome(
+    state: RotationState, alt: Alternating, report: Report, promoted: Report | None, done: list[Rekeyed]
+) -> dict[str, Any]:
+    """The incident's figures; the report's old-key check is the leaked key's, and an incident
+    whose leaked key is not proven revoked is never exit 0."""
+    inc = _incident(alt, promoted, done)
+    report.revocation = _leaked_check(alt, inc)  # `old_key_check` is the leaked key's, never another's
+    if inc["leaked_in_use_s"] is not None:
+        report.message += f"; the leaked key stayed in use {inc['leaked_in_use_s']:.3f}s after the command started"
+    if inc["revoked"]:
+        report.message += f", proven revoked {inc['revoked_after_s']:.1f}s after it"
+    elif report.exit_code == Exit.DONE:
+        report.exit_code = Exit.NOT_REKEYED
+        report.message += (
+            f"; the leaked key ({inc['leaked_app']}, {inc['leaked_fingerprint']}) is NOT proven revoked: "
+            f"reset {inc['leaked_app']} (`rotator rotate {state.plan.path} --incident` continues incident "
+            f"{inc['id']})"
+        )
+    return inc
+
+
+def _leaked_check(alt: Alternating, inc: dict[str, Any]) -> ProbeResult | None:
+    """The leaked key's last probe as the report's old-key check (outcome ACCEPTED: proven revoked)."""
+    check = alt.checks.get(inc["leaked_fingerprint"] or "")
+    if check is None:
+        return None
+    if inc["revoked"]:
+        return ProbeResult(ProbeOutcome.ACCEPTED, f"the leaked key ({check.fingerprint}) is refused: {check.problem()}")
+    detail = check.problem() or "accepted on every URL"
+    return ProbeResult(ProbeOutcome.REFUSED, f"the leaked key ({check.fingerprint}) still works: {detail}")
+
+
+def _incident(alt: Alternating, promoted: Report | None, done: list[Rekeyed]) -> dict[str, Any]:
+    """The incident's figures, from its recorded leaked key: proven revoked only when the
+    re-key that proved its previous key refused was the leaked key's."""
+    promoted_at = alt.marks.get("promoted_at")
+    lk = alt.notes.get("leaked")
+    lk_fp = lk.fingerprint if lk is not None else (promoted.old_fingerprint if promoted else None)
+    proof = next((r for r in reversed(done) if r.outcome is Outcome.DONE and r.revoked and r.previous == lk_fp), None)
+    revoked_at = proof.revoked_at if proof is not None else None
+    # A continued incident counts from when it was recorded; a new one from this command's start.
+    started = lk.at if lk is not None and lk.at and alt.notes.get("continued") else alt.started_wall
+    return {
+        "id": lk.incident if lk is not None else None,
+        "started_at": started,
+        "leaked_fingerprint": lk_fp,
+        "leaked_app": lk.app if lk is not None else (alt.standby_app if promoted else alt.active_app),
+        "out_of_use_at": promoted_at,
+        "leaked_in_use_s": round(promoted_at - started, 4) if promoted_at else None,
+        "revoked": proof is not None,
+        "revoked_at": revoked_at,
+        "revoked_after_s": round(revoked_at - started, 4) if revoked_at else None,
+        "mistaken_reset": alt.notes.get("mistaken_reset"),
+    }
+
+
+def _rekey_report(state: RotationState, alt: Alternating, r: Rekeyed | None) -> Report:
+    ok = r is not None and r.outcome is Outcome.DONE
+    return Report(
+        id=state.id,
+        kind=state.kind,
+        plan=state.plan.name,
+        state=RunState.DONE if ok else (RunState.REFUSED if r and r.outcome is Outcome.REFUSED else RunState.FAILED),
+        exit_code=0 if ok or r is None else r.code,
+        reason=state.reason,
+        operator=state.operator,
+        old_fingerprint=r.previous if r else None,
+        new_fingerprint=r.fingerprint if r else None,
+        window=r.seconds if r else None,
+        targets=[r.row] if r is not None and r.row is not None else [],
+        message=(r.message + (", its previous key proven revoked" if r.revoked else "")) if r else "nothing to do",
+    )

@@ -26,8 +26,8 @@ class Exit(IntEnum):
     NOT_REKEYED = 17  # alternating: the app asked for was not re-keyed (the other app was reset): say so, never success
     # `status` (for cron and monitoring; 0 only when every key works and nothing drifted;
     # a refused key wins over drift, drift over anything that could not be checked):
-    STATUS_REFUSED = 18  # the API refused a key the plan holds (consumers on it are failing)
-    STATUS_UNCHECKED = 19  # a key could not be checked (API unreachable, 5xx, no probe) or a backend not read
+    STATUS_REFUSED = 18  # `status`: the API refused a key the plan holds (consumers on it are failing)
+    STATUS_UNCHECKED = 19  # `status`: a key could not be checked (API unreachable, 5xx, no probe) or a backend not read
     PROXY_LISTEN = 20  # `rotator proxy` cannot listen on its address or key channel (in use, no permission)
     LOCK_LOST = 21  # this run lost its plan lock (the journal's database restarted and another rotation took the plan meanwhile): it stopped; the line says what was written (`rotator resume ID` if anything)
     INTERRUPTED = 130  # Ctrl-C / SIGINT: the line says what was written and how to finish

@@ -123,11 +123,13 @@ def outage_lines(d: dict[str, Any]) -> list[str]:
                 "the watch had not seen the reset when the key arrived; the old key was refused then,"
                 f" so the reset came{since} and by the key's arrival"
             )
-        else:
+        elif reset.get("uncertainty") is not None:
             why = (
                 f"the watch saw the old key refused {reset['uncertainty'] * 1000:.0f} ms after its last pass;"
                 " the reset came in between"
             )
+        else:  # refused at the watch's first look: the reset came before it, how long before is unknown
+            why = "the watch saw the old key refused at its first look; the reset came before that"
         out.append(
             f"outage: at least {bound['at_least'] * 1000:.1f} ms"
             + (f", at most {most * 1000:.1f} ms" if most is not None else "")
@@ -142,10 +144,11 @@ def outage_lines(d: dict[str, Any]) -> list[str]:
     elif d.get("outage_seconds") is not None:
         how = "looked at as the key arrived" if reset.get("inferred") else "seen by the watch"
         unc = f", to within {reset['uncertainty'] * 1000:.0f} ms" if reset.get("uncertainty") is not None else ""
+        share = d.get("operator_seconds")
         out.append(
             f"outage: {d['outage_seconds'] * 1000:.1f} ms (reset {how}{unc} → last target done)"
-            f" = operator's share {d['operator_seconds'] * 1000:.1f} ms (reset → key received)"
-            f" + window {d['window_seconds'] * 1000:.1f} ms"
+            + (f" = operator's share {share * 1000:.1f} ms (reset → key received) +" if share is not None else ";")
+            + f" window {d['window_seconds'] * 1000:.1f} ms"
         )
     elif (d.get("watch") or {}).get("outcome") in ("stopped", "reset") and d.get("window_seconds") is not None:
         out.append("outage: not measured (no reset of the old key was seen)")

@@ -303,7 +303,12 @@ class ClipboardSource:
         if self._xfixes is not None and not self._xfixes.broken:
             # A huge value is not read again every SAFETY_INTERVAL (each read fetches all of it):
             # only when the selection changes owner, which every copy does.
-            self.notifications += await self._xfixes.wait(None if self._heavy else SAFETY_INTERVAL)
+            changes = await self._xfixes.wait(None if self._heavy else SAFETY_INTERVAL)
+            self.notifications += changes
+            if changes:
+                # A new owner: its value is read with the full timeout.  The short one is only for
+                # re-reading the same huge value; on a busy machine it could cut off a small key.
+                self._heavy = False
             return
         await asyncio.sleep(delay)
 
@@ -328,6 +333,7 @@ class ClipboardSource:
             if read in done:
                 return read.result()
             self.notifications += 1
+            self._heavy = False  # a new owner (see `_changed`)
 
     # -- the values -------------------------------------------------------------
     def _judge(self, data: bytes) -> Secret | Ignored:

@@ -11,7 +11,6 @@ named after the app the statement gives that slot.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +29,8 @@ __all__ = ["repair"]
 async def repair(plan: Plan, journal: Journal, active: str) -> dict[str, Any]:
     """Write the slot record the operator states; the record written (as `Recorded.as_dict`)."""
     from rotator.pipeline.attempts import reason
+    from rotator.pipeline.slot_status import opened_primary
     from rotator.pipeline.slots import survey
-    from rotator.plugin import PluginContext
-    from rotator.registry import backend_class
 
     apps = {a.casefold(): a for a in plan.secret.apps}
     if active.casefold() not in apps:
@@ -41,16 +39,11 @@ async def repair(plan: Plan, journal: Journal, active: str) -> dict[str, Any]:
         )
     active_app = apps[active.casefold()]
     standby_app = next(a for a in plan.secret.apps if a != active_app)
-    ctx = PluginContext(max_threads=4)
-    primary = backend_class(plan.primary.type)(plan.primary, ctx)
-    try:
-        timeout = primary.settings.timeout
-        await asyncio.wait_for(primary.open(), timeout)
-        stored = await asyncio.wait_for(primary.read(), timeout)
-        slots = await asyncio.wait_for(primary.read_slots(), timeout)
+    async with opened_primary(plan) as p:
+        primary, stored, slots = p.backend, p.stored, p.slots
         if slots.active is None or stored.secret is None:
             raise RotationError(f"cannot repair: the primary ({primary.name}) holds no active key", Exit.PLAN_INVALID)
-        alt = await survey(plan, primary, ctx.http, stored.secret, slots)
+        alt = await survey(plan, primary, p.http, stored.secret, slots)
         if alt.active is not None and not alt.active.ok:
             raise RotationError(
                 f"cannot repair: the active key ({slots.active.fingerprint}) does not work "
@@ -93,8 +86,3 @@ async def repair(plan: Plan, journal: Journal, active: str) -> dict[str, Any]:
         out = rec.as_dict()
         out["standby_works"] = alt.standby.ok if alt.standby is not None else None
         return out
-    finally:
-        try:
-            await asyncio.wait_for(primary.close(), 5)
-        finally:
-            await ctx.aclose()

@@ -10,8 +10,10 @@ it may run beside an armed rotation of the same plan.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from dataclasses import replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,21 +23,31 @@ from rotator.key_record import SLOT_RECORD
 from rotator.key_state import KeyState
 
 if TYPE_CHECKING:
+    import httpx
+
     from rotator.journal import Journal
-    from rotator.pipeline.slots import Alternating
+    from rotator.pipeline.slots import Alternating, Slots
     from rotator.plan import Plan
+    from rotator.plugin import Backend, Stored
 
 __all__ = ["left_lines", "status_data", "survey"]
 
 HISTORY_LOOKUP = 50  # journal rows searched for the run that stored a slot's key
 
 
-async def survey(plan: Plan, journal: Journal | None = None) -> Alternating:
-    """The slots and both keys' probes, from the primary (no lock).  The slot record is
-    checked first, against the keys and `journal`'s last slot change (exit SLOT_RECORD)."""
-    from rotator.pipeline import slot_record
-    from rotator.pipeline.attempts import reason
-    from rotator.pipeline.slots import survey as survey_slots
+@dataclass
+class OpenedPrimary:
+    """The plan's primary, opened, with what it holds now: its key and both slots."""
+
+    backend: Backend
+    http: httpx.AsyncClient
+    stored: Stored
+    slots: Slots
+
+
+@contextlib.asynccontextmanager
+async def opened_primary(plan: Plan) -> AsyncIterator[OpenedPrimary]:
+    """Open the primary, read its key and slots (each within its timeout), and close it after."""
     from rotator.plugin import PluginContext
     from rotator.registry import backend_class
 
@@ -46,17 +58,31 @@ async def survey(plan: Plan, journal: Journal | None = None) -> Alternating:
         await asyncio.wait_for(primary.open(), timeout)
         stored = await asyncio.wait_for(primary.read(), timeout)
         slots = await asyncio.wait_for(primary.read_slots(), timeout)
-        slot_record.check(plan, slots, journal)
-        return await survey_slots(plan, primary, ctx.http, stored.secret, slots)
-    except RotationError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
-        raise RotationError(f"{primary.name}: cannot read the slots: {reason(exc)}", Exit.PREFLIGHT_FAILED) from None
+        yield OpenedPrimary(primary, ctx.http, stored, slots)
     finally:
         try:
             await asyncio.wait_for(primary.close(), 5)
         finally:
             await ctx.aclose()
+
+
+async def survey(plan: Plan, journal: Journal | None = None) -> Alternating:
+    """The slots and both keys' probes, from the primary (no lock).  The slot record is
+    checked first, against the keys and `journal`'s last slot change (exit SLOT_RECORD)."""
+    from rotator.pipeline import slot_record
+    from rotator.pipeline.attempts import reason
+    from rotator.pipeline.slots import survey as survey_slots
+
+    try:
+        async with opened_primary(plan) as p:
+            slot_record.check(plan, p.slots, journal)
+            return await survey_slots(plan, p.backend, p.http, p.stored.secret, p.slots)
+    except RotationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        raise RotationError(
+            f"{plan.primary.name}: cannot read the slots: {reason(exc)}", Exit.PREFLIGHT_FAILED
+        ) from None
 
 
 def _age(set_at: str | None) -> float | None:

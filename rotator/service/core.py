@@ -41,7 +41,7 @@ from rotator.pipeline.session import (
     Status,
 )
 from rotator.pipeline.state import RotationState
-from rotator.report import FINISHED, PRIMARY_UNSURE, REKEY_LEFT_LINE, RESUMABLE, RunState
+from rotator.report import FINISHED, PRIMARY_UNSURE, REKEY_LEFT_LINE, RESUMABLE, RunKind, RunState
 from rotator.secret import scrub_data
 from rotator.service import proxies
 from rotator.service.metrics import Metrics
@@ -131,7 +131,7 @@ class Service:
                     held_here=True,
                     operator=h.operator,
                 )
-        kind = "rotate" if alt_flow is None else {"incident": "rotate"}.get(alt_flow.name.value, alt_flow.name.value)
+        kind = RunKind.ROTATE if alt_flow is None else alt_flow.name.kind
         state = RotationState(plan, self.journal, kind=kind, reason=reason or "web", operator=operator)
         held = Held(
             state,

@@ -44,11 +44,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from rotator_plugins._sdk import NotFound, SdkBackend, vendor_text
-from rotator_plugins._slots import Change, SlotState, StandbySlots
 
-from rotator.plugin import BackendSettings, Check, Conflict, PluginContext, PluginError, Stored, Written
+from rotator.backend_rules import Change, SlotFields, SlotState, StandbySlots, key_change
+from rotator.plugin import BackendSettings, Check, PluginContext, PluginError, Stored, Written
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def request_token(token: str) -> str:
     return str(uuid.uuid5(TOKEN_NAMESPACE, token))
 
 
-class AwsSettings(BackendSettings):
+class AwsSettings(BackendSettings, SlotFields):
     secret_id: str = Field(min_length=1, max_length=2048, description="secret name or ARN")
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
     profile: str | None = Field(default=None, min_length=1)
@@ -118,20 +118,7 @@ class AwsSettings(BackendSettings):
         min_length=1,
         description="alternating plans, primary only: the slot metadata's JSON field (default <json_key>_slots)",
     )
-
-    @property
-    def standby(self) -> str:
-        return self.standby_json_key or f"{self.json_key}_standby"
-
-    @property
-    def slots(self) -> str:
-        return self.slots_json_key or f"{self.json_key}_slots"
-
-    @model_validator(mode="after")
-    def _distinct_keys(self) -> AwsSettings:
-        if self.json_key and len({self.json_key, self.standby, self.slots}) != 3:
-            raise ValueError("json_key, standby_json_key and slots_json_key must be three different names")
-        return self
+    slot_settings: ClassVar[tuple[str, str, str]] = ("json_key", "standby_json_key", "slots_json_key")
 
     @field_validator("endpoint_url")
     @classmethod
@@ -161,6 +148,10 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
         where = f" via {s.endpoint_url}" if s.endpoint_url else ""
         key = f" field {s.json_key}" if s.json_key else ""
         return f"Secrets Manager {s.secret_id}{key} in {self._region or s.region or '(default region)'}{where}"
+
+    @property
+    def _where(self) -> str:
+        return f"aws {self.name}: {self.settings.secret_id}"
 
     @property
     def _is_arn(self) -> bool:
@@ -194,30 +185,34 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
     def _aws_said(exc: botocore.exceptions.ClientError) -> str:
         return vendor_text(str(exc.response.get("Error", {}).get("Message") or ""), 300)
 
+    def _refused(self, exc: botocore.exceptions.ClientError, op: str) -> PluginError:
+        """What AWS answered an API call with, as one line (and whether to retry)."""
+        sid = self.settings.secret_id
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code") or "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        said = self._aws_said(exc).lower()
+        if code == "ResourceNotFoundException":
+            return self._not_found()
+        if code in _BAD_CREDENTIALS:
+            return self._fail(f"AWS refused the credentials ({code}) on {op}")
+        if code in _DENIED or status == 403:
+            return self._fail(f"access denied: {op} on {sid} (check the IAM policy for secretsmanager:{op})")
+        if code == "InvalidRequestException" and ("deletion" in said or "deleted" in said):
+            return self._deleted()
+        if code == "ResourceExistsException" and op == "PutSecretValue":
+            return self._token_reused()
+        if code.startswith("KMS") or code == "DecryptionFailure" or code == "EncryptionFailure":
+            return self._fail(f"cannot use the KMS key of {sid} ({code}); check the key policy")
+        if code in _RETRYABLE or (isinstance(status, int) and status >= 500):
+            return self._fail(f"{op} on {sid} failed: {code or 'error'} (HTTP {status})", retryable=True)
+        return self._fail(f"{op} on {sid} refused: {code or 'error'} (HTTP {status})")
+
     def _translate(self, exc: BaseException, op: str) -> PluginError:
         import botocore.exceptions
 
-        sid = self.settings.secret_id
         if isinstance(exc, botocore.exceptions.ClientError):
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code") or "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            said = self._aws_said(exc).lower()
-            if code == "ResourceNotFoundException":
-                return self._not_found()
-            if code in _BAD_CREDENTIALS:
-                return self._fail(f"AWS refused the credentials ({code}) on {op}")
-            if code in _DENIED or status == 403:
-                return self._fail(f"access denied: {op} on {sid} (check the IAM policy for secretsmanager:{op})")
-            if code == "InvalidRequestException" and ("deletion" in said or "deleted" in said):
-                return self._deleted()
-            if code == "ResourceExistsException" and op == "PutSecretValue":
-                return self._token_reused()
-            if code.startswith("KMS") or code == "DecryptionFailure" or code == "EncryptionFailure":
-                return self._fail(f"cannot use the KMS key of {sid} ({code}); check the key policy")
-            if code in _RETRYABLE or (isinstance(status, int) and status >= 500):
-                return self._fail(f"{op} on {sid} failed: {code or 'error'} (HTTP {status})", retryable=True)
-            return self._fail(f"{op} on {sid} refused: {code or 'error'} (HTTP {status})")
+            return self._refused(exc, op)
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
             return self._fail("no AWS credentials found (environment, profile, SSO or instance role)")
         if isinstance(exc, botocore.exceptions.ProfileNotFound):
@@ -231,7 +226,7 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
         if isinstance(exc, botocore.exceptions.ConnectionError):
             return self._fail(f"connection to {self._endpoint()} failed ({type(exc).__name__})", retryable=True)
         if isinstance(exc, botocore.exceptions.ParamValidationError):
-            return self._fail(f"{op}: invalid parameters for {sid}")
+            return self._fail(f"{op}: invalid parameters for {self.settings.secret_id}")
         if isinstance(exc, botocore.exceptions.BotoCoreError):
             return self._fail(f"{op} failed: {type(exc).__name__}", retryable=True)
         return self._fail(f"{op} failed: {type(exc).__name__}", retryable=True)
@@ -430,33 +425,26 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
     async def write(self, secret: Secret, *, token: str, expected_version: str | None) -> Written:
         s = self.settings
         crt = request_token(token)
-        previous = expected_version
-        if s.json_key or expected_version is not None:
-            # json_key: the other fields are kept, so the object is read anyway.  A plain string is
-            # read only for a check-and-set (the primary): a target's write stays one call.
-            version, value = await self._current()
-            current = self._key_of(value)
-            if current is not None and current.fingerprint == secret.fingerprint:
-                # A retried write (its answer lost), or a rerun: no second version.
-                return Written(version=version, detail=f"{version} is AWSCURRENT (already current, nothing written)")
-            if version == crt:
-                raise self._token_reused()
-            if (
-                expected_version is not None
-                and version != expected_version
-                and not (version is None and expected_version == "0")
-            ):
-                raise Conflict(
-                    f"aws {self.name}: {s.secret_id} changed since arm (version {version}, expected "
-                    f"{expected_version}); rerun, or --force"
-                )
-            previous = version
-        if s.json_key:
-            obj = dict(value) if isinstance(value, dict) else {}
-            obj[s.json_key] = secret.reveal()
-            text = json.dumps(obj)
-        else:
-            text = secret.reveal()
+        if not (s.json_key or expected_version is not None):
+            # A plain string read only for a check-and-set (the primary): a target's write stays
+            # one call, and its ClientRequestToken makes a retry no second version.
+            return await self._put(secret.reveal(), crt, previous=None)
+        # json_key: the other fields are kept, so the object is read anyway.
+        version, value = await self._current()
+        held = self._key_of(value)
+        if version == crt and held != secret:
+            raise self._token_reused()
+        if key_change(held, version, secret, expected_version=expected_version, where=self._where) is None:
+            return Written(version=version, detail=f"{version} is AWSCURRENT (already current, nothing written)")
+        if not s.json_key:
+            return await self._put(secret.reveal(), crt, previous=version)
+        obj = dict(value) if isinstance(value, dict) else {}
+        obj[s.json_key] = secret.reveal()
+        return await self._put(json.dumps(obj), crt, previous=version)
+
+    async def _put(self, text: str, crt: str, *, previous: str | None, done: str = "") -> Written:
+        """One PutSecretValue of `text` (CreateSecret when the secret is missing and `create` is set)."""
+        s = self.settings
         try:
             resp = await self._call(
                 "PutSecretValue",
@@ -471,8 +459,11 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
             resp = await self._call(
                 "CreateSecret", self.client.create_secret, Name=s.secret_id, ClientRequestToken=crt, SecretString=text
             )
-            return Written(version=resp.get("VersionId", crt), detail=f"created {s.secret_id}; {crt} is AWSCURRENT")
+            if not done:
+                return Written(version=resp.get("VersionId", crt), detail=f"created {s.secret_id}; {crt} is AWSCURRENT")
         new = resp.get("VersionId", crt)
+        if done:
+            return Written(version=new, detail=f"{new} is AWSCURRENT: {done} (previous {previous} kept as AWSPREVIOUS)")
         detail = f"{new} is AWSCURRENT"
         if previous and previous != new:
             detail += f" (previous {previous} kept as AWSPREVIOUS)"
@@ -509,7 +500,7 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
 
     def _slots_at(self) -> tuple[str, str, str]:
         s = self.settings
-        return f"aws {self.name}: {s.secret_id}", f"field {s.standby}", f"field {s.slots}"
+        return self._where, f"field {s.standby}", f"field {s.slots}"
 
     async def _change_slots(
         self, change: Callable[[SlotState], Change | None], *, token: str, expected_version: str | None, done: str
@@ -530,23 +521,7 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
             if key is not None:
                 obj[name] = key.reveal()
         obj[s.slots] = todo.meta_text
-        text = json.dumps(obj)
-        try:
-            resp = await self._call(
-                "PutSecretValue",
-                self.client.put_secret_value,
-                SecretId=s.secret_id,
-                ClientRequestToken=crt,
-                SecretString=text,
-            )
-        except NotFound:
-            if not s.create or self._is_arn:
-                raise
-            resp = await self._call(
-                "CreateSecret", self.client.create_secret, Name=s.secret_id, ClientRequestToken=crt, SecretString=text
-            )
-        new = resp.get("VersionId", crt)
-        return Written(version=new, detail=f"{new} is AWSCURRENT: {done} (previous {version} kept as AWSPREVIOUS)")
+        return await self._put(json.dumps(obj), crt, previous=version, done=done)
 
 
 # One boto3 session per (profile, region) per rotation's PluginContext: a session loads

@@ -24,8 +24,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from rotator_plugins._dotenv import (
     VARIABLE_NAME,
     EnvFileError,
@@ -34,9 +35,9 @@ from rotator_plugins._dotenv import (
     parse_dotenv,
     update_dotenv,
 )
-from rotator_plugins._slots import Change, SlotState, StandbySlots
 
-from rotator.plugin import BackendSettings, Check, Conflict, PluginError, Stored, Written
+from rotator.backend_rules import Change, SlotFields, SlotState, StandbySlots, key_change
+from rotator.plugin import BackendSettings, Check, PluginError, Stored, Written
 from rotator.secret import Secret, fingerprint
 
 __all__ = ["EnvFileBackend", "EnvFileError", "encode_value", "lookup", "parse_dotenv", "update_dotenv", "version_of"]
@@ -171,7 +172,9 @@ class EnvFileBackend(StandbySlots):
 
     can_be_primary = True
 
-    class Settings(BackendSettings):
+    class Settings(BackendSettings, SlotFields):
+        slot_settings: ClassVar[tuple[str, str, str]] = ("variable", "standby_variable", "slots_variable")
+        slot_suffixes: ClassVar[tuple[str, str]] = ("_STANDBY", "_SLOTS")
         type: str = "envfile"
         path: Path = Field(description="the dotenv file")
         variable: str = Field(pattern=VARIABLE_NAME, max_length=200, description="the variable that holds the key")
@@ -196,21 +199,6 @@ class EnvFileBackend(StandbySlots):
             if isinstance(v, str | Path) and (str(v).strip() == "" or str(v).endswith(("/", "/.", "/.."))):
                 raise ValueError("must name a file, not a directory")
             return v
-
-        @model_validator(mode="after")
-        def _distinct_variables(self) -> EnvFileBackend.Settings:
-            names = [self.variable, self.standby, self.slots]
-            if len(set(names)) != 3:
-                raise ValueError("variable, standby_variable and slots_variable must be three different names")
-            return self
-
-        @property
-        def standby(self) -> str:
-            return self.standby_variable or f"{self.variable}_STANDBY"
-
-        @property
-        def slots(self) -> str:
-            return self.slots_variable or f"{self.variable}_SLOTS"
 
         @field_validator("path")
         @classmethod
@@ -350,20 +338,17 @@ class EnvFileBackend(StandbySlots):
                 raise PluginError(f"{path} does not exist; create it or set create = true", retryable=False)
             value = lookup(old, self.settings.variable) if old is not None else None
             held = Secret(value) if value else None
-            if expected_version is not None and held != secret and version_of(held) != expected_version:
-                # Checked under the lock, on the text read just before the rename: see version_of.
-                raise Conflict(
-                    f"{path}: {self.settings.variable} changed since arm (now {version_of(held)}, "
-                    f"was {expected_version}); nothing written; check who changed it, or --force"
-                )
+            # Checked under the lock, on the text read just before the rename: see version_of.
+            where = f"{path}: {self.settings.variable}"
+            if key_change(held, version_of(held), secret, expected_version=expected_version, where=where) is None:
+                # A retried write: leave the file (and any backup) alone, but its mode 0600.
+                if target.stat().st_mode & 0o777 != FILE_MODE:
+                    os.chmod(target, FILE_MODE)
+                return Written(detail=f"{path}: {self.settings.variable} already current{note}")
             try:
                 new = update_dotenv(old or "", self.settings.variable, secret.reveal())
             except EnvFileError as exc:
                 raise PluginError(f"{path}: {exc}", retryable=False) from None
-            if new == old:  # a retried write: leave the file (and any backup) alone
-                if target.stat().st_mode & 0o777 != FILE_MODE:
-                    os.chmod(target, FILE_MODE)
-                return Written(detail=f"{path}: {self.settings.variable} already current{note}")
             self._replace(target, old, new)
         done = "updated" if old is not None else "created"
         return Written(detail=f"{path}: {done} {self.settings.variable}{note}")

@@ -37,24 +37,21 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
-import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import Field, field_validator
+from rotator_plugins._aws_client import build_client, touch
 from rotator_plugins._sdk import NotFound, SdkBackend, vendor_text
 
 from rotator.backend_rules import Change, SlotFields, SlotState, StandbySlots, key_change
-from rotator.plugin import BackendSettings, Check, PluginContext, PluginError, Stored, Written
+from rotator.plugin import BackendSettings, Check, PluginError, Stored, Written
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
-    import boto3.session
     import botocore.exceptions
-    from botocore.config import Config
 
 T = TypeVar("T")
 
@@ -241,74 +238,8 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
 
     # -- lifecycle ---------------------------------------------------------
 
-    def _config(self) -> Config:
-        from botocore.config import Config
-
-        t = self.settings.timeout
-        return Config(
-            connect_timeout=min(5.0, t),
-            read_timeout=t,
-            retries={"mode": "standard", "total_max_attempts": 1},
-            max_pool_connections=16,
-            user_agent_extra="rotator",
-        )
-
-    def _assume_role(self, base: boto3.session.Session, region: str) -> boto3.session.Session:
-        import boto3.session
-        import botocore.session
-        from botocore.credentials import RefreshableCredentials
-
-        s = self.settings
-        assert s.role_arn is not None
-        sts = base.client("sts", region_name=region, config=self._config())
-        session_name = re.sub(r"[^\w+=,.@-]", "-", f"rotator-{self.name}")[:64]
-
-        def fetch() -> dict[str, Any]:
-            creds = sts.assume_role(RoleArn=s.role_arn, RoleSessionName=session_name)["Credentials"]
-            return {
-                "access_key": creds["AccessKeyId"],
-                "secret_key": creds["SecretAccessKey"],
-                "token": creds["SessionToken"],
-                "expiry_time": creds["Expiration"].isoformat(),
-            }
-
-        refreshable = RefreshableCredentials.create_from_metadata(
-            metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
-        )
-        core = botocore.session.get_session()
-        core._credentials = refreshable  # the documented way to hand botocore refreshable credentials
-        return boto3.session.Session(botocore_session=core, region_name=region)
-
     def _build(self) -> Any:
-        with _SESSIONS_LOCK:  # botocore sessions are not safe to build clients from in several threads
-            return self._build_locked()
-
-    def _build_locked(self) -> Any:
-        import botocore.exceptions
-
-        s = self.settings
-        session = _session(self.ctx, s.profile, s.region)
-        region = s.region or session.region_name
-        if not region:
-            raise self._fail("no region: set region in the plan, or AWS_REGION / the profile's region")
-        self._region = region
-        if s.role_arn:
-            try:
-                session = self._assume_role(session, region)
-            except botocore.exceptions.ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code")
-                raise self._fail(f"cannot assume role {s.role_arn} ({code})") from None
-            except botocore.exceptions.BotoCoreError as exc:
-                retry = isinstance(exc, botocore.exceptions.ConnectionError)
-                raise self._fail(f"cannot assume role {s.role_arn} ({type(exc).__name__})", retryable=retry) from None
-        if session.get_credentials() is None:  # resolve the whole chain now, not after the key arrives
-            raise botocore.exceptions.NoCredentialsError()
-        client = session.client(
-            "secretsmanager", region_name=region, endpoint_url=s.endpoint_url, config=self._config()
-        )
-        # Load the operation models we use, so the first write does not pay for it.
-        for op in ("DescribeSecret", "GetSecretValue", "PutSecretValue", "CreateSecret"):
-            client.meta.service_model.operation_model(op)
+        client, self._region = build_client(self.ctx, self.settings, self.name, self._fail)
         return client
 
     async def open(self) -> None:
@@ -322,21 +253,7 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
             self._client = await self.ctx.run_blocking(self._build)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._translate(exc, "open") from None
-        self.ctx.keep_warm(lambda: self.ctx.run_blocking(self._touch))
-
-    def _touch(self) -> None:
-        """An unsigned GET of the endpoint over the client's own connection pool, to keep
-        its connection open while armed.  Not an API call (so not billed, nothing
-        changes): refused for want of a signature.  botocore has no public way to send
-        one, so this reaches its endpoint's HTTP session and does nothing if it moved."""
-        from botocore.awsrequest import AWSRequest
-
-        endpoint = getattr(self._client, "_endpoint", None)
-        session = getattr(endpoint, "http_session", None)
-        host = getattr(endpoint, "host", None)
-        if session is None or not host:
-            return
-        session.send(AWSRequest(method="GET", url=host).prepare())
+        self.ctx.keep_warm(lambda: self.ctx.run_blocking(touch, self._client))
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -522,23 +439,3 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
                 obj[name] = key.reveal()
         obj[s.slots] = todo.meta_text
         return await self._put(json.dumps(obj), crt, previous=version, done=done)
-
-
-# One boto3 session per (profile, region) per rotation's PluginContext: a session loads
-# its own copy of the service models and endpoint data, ~8 MB a backend, so 33 AWS
-# backends took ~270 MB; clients of one session share them (~1 MB a client).
-_SESSIONS: weakref.WeakKeyDictionary[PluginContext, dict[tuple[str | None, str | None], boto3.session.Session]] = (
-    weakref.WeakKeyDictionary()
-)
-_SESSIONS_LOCK = threading.Lock()
-
-
-def _session(ctx: PluginContext, profile: str | None, region: str | None) -> boto3.session.Session:
-    """The shared session for these settings (call with _SESSIONS_LOCK held)."""
-    import boto3.session
-
-    per_ctx = _SESSIONS.setdefault(ctx, {})
-    session = per_ctx.get((profile, region))
-    if session is None:
-        session = per_ctx[(profile, region)] = boto3.session.Session(profile_name=profile, region_name=region)
-    return session

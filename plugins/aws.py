@@ -27,10 +27,11 @@ STS at arm time and refreshed by botocore when it nears expiry.
 ``endpoint_url`` points Secrets Manager at moto or a VPC endpoint (STS keeps
 its own endpoint; set ``AWS_ENDPOINT_URL_STS`` to move it too).
 
-The session, credentials and client are all made in `open` (arm time): creating
-a boto3 client takes a noticeable fraction of a second, which must not be spent
-after the key arrives.  Retries are rotator's, so botocore makes one attempt.
-No message ever includes the SecretString.
+The session, credentials and client are all made in `open` (arm time,
+`_aws_client`): creating a boto3 client takes a noticeable fraction of a second,
+which must not be spent after the key arrives.  Retries are rotator's, so
+botocore makes one attempt.  No message ever includes the SecretString
+(`_aws_errors`).
 """
 
 from __future__ import annotations
@@ -44,46 +45,20 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import Field, field_validator
 from rotator_plugins._aws_client import build_client, touch
-from rotator_plugins._sdk import NotFound, SdkBackend, vendor_text
+from rotator_plugins._aws_errors import deleted, not_found, token_reused, translate
+from rotator_plugins._sdk import NotFound, SdkBackend
 
 from rotator.backend_rules import Change, SlotFields, SlotState, StandbySlots, key_change
 from rotator.plugin import BackendSettings, Check, PluginError, Stored, Written
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
-    import botocore.exceptions
+    pass
 
 T = TypeVar("T")
 
 TOKEN_NAMESPACE = uuid.UUID("5d9c3a4e-2f0b-5b8e-9a57-6f3b0f6f1c21")
 _TOKEN_OK = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
-
-_DENIED = {
-    "AccessDeniedException",
-    "AccessDenied",
-    "UnauthorizedOperation",
-    "UnauthorizedException",
-}
-_BAD_CREDENTIALS = {
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "InvalidSignatureException",
-    "SignatureDoesNotMatch",
-    "ExpiredTokenException",
-    "ExpiredToken",
-    "IncompleteSignature",
-    "MissingAuthenticationToken",
-}
-_RETRYABLE = {
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "InternalServiceError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "RequestTimeout",
-    "RequestTimeoutException",
-}
 
 
 def request_token(token: str) -> str:
@@ -155,78 +130,30 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
         return self.settings.secret_id.startswith("arn:")
 
     def _not_found(self) -> PluginError:
-        hint = "create it" if self._is_arn else "create it, or set create = true"
-        return NotFound(
-            f"aws {self.name}: secret {self.settings.secret_id} not found in {self._region} ({hint})", retryable=False
-        )
+        return not_found(self._fail, self.settings.secret_id, self._region)
 
     def _deleted(self, when: Any = None) -> PluginError:
-        on = f" on {when:%Y-%m-%d}" if hasattr(when, "strftime") else ""
-        return self._fail(
-            f"{self.settings.secret_id} is scheduled for deletion{on}; restore it first "
-            f"(aws secretsmanager restore-secret --secret-id {self.settings.secret_id})"
-        )
+        return deleted(self._fail, self.settings.secret_id, when)
 
     def _token_reused(self) -> PluginError:
-        return self._fail(
-            f"PutSecretValue on {self.settings.secret_id}: this rotation's request token is already used by a "
-            "different value (was the same rotation run with another key?)"
-        )
+        return token_reused(self._fail, self.settings.secret_id)
 
     def sdk_errors(self) -> tuple[type[BaseException], ...]:
         import botocore.exceptions
 
         return (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 
-    @staticmethod
-    def _aws_said(exc: botocore.exceptions.ClientError) -> str:
-        return vendor_text(str(exc.response.get("Error", {}).get("Message") or ""), 300)
-
-    def _refused(self, exc: botocore.exceptions.ClientError, op: str) -> PluginError:
-        """What AWS answered an API call with, as one line (and whether to retry)."""
-        sid = self.settings.secret_id
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code") or "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        said = self._aws_said(exc).lower()
-        if code == "ResourceNotFoundException":
-            return self._not_found()
-        if code in _BAD_CREDENTIALS:
-            return self._fail(f"AWS refused the credentials ({code}) on {op}")
-        if code in _DENIED or status == 403:
-            return self._fail(f"access denied: {op} on {sid} (check the IAM policy for secretsmanager:{op})")
-        if code == "InvalidRequestException" and ("deletion" in said or "deleted" in said):
-            return self._deleted()
-        if code == "ResourceExistsException" and op == "PutSecretValue":
-            return self._token_reused()
-        if code.startswith("KMS") or code == "DecryptionFailure" or code == "EncryptionFailure":
-            return self._fail(f"cannot use the KMS key of {sid} ({code}); check the key policy")
-        if code in _RETRYABLE or (isinstance(status, int) and status >= 500):
-            return self._fail(f"{op} on {sid} failed: {code or 'error'} (HTTP {status})", retryable=True)
-        return self._fail(f"{op} on {sid} refused: {code or 'error'} (HTTP {status})")
-
     def _translate(self, exc: BaseException, op: str) -> PluginError:
-        import botocore.exceptions
-
-        if isinstance(exc, botocore.exceptions.ClientError):
-            return self._refused(exc, op)
-        if isinstance(exc, botocore.exceptions.NoCredentialsError):
-            return self._fail("no AWS credentials found (environment, profile, SSO or instance role)")
-        if isinstance(exc, botocore.exceptions.ProfileNotFound):
-            return self._fail(f"AWS profile {self.settings.profile} not found")
-        if isinstance(exc, (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError)):
-            return self._fail(f"timed out calling {op} at {self._endpoint()}", retryable=True)
-        if isinstance(exc, botocore.exceptions.EndpointConnectionError):
-            return self._fail(f"cannot reach Secrets Manager at {self._endpoint()}", retryable=True)
-        if isinstance(exc, botocore.exceptions.SSLError):
-            return self._fail(f"TLS error talking to {self._endpoint()}")
-        if isinstance(exc, botocore.exceptions.ConnectionError):
-            return self._fail(f"connection to {self._endpoint()} failed ({type(exc).__name__})", retryable=True)
-        if isinstance(exc, botocore.exceptions.ParamValidationError):
-            return self._fail(f"{op}: invalid parameters for {self.settings.secret_id}")
-        if isinstance(exc, botocore.exceptions.BotoCoreError):
-            return self._fail(f"{op} failed: {type(exc).__name__}", retryable=True)
-        return self._fail(f"{op} failed: {type(exc).__name__}", retryable=True)
+        s = self.settings
+        return translate(
+            exc,
+            op,
+            self._fail,
+            secret_id=s.secret_id,
+            region=self._region,
+            profile=s.profile,
+            endpoint=self._endpoint(),
+        )
 
     def _endpoint(self) -> str:
         if self._client is not None:

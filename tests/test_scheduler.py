@@ -209,6 +209,49 @@ def test_sync_job_skips_a_plan_that_is_being_rotated(
         chat.stop()
 
 
+def test_the_service_pages_only_news_resumes_and_syncs_alike(
+    plan_path: Path, journal: Journal, tmp_path: Path, notified: Notified
+) -> None:
+    """One rule (`notify.policy.is_news`) for the service's runs: a resume that finds every
+    target in place sends nothing, one that writes a target is news; a scheduled sync that
+    cannot run at all (a target not ready) is news, as a failed sync."""
+    from rotator.secret import fingerprint
+
+    with plan_path.open("a") as f:
+        f.write(f'\n[[notify]]\ntype = "slack"\nurl = {{ env = "{NOTIFY_ENV}" }}\nretries = 0\n')
+    svc = make_service(plan_path, journal)
+    plan = load_plan(plan_path)
+    key = env_key(tmp_path / "store/adjutor.env")
+    assert key is not None
+
+    def partial() -> str:
+        """A rotation that wrote the primary and stopped (as a crash during the fan-out leaves it)."""
+        rid = journal.begin(
+            kind="rotate", plan=plan.name, plan_path=str(plan_path), reason="t", operator="t", old_fp=None
+        )
+        journal.update(rid, state="partial", new_fp=fingerprint(key), key_received_at=time.time())
+        return rid
+
+    async def runs() -> tuple[str, str, str]:
+        quiet = await svc.resume(partial(), operator="ada")
+        await asyncio.sleep(0.5)
+        sent_after_quiet = len(notified.bodies)
+        write_env(tmp_path / "worker/.env", "sk_test_edited0by0hand000000")
+        loud = await svc.resume(partial(), operator="ada")
+        (tmp_path / "worker/.env").unlink()
+        (tmp_path / "worker/.env").mkdir()  # not a file: the target is not ready, the sync cannot run
+        synced = await sched.sync_job(plan.name)
+        await svc.drain(10)
+        assert sent_after_quiet == 0, notified.messages
+        return quiet.state, loud.state, synced
+
+    assert asyncio.run(runs()) == ("done", "done", "failed")
+    texts = [json.dumps(m) for m in notified.messages]
+    assert len(texts) == 2, texts
+    assert "rotate done" in texts[0] and "1 ok, 2 unchanged" in texts[0], texts[0]  # the resume that wrote
+    assert "sync failed" in texts[1] and "exit 6" in texts[1], texts[1]
+
+
 # -- the scheduler with its persistent job store ------------------------------
 def test_stored_job_runs_by_reference(plan_path: Path, journal: Journal, tmp_path: Path) -> None:
     make_service(plan_path, journal)

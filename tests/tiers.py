@@ -67,6 +67,7 @@ MODULES: dict[str, str] = {
     "test_plans": "unit",
     "test_quality": "lint",
     "test_secret": "unit",
+    "test_service_edges": "unit",
     "test_targets": "unit",
 }
 

@@ -92,15 +92,15 @@ def seed_standby(w: World) -> str:
     """Re-key the empty standby (green reset) through the step; returns green's new key."""
     green = w.api.reset(GREEN)
 
-    async def body(state: RotationState, alt: slots.Alternating) -> rekey.Rekeyed:
+    async def body(state: RotationState, alt: slots.Alternating) -> rekey.StandbyRow:
         state.key_arrived()
         return await rekey.run(state, alt, Secret(green))
 
     out = armed(w, body)
     assert out.outcome is KeyOutcome.DONE, out.message
-    row = out.row  # the standby write as a target row: what the flow's report lists
-    assert row is not None and row.status == TargetStatus.OK and row.name == "store" and row.attempts == 1
-    assert row.fingerprint == fingerprint(green) and row.seconds is not None and row.seconds <= out.seconds
+    row = out  # the standby write as a target row: what the flow's report lists
+    assert row.status == TargetStatus.OK and row.name == "store" and row.attempts == 1
+    assert row.fingerprint == fingerprint(green) and row.seconds is not None and row.seconds <= (out.finished or 0)
     return green
 
 
@@ -123,7 +123,7 @@ def test_rekey_refuses_a_key_a_slot_holds_and_writes_nothing(world: World) -> No
     blue = world.api.key_of(BLUE)
     before = world.store.read_text()
 
-    async def body(state: RotationState, alt: slots.Alternating) -> rekey.Rekeyed:
+    async def body(state: RotationState, alt: slots.Alternating) -> rekey.StandbyRow:
         state.key_arrived()
         return await rekey.run(state, alt, Secret(blue))
 
@@ -180,8 +180,8 @@ def test_rekey_refuses_another_apps_key_and_says_when_the_active_app_was_reset(w
     other = world.api.add_app("payments-other")  # a valid key, but not a reset of the standby app
     before = world.store.read_text()
 
-    def paste(key: str) -> Callable[[RotationState, slots.Alternating], Awaitable[rekey.Rekeyed]]:
-        async def body(state: RotationState, alt: slots.Alternating) -> rekey.Rekeyed:
+    def paste(key: str) -> Callable[[RotationState, slots.Alternating], Awaitable[rekey.StandbyRow]]:
+        async def body(state: RotationState, alt: slots.Alternating) -> rekey.StandbyRow:
             state.key_arrived()
             return await rekey.run(state, alt, Secret(key))
 

@@ -121,16 +121,11 @@ async def rekey(
     reset: ResetDetected | None = None
     last: StandbyRow | Report | None = None
     for attempt in range(1, MAX_KEY_ATTEMPTS + 1):
-        if reset is None:
-            ask = ResetAsk(app, slots.SAFE, slots.dashboard_reset(app, slots.SAFE), "standby", attempt, refused)
-        else:
-            ask = _active_ask(alt, attempt, refused)
+        ask = _standby_ask(alt, attempt, refused) if reset is None else _active_ask(alt, attempt, refused)
         secret, seen = await take_key(state, operator, ask, watch_app=watch if reset is None else None)
         reset = reset or seen
         if reset is None:
-            out = await rekey_step.run(state, alt, secret)
-            if out.outcome is KeyOutcome.FAILED:
-                out = await _store_retrying(state, alt, operator, secret, out)
+            out = await _store(state, alt, operator, secret)
             if out.outcome is KeyOutcome.REFUSED:
                 refused, last = out.message, out
                 continue
@@ -149,6 +144,14 @@ async def rekey(
         reset, watch, refused = None, None, None
     assert last is not None
     return last
+
+
+async def _store(state: RotationState, alt: Alternating, operator: Operator, secret: Secret) -> StandbyRow:
+    """The re-key step; a write that failed after the reset is held and retried (`_store_retrying`)."""
+    out = await rekey_step.run(state, alt, secret)
+    if out.outcome is KeyOutcome.FAILED:
+        out = await _store_retrying(state, alt, operator, secret, out)
+    return out
 
 
 async def _store_retrying(
@@ -182,6 +185,11 @@ async def _store_retrying(
     )
     state.event(Step.REKEY, "given_up", target=app, detail=out.message, fingerprint=fp)
     return out
+
+
+def _standby_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk:
+    app = alt.standby_app
+    return ResetAsk(app, slots.SAFE, slots.dashboard_reset(app, slots.SAFE), "standby", attempt, refused)
 
 
 def _active_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk:

@@ -6,6 +6,7 @@ and whether it is proven revoked.  Journaled with the entry (`finish.close_journ
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -77,22 +78,35 @@ async def finish_rekeys(
     *,
     incident: bool = False,
 ) -> Report:
-    """One report for the whole flow, closed in the journal by `finish`: the mistaken reset's report
-    when there was one, else the promote's, else the re-key's row's; then what the standby rows and,
-    for an incident, the leaked key's proof change of its outcome; the extras are `extras`'s."""
+    """One report for the whole flow, closed in the journal by `finish`.  It starts from the
+    mistaken reset's report when there was one, else the promote's, else the re-key's row's
+    (`finish.row_report`); its state, exit code and message are `_outcome`'s (and for an
+    incident `_incident_outcome`'s), its extras `extras`': functions of the standby rows."""
     rows = [r for r in rekeys if isinstance(r, StandbyRow)]
     fallback = next((r for r in rekeys if isinstance(r, Report)), None)
     if fallback is not None:
-        report = _not_rekeyed(state, alt, fallback) if promoted is None and not incident else fallback
+        base = fallback
     else:
-        report = promoted if promoted is not None else _rekey_report(state, rows[-1] if rows else None)
-    _rows_outcome(alt, report, promoted, rows, keyed=fallback is None)
+        base = promoted if promoted is not None else _rekey_report(state, rows[-1] if rows else None)
+    not_rekeyed = fallback is not None and promoted is None and not incident
+    run_state, code, message = _outcome(
+        state, alt, base, promoted, rows, keyed=fallback is None, not_rekeyed=not_rekeyed
+    )
+    inc, revocation = None, base.revocation
+    if incident:
+        inc = _incident(alt, promoted, rows)
+        code, message = _incident_outcome(state, inc, code, message)
+        revocation = _leaked_check(alt, inc)  # `old_key_check` is the leaked key's, never another's
     if any(r.written for r in rows):
         await leaked.close_rekey_left(state)  # earlier runs that promoted and left this re-key
-    elif fallback is None and promoted is not None and report.state == RunState.DONE:
-        report.state = RunState.REKEY_LEFT  # the promote is done, its re-key is not: never "done"
-    inc = _incident_outcome(state, alt, report, promoted, rows) if incident else None
-    report.alternating = extras(alt, report.alternating, promoted, rows, inc)
+    report = dataclasses.replace(
+        base,
+        state=run_state,
+        exit_code=code,
+        message=message,
+        revocation=revocation,
+        alternating=extras(alt, base.alternating, promoted, rows, inc),
+    )
     return await finish.close_journal(state, report, event=False)
 
 
@@ -131,64 +145,73 @@ def row_dict(row: StandbyRow) -> dict[str, object]:
     }
 
 
-def _not_rekeyed(state: RotationState, alt: Alternating, report: Report) -> Report:
-    """A re-key that became the active app's single-app rotation: the standby was not re-keyed."""
-    if report.exit_code != Exit.DONE:
-        return report
-    report.exit_code = Exit.NOT_REKEYED
+def _outcome(
+    state: RotationState,
+    alt: Alternating,
+    base: Report,
+    promoted: Report | None,
+    rows: list[StandbyRow],
+    *,
+    keyed: bool,
+    not_rekeyed: bool,
+) -> tuple[str, int, str]:
+    """The flow's state, exit code and message, from the report it starts from and the standby
+    rows (nothing mutated).  A key the operator reset and that is not stored is never "done"; a
+    refused or failed re-key is the flow's exit code; after a promote the message says both
+    moves, and a promote whose re-key is not done is `rekey_left`, never "done".  `not_rekeyed`:
+    a re-key that became the active app's single-app rotation (the standby was not re-keyed)."""
+    run_state, code, message = base.state, base.exit_code, base.message
+    if not_rekeyed and code == Exit.DONE:
+        code, message = Exit.NOT_REKEYED, message + _not_rekeyed_line(state, alt)
+    failed = next((r for r in rows if not r.written), None)
+    if failed is not None and failed.outcome is KeyOutcome.FAILED:
+        run_state = RunState.FAILED
+    if not keyed:
+        return run_state, int(code), message
+    if failed is not None and code == Exit.DONE:
+        code = failed.exit_code
+        message = f"{message}; but {failed.app} was not re-keyed: {failed.message}" if promoted else failed.message
+    elif promoted is not None and promoted.exit_code == Exit.DONE and rows:
+        message = _both_moves(alt, promoted, rows[-1])
+    if promoted is not None and run_state == RunState.DONE and not any(r.written for r in rows):
+        run_state = RunState.REKEY_LEFT  # the promote is done, its re-key is not
+    return run_state, int(code), message
+
+
+def _not_rekeyed_line(state: RotationState, alt: Alternating) -> str:
     s = alt.slots.standby
-    report.message += (
+    return (
         f"; {alt.standby_app} was NOT re-keyed: the standby slot "
         + (f"still holds {s.fingerprint}" if s else "is still empty")
         + f": `rotator rekey {state.plan.path}` resets {alt.standby_app}"
     )
-    return report
 
 
-def _rows_outcome(
-    alt: Alternating, report: Report, promoted: Report | None, rows: list[StandbyRow], *, keyed: bool
-) -> None:
-    """A key the operator reset and that is not stored is never "done"; a refused or failed
-    re-key is the flow's exit code; after a promote, the message says both moves."""
-    failed = next((r for r in rows if not r.written), None)
-    if failed is not None and failed.outcome is KeyOutcome.FAILED:
-        report.state = RunState.FAILED
-    if not keyed:
-        return
-    if failed is not None and report.exit_code == Exit.DONE:
-        report.exit_code = failed.exit_code
-        report.message = (
-            f"{report.message}; but {failed.app} was not re-keyed: {failed.message}" if promoted else failed.message
-        )
-    elif promoted is not None and promoted.exit_code == Exit.DONE and rows:
-        last = rows[-1]
-        proof = {True: "its previous key proven revoked", False: "its previous key STILL WORKS", None: ""}[last.revoked]
-        a = alt.slots.active
-        report.message = (
-            f"{alt.active_app} is active ({a.fingerprint if a else '?'}), every target holds its key "
-            f"(promote window {promoted.window or 0:.3f}s); {last.message}" + (f", {proof}" if proof else "")
-        )
+def _both_moves(alt: Alternating, promoted: Report, last: StandbyRow) -> str:
+    """After a promote and its re-key: which app is active, the promote's window, the re-key and its proof."""
+    proof = {True: "its previous key proven revoked", False: "its previous key STILL WORKS", None: ""}[last.revoked]
+    a = alt.slots.active
+    return (
+        f"{alt.active_app} is active ({a.fingerprint if a else '?'}), every target holds its key "
+        f"(promote window {promoted.window or 0:.3f}s); {last.message}" + (f", {proof}" if proof else "")
+    )
 
 
-def _incident_outcome(
-    state: RotationState, alt: Alternating, report: Report, promoted: Report | None, rows: list[StandbyRow]
-) -> dict[str, Any]:
-    """The incident's figures; the report's old-key check is the leaked key's, and an incident
-    whose leaked key is not proven revoked is never exit 0."""
-    inc = _incident(alt, promoted, rows)
-    report.revocation = _leaked_check(alt, inc)  # `old_key_check` is the leaked key's, never another's
+def _incident_outcome(state: RotationState, inc: dict[str, Any], code: int, message: str) -> tuple[int, str]:
+    """An incident's exit code and message: how long the leaked key stayed in use, and whether it
+    is proven revoked (an incident whose leaked key is not is never exit 0)."""
     if inc["leaked_in_use_s"] is not None:
-        report.message += f"; the leaked key stayed in use {inc['leaked_in_use_s']:.3f}s after the command started"
+        message += f"; the leaked key stayed in use {inc['leaked_in_use_s']:.3f}s after the command started"
     if inc["revoked"]:
-        report.message += f", proven revoked {inc['revoked_after_s']:.1f}s after it"
-    elif report.exit_code == Exit.DONE:
-        report.exit_code = Exit.NOT_REKEYED
-        report.message += (
+        message += f", proven revoked {inc['revoked_after_s']:.1f}s after it"
+    elif code == Exit.DONE:
+        code = Exit.NOT_REKEYED
+        message += (
             f"; the leaked key ({inc['leaked_app']}, {inc['leaked_fingerprint']}) is NOT proven revoked: "
             f"reset {inc['leaked_app']} (`rotator rotate {state.plan.path} --incident` continues incident "
             f"{inc['id']})"
         )
-    return inc
+    return int(code), message
 
 
 def _leaked_check(alt: Alternating, inc: dict[str, Any]) -> ProbeResult | None:

@@ -59,6 +59,7 @@ BROWSER_NAMES = frozenset({"_need_browser", "_async_playwright", "sync_playwrigh
 
 # Modules whose every test is one tier (tests/<name>.py, or third_party_plugin/<name>.py).
 MODULES: dict[str, str] = {
+    "test_alternating_steps": "unit",  # its tests on the Adjutor stand-in are `process` (the `standin` fixture)
     "test_attempts": "unit",
     "test_backend_rules": "unit",
     "test_benchmark_window": "unit",  # its smoke run is marked `process`

@@ -7,7 +7,7 @@ third-party demo in tests/third_party_plugin); the consumer records every signal
 and confirms with the fingerprint it was last told (or a stale one, on request).
 `type = "memory-slots"` is a primary that can hold the standby of an alternating
 plan: both values and the slot metadata in one record, each change one
-check-and-set step under the rules every built-in follows (`rotator_plugins._slots`).
+check-and-set step under the rules every built-in follows (`rotator.backend_rules`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
-from rotator_plugins._slots import Change, SlotState, StandbySlots
 
 from rotator import registry
+from rotator.backend_rules import Change, SlotState, StandbySlots, key_change
 from rotator.journal import Journal
 from rotator.plan import Plan, parse_plan
 from rotator.plugin import (
@@ -31,7 +31,6 @@ from rotator.plugin import (
     BackendSettings,
     Check,
     Confirmation,
-    Conflict,
     Consumer,
     ConsumerSettings,
     PluginError,
@@ -70,9 +69,8 @@ class MemoryBackend(Backend):
         if slot in FAILING:
             raise PluginError(f"{slot}: unavailable", retryable=True)
         version, value = STORE.get(slot, (0, None))
-        if expected_version is not None and expected_version != str(version):
-            raise Conflict(f"{slot} is at version {version}, not {expected_version}")
-        if value == secret.reveal():
+        held = Secret(value) if value is not None else None
+        if key_change(held, str(version), secret, expected_version=expected_version, where=slot) is None:
             return Written(version=str(version), detail="already current")
         await asyncio.sleep(0.01)
         STORE[slot] = (version + 1, secret.reveal())
@@ -110,9 +108,7 @@ class MemorySlotsBackend(StandbySlots):
         slot, held = self.settings.slot, self._held()
         if slot in FAILING:
             raise PluginError(f"{slot}: unavailable", retryable=True)
-        if expected_version is not None and expected_version != held.version:
-            raise Conflict(f"{slot} is at version {held.version}, not {expected_version}")
-        if held.active == secret:
+        if key_change(held.active, held.version, secret, expected_version=expected_version, where=slot) is None:
             return Written(version=held.version, detail="already current")
         await asyncio.sleep(0.01)
         version = self._store(secret, held.standby, held.meta_text)

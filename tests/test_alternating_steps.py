@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from rotator_plugins._slots import SlotState
 
 from rotator import pipeline
+from rotator.backend_rules import SlotState
 from rotator.errors import RotationError
 from rotator.exitcodes import Exit
 from rotator.journal import Journal

@@ -88,11 +88,11 @@ def test_a_refused_key_keeps_it_armed_then_the_right_key_rotates(standin: Adjuto
     new = standin.reset()
 
     async def body(session: ArmedSession, rec: Recorder) -> list[Attempt]:
-        out = [await session.offer("   ")]  # not a key at all
+        out = [await session.hand("   ")]  # not a key at all
         assert session.status is Status.ARMED
-        out.append(await session.offer(new[:-2] + "zz"))  # the probe refuses it
+        out.append(await session.hand(new[:-2] + "zz"))  # the probe refuses it
         assert session.status is Status.ARMED
-        out.append(await session.offer(f"  {new}\n"))
+        out.append(await session.hand(f"  {new}\n"))
         return out
 
     (empty, wrong, right), session, rec = with_session(plan, body)
@@ -107,10 +107,10 @@ def test_a_refused_key_keeps_it_armed_then_the_right_key_rotates(standin: Adjuto
 
 def test_the_attempt_limit_closes_it_and_journals_the_last_refusal() -> None:
     async def body(session: ArmedSession, rec: Recorder) -> list[Attempt]:
-        first = await session.offer("")
-        last = await session.offer(" \n ")
+        first = await session.hand("")
+        last = await session.hand(" \n ")
         with pytest.raises(SessionBusy, match="closed"):
-            await session.offer(NEW)
+            await session.hand(NEW)
         return [first, last]
 
     (first, last), session, rec = with_session(mem.plan(), body, max_attempts=2)

@@ -148,12 +148,13 @@ async def _rotate(
                 "no terminal to ask for the key on: pipe it in with --key-stdin, or use --key-from clipboard",
                 Exit.PLAN_INVALID,
             )
-        armed = await session.arm()
+        armed = await session.arm(start=False)
         if clip is not None:
             await start_clipboard(clip, armed.old_fingerprint)
         if not quiet or interactive or clip is not None:
             _say_armed(state, armed, clip, interactive=interactive, dry_run=dry_run)
         _feed(session, interactive, clip)
+        session.start()
         report = await session.wait()
         if clip is not None and report is not None and not dry_run and not keep_clipboard:
             await _clear_clipboard(clip, report)
@@ -166,14 +167,14 @@ def _session(state: RotationState, *, interactive: bool, clipboard: bool, dry_ru
     """The armed session of a terminal's rotation: one key from stdin, up to the limit from a
     person (the prompt, the clipboard); a key the probe could not check ends it (its exit code
     says: rerun with --accept-unprobed)."""
-    from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession
+    from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession, SingleFlow
 
     return ArmedSession(
         state,
         _terminal()(interactive),
         max_attempts=MAX_KEY_ATTEMPTS if interactive or clipboard else 1,
-        unavailable_keeps_armed=False,
-        dry_run=dry_run,
+        flow=SingleFlow(dry_run=dry_run, unavailable_keeps_armed=False),
+        handed_keys=False,  # the terminal's sources only
     )
 
 
@@ -269,7 +270,7 @@ def _outcome(session: ArmedSession, report: Report | None) -> Report:
     attempt = session.last_refusal
     if attempt is None:
         raise Fail(f"the armed rotation was closed: {session.closed_reason}", Exit.ERROR)
-    if attempt.outcome is Outcome.REJECTED:
+    if attempt.outcome is Outcome.REJECTED or attempt.report is None:
         raise Fail(attempt.message, Exit.KEY_REFUSED, attempt.report)
     return attempt.report
 

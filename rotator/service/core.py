@@ -26,18 +26,21 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rotator import pipeline
-from rotator.errors import RotationError
+from rotator.errors import RotationError, RotatorError
 from rotator.exitcodes import Exit
 from rotator.key_age import key_age_with
 from rotator.logs import get_logger
 from rotator.pipeline import arm, leaked
+from rotator.pipeline.alternating_flow import AlternatingFlow
 from rotator.pipeline.session import (
     CLOSE_STEP,
     KEEP_WARM_EVERY,
     MAX_KEY_ATTEMPTS,
+    Flow,
     NotArmed,
     Outcome,
     SessionBusy,
+    SingleFlow,
     Status,
 )
 from rotator.pipeline.state import RotationState
@@ -51,7 +54,6 @@ from rotator.service.views import ApiError, plan_state, preflight
 if TYPE_CHECKING:
     from rotator.journal import Journal, RotationRow
     from rotator.key_record import PrimaryRecord
-    from rotator.pipeline.alternating_flow import AlternatingFlow
     from rotator.plan import Plan
     from rotator.report import Report
 
@@ -131,7 +133,7 @@ class Service:
                     held_here=True,
                     operator=h.operator,
                 )
-        kind = RunKind.ROTATE if alt_flow is None else alt_flow.name.kind
+        kind = alt_flow.name.kind if isinstance(alt_flow, AlternatingFlow) else RunKind.ROTATE
         state = RotationState(plan, self.journal, kind=kind, reason=reason or "web", operator=operator)
         held = Held(
             state,
@@ -159,14 +161,14 @@ class Service:
         return held
 
     @staticmethod
-    def _flow(plan: Plan, flow: str | None, choice: str | None) -> AlternatingFlow | None:
-        """The alternating flow asked for (None: the single flow); a bad name is a 400."""
-        from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName, IncidentChoice
+    def _flow(plan: Plan, flow: str | None, choice: str | None) -> Flow:
+        """The flow asked for (a single-app plan's: its key attempts); a bad name is a 400."""
+        from rotator.pipeline.alternating_flow import FlowName, IncidentChoice
 
         if not plan.alternating:
             if flow not in (None, "rotate") or choice is not None:
                 raise ApiError(400, f"{plan.name} is a single-app plan: only the planned rotation (no flow) applies")
-            return None
+            return SingleFlow()
         try:
             name = FlowName(flow or FlowName.ROTATE)
         except ValueError:
@@ -197,12 +199,13 @@ class Service:
     async def roll_back(self, rid: str) -> Held:
         """Roll back instead of the re-key an armed alternating rotation waits for."""
         held = self.get(rid)
-        if held.flow is None:
+        alternating = held.flow
+        if not isinstance(alternating, AlternatingFlow):
             raise ApiError(409, f"rotation {rid} is a single-app rotation: there is nothing to roll back")
         if held.done:
             raise ApiError(409, f"rotation {rid} is {held.state}: arm the plan's roll back instead")
-        if (why := held.flow.roll_back(held.session)) is not None:
-            alt = held.flow.alt
+        if (why := alternating.roll_back(held.session)) is not None:
+            alt = alternating.alt
             leaked_key = alt is not None and leaked.refusal(alt, "roll back") is not None
             raise ApiError(409, why, **({"exit_code": int(Exit.LEAKED_KEY)} if leaked_key else {}))
         return held
@@ -256,29 +259,32 @@ class Service:
         reach the API (an outage; the page asks for an explicit confirmation first).
         Returns (http status, body)."""
         held = self.get(rid)
-        if held.flow is not None:
-            return await self._hand(held, raw)
         if held.state == Status.ARMED:  # per key: a later paste is probed as usual unless asked again
             held.session.state.accept_unprobed = accept_unprobed
             if accept_unprobed:
                 log.warning("key to be written even unprobed", rotation=held.id, operator=held.operator)
         try:
-            attempt = await held.session.offer(raw)
+            attempt = await held.session.hand(raw)
         except SessionBusy as exc:
             raise ApiError(409, str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - reported in one line; the journal says how far it got
-            raise ApiError(500, f"the rotation failed ({type(exc).__name__}); see `rotator show {rid}`") from None
         finally:
             del raw
+        error = held.session.error
+        if attempt.outcome is Outcome.CLOSED and error is not None and not isinstance(error, RotatorError):
+            raise ApiError(500, f"the rotation failed ({type(error).__name__}); see `rotator show {rid}`")
+        report = attempt.report or held.session.report
+        body: dict[str, Any] = {
+            "outcome": attempt.outcome,
+            "message": attempt.message,
+            "rotation": held.summary(),
+            "report": scrub_data(report.as_dict()) if report is not None else None,
+        }
         if attempt.outcome is Outcome.REJECTED:
-            message = attempt.message
-            if attempt.final:
-                message += f"; {MAX_KEY_ATTEMPTS} keys refused, the rotation is closed: arm again"
-            return 422, {"error": message, "rotation": held.summary()}
-        body = {"rotation": held.summary(), "report": scrub_data(attempt.report.as_dict())}
-        if attempt.report.exit_code == Exit.LOCK_LOST:  # another rotation holds the plan now: say so
-            return 409, {"error": attempt.report.message, **body}
-        return (422 if attempt.outcome is Outcome.REFUSED else 200), body
+            closed = f"; {MAX_KEY_ATTEMPTS} keys refused, the rotation is closed: arm again" if attempt.final else ""
+            return 422, {"error": attempt.message + closed, **body}
+        if report is not None and report.exit_code == Exit.LOCK_LOST:  # another rotation holds the plan now: say so
+            return 409, {"error": report.message, **body}
+        return {"refused": 422, "closed": 409}.get(attempt.outcome, 200), body
 
     async def close_any(self, rid: str, who: str) -> tuple[int, dict[str, Any]]:
         """Close an armed rotation wherever it is held: here at once; held by another live
@@ -378,24 +384,6 @@ class Service:
         from rotator.notify import notify_all
 
         self._track(asyncio.ensure_future(notify_all(plan, report, link=self.link(report.get("id")))))
-
-    async def _hand(self, held: Held, raw: str) -> tuple[int, dict[str, Any]]:
-        """An alternating flow's key: answered once the flow is done with it (the next ask, a refusal, the end)."""
-        try:
-            handed = await held.session.hand(raw)
-        except SessionBusy as exc:
-            raise ApiError(409, str(exc)) from None
-        finally:
-            del raw
-        report = held.session.report
-        body = {
-            "outcome": handed.outcome,
-            "message": handed.message,
-            "rotation": held.summary(),
-            "report": scrub_data(report.as_dict()) if report is not None else None,
-        }
-        status = {"rejected": 422, "refused": 422, "closed": 409}.get(handed.outcome, 200)
-        return status, body
 
     def _spawn_close(self, held: Held, why: str) -> None:
         self._track(asyncio.ensure_future(self.close(held.id, why)))

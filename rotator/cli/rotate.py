@@ -20,7 +20,8 @@ from rotator.cli.key_input import Clipboard, Prompt, Stdin, clipboard_source, st
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
-    from rotator.pipeline.session import ArmedSession, Attempt
+    from rotator.pipeline.flows import FlowSpec
+    from rotator.pipeline.session import ArmedSession, Attempt, Flow
     from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
     from rotator.report import ArmResult, Report
@@ -135,12 +136,12 @@ def api_down(why: str, accept_unprobed: bool) -> str:
 
 
 async def _rotate(
-    state: RotationState, *, key_from: str, keep_clipboard: bool = False, dry_run: bool, quiet: bool
+    state: RotationState, flow: Flow, *, key_from: str, keep_clipboard: bool = False, dry_run: bool, quiet: bool
 ) -> Report:
     # The clipboard races the hidden prompt when there is a terminal; alone when there is none.
     interactive = key_from == "prompt" or (key_from == "clipboard" and sys.stdin.isatty())
     clip = Clipboard(clipboard_source(state.plan)) if key_from == "clipboard" else None
-    session = _session(state, interactive=interactive, clipboard=clip is not None, dry_run=dry_run)
+    session = _session(state, flow, interactive=interactive, clipboard=clip is not None)
     tty = _TerminalModes() if interactive else None
     try:
         if interactive and not sys.stdin.isatty():
@@ -163,19 +164,29 @@ async def _rotate(
         await _end(session, clip, tty)
 
 
-def _session(state: RotationState, *, interactive: bool, clipboard: bool, dry_run: bool) -> ArmedSession:
+def _session(state: RotationState, flow: Flow, *, interactive: bool, clipboard: bool) -> ArmedSession:
     """The armed session of a terminal's rotation: one key from stdin, up to the limit from a
-    person (the prompt, the clipboard); a key the probe could not check ends it (its exit code
-    says: rerun with --accept-unprobed)."""
-    from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession, SingleFlow
+    person (the prompt, the clipboard)."""
+    from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession
 
     return ArmedSession(
         state,
         _terminal()(interactive),
         max_attempts=MAX_KEY_ATTEMPTS if interactive or clipboard else 1,
-        flow=SingleFlow(dry_run=dry_run, unavailable_keeps_armed=False),
+        flow=flow,
         handed_keys=False,  # the terminal's sources only
     )
+
+
+def _find_flow(plan: Plan, name: str) -> FlowSpec:
+    """The registered flow `name` for this plan (`pipeline.flows`); one line naming the others if none."""
+    from rotator.pipeline import flows
+
+    spec = flows.find(name, alternating=plan.alternating)
+    if spec is None:
+        known = ", ".join(flows.names(alternating=plan.alternating))
+        raise Fail(f"--flow {name}: {plan.name} has no such flow (one of: {known})", Exit.PLAN_INVALID)
+    return spec
 
 
 def _feed(session: ArmedSession, interactive: bool, clip: Clipboard | None) -> None:
@@ -214,7 +225,7 @@ def _incident_choice(incident: bool, revoke_now: bool, standby_first: bool) -> s
 
 
 def _alternating(
-    ctx: Context, plan: Plan, source: str, *, incident: bool, choice: str | None, reason: str, quiet: bool, json: bool
+    ctx: Context, plan: Plan, source: str, *, flow: str, choice: str | None, reason: str, quiet: bool, json: bool
 ) -> int:
     """An alternating plan's rotation (or incident), with the same key sources as a single-app one."""
     from rotator.cli import alternating
@@ -224,7 +235,7 @@ def _alternating(
     report = alternating.run_cli(
         plan,
         ctx.journal,
-        flow="incident" if incident else "rotate",
+        flow=flow,
         key_stdin=source == "stdin",
         clipboard=source == "clipboard",
         reason=reason,
@@ -326,6 +337,13 @@ class _TerminalModes:
 )
 @click.option("--revoke-now", is_flag=True, help="With --incident and no valid standby: the single-app flow (outage).")
 @click.option("--standby-first", is_flag=True, help="With --incident and no valid standby: re-key the standby first.")
+@click.option(
+    "--flow",
+    "flow_name",
+    default=None,
+    metavar="NAME",
+    help="Run another registered flow of the plan (default: rotate; `incident` with --incident).",
+)
 @click.pass_obj
 def rotate(
     ctx: Context,
@@ -343,6 +361,7 @@ def rotate(
     incident: bool,
     revoke_now: bool,
     standby_first: bool,
+    flow_name: str | None,
 ) -> int:
     """Arm, take the new key, probe it, write it everywhere, signal consumers.
 
@@ -354,12 +373,13 @@ def rotate(
     source = "stdin" if key_stdin else (key_from or "prompt")
     plan = load(plan_path)
     journal = ctx.journal
+    if flow_name is not None and incident:
+        raise Fail("--flow and --incident disagree: pick one", Exit.PLAN_INVALID)
+    spec = _find_flow(plan, flow_name or ("incident" if incident and plan.alternating else "rotate"))
     if plan.alternating:
         if dry_run or force or accept_unprobed:
             raise Fail("--dry-run, --force and --accept-unprobed are for single-app plans", Exit.PLAN_INVALID)
-        return _alternating(
-            ctx, plan, source, incident=incident, choice=choice, reason=reason, quiet=quiet, json=as_json
-        )
+        return _alternating(ctx, plan, source, flow=spec.name, choice=choice, reason=reason, quiet=quiet, json=as_json)
     if standby_first:
         raise Fail(
             "--standby-first needs an alternating plan (this plan has one app: there is no standby)", Exit.PLAN_INVALID
@@ -376,6 +396,7 @@ def rotate(
     state = RotationState(
         plan,
         journal,
+        kind=spec.kind,
         reason=reason,
         force=force,
         accept_unprobed=accept_unprobed,
@@ -383,9 +404,12 @@ def rotate(
         incident=incident,
         progress_fn=progress(quiet),
     )
-    flow = _rotate(state, key_from=source, keep_clipboard=keep_clipboard, dry_run=dry_run, quiet=quiet)
+    from rotator.pipeline.flows import FlowOptions
+
+    flow = spec.make(FlowOptions(dry_run=dry_run, unavailable_keeps_armed=False))  # unchecked: rerun, --accept-unprobed
+    running = _rotate(state, flow, key_from=source, keep_clipboard=keep_clipboard, dry_run=dry_run, quiet=quiet)
     try:
-        report = run_flow(state, flow)
+        report = run_flow(state, running)
     except Fail as exc:
         if exc.report is not None:  # a rejected paste: nothing written, but the plan's people hear of it
             notify(plan, exc.report)

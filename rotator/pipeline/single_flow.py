@@ -15,6 +15,7 @@ run probes and writes nothing.  Each key handed in is answered with its `Attempt
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from rotator import pipeline
@@ -61,12 +62,19 @@ class Keyed(Protocol):
     def answer(self, attempt: Attempt) -> None: ...
 
 
+Steps = Callable[["RotationState", Secret], Awaitable["Report"]]
+
+
 class SingleFlow:
-    """Each key: cleaned, probed, written by `pipeline.rotate` (or only probed: `dry_run`)."""
+    """Each key: cleaned, then probed and written by `pipeline.rotate` (or only probed: `dry_run`;
+    or given to another list of steps that takes one key: `steps`)."""
 
     what = "rotate"
 
-    def __init__(self, *, dry_run: bool = False, unavailable_keeps_armed: bool = True) -> None:
+    def __init__(
+        self, *, steps: Steps | None = None, dry_run: bool = False, unavailable_keeps_armed: bool = True
+    ) -> None:
+        self.steps = steps
         self.dry_run = dry_run
         # A key the probe could not check: ask again (the page) or stop with its exit code (the terminal).
         self.unavailable_keeps_armed = unavailable_keeps_armed
@@ -112,7 +120,7 @@ class SingleFlow:
             if self.dry_run:
                 report = await pipeline.dry_run(state, secret)
                 return Attempt(Outcome.DRY_RUN, report.message, report, session.attempts_left, True), None
-            report = await pipeline.rotate(state, secret)
+            report = await (self.steps or pipeline.rotate)(state, secret)
         except asyncio.CancelledError:
             raise  # shutdown ran out of time: the journal entry stays as it is (resumable)
         except Exception as exc:

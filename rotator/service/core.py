@@ -40,7 +40,6 @@ from rotator.pipeline.session import (
     NotArmed,
     Outcome,
     SessionBusy,
-    SingleFlow,
     Status,
 )
 from rotator.pipeline.state import RotationState
@@ -123,7 +122,7 @@ class Service:
         rekey | promote | rollback; default rotate) starts at once (`alternating_flow`)."""
         self._refuse_if_draining()
         plan = self.plan(plan_name)
-        alt_flow = self._flow(plan, flow, choice)
+        kind, run = self._flow(plan, flow, choice)
         for h in self.held.values():
             if h.plan.name == plan.name and not h.done:
                 raise ApiError(
@@ -133,7 +132,6 @@ class Service:
                     held_here=True,
                     operator=h.operator,
                 )
-        kind = alt_flow.name.kind if isinstance(alt_flow, AlternatingFlow) else RunKind.ROTATE
         state = RotationState(plan, self.journal, kind=kind, reason=reason or "web", operator=operator)
         held = Held(
             state,
@@ -141,7 +139,7 @@ class Service:
             arm_timeout=self.arm_timeout,
             keep_warm_every=self.keep_warm_every,
             on_end=self._ended,
-            flow=alt_flow,
+            flow=run,
         )
         try:
             armed = await held.session.arm()
@@ -161,25 +159,25 @@ class Service:
         return held
 
     @staticmethod
-    def _flow(plan: Plan, flow: str | None, choice: str | None) -> Flow:
-        """The flow asked for (a single-app plan's: its key attempts); a bad name is a 400."""
-        from rotator.pipeline.alternating_flow import FlowName, IncidentChoice
+    def _flow(plan: Plan, flow: str | None, choice: str | None) -> tuple[RunKind, Flow]:
+        """The flow asked for, from the flows registered (`pipeline.flows`); a bad name is a 400."""
+        from rotator.pipeline import flows
+        from rotator.pipeline.alternating import IncidentChoice
 
-        if not plan.alternating:
-            if flow not in (None, "rotate") or choice is not None:
+        spec = flows.find(flow or "rotate", alternating=plan.alternating)
+        if spec is None:
+            if not plan.alternating and flows.names(alternating=False) == ["rotate"]:
                 raise ApiError(400, f"{plan.name} is a single-app plan: only the planned rotation (no flow) applies")
-            return SingleFlow()
-        try:
-            name = FlowName(flow or FlowName.ROTATE)
-        except ValueError:
-            raise ApiError(400, f"flow must be one of: {', '.join(FlowName)}") from None
+            raise ApiError(400, f"flow must be one of: {', '.join(flows.names(alternating=plan.alternating))}")
+        if choice is not None and not spec.takes_choice and not plan.alternating:
+            raise ApiError(400, f"{plan.name} is a single-app plan: only the planned rotation (no flow) applies")
         try:
             picked = IncidentChoice(choice) if choice else None
         except ValueError:
             raise ApiError(400, f"choice must be one of: {', '.join(IncidentChoice)}") from None
-        if picked is not None and name is not FlowName.INCIDENT:
+        if picked is not None and not spec.takes_choice:
             raise ApiError(400, "choice goes with the incident flow")
-        return AlternatingFlow(name, picked)
+        return spec.kind, spec.make(flows.FlowOptions(choice=picked))
 
     async def slots(self, plan_name: str) -> dict[str, Any]:
         """An alternating plan's slots, as `rotator status --json` prints them (from the backends)."""

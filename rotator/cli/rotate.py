@@ -1,100 +1,33 @@
 """`rotator rotate`: arm, show the dashboard steps, take the key, write it everywhere.
 
-The flow is `pipeline.session.ArmedSession`'s, the same as the service's; this
-module is its terminal: the key sources (a hidden prompt, stdin, the clipboard
-racing the prompt), what is printed when a key is refused, and the live counter
-once the old key stops working.
+The session is `pipeline.session.ArmedSession`, the service's too, running the plan's flow
+from the registry (`pipeline.flows`: the single-app rotation, or `--flow NAME`); an
+alternating plan's go to `cli.alternating`.  The terminal (what is printed, the key sources:
+a hidden prompt, stdin, the clipboard racing the prompt) is `cli.terminal`'s, for both.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from rotator.cli import output
 from rotator.cli.context import Context, Fail, err
 from rotator.cli.flow import finish, load, notify, progress, run_flow
-from rotator.cli.key_input import Clipboard, Prompt, Stdin, clipboard_source, start_clipboard
+from rotator.cli.key_input import Clipboard, Stdin, clipboard_source
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
+    from rotator.cli.terminal import Modes
     from rotator.pipeline.flows import FlowSpec
-    from rotator.pipeline.session import ArmedSession, Attempt, Flow
+    from rotator.pipeline.session import ArmedSession, Flow, Listener
     from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
     from rotator.report import ArmResult, Report
-    from rotator.reset_watch import ResetDetected
-    from rotator.secret import CleanKey
 
 KEY_FROM = ("prompt", "stdin", "clipboard")
-COUNTER = "the old key stopped working {ago:.1f} s ago — paste the new key now"
-
-
-def _terminal() -> type:
-    import asyncio
-
-    from rich.markup import escape
-
-    from rotator.pipeline.session import Listener, Outcome
-
-    class Terminal(Listener):
-        """What the operator sees of the session's events."""
-
-        def __init__(self, prompting: bool) -> None:
-            self.prompting = prompting
-            self.counter: asyncio.Task[None] | None = None
-
-        def reset_detected(self, reset: ResetDetected) -> None:
-            console = err()
-            if not console.is_terminal:
-                console.print(f"! {COUNTER.format(ago=reset.ago())}")
-                return
-            self.counter = asyncio.ensure_future(self._count(reset))
-
-        async def _count(self, reset: ResetDetected) -> None:
-            """The same line, rewritten every 0.1 s (the prompt kept at its end)."""
-            f = err().file
-            tail = "  new key: " if self.prompting else ""
-            try:
-                while True:
-                    f.write(f"\r\x1b[2K\x1b[1;31m! {COUNTER.format(ago=reset.ago())}\x1b[0m{tail}")
-                    f.flush()
-                    await asyncio.sleep(0.1)
-            finally:
-                f.write("\n")
-                f.flush()
-
-        def _stop_counter(self) -> None:
-            if self.counter is not None:
-                self.counter.cancel()
-                self.counter = None
-
-        def warning(self, text: str) -> None:
-            err().print(f"[yellow]! {escape(text)}[/]")
-
-        def closed(self, reason: str, resume: str | None = None) -> None:
-            self._stop_counter()
-
-        def finished(self, report: Report) -> None:
-            self._stop_counter()
-
-        def key(self, clean: CleanKey) -> None:
-            self._stop_counter()
-            for w in clean.warnings:
-                err().print(f"[yellow]! {escape(w)}[/]")
-            err().print(f"key received: fingerprint {clean.secret.fingerprint}")
-
-        def refused(self, attempt: Attempt) -> None:
-            if attempt.final:
-                return
-            if attempt.outcome is Outcome.REJECTED:
-                err().print(f"[red]✗ {escape(attempt.detail)}[/]: paste it again")
-            else:
-                err().print(f"[red]✗ {escape(attempt.message)}[/]: check the key and paste it again")
-
-    return Terminal
 
 
 PASTE_CLIPBOARD = "Nothing more: rotator takes the key from the clipboard the moment the dashboard copies it."
@@ -138,23 +71,22 @@ def api_down(why: str, accept_unprobed: bool) -> str:
 async def _rotate(
     state: RotationState, flow: Flow, *, key_from: str, keep_clipboard: bool = False, dry_run: bool, quiet: bool
 ) -> Report:
+    from rotator.cli.terminal import Modes, Terminal, feed, need_terminal
+
     # The clipboard races the hidden prompt when there is a terminal; alone when there is none.
     interactive = key_from == "prompt" or (key_from == "clipboard" and sys.stdin.isatty())
     clip = Clipboard(clipboard_source(state.plan)) if key_from == "clipboard" else None
-    session = _session(state, flow, interactive=interactive, clipboard=clip is not None)
-    tty = _TerminalModes() if interactive else None
+    session = _session(
+        state, flow, Terminal(prompting=interactive), interactive=interactive, clipboard=clip is not None
+    )
+    tty = Modes() if interactive else None
     try:
-        if interactive and not sys.stdin.isatty():
-            raise Fail(
-                "no terminal to ask for the key on: pipe it in with --key-stdin, or use --key-from clipboard",
-                Exit.PLAN_INVALID,
-            )
+        need_terminal(interactive)
         armed = await session.arm(start=False)
-        if clip is not None:
-            await start_clipboard(clip, armed.old_fingerprint)
+        stdin = Stdin() if not interactive and clip is None else None  # one key, to the end of input
+        await feed(session, prompt=interactive, stdin=stdin, clip=clip, current=armed.old_fingerprint)
         if not quiet or interactive or clip is not None:
             _say_armed(state, armed, clip, interactive=interactive, dry_run=dry_run)
-        _feed(session, interactive, clip)
         session.start()
         report = await session.wait()
         if clip is not None and report is not None and not dry_run and not keep_clipboard:
@@ -164,14 +96,16 @@ async def _rotate(
         await _end(session, clip, tty)
 
 
-def _session(state: RotationState, flow: Flow, *, interactive: bool, clipboard: bool) -> ArmedSession:
+def _session(
+    state: RotationState, flow: Flow, terminal: Listener, *, interactive: bool, clipboard: bool
+) -> ArmedSession:
     """The armed session of a terminal's rotation: one key from stdin, up to the limit from a
     person (the prompt, the clipboard)."""
     from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession
 
     return ArmedSession(
         state,
-        _terminal()(interactive),
+        terminal,
         max_attempts=MAX_KEY_ATTEMPTS if interactive or clipboard else 1,
         flow=flow,
         handed_keys=False,  # the terminal's sources only
@@ -189,17 +123,7 @@ def _find_flow(plan: Plan, name: str) -> FlowSpec:
     return spec
 
 
-def _feed(session: ArmedSession, interactive: bool, clip: Clipboard | None) -> None:
-    """The key sources: the hidden prompt on a terminal, raced with the clipboard; else stdin."""
-    if interactive:
-        session.feed(Prompt())
-    if clip is not None:
-        session.feed(clip)
-    if not interactive and clip is None:
-        session.feed(Stdin())
-
-
-async def _end(session: ArmedSession, clip: Clipboard | None, tty: _TerminalModes | None) -> None:
+async def _end(session: ArmedSession, clip: Clipboard | None, tty: Modes | None) -> None:
     """However the command ends: a write in flight stopped first (Ctrl-C), then disarmed, the
     clipboard no longer watched, the terminal's modes put back."""
     import asyncio
@@ -284,30 +208,6 @@ def _outcome(session: ArmedSession, report: Report | None) -> Report:
     if attempt.outcome is Outcome.REJECTED or attempt.report is None:
         raise Fail(attempt.message, Exit.KEY_REFUSED, attempt.report)
     return attempt.report
-
-
-class _TerminalModes:
-    """The terminal's modes at arm, put back at the end: a hidden prompt still pending when
-    the clipboard won leaves echo off otherwise."""
-
-    def __init__(self) -> None:
-        self.saved: list[Any] | None = None
-        try:
-            import termios
-
-            self.fd = sys.stdin.fileno()
-            self.saved = termios.tcgetattr(self.fd)
-        except Exception:  # noqa: BLE001 - termios.error: not a terminal
-            self.saved = None
-
-    def restore(self) -> None:
-        if self.saved is None:
-            return
-        import contextlib
-        import termios
-
-        with contextlib.suppress(Exception):
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
 
 @click.command()

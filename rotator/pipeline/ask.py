@@ -223,6 +223,8 @@ class AskingSession(Protocol):
 
     def answer(self, attempt: Attempt) -> None: ...
 
+    def rearm(self, *, expire: bool = False) -> None: ...
+
     async def armed_until(self, key: Coroutine[Any, Any, T], *, expire: bool = True) -> T: ...
 
 
@@ -256,6 +258,7 @@ class FlowOperator(SourcesOperator):
         s.listener.asked(ask)
 
     def rejected(self, message: str) -> None:
+        self.session.rearm()  # still waiting for this ask's key
         self.session.answer(Attempt(KeyOutcome.REJECTED, message))
         self.session.listener.rejected(message)
 
@@ -275,8 +278,9 @@ class FlowOperator(SourcesOperator):
 
     async def key(self, ask: ResetAsk) -> Secret:
         await fence.before_ask(self.session.state)  # no reset asked for by a run that lost its plan (LOCK_LOST)
-        self.show(ask)  # asking before ARMED: a key handed from then on is this ask's
-        return await self.session.armed_until(self.take(ask))
+        self.session.rearm(expire=True)  # ARMED, expiring from this ask (the page shows when) ...
+        self.show(ask)  # ... and asking at once: a key handed from now on is this ask's
+        return await self.session.armed_until(self.take(ask), expire=False)
 
     async def paste(self, *, expire: bool = True) -> str | bytes | Secret | None:
         """One paste, raw, from whichever source gives it first (None: every source ended);

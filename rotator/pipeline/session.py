@@ -216,11 +216,13 @@ class ArmedSession:
         """A key for the flow's pending ask; returns once the flow is done with it (refused, the
         next ask, the end: then once the session is released).  Raises SessionBusy unless the
         session waits for a key (a key is being written, or the session is over)."""
-        if self.status is Status.ROTATING or (self.status is Status.ARMED and self._handed is not None):
+        if self.status is Status.ROTATING:
             raise SessionBusy(f"rotation {self.id} is already writing a key")
         if self.status is not Status.ARMED:
             raise SessionBusy(f"rotation {self.id} is {self.status}; arm the plan again")
         handed = self._handed = asyncio.get_running_loop().create_future()
+        self.status = Status.ROTATING  # from now: busy, not closed under the flow, not kept warm
+        self._keeper.stop()
         self.operator.handed()  # the window starts when the key reaches us (the single flow)
         self.inbox.queue.put_nowait(raw)
         del raw

@@ -122,6 +122,21 @@ def test_the_attempt_limit_closes_it_and_journals_the_last_refusal() -> None:
     assert rec.seen[-1] == ("closed", "2 keys refused")
 
 
+def test_a_key_handed_while_one_is_written_is_refused_as_busy() -> None:
+    async def body(session: ArmedSession, rec: Recorder) -> Attempt:
+        first = asyncio.ensure_future(session.hand(NEW))
+        await asyncio.sleep(0)  # the first key has arrived: the window runs from here
+        assert session.status is Status.ROTATING and session.state.key_received is not None
+        with pytest.raises(SessionBusy, match="already writing a key"):
+            await session.hand("sk_test_anotherkey333")
+        return await first
+
+    attempt, session, rec = with_session(mem.plan(), body)
+    assert attempt.outcome is Outcome.WRITTEN and attempt.final and attempt.report is session.report
+    assert session.attempts == 1 and mem.STORE["primary"][1] == NEW
+    assert rec.seen == [("key", fingerprint(NEW)), ("finished", "done")]
+
+
 def test_close_aborts_an_armed_session_and_cancels_its_background_work() -> None:
     async def body(session: ArmedSession, rec: Recorder) -> asyncio.Task[None]:
         watcher = session.spawn(asyncio.sleep(3600))  # e.g. a watcher of the old key

@@ -47,16 +47,19 @@ async def run(
     from rotator.cli.key_input import Clipboard, LineStdin, clipboard_source, done_with_clipboard
     from rotator.cli.terminal import Terminal, feed, need_terminal
     from rotator.errors import RotationError
+    from rotator.pipeline import flows
     from rotator.pipeline.alternating import IncidentChoice
-    from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName
+    from rotator.pipeline.alternating_flow import AlternatingFlow
     from rotator.pipeline.ask import KEEP_WARM_EVERY, MAX_PASTES
     from rotator.pipeline.session import ArmedSession, NotArmed
     from rotator.pipeline.state import RotationState
 
     seen = seen if seen is not None else {}
-    kind = FlowName(flow).kind
-    state = RotationState(plan, journal, kind=kind, reason=reason or flow, progress_fn=progress(quiet))
-    the_flow = AlternatingFlow(FlowName(flow), IncidentChoice(choice) if choice else None)
+    spec = flows.find(flow, alternating=True)
+    the_flow = spec.make(flows.FlowOptions(choice=IncidentChoice(choice) if choice else None)) if spec else None
+    if spec is None or not isinstance(the_flow, AlternatingFlow):
+        raise Fail(f"{flow}: not a flow of an alternating plan this command runs", Exit.PLAN_INVALID)
+    state = RotationState(plan, journal, kind=spec.kind, reason=reason or flow, progress_fn=progress(quiet))
     clip = Clipboard(clipboard_source(plan)) if clipboard else None
     # The hidden prompt unless the key is piped in; raced with the clipboard on a terminal only.
     prompt = not key_stdin and (clip is None or sys.stdin.isatty())
@@ -70,13 +73,13 @@ async def run(
     )
     try:
         seen["state"] = state
-        if flow != "rollback":
+        if spec.takes_key:
             need_terminal(prompt)
         await session.arm(start=False)
         alt = the_flow.alt
         assert alt is not None
         seen["token"] = alt.slots.token  # what the slots were at arm: an interruption says what changed since
-        if flow != "rollback":
+        if spec.takes_key:
             active = alt.slots.active.fingerprint if alt.slots.active else None
             stdin = LineStdin() if key_stdin else None  # one key a line: a flow may ask for two
             await feed(session, prompt=prompt, stdin=stdin, clip=clip, current=active)

@@ -276,6 +276,8 @@ def rotate(
     if flow_name is not None and incident:
         raise Fail("--flow and --incident disagree: pick one", Exit.PLAN_INVALID)
     spec = _find_flow(plan, flow_name or ("incident" if incident and plan.alternating else "rotate"))
+    if dry_run and not spec.dry_run and not plan.alternating:
+        raise Fail(f"--dry-run does not apply to the {spec.name} flow", Exit.PLAN_INVALID)
     if plan.alternating:
         if dry_run or force or accept_unprobed:
             raise Fail("--dry-run, --force and --accept-unprobed are for single-app plans", Exit.PLAN_INVALID)

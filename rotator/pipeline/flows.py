@@ -45,6 +45,7 @@ class FlowSpec:
     takes_key: bool  # asks the operator for a key (else it runs at once after arm)
     make: Callable[[FlowOptions], Flow]
     takes_choice: bool = False  # `choice` applies (the incident)
+    dry_run: bool = False  # `dry_run` applies (probe only): refused for a flow that would ignore it
 
 
 FLOWS: dict[tuple[str, bool], FlowSpec] = {}
@@ -72,6 +73,7 @@ register(
         alternating=False,
         takes_key=True,
         make=lambda o: SingleFlow(dry_run=o.dry_run, unavailable_keeps_armed=o.unavailable_keeps_armed),
+        dry_run=True,
     )
 )
 for _name in FlowName:

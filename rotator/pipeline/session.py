@@ -216,7 +216,7 @@ class ArmedSession:
         """A key for the flow's pending ask; returns once the flow is done with it (refused, the
         next ask, the end: then once the session is released).  Raises SessionBusy unless the
         session waits for a key (a key is being written, or the session is over)."""
-        if self.status is Status.ROTATING:
+        if self.status is Status.ROTATING or self._handed is not None:
             raise SessionBusy(f"rotation {self.id} is already writing a key")
         if self.status is not Status.ARMED:
             raise SessionBusy(f"rotation {self.id} is {self.status}; arm the plan again")
@@ -247,7 +247,8 @@ class ArmedSession:
     async def armed_until(self, key: Coroutine[Any, Any, T], *, expire: bool = True) -> T:
         """A flow's wait for one key: ARMED (kept warm; `expire`: expiring `arm_timeout` from
         now) until `key` gives it or `interrupt()` raises instead; ROTATING again after."""
-        self.rearm(expire=expire)
+        if self._handed is None:  # else a key handed before the ask is waiting in the inbox
+            self.rearm(expire=expire)
         wanted = asyncio.ensure_future(key)
         try:
             either: set[asyncio.Future[Any]] = {wanted, self._interrupt}

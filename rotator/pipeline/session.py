@@ -315,9 +315,9 @@ class ArmedSession:
         else:
             self.answer(Attempt(Outcome.CLOSED, why, self.report, self.attempts_left, final=True))
         current = asyncio.current_task()
-        flow = self._attempt_task
-        if flow is not None and flow is not current:
-            flow.cancel()  # closed while the flow waits (or before it ran): it asks for nothing more
+        running = self._attempt_task
+        if running is not None and running is not current:
+            running.cancel()  # closed while the flow waits (or before it ran): it asks for nothing more
         try:
             await self.release()
         finally:  # whatever disarming raised, the session is over: `wait` must return

@@ -63,7 +63,7 @@ def test_every_refusal_and_key_outcome_has_one_status() -> None:
         assert routes.refusal_status(errors.Stopped("x", exit_code=code)) == 409, code
     for code in (Exit.ERROR, Exit.JOURNAL, Exit.PRIMARY_FAILED):
         assert routes.refusal_status(errors.Stopped("x", exit_code=code)) == 500, code
-    # Every outcome a key is answered with (the single flow's `Attempt`, a flow's `Handed`).
+    # Every outcome a key is answered with (`Attempt.outcome`, whichever flow took it).
     answered = {"rejected", "refused", "written", "dry_run", "taken", "finished", "closed"}
     assert {str(o) for o in routes.OUTCOME} == answered
     assert {o for o, s in routes.OUTCOME.items() if s == 422} == {KeyOutcome.REJECTED, KeyOutcome.REFUSED}

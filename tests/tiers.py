@@ -234,6 +234,7 @@ UNIT_TESTS: dict[str, frozenset[str]] = {
     ),
     "test_session": frozenset(
         {
+            "test_a_key_handed_while_one_is_written_is_refused_as_busy",
             "test_close_aborts_an_armed_session_and_cancels_its_background_work",
             "test_keys_from_racing_sources_the_first_one_is_written",
             "test_no_key_in_time_closes_it",

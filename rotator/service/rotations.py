@@ -18,11 +18,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rotator.errors import RotationError
+from rotator.errors import RotationError, RotatorError
 from rotator.exitcodes import Exit
 from rotator.logs import get_logger
-from rotator.pipeline import leaked
-from rotator.pipeline.session import KEEP_WARM_EVERY, MAX_KEY_ATTEMPTS, NotArmed, Outcome, SessionBusy, Status
+from rotator.pipeline import flows, leaked
+from rotator.pipeline.alternating import IncidentChoice
+from rotator.pipeline.alternating_flow import AlternatingFlow
+from rotator.pipeline.session import KEEP_WARM_EVERY, MAX_KEY_ATTEMPTS, Flow, NotArmed, Outcome, SessionBusy, Status
 from rotator.pipeline.state import RotationState
 from rotator.report import KeyOutcome, RunKind
 from rotator.service import replicas
@@ -31,7 +33,6 @@ from rotator.service.sessions import Held
 from rotator.service.views import preflight
 
 if TYPE_CHECKING:
-    from rotator.pipeline.alternating_flow import AlternatingFlow
     from rotator.plan import Plan
     from rotator.report import Report
     from rotator.service.context import ServiceContext
@@ -50,7 +51,6 @@ class KeyAnswer:
     outcome: KeyOutcome
     message: str  # the whole line (a rejected paste's says when the rotation is closed for it)
     report: Report | None
-    handed: bool = False  # answered by an alternating flow (`hand`): its answer names the outcome
 
 
 class Rotations:
@@ -82,7 +82,7 @@ class Rotations:
         ctx = self.ctx
         ctx.refuse_if_draining()
         plan = ctx.plan(plan_name)
-        alt_flow = self._flow(plan, flow, choice)
+        kind, run = self._flow(plan, flow, choice)
         if (h := self.armed_in(plan)) is not None:
             raise Refused(
                 f"{plan.name} is already armed (rotation {h.id}, by {h.operator}): open it, or close it",
@@ -90,7 +90,6 @@ class Rotations:
                 held_here=True,
                 operator=h.operator,
             )
-        kind = RunKind.ROTATE if alt_flow is None else alt_flow.name.kind
         state = RotationState(plan, ctx.journal, kind=kind, reason=reason or "web", operator=operator)
         held = Held(
             state,
@@ -98,7 +97,7 @@ class Rotations:
             arm_timeout=self.arm_timeout,
             keep_warm_every=self.keep_warm_every,
             on_end=self._ended,
-            flow=alt_flow,
+            flow=run,
         )
         try:
             armed = await held.session.arm()
@@ -115,35 +114,35 @@ class Rotations:
         return held
 
     @staticmethod
-    def _flow(plan: Plan, flow: str | None, choice: str | None) -> AlternatingFlow | None:
-        """The alternating flow asked for (None: the single flow); a name that does not apply is `Invalid`."""
-        from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName, IncidentChoice
-
-        if not plan.alternating:
-            if flow not in (None, "rotate") or choice is not None:
-                raise Invalid(f"{plan.name} is a single-app plan: only the planned rotation (no flow) applies")
-            return None
-        try:
-            name = FlowName(flow or FlowName.ROTATE)
-        except ValueError:
-            raise Invalid(f"flow must be one of: {', '.join(FlowName)}") from None
+    def _flow(plan: Plan, flow: str | None, choice: str | None) -> tuple[RunKind, Flow]:
+        """The flow asked for, from the flows registered (`pipeline.flows`); a name that does
+        not apply is `Invalid`."""
+        spec = flows.find(flow or "rotate", alternating=plan.alternating)
+        single_only = f"{plan.name} is a single-app plan: only the planned rotation (no flow) applies"
+        if spec is None:
+            if not plan.alternating and flows.names(alternating=False) == ["rotate"]:
+                raise Invalid(single_only)
+            raise Invalid(f"flow must be one of: {', '.join(flows.names(alternating=plan.alternating))}")
+        if choice is not None and not spec.takes_choice and not plan.alternating:
+            raise Invalid(single_only)
         try:
             picked = IncidentChoice(choice) if choice else None
         except ValueError:
             raise Invalid(f"choice must be one of: {', '.join(IncidentChoice)}") from None
-        if picked is not None and name is not FlowName.INCIDENT:
+        if picked is not None and not spec.takes_choice:
             raise Invalid("choice goes with the incident flow")
-        return AlternatingFlow(name, picked)
+        return spec.kind, spec.make(flows.FlowOptions(choice=picked))
 
     async def roll_back(self, rid: str) -> Held:
         """Roll back instead of the re-key an armed alternating rotation waits for."""
         held = self.get(rid)
-        if held.flow is None:
+        alternating = held.flow
+        if not isinstance(alternating, AlternatingFlow):
             raise Refused(f"rotation {rid} is a single-app rotation: there is nothing to roll back")
         if held.done:
             raise Refused(f"rotation {rid} is {held.state}: arm the plan's roll back instead")
-        if (why := held.flow.roll_back(held.session)) is not None:
-            alt = held.flow.alt
+        if (why := alternating.roll_back(held.session)) is not None:
+            alt = alternating.alt
             leaked_key = alt is not None and leaked.refusal(alt, "roll back") is not None
             raise Refused(why, exit_code=Exit.LEAKED_KEY if leaked_key else None)
         return held
@@ -170,40 +169,29 @@ class Rotations:
 
     # -- the key ---------------------------------------------------------
     async def submit_key(self, rid: str, raw: str, *, accept_unprobed: bool = False) -> KeyAnswer:
-        """Clean and probe the key; if accepted, write it everywhere.  A refused key
-        keeps the rotation armed.  `accept_unprobed`: write it even if the probe cannot
-        reach the API (an outage; the page asks for an explicit confirmation first)."""
+        """The key for the held rotation's pending ask (`hand`), answered once its flow is done
+        with it: a refused key keeps the rotation armed.  `accept_unprobed`: write it even if
+        the probe cannot reach the API (an outage; the page asks for an explicit confirmation first)."""
         held = self.get(rid)
-        if held.flow is not None:
-            return await self._hand(held, raw)
         if held.state == Status.ARMED:  # per key: a later paste is probed as usual unless asked again
             held.session.state.accept_unprobed = accept_unprobed
             if accept_unprobed:
                 log.warning("key to be written even unprobed", rotation=held.id, operator=held.operator)
         try:
-            attempt = await held.session.offer(raw)
+            attempt = await held.session.hand(raw)
         except SessionBusy as exc:
             raise Refused(str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - reported in one line; the journal says how far it got
-            raise Stopped(
-                f"the rotation failed ({type(exc).__name__}); see `rotator show {rid}`", exit_code=Exit.ERROR
-            ) from None
         finally:
             del raw
+        error = held.session.error
+        if attempt.outcome is Outcome.CLOSED and error is not None and not isinstance(error, RotatorError):
+            raise Stopped(  # the journal says how far it got
+                f"the rotation failed ({type(error).__name__}); see `rotator show {rid}`", exit_code=Exit.ERROR
+            )
         message = attempt.message
         if attempt.outcome is Outcome.REJECTED and attempt.final:
             message += f"; {MAX_KEY_ATTEMPTS} keys refused, the rotation is closed: arm again"
-        return KeyAnswer(held, attempt.outcome, message, attempt.report)
-
-    async def _hand(self, held: Held, raw: str) -> KeyAnswer:
-        """An alternating flow's key: answered once the flow is done with it (the next ask, a refusal, the end)."""
-        try:
-            handed = await held.session.hand(raw)
-        except SessionBusy as exc:
-            raise Refused(str(exc)) from None
-        finally:
-            del raw
-        return KeyAnswer(held, handed.outcome, handed.message, held.session.report, handed=True)
+        return KeyAnswer(held, attempt.outcome, message, attempt.report or held.session.report)
 
     # -- close -----------------------------------------------------------
     async def close(self, rid: str, why: str) -> None:

@@ -299,7 +299,7 @@ async def submit_key(request: Request) -> Response:
     # A rotation that lost its plan's lock stopped: another rotation holds the plan now.
     lost = report is not None and report.exit_code == Exit.LOCK_LOST
     status = STATUS[Exit.LOCK_LOST] if lost else OUTCOME.get(answer.outcome, STATUS[Exit.DONE])
-    body = key_answer(answer.held.summary(), answer.outcome, answer.message, report, handed=answer.handed)
+    body = key_answer(answer.held.summary(), answer.outcome, answer.message, report)
     return json(body, status)
 
 

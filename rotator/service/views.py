@@ -62,18 +62,18 @@ def preflight(state: RotationState) -> list[dict[str, Any]]:
     return sorted(out, key=lambda e: order.get(e["target"], 10_000))
 
 
-def key_answer(
-    rotation: dict[str, Any], outcome: str, message: str, report: Report | None, *, handed: bool
-) -> dict[str, Any]:
-    """The answer to a key.  A flow's (`handed`) names its outcome and says its line; the
-    single flow's says a rejected paste's line as `error`, else the report (with `error` when
-    the rotation lost its plan's lock: another rotation holds the plan now)."""
-    scrubbed = scrub_data(report.as_dict()) if report is not None else None
-    if handed:
-        return {"outcome": outcome, "message": message, "rotation": rotation, "report": scrubbed}
+def key_answer(rotation: dict[str, Any], outcome: str, message: str, report: Report | None) -> dict[str, Any]:
+    """The answer to a key, the same shape for every flow: its outcome and line, the rotation
+    and the report so far; `error` too when the key was rejected (the line) or the rotation
+    lost its plan's lock (another rotation holds the plan now)."""
+    body: dict[str, Any] = {
+        "outcome": outcome,
+        "message": message,
+        "rotation": rotation,
+        "report": scrub_data(report.as_dict()) if report is not None else None,
+    }
     if outcome == KeyOutcome.REJECTED:
-        return {"error": message, "rotation": rotation}
-    body = {"rotation": rotation, "report": scrubbed}
+        return {"error": message, **body}
     if report is not None and report.exit_code == Exit.LOCK_LOST:
         return {"error": report.message, **body}
     return body

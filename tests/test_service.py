@@ -146,8 +146,11 @@ class ServiceProc:
         self.lines: list[str] = []
         self._url: str | None = None
         self._ready = threading.Event()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+        self._pumps = [
+            threading.Thread(target=self._pump, args=(s,), daemon=True) for s in (self.proc.stdout, self.proc.stderr)
+        ]
+        for pump in self._pumps:
+            pump.start()
 
     def _pump(self, stream: Any) -> None:
         for line in stream:
@@ -170,6 +173,13 @@ class ServiceProc:
     def output(self) -> str:
         return "".join(self.lines)
 
+    def drained(self, timeout: float = 10.0) -> str:
+        """Everything the exited process printed: its pipes read to the end (on a busy machine
+        the pump threads may still be reading when `wait` returns)."""
+        for pump in self._pumps:
+            pump.join(timeout)
+        return self.output()
+
     def client(self, token: str | None = TOKEN, **kw: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kw)
@@ -183,7 +193,7 @@ class ServiceProc:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError(f"rotator serve did not stop on SIGTERM:\n{self.output()}") from None
-        time.sleep(0.05)  # let the pump threads read the last lines
+        self.drained()
         return self.proc.returncode
 
 
@@ -264,13 +274,12 @@ def assert_no_key(texts: list[str], *keys: str) -> None:
 def test_refuses_to_start_without_a_token(svc_setup: dict[str, Any]) -> None:
     svc = ServiceProc(["--plans", str(svc_setup["plan"])], token=None)
     assert svc.proc.wait(20) == 2
-    time.sleep(0.05)
-    out = svc.output().strip().splitlines()
+    out = svc.drained().strip().splitlines()
     assert len(out) == 1, out
     assert "no API token" in out[0] and "ROTATOR_API_TOKEN" in out[0]
     weak = ServiceProc(["--plans", str(svc_setup["plan"])], token="short")
     assert weak.proc.wait(20) == 2
-    assert "too weak" in weak.output()
+    assert "too weak" in weak.drained()
 
 
 def test_health_is_open_everything_else_needs_the_token(service: ServiceProc) -> None:

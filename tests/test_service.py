@@ -28,6 +28,7 @@ from rotator.registry import UnknownPlugin, consumer_class
 from rotator.testing import plans
 from rotator.testing._http import LoopbackServer
 from rotator.testing.adjutor import AdjutorStandIn
+from tests.timing import scaled
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "svc-test-" + secrets.token_hex(16)
@@ -159,7 +160,7 @@ class ServiceProc:
         self._ready.set()
 
     def wait_ready(self, timeout: float = 20.0) -> str:
-        if not self._ready.wait(timeout) or self._url is None or self.proc.poll() is not None:
+        if not self._ready.wait(scaled(timeout)) or self._url is None or self.proc.poll() is not None:
             raise AssertionError(f"rotator serve did not start:\n{self.output()}")
         return self._url
 
@@ -221,7 +222,7 @@ class SSE:
         return [k for k, _ in self.events]
 
     def wait(self, kind: str, timeout: float = 20) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline:
             for k, d in self.events:
                 if k == kind:

@@ -66,6 +66,7 @@ MODULES: dict[str, str] = {
     "test_plans": "unit",
     "test_quality": "lint",
     "test_secret": "unit",
+    "test_service_events": "unit",
     "test_targets": "unit",
 }
 

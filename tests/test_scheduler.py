@@ -237,19 +237,22 @@ def test_stored_job_runs_by_reference(plan_path: Path, journal: Journal, tmp_pat
     assert ids == set(outcome)
 
 
-def test_a_service_that_was_down_catches_up_once(plan_path: Path, journal: Journal) -> None:
+def test_a_service_that_was_down_catches_up_once(tmp_path: Path, standin: AdjutorStandIn, journal: Journal) -> None:
+    # A run every minute of the last ten: the next regular one is 50 minutes away, out of the
+    # counting below, without waiting for a minute boundary.
+    now = datetime.now().astimezone()  # the scheduler's clock (its default time zone: the local one)
+    minutes = ",".join(str((now - timedelta(minutes=k)).minute) for k in range(1, 11))
+    schedules = [{"job": "sync", "cron": f"{minutes} * * * *"}, *SCHEDULES[1:]]
+    plan_path = write_plan(tmp_path, standin, schedules=schedules, reminder_lead_days=7)
     make_service(plan_path, journal)
     plan = load_plan(plan_path)
     job_id = f"rotator/{plan.name}/0/sync"
-    into_minute = time.time() % 60
-    if into_minute > 50:  # keep the next regular "* * * * *" run out of the counting below
-        time.sleep(61 - into_minute)
 
     async def first_life() -> None:
         s = sched.make_scheduler(journal.engine)
         s.start(paused=True)
         sched.reconcile(s, [plan])
-        # As if the service stopped ten minutes ago, before ten runs of "* * * * *".
+        # As if the service stopped ten minutes ago, before the ten runs of the last ten minutes.
         s.modify_job(job_id, next_run_time=datetime.now(s.timezone) - timedelta(minutes=10))
         s.shutdown(wait=False)
         await asyncio.sleep(0.05)

@@ -13,6 +13,7 @@ from hypothesis import settings
 
 from rotator.testing.adjutor import AdjutorStandIn
 from tests import tiers
+from tests.costs import pytest_runtest_protocol
 from tests.tiers import (
     pytest_collection_modifyitems,
     pytest_runtest_call,
@@ -20,9 +21,10 @@ from tests.tiers import (
     pytest_runtest_teardown,
 )
 
-__all__ = [  # the tiers and their guard (tests/tiers.py)
+__all__ = [  # the tiers and their guard (tests/tiers.py); ROTATOR_TEST_COSTS (tests/costs.py)
     "pytest_collection_modifyitems",
     "pytest_runtest_call",
+    "pytest_runtest_protocol",
     "pytest_runtest_setup",
     "pytest_runtest_teardown",
 ]

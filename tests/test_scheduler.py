@@ -27,6 +27,7 @@ from rotator.service import scheduler as sched
 from rotator.service.core import Service
 from rotator.testing.adjutor import AdjutorStandIn
 from tests.test_service import HookReceiver, env_key, write_env, write_plan
+from tests.timing import scaled
 
 NOTIFY_ENV = "ROTATOR_TEST_NOTIFY_URL"
 SCHEDULES = [
@@ -142,7 +143,7 @@ def test_drift_is_news_and_routine_is_not(
 
         async def ticks(n: int) -> list[str]:
             out = [await sched.sync_job(plan.name) for _ in range(n)]
-            await asyncio.sleep(1.0)  # let the background notifications land
+            await svc.drain(scaled(10))  # every notification the syncs sent (in the background) has landed
             return out
 
         assert asyncio.run(ticks(4)) == ["done"] * 4  # one repair, then three no-op syncs
@@ -190,7 +191,7 @@ def test_sync_job_skips_a_plan_that_is_being_rotated(
 
         async def tick() -> str:
             state = await sched.sync_job(plan.name)
-            await asyncio.sleep(0.5)  # a notification, were one sent, would be on its way
+            await svc.drain(scaled(10))  # a notification, were one sent (in the background), has landed
             return state
 
         assert asyncio.run(tick()) == "skipped"

@@ -28,7 +28,7 @@ from rotator.registry import UnknownPlugin, consumer_class
 from rotator.testing import plans
 from rotator.testing._http import LoopbackServer
 from rotator.testing.adjutor import AdjutorStandIn
-from tests.timing import scaled
+from tests.timing import scaled, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "svc-test-" + secrets.token_hex(16)
@@ -492,15 +492,17 @@ def test_sigterm_lets_a_rotation_in_flight_finish(svc_setup: dict[str, Any], sta
 
         t = threading.Thread(target=paste)
         t.start()
-        time.sleep(0.4)  # the probe is in flight
+        wait_until("the new key's probe in flight", lambda: standin.serving(new_key))
         svc.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        # Draining: no new work is taken while the rotation finishes.
-        with svc.client() as c3:
-            try:
-                assert c3.get("/healthz").status_code == 503
-            except httpx.TransportError:
-                pass  # or the listener is already closed
+
+        def draining() -> bool:  # no new work is taken while the rotation finishes
+            with svc.client() as c3:
+                try:
+                    return c3.get("/healthz").status_code == 503
+                except httpx.TransportError:
+                    return True  # or the listener is already closed
+
+        wait_until("the service draining", draining)
         t.join(30)
         standin.latency = 0.0
     assert svc.stop() == 0

@@ -265,6 +265,7 @@ class AdjutorStandIn(Served):
         self.last_reset_at: float | None = None
         self.posts: dict[str, int] = {}  # X-Request-Id -> POSTs executed with it (each should be 1)
         self.post_mismatches = 0  # POSTs whose JSON body's "id" is not their X-Request-Id (a body changed on the way)
+        self._serving: list[str | None] = []  # the bearer token of each API call being answered now
         self.services: set[str] = {MODELS_PATH}  # what the API serves (paths of every app, and the models)
         self._apps: list[App] = []
         self._add(app, initial_key if initial_key is not None else new_key(), paths)
@@ -379,10 +380,25 @@ class AdjutorStandIn(Served):
             found = [s for s in self.services if path == s or (s.endswith("/") and path.startswith(s))]
         return max(found, key=len) if found else None
 
+    def serving(self, key: str | None = None) -> int:
+        """How many API calls are being answered now (with `key`, when given): a test waits
+        for a call to be in flight (see `latency`) rather than sleeping and hoping."""
+        with self.lock:
+            return sum(1 for given in self._serving if key is None or given == key)
+
     def _serve(self, service: str, authorization: str | None) -> tuple[int, Any]:
-        if self.latency > 0:
-            time.sleep(self.latency)
         given = _bearer(authorization)
+        with self.lock:
+            self._serving.append(given)
+        try:
+            if self.latency > 0:
+                time.sleep(self.latency)
+            return self._answer(service, given)
+        finally:
+            with self.lock:
+                self._serving.remove(given)
+
+    def _answer(self, service: str, given: str | None) -> tuple[int, Any]:
         with self.lock:
             self.requests += 1
             if self.unavailable:

@@ -28,6 +28,7 @@ from rotator.registry import UnknownPlugin, consumer_class
 from rotator.testing import plans
 from rotator.testing._http import LoopbackServer
 from rotator.testing.adjutor import AdjutorStandIn
+from tests.timing import scaled, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "svc-test-" + secrets.token_hex(16)
@@ -162,7 +163,7 @@ class ServiceProc:
         self._ready.set()
 
     def wait_ready(self, timeout: float = 20.0) -> str:
-        if not self._ready.wait(timeout) or self._url is None or self.proc.poll() is not None:
+        if not self._ready.wait(scaled(timeout)) or self._url is None or self.proc.poll() is not None:
             raise AssertionError(f"rotator serve did not start:\n{self.output()}")
         return self._url
 
@@ -231,7 +232,7 @@ class SSE:
         return [k for k, _ in self.events]
 
     def wait(self, kind: str, timeout: float = 20) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline:
             for k, d in self.events:
                 if k == kind:
@@ -500,15 +501,17 @@ def test_sigterm_lets_a_rotation_in_flight_finish(svc_setup: dict[str, Any], sta
 
         t = threading.Thread(target=paste)
         t.start()
-        time.sleep(0.4)  # the probe is in flight
+        wait_until("the new key's probe in flight", lambda: standin.serving(new_key))
         svc.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        # Draining: no new work is taken while the rotation finishes.
-        with svc.client() as c3:
-            try:
-                assert c3.get("/healthz").status_code == 503
-            except httpx.TransportError:
-                pass  # or the listener is already closed
+
+        def draining() -> bool:  # no new work is taken while the rotation finishes
+            with svc.client() as c3:
+                try:
+                    return c3.get("/healthz").status_code == 503
+                except httpx.TransportError:
+                    return True  # or the listener is already closed
+
+        wait_until("the service draining", draining)
         t.join(30)
         standin.latency = 0.0
     assert svc.stop() == 0

@@ -69,6 +69,7 @@ MODULES: dict[str, str] = {
     "test_quality": "lint",
     "test_secret": "unit",
     "test_service_edges": "unit",
+    "test_service_events": "unit",
     "test_targets": "unit",
 }
 

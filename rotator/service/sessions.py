@@ -52,6 +52,8 @@ FLOW_STEPS = frozenset({Step.PROMOTE, Step.REKEY, Step.REVOKED, Step.ROLLBACK})
 class Held(Listener):
     """One armed rotation in this replica, and its event log."""
 
+    SILENT_END = 30.0  # seconds a follower waits for the last event of a session already over
+
     def __init__(
         self,
         state: RotationState,
@@ -69,6 +71,7 @@ class Held(Listener):
         self.last_refusal: dict[str, Any] | None = None
         self._on_end = on_end
         self._wake = asyncio.Event()
+        self._told = False  # its last event (`report` or `closed`) is in the log
         self.flow = flow
         self._swapped: str | None = None  # a promote / roll back swapped the slots: its report is next
         state.progress_fn = self.progress
@@ -111,6 +114,7 @@ class Held(Listener):
         self.push("refused", {"message": attempt.message, "attempts_left": attempt.attempts_left})
 
     def finished(self, report: Report) -> None:
+        self._told = True
         self.push("report", {"report": report.as_dict(), "timeline_svg": _timeline_svg(report)})
         self._on_end(self, report)
 
@@ -124,6 +128,7 @@ class Held(Listener):
         self.push("warning", {"message": text})
 
     def closed(self, reason: str, resume: str | None = None) -> None:
+        self._told = True
         self.push("closed", {"reason": reason, **({"resume": resume} if resume else {})})
         self._on_end(self, None)
 
@@ -159,15 +164,26 @@ class Held(Listener):
         wake.set()
 
     async def follow(self, after: int = 0, heartbeat: float = 15.0) -> AsyncIterator[dict[str, Any] | None]:
-        """Every event after `after`, then new ones as they come, until the rotation is
-        finished or closed.  Yields None as a heartbeat when nothing happened."""
+        """Every event after `after`, then new ones as they come, until the last one
+        (`report` or `closed`).  Yields None as a heartbeat when nothing happened.
+
+        Not until the session is `done`: a closing session is done before its `closed`
+        event (it releases the plan's lock first), and a follower woken in between (a
+        heartbeat, another event) would end the stream without saying why.  Only a
+        session that ended and stays silent for `SILENT_END` seconds (disarming raised
+        before its last event) ends the stream without one."""
         i = after
+        done_at: float | None = None
         while True:
             while i < len(self.events):
                 i += 1
                 yield self.events[i - 1]
-            if self.done:
+            if self._told:
                 return
+            if self.done:
+                done_at = done_at if done_at is not None else time.monotonic()
+                if time.monotonic() - done_at >= self.SILENT_END:
+                    return
             wake = self._wake
             try:
                 await asyncio.wait_for(wake.wait(), heartbeat)

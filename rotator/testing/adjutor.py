@@ -54,11 +54,8 @@ the request log is off.
 
 from __future__ import annotations
 
-import argparse
 import hmac
-import os
 import secrets
-import signal
 import string
 import sys
 import threading
@@ -68,7 +65,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rotator.secret import fingerprint
-from rotator.testing._http import LoopbackServer, Served, write_ready_file
+from rotator.testing._http import LoopbackServer, Served
 from rotator.testing.adjutor_http import ADMIN_HEADER as ADMIN_HEADER  # re-exported, as the HTTP side's classes
 from rotator.testing.adjutor_http import StandInHandler as StandInHandler
 from rotator.testing.adjutor_http import StandInServer as StandInServer
@@ -169,6 +166,7 @@ class AdjutorStandIn(Served):
         self.last_reset_at: float | None = None
         self.posts: dict[str, int] = {}  # X-Request-Id -> POSTs executed with it (each should be 1)
         self.post_mismatches = 0  # POSTs whose JSON body's "id" is not their X-Request-Id (a body changed on the way)
+        self._serving: list[str | None] = []  # the bearer token of each API call being answered now
         self.services: set[str] = {MODELS_PATH}  # what the API serves (paths of every app, and the models)
         self._apps: list[App] = []
         self._add(app, initial_key if initial_key is not None else new_key(), paths)
@@ -288,11 +286,26 @@ class AdjutorStandIn(Served):
             found = [s for s in self.services if path == s or (s.endswith("/") and path.startswith(s))]
         return max(found, key=len) if found else None
 
+    def serving(self, key: str | None = None) -> int:
+        """How many API calls are being answered now (with `key`, when given): a test waits
+        for a call to be in flight (see `latency`) rather than sleeping and hoping."""
+        with self.lock:
+            return sum(1 for given in self._serving if key is None or given == key)
+
     def serve(self, service: str, authorization: str | None) -> tuple[int, Any]:
         """One API call: (status, JSON body, or a `refusal` page as text)."""
-        if self.latency > 0:
-            time.sleep(self.latency)
         given = _bearer(authorization)
+        with self.lock:
+            self._serving.append(given)
+        try:
+            if self.latency > 0:
+                time.sleep(self.latency)
+            return self._answer(service, given)
+        finally:
+            with self.lock:
+                self._serving.remove(given)
+
+    def _answer(self, service: str, given: str | None) -> tuple[int, Any]:
         with self.lock:
             self.requests += 1
             if self.unavailable:
@@ -329,69 +342,7 @@ def _bearer(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m rotator.testing.adjutor", description="A local stand-in for Adjutor's API-key auth."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--ready-file", help="write {url, admin_token, key, pid} here (mode 0600) once listening")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each API call")
-    parser.add_argument("--cost", type=float, default=0.0, help="wallet charge per successful call")
-    parser.add_argument("--balance", type=float, default=100_000.0, help="starting wallet balance")
-    parser.add_argument(
-        "--initial-key-env", metavar="NAME", help="take the first key from this environment variable (not argv)"
-    )
-    parser.add_argument(
-        "--app",
-        action="append",
-        default=[],
-        metavar="NAME[=PATH,...]",
-        help="an app of the organisation, with the API services it may call (default: all); repeatable, "
-        "the first is the app the initial key belongs to",
-    )
-    args = parser.parse_args(argv)
-    apps: list[tuple[str, list[str] | None]] = []
-    for spec in args.app:
-        name, sep, paths = spec.partition("=")
-        if not name or name in (a[0] for a in apps):
-            parser.error(f"--app {spec!r}: give each app a name of its own")
-        apps.append((name, [p for p in paths.split(",") if p] if sep else None))
+if __name__ == "__main__":  # the process: its options and lifetime are `adjutor_cli`'s
+    from rotator.testing.adjutor_cli import main
 
-    initial_key = None
-    if args.initial_key_env:
-        initial_key = os.environ.get(args.initial_key_env)
-        if not initial_key:
-            parser.error(f"environment variable {args.initial_key_env} is not set")
-
-    # Block the stop signals before any thread starts (threads inherit the mask),
-    # then wait for them synchronously: no handler runs inside lock-holding code.
-    stop_signals = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    first, first_paths = apps[0] if apps else (None, None)
-    standin = AdjutorStandIn(
-        args.host, args.port, args.latency, args.cost, initial_key, balance=args.balance, app=first, paths=first_paths
-    )
-    for name, paths in apps[1:]:
-        standin.add_app(name, paths=paths)
-    standin.start()
-    try:
-        if args.ready_file:
-            ready: dict[str, Any] = {
-                "url": standin.url,
-                "admin_token": standin.admin_token,
-                "key": standin.current_key,
-                "pid": os.getpid(),
-            }
-            if apps:
-                ready["apps"] = {name: standin.key_of(name) for name, _ in apps}
-            write_ready_file(args.ready_file, ready)
-        print(f"adjutor stand-in listening on {standin.url}", file=sys.stderr, flush=True)
-        signal.sigwait(stop_signals)
-    finally:
-        standin.stop()
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

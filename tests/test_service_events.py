@@ -19,6 +19,7 @@ import pytest
 
 from rotator.journal import Journal
 from rotator.pipeline import arm
+from rotator.pipeline.single_flow import SingleFlow
 from rotator.pipeline.state import RotationState
 from rotator.report import Report
 from rotator.service.sessions import Held
@@ -61,7 +62,9 @@ def _closed_while_followed() -> tuple[list[str], list[Report | None]]:
 
     async def go() -> list[str]:
         state = RotationState(mem.plan(), Journal(), reason="events test", operator="ada")
-        held = Held(state, "ada", arm_timeout=None, keep_warm_every=60, on_end=lambda h, r: ended.append(r))
+        held = Held(
+            state, "ada", arm_timeout=None, keep_warm_every=60, on_end=lambda h, r: ended.append(r), flow=SingleFlow()
+        )
         await held.session.arm()
         held.armed()
         follower = asyncio.ensure_future(_follow(held))
@@ -86,7 +89,7 @@ def test_a_session_that_ends_without_its_last_word_still_ends_the_stream(monkeyp
 
     async def go() -> list[Any]:
         state = RotationState(mem.plan(), Journal(), reason="events test", operator="ada")
-        held = Held(state, "ada", arm_timeout=None, keep_warm_every=60, on_end=lambda h, r: None)
+        held = Held(state, "ada", arm_timeout=None, keep_warm_every=60, on_end=lambda h, r: None, flow=SingleFlow())
         await held.session.arm()
         held.armed()
         follower = asyncio.ensure_future(_follow(held))

@@ -45,7 +45,7 @@ async def run(
     service runs it; the keys come from the terminal: a hidden prompt, stdin one a line, or the
     clipboard (raced with the prompt on a terminal), the same sources as a single-app rotation's."""
     from rotator.cli.key_input import Clipboard, LineStdin, clipboard_source, done_with_clipboard
-    from rotator.cli.terminal import Terminal, feed, need_terminal
+    from rotator.cli.terminal import Modes, Terminal, feed, need_terminal
     from rotator.errors import RotationError
     from rotator.pipeline import flows
     from rotator.pipeline.alternating import IncidentChoice
@@ -71,6 +71,7 @@ async def run(
         handed_keys=False,  # the terminal's sources only: their end ends the ask
         max_pastes=1 if key_stdin else MAX_PASTES,
     )
+    tty = Modes() if prompt and spec.takes_key else None  # the hidden prompt leaves echo off until the end
     try:
         seen["state"] = state
         if spec.takes_key:
@@ -104,6 +105,8 @@ async def run(
         await session.release()
         if clip is not None:
             await done_with_clipboard(clip)
+        if tty is not None:
+            tty.restore()
 
 
 def _what_is_left(line: str, plan: Plan, alt: Alternating | None, flow: str) -> str:

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 class Prompt:
     """A hidden prompt on the terminal, asked again after each refused key.
 
+    Echo stays off from the first prompt until the command ends (`terminal.Modes` puts the
+    terminal back): a paste typed while the last key is probed is never shown on the screen
+    (it is flushed by the next prompt, as getpass does).
+
     Read on the event loop (`loop.add_reader` on the terminal's fd), not in a
     thread: Ctrl-C cancels the read at once (and so does the clipboard winning the race), the `finally` restores echo, and the
     interpreter has no thread blocked in `read()` to wait for at exit (with
@@ -42,8 +46,7 @@ class Prompt:
             try:
                 os.write(fd if own else sys.stderr.fileno(), b"new key: ")
                 return await read_fd(fd, line=True)
-            finally:
-                termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+            finally:  # echo stays off: the command's end puts the terminal back (`terminal.Modes`)
                 os.write(fd if own else sys.stderr.fileno(), b"\n")
         finally:
             if own:

@@ -39,7 +39,10 @@ class XServer:
 
         xclip exits when it forks, and its child takes the selection a moment later: on a busy
         machine, a read right after the exit still got the previous value (a clear of the key
-        just copied found the clipboard unchanged, and left it)."""
+        just copied found the clipboard unchanged, and left it).  So it waits until the
+        clipboard no longer holds what it held before: by then it may hold something newer
+        still (a watcher took the key and a consumer copied over it), which is no reason to wait."""
+        before = self.paste()
         # xclip stays in the background owning the selection; it must not hold our pipes.
         subprocess.run(
             ["xclip", "-i", "-selection", "clipboard"],
@@ -51,7 +54,7 @@ class XServer:
             timeout=10,
         )
         until = time.monotonic() + timeout
-        while self.paste() != value:
+        while before != value and self.paste() == before:
             if time.monotonic() > until:
                 raise RuntimeError(f"xclip's copy did not reach the clipboard within {timeout:.0f} s")
             time.sleep(0.01)

@@ -106,6 +106,29 @@ def _decode(regex: re.Pattern[str], raw: str) -> str:
     return regex.sub(lambda m: _DOUBLE_QUOTE_DECODE[m.group(0)], raw)
 
 
+def _value_at(text: str, pos: int) -> tuple[str, int, int]:
+    """The value that starts at `pos` (just after ``=``): (value, where its span ends, where parsing goes on)."""
+    ch = text[pos : pos + 1]
+    if ch == "'":
+        m = _SINGLE_QUOTED_VALUE.match(text, pos)
+        if m is None:
+            raise EnvFileError("unterminated single quote")
+        return _decode(_SINGLE_QUOTE_ESCAPES, m.group(1)), m.end(), m.end()
+    if ch == '"':
+        m = _DOUBLE_QUOTED_VALUE.match(text, pos)
+        if m is None:
+            raise EnvFileError("unterminated double quote")
+        return _decode(_DOUBLE_QUOTE_ESCAPES, m.group(1)), m.end(), m.end()
+    if ch in ("", "\n", "\r"):
+        return "", pos, pos
+    m = _UNQUOTED_VALUE.match(text, pos)
+    assert m is not None
+    part = m.group(0)
+    c = _INLINE_COMMENT.search(part)
+    value = (part[: c.start()] if c else part).rstrip()
+    return value, pos + len(value), m.end()
+
+
 def parse_dotenv(text: str) -> ParseResult:
     """Find every binding the way python-dotenv does (without ``${}`` expansion)."""
     bindings: list[Binding] = []
@@ -136,31 +159,8 @@ def parse_dotenv(text: str) -> ParseResult:
             value_start = value_end = key_end
             has_equals = text.startswith("=", pos)
             if has_equals:
-                pos = _skip(_EQUAL_SIGN, text, pos)
-                value_start = value_end = pos
-                ch = text[pos : pos + 1]
-                if ch == "'":
-                    m = _SINGLE_QUOTED_VALUE.match(text, pos)
-                    if m is None:
-                        raise EnvFileError("unterminated single quote")
-                    value = _decode(_SINGLE_QUOTE_ESCAPES, m.group(1))
-                    pos = value_end = m.end()
-                elif ch == '"':
-                    m = _DOUBLE_QUOTED_VALUE.match(text, pos)
-                    if m is None:
-                        raise EnvFileError("unterminated double quote")
-                    value = _decode(_DOUBLE_QUOTE_ESCAPES, m.group(1))
-                    pos = value_end = m.end()
-                elif ch in ("", "\n", "\r"):
-                    value = ""
-                else:
-                    m = _UNQUOTED_VALUE.match(text, pos)
-                    assert m is not None
-                    part = m.group(0)
-                    c = _INLINE_COMMENT.search(part)
-                    value = (part[: c.start()] if c else part).rstrip()
-                    value_end = pos + len(value)
-                    pos = m.end()
+                value_start = _skip(_EQUAL_SIGN, text, pos)
+                value, value_end, pos = _value_at(text, value_start)
             pos = _skip(_COMMENT, text, pos)
             m = _END_OF_LINE.match(text, pos)
             if m is None:

@@ -118,34 +118,41 @@ def vault_said(exc: hvac.exceptions.VaultError) -> str:
     return vendor_text(text.replace("*", " "))
 
 
+def _vault_answer(exc: hvac.exceptions.VaultError, doing: str, fail: Fail) -> PluginError:
+    """What Vault answered (an HTTP error status) as one line, and whether to retry."""
+    import hvac.exceptions
+
+    said = vault_said(exc)
+    if isinstance(exc, hvac.exceptions.Forbidden):
+        return fail(f"permission denied on {doing} (check the token's policy)", kind=Denied)
+    if isinstance(exc, hvac.exceptions.Unauthorized):
+        return fail(f"unauthorized on {doing} (is the token valid?)")
+    if isinstance(exc, hvac.exceptions.VaultDown):
+        if "sealed" in said.lower():
+            return fail("sealed")
+        return fail(f"unavailable (HTTP 503) on {doing}", retryable=True)
+    if isinstance(exc, hvac.exceptions.InvalidPath):
+        return fail(f"not found: {doing}" + (f" ({said})" if said else ""), kind=NotFound)
+    if isinstance(exc, hvac.exceptions.RateLimitExceeded):
+        return fail(f"rate limited on {doing}", retryable=True)
+    if isinstance(exc, (hvac.exceptions.InternalServerError, hvac.exceptions.BadGateway)):
+        return fail(f"server error on {doing}" + (f" ({said})" if said else ""), retryable=True)
+    if isinstance(exc, hvac.exceptions.VaultNotInitialized):
+        return fail("not initialized")
+    if isinstance(exc, hvac.exceptions.InvalidRequest):
+        if CAS_MISMATCH in said:
+            return fail(f"{doing}: {CAS_MISMATCH}", kind=CasMismatch)
+        return fail(f"request refused on {doing}" + (f": {said}" if said else ""))
+    return fail(f"unexpected answer on {doing}" + (f": {said}" if said else ""), retryable=True)
+
+
 def translate(exc: BaseException, doing: str, url: str, fail: Fail) -> PluginError:
     """One secret-free line for an hvac or requests exception raised while `doing`."""
     import hvac.exceptions
     import requests
 
     if isinstance(exc, hvac.exceptions.VaultError):
-        said = vault_said(exc)
-        if isinstance(exc, hvac.exceptions.Forbidden):
-            return fail(f"permission denied on {doing} (check the token's policy)", kind=Denied)
-        if isinstance(exc, hvac.exceptions.Unauthorized):
-            return fail(f"unauthorized on {doing} (is the token valid?)")
-        if isinstance(exc, hvac.exceptions.VaultDown):
-            if "sealed" in said.lower():
-                return fail("sealed")
-            return fail(f"unavailable (HTTP 503) on {doing}", retryable=True)
-        if isinstance(exc, hvac.exceptions.InvalidPath):
-            return fail(f"not found: {doing}" + (f" ({said})" if said else ""), kind=NotFound)
-        if isinstance(exc, hvac.exceptions.RateLimitExceeded):
-            return fail(f"rate limited on {doing}", retryable=True)
-        if isinstance(exc, (hvac.exceptions.InternalServerError, hvac.exceptions.BadGateway)):
-            return fail(f"server error on {doing}" + (f" ({said})" if said else ""), retryable=True)
-        if isinstance(exc, hvac.exceptions.VaultNotInitialized):
-            return fail("not initialized")
-        if isinstance(exc, hvac.exceptions.InvalidRequest):
-            if CAS_MISMATCH in said:
-                return fail(f"{doing}: {CAS_MISMATCH}", kind=CasMismatch)
-            return fail(f"request refused on {doing}" + (f": {said}" if said else ""))
-        return fail(f"unexpected answer on {doing}" + (f": {said}" if said else ""), retryable=True)
+        return _vault_answer(exc, doing, fail)
     if isinstance(exc, requests.exceptions.SSLError):
         return fail(f"TLS handshake with {url} failed (check ca_cert, client_cert, verify)")
     if isinstance(exc, requests.exceptions.Timeout):

@@ -27,66 +27,38 @@ STS at arm time and refreshed by botocore when it nears expiry.
 ``endpoint_url`` points Secrets Manager at moto or a VPC endpoint (STS keeps
 its own endpoint; set ``AWS_ENDPOINT_URL_STS`` to move it too).
 
-The session, credentials and client are all made in `open` (arm time): creating
-a boto3 client takes a noticeable fraction of a second, which must not be spent
-after the key arrives.  Retries are rotator's, so botocore makes one attempt.
-No message ever includes the SecretString.
+The session, credentials and client are all made in `open` (arm time,
+`_aws_client`): creating a boto3 client takes a noticeable fraction of a second,
+which must not be spent after the key arrives.  Retries are rotator's, so
+botocore makes one attempt.  No message ever includes the SecretString
+(`_aws_errors`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
-import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import Field, field_validator, model_validator
-from rotator_plugins._sdk import NotFound, SdkBackend, vendor_text
-from rotator_plugins._slots import Change, SlotState, StandbySlots
+from pydantic import Field, field_validator
+from rotator_plugins._aws_client import build_client, touch
+from rotator_plugins._aws_errors import deleted, not_found, token_reused, translate
+from rotator_plugins._sdk import NotFound, SdkBackend
 
-from rotator.plugin import BackendSettings, Check, Conflict, PluginContext, PluginError, Stored, Written
+from rotator.backend_rules import Change, SlotFields, SlotState, StandbySlots, key_change
+from rotator.plugin import BackendSettings, Check, PluginError, Stored, Written
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
-    import boto3.session
-    import botocore.exceptions
-    from botocore.config import Config
+    pass
 
 T = TypeVar("T")
 
 TOKEN_NAMESPACE = uuid.UUID("5d9c3a4e-2f0b-5b8e-9a57-6f3b0f6f1c21")
 _TOKEN_OK = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
-
-_DENIED = {
-    "AccessDeniedException",
-    "AccessDenied",
-    "UnauthorizedOperation",
-    "UnauthorizedException",
-}
-_BAD_CREDENTIALS = {
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "InvalidSignatureException",
-    "SignatureDoesNotMatch",
-    "ExpiredTokenException",
-    "ExpiredToken",
-    "IncompleteSignature",
-    "MissingAuthenticationToken",
-}
-_RETRYABLE = {
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "InternalServiceError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "RequestTimeout",
-    "RequestTimeoutException",
-}
 
 
 def request_token(token: str) -> str:
@@ -100,7 +72,7 @@ def request_token(token: str) -> str:
     return str(uuid.uuid5(TOKEN_NAMESPACE, token))
 
 
-class AwsSettings(BackendSettings):
+class AwsSettings(BackendSettings, SlotFields):
     secret_id: str = Field(min_length=1, max_length=2048, description="secret name or ARN")
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
     profile: str | None = Field(default=None, min_length=1)
@@ -118,20 +90,7 @@ class AwsSettings(BackendSettings):
         min_length=1,
         description="alternating plans, primary only: the slot metadata's JSON field (default <json_key>_slots)",
     )
-
-    @property
-    def standby(self) -> str:
-        return self.standby_json_key or f"{self.json_key}_standby"
-
-    @property
-    def slots(self) -> str:
-        return self.slots_json_key or f"{self.json_key}_slots"
-
-    @model_validator(mode="after")
-    def _distinct_keys(self) -> AwsSettings:
-        if self.json_key and len({self.json_key, self.standby, self.slots}) != 3:
-            raise ValueError("json_key, standby_json_key and slots_json_key must be three different names")
-        return self
+    slot_settings: ClassVar[tuple[str, str, str]] = ("json_key", "standby_json_key", "slots_json_key")
 
     @field_validator("endpoint_url")
     @classmethod
@@ -163,78 +122,38 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
         return f"Secrets Manager {s.secret_id}{key} in {self._region or s.region or '(default region)'}{where}"
 
     @property
+    def _where(self) -> str:
+        return f"aws {self.name}: {self.settings.secret_id}"
+
+    @property
     def _is_arn(self) -> bool:
         return self.settings.secret_id.startswith("arn:")
 
     def _not_found(self) -> PluginError:
-        hint = "create it" if self._is_arn else "create it, or set create = true"
-        return NotFound(
-            f"aws {self.name}: secret {self.settings.secret_id} not found in {self._region} ({hint})", retryable=False
-        )
+        return not_found(self._fail, self.settings.secret_id, self._region)
 
     def _deleted(self, when: Any = None) -> PluginError:
-        on = f" on {when:%Y-%m-%d}" if hasattr(when, "strftime") else ""
-        return self._fail(
-            f"{self.settings.secret_id} is scheduled for deletion{on}; restore it first "
-            f"(aws secretsmanager restore-secret --secret-id {self.settings.secret_id})"
-        )
+        return deleted(self._fail, self.settings.secret_id, when)
 
     def _token_reused(self) -> PluginError:
-        return self._fail(
-            f"PutSecretValue on {self.settings.secret_id}: this rotation's request token is already used by a "
-            "different value (was the same rotation run with another key?)"
-        )
+        return token_reused(self._fail, self.settings.secret_id)
 
     def sdk_errors(self) -> tuple[type[BaseException], ...]:
         import botocore.exceptions
 
         return (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 
-    @staticmethod
-    def _aws_said(exc: botocore.exceptions.ClientError) -> str:
-        return vendor_text(str(exc.response.get("Error", {}).get("Message") or ""), 300)
-
     def _translate(self, exc: BaseException, op: str) -> PluginError:
-        import botocore.exceptions
-
-        sid = self.settings.secret_id
-        if isinstance(exc, botocore.exceptions.ClientError):
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code") or "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            said = self._aws_said(exc).lower()
-            if code == "ResourceNotFoundException":
-                return self._not_found()
-            if code in _BAD_CREDENTIALS:
-                return self._fail(f"AWS refused the credentials ({code}) on {op}")
-            if code in _DENIED or status == 403:
-                return self._fail(f"access denied: {op} on {sid} (check the IAM policy for secretsmanager:{op})")
-            if code == "InvalidRequestException" and ("deletion" in said or "deleted" in said):
-                return self._deleted()
-            if code == "ResourceExistsException" and op == "PutSecretValue":
-                return self._token_reused()
-            if code.startswith("KMS") or code == "DecryptionFailure" or code == "EncryptionFailure":
-                return self._fail(f"cannot use the KMS key of {sid} ({code}); check the key policy")
-            if code in _RETRYABLE or (isinstance(status, int) and status >= 500):
-                return self._fail(f"{op} on {sid} failed: {code or 'error'} (HTTP {status})", retryable=True)
-            return self._fail(f"{op} on {sid} refused: {code or 'error'} (HTTP {status})")
-        if isinstance(exc, botocore.exceptions.NoCredentialsError):
-            return self._fail("no AWS credentials found (environment, profile, SSO or instance role)")
-        if isinstance(exc, botocore.exceptions.ProfileNotFound):
-            return self._fail(f"AWS profile {self.settings.profile} not found")
-        if isinstance(exc, (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError)):
-            return self._fail(f"timed out calling {op} at {self._endpoint()}", retryable=True)
-        if isinstance(exc, botocore.exceptions.EndpointConnectionError):
-            return self._fail(f"cannot reach Secrets Manager at {self._endpoint()}", retryable=True)
-        if isinstance(exc, botocore.exceptions.SSLError):
-            return self._fail(f"TLS error talking to {self._endpoint()}")
-        if isinstance(exc, botocore.exceptions.ConnectionError):
-            return self._fail(f"connection to {self._endpoint()} failed ({type(exc).__name__})", retryable=True)
-        if isinstance(exc, botocore.exceptions.ParamValidationError):
-            return self._fail(f"{op}: invalid parameters for {sid}")
-        if isinstance(exc, botocore.exceptions.BotoCoreError):
-            return self._fail(f"{op} failed: {type(exc).__name__}", retryable=True)
-        return self._fail(f"{op} failed: {type(exc).__name__}", retryable=True)
+        s = self.settings
+        return translate(
+            exc,
+            op,
+            self._fail,
+            secret_id=s.secret_id,
+            region=self._region,
+            profile=s.profile,
+            endpoint=self._endpoint(),
+        )
 
     def _endpoint(self) -> str:
         if self._client is not None:
@@ -246,74 +165,8 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
 
     # -- lifecycle ---------------------------------------------------------
 
-    def _config(self) -> Config:
-        from botocore.config import Config
-
-        t = self.settings.timeout
-        return Config(
-            connect_timeout=min(5.0, t),
-            read_timeout=t,
-            retries={"mode": "standard", "total_max_attempts": 1},
-            max_pool_connections=16,
-            user_agent_extra="rotator",
-        )
-
-    def _assume_role(self, base: boto3.session.Session, region: str) -> boto3.session.Session:
-        import boto3.session
-        import botocore.session
-        from botocore.credentials import RefreshableCredentials
-
-        s = self.settings
-        assert s.role_arn is not None
-        sts = base.client("sts", region_name=region, config=self._config())
-        session_name = re.sub(r"[^\w+=,.@-]", "-", f"rotator-{self.name}")[:64]
-
-        def fetch() -> dict[str, Any]:
-            creds = sts.assume_role(RoleArn=s.role_arn, RoleSessionName=session_name)["Credentials"]
-            return {
-                "access_key": creds["AccessKeyId"],
-                "secret_key": creds["SecretAccessKey"],
-                "token": creds["SessionToken"],
-                "expiry_time": creds["Expiration"].isoformat(),
-            }
-
-        refreshable = RefreshableCredentials.create_from_metadata(
-            metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
-        )
-        core = botocore.session.get_session()
-        core._credentials = refreshable  # the documented way to hand botocore refreshable credentials
-        return boto3.session.Session(botocore_session=core, region_name=region)
-
     def _build(self) -> Any:
-        with _SESSIONS_LOCK:  # botocore sessions are not safe to build clients from in several threads
-            return self._build_locked()
-
-    def _build_locked(self) -> Any:
-        import botocore.exceptions
-
-        s = self.settings
-        session = _session(self.ctx, s.profile, s.region)
-        region = s.region or session.region_name
-        if not region:
-            raise self._fail("no region: set region in the plan, or AWS_REGION / the profile's region")
-        self._region = region
-        if s.role_arn:
-            try:
-                session = self._assume_role(session, region)
-            except botocore.exceptions.ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code")
-                raise self._fail(f"cannot assume role {s.role_arn} ({code})") from None
-            except botocore.exceptions.BotoCoreError as exc:
-                retry = isinstance(exc, botocore.exceptions.ConnectionError)
-                raise self._fail(f"cannot assume role {s.role_arn} ({type(exc).__name__})", retryable=retry) from None
-        if session.get_credentials() is None:  # resolve the whole chain now, not after the key arrives
-            raise botocore.exceptions.NoCredentialsError()
-        client = session.client(
-            "secretsmanager", region_name=region, endpoint_url=s.endpoint_url, config=self._config()
-        )
-        # Load the operation models we use, so the first write does not pay for it.
-        for op in ("DescribeSecret", "GetSecretValue", "PutSecretValue", "CreateSecret"):
-            client.meta.service_model.operation_model(op)
+        client, self._region = build_client(self.ctx, self.settings, self.name, self._fail)
         return client
 
     async def open(self) -> None:
@@ -327,21 +180,7 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
             self._client = await self.ctx.run_blocking(self._build)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._translate(exc, "open") from None
-        self.ctx.keep_warm(lambda: self.ctx.run_blocking(self._touch))
-
-    def _touch(self) -> None:
-        """An unsigned GET of the endpoint over the client's own connection pool, to keep
-        its connection open while armed.  Not an API call (so not billed, nothing
-        changes): refused for want of a signature.  botocore has no public way to send
-        one, so this reaches its endpoint's HTTP session and does nothing if it moved."""
-        from botocore.awsrequest import AWSRequest
-
-        endpoint = getattr(self._client, "_endpoint", None)
-        session = getattr(endpoint, "http_session", None)
-        host = getattr(endpoint, "host", None)
-        if session is None or not host:
-            return
-        session.send(AWSRequest(method="GET", url=host).prepare())
+        self.ctx.keep_warm(lambda: self.ctx.run_blocking(touch, self._client))
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -430,33 +269,26 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
     async def write(self, secret: Secret, *, token: str, expected_version: str | None) -> Written:
         s = self.settings
         crt = request_token(token)
-        previous = expected_version
-        if s.json_key or expected_version is not None:
-            # json_key: the other fields are kept, so the object is read anyway.  A plain string is
-            # read only for a check-and-set (the primary): a target's write stays one call.
-            version, value = await self._current()
-            current = self._key_of(value)
-            if current is not None and current.fingerprint == secret.fingerprint:
-                # A retried write (its answer lost), or a rerun: no second version.
-                return Written(version=version, detail=f"{version} is AWSCURRENT (already current, nothing written)")
-            if version == crt:
-                raise self._token_reused()
-            if (
-                expected_version is not None
-                and version != expected_version
-                and not (version is None and expected_version == "0")
-            ):
-                raise Conflict(
-                    f"aws {self.name}: {s.secret_id} changed since arm (version {version}, expected "
-                    f"{expected_version}); rerun, or --force"
-                )
-            previous = version
-        if s.json_key:
-            obj = dict(value) if isinstance(value, dict) else {}
-            obj[s.json_key] = secret.reveal()
-            text = json.dumps(obj)
-        else:
-            text = secret.reveal()
+        if not (s.json_key or expected_version is not None):
+            # A plain string read only for a check-and-set (the primary): a target's write stays
+            # one call, and its ClientRequestToken makes a retry no second version.
+            return await self._put(secret.reveal(), crt, previous=None)
+        # json_key: the other fields are kept, so the object is read anyway.
+        version, value = await self._current()
+        held = self._key_of(value)
+        if version == crt and held != secret:
+            raise self._token_reused()
+        if key_change(held, version, secret, expected_version=expected_version, where=self._where) is None:
+            return Written(version=version, detail=f"{version} is AWSCURRENT (already current, nothing written)")
+        if not s.json_key:
+            return await self._put(secret.reveal(), crt, previous=version)
+        obj = dict(value) if isinstance(value, dict) else {}
+        obj[s.json_key] = secret.reveal()
+        return await self._put(json.dumps(obj), crt, previous=version)
+
+    async def _put(self, text: str, crt: str, *, previous: str | None, done: str = "") -> Written:
+        """One PutSecretValue of `text` (CreateSecret when the secret is missing and `create` is set)."""
+        s = self.settings
         try:
             resp = await self._call(
                 "PutSecretValue",
@@ -471,8 +303,11 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
             resp = await self._call(
                 "CreateSecret", self.client.create_secret, Name=s.secret_id, ClientRequestToken=crt, SecretString=text
             )
-            return Written(version=resp.get("VersionId", crt), detail=f"created {s.secret_id}; {crt} is AWSCURRENT")
+            if not done:
+                return Written(version=resp.get("VersionId", crt), detail=f"created {s.secret_id}; {crt} is AWSCURRENT")
         new = resp.get("VersionId", crt)
+        if done:
+            return Written(version=new, detail=f"{new} is AWSCURRENT: {done} (previous {previous} kept as AWSPREVIOUS)")
         detail = f"{new} is AWSCURRENT"
         if previous and previous != new:
             detail += f" (previous {previous} kept as AWSPREVIOUS)"
@@ -509,7 +344,7 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
 
     def _slots_at(self) -> tuple[str, str, str]:
         s = self.settings
-        return f"aws {self.name}: {s.secret_id}", f"field {s.standby}", f"field {s.slots}"
+        return self._where, f"field {s.standby}", f"field {s.slots}"
 
     async def _change_slots(
         self, change: Callable[[SlotState], Change | None], *, token: str, expected_version: str | None, done: str
@@ -530,40 +365,4 @@ class AwsSecretsManagerBackend(StandbySlots, SdkBackend):
             if key is not None:
                 obj[name] = key.reveal()
         obj[s.slots] = todo.meta_text
-        text = json.dumps(obj)
-        try:
-            resp = await self._call(
-                "PutSecretValue",
-                self.client.put_secret_value,
-                SecretId=s.secret_id,
-                ClientRequestToken=crt,
-                SecretString=text,
-            )
-        except NotFound:
-            if not s.create or self._is_arn:
-                raise
-            resp = await self._call(
-                "CreateSecret", self.client.create_secret, Name=s.secret_id, ClientRequestToken=crt, SecretString=text
-            )
-        new = resp.get("VersionId", crt)
-        return Written(version=new, detail=f"{new} is AWSCURRENT: {done} (previous {version} kept as AWSPREVIOUS)")
-
-
-# One boto3 session per (profile, region) per rotation's PluginContext: a session loads
-# its own copy of the service models and endpoint data, ~8 MB a backend, so 33 AWS
-# backends took ~270 MB; clients of one session share them (~1 MB a client).
-_SESSIONS: weakref.WeakKeyDictionary[PluginContext, dict[tuple[str | None, str | None], boto3.session.Session]] = (
-    weakref.WeakKeyDictionary()
-)
-_SESSIONS_LOCK = threading.Lock()
-
-
-def _session(ctx: PluginContext, profile: str | None, region: str | None) -> boto3.session.Session:
-    """The shared session for these settings (call with _SESSIONS_LOCK held)."""
-    import boto3.session
-
-    per_ctx = _SESSIONS.setdefault(ctx, {})
-    session = per_ctx.get((profile, region))
-    if session is None:
-        session = per_ctx[(profile, region)] = boto3.session.Session(profile_name=profile, region_name=region)
-    return session
+        return await self._put(json.dumps(obj), crt, previous=version, done=done)

@@ -4,7 +4,7 @@ Many services read their key from a ``.env`` file (through python-dotenv, a
 shell's ``source``, docker compose or systemd).  This backend rewrites only the
 value of one variable, so comments, order and the other variables stay exactly
 as the operator left them, and writes the file atomically with mode 0600 so a
-reader never sees half a file and no other user can read the key.
+reader never sees half a file and no other user can read the key (`_files`).
 
 As the primary of an alternating plan it keeps the standby key in a second
 variable (``standby_variable``, default ``<variable>_STANDBY``) and the slot
@@ -18,14 +18,12 @@ this backend reads is what python-dotenv would load.
 from __future__ import annotations
 
 import os
-import re
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from rotator_plugins._dotenv import (
     VARIABLE_NAME,
     EnvFileError,
@@ -34,14 +32,13 @@ from rotator_plugins._dotenv import (
     parse_dotenv,
     update_dotenv,
 )
-from rotator_plugins._slots import Change, SlotState, StandbySlots
+from rotator_plugins._files import FILE_MODE, atomic_write, lock_for, sweep_leftovers
 
-from rotator.plugin import BackendSettings, Check, Conflict, PluginError, Stored, Written
+from rotator.backend_rules import Change, SlotFields, SlotState, StandbySlots, key_change
+from rotator.plugin import BackendSettings, Check, PluginError, Stored, Written
 from rotator.secret import Secret, fingerprint
 
 __all__ = ["EnvFileBackend", "EnvFileError", "encode_value", "lookup", "parse_dotenv", "update_dotenv", "version_of"]
-
-FILE_MODE = 0o600
 
 
 def version_of(secret: Secret | None) -> str:
@@ -61,117 +58,14 @@ def version_of(secret: Secret | None) -> str:
     return f"fp:{secret.fingerprint}" if secret is not None else "absent"
 
 
-# One writer at a time per real file within this process: two envfile targets may
-# name the same file (different variables), and each is a read-modify-write.
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
-
-
-def _lock_for(path: Path) -> threading.Lock:
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(str(path), threading.Lock())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _temp_prefix(target: Path) -> str:
-    """Temp files of a write to `target` are named ``.<name>.<pid>-<random>.rotator-tmp``:
-    the pid says whose they are, so a leftover of a dead process is known at once."""
-    return f".{target.name}.{os.getpid()}-"
-
-
-def _atomic_write(target: Path, data: bytes, owner: tuple[int, int] | None) -> None:
-    """Replace `target` with `data`: 0600 temp file beside it, fsync, rename, fsync dir.
-
-    The temp file is removed on any failure, so the key never lingers anywhere but
-    in `target` (a SIGKILL leaves it: `_sweep_leftovers` removes it).
-    """
-    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".rotator-tmp", dir=target.parent)
-    try:
-        try:
-            os.fchmod(fd, FILE_MODE)
-            if owner is not None:
-                os.fchown(fd, *owner)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp_name, target)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(target.parent)
-
-
-STALE_TEMP_AGE = 60.0  # seconds; a temp file of unknown owner this old is no write in progress
-
-
-def _writer_gone(pid: int) -> bool:
-    """Is the process that named a temp file no longer writing it?
-
-    This process: yes, since the caller holds the file's lock, which every write of
-    this process holds from its read to its rename.  Another: yes when it no longer
-    exists.  A live one (another rotator writing the same file) is left alone; a
-    reused pid only delays the removal to the age rule."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # EPERM: alive, another user's
-        return False
-    return False
-
-
-def _sweep_leftovers(target: Path) -> int:
-    """Remove the temp files of `_atomic_write` that an interrupted write (SIGKILL, power
-    loss) left beside `target`: each holds a key.  Call with `target`'s lock held.
-
-    A temp file is removed at once when its writer is gone (`_writer_gone`), and after
-    `STALE_TEMP_AGE` when its name carries no pid (an older rotator's) or the pid is
-    alive.  Returns how many were removed."""
-    removed = 0
-    prefix, suffix = f".{target.name}.", ".rotator-tmp"
-    named = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)-[^.]*\.rotator-tmp$")
-    try:
-        # Runs on every write: ~50 us for a directory of 20 files, beside the write's two fsyncs (ms).
-        entries = list(os.scandir(target.parent))
-    except OSError:
-        return 0
-    for entry in entries:
-        name = entry.name
-        if not (name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix)):
-            continue
-        try:
-            if not entry.is_file(follow_symlinks=False):
-                continue
-            m = named.match(name)
-            if (m and _writer_gone(int(m.group(1)))) or time.time() - entry.stat().st_mtime > STALE_TEMP_AGE:
-                os.unlink(entry.path)
-                removed += 1
-        except OSError:
-            pass
-    return removed
-
-
 class EnvFileBackend(StandbySlots):
     """A variable in a dotenv file on this machine."""
 
     can_be_primary = True
 
-    class Settings(BackendSettings):
+    class Settings(BackendSettings, SlotFields):
+        slot_settings: ClassVar[tuple[str, str, str]] = ("variable", "standby_variable", "slots_variable")
+        slot_suffixes: ClassVar[tuple[str, str]] = ("_STANDBY", "_SLOTS")
         type: str = "envfile"
         path: Path = Field(description="the dotenv file")
         variable: str = Field(pattern=VARIABLE_NAME, max_length=200, description="the variable that holds the key")
@@ -196,21 +90,6 @@ class EnvFileBackend(StandbySlots):
             if isinstance(v, str | Path) and (str(v).strip() == "" or str(v).endswith(("/", "/.", "/.."))):
                 raise ValueError("must name a file, not a directory")
             return v
-
-        @model_validator(mode="after")
-        def _distinct_variables(self) -> EnvFileBackend.Settings:
-            names = [self.variable, self.standby, self.slots]
-            if len(set(names)) != 3:
-                raise ValueError("variable, standby_variable and slots_variable must be three different names")
-            return self
-
-        @property
-        def standby(self) -> str:
-            return self.standby_variable or f"{self.variable}_STANDBY"
-
-        @property
-        def slots(self) -> str:
-            return self.slots_variable or f"{self.variable}_SLOTS"
 
         @field_validator("path")
         @classmethod
@@ -282,8 +161,8 @@ class EnvFileBackend(StandbySlots):
         if not os.access(directory, os.W_OK | os.X_OK):
             return Check(False, f"directory {directory} is not writable by this user; fix its permissions")
         warnings: list[str] = []
-        with _lock_for(target):
-            swept = _sweep_leftovers(target)
+        with lock_for(target):
+            swept = sweep_leftovers(target)
         if swept:
             warnings.append(f"removed {swept} temp file(s) beside {path} that an interrupted write left behind")
         try:
@@ -340,7 +219,7 @@ class EnvFileBackend(StandbySlots):
     def _write(self, secret: Secret, expected_version: str | None = None) -> Written:
         path: Path = self.settings.path
         target = self._target()
-        with _lock_for(target):
+        with lock_for(target):
             # What an interrupted write left holds a key: gone before this write, even one
             # that finds nothing to do (a resume).
             swept = self._sweep(target)
@@ -350,20 +229,17 @@ class EnvFileBackend(StandbySlots):
                 raise PluginError(f"{path} does not exist; create it or set create = true", retryable=False)
             value = lookup(old, self.settings.variable) if old is not None else None
             held = Secret(value) if value else None
-            if expected_version is not None and held != secret and version_of(held) != expected_version:
-                # Checked under the lock, on the text read just before the rename: see version_of.
-                raise Conflict(
-                    f"{path}: {self.settings.variable} changed since arm (now {version_of(held)}, "
-                    f"was {expected_version}); nothing written; check who changed it, or --force"
-                )
+            # Checked under the lock, on the text read just before the rename: see version_of.
+            where = f"{path}: {self.settings.variable}"
+            if key_change(held, version_of(held), secret, expected_version=expected_version, where=where) is None:
+                # A retried write: leave the file (and any backup) alone, but its mode 0600.
+                if target.stat().st_mode & 0o777 != FILE_MODE:
+                    os.chmod(target, FILE_MODE)
+                return Written(detail=f"{path}: {self.settings.variable} already current{note}")
             try:
                 new = update_dotenv(old or "", self.settings.variable, secret.reveal())
             except EnvFileError as exc:
                 raise PluginError(f"{path}: {exc}", retryable=False) from None
-            if new == old:  # a retried write: leave the file (and any backup) alone
-                if target.stat().st_mode & 0o777 != FILE_MODE:
-                    os.chmod(target, FILE_MODE)
-                return Written(detail=f"{path}: {self.settings.variable} already current{note}")
             self._replace(target, old, new)
         done = "updated" if old is not None else "created"
         return Written(detail=f"{path}: {done} {self.settings.variable}{note}")
@@ -377,8 +253,8 @@ class EnvFileBackend(StandbySlots):
             owner = (st.st_uid, st.st_gid)
         try:
             if self.settings.backup and old is not None:
-                _atomic_write(self._backup_path(), old.encode("utf-8"), owner)
-            _atomic_write(target, new.encode("utf-8"), owner)
+                atomic_write(self._backup_path(), old.encode("utf-8"), owner)
+            atomic_write(target, new.encode("utf-8"), owner)
         except OSError as exc:
             raise PluginError(
                 f"cannot write {self.settings.path}: {exc.strerror or exc}; check the directory's permissions and space"
@@ -391,7 +267,7 @@ class EnvFileBackend(StandbySlots):
     # so a swap is one write: a reader sees both old values or both new ones.
 
     def _sweep(self, target: Path) -> int:
-        return _sweep_leftovers(target) + (_sweep_leftovers(self._backup_path()) if self.settings.backup else 0)
+        return sweep_leftovers(target) + (sweep_leftovers(self._backup_path()) if self.settings.backup else 0)
 
     def _state_of(self, text: str | None) -> SlotState:
         s = self.settings
@@ -430,7 +306,7 @@ class EnvFileBackend(StandbySlots):
     def _rewrite_slots(self, change: Callable[[SlotState], Change | None], done: str) -> Written:
         s = self.settings
         target = self._target()
-        with _lock_for(target):
+        with lock_for(target):
             swept = self._sweep(target)
             note = f"; removed {swept} temp file(s) an interrupted write left" if swept else ""
             old = self._read_text(target)

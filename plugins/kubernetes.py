@@ -38,7 +38,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from rotator.plugin import Backend, BackendSettings, Check, Conflict, PluginError, Stored, Written
+from rotator.backend_rules import key_change
+from rotator.plugin import Backend, BackendSettings, Check, PluginError, Stored, Written
 from rotator.secret import Secret
 
 from ._kube import (
@@ -118,6 +119,10 @@ class KubernetesSecretBackend(Backend):
     def _where(self) -> str:
         return f"Secret {self.settings.namespace}/{self.settings.secret}"
 
+    @property
+    def _named(self) -> str:
+        return f"{self._label}: {self._where}"
+
     def _fail(self, what: str, *, retryable: bool = False) -> PluginError:
         return PluginError(f"{self._label}: {what}", retryable=retryable)
 
@@ -131,10 +136,8 @@ class KubernetesSecretBackend(Backend):
             "their cached copy until its pods are recreated); make it mutable, or recreate it without immutable"
         )
 
-    def _conflict(self, now: str | None, expected: str) -> Conflict:
-        was = "absent" if expected == "0" else f"resourceVersion {expected}"
-        found = f"resourceVersion {now}" if now else "no Secret"
-        return Conflict(f"{self._label}: {self._where} changed since arm ({found}, expected {was}); rerun, or --force")
+    def _held(self, seen: _Seen) -> Secret | None:
+        return self._key_of(seen) if seen.exists else None
 
     @property
     def client(self) -> Any:
@@ -243,15 +246,12 @@ class KubernetesSecretBackend(Backend):
         # skip a read, so the write is one round trip after the key arrives.
         if seen is None or (expected is not None and (seen.version or "0") != expected):
             seen = await self._load()
-        if not seen.exists:
-            return await self._create(secret, expected)
         if seen.immutable:
             raise self._immutable()
-        current = self._key_of(seen)
-        if current is not None and current.fingerprint == secret.fingerprint:
+        if key_change(self._held(seen), seen.version, secret, expected_version=expected, where=self._named) is None:
             return Written(version=seen.version, detail=f"resourceVersion {seen.version} (already current)")
-        if expected is not None and seen.version != expected:
-            raise self._conflict(seen.version, expected)
+        if not seen.exists:
+            return await self._create(secret, expected)
         return await self._patch(secret, seen, expected)
 
     def _encoded(self, secret: Secret) -> str:
@@ -261,11 +261,8 @@ class KubernetesSecretBackend(Backend):
         """A 409: someone wrote in between, or an earlier attempt of this write landed
         and its answer was lost.  Look before deciding."""
         now = await self._load()
-        key = self._key_of(now) if now.exists else None
-        if key is not None and key.fingerprint == secret.fingerprint:
+        if key_change(self._held(now), now.version, secret, expected_version=expected, where=self._named) is None:
             return Written(version=now.version, detail=f"resourceVersion {now.version} (already current)")
-        if expected is not None:
-            raise self._conflict(now.version, expected)
         raise self._fail(f"{self._where} changed during the {doing} (now {now.version or 'absent'})", retryable=True)
 
     async def _patch(self, secret: Secret, seen: _Seen, expected: str | None) -> Written:
@@ -289,8 +286,6 @@ class KubernetesSecretBackend(Backend):
 
     async def _create(self, secret: Secret, expected: str | None) -> Written:
         s = self.settings
-        if expected not in (None, "0"):
-            raise self._conflict(None, expected)  # it existed at arm: deleted since
         if not s.create:
             raise self._fail(f"{self._where} does not exist (create it, or set create = true)")
         obj = KubeSecret(

@@ -94,46 +94,56 @@ def _n(value: int | None) -> int:
 
 def rollout_status(kind: WorkloadKind, obj: Any) -> RolloutState:
     """``kubectl rollout status``'s decision for one object (kubectl's
-    polymorphichelpers/rollout_status.go), with shorter progress lines."""
+    polymorphichelpers/rollout_status.go, one status viewer a kind), with shorter progress lines."""
     generation = _n(obj.metadata.generation if obj.metadata else None)
     status = obj.status
     observed = _n(status.observedGeneration if status else None)
     spec = obj.spec
     waiting = RolloutState(False, f"waiting for the controller to observe generation {generation}")
     if kind is WorkloadKind.DEPLOYMENT:
-        if status is None or generation > observed:
-            return waiting
-        timed_out = any(c.type == "Progressing" and c.reason == TIMED_OUT for c in status.conditions or [])
-        updated, available, total = _n(status.updatedReplicas), _n(status.availableReplicas), _n(status.replicas)
-        if spec.replicas is not None and updated < spec.replicas:
-            state = RolloutState(False, f"{updated}/{spec.replicas} pods updated")
-        elif total > updated:
-            old = total - updated
-            state = RolloutState(False, f"{updated} pods updated, {old} old pod{'s' if old != 1 else ''} terminating")
-        elif available < updated:
-            state = RolloutState(False, f"{available}/{updated} updated pods available")
-        else:
-            state = RolloutState(True, f"{updated}/{updated} pods updated and available")
-        if timed_out:  # kubectl checks this first: a stalled rollout is an error, whatever the counts
-            return RolloutState(False, state.line, failed="exceeded its progress deadline (ProgressDeadlineExceeded)")
-        return state
+        return waiting if status is None or generation > observed else _deployment(status, spec)
     strategy = spec.updateStrategy.type if spec.updateStrategy is not None else None
     if strategy not in (None, "RollingUpdate"):
         return RolloutState(
             True, "", failed=f"has updateStrategy {strategy}: its pods restart only when deleted (use RollingUpdate)"
         )
     if kind is WorkloadKind.DAEMONSET:
-        if status is None or generation > observed:
-            return waiting
-        desired = _n(status.desiredNumberScheduled)
-        if _n(status.updatedNumberScheduled) < desired:
-            return RolloutState(False, f"{_n(status.updatedNumberScheduled)}/{desired} pods updated")
-        if _n(status.numberAvailable) < desired:
-            return RolloutState(False, f"{_n(status.numberAvailable)}/{desired} updated pods available")
-        return RolloutState(True, f"{desired}/{desired} pods updated and available")
-    # StatefulSet
+        return waiting if status is None or generation > observed else _daemonset(status)
     if status is None or observed == 0 or generation > observed:
         return waiting
+    return _statefulset(status, spec)
+
+
+def _deployment(status: Any, spec: Any) -> RolloutState:
+    """A Deployment whose controller has observed its generation (DeploymentStatusViewer)."""
+    timed_out = any(c.type == "Progressing" and c.reason == TIMED_OUT for c in status.conditions or [])
+    updated, available, total = _n(status.updatedReplicas), _n(status.availableReplicas), _n(status.replicas)
+    if spec.replicas is not None and updated < spec.replicas:
+        state = RolloutState(False, f"{updated}/{spec.replicas} pods updated")
+    elif total > updated:
+        old = total - updated
+        state = RolloutState(False, f"{updated} pods updated, {old} old pod{'s' if old != 1 else ''} terminating")
+    elif available < updated:
+        state = RolloutState(False, f"{available}/{updated} updated pods available")
+    else:
+        state = RolloutState(True, f"{updated}/{updated} pods updated and available")
+    if timed_out:  # kubectl checks this first: a stalled rollout is an error, whatever the counts
+        return RolloutState(False, state.line, failed="exceeded its progress deadline (ProgressDeadlineExceeded)")
+    return state
+
+
+def _daemonset(status: Any) -> RolloutState:
+    """A DaemonSet whose controller has observed its generation (DaemonSetStatusViewer)."""
+    desired = _n(status.desiredNumberScheduled)
+    if _n(status.updatedNumberScheduled) < desired:
+        return RolloutState(False, f"{_n(status.updatedNumberScheduled)}/{desired} pods updated")
+    if _n(status.numberAvailable) < desired:
+        return RolloutState(False, f"{_n(status.numberAvailable)}/{desired} updated pods available")
+    return RolloutState(True, f"{desired}/{desired} pods updated and available")
+
+
+def _statefulset(status: Any, spec: Any) -> RolloutState:
+    """A StatefulSet whose controller has observed its generation (StatefulSetStatusViewer)."""
     replicas = spec.replicas
     if replicas is not None and _n(status.readyReplicas) < replicas:
         return RolloutState(False, f"{_n(status.readyReplicas)}/{replicas} pods ready")

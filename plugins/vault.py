@@ -33,9 +33,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from rotator_plugins._sdk import Denied, NotFound, SdkBackend
-from rotator_plugins._slots import Change, SlotState, StandbySlots
 from rotator_plugins._vault_client import (
     CAS_MISMATCH,
     CasMismatch,
@@ -46,7 +45,8 @@ from rotator_plugins._vault_client import (
     translate,
 )
 
-from rotator.plugin import BackendSettings, Check, Conflict, PluginError, Stored, Written
+from rotator.backend_rules import Change, SlotFields, SlotState, StandbySlots, key_change
+from rotator.plugin import BackendSettings, Check, PluginError, Stored, Written
 from rotator.secret import Secret
 
 T = TypeVar("T")
@@ -58,7 +58,7 @@ MIN_TOKEN_TTL = 300  # seconds; a token about to expire would fail in the middle
 _RAISE: Any = object()
 
 
-class VaultSettings(VaultConnection):
+class VaultSettings(VaultConnection, SlotFields):
     mount: str = Field(default="secret", description="KV mount path")
     path: str = Field(description="secret path inside the mount")
     field: str = Field(
@@ -77,20 +77,7 @@ class VaultSettings(VaultConnection):
         max_length=500,
         description="alternating plans, primary only: the slot metadata's field (default <field>_slots)",
     )
-
-    @property
-    def standby(self) -> str:
-        return self.standby_field or f"{self.field}_standby"
-
-    @property
-    def slots(self) -> str:
-        return self.slots_field or f"{self.field}_slots"
-
-    @model_validator(mode="after")
-    def _distinct_fields(self) -> VaultSettings:
-        if len({self.field, self.standby, self.slots}) != 3:
-            raise ValueError("field, standby_field and slots_field must be three different names")
-        return self
+    slot_settings: ClassVar[tuple[str, str, str]] = ("field", "standby_field", "slots_field")
 
     @field_validator("mount", "path")
     @classmethod
@@ -119,6 +106,10 @@ class VaultBackend(StandbySlots, SdkBackend):
     @property
     def _where(self) -> str:
         return f"{self.settings.mount}/{self.settings.path}"
+
+    @property
+    def _named(self) -> str:
+        return f"vault {self.name}: {self._where}"
 
     @property
     def _acl_path(self) -> str:
@@ -179,24 +170,9 @@ class VaultBackend(StandbySlots, SdkBackend):
     async def _preflight(self) -> Check:
         s = self.settings
         warnings: list[str] = []
-        health = await self._call("sys/health", self.client.sys.read_health_status, method="GET")
-        if not isinstance(health, dict):  # a non-200 answer comes back as the Response
-            status = getattr(health, "status_code", 0)
-            try:
-                body = health.json()
-            except ValueError:
-                body = {}
-            if status == 503 or body.get("sealed"):
-                return Check(ok=False, detail=f"vault {self.name}: sealed")
-            if status == 501 or body.get("initialized") is False:
-                return Check(ok=False, detail=f"vault {self.name}: not initialized")
-            if status in (429, 472, 473):
-                warnings.append(f"vault {self.name}: {s.url} is a standby node (HTTP {status}); requests are forwarded")
-            else:
-                return Check(ok=False, detail=f"vault {self.name}: sys/health answered HTTP {status}")
-        elif health.get("sealed"):
-            return Check(ok=False, detail=f"vault {self.name}: sealed")
-
+        unhealthy = await self._health(warnings)
+        if unhealthy is not None:
+            return unhealthy
         try:
             me = await self._call("auth/token/lookup-self", self.client.auth.token.lookup_self)
         except PluginError as exc:
@@ -232,6 +208,28 @@ class VaultBackend(StandbySlots, SdkBackend):
         if exists and fields is not None and self._field(fields) is None:
             state += f"; field {s.field} not set yet"
         return Check(ok=True, detail=f"{s.url} {self._where}: {state}", warnings=warnings)
+
+    async def _health(self, warnings: list[str]) -> Check | None:
+        """sys/health: a failed Check when Vault cannot serve (sealed, not initialized); None when it can."""
+        s = self.settings
+        health = await self._call("sys/health", self.client.sys.read_health_status, method="GET")
+        if not isinstance(health, dict):  # a non-200 answer comes back as the Response
+            status = getattr(health, "status_code", 0)
+            try:
+                body = health.json()
+            except ValueError:
+                body = {}
+            if status == 503 or body.get("sealed"):
+                return Check(ok=False, detail=f"vault {self.name}: sealed")
+            if status == 501 or body.get("initialized") is False:
+                return Check(ok=False, detail=f"vault {self.name}: not initialized")
+            if status in (429, 472, 473):
+                warnings.append(f"vault {self.name}: {s.url} is a standby node (HTTP {status}); requests are forwarded")
+            else:
+                return Check(ok=False, detail=f"vault {self.name}: sys/health answered HTTP {status}")
+        elif health.get("sealed"):
+            return Check(ok=False, detail=f"vault {self.name}: sealed")
+        return None
 
     async def _check_mount(self) -> str | None:
         """Is the mount KV, of the version the plan says?  Asked as ``vault kv`` does;
@@ -365,73 +363,79 @@ class VaultBackend(StandbySlots, SdkBackend):
             return await self._write_v1(secret)
         return await self._write_v2(secret, expected_version)
 
-    def _conflict(self, current: int, expected: int) -> Conflict:
-        return Conflict(
-            f"vault {self.name}: {self._where} changed since arm (version {current}, expected {expected}); "
-            "rerun, or --force"
-        )
+    def _fields_at(self, expected_version: str | None) -> tuple[int, dict[str, Any]] | None:
+        """What arm (or the last write) read, when it is the expected version: a write on it
+        as cas skips a read, so a write is one round trip after the key arrives.  For the
+        primary it must be the expected version; for the others, a secret changed since is
+        refused by the cas and `_cas_write` reads."""
+        if self._base is not None and (expected_version is None or str(self._base[0]) == expected_version):
+            return self._base
+        return None
 
     async def _write_v2(self, secret: Secret, expected_version: str | None) -> Written:
-        s = self.settings
-        expected: int | None = None
-        if expected_version is not None:
+        expected = expected_version
+        if expected is not None:
             try:
-                expected = int(expected_version)
+                expected = str(int(expected))
             except ValueError:
-                raise self._fail(f"expected version {expected_version!r} is not a KV v2 version number") from None
-        # Arm (or the last write) read this secret: write with that version as cas
-        # and skip a read, so a write is one round trip after the key arrives.  For
-        # the primary it must be the expected version; for the others, a secret
-        # changed since is refused by the cas and the mismatch path below reads.
-        fast = self._base is not None and (expected is None or self._base[0] == expected)
-        if fast and self._base is not None:
-            version, fields = self._base
-        else:
-            version, data = await self._read_v2()
-            fields = data or {}
-        current = self._field(fields)
-        if current is not None and current.fingerprint == secret.fingerprint:
+                raise self._fail(f"expected version {expected!r} is not a KV v2 version number") from None
+        version, fields = self._fields_at(expected) or await self._read_all()
+        where = self._named
+
+        def landed(now: int, data: dict[str, Any]) -> bool:
+            return key_change(self._field(data), str(now), secret, expected_version=expected, where=where) is None
+
+        if landed(version, fields):
             # A retried write, or a rerun: never make a second version.
             return Written(version=str(version), detail=f"v{version} (already current, nothing written)")
-        if expected is not None and version != expected:
-            raise self._conflict(version, expected)
-        new_fields = dict(fields)
-        new_fields[s.field] = secret.reveal()
+        new_fields = {**fields, self.settings.field: secret.reveal()}
+        new_version, wrote = await self._cas_write(new_fields, version, landed)
+        if not wrote:
+            return Written(version=str(new_version), detail=f"v{new_version} (already current, nothing written)")
+        detail = f"v{new_version} (previous v{version} kept)" if version else f"v{new_version} (new secret)"
+        return Written(version=str(new_version), detail=detail)
+
+    async def _read_all(self) -> tuple[int, dict[str, Any]]:
+        version, data = await self._read_v2()
+        return version, data or {}
+
+    async def _cas_write(
+        self, fields: dict[str, Any], cas: int, landed: Callable[[int, dict[str, Any]], bool]
+    ) -> tuple[int, bool]:
+        """One KV v2 write of `fields` on version `cas`: (the new version, True).  A refused
+        cas is someone's write in between, or an earlier attempt of this very write that
+        landed and whose answer was lost: look before deciding.  (the version now, False)
+        when `landed(version now, fields now)` says it is this write; `landed` raises
+        `Conflict` when the version now is not the expected one; else retryable."""
+        s = self.settings
+        resp: Any = _RAISE
         try:
             resp = await self._call(
                 self._where,
                 self.client.secrets.kv.v2.create_or_update_secret,
                 path=s.path,
-                secret=new_fields,
-                cas=version,
+                secret=fields,
+                cas=cas,
                 mount_point=s.mount,
             )
         except CasMismatch:
-            # Someone wrote in between, or an earlier attempt of this very write
-            # landed and its answer was lost.  Look before deciding.
-            now_version, now_data = await self._read_v2()
-            now = self._field(now_data or {})
-            if now is not None and now.fingerprint == secret.fingerprint:
-                self._base = (now_version, now_data or {})
-                return Written(version=str(now_version), detail=f"v{now_version} (already current, nothing written)")
-            if expected is not None:
-                raise self._conflict(now_version, expected) from None
-            raise self._fail(
-                f"{self._where} changed during the write (now version {now_version})", retryable=True
-            ) from None
+            pass  # looked at below, outside this handler: a Conflict is not raised "during" it
+        if resp is _RAISE:
+            now_version, now_fields = await self._read_all()
+            if landed(now_version, now_fields):
+                return now_version, False
+            raise self._fail(f"{self._where} changed during the write (now version {now_version})", retryable=True)
         try:
             new_version = int(resp["data"]["version"])
         except (KeyError, TypeError, ValueError):
             raise self._fail(f"unexpected answer writing {self._where}", retryable=True) from None
-        self._base = (new_version, new_fields)
-        detail = f"v{new_version} (previous v{version} kept)" if version else f"v{new_version} (new secret)"
-        return Written(version=str(new_version), detail=detail)
+        self._base = (new_version, fields)
+        return new_version, True
 
     async def _write_v1(self, secret: Secret) -> Written:
         s = self.settings
         fields = await self._read_v1() or {}
-        current = self._field(fields)
-        if current is not None and current.fingerprint == secret.fingerprint:
+        if key_change(self._field(fields), None, secret, expected_version=None, where=self._where) is None:
             return Written(version=None, detail="already current, nothing written (kv v1, no versions)")
         new_fields = dict(fields)
         new_fields[s.field] = secret.reveal()
@@ -470,7 +474,7 @@ class VaultBackend(StandbySlots, SdkBackend):
         return self._state_of(version, data or {})
 
     def _slots_at(self) -> tuple[str, str, str]:
-        return f"vault {self.name}: {self._where}", f"field {self.settings.standby}", f"field {self.settings.slots}"
+        return self._named, f"field {self.settings.standby}", f"field {self.settings.slots}"
 
     async def _change_slots(
         self, change: Callable[[SlotState], Change | None], *, token: str, expected_version: str | None, done: str
@@ -480,12 +484,7 @@ class VaultBackend(StandbySlots, SdkBackend):
         problem = self.standby_problem(s)
         if problem:
             raise self._fail(problem)
-        # As in _write_v2: what arm read is the base when it is the expected version (no read).
-        if self._base is not None and (expected_version is None or str(self._base[0]) == expected_version):
-            version, fields = self._base
-        else:
-            version, data = await self._read_v2()
-            fields = data or {}
+        version, fields = self._fields_at(expected_version) or await self._read_all()
         todo = change(self._state_of(version, fields))
         if todo is None:
             return Written(version=str(version), detail=f"v{version} (already done, nothing written)")
@@ -494,31 +493,9 @@ class VaultBackend(StandbySlots, SdkBackend):
             if value is not None:
                 new_fields[name] = value.reveal()
         new_fields[s.slots] = todo.meta_text
-        try:
-            resp = await self._call(
-                self._where,
-                self.client.secrets.kv.v2.create_or_update_secret,
-                path=s.path,
-                secret=new_fields,
-                cas=version,
-                mount_point=s.mount,
-            )
-        except CasMismatch:
-            # Someone wrote in between, or this very write landed and its answer was lost.
-            now_version, now_data = await self._read_v2()
-            if change(self._state_of(now_version, now_data or {})) is None:
-                return Written(version=str(now_version), detail=f"v{now_version} (already done, nothing written)")
-            if expected_version is not None:
-                raise Conflict(
-                    f"vault {self.name}: {self._where} changed since the slots were read (version {now_version}, "
-                    f"expected {expected_version}); nothing written"
-                ) from None
-            raise self._fail(
-                f"{self._where} changed during the write (now version {now_version})", retryable=True
-            ) from None
-        try:
-            new_version = int(resp["data"]["version"])
-        except (KeyError, TypeError, ValueError):
-            raise self._fail(f"unexpected answer writing {self._where}", retryable=True) from None
-        self._base = (new_version, new_fields)
+        new_version, wrote = await self._cas_write(
+            new_fields, version, lambda now, data: change(self._state_of(now, data)) is None
+        )
+        if not wrote:
+            return Written(version=str(new_version), detail=f"v{new_version} (already done, nothing written)")
         return Written(version=str(new_version), detail=f"v{new_version}: {done} (previous v{version} kept)")

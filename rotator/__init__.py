@@ -1,8 +1,9 @@
 """rotator: make the window between an API key reset and the last consumer on the
 new key as short as it can be.
 
-The public surface for plugin authors and consumers is listed here; everything
-else may change.
+The public surface for plugin authors and consumers is listed here, with the
+write rules a backend follows in `rotator.backend_rules`; everything else may
+change.
 """
 
 from __future__ import annotations

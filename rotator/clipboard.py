@@ -50,13 +50,18 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 
 from rotator._xfixes import XFixesWatch, open_watch
+from rotator.clipboard_read import MAX_READ, READ_TIMEOUT, TOO_BIG, kill_tool, read_bounded
 from rotator.clipboard_tools import PBPASTE, WL_PASTE, XCLIP, XSEL, ClipboardUnavailable, Mode, Tool, detect
 from rotator.secret import ADJUTOR_KEY_PATTERN, KeyRejected, Secret, clean_paste
 
-# The tools live in `rotator.clipboard_tools`; their names stay importable from here.
+# The tools live in `rotator.clipboard_tools`, the bounded read in `rotator.clipboard_read`;
+# their names stay importable from here.
 __all__ = [
     "HISTORY_WARNING",
+    "MAX_READ",
     "PBPASTE",
+    "READ_TIMEOUT",
+    "TOO_BIG",
     "WL_PASTE",
     "XCLIP",
     "XSEL",
@@ -74,13 +79,10 @@ HISTORY_WARNING = (
 )
 POLL_INTERVAL = 0.05
 SAFETY_INTERVAL = 0.5  # with change notifications, still read this often (an owner may not re-take the selection)
-READ_TIMEOUT = 2.0  # a clipboard owner that does not answer (a hung app) must not hang the watch
 # ...and once the clipboard holds something too big or too slow to read, each read is cut off sooner:
 # a key is read in milliseconds (p99 39 ms on a loaded box), and the key copied next must not wait.
 HEAVY_READ_TIMEOUT = 0.5
 CLEAR_CONFIRM = 1.0  # seconds a clear may take to show (xclip takes the selection after it forks)
-MAX_READ = 64 * 1024  # a key is at most 4096 characters; more is a document, not a key
-TOO_BIG = b"\0"  # what a value over MAX_READ (or too slow to read) counts as: hygiene refuses it
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^www\.", re.IGNORECASE)
 
 
@@ -100,28 +102,6 @@ def _digest(data: bytes) -> bytes:
 
 def _as_fingerprint(current: Secret | str | None) -> str | None:
     return current.fingerprint if isinstance(current, Secret) else current
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    """Kill `proc` if it runs, close our ends of its pipes, and reap it (bounded).
-
-    The pipes are closed explicitly: a pipe left holding output we did not read (a 10 MB
-    clipboard read only up to `MAX_READ`) never reports EOF, and `Process.wait()` waits for
-    every pipe's EOF (Python 3.11.7+): the watch hung there for good, and the transports left
-    open raised "Event loop is closed" at exit."""
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-    # Only the pipes: closing the whole transport would reap the child behind the child
-    # watcher's back ("Unknown child process pid ...").  asyncio's Process hides its transport.
-    transport = getattr(proc, "_transport", None)
-    for fd in (0, 1, 2):
-        with contextlib.suppress(Exception):
-            pipe = transport.get_pipe_transport(fd) if transport is not None else None
-            if pipe is not None:
-                pipe.close()
-    with contextlib.suppress(ProcessLookupError, asyncio.CancelledError, TimeoutError):
-        await asyncio.wait_for(asyncio.shield(proc.wait()), READ_TIMEOUT)
 
 
 class ClipboardSource:
@@ -211,7 +191,7 @@ class ClipboardSource:
             self._xfixes.close()
             self._xfixes = None
         for proc in list(self._children):
-            await _kill(proc)
+            await kill_tool(proc)
         self._children.clear()
         self._started = False
 
@@ -240,7 +220,7 @@ class ClipboardSource:
         proc = await self._spawn(self.tool.read, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             timeout = HEAVY_READ_TIMEOUT if self._heavy else READ_TIMEOUT
-            out, err = await asyncio.wait_for(self._communicate(proc), timeout)
+            out, err = await asyncio.wait_for(read_bounded(proc), timeout)
         except TimeoutError:
             # A hung owner, or a value so big the tool is still fetching it (xclip gathers all
             # of it before writing any): either way not a key, and no fault of the display.
@@ -248,7 +228,7 @@ class ClipboardSource:
             self._heavy = True
             return TOO_BIG, None
         finally:
-            await _kill(proc)
+            await kill_tool(proc)
             self._children.discard(proc)
         self.reads += 1
         self._heavy = out is TOO_BIG
@@ -264,32 +244,6 @@ class ClipboardSource:
                 return None, f"{self.tool.name} cannot reach the display {where} ({line}); is the session running?"
             return None, None
         return out, None
-
-    @staticmethod
-    async def _communicate(proc: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
-        """Read at most MAX_READ + 1 bytes: anything longer cannot be a key, so the rest is
-        never read (the caller kills the tool) and the value is the b"\0" marker hygiene refuses."""
-        assert proc.stdout is not None and proc.stderr is not None
-        chunks: list[bytes] = []
-        size = 0
-
-        async def bounded() -> bytes | None:
-            nonlocal size
-            assert proc.stdout is not None
-            while size <= MAX_READ:
-                chunk = await proc.stdout.read(MAX_READ + 1 - size)
-                if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
-                size += len(chunk)
-            return None  # over the bound
-
-        out, err = await asyncio.gather(bounded(), proc.stderr.read(4096))
-        chunks.clear()
-        if out is None:
-            return TOO_BIG, b""  # too long to be a key: not waited for, killed by the caller
-        await proc.wait()
-        return out, err
 
     async def _changed(self, delay: float) -> None:
         """Return when the clipboard may have changed: the next notification, or after `delay`."""

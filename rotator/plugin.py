@@ -11,25 +11,24 @@ The built-in plugins in ``rotator_plugins`` use exactly this interface.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rotator.errors import Conflict as Conflict  # re-exported: defined in rotator.errors
 from rotator.errors import PluginError
+from rotator.plugin_context import PluginContext as PluginContext  # re-exported
 from rotator.secret import Secret
-from rotator.transport import AiohttpTransport, Send, http_client
-
-T = TypeVar("T")
+from rotator.slots import SLOTS_FORMAT as SLOTS_FORMAT  # re-exported, as the slot types below
+from rotator.slots import Slot as Slot
+from rotator.slots import Slots as Slots
+from rotator.slots import parse_slots_metadata as parse_slots_metadata
+from rotator.slots import slot_of as slot_of
+from rotator.slots import slots_metadata as slots_metadata
 
 
 class SecretRef(BaseModel):
@@ -133,87 +132,6 @@ class Written:
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class Slot:
-    """What one slot of an alternating plan holds: which app's key, its fingerprint,
-    and when rotator stored it (ISO 8601, UTC).  `app` is None when the stored
-    metadata does not describe this key (someone changed the value outside rotator)."""
-
-    app: str | None
-    fingerprint: str
-    set_at: str | None = None
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {"app": self.app, "fp": self.fingerprint, "set_at": self.set_at}
-
-
-@dataclass
-class Slots:
-    """The two slots of an alternating plan, as the primary stores them.
-
-    ``active`` is the key every backend and consumer uses (what `Backend.read`
-    returns); ``standby`` is the other app's key, kept only on the primary and
-    never read by consumers.  `standby_secret` is there for the probe at arm and
-    for a promote; `version` is what `write_standby` / `swap_slots` take as
-    `expected_version`.  Either slot is None when empty.
-    """
-
-    active: Slot | None
-    standby: Slot | None
-    version: str | None = None
-    standby_secret: Secret | None = field(default=None, repr=False)
-    token: str | None = None  # the token of the slot write that set them (says which step last changed them)
-    # The metadata as read: "ok", "missing" (no metadata stored) or "unreadable" (not rotator's JSON).
-    record: str = "ok"
-    # An incident's leaked key, recorded before anything moved: {"app", "fp", "incident", "at"}; None when none.
-    leaked: dict[str, Any] | None = None
-
-
-SLOTS_FORMAT = 1
-
-
-def slots_metadata(
-    active: Slot | None, standby: Slot | None, token: str, *, leaked: dict[str, Any] | None = None
-) -> str:
-    """The slot metadata a backend stores beside the two values: app names, fingerprints,
-    times and the token of the write that set them, and an open incident's leaked key
-    (app and fingerprint).  Never a key: a fingerprint is all a new machine with an empty
-    journal needs to tell which app a value belongs to."""
-    data: dict[str, Any] = {
-        "format": SLOTS_FORMAT,
-        "active": active.as_dict() if active else None,
-        "standby": standby.as_dict() if standby else None,
-        "token": token,
-    }
-    if leaked:
-        data["leaked"] = leaked
-    return json.dumps(data, separators=(",", ":"), sort_keys=True)
-
-
-def parse_slots_metadata(text: str | None) -> dict[str, Any]:
-    """Stored metadata as a dict (``{}`` when absent or unreadable: the slots are then unknown)."""
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) and data.get("format") == SLOTS_FORMAT else {}
-
-
-def slot_of(secret: Secret | None, meta: Any) -> Slot | None:
-    """The Slot for a stored value, with the metadata's app and time only if its
-    fingerprint is this value's (metadata left behind by an edit describes nothing)."""
-    if secret is None:
-        return None
-    if isinstance(meta, dict) and meta.get("fp") == secret.fingerprint:
-        app, set_at = meta.get("app"), meta.get("set_at")
-        return Slot(
-            app if isinstance(app, str) else None, secret.fingerprint, set_at if isinstance(set_at, str) else None
-        )
-    return Slot(None, secret.fingerprint)
-
-
 @dataclass
 class RotationEvent:
     """What a consumer is told.  Holds the fingerprint; the key only for a consumer whose
@@ -232,63 +150,6 @@ class Confirmation:
     confirmed: bool
     reported_fingerprint: str | None = None
     detail: str = ""
-
-
-class PluginContext:
-    """Shared resources handed to every plugin: a thread pool sized for the fan-out
-    and one HTTP client (a connection pool per origin), both made at arm time; and the
-    plugins' keep-warm touches that hold connections open while the operator gets the key.
-
-    ``http`` is an `httpx.AsyncClient`; ``send(method, url, timeout=, headers=, content=)``
-    goes through the same connections and returns a `rotator.transport.Reply` (status,
-    headers, body read whole), raising the same httpx errors: use it for a request
-    made once per target on the window's path, where a thousand targets make the CPU
-    per request the window."""
-
-    def __init__(
-        self, *, max_threads: int = 32, http: httpx.AsyncClient | None = None, plan: str | None = None
-    ) -> None:
-        self.plan = plan  # the plan's name: the `proxy` consumer finds a proxy run in this process by it
-        self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="rotator")
-        self._own_http = http is None
-        # httpx's API over aiohttp's pools (rotator.transport: a third of the CPU per
-        # request), a pool per origin and connections kept for an hour while armed.
-        self._transport = AiohttpTransport()
-        self.http = http or http_client(timeout=10.0, transport=self._transport)
-        # The same pools without httpx's models, for requests on the window's path at
-        # scale (a consumer's signal and confirm): 0.2 ms of CPU where `http` costs 0.55.
-        self.send: Send = self._transport.send
-        self._touches: list[Callable[[], Awaitable[object]]] = []
-
-    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-
-    def keep_warm(self, touch: Callable[[], Awaitable[object]]) -> None:
-        """Register a request that keeps a connection open while armed (called from `open`).
-
-        The armed session's keeper runs every registered touch (`warm`) each
-        `keep_warm_every` seconds (15 s) until the key arrives, under the idle timeouts
-        that close connections on the way (many load balancers 60 s, nginx 75 s, some
-        proxies 30 s).  A touch must be free and harmless to repeat: no key, no billed
-        API call, no write (a webhook's HEAD, Vault's sys/health, an unsigned GET)."""
-        self._touches.append(touch)
-
-    async def warm(self) -> None:
-        """Run every registered touch at once; their errors are ignored (preflight reports reachability)."""
-        await asyncio.gather(*(self._touch(t) for t in self._touches))
-
-    @staticmethod
-    async def _touch(touch: Callable[[], Awaitable[object]]) -> None:
-        try:
-            await touch()
-        except Exception:  # noqa: BLE001, S110 - best effort
-            pass
-
-    async def aclose(self) -> None:
-        if self._own_http:
-            await self.http.aclose()
-        await self._transport.aclose()
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class _Plugin(ABC):

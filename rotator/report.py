@@ -131,8 +131,8 @@ class EmitStatus(StrEnum):
 
 
 class KeyOutcome(StrEnum):
-    """What became of one key the operator gave: offered to a session (`Attempt`), handed to a
-    flow (`Handed`), or written to the standby (`rekey.Rekeyed`).  One vocabulary for every front end."""
+    """What became of one key the operator gave: handed to a session's flow (`Attempt`), or
+    written to the standby (`rekey.StandbyRow.outcome`).  One vocabulary for every front end."""
 
     REJECTED = "rejected"  # the paste is not a key (empty, wrong shape): nothing probed
     REFUSED = "refused"  # the probe refused it or could not check it (or the wrong app's key): nothing written

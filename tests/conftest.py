@@ -13,6 +13,7 @@ from hypothesis import settings
 
 from rotator.testing.adjutor import AdjutorStandIn
 from tests import tiers
+from tests.costs import pytest_runtest_protocol
 from tests.tiers import (
     pytest_collection_modifyitems,
     pytest_runtest_call,
@@ -20,9 +21,10 @@ from tests.tiers import (
     pytest_runtest_teardown,
 )
 
-__all__ = [  # the tiers and their guard (tests/tiers.py)
+__all__ = [  # the tiers and their guard (tests/tiers.py); ROTATOR_TEST_COSTS (tests/costs.py)
     "pytest_collection_modifyitems",
     "pytest_runtest_call",
+    "pytest_runtest_protocol",
     "pytest_runtest_setup",
     "pytest_runtest_teardown",
 ]
@@ -58,6 +60,19 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     if tiers.in_process_only(config) and getattr(config.option, "numprocesses", None):
         config.option.numprocesses = 0
         config.option.dist = "no"
+
+
+WORKERS_PER_CORE = 2
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` (pyproject.toml's addopts): two workers per core.  A third of the suite's
+    time is waiting (an operator's pause, a timeout the CLI must hit, a server's start):
+    `python -m tests.costs` measured 521 s of CPU in 792 s of tests on 2 cores.  A second
+    worker per core runs while the first waits.  PYTEST_XDIST_AUTO_NUM_WORKERS still wins."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    return WORKERS_PER_CORE * len(os.sched_getaffinity(0))
 
 
 @pytest.fixture(autouse=True)

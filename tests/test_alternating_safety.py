@@ -123,7 +123,8 @@ def test_lost_slot_metadata_stops_every_command_until_the_operator_states_it(
     w = _world(make_world, primary, request)
     f = w.rotator("rotate", str(w.plan), "--key-stdin", "--json", pauses=(0,))
     assert f.code == 0, f.err
-    assert (status(w)["active"]["app"], status(w)["standby"]["app"]) == (GREEN, BLUE)
+    st = status(w)
+    assert (st["active"]["app"], st["standby"]["app"]) == (GREEN, BLUE)
     before = w.failed()
     edit_meta(w, primary, lambda _: None)  # the slot metadata deleted
     for args in (["status"], ["rotate"], ["rotate", "--incident"], ["rekey"], ["rollback"]):

@@ -7,7 +7,9 @@ server with real lightkube.
 
 read -> write -> read back (by a fresh instance); a retried write with the same
 token makes no second version; a write whose expected version is stale raises
-`Conflict` and writes nothing.  For envfile a version is ``fp:<fingerprint>`` or
+`Conflict` in the one wording (`rotator.backend_rules.stale_key`) and writes nothing.
+Every one of them, the third-party one included, takes those rules from
+`rotator.backend_rules.key_change`.  For envfile a version is ``fp:<fingerprint>`` or
 ``absent`` (see `version_of` in plugins/envfile.py).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import re
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -187,8 +190,12 @@ def test_backend_contract(subject_name: str, request: pytest.FixtureRequest) -> 
             assert subject.versions() == after_write  # no second version
 
             # Another rotation that read before this one wrote: its expected version is stale.
-            with pytest.raises(Conflict):
+            with pytest.raises(Conflict) as stale:
                 await backend.write(NEWER, token=TOKEN.replace("0123abcd", "4567cdef"), expected_version=arm.version)
+            assert re.fullmatch(
+                rf".+: .+ changed since arm \(version {re.escape(str(written_version))}, expected {re.escape(arm.version)}\); rerun, or --force",
+                str(stale.value),
+            ), str(stale.value)
             assert await read_back() == (NEW, written_version)
             assert subject.versions() == after_write  # nothing written
 

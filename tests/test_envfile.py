@@ -439,19 +439,19 @@ def test_settings_are_checked() -> None:
 _KILLED_WRITER = """
 import os, sys, time
 from pathlib import Path
-import rotator_plugins.envfile as envfile
+import rotator_plugins._files as files
 
 def hang(src, dst):  # the temp file is written, fsynced and closed: stop before the rename
     print("written", flush=True)
     time.sleep(600)
 
 os.replace = hang
-envfile._atomic_write(Path(sys.argv[1]), sys.argv[2].encode(), None)
+files.atomic_write(Path(sys.argv[1]), sys.argv[2].encode(), None)
 """
 
 
 def killed_write(path: Path, text: str) -> Path:
-    """Run `_atomic_write` in a real process, SIGKILL it between the temp file and the
+    """Run `atomic_write` in a real process, SIGKILL it between the temp file and the
     rename; return the temp file it left (0600, `text` inside)."""
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(path), text], stdout=subprocess.PIPE, text=True)
     try:

@@ -7,6 +7,7 @@ import types
 import pytest
 
 import rotator
+import rotator.backend_rules
 import rotator.journal
 
 
@@ -37,7 +38,16 @@ def test_journal_all_is_exactly_the_public_names() -> None:
     assert len(set(rotator.journal.__all__)) == len(rotator.journal.__all__)
 
 
-@pytest.mark.parametrize("module", [rotator, rotator.journal], ids=lambda m: m.__name__)
+def test_backend_rules_all_is_exactly_the_public_names() -> None:
+    """The write rules a third-party backend imports (docs/plugins.md): every public name
+    defined there (its imports, `Conflict` and the like, come from `rotator`)."""
+    module = rotator.backend_rules
+    defined = [n for n in public_names(module) if getattr(getattr(module, n), "__module__", None) == module.__name__]
+    assert sorted(module.__all__) == defined
+    assert {"key_change", "standby_change", "swap_change", "SlotFields"} <= set(rotator.backend_rules.__all__)
+
+
+@pytest.mark.parametrize("module", [rotator, rotator.journal, rotator.backend_rules], ids=lambda m: m.__name__)
 def test_every_listed_name_imports(module: types.ModuleType) -> None:
     for name in module.__all__:
         assert getattr(module, name) is not None, name

@@ -81,7 +81,7 @@ def test_envfile_plan_status_page_and_metrics_agree(standin: AdjutorStandIn, tmp
         page, gauge, _ = service_view(path, journal)
         assert st["key_age"]["status"] == "unknown" and primary_key(st)["age_seconds"] is None
         assert_same_age(st["key_age"], page, gauge)
-        assert "key age: unknown: nothing records it (`rotator adopt PLAN --set-at DATE`" in status_text(path)
+        assert f"key age: unknown: nothing records it (`rotator adopt {path} --set-at DATE`" in status_text(path)
 
         rid = journaled_rotation(journal, "payments", days_ago=10)
         st = status_json(path)

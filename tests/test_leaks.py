@@ -230,7 +230,7 @@ def echoing_backends(w: World) -> None:
 def killed_mid_write(w: World) -> None:
     """An earlier rotator was killed between writing an env file's temp file and renaming it:
     the temp file holds a key.  The next arm removes it (and says so)."""
-    stale = w.tmp / "app" / "..env.k1ll3d.rotator-tmp"  # as _atomic_write names them
+    stale = w.tmp / "app" / "..env.k1ll3d.rotator-tmp"  # as _files.atomic_write names them
     key = lc.canary()
     w.canaries.append(key)
     stale.write_text(f"ADJUTOR_API_KEY={key}\n")

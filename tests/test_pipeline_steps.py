@@ -348,8 +348,8 @@ def test_attempt_write_is_the_one_write_primitive_ok_conflict_and_an_unproven_wr
         b = state.primary
         rows = {k: TargetResult(b.name, "backend", "memory", primary=True) for k in ("ok", "conflict", "unproven")}
 
-        async def once(expected: str | None, meant: str) -> str | None:
-            written = await b.write(new, token="t", expected_version=expected)
+        async def once(expected: str | None, meant: str, key: Secret = new) -> str | None:
+            written = await b.write(key, token="t", expected_version=expected)
             back = await b.read()
             write.read_back(b.name, "the key", back.secret.fingerprint if back.secret else None, meant)
             return written.version
@@ -357,7 +357,10 @@ def test_attempt_write_is_the_one_write_primitive_ok_conflict_and_an_unproven_wr
         state.key_arrived()
         state.deadline = asyncio.get_running_loop().time() + 10  # what `accept` sets
         assert await write.attempt_write(state, b, rows["ok"], lambda: once("1", new.fingerprint)) == "2"
-        assert await write.attempt_write(state, b, rows["conflict"], lambda: once("1", new.fingerprint)) is None
+        other = Secret("sk_test_" + "c" * 32)  # a key the store does not hold, on a stale version
+        assert (
+            await write.attempt_write(state, b, rows["conflict"], lambda: once("1", other.fingerprint, other)) is None
+        )
         assert await write.attempt_write(state, b, rows["unproven"], lambda: once(None, "fp:other")) is None
         return rows
 
@@ -365,7 +368,7 @@ def test_attempt_write_is_the_one_write_primitive_ok_conflict_and_an_unproven_wr
     assert rows["ok"].status == TargetStatus.OK and rows["ok"].attempts == 1
     assert mem.STORE["primary"] == (2, NEW)
     assert rows["conflict"].status == TargetStatus.CONFLICT and rows["conflict"].attempts == 1
-    assert "version 2, not 1" in rows["conflict"].detail
+    assert "changed since arm (version 2, expected 1)" in rows["conflict"].detail
     unproven = rows["unproven"]
     assert unproven.status == TargetStatus.FAILED and unproven.attempts == 2  # retries = 1 for the primary
     assert f"reads back {fingerprint(NEW)}, not fp:other" in unproven.detail

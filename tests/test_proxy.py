@@ -30,6 +30,7 @@ import requests
 from rotator.secret import fingerprint
 from rotator.testing import plans
 from rotator.testing.adjutor import AdjutorStandIn
+from tests.timing import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = Path(__file__).resolve().parent / "proxy_clients"
@@ -359,7 +360,7 @@ def test_a_switch_lets_requests_in_flight_finish_on_the_old_key(start_proxy: Any
             target=lambda: slow.update(r=requests.get(f"{proxy.url}/v2/decisioning/models", timeout=10))
         )
         t.start()
-        time.sleep(0.2)  # the slow call is in flight with blue's key
+        wait_until("the slow call in flight with blue's key", lambda: api.serving(api.key_of("blue")))
         answer = channel_put(proxy, green)
         t.join()
         api.latency = 0.0
@@ -462,7 +463,8 @@ def test_without_a_channel_the_proxy_rereads_the_primary_while_its_key_is_dead(
             target=lambda: answer.update(r=requests.get(f"{proxy.url}/v2/decisioning/models", timeout=30))
         )
         t.start()
-        time.sleep(1.0)  # held: the key is dead and the primary still holds it
+        # Held: the key is dead and the primary still holds it.
+        wait_until("the call held", lambda: proxy.metrics().get("rotator_proxy_held_requests", 0) >= 1)
         env = tmp_path / ".env"
         tmp = tmp_path / ".env.new"
         tmp.write_text(f"ADJUTOR_API_KEY={new}\n")

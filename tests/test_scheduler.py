@@ -27,6 +27,7 @@ from rotator.service import scheduler as sched
 from rotator.service.core import Service
 from rotator.testing.adjutor import AdjutorStandIn
 from tests.test_service import HookReceiver, env_key, write_env, write_plan
+from tests.timing import scaled
 
 NOTIFY_ENV = "ROTATOR_TEST_NOTIFY_URL"
 SCHEDULES = [
@@ -142,7 +143,7 @@ def test_drift_is_news_and_routine_is_not(
 
         async def ticks(n: int) -> list[str]:
             out = [await sched.sync_job(plan.name) for _ in range(n)]
-            await asyncio.sleep(1.0)  # let the background notifications land
+            await svc.drain(scaled(10))  # every notification the syncs sent (in the background) has landed
             return out
 
         assert asyncio.run(ticks(4)) == ["done"] * 4  # one repair, then three no-op syncs
@@ -190,7 +191,7 @@ def test_sync_job_skips_a_plan_that_is_being_rotated(
 
         async def tick() -> str:
             state = await sched.sync_job(plan.name)
-            await asyncio.sleep(0.5)  # a notification, were one sent, would be on its way
+            await svc.drain(scaled(10))  # a notification, were one sent (in the background), has landed
             return state
 
         assert asyncio.run(tick()) == "skipped"
@@ -207,6 +208,49 @@ def test_sync_job_skips_a_plan_that_is_being_rotated(
         assert asyncio.run(sched.sync_job("no-such-plan")) == "unknown-plan"
     finally:
         chat.stop()
+
+
+def test_the_service_pages_only_news_resumes_and_syncs_alike(
+    plan_path: Path, journal: Journal, tmp_path: Path, notified: Notified
+) -> None:
+    """One rule (`notify.policy.is_news`) for the service's runs: a resume that finds every
+    target in place sends nothing, one that writes a target is news; a scheduled sync that
+    cannot run at all (a target not ready) is news, as a failed sync."""
+    from rotator.secret import fingerprint
+
+    with plan_path.open("a") as f:
+        f.write(f'\n[[notify]]\ntype = "slack"\nurl = {{ env = "{NOTIFY_ENV}" }}\nretries = 0\n')
+    svc = make_service(plan_path, journal)
+    plan = load_plan(plan_path)
+    key = env_key(tmp_path / "store/adjutor.env")
+    assert key is not None
+
+    def partial() -> str:
+        """A rotation that wrote the primary and stopped (as a crash during the fan-out leaves it)."""
+        rid = journal.begin(
+            kind="rotate", plan=plan.name, plan_path=str(plan_path), reason="t", operator="t", old_fp=None
+        )
+        journal.update(rid, state="partial", new_fp=fingerprint(key), key_received_at=time.time())
+        return rid
+
+    async def runs() -> tuple[str, str, str]:
+        quiet = await svc.resume(partial(), operator="ada")
+        await asyncio.sleep(0.5)
+        sent_after_quiet = len(notified.bodies)
+        write_env(tmp_path / "worker/.env", "sk_test_edited0by0hand000000")
+        loud = await svc.resume(partial(), operator="ada")
+        (tmp_path / "worker/.env").unlink()
+        (tmp_path / "worker/.env").mkdir()  # not a file: the target is not ready, the sync cannot run
+        synced = await sched.sync_job(plan.name)
+        await svc.drain(10)
+        assert sent_after_quiet == 0, notified.messages
+        return quiet.state, loud.state, synced
+
+    assert asyncio.run(runs()) == ("done", "done", "failed")
+    texts = [json.dumps(m) for m in notified.messages]
+    assert len(texts) == 2, texts
+    assert "rotate done" in texts[0] and "1 ok, 2 unchanged" in texts[0], texts[0]  # the resume that wrote
+    assert "sync failed" in texts[1] and "exit 6" in texts[1], texts[1]
 
 
 # -- the scheduler with its persistent job store ------------------------------
@@ -237,19 +281,22 @@ def test_stored_job_runs_by_reference(plan_path: Path, journal: Journal, tmp_pat
     assert ids == set(outcome)
 
 
-def test_a_service_that_was_down_catches_up_once(plan_path: Path, journal: Journal) -> None:
+def test_a_service_that_was_down_catches_up_once(tmp_path: Path, standin: AdjutorStandIn, journal: Journal) -> None:
+    # A run every minute of the last ten: the next regular one is 50 minutes away, out of the
+    # counting below, without waiting for a minute boundary.
+    now = datetime.now().astimezone()  # the scheduler's clock (its default time zone: the local one)
+    minutes = ",".join(str((now - timedelta(minutes=k)).minute) for k in range(1, 11))
+    schedules = [{"job": "sync", "cron": f"{minutes} * * * *"}, *SCHEDULES[1:]]
+    plan_path = write_plan(tmp_path, standin, schedules=schedules, reminder_lead_days=7)
     make_service(plan_path, journal)
     plan = load_plan(plan_path)
     job_id = f"rotator/{plan.name}/0/sync"
-    into_minute = time.time() % 60
-    if into_minute > 50:  # keep the next regular "* * * * *" run out of the counting below
-        time.sleep(61 - into_minute)
 
     async def first_life() -> None:
         s = sched.make_scheduler(journal.engine)
         s.start(paused=True)
         sched.reconcile(s, [plan])
-        # As if the service stopped ten minutes ago, before ten runs of "* * * * *".
+        # As if the service stopped ten minutes ago, before the ten runs of the last ten minutes.
         s.modify_job(job_id, next_run_time=datetime.now(s.timezone) - timedelta(minutes=10))
         s.shutdown(wait=False)
         await asyncio.sleep(0.05)

@@ -116,7 +116,7 @@ def test_paste_hygiene_never_crashes_and_never_echoes(raw: str) -> None:
 
 def test_compact_leaves_only_the_next_value_for_the_window() -> None:
     """After arm's compact(), the pasted key is matched by a matcher of its own: no full rebuild."""
-    from rotator import secret as sec
+    from rotator.secret import redaction as sec
 
     held = [Secret(f"sk_test_compact{i:04d}abcdefgh") for i in range(40)]
     sec.scrub("warm")  # some of them now sit in the small matchers
@@ -131,7 +131,7 @@ def test_compact_leaves_only_the_next_value_for_the_window() -> None:
 
 def test_a_text_found_clean_is_scanned_again_once_a_new_secret_exists() -> None:
     """scrub remembers clean texts, but only under the matchers that found them clean."""
-    from rotator import secret as sec
+    from rotator.secret import redaction as sec
 
     value = "sk_test_cachedvalue0123456789"
     line = f"consumer said: {value}"
@@ -157,7 +157,7 @@ def test_the_gil_holding_pre_check_never_clears_a_text_that_holds_a_form(
     """scrub skips RE2 for a short text only when `_may_hold` says no form can start in it:
     that must be False for no text holding any form `encoded_forms` lists, at any place (which
     also fails should a form ever be shorter than the 4 characters the check compares)."""
-    from rotator import secret as sec
+    from rotator.secret import redaction as sec
 
     try:
         forms = sorted(sec.encoded_forms(value))
@@ -176,7 +176,7 @@ def test_a_short_clean_text_is_cleared_without_re2() -> None:
     """The pre-check holds the GIL (google-re2 releases it for every match, which cost the
     window's event loop ~75 us a scan beside busy SDK threads); a text with a key still goes to RE2.
     Checked on this value's own matcher: other tests' values may still be live in this process."""
-    from rotator import secret as sec
+    from rotator.secret import redaction as sec
 
     held = Secret("sk_test_precheckvalue0123456789")
     (matcher,) = sec._Matcher.build(frozenset({held.reveal()}))

@@ -28,6 +28,7 @@ from rotator.registry import UnknownPlugin, consumer_class
 from rotator.testing import plans
 from rotator.testing._http import LoopbackServer
 from rotator.testing.adjutor import AdjutorStandIn
+from tests.timing import scaled, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "svc-test-" + secrets.token_hex(16)
@@ -146,8 +147,11 @@ class ServiceProc:
         self.lines: list[str] = []
         self._url: str | None = None
         self._ready = threading.Event()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+        self._pumps = [
+            threading.Thread(target=self._pump, args=(s,), daemon=True) for s in (self.proc.stdout, self.proc.stderr)
+        ]
+        for pump in self._pumps:
+            pump.start()
 
     def _pump(self, stream: Any) -> None:
         for line in stream:
@@ -159,7 +163,7 @@ class ServiceProc:
         self._ready.set()
 
     def wait_ready(self, timeout: float = 20.0) -> str:
-        if not self._ready.wait(timeout) or self._url is None or self.proc.poll() is not None:
+        if not self._ready.wait(scaled(timeout)) or self._url is None or self.proc.poll() is not None:
             raise AssertionError(f"rotator serve did not start:\n{self.output()}")
         return self._url
 
@@ -169,6 +173,13 @@ class ServiceProc:
 
     def output(self) -> str:
         return "".join(self.lines)
+
+    def drained(self, timeout: float = 10.0) -> str:
+        """Everything the exited process printed: its pipes read to the end (on a busy machine
+        the pump threads may still be reading when `wait` returns)."""
+        for pump in self._pumps:
+            pump.join(timeout)
+        return self.output()
 
     def client(self, token: str | None = TOKEN, **kw: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -183,7 +194,7 @@ class ServiceProc:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError(f"rotator serve did not stop on SIGTERM:\n{self.output()}") from None
-        time.sleep(0.05)  # let the pump threads read the last lines
+        self.drained()
         return self.proc.returncode
 
 
@@ -221,7 +232,7 @@ class SSE:
         return [k for k, _ in self.events]
 
     def wait(self, kind: str, timeout: float = 20) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline:
             for k, d in self.events:
                 if k == kind:
@@ -264,13 +275,12 @@ def assert_no_key(texts: list[str], *keys: str) -> None:
 def test_refuses_to_start_without_a_token(svc_setup: dict[str, Any]) -> None:
     svc = ServiceProc(["--plans", str(svc_setup["plan"])], token=None)
     assert svc.proc.wait(20) == 2
-    time.sleep(0.05)
-    out = svc.output().strip().splitlines()
+    out = svc.drained().strip().splitlines()
     assert len(out) == 1, out
     assert "no API token" in out[0] and "ROTATOR_API_TOKEN" in out[0]
     weak = ServiceProc(["--plans", str(svc_setup["plan"])], token="short")
     assert weak.proc.wait(20) == 2
-    assert "too weak" in weak.output()
+    assert "too weak" in weak.drained()
 
 
 def test_health_is_open_everything_else_needs_the_token(service: ServiceProc) -> None:
@@ -491,15 +501,17 @@ def test_sigterm_lets_a_rotation_in_flight_finish(svc_setup: dict[str, Any], sta
 
         t = threading.Thread(target=paste)
         t.start()
-        time.sleep(0.4)  # the probe is in flight
+        wait_until("the new key's probe in flight", lambda: standin.serving(new_key))
         svc.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        # Draining: no new work is taken while the rotation finishes.
-        with svc.client() as c3:
-            try:
-                assert c3.get("/healthz").status_code == 503
-            except httpx.TransportError:
-                pass  # or the listener is already closed
+
+        def draining() -> bool:  # no new work is taken while the rotation finishes
+            with svc.client() as c3:
+                try:
+                    return c3.get("/healthz").status_code == 503
+                except httpx.TransportError:
+                    return True  # or the listener is already closed
+
+        wait_until("the service draining", draining)
         t.join(30)
         standin.latency = 0.0
     assert svc.stop() == 0

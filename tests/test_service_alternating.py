@@ -129,10 +129,12 @@ def alt_service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[AltS
             db = f"sqlite:///{tmp_path / 'journal.db'}"
             svc = ServiceProc(["--plans", str(plan.parent), "--db", db, *serve_args], env=env)
             svc.wait_ready()
+            world = AltService(svc, standin, tmp_path, consumers, [blue, standin.key_of(GREEN)])
             try:
-                yield AltService(svc, standin, tmp_path, consumers, [blue, standin.key_of(GREEN)])
+                yield world
             finally:
                 svc.stop()
+                world.svc.stop()  # a test may have started another (after killing the first): none is left running
         finally:
             for p in procs:
                 p.terminate()

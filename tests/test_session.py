@@ -88,11 +88,11 @@ def test_a_refused_key_keeps_it_armed_then_the_right_key_rotates(standin: Adjuto
     new = standin.reset()
 
     async def body(session: ArmedSession, rec: Recorder) -> list[Attempt]:
-        out = [await session.offer("   ")]  # not a key at all
+        out = [await session.hand("   ")]  # not a key at all
         assert session.status is Status.ARMED
-        out.append(await session.offer(new[:-2] + "zz"))  # the probe refuses it
+        out.append(await session.hand(new[:-2] + "zz"))  # the probe refuses it
         assert session.status is Status.ARMED
-        out.append(await session.offer(f"  {new}\n"))
+        out.append(await session.hand(f"  {new}\n"))
         return out
 
     (empty, wrong, right), session, rec = with_session(plan, body)
@@ -107,10 +107,10 @@ def test_a_refused_key_keeps_it_armed_then_the_right_key_rotates(standin: Adjuto
 
 def test_the_attempt_limit_closes_it_and_journals_the_last_refusal() -> None:
     async def body(session: ArmedSession, rec: Recorder) -> list[Attempt]:
-        first = await session.offer("")
-        last = await session.offer(" \n ")
+        first = await session.hand("")
+        last = await session.hand(" \n ")
         with pytest.raises(SessionBusy, match="closed"):
-            await session.offer(NEW)
+            await session.hand(NEW)
         return [first, last]
 
     (first, last), session, rec = with_session(mem.plan(), body, max_attempts=2)
@@ -120,6 +120,21 @@ def test_the_attempt_limit_closes_it_and_journals_the_last_refusal() -> None:
     assert r.state == RunState.REFUSED and r.report["message"] == last.message
     assert mem.STORE["primary"] == (1, OLD) and Journal().lock_info("memory-plan") is None
     assert rec.seen[-1] == ("closed", "2 keys refused")
+
+
+def test_a_key_handed_while_one_is_written_is_refused_as_busy() -> None:
+    async def body(session: ArmedSession, rec: Recorder) -> Attempt:
+        first = asyncio.ensure_future(session.hand(NEW))
+        await asyncio.sleep(0)  # the first key has arrived: the window runs from here
+        assert session.status is Status.ROTATING and session.state.key_received is not None
+        with pytest.raises(SessionBusy, match="already writing a key"):
+            await session.hand("sk_test_anotherkey333")
+        return await first
+
+    attempt, session, rec = with_session(mem.plan(), body)
+    assert attempt.outcome is Outcome.WRITTEN and attempt.final and attempt.report is session.report
+    assert session.attempts == 1 and mem.STORE["primary"][1] == NEW
+    assert rec.seen == [("key", fingerprint(NEW)), ("finished", "done")]
 
 
 def test_close_aborts_an_armed_session_and_cancels_its_background_work() -> None:

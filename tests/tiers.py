@@ -59,13 +59,17 @@ BROWSER_NAMES = frozenset({"_need_browser", "_async_playwright", "sync_playwrigh
 
 # Modules whose every test is one tier (tests/<name>.py, or third_party_plugin/<name>.py).
 MODULES: dict[str, str] = {
+    "test_alternating_steps": "unit",  # its tests on the Adjutor stand-in are `process` (the `standin` fixture)
     "test_attempts": "unit",
+    "test_backend_rules": "unit",
     "test_benchmark_window": "unit",  # its smoke run is marked `process`
     "test_exports": "unit",
     "test_journal_writer": "unit",
     "test_plans": "unit",
     "test_quality": "lint",
     "test_secret": "unit",
+    "test_service_edges": "unit",
+    "test_service_events": "unit",
     "test_targets": "unit",
 }
 
@@ -231,6 +235,7 @@ UNIT_TESTS: dict[str, frozenset[str]] = {
     ),
     "test_session": frozenset(
         {
+            "test_a_key_handed_while_one_is_written_is_refused_as_busy",
             "test_close_aborts_an_armed_session_and_cancels_its_background_work",
             "test_keys_from_racing_sources_the_first_one_is_written",
             "test_no_key_in_time_closes_it",

@@ -3,9 +3,9 @@ for a condition instead of fixed sleeps.
 
 ``ROTATOR_TEST_TIME_SCALE`` (a number, e.g. ``3``) multiplies every deadline that is part of
 what a test checks (a backend's timeout, a rotation's deadline) and every wait's limit.  Unset,
-it is 1 on a quiet machine and the load per core (1-minute load average / cores, at most 5)
-on a busy one: a test must not fail because other work holds the CPU.  Only deadlines go
-through it, never what a test asserts about the code's own timing.
+it is the load per core (1-minute load average / cores) or the suite's own workers per core,
+whichever is more, from 1 to 5: a test must not fail because other work holds the CPU.
+Only deadlines go through it, never what a test asserts about the code's own timing.
 """
 
 from __future__ import annotations
@@ -22,11 +22,15 @@ ENV = "ROTATOR_TEST_TIME_SCALE"
 
 
 def _default() -> float:
+    """The load per core, or the suite's own workers per core (2 under `-n auto`, before the
+    load average, a minute behind, shows them): whichever is more, from 1 to 5."""
+    cores = os.cpu_count() or 1
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
     try:
-        per_core = os.getloadavg()[0] / (os.cpu_count() or 1)
+        per_core = os.getloadavg()[0] / cores
     except OSError:  # no load average on this platform
-        return 1.0
-    return min(5.0, max(1.0, per_core))
+        per_core = 1.0
+    return min(5.0, max(1.0, per_core, workers / cores))
 
 
 def _scale() -> float:

@@ -54,7 +54,7 @@ async def _rotator_once(setup: Setup, journal: Any, s1: Child, s2: Child, wait: 
         key = s1.call("reset", setup.app)  # "Reset app key": the old key is dead from here
         cpu.start()
         if session:
-            attempt = await session.offer(key)
+            attempt = await session.hand(key)
             report = attempt.report
             t_key = rot.key_received
             assert t_key is not None and report is not None
@@ -122,12 +122,13 @@ def cold_main(conn: Any, plan_data: dict[str, Any], env: dict[str, str], env_lat
             conn.send("armed")
             key = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
             before = set(sys.modules)
-            attempt = await session.offer(key)
+            attempt = await session.hand(key)
             imported = sorted(set(sys.modules) - before)
         finally:
             await session.release()
             journal.close()
         report = attempt.report
+        assert report is not None
         import resource
 
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

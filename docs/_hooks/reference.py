@@ -13,7 +13,7 @@ from typing import Any
 
 def _generators() -> dict[str, Any]:
     from rotator.reference.exit_doc import exit_codes_markdown
-    from rotator.reference.http_doc import http_api_markdown
+    from rotator.reference.http_doc import http_api_markdown, http_status_markdown
     from rotator.reference.json_doc import json_shapes_markdown
     from rotator.reference.plan_doc import alternating_settings_markdown, plan_reference_markdown
 
@@ -21,6 +21,7 @@ def _generators() -> dict[str, Any]:
         "plan": plan_reference_markdown,
         "exit-codes": exit_codes_markdown,
         "http-api": http_api_markdown,
+        "http-status": http_status_markdown,
         "json-shapes": json_shapes_markdown,
         "alternating-settings": alternating_settings_markdown,
     }

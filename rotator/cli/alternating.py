@@ -9,6 +9,7 @@ and the printing of the slots.
 from __future__ import annotations
 
 import asyncio
+import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -43,36 +44,48 @@ async def run(
     The flow runs in an `ArmedSession` (its flow hook, `pipeline.alternating_flow`), as the
     service runs it; the keys come from the terminal: a hidden prompt, stdin one a line, or the
     clipboard (raced with the prompt on a terminal), the same sources as a single-app rotation's."""
-    from rotator.cli.key_input import Clipboard, clipboard_source, done_with_clipboard, feed_terminal
-    from rotator.cli.terminal import flow_listener
+    from rotator.cli.key_input import Clipboard, LineStdin, clipboard_source, done_with_clipboard
+    from rotator.cli.terminal import Modes, Terminal, feed, need_terminal
     from rotator.errors import RotationError
+    from rotator.pipeline import flows
     from rotator.pipeline.alternating import IncidentChoice
-    from rotator.pipeline.alternating_flow import AlternatingFlow, FlowName
+    from rotator.pipeline.alternating_flow import AlternatingFlow
     from rotator.pipeline.ask import KEEP_WARM_EVERY, MAX_PASTES
     from rotator.pipeline.session import ArmedSession, NotArmed
     from rotator.pipeline.state import RotationState
 
     seen = seen if seen is not None else {}
-    kind = FlowName(flow).kind
-    state = RotationState(plan, journal, kind=kind, reason=reason or flow, progress_fn=progress(quiet))
-    the_flow = AlternatingFlow(FlowName(flow), IncidentChoice(choice) if choice else None)
+    spec = flows.find(flow, alternating=True)
+    the_flow = spec.make(flows.FlowOptions(choice=IncidentChoice(choice) if choice else None)) if spec else None
+    if spec is None or not isinstance(the_flow, AlternatingFlow):
+        raise Fail(f"{flow}: not a flow of an alternating plan this command runs", Exit.PLAN_INVALID)
+    state = RotationState(plan, journal, kind=spec.kind, reason=reason or flow, progress_fn=progress(quiet))
     clip = Clipboard(clipboard_source(plan)) if clipboard else None
+    # The hidden prompt unless the key is piped in; raced with the clipboard on a terminal only.
+    prompt = not key_stdin and (clip is None or sys.stdin.isatty())
     session = ArmedSession(
         state,
-        flow_listener(key_stdin=key_stdin, clipboard=clipboard),
+        Terminal(prompting=prompt, key_stdin=key_stdin, clipboard=clipboard),
         flow=the_flow,
         keep_warm_every=KEEP_WARM_EVERY,  # the operator may take minutes in the dashboard
         handed_keys=False,  # the terminal's sources only: their end ends the ask
         max_pastes=1 if key_stdin else MAX_PASTES,
     )
+    tty = Modes() if prompt and spec.takes_key else None  # the hidden prompt leaves echo off until the end
     try:
         seen["state"] = state
+        if spec.takes_key:
+            need_terminal(prompt)
         await session.arm(start=False)
         alt = the_flow.alt
         assert alt is not None
         seen["token"] = alt.slots.token  # what the slots were at arm: an interruption says what changed since
-        if flow != "rollback":
-            await feed_terminal(session, alt.slots.active, key_stdin=key_stdin, clip=clip)
+        if spec.takes_key:
+            active = alt.slots.active.fingerprint if alt.slots.active else None
+            stdin = LineStdin() if key_stdin else None  # one key a line: a flow may ask for two
+            await feed(session, prompt=prompt, stdin=stdin, clip=clip, current=active)
+            if clip is not None:
+                err().print(f"watching the clipboard: {clip.source.describe()}")
         err().print(f"slots: {alt.describe()}")
         if flow in ("rotate", "incident") or the_flow.continuing:
             err().print(the_flow.plan_line)
@@ -92,6 +105,8 @@ async def run(
         await session.release()
         if clip is not None:
             await done_with_clipboard(clip)
+        if tty is not None:
+            tty.restore()
 
 
 def _what_is_left(line: str, plan: Plan, alt: Alternating | None, flow: str) -> str:

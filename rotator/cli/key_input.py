@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rotator.clipboard import ClipboardSource
-    from rotator.pipeline.session import ArmedSession
     from rotator.plan import Plan
-    from rotator.plugin import Slot
     from rotator.secret import Secret
 
 
 class Prompt:
     """A hidden prompt on the terminal, asked again after each refused key.
+
+    Echo stays off from the first prompt until the command ends (`terminal.Modes` puts the
+    terminal back): a paste typed while the last key is probed is never shown on the screen
+    (it is flushed by the next prompt, as getpass does).
 
     Read on the event loop (`loop.add_reader` on the terminal's fd), not in a
     thread: Ctrl-C cancels the read at once (and so does the clipboard winning the race), the `finally` restores echo, and the
@@ -44,8 +46,7 @@ class Prompt:
             try:
                 os.write(fd if own else sys.stderr.fileno(), b"new key: ")
                 return await read_fd(fd, line=True)
-            finally:
-                termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+            finally:  # echo stays off: the command's end puts the terminal back (`terminal.Modes`)
                 os.write(fd if own else sys.stderr.fileno(), b"\n")
         finally:
             if own:
@@ -120,27 +121,6 @@ class LineStdin:
     async def read(self) -> bytes | None:
         line = await self.lines.readline()
         return line or None
-
-
-async def feed_terminal(session: ArmedSession, active: Slot | None, *, key_stdin: bool, clip: Clipboard | None) -> None:
-    """An alternating flow's key sources, as a single-app rotation's: stdin one a line, or the
-    hidden prompt on a terminal, raced with the clipboard (`clip`, watched from now on; the
-    `active` slot's key on it is not a new one)."""
-    from rotator.cli.context import Fail, err
-    from rotator.exitcodes import Exit
-
-    prompt = not key_stdin and sys.stdin.isatty()
-    if not key_stdin and clip is None and not prompt:
-        raise Fail("no terminal to ask for the key on: pipe it in with --key-stdin", Exit.PLAN_INVALID)
-    if clip is not None:
-        await start_clipboard(clip, active.fingerprint if active else None)
-        err().print(f"watching the clipboard: {clip.source.describe()}")
-    if key_stdin:
-        session.feed(LineStdin())
-    elif prompt:
-        session.feed(Prompt())
-    if clip is not None:
-        session.feed(clip)
 
 
 class Stdin:

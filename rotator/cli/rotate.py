@@ -1,99 +1,33 @@
 """`rotator rotate`: arm, show the dashboard steps, take the key, write it everywhere.
 
-The flow is `pipeline.session.ArmedSession`'s, the same as the service's; this
-module is its terminal: the key sources (a hidden prompt, stdin, the clipboard
-racing the prompt), what is printed when a key is refused, and the live counter
-once the old key stops working.
+The session is `pipeline.session.ArmedSession`, the service's too, running the plan's flow
+from the registry (`pipeline.flows`: the single-app rotation, or `--flow NAME`); an
+alternating plan's go to `cli.alternating`.  The terminal (what is printed, the key sources:
+a hidden prompt, stdin, the clipboard racing the prompt) is `cli.terminal`'s, for both.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from rotator.cli import output
 from rotator.cli.context import Context, Fail, err
 from rotator.cli.flow import finish, load, notify, progress, run_flow
-from rotator.cli.key_input import Clipboard, Prompt, Stdin, clipboard_source, start_clipboard
+from rotator.cli.key_input import Clipboard, Stdin, clipboard_source
 from rotator.exitcodes import Exit
 
 if TYPE_CHECKING:
-    from rotator.pipeline.session import ArmedSession, Attempt
+    from rotator.cli.terminal import Modes
+    from rotator.pipeline.flows import FlowSpec
+    from rotator.pipeline.session import ArmedSession, Flow, Listener
     from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
     from rotator.report import ArmResult, Report
-    from rotator.reset_watch import ResetDetected
-    from rotator.secret import CleanKey
 
 KEY_FROM = ("prompt", "stdin", "clipboard")
-COUNTER = "the old key stopped working {ago:.1f} s ago — paste the new key now"
-
-
-def _terminal() -> type:
-    import asyncio
-
-    from rich.markup import escape
-
-    from rotator.pipeline.session import Listener, Outcome
-
-    class Terminal(Listener):
-        """What the operator sees of the session's events."""
-
-        def __init__(self, prompting: bool) -> None:
-            self.prompting = prompting
-            self.counter: asyncio.Task[None] | None = None
-
-        def reset_detected(self, reset: ResetDetected) -> None:
-            console = err()
-            if not console.is_terminal:
-                console.print(f"! {COUNTER.format(ago=reset.ago())}")
-                return
-            self.counter = asyncio.ensure_future(self._count(reset))
-
-        async def _count(self, reset: ResetDetected) -> None:
-            """The same line, rewritten every 0.1 s (the prompt kept at its end)."""
-            f = err().file
-            tail = "  new key: " if self.prompting else ""
-            try:
-                while True:
-                    f.write(f"\r\x1b[2K\x1b[1;31m! {COUNTER.format(ago=reset.ago())}\x1b[0m{tail}")
-                    f.flush()
-                    await asyncio.sleep(0.1)
-            finally:
-                f.write("\n")
-                f.flush()
-
-        def _stop_counter(self) -> None:
-            if self.counter is not None:
-                self.counter.cancel()
-                self.counter = None
-
-        def warning(self, text: str) -> None:
-            err().print(f"[yellow]! {escape(text)}[/]")
-
-        def closed(self, reason: str, resume: str | None = None) -> None:
-            self._stop_counter()
-
-        def finished(self, report: Report) -> None:
-            self._stop_counter()
-
-        def key(self, clean: CleanKey) -> None:
-            self._stop_counter()
-            for w in clean.warnings:
-                err().print(f"[yellow]! {escape(w)}[/]")
-            err().print(f"key received: fingerprint {clean.secret.fingerprint}")
-
-        def refused(self, attempt: Attempt) -> None:
-            if attempt.final:
-                return
-            if attempt.outcome is Outcome.REJECTED:
-                err().print(f"[red]✗ {escape(attempt.detail)}[/]: paste it again")
-            else:
-                err().print(f"[red]✗ {escape(attempt.message)}[/]: check the key and paste it again")
-
-    return Terminal
 
 
 PASTE_CLIPBOARD = "Nothing more: rotator takes the key from the clipboard the moment the dashboard copies it."
@@ -135,25 +69,25 @@ def api_down(why: str, accept_unprobed: bool) -> str:
 
 
 async def _rotate(
-    state: RotationState, *, key_from: str, keep_clipboard: bool = False, dry_run: bool, quiet: bool
+    state: RotationState, flow: Flow, *, key_from: str, keep_clipboard: bool = False, dry_run: bool, quiet: bool
 ) -> Report:
+    from rotator.cli.terminal import Modes, Terminal, feed, need_terminal
+
     # The clipboard races the hidden prompt when there is a terminal; alone when there is none.
     interactive = key_from == "prompt" or (key_from == "clipboard" and sys.stdin.isatty())
     clip = Clipboard(clipboard_source(state.plan)) if key_from == "clipboard" else None
-    session = _session(state, interactive=interactive, clipboard=clip is not None, dry_run=dry_run)
-    tty = _TerminalModes() if interactive else None
+    session = _session(
+        state, flow, Terminal(prompting=interactive), interactive=interactive, clipboard=clip is not None
+    )
+    tty = Modes() if interactive else None
     try:
-        if interactive and not sys.stdin.isatty():
-            raise Fail(
-                "no terminal to ask for the key on: pipe it in with --key-stdin, or use --key-from clipboard",
-                Exit.PLAN_INVALID,
-            )
-        armed = await session.arm()
-        if clip is not None:
-            await start_clipboard(clip, armed.old_fingerprint)
+        need_terminal(interactive)
+        armed = await session.arm(start=False)
+        stdin = Stdin() if not interactive and clip is None else None  # one key, to the end of input
+        await feed(session, prompt=interactive, stdin=stdin, clip=clip, current=armed.old_fingerprint)
         if not quiet or interactive or clip is not None:
             _say_armed(state, armed, clip, interactive=interactive, dry_run=dry_run)
-        _feed(session, interactive, clip)
+        session.start()
         report = await session.wait()
         if clip is not None and report is not None and not dry_run and not keep_clipboard:
             await _clear_clipboard(clip, report)
@@ -162,32 +96,34 @@ async def _rotate(
         await _end(session, clip, tty)
 
 
-def _session(state: RotationState, *, interactive: bool, clipboard: bool, dry_run: bool) -> ArmedSession:
+def _session(
+    state: RotationState, flow: Flow, terminal: Listener, *, interactive: bool, clipboard: bool
+) -> ArmedSession:
     """The armed session of a terminal's rotation: one key from stdin, up to the limit from a
-    person (the prompt, the clipboard); a key the probe could not check ends it (its exit code
-    says: rerun with --accept-unprobed)."""
+    person (the prompt, the clipboard)."""
     from rotator.pipeline.session import MAX_KEY_ATTEMPTS, ArmedSession
 
     return ArmedSession(
         state,
-        _terminal()(interactive),
+        terminal,
         max_attempts=MAX_KEY_ATTEMPTS if interactive or clipboard else 1,
-        unavailable_keeps_armed=False,
-        dry_run=dry_run,
+        flow=flow,
+        handed_keys=False,  # the terminal's sources only
     )
 
 
-def _feed(session: ArmedSession, interactive: bool, clip: Clipboard | None) -> None:
-    """The key sources: the hidden prompt on a terminal, raced with the clipboard; else stdin."""
-    if interactive:
-        session.feed(Prompt())
-    if clip is not None:
-        session.feed(clip)
-    if not interactive and clip is None:
-        session.feed(Stdin())
+def _find_flow(plan: Plan, name: str) -> FlowSpec:
+    """The registered flow `name` for this plan (`pipeline.flows`); one line naming the others if none."""
+    from rotator.pipeline import flows
+
+    spec = flows.find(name, alternating=plan.alternating)
+    if spec is None:
+        known = ", ".join(flows.names(alternating=plan.alternating))
+        raise Fail(f"--flow {name}: {plan.name} has no such flow (one of: {known})", Exit.PLAN_INVALID)
+    return spec
 
 
-async def _end(session: ArmedSession, clip: Clipboard | None, tty: _TerminalModes | None) -> None:
+async def _end(session: ArmedSession, clip: Clipboard | None, tty: Modes | None) -> None:
     """However the command ends: a write in flight stopped first (Ctrl-C), then disarmed, the
     clipboard no longer watched, the terminal's modes put back."""
     import asyncio
@@ -213,7 +149,7 @@ def _incident_choice(incident: bool, revoke_now: bool, standby_first: bool) -> s
 
 
 def _alternating(
-    ctx: Context, plan: Plan, source: str, *, incident: bool, choice: str | None, reason: str, quiet: bool, json: bool
+    ctx: Context, plan: Plan, source: str, *, flow: str, choice: str | None, reason: str, quiet: bool, json: bool
 ) -> int:
     """An alternating plan's rotation (or incident), with the same key sources as a single-app one."""
     from rotator.cli import alternating
@@ -223,7 +159,7 @@ def _alternating(
     report = alternating.run_cli(
         plan,
         ctx.journal,
-        flow="incident" if incident else "rotate",
+        flow=flow,
         key_stdin=source == "stdin",
         clipboard=source == "clipboard",
         reason=reason,
@@ -269,33 +205,9 @@ def _outcome(session: ArmedSession, report: Report | None) -> Report:
     attempt = session.last_refusal
     if attempt is None:
         raise Fail(f"the armed rotation was closed: {session.closed_reason}", Exit.ERROR)
-    if attempt.outcome is Outcome.REJECTED:
+    if attempt.outcome is Outcome.REJECTED or attempt.report is None:
         raise Fail(attempt.message, Exit.KEY_REFUSED, attempt.report)
     return attempt.report
-
-
-class _TerminalModes:
-    """The terminal's modes at arm, put back at the end: a hidden prompt still pending when
-    the clipboard won leaves echo off otherwise."""
-
-    def __init__(self) -> None:
-        self.saved: list[Any] | None = None
-        try:
-            import termios
-
-            self.fd = sys.stdin.fileno()
-            self.saved = termios.tcgetattr(self.fd)
-        except Exception:  # noqa: BLE001 - termios.error: not a terminal
-            self.saved = None
-
-    def restore(self) -> None:
-        if self.saved is None:
-            return
-        import contextlib
-        import termios
-
-        with contextlib.suppress(Exception):
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
 
 @click.command()
@@ -325,6 +237,13 @@ class _TerminalModes:
 )
 @click.option("--revoke-now", is_flag=True, help="With --incident and no valid standby: the single-app flow (outage).")
 @click.option("--standby-first", is_flag=True, help="With --incident and no valid standby: re-key the standby first.")
+@click.option(
+    "--flow",
+    "flow_name",
+    default=None,
+    metavar="NAME",
+    help="Run another registered flow of the plan (default: rotate; `incident` with --incident).",
+)
 @click.pass_obj
 def rotate(
     ctx: Context,
@@ -342,6 +261,7 @@ def rotate(
     incident: bool,
     revoke_now: bool,
     standby_first: bool,
+    flow_name: str | None,
 ) -> int:
     """Arm, take the new key, probe it, write it everywhere, signal consumers.
 
@@ -353,12 +273,15 @@ def rotate(
     source = "stdin" if key_stdin else (key_from or "prompt")
     plan = load(plan_path)
     journal = ctx.journal
+    if flow_name is not None and incident:
+        raise Fail("--flow and --incident disagree: pick one", Exit.PLAN_INVALID)
+    spec = _find_flow(plan, flow_name or ("incident" if incident and plan.alternating else "rotate"))
+    if dry_run and not spec.dry_run and not plan.alternating:
+        raise Fail(f"--dry-run does not apply to the {spec.name} flow", Exit.PLAN_INVALID)
     if plan.alternating:
         if dry_run or force or accept_unprobed:
             raise Fail("--dry-run, --force and --accept-unprobed are for single-app plans", Exit.PLAN_INVALID)
-        return _alternating(
-            ctx, plan, source, incident=incident, choice=choice, reason=reason, quiet=quiet, json=as_json
-        )
+        return _alternating(ctx, plan, source, flow=spec.name, choice=choice, reason=reason, quiet=quiet, json=as_json)
     if standby_first:
         raise Fail(
             "--standby-first needs an alternating plan (this plan has one app: there is no standby)", Exit.PLAN_INVALID
@@ -375,6 +298,7 @@ def rotate(
     state = RotationState(
         plan,
         journal,
+        kind=spec.kind,
         reason=reason,
         force=force,
         accept_unprobed=accept_unprobed,
@@ -382,9 +306,12 @@ def rotate(
         incident=incident,
         progress_fn=progress(quiet),
     )
-    flow = _rotate(state, key_from=source, keep_clipboard=keep_clipboard, dry_run=dry_run, quiet=quiet)
+    from rotator.pipeline.flows import FlowOptions
+
+    flow = spec.make(FlowOptions(dry_run=dry_run, unavailable_keeps_armed=False))  # unchecked: rerun, --accept-unprobed
+    running = _rotate(state, flow, key_from=source, keep_clipboard=keep_clipboard, dry_run=dry_run, quiet=quiet)
     try:
-        report = run_flow(state, flow)
+        report = run_flow(state, running)
     except Fail as exc:
         if exc.report is not None:  # a rejected paste: nothing written, but the plan's people hear of it
             notify(plan, exc.report)

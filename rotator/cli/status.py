@@ -7,6 +7,7 @@ Thin on purpose: the facts and the exit code come from `pipeline.status.collect`
 from __future__ import annotations
 
 import asyncio
+import shlex
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -109,7 +110,7 @@ def show(out: Console, st: PlanStatus) -> None:
     age = st.key_age
     if age is not None:  # the page's, /metrics' and the reminders' key age, with where it comes from
         line = (
-            "key age: unknown: nothing records it (`rotator adopt PLAN --set-at DATE` records it)"
+            f"key age: unknown: nothing records it (`rotator adopt {escape(shlex.quote(st.path))} --set-at DATE` records it)"
             if age.age_seconds is None
             else f"key age: {_age(age.age_seconds)}, from {escape(age.counted_from)}"
             + (f" (max {age.max_age_days} days: {age.status})" if age.max_age_days is not None else "")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import signal
@@ -41,12 +40,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from rotator.consumer import EnvFileKey, HoldTimeout, InvalidSignature, RotatingKey, verify_webhook
+from rotator.consumer import EnvFileKey, InvalidSignature, RotatingKey, verify_webhook
+from rotator.demo.consumer_calls import Caller
 from rotator.secret import Secret
 from rotator.testing._http import JsonHandler, LoopbackServer, write_ready_file
 from rotator.testing.adjutor import MODELS_PATH
-
-FAILURES_KEPT = 50  # failed calls kept in /stats' `failures` (the newest)
 
 
 class ReloadError(Exception):
@@ -113,45 +111,33 @@ class ConsumerApp:
         parts = urlsplit(api)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"--api must be an http(s) URL, got {api!r}")
-        self._api = parts
         self._path = parts.path.rstrip("/") + MODELS_PATH
         self._host, self._port = host, port
 
         self.lock = threading.Lock()
         self._reload_lock = threading.Lock()
-        self._stop = threading.Event()
         self._secret = self._read_key()
-        self.calls = 0
-        self.ok = 0
-        self.failed = 0
-        self.failed_by_status: dict[str, int] = {}
-        self.last_error: int | str | None = None
-        self.last_error_at: float | None = None
-        self.last_ok_at: float | None = None
-        self.in_outage = False
-        self.outages = 0
-        self.failures_since_reset = 0
-        self.first_failure_at: float | None = None
-        self.recovered_at: float | None = None
-        self.outage_seconds: float | None = None
-        self._outage_started = 0.0
         self.reloads = 0
         self.reload_errors = 0
         self.webhooks_rejected = 0
         self.last_reload: dict[str, Any] | None = None
-        # The consumer's own record of each failed call (the last FAILURES_KEPT): when it started and
-        # ended, what it got, the fingerprint of the key it carried, and whether the key had been
-        # reloaded while it was in flight (`stale`: it began on a key the consumer had since replaced).
-        self.failures: list[dict[str, Any]] = []
-        self.failed_stale = 0
         self._server: _ConsumerServer | None = None
-        self._caller: threading.Thread | None = None
         # --hold: calls go through rotator.consumer_http's hold-and-retry auth (httpx), which
         # reads the key from the env file itself and holds a refused call until it changes.
         self.hold = hold
         self._rotating: RotatingKey | None = None
         if hold is not None:
             self._rotating = RotatingKey(EnvFileKey(env_file, variable), hold=hold)
+        # The caller reads the key under `lock`, as `reload` replaces it.
+        self._caller = Caller(
+            parts,
+            self._path,
+            interval=interval,
+            timeout=timeout,
+            lock=self.lock,
+            key=lambda: self._secret,
+            rotating=self._rotating,
+        )
 
     # -- key --------------------------------------------------------------
     def _read_key(self) -> Secret:
@@ -201,141 +187,24 @@ class ConsumerApp:
         except ReloadError as exc:
             _log(f"reload ({source}) failed: {exc}")
 
-    # -- the caller -------------------------------------------------------
-    def _connect(self) -> http.client.HTTPConnection:
-        host = self._api.hostname or "127.0.0.1"
-        if self._api.scheme == "https":
-            return http.client.HTTPSConnection(host, self._api.port, timeout=self.timeout)
-        return http.client.HTTPConnection(host, self._api.port, timeout=self.timeout)
-
-    def _held_call_loop(self, rotating: RotatingKey) -> None:
-        import httpx
-
-        from rotator.consumer_http import HoldAndRetryAuth
-
-        base = f"{self._api.scheme}://{self._api.netloc}"
-        with httpx.Client(base_url=base, auth=HoldAndRetryAuth(rotating), timeout=self.timeout) as client:
-            while not self._stop.is_set():
-                status: int | None = None
-                error: str | None = None
-                try:
-                    status = client.get(self._path, headers={"Accept": "application/json"}).status_code
-                except HoldTimeout:
-                    status = 401  # held `hold` seconds, no new key came: a failed call
-                except httpx.HTTPError as exc:
-                    error = type(exc).__name__
-                self._record(status, error)
-                self._stop.wait(self.interval)
-
-    def _call_loop(self) -> None:
-        if self._rotating is not None:
-            self._held_call_loop(self._rotating)
-            return
-        conn: http.client.HTTPConnection | None = None
-        while not self._stop.is_set():
-            with self.lock:
-                secret = self._secret
-            began = time.time()
-            status: int | None = None
-            error: str | None = None
-            for attempt in range(2):  # a reused keep-alive connection may have gone stale: retry once
-                reused = conn is not None
-                try:
-                    if conn is None:
-                        conn = self._connect()
-                    conn.request(
-                        "GET",
-                        self._path,
-                        headers={"Authorization": f"Bearer {secret.reveal()}", "Accept": "application/json"},
-                    )
-                    response = conn.getresponse()
-                    response.read()
-                    status = response.status
-                    if response.will_close:
-                        conn.close()
-                        conn = None
-                    break
-                except (OSError, http.client.HTTPException) as exc:
-                    error = type(exc).__name__
-                    if conn is not None:
-                        conn.close()
-                    conn = None
-                    if not reused or attempt:
-                        break
-            self._record(status, error, secret.fingerprint, began)
-            self._stop.wait(self.interval)
-        if conn is not None:
-            conn.close()
-
-    def _record(
-        self, status: int | None, error: str | None, key_fp: str | None = None, began: float | None = None
-    ) -> None:
-        now, mono = time.time(), time.monotonic()
-        with self.lock:
-            self.calls += 1
-            if status == 200:
-                self.ok += 1
-                self.last_ok_at = now
-                if self.in_outage:
-                    self.in_outage = False
-                    self.recovered_at = now
-                    self.outage_seconds = mono - self._outage_started
-                return
-            self.failed += 1
-            what: int | str = status if status is not None else (error or "error")
-            self.failed_by_status[str(what)] = self.failed_by_status.get(str(what), 0) + 1
-            current = self._secret.fingerprint
-            stale = key_fp is not None and key_fp != current
-            self.failed_stale += stale
-            self.failures.append(
-                {"began": began, "at": now, "status": what, "key": key_fp, "current": current, "stale": stale}
-            )
-            del self.failures[:-FAILURES_KEPT]
-            self.last_error, self.last_error_at = what, now
-            if not self.in_outage:
-                self.in_outage = True
-                self.outages += 1
-                self.failures_since_reset = 0
-                self.first_failure_at = now
-                self.recovered_at = None
-                self.outage_seconds = None
-                self._outage_started = mono
-            self.failures_since_reset += 1
-
     def stats(self) -> dict[str, Any]:
         with self.lock:
-            ongoing = time.monotonic() - self._outage_started if self.in_outage else None
             return {
                 "fingerprint": self._secret.fingerprint,
-                "calls": self.calls,
-                "ok": self.ok,
-                "failed": self.failed,
-                "failed_by_status": dict(self.failed_by_status),
-                "failed_stale": self.failed_stale,
-                "failures": [dict(f) for f in self.failures],
-                "last_error": self.last_error,
-                "last_error_at": self.last_error_at,
-                "last_ok_at": self.last_ok_at,
-                "in_outage": self.in_outage,
-                "outages": self.outages,
-                "failures_since_reset": self.failures_since_reset,
-                "first_failure_at": self.first_failure_at,
-                "recovered_at": self.recovered_at,
-                "outage_seconds": self.outage_seconds if ongoing is None else ongoing,
+                **self._caller.as_dict(),
                 "reloads": self.reloads,
                 "reload_errors": self.reload_errors,
                 "webhooks_rejected": self.webhooks_rejected,
                 "last_reload": dict(self.last_reload) if self.last_reload else None,
                 "interval": self.interval,
                 "reload_delay": self.reload_delay,
-                "hold": None if self._rotating is None else _hold_stats(self._rotating),
+                "hold": self._caller.hold_stats(),
             }
 
     # -- lifecycle --------------------------------------------------------
     def start(self) -> None:
         self._server = _ConsumerServer(self._host, self._port, self)
         self._server.start_background("consumer-http")
-        self._caller = threading.Thread(target=self._call_loop, name="consumer-caller", daemon=True)
         self._caller.start()
 
     @property
@@ -345,9 +214,7 @@ class ConsumerApp:
         return self._server.url
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._caller is not None:
-            self._caller.join(timeout=self.timeout + 1)
+        self._caller.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None

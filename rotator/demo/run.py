@@ -311,7 +311,7 @@ async def _rotate(
     plan: Any, journal: Journal, api_base: str, admin: str, out: Console, pause: float = OPERATOR_PASTE
 ) -> Report:
     from rotator.errors import RotatorError
-    from rotator.pipeline.session import ArmedSession, Listener
+    from rotator.pipeline.session import ArmedSession, Listener, SingleFlow
     from rotator.reset_watch import ResetDetected
 
     seen = asyncio.Event()
@@ -325,7 +325,7 @@ async def _rotate(
             out.print(f"[red]✗ {attempt.message}[/]")
 
     rot = RotationState(plan, journal, reason="demo", progress_fn=ProgressPrinter(out))
-    session = ArmedSession(rot, Demo(), unavailable_keeps_armed=False)
+    session = ArmedSession(rot, Demo(), flow=SingleFlow(unavailable_keeps_armed=False))
     try:
         try:
             await session.arm()
@@ -346,9 +346,10 @@ async def _rotate(
             await asyncio.sleep(pause)
         typo = new_key[:-1] + ("x" if new_key[-1] != "x" else "y")
         out.print("pasting the key with a typo in it first:")
-        await session.offer(typo)
+        await session.hand(typo)
         out.print("pasting the right key:")
-        attempt = await session.offer(f"  {new_key}\n")
+        attempt = await session.hand(f"  {new_key}\n")
+        assert attempt.report is not None
         return attempt.report
     finally:
         await session.release()

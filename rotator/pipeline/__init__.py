@@ -152,7 +152,7 @@ async def rotate_alternating(
     standby: re-key it first, promote, re-key the retired app (`alternating.plan_line` says so first).
     After a promote whose re-key never happened (a crash), only the re-key is left.
     An open incident (`leaked.where`) is continued, never restarted."""
-    rekeys: list[alternating.Rekeyed | Report] = []
+    rekeys: list[alternating.StandbyRow | Report] = []
     at = leaked.where(alt)
     if at is not None:
         alt.notes["leaked"] = leaked.leaked(alt)

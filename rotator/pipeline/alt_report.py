@@ -6,15 +6,16 @@ and whether it is proven revoked.  Journaled with the entry (`finish.close_journ
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
 from rotator.exitcodes import Exit
 from rotator.pipeline import finish, leaked, slots
 from rotator.pipeline.alternating import IncidentChoice
-from rotator.pipeline.rekey import Outcome, Rekeyed
+from rotator.pipeline.rekey import StandbyRow
 from rotator.probe import ProbeOutcome, ProbeResult
-from rotator.report import Report, RunState
+from rotator.report import KeyOutcome, Report, RunState
 
 if TYPE_CHECKING:
     from rotator.pipeline.slots import Alternating
@@ -73,103 +74,144 @@ async def finish_rekeys(
     state: RotationState,
     alt: Alternating,
     promoted: Report | None,
-    rekeys: list[Rekeyed | Report],
+    rekeys: list[StandbyRow | Report],
     *,
     incident: bool = False,
 ) -> Report:
-    """One report for the whole flow (journaled with the entry): the mistaken reset's report when
-    there was one, else the promote's, else the re-key's; then what the re-keys and, for an
-    incident, the leaked key's proof change of its outcome."""
+    """One report for the whole flow, closed in the journal by `finish`.  It starts from the
+    mistaken reset's report when there was one, else the promote's, else the re-key's row's
+    (`finish.row_report`); its state, exit code and message are `_outcome`'s (and for an
+    incident `_incident_outcome`'s), its extras `extras`': functions of the standby rows."""
+    rows = [r for r in rekeys if isinstance(r, StandbyRow)]
     fallback = next((r for r in rekeys if isinstance(r, Report)), None)
-    done = [r for r in rekeys if isinstance(r, Rekeyed)]
     if fallback is not None:
-        report = _not_rekeyed(state, alt, fallback) if promoted is None and not incident else fallback
+        base = fallback
     else:
-        report = promoted if promoted is not None else _rekey_report(state, alt, done[-1] if done else None)
-    _rekeys_outcome(alt, report, promoted, done, keyed=fallback is None)
-    await _rekey_left(state, report, promoted, done, keyed=fallback is None)
-    info = dict(report.alternating or {})
-    info.update(alt.as_dict())
-    if promoted is not None:
-        info["promote"] = {"window_s": promoted.window, "state": promoted.state}
-    info["rekeys"] = [r.as_dict() for r in done]
-    if alt.notes.get("mistaken_reset"):
-        info["mistaken_reset"] = alt.notes["mistaken_reset"]
+        base = promoted if promoted is not None else _rekey_report(state, rows[-1] if rows else None)
+    not_rekeyed = fallback is not None and promoted is None and not incident
+    run_state, code, message = _outcome(
+        state, alt, base, promoted, rows, keyed=fallback is None, not_rekeyed=not_rekeyed
+    )
+    inc, revocation = None, base.revocation
     if incident:
-        info["incident"] = _incident_outcome(state, alt, report, promoted, done)
-    report.alternating = info
+        inc = _incident(alt, promoted, rows)
+        code, message = _incident_outcome(state, inc, code, message)
+        revocation = _leaked_check(alt, inc)  # `old_key_check` is the leaked key's, never another's
+    if any(r.written for r in rows):
+        await leaked.close_rekey_left(state)  # earlier runs that promoted and left this re-key
+    report = dataclasses.replace(
+        base,
+        state=run_state,
+        exit_code=code,
+        message=message,
+        revocation=revocation,
+        alternating=extras(alt, base.alternating, promoted, rows, inc),
+    )
     return await finish.close_journal(state, report, event=False)
 
 
-async def _rekey_left(
-    state: RotationState, report: Report, promoted: Report | None, done: list[Rekeyed], *, keyed: bool
-) -> None:
-    """A re-key done closes the earlier runs that promoted and left it; a promote whose re-key is
-    not done is `rekey_left`, never "done"."""
-    if any(r.outcome is Outcome.DONE for r in done):
-        await leaked.close_rekey_left(state)  # earlier runs that promoted and left this re-key
-    elif keyed and promoted is not None and report.state == RunState.DONE:
-        report.state = RunState.REKEY_LEFT  # the promote is done, its re-key is not: never "done"
+def extras(
+    alt: Alternating,
+    base: dict[str, Any] | None,
+    promoted: Report | None,
+    rows: list[StandbyRow],
+    incident: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The report's `alternating` extras: the slots as they are now, the promote's window, each
+    standby row (`row_dict`), a mistaken reset's figures and an incident's."""
+    info = dict(base or {})
+    info.update(alt.as_dict())
+    if promoted is not None:
+        info["promote"] = {"window_s": promoted.window, "state": promoted.state}
+    info["rekeys"] = [row_dict(r) for r in rows]
+    if alt.notes.get("mistaken_reset"):
+        info["mistaken_reset"] = alt.notes["mistaken_reset"]
+    if incident is not None:
+        info["incident"] = incident
+    return info
 
 
-def _not_rekeyed(state: RotationState, alt: Alternating, report: Report) -> Report:
-    """A re-key that became the active app's single-app rotation: the standby was not re-keyed."""
-    if report.exit_code != Exit.DONE:
-        return report
-    report.exit_code = Exit.NOT_REKEYED
+def row_dict(row: StandbyRow) -> dict[str, object]:
+    """One re-key as the report's `alternating.rekeys` lists it."""
+    return {
+        "outcome": row.outcome.value,
+        "app": row.app,
+        "message": row.message,
+        "fingerprint": row.key,
+        "previous_fingerprint": row.previous,
+        "previous_revoked": row.revoked,
+        "revoked_at": row.revoked_at,
+        "seconds": round(row.finished or 0.0, 4),
+    }
+
+
+def _outcome(
+    state: RotationState,
+    alt: Alternating,
+    base: Report,
+    promoted: Report | None,
+    rows: list[StandbyRow],
+    *,
+    keyed: bool,
+    not_rekeyed: bool,
+) -> tuple[str, int, str]:
+    """The flow's state, exit code and message, from the report it starts from and the standby
+    rows (nothing mutated).  A key the operator reset and that is not stored is never "done"; a
+    refused or failed re-key is the flow's exit code; after a promote the message says both
+    moves, and a promote whose re-key is not done is `rekey_left`, never "done".  `not_rekeyed`:
+    a re-key that became the active app's single-app rotation (the standby was not re-keyed)."""
+    run_state, code, message = base.state, base.exit_code, base.message
+    if not_rekeyed and code == Exit.DONE:
+        code, message = Exit.NOT_REKEYED, message + _not_rekeyed_line(state, alt)
+    failed = next((r for r in rows if not r.written), None)
+    if failed is not None and failed.outcome is KeyOutcome.FAILED:
+        run_state = RunState.FAILED
+    if not keyed:
+        return run_state, int(code), message
+    if failed is not None and code == Exit.DONE:
+        code = failed.exit_code
+        message = f"{message}; but {failed.app} was not re-keyed: {failed.message}" if promoted else failed.message
+    elif promoted is not None and promoted.exit_code == Exit.DONE and rows:
+        message = _both_moves(alt, promoted, rows[-1])
+    if promoted is not None and run_state == RunState.DONE and not any(r.written for r in rows):
+        run_state = RunState.REKEY_LEFT  # the promote is done, its re-key is not
+    return run_state, int(code), message
+
+
+def _not_rekeyed_line(state: RotationState, alt: Alternating) -> str:
     s = alt.slots.standby
-    report.message += (
+    return (
         f"; {alt.standby_app} was NOT re-keyed: the standby slot "
         + (f"still holds {s.fingerprint}" if s else "is still empty")
         + f": `rotator rekey {state.plan.path}` resets {alt.standby_app}"
     )
-    return report
 
 
-def _rekeys_outcome(
-    alt: Alternating, report: Report, promoted: Report | None, done: list[Rekeyed], *, keyed: bool
-) -> None:
-    """A key the operator reset and that is not stored is never "done"; a refused or failed
-    re-key is the flow's exit code; after a promote, the message says both moves."""
-    failed = next((r for r in done if r.outcome is not Outcome.DONE), None)
-    if failed is not None and failed.outcome is Outcome.FAILED:
-        report.state = RunState.FAILED
-    if not keyed:
-        return
-    if failed is not None and report.exit_code == Exit.DONE:
-        report.exit_code = failed.code
-        report.message = (
-            f"{report.message}; but {failed.app} was not re-keyed: {failed.message}" if promoted else failed.message
-        )
-    elif promoted is not None and promoted.exit_code == Exit.DONE and done:
-        last = done[-1]
-        proof = {True: "its previous key proven revoked", False: "its previous key STILL WORKS", None: ""}[last.revoked]
-        a = alt.slots.active
-        report.message = (
-            f"{alt.active_app} is active ({a.fingerprint if a else '?'}), every target holds its key "
-            f"(promote window {promoted.window or 0:.3f}s); {last.message}" + (f", {proof}" if proof else "")
-        )
+def _both_moves(alt: Alternating, promoted: Report, last: StandbyRow) -> str:
+    """After a promote and its re-key: which app is active, the promote's window, the re-key and its proof."""
+    proof = {True: "its previous key proven revoked", False: "its previous key STILL WORKS", None: ""}[last.revoked]
+    a = alt.slots.active
+    return (
+        f"{alt.active_app} is active ({a.fingerprint if a else '?'}), every target holds its key "
+        f"(promote window {promoted.window or 0:.3f}s); {last.message}" + (f", {proof}" if proof else "")
+    )
 
 
-def _incident_outcome(
-    state: RotationState, alt: Alternating, report: Report, promoted: Report | None, done: list[Rekeyed]
-) -> dict[str, Any]:
-    """The incident's figures; the report's old-key check is the leaked key's, and an incident
-    whose leaked key is not proven revoked is never exit 0."""
-    inc = _incident(alt, promoted, done)
-    report.revocation = _leaked_check(alt, inc)  # `old_key_check` is the leaked key's, never another's
+def _incident_outcome(state: RotationState, inc: dict[str, Any], code: int, message: str) -> tuple[int, str]:
+    """An incident's exit code and message: how long the leaked key stayed in use, and whether it
+    is proven revoked (an incident whose leaked key is not is never exit 0)."""
     if inc["leaked_in_use_s"] is not None:
-        report.message += f"; the leaked key stayed in use {inc['leaked_in_use_s']:.3f}s after the command started"
+        message += f"; the leaked key stayed in use {inc['leaked_in_use_s']:.3f}s after the command started"
     if inc["revoked"]:
-        report.message += f", proven revoked {inc['revoked_after_s']:.1f}s after it"
-    elif report.exit_code == Exit.DONE:
-        report.exit_code = Exit.NOT_REKEYED
-        report.message += (
+        message += f", proven revoked {inc['revoked_after_s']:.1f}s after it"
+    elif code == Exit.DONE:
+        code = Exit.NOT_REKEYED
+        message += (
             f"; the leaked key ({inc['leaked_app']}, {inc['leaked_fingerprint']}) is NOT proven revoked: "
             f"reset {inc['leaked_app']} (`rotator rotate {state.plan.path} --incident` continues incident "
             f"{inc['id']})"
         )
-    return inc
+    return int(code), message
 
 
 def _leaked_check(alt: Alternating, inc: dict[str, Any]) -> ProbeResult | None:
@@ -183,13 +225,13 @@ def _leaked_check(alt: Alternating, inc: dict[str, Any]) -> ProbeResult | None:
     return ProbeResult(ProbeOutcome.REFUSED, f"the leaked key ({check.fingerprint}) still works: {detail}")
 
 
-def _incident(alt: Alternating, promoted: Report | None, done: list[Rekeyed]) -> dict[str, Any]:
+def _incident(alt: Alternating, promoted: Report | None, rows: list[StandbyRow]) -> dict[str, Any]:
     """The incident's figures, from its recorded leaked key: proven revoked only when the
     re-key that proved its previous key refused was the leaked key's."""
     promoted_at = alt.marks.get("promoted_at")
     lk = alt.notes.get("leaked")
     lk_fp = lk.fingerprint if lk is not None else (promoted.old_fingerprint if promoted else None)
-    proof = next((r for r in reversed(done) if r.outcome is Outcome.DONE and r.revoked and r.previous == lk_fp), None)
+    proof = next((r for r in reversed(rows) if r.written and r.revoked and r.previous == lk_fp), None)
     revoked_at = proof.revoked_at if proof is not None else None
     # A continued incident counts from when it was recorded; a new one from this command's start.
     started = lk.at if lk is not None and lk.at and alt.notes.get("continued") else alt.started_wall
@@ -207,19 +249,30 @@ def _incident(alt: Alternating, promoted: Report | None, done: list[Rekeyed]) ->
     }
 
 
-def _rekey_report(state: RotationState, alt: Alternating, r: Rekeyed | None) -> Report:
-    ok = r is not None and r.outcome is Outcome.DONE
-    return Report(
-        id=state.id,
-        kind=state.kind,
-        plan=state.plan.name,
-        state=RunState.DONE if ok else (RunState.REFUSED if r and r.outcome is Outcome.REFUSED else RunState.FAILED),
-        exit_code=0 if ok or r is None else r.code,
-        reason=state.reason,
-        operator=state.operator,
-        old_fingerprint=r.previous if r else None,
-        new_fingerprint=r.fingerprint if r else None,
-        window=r.seconds if r else None,
-        targets=[r.row] if r is not None and r.row is not None else [],
-        message=(r.message + (", its previous key proven revoked" if r.revoked else "")) if r else "nothing to do",
+def _rekey_report(state: RotationState, r: StandbyRow | None) -> Report:
+    """A re-key alone: its row's report (the row is listed when the write was tried)."""
+    if r is None:
+        return finish.row_report(
+            state,
+            None,
+            run_state=RunState.FAILED,
+            code=0,
+            message="nothing to do",
+            old_fp=None,
+            new_fp=None,
+            window=None,
+        )
+    refused = r.outcome in (KeyOutcome.REFUSED, KeyOutcome.ACTIVE_RESET)
+    run_state = (
+        RunState.DONE if r.written else (RunState.REFUSED if r.outcome is KeyOutcome.REFUSED else RunState.FAILED)
+    )
+    return finish.row_report(
+        state,
+        None if refused else r,
+        run_state=run_state,
+        code=0 if r.written else r.exit_code,
+        message=r.message + (", its previous key proven revoked" if r.revoked else ""),
+        old_fp=r.previous,
+        new_fp=r.key,
+        window=r.finished or 0.0,
     )

@@ -19,8 +19,8 @@ from rotator.exitcodes import Exit
 from rotator.pipeline import rekey as rekey_step  # a module: no flow of this name
 from rotator.pipeline import slots
 from rotator.pipeline.ask import MAX_KEY_ATTEMPTS, ResetAsk, take_key
-from rotator.pipeline.rekey import Outcome, Rekeyed
-from rotator.report import EmitStatus, Report, Step
+from rotator.pipeline.rekey import StandbyRow
+from rotator.report import EmitStatus, KeyOutcome, Report, Step
 
 if TYPE_CHECKING:
     from rotator.pipeline.ask import Operator
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from rotator.reset_watch import ResetDetected
     from rotator.secret import Secret
 
-__all__ = ["IncidentChoice", "Mistaken", "Rekeyed", "plan_line"]
+__all__ = ["IncidentChoice", "Mistaken", "StandbyRow", "plan_line"]
 
 SINGLE_WHY = "the key in use dies at once: consumers fail until rotator writes its new key (single-app flow)"
 
@@ -94,8 +94,8 @@ async def drain(state: RotationState, alt: Alternating) -> None:
     await asyncio.sleep(wait)
 
 
-def rekeyed(r: Rekeyed | Report) -> bool:
-    return isinstance(r, Rekeyed) and r.outcome is Outcome.DONE
+def rekeyed(r: StandbyRow | Report) -> bool:
+    return isinstance(r, StandbyRow) and r.written
 
 
 class Mistaken(Protocol):
@@ -108,7 +108,7 @@ class Mistaken(Protocol):
 
 async def rekey(
     state: RotationState, alt: Alternating, operator: Operator, *, mistaken: Mistaken, incident: bool = False
-) -> Rekeyed | Report:
+) -> StandbyRow | Report:
     """Ask for the standby app's reset until a key is written (or five pastes were refused).
     A Report when the active app was reset by mistake and its new key became the active key
     (`mistaken`: the flow the runbook lists for it; a step never calls up into the runbook).
@@ -119,22 +119,17 @@ async def rekey(
     app, refused = alt.standby_app, None
     watch = alt.active_app if alt.active is not None and alt.active.ok else None
     reset: ResetDetected | None = None
-    last: Rekeyed | Report | None = None
+    last: StandbyRow | Report | None = None
     for attempt in range(1, MAX_KEY_ATTEMPTS + 1):
-        if reset is None:
-            ask = ResetAsk(app, slots.SAFE, slots.dashboard_reset(app, slots.SAFE), "standby", attempt, refused)
-        else:
-            ask = _active_ask(alt, attempt, refused)
+        ask = _standby_ask(alt, attempt, refused) if reset is None else _active_ask(alt, attempt, refused)
         secret, seen = await take_key(state, operator, ask, watch_app=watch if reset is None else None)
         reset = reset or seen
         if reset is None:
-            out = await rekey_step.run(state, alt, secret)
-            if out.outcome is Outcome.FAILED:
-                out = await _store_retrying(state, alt, operator, secret, out)
-            if out.outcome is Outcome.REFUSED:
+            out = await _store(state, alt, operator, secret)
+            if out.outcome is KeyOutcome.REFUSED:
                 refused, last = out.message, out
                 continue
-            if out.outcome is not Outcome.ACTIVE_RESET:
+            if out.outcome is not KeyOutcome.ACTIVE_RESET:
                 return out
             operator.notice(f"{out.message}: taking this key as {alt.active_app}'s new key (single-app style)")
         last = await mistaken(state, alt, secret, reset)
@@ -151,9 +146,17 @@ async def rekey(
     return last
 
 
+async def _store(state: RotationState, alt: Alternating, operator: Operator, secret: Secret) -> StandbyRow:
+    """The re-key step; a write that failed after the reset is held and retried (`_store_retrying`)."""
+    out = await rekey_step.run(state, alt, secret)
+    if out.outcome is KeyOutcome.FAILED:
+        out = await _store_retrying(state, alt, operator, secret, out)
+    return out
+
+
 async def _store_retrying(
-    state: RotationState, alt: Alternating, operator: Operator, secret: Secret, failed: Rekeyed
-) -> Rekeyed:
+    state: RotationState, alt: Alternating, operator: Operator, secret: Secret, failed: StandbyRow
+) -> StandbyRow:
     """A standby write that failed after the reset: the key is held here and the write retried
     (the session stays open), saying plainly that it is not stored yet; given up after the
     plan's deadline, with the command that re-keys the standby again."""
@@ -174,7 +177,7 @@ async def _store_retrying(
             out.message = str(exc)
             continue
         out = await rekey_step.run(state, alt, secret)
-        if out.outcome is not Outcome.FAILED:
+        if out.outcome is not KeyOutcome.FAILED:
             return out
     out.message = (
         f"{app}'s new key ({fp}) was NOT stored: {out.message}; the standby slot still holds {app}'s previous key, "
@@ -182,6 +185,11 @@ async def _store_retrying(
     )
     state.event(Step.REKEY, "given_up", target=app, detail=out.message, fingerprint=fp)
     return out
+
+
+def _standby_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk:
+    app = alt.standby_app
+    return ResetAsk(app, slots.SAFE, slots.dashboard_reset(app, slots.SAFE), "standby", attempt, refused)
 
 
 def _active_ask(alt: Alternating, attempt: int, refused: str | None) -> ResetAsk:

@@ -37,6 +37,36 @@ async def run(state: RotationState) -> ArmResult:
     t0 = time.perf_counter()
     plan = state.plan
     state.emit(Step.ARM, "", EmitStatus.RUNNING, f"{len(plan.backends)} backends, {len(plan.consumers)} consumers")
+    _construct(state)
+    ready = _Readying(state)
+    await asyncio.gather(
+        *(ready.backend(b) for b in state.backends.values()),
+        *(ready.consumer(c) for c in state.consumers.values()),
+        ready.probe(),
+    )
+    old_fp = None
+    old_version = None
+    if (stored := ready.primary_stored) is not None:
+        state.old_secret = stored.secret
+        old_version = stored.version
+        old_fp = stored.secret.fingerprint if stored.secret else None
+    checks = ready.checks
+    ok = all(c.ok is not False for c in checks.values())
+    armed = state.armed = ArmResult(
+        ok, checks, old_fp, old_version, time.perf_counter() - t0, ready.current, ready.changed
+    )
+    if ok:
+        await _open_entry(state)
+        # The values read at arm into full matchers, off the loop: the pasted key then costs
+        # a one-value matcher in the window, never a full rebuild.
+        await asyncio.to_thread(compact)
+    state.emit(Step.ARM, "", EmitStatus.OK if ok else EmitStatus.FAILED, f"{armed.seconds:.2f}s", armed.seconds)
+    return armed
+
+
+def _construct(state: RotationState) -> None:
+    """The plugin context, every target's plugin and the prober, constructed (nothing opened yet)."""
+    plan = state.plan
     n_targets = len(plan.backends) + len(plan.consumers)
     ctx = state.ctx = PluginContext(
         max_threads=max(plan.rotation.max_threads, min(n_targets * 2 + 4, 1024)), plan=plan.name
@@ -48,80 +78,64 @@ async def run(state: RotationState) -> ArmResult:
     if plan.probe.enabled:
         state.prober = Prober(plan.probe, ctx.http)
 
-    checks: dict[str, Check] = {}
-    current: dict[str, str | None] = {}
-    changed: dict[str, dict[str, str | None]] = {}
-    primary_stored: Stored | None = None
-    # A bounded number of targets readied at once, so each one's timeout measures its
-    # own requests, not a queue: 900 consumers started together needed ~2,700 requests
-    # of event-loop CPU (~1 ms each on a loaded 2-core VM) and all timed out at 10 s.
-    slots = asyncio.Semaphore(ARM_CONCURRENCY)
 
-    async def ready_backend(b: Backend) -> None:
-        async with slots:
-            await _ready_backend(b)
+class _Readying:
+    """Each target opened, preflighted and (a backend) read, a bounded number at once; what they said."""
 
-    async def ready_consumer(c: Consumer) -> None:
-        async with slots:
-            await _ready_consumer(c)
+    def __init__(self, state: RotationState) -> None:
+        self.state = state
+        self.checks: dict[str, Check] = {}
+        self.current: dict[str, str | None] = {}
+        self.changed: dict[str, dict[str, str | None]] = {}
+        self.primary_stored: Stored | None = None
+        # A bounded number of targets readied at once, so each one's timeout measures its
+        # own requests, not a queue: 900 consumers started together needed ~2,700 requests
+        # of event-loop CPU (~1 ms each on a loaded 2-core VM) and all timed out at 10 s.
+        self.slots = asyncio.Semaphore(ARM_CONCURRENCY)
 
-    async def _ready_backend(b: Backend) -> None:
-        nonlocal primary_stored
-        start = time.perf_counter()
-        try:
-            await asyncio.wait_for(b.open(), b.settings.timeout)
-            check = await asyncio.wait_for(b.preflight(), b.settings.timeout)
-            if check.ok is not False:
-                stored = await asyncio.wait_for(b.read(), b.settings.timeout)
-                current[b.name] = stored.secret.fingerprint if stored.secret else None
-                changed[b.name] = {
-                    "version": stored.version,
-                    "changed_at": stored.changed_at,
-                    "changed_by": stored.changed_by,
-                }
-                if b.settings.primary:
-                    primary_stored = stored
-        except Exception as exc:  # noqa: BLE001 - one line per target, never a traceback
-            check = Check(False, reason(exc))
-        check = _keep(checks, b.name, _scrubbed(check))
-        state.emit(Step.ARM, b.name, _check_status(check), _check_detail(check), time.perf_counter() - start)
+    async def backend(self, b: Backend) -> None:
+        async with self.slots:
+            start = time.perf_counter()
+            try:
+                await asyncio.wait_for(b.open(), b.settings.timeout)
+                check = await asyncio.wait_for(b.preflight(), b.settings.timeout)
+                if check.ok is not False:
+                    self._stored(b, await asyncio.wait_for(b.read(), b.settings.timeout))
+            except Exception as exc:  # noqa: BLE001 - one line per target, never a traceback
+                check = Check(False, reason(exc))
+            self._said(b.name, check, start)
 
-    async def _ready_consumer(c: Consumer) -> None:
-        start = time.perf_counter()
-        try:
-            await asyncio.wait_for(c.open(), c.settings.timeout)
-            check = await asyncio.wait_for(c.preflight(), c.settings.timeout)
-        except Exception as exc:  # noqa: BLE001
-            check = Check(False, reason(exc))
-        check = _keep(checks, c.name, _scrubbed(check))
-        state.emit(Step.ARM, c.name, _check_status(check), _check_detail(check), time.perf_counter() - start)
+    def _stored(self, b: Backend, stored: Stored) -> None:
+        self.current[b.name] = stored.secret.fingerprint if stored.secret else None
+        self.changed[b.name] = {
+            "version": stored.version,
+            "changed_at": stored.changed_at,
+            "changed_by": stored.changed_by,
+        }
+        if b.settings.primary:
+            self.primary_stored = stored
 
-    async def warm_probe() -> None:
+    async def consumer(self, c: Consumer) -> None:
+        async with self.slots:
+            start = time.perf_counter()
+            try:
+                await asyncio.wait_for(c.open(), c.settings.timeout)
+                check = await asyncio.wait_for(c.preflight(), c.settings.timeout)
+            except Exception as exc:  # noqa: BLE001
+                check = Check(False, reason(exc))
+            self._said(c.name, check, start)
+
+    def _said(self, name: str, check: Check, start: float) -> None:
+        check = _keep(self.checks, name, _scrubbed(check))
+        self.state.emit(Step.ARM, name, _check_status(check), _check_detail(check), time.perf_counter() - start)
+
+    async def probe(self) -> None:
+        """The probe's connection warmed (its answer shown, never blocking)."""
+        state = self.state
         if state.prober:
             detail = await state.prober.warm()
             check = state.probe_check = Check(*state.prober.readiness(detail))
             state.emit(Step.ARM, "probe", _check_status(check), _check_detail(check))
-
-    await asyncio.gather(
-        *(ready_backend(b) for b in state.backends.values()),
-        *(ready_consumer(c) for c in state.consumers.values()),
-        warm_probe(),
-    )
-    old_fp = None
-    old_version = None
-    if primary_stored is not None:
-        state.old_secret = primary_stored.secret
-        old_version = primary_stored.version
-        old_fp = primary_stored.secret.fingerprint if primary_stored.secret else None
-    ok = all(c.ok is not False for c in checks.values())
-    armed = state.armed = ArmResult(ok, checks, old_fp, old_version, time.perf_counter() - t0, current, changed)
-    if ok:
-        await _open_entry(state)
-        # The values read at arm into full matchers, off the loop: the pasted key then costs
-        # a one-value matcher in the window, never a full rebuild.
-        await asyncio.to_thread(compact)
-    state.emit(Step.ARM, "", EmitStatus.OK if ok else EmitStatus.FAILED, f"{armed.seconds:.2f}s", armed.seconds)
-    return armed
 
 
 async def _open_entry(state: RotationState) -> None:

@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from rotator.pipeline import fence
 from rotator.pipeline.key_sources import KeySource
@@ -26,7 +26,10 @@ from rotator.transport import http_client
 
 if TYPE_CHECKING:
     from rotator.pipeline.state import RotationState
+    from rotator.report import Report
     from rotator.secret import Secret
+
+T = TypeVar("T")
 
 
 # The limits of asking, defined here only (the session, the flows and every front end import them).
@@ -45,6 +48,19 @@ class ResetAsk:
     slot: str  # which slot the key goes to: standby | active
     attempt: int = 1
     refused: str | None = None  # why the previous paste was refused
+
+
+@dataclass
+class Attempt:
+    """What became of one key handed to an armed session (`ArmedSession.hand`), whatever its flow:
+    the answer the service sends back, and what a front end is told of a refused key."""
+
+    outcome: KeyOutcome
+    message: str  # the whole line: what happened (and, when refused, that nothing was written)
+    report: Report | None = None  # the single flow's attempt: its report (a refusal's too)
+    attempts_left: int = 0
+    final: bool = False  # the session is over: FINISHED or CLOSED
+    detail: str = ""  # a rejected paste: what is wrong with it
 
 
 class Operator(Protocol):
@@ -109,6 +125,8 @@ class SourcesOperator:
         self.key_pattern = key_pattern
         self.max_pastes = max_pastes
         self._pending: dict[int, asyncio.Future[str | bytes | Secret | None]] = {}
+        # Told the moment a source gives a key (the single flow's window starts there, not a few loop turns later).
+        self.arrival: Callable[[], None] | None = None
 
     def show(self, ask: ResetAsk) -> None:
         """Tell the operator which app to reset and why (the dashboard instruction)."""
@@ -123,11 +141,15 @@ class SourcesOperator:
         """Something the operator must know at once."""
 
     async def key(self, ask: ResetAsk) -> Secret:
+        self.show(ask)
+        return await self.take(ask)
+
+    async def take(self, ask: ResetAsk) -> Secret:
+        """The key for `ask` (shown already): pastes that are not keys refused, up to `max_pastes`."""
         from rotator.errors import RotationError
         from rotator.exitcodes import Exit
         from rotator.secret import CleanKey, KeyRejected, Secret, clean_paste
 
-        self.show(ask)
         last = ""
         for _ in range(self.max_pastes):
             raw = await self._next()
@@ -155,7 +177,7 @@ class SourcesOperator:
         while live:
             for i in live:
                 if i not in self._pending:
-                    self._pending[i] = asyncio.ensure_future(self.sources[i].read())
+                    self._pending[i] = asyncio.ensure_future(self._read(self.sources[i]))
             done, _ = await asyncio.wait([self._pending[i] for i in live], return_when=asyncio.FIRST_COMPLETED)
             for i in list(live):
                 task = self._pending[i]
@@ -166,6 +188,17 @@ class SourcesOperator:
                         return value
                     live.remove(i)
         return None
+
+    async def _read(self, source: KeySource) -> str | bytes | Secret | None:
+        value = await source.read()
+        if value is not None:
+            self.arrived(source)
+        return value
+
+    def arrived(self, source: KeySource) -> None:
+        """A key came from `source`, this instant."""
+        if self.arrival is not None:
+            self.arrival()
 
     def close(self) -> None:
         for task in self._pending.values():
@@ -188,9 +221,11 @@ class AskingSession(Protocol):
     @property
     def listener(self) -> AskListener: ...
 
-    def answer(self, outcome: KeyOutcome, message: str) -> None: ...
+    def answer(self, attempt: Attempt) -> None: ...
 
-    async def armed_until(self, key: Coroutine[Any, Any, Secret]) -> Secret: ...
+    def rearm(self, *, expire: bool = False) -> None: ...
+
+    async def armed_until(self, key: Coroutine[Any, Any, T], *, expire: bool = True) -> T: ...
 
 
 class AskListener(Protocol):
@@ -204,7 +239,9 @@ class AskListener(Protocol):
 
 class FlowOperator(SourcesOperator):
     """A flow's `Operator` over its session: the page's keys (`hand`) and every fed source,
-    raced.  ARMED (kept warm, expiring `arm_timeout` after the ask) only while it waits."""
+    raced.  ARMED (kept warm, expiring `arm_timeout` after the ask) only while it waits.
+    `key` asks for a reset (a `ResetAsk`, cleaned here, `max_pastes`); `paste` takes one raw
+    paste as it comes (the single flow cleans and counts its attempts itself)."""
 
     def __init__(self, session: AskingSession) -> None:
         sources: list[KeySource] = [session.inbox] if session.handed_keys else []
@@ -214,12 +251,15 @@ class FlowOperator(SourcesOperator):
     def show(self, ask: ResetAsk) -> None:
         s = self.session
         # The key handed for the previous ask (if any) was refused, or the next reset is due.
-        s.answer(KeyOutcome.REFUSED if ask.refused else KeyOutcome.TAKEN, ask.refused or f"next: reset {ask.app}")
+        s.answer(
+            Attempt(KeyOutcome.REFUSED if ask.refused else KeyOutcome.TAKEN, ask.refused or f"next: reset {ask.app}")
+        )
         s.asking = ask
         s.listener.asked(ask)
 
     def rejected(self, message: str) -> None:
-        self.session.answer(KeyOutcome.REJECTED, message)
+        self.session.rearm()  # still waiting for this ask's key
+        self.session.answer(Attempt(KeyOutcome.REJECTED, message))
         self.session.listener.rejected(message)
 
     def received(self, fingerprint: str, warnings: list[str]) -> None:
@@ -228,6 +268,21 @@ class FlowOperator(SourcesOperator):
     def notice(self, line: str) -> None:
         self.session.listener.notice(line)
 
+    def arrived(self, source: KeySource) -> None:
+        if source is not self.session.inbox:  # a handed key arrived in `hand()` already
+            super().arrived(source)
+
+    def handed(self) -> None:
+        """A key was handed in (`ArmedSession.hand`), this instant."""
+        super().arrived(self.session.inbox)
+
     async def key(self, ask: ResetAsk) -> Secret:
         await fence.before_ask(self.session.state)  # no reset asked for by a run that lost its plan (LOCK_LOST)
-        return await self.session.armed_until(super().key(ask))
+        self.session.rearm(expire=True)  # ARMED, expiring from this ask (the page shows when) ...
+        self.show(ask)  # ... and asking at once: a key handed from now on is this ask's
+        return await self.session.armed_until(self.take(ask), expire=False)
+
+    async def paste(self, *, expire: bool = True) -> str | bytes | Secret | None:
+        """One paste, raw, from whichever source gives it first (None: every source ended);
+        ARMED while it waits (`expire`: the expiry counts from now, else from before)."""
+        return await self.session.armed_until(self._next(), expire=expire)

@@ -150,6 +150,34 @@ def not_written(
     )
 
 
+def row_report(
+    state: RotationState,
+    row: TargetResult | None,
+    *,
+    run_state: str,
+    code: int,
+    message: str,
+    old_fp: str | None,
+    new_fp: str | None,
+    window: float | None,
+) -> Report:
+    """The report of a run whose one write is `row` (a re-key's standby write; None: nothing was tried)."""
+    return Report(
+        id=state.id,
+        kind=state.kind,
+        plan=state.plan.name,
+        state=run_state,
+        exit_code=int(code),
+        reason=state.reason,
+        operator=state.operator,
+        old_fingerprint=old_fp,
+        new_fingerprint=new_fp,
+        window=window,
+        targets=[row] if row is not None else [],
+        message=message,
+    )
+
+
 async def abandon(state: RotationState, report: Report) -> Report:
     """Close the journal entry of a rotation that wrote nothing (no report event: no window)."""
     return await close_journal(state, report, event=False)

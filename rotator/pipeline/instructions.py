@@ -8,12 +8,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rotator.report import ArmResult
 
+
+def reset_path(app: str | None = None) -> str:
+    """Where the reset is in Adjutor's dashboard, said once (naming the app when a flow knows which)."""
+    apps = f"Apps → {app}" if app else "Apps"
+    return f"Business → {apps} → View details → Reset app key"
+
+
 # What the operator does once armed: the dashboard steps, said once for the terminal and the page.
 ARMED_HEADLINE = (
     "Every target is ready. Now reset the key; the old key stops working at once, so the window starts now."
 )
 RESET_STEPS = (
-    "Adjutor dashboard → Business → Apps → View details → Reset app key",
+    f"Adjutor dashboard → {reset_path()}",
     "Copy the new key the dashboard shows.",
 )
 PASTE_PROMPT = "Paste it here and press Enter (input is hidden)."

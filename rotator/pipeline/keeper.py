@@ -2,11 +2,12 @@
 warm, renew the plan lock's lease (every `keep_warm_every` seconds), honour a close asked for
 through the journal, and close the session when no key came before `expires_at`.
 
-Between those rounds it checks every `LOCK_CHECK_EVERY` seconds that the session still
-holds its plan (one `SELECT 1` on the lock's own connection): after a PostgreSQL
-restart it takes the lock again before another replica can, or, when another
-rotation took the plan meanwhile, closes the session and says so, so that no
-operator is asked to reset a key for a rotation that can no longer write it."""
+Every `LOCK_CHECK_EVERY` seconds it reads whether someone asked to close the session (the
+page of another replica: the operator waits for it), and between the keep-warm rounds it
+checks that the session still holds its plan (one `SELECT 1` on the lock's own
+connection): after a PostgreSQL restart it takes the lock again before another replica
+can, or, when another rotation took the plan meanwhile, closes the session and says so,
+so that no operator is asked to reset a key for a rotation that can no longer write it."""
 
 from __future__ import annotations
 
@@ -27,13 +28,13 @@ if TYPE_CHECKING:
 
 log = get_logger("rotator.session")
 
-LOCK_CHECK_EVERY = 2.0  # seconds between checks that an armed session still holds its plan
+LOCK_CHECK_EVERY = 2.0  # seconds between checks that an armed session still holds its plan, or is asked to close
 CLOSE_STEP = Step.CLOSE  # journal: `requested` by someone who does not hold the session (the page of another replica)
 
 
 def close_requested(journal: Journal, rid: str) -> str | None:
     """Why someone asked (through the journal) for this armed rotation to be closed, if anyone did.
-    The holder's keeper reads it every `keep_warm_every` seconds: one small query."""
+    The holder's keeper reads it every `LOCK_CHECK_EVERY` seconds: one small query."""
     for e in journal.events(rid):
         if e.get("step") == CLOSE_STEP and e.get("status") == "requested":
             return str(e.get("detail") or "closed on request")
@@ -93,19 +94,14 @@ class Keeper:
             await asyncio.sleep(wait)
             if s.status is not Status.ARMED:
                 return
+            if (asked := await self._close_asked()) is not None:
+                await s.close(asked)
+                return
             if time.monotonic() < next_warm:
                 if await self._lock_lost():
                     return
                 continue
             next_warm = time.monotonic() + s.keep_warm_every
-            try:  # someone who does not hold this session (another replica's page) asked to close it
-                asked = await s.state.journal_call(close_requested, s.state.journal, s.id)
-            except Exception as exc:  # noqa: BLE001 - the journal is retried at the next round
-                asked = None
-                log.warning("close-request check failed", rotation=s.id, error=type(exc).__name__)
-            if asked is not None:
-                await s.close(asked)
-                return
             try:
                 await arm.keep_warm(s.state)
             except (LockHeld, LockLost) as exc:
@@ -115,6 +111,15 @@ class Keeper:
                 return
             except Exception as exc:  # noqa: BLE001 - keeping warm is best effort
                 log.warning("keep-warm failed", rotation=s.id, error=type(exc).__name__)
+
+    async def _close_asked(self) -> str | None:
+        """Why someone who does not hold this session (another replica's page) asked to close it, if anyone did."""
+        s = self.session
+        try:
+            return await s.state.journal_call(close_requested, s.state.journal, s.id)
+        except Exception as exc:  # noqa: BLE001 - the journal is retried at the next round
+            log.warning("close-request check failed", rotation=s.id, error=type(exc).__name__)
+            return None
 
     async def _lock_lost(self) -> bool:
         """Check the session still holds its plan; close it (True) when it does not."""

@@ -8,7 +8,7 @@ promote is left) or the standby (only the leaked app's reset is left).  A
 promote or roll back to the leaked key is refused (`refusal`), a re-run of
 `rotate` / `rotate --incident` / the service's arm continues the incident
 (`continuing`), and the mark is cleared only by the write that re-keys the
-leaked app (`plugins._slots.standby_change`) or replaces its active key
+leaked app (`rotator.backend_rules.standby_change`) or replaces its active key
 (`clear_if_rekeyed`).
 """
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rotator.errors import Conflict, PluginError
@@ -29,38 +29,30 @@ if TYPE_CHECKING:
     from rotator.secret import Secret
 
 
-Outcome = KeyOutcome  # DONE, REFUSED (the operator may paste again), ACTIVE_RESET, FAILED
-
-
 NOT_RESET = "the key was not reset"
 
 
 @dataclass
-class Rekeyed:
-    outcome: Outcome
-    app: str
-    message: str = ""
-    code: int = 0
-    fingerprint: str | None = None
+class StandbyRow(TargetResult):
+    """The standby write's target row (the primary's, as a rotation's targets have theirs), with
+    what the re-key proved beside it: the key pasted, the standby's previous key and whether the
+    API now refuses it.  `outcome` (the one key vocabulary): DONE (written, read back), REFUSED
+    (nothing written: the operator may paste again), ACTIVE_RESET (the active app was reset
+    instead: nothing written), FAILED (the write failed: `status` says conflict or failed).
+    The flow's report (`alt_report`) is made from these rows."""
+
+    app: str = ""
+    key: str | None = None  # the pasted key's fingerprint (`fingerprint` is what was read back)
     previous: str | None = None  # the previous standby key's fingerprint
     revoked: bool | None = None  # the previous standby key proven refused (None: there was none)
     revoked_at: float | None = None  # time.time() of that proof
-    seconds: float = 0.0  # key received -> standby written and read back
-    # The standby write's row (attempts, version, detail; times from the key), as a rotation's
-    # targets have theirs: what the flow's report lists.  None when nothing was tried.
-    row: TargetResult | None = field(default=None, repr=False)
+    outcome: KeyOutcome = KeyOutcome.DONE
+    exit_code: int = 0
+    message: str = ""  # what the flow says of it (`detail` is the write's own)
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "outcome": self.outcome.value,
-            "app": self.app,
-            "message": self.message,
-            "fingerprint": self.fingerprint,
-            "previous_fingerprint": self.previous,
-            "previous_revoked": self.revoked,
-            "revoked_at": self.revoked_at,
-            "seconds": round(self.seconds, 4),
-        }
+    @property
+    def written(self) -> bool:
+        return self.outcome is KeyOutcome.DONE
 
 
 def same_key(alt: Alternating, state: RotationState, secret: Secret) -> str | None:
@@ -77,14 +69,17 @@ def same_key(alt: Alternating, state: RotationState, secret: Secret) -> str | No
     return None
 
 
-async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed:
+async def run(state: RotationState, alt: Alternating, secret: Secret) -> StandbyRow:
+    """Probe the three keys, then (only when they say so) write the standby: the row says what became of it."""
     t0 = time.perf_counter()
     app = alt.standby_app
     fp = secret.fingerprint
+    row = _row(state, app, fp)
     if line := same_key(alt, state, secret):
         state.event(Step.REKEY, "refused", target=app, detail=line, fingerprint=fp)
-        return Rekeyed(Outcome.REFUSED, app, line, int(Exit.KEY_REFUSED), fp)
+        return _not_written(row, KeyOutcome.REFUSED, line, Exit.KEY_REFUSED)
     previous = alt.slots.standby_secret
+    row.previous = previous.fingerprint if previous else None
     state.emit(Step.REKEY, app, EmitStatus.RUNNING, f"probing {fp} on {len(alt.probers)} URL(s)")
     new, active, prev = await asyncio.gather(
         slots.probe_all(alt, secret),
@@ -93,43 +88,42 @@ async def run(state: RotationState, alt: Alternating, secret: Secret) -> Rekeyed
     )
     proven_at = time.time()
     state.event(Step.PROBE, "accepted" if new.ok else "refused", target=app, detail=new.problem(), fingerprint=fp)
-    if (refused := _refused(state, alt, fp, new, active, prev)) is not None:
-        return refused
-    revoked = prev.refused if prev is not None else None
-    started = time.perf_counter() - t0
-    res = await _write(state, alt, secret)
-    seconds = res.finished = time.perf_counter() - t0
-    res.started = started
-    if res.status != TargetStatus.OK:
-        line = f"the standby slot of {res.name} was not written: {res.detail}"
-        state.event(Step.REKEY, res.status, target=app, detail=line, fingerprint=fp)
-        code = Exit.CONFLICT if res.status == TargetStatus.CONFLICT else Exit.ERROR
-        prev_fp = previous.fingerprint if previous else None
-        return Rekeyed(Outcome.FAILED, app, line, int(code), fp, prev_fp, revoked, seconds=seconds, row=res)
-    prev_fp = previous.fingerprint if previous else None
+    if _refused(state, alt, row, new, active, prev):
+        return row
+    row.revoked = prev.refused if prev is not None else None
+    row.started = time.perf_counter() - t0
+    await _write(state, alt, secret, row)
+    row.finished = time.perf_counter() - t0
+    if row.status != TargetStatus.OK:
+        line = f"the standby slot of {row.name} was not written: {row.detail}"
+        state.event(Step.REKEY, row.status, target=app, detail=line, fingerprint=fp)
+        code = Exit.CONFLICT if row.status == TargetStatus.CONFLICT else Exit.ERROR
+        row.outcome, row.message, row.exit_code = KeyOutcome.FAILED, line, int(code)
+        return row
+    row.revoked_at = proven_at if row.revoked else None
     await slots.refresh(state, alt)
     state.event(
         Step.REKEY,
         "ok",
         target=app,
-        detail=f"standby {app}: {prev_fp or 'empty'} -> {fp}; {alt.describe()}",
+        detail=f"standby {app}: {row.previous or 'empty'} -> {fp}; {alt.describe()}",
         fingerprint=fp,
-        version=res.version,
-        seconds=seconds,
+        version=row.version,
+        seconds=row.finished,
     )
-    state.emit(Step.REKEY, app, EmitStatus.OK, f"standby {app} holds {fp}", seconds)
-    return Rekeyed(
-        Outcome.DONE,
-        app,
-        f"{app} re-keyed as the standby ({fp})",
-        0,
-        fp,
-        prev_fp,
-        revoked,
-        proven_at if revoked else None,
-        seconds,
-        res,
-    )
+    state.emit(Step.REKEY, app, EmitStatus.OK, f"standby {app} holds {fp}", row.finished)
+    row.message = f"{app} re-keyed as the standby ({fp})"
+    return row
+
+
+def _row(state: RotationState, app: str, fp: str) -> StandbyRow:
+    primary = state.primary
+    return StandbyRow(primary.name, "backend", primary.settings.type, primary=True, app=app, key=fp)
+
+
+def _not_written(row: StandbyRow, outcome: KeyOutcome, line: str, code: Exit) -> StandbyRow:
+    row.outcome, row.message, row.exit_code = outcome, line, int(code)
+    return row
 
 
 async def _probe(alt: Alternating, key: Secret | None) -> KeyCheck | None:
@@ -137,18 +131,25 @@ async def _probe(alt: Alternating, key: Secret | None) -> KeyCheck | None:
 
 
 def _refused(
-    state: RotationState, alt: Alternating, fp: str, new: KeyCheck, active: KeyCheck | None, prev: KeyCheck | None
-) -> Rekeyed | None:
-    """Why the key must not be written (nothing is): the active app was reset instead, the API
-    refused (or could not check) the key, or the standby's previous key still works.  None: go on."""
-    app = alt.standby_app
+    state: RotationState,
+    alt: Alternating,
+    row: StandbyRow,
+    new: KeyCheck,
+    active: KeyCheck | None,
+    prev: KeyCheck | None,
+) -> bool:
+    """Whether the key must not be written (nothing is), said on `row`: the active app was reset
+    instead, the API refused (or could not check) the key, or the standby's previous key still works."""
+    app, fp = alt.standby_app, row.key
     if active is not None and active.refused:
         line = (
             f"the active app ({alt.active_app}) was reset, not {app}: its key ({active.fingerprint}) is refused "
             f"({active.problem()}); consumers are failing"
         )
         state.event(Step.REKEY, "active_reset", target=alt.active_app, detail=line, fingerprint=active.fingerprint)
-        return Rekeyed(Outcome.ACTIVE_RESET, app, line, int(Exit.KEY_REFUSED), fp)
+        row.previous = None
+        _not_written(row, KeyOutcome.ACTIVE_RESET, line, Exit.KEY_REFUSED)
+        return True
     if not new.ok:
         unavailable = not new.refused
         line = (
@@ -156,10 +157,11 @@ def _refused(
         )
         state.emit(Step.REKEY, app, EmitStatus.FAILED, line)
         state.event(Step.REKEY, "refused", target=app, detail=line, fingerprint=fp)
-        code = Exit.PROBE_UNAVAILABLE if unavailable else Exit.KEY_REFUSED
-        return Rekeyed(Outcome.REFUSED, app, line, int(code), fp)
+        row.previous = None
+        _not_written(row, KeyOutcome.REFUSED, line, Exit.PROBE_UNAVAILABLE if unavailable else Exit.KEY_REFUSED)
+        return True
     if prev is None:
-        return None
+        return False
     state.event(
         Step.REVOKED,
         "ok" if prev.refused else "still_works",
@@ -168,13 +170,15 @@ def _refused(
         fingerprint=prev.fingerprint,
     )
     if prev.refused:
-        return None
+        return False
     line = (
         f"{NOT_RESET}: {app}'s previous key ({prev.fingerprint}) still works ({_status(prev)}), so this key "
         f"is from another app or {app} was not reset; nothing was written"
     )
     state.emit(Step.REKEY, app, EmitStatus.FAILED, line)
-    return Rekeyed(Outcome.REFUSED, app, line, int(Exit.KEY_REFUSED), fp, prev.fingerprint, False)
+    row.revoked = False
+    _not_written(row, KeyOutcome.REFUSED, line, Exit.KEY_REFUSED)
+    return True
 
 
 def _same_slots(a: Slots, b: Slots) -> bool:
@@ -193,10 +197,9 @@ def _status(kc: KeyCheck) -> str:
     return ", ".join(f"{r.outcome.value}" for r in kc.results.values())
 
 
-async def _write(state: RotationState, alt: Alternating, secret: Secret) -> TargetResult:
-    """`write_standby` (CAS on the slots' version), read back; never raises."""
+async def _write(state: RotationState, alt: Alternating, secret: Secret, res: TargetResult) -> None:
+    """`write_standby` (CAS on the slots' version), read back, on `res`; never raises."""
     primary = state.primary
-    res = TargetResult(primary.name, "backend", primary.settings.type, primary=True)
     token = alt.token(slots.LastStep.REKEY)
     active_app = alt.active_app if alt.slots.active is None or alt.slots.active.app is None else None
     deadline = asyncio.get_running_loop().time() + state.plan.rotation.deadline
@@ -228,4 +231,3 @@ async def _write(state: RotationState, alt: Alternating, secret: Secret) -> Targ
     res.version = await write.attempt_write(state, primary, res, once, deadline=deadline)
     if res.status is TargetStatus.OK:
         res.fingerprint = secret.fingerprint
-    return res

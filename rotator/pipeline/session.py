@@ -1,31 +1,23 @@
-"""`ArmedSession`: one armed rotation waiting for its key: the one flow of `rotator
-rotate` and of the service.
+"""`ArmedSession`: one armed run waiting for its keys, whatever its flow: the one session of
+`rotator rotate`, `rekey`, `rollback` and of the service.
 
-    arm ──ok──▶ ARMED ──key──▶ ROTATING ──written──▶ FINISHED
-     │            ▲  │            │
-     │            └──┼─refused────┘  (attempts left: still armed, ask again)
-     ▼               │
-    NotArmed         └──close / expiry / lock lost / last refusal──▶ CLOSED
+    arm ──ok──▶ the flow runs ──asks──▶ ARMED ──key──▶ ROTATING ──▶ … ──report──▶ FINISHED
+     │                                    │   ▲           │
+     ▼                                    │   └─asks again┘  (a refused key, the next reset)
+    NotArmed                              └──close / expiry / lock lost──▶ CLOSED
 
-While ARMED, a keeper keeps the probe's connection warm and renews the plan
-lock's lease (every `keep_warm_every` seconds) and closes the session when no
-key came before `expires_at`.  Keys come from any number of `KeySource`s racing
-(a hidden prompt, stdin, the web page / API, the clipboard): the first key
-offered is tried, a key offered while one is being written is refused as busy.
-`spawn` runs further background work while armed (e.g. a watcher of the old key);
-it is cancelled when the session ends.
-
-The attempt runs as a task owned by the session, not by whoever offered the key:
-an HTTP client that disconnects does not stop a rotation half-way.
-
-A `Flow` (`flow=`, an alternating plan's: `alternating_flow`) runs instead of the single
-flow's key attempts (`single_flow`): armed by `arm()` (its `armed` hook), it runs as the
-session's task and asks for keys through its operator (`ask.FlowOperator`), the session
-ARMED (keep-warm, expiry counted from each ask) only while it waits (`armed_until`).
-Keys reach it through `hand()` and the fed sources; `interrupt()` makes the pending ask
-raise (the page's Roll back).  The parts, one job each, live beside it (their names are
-re-exported here): `single_flow`, `key_sources`, `keeper`, `armed_watch`, `ask`,
-`session_types` (the vocabulary and front-end hooks), `instructions`.
+The session keeps the lifecycle only: arm (`arm.run`, then the flow's `armed` hook), the
+keeper (keep-warm, the lock's lease, expiry) while ARMED, `hand()` (the page's and the API's
+keys), the fed sources (a hidden prompt, stdin, the clipboard), `interrupt()` (the page's
+Roll back), close and release.  Every session runs exactly one `Flow`: the single-app key
+attempts (`single_flow.SingleFlow`, the default) or an alternating plan's
+(`alternating_flow`).  The flow runs as the session's task (an HTTP client that disconnects
+does not stop it half-way) and asks for keys through its operator (`ask.FlowOperator`): the
+session is ARMED only while it waits (`armed_until`).  A key handed while one is being
+written is refused as busy.  `spawn` runs background work (the old key's watch), cancelled
+when the session ends.  The parts, one job each, live beside it (their names are re-exported
+here): `single_flow`, `key_sources`, `keeper`, `armed_watch`, `ask`, `session_types`,
+`instructions`.
 """
 
 from __future__ import annotations
@@ -34,13 +26,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from rotator.errors import RotatorError
 from rotator.logs import get_logger
 from rotator.pipeline import arm, finish
 from rotator.pipeline.armed_watch import ArmedWatch
-from rotator.pipeline.ask import KEEP_WARM_EVERY, MAX_KEY_ATTEMPTS, MAX_PASTES, FlowOperator
+from rotator.pipeline.ask import KEEP_WARM_EVERY, MAX_KEY_ATTEMPTS, MAX_PASTES, Attempt, FlowOperator
 from rotator.pipeline.instructions import (
     ARMED_HEADLINE,
     PASTE_PAGE,
@@ -53,8 +45,7 @@ from rotator.pipeline.instructions import (
 from rotator.pipeline.keeper import CLOSE_STEP, Keeper, close_requested
 from rotator.pipeline.key_sources import Inbox, KeySource
 from rotator.pipeline.session_types import (
-    Attempt,
-    Handed,
+    Closed,
     Listener,
     NotArmed,
     Outcome,
@@ -72,20 +63,23 @@ if TYPE_CHECKING:
     from rotator.reset_watch import ResetWatch
 
 log = get_logger("rotator.session")
+T = TypeVar("T")
 
 
 class Flow(Protocol):
-    """A flow an armed session runs instead of the single flow's key attempts."""
+    """What an armed session runs: the single-app key attempts, an alternating plan's flow, any other."""
 
     @property
     def what(self) -> str:
         """The verb of "cannot WHAT: ..." when arm fails."""
 
     async def armed(self, session: ArmedSession) -> None:
-        """After `arm.run` succeeded: the flow's own arm (raise RotatorError: nothing changed)."""
+        """After `arm.run` succeeded: the flow's own arm (raise RotatorError: nothing changed).
+        A flow that waits for a key first makes the session ARMED here (`rearm`)."""
 
     async def run(self, session: ArmedSession, operator: FlowOperator) -> Report:
-        """The flow, from right after arm; keys come from `operator`."""
+        """The flow, from right after arm; keys come from `operator`.  Returns the report to
+        finish with, or raises `Closed` (or an error) to close the session without one."""
 
 
 class ArmedSession:
@@ -99,25 +93,21 @@ class ArmedSession:
         max_attempts: int = MAX_KEY_ATTEMPTS,
         arm_timeout: float | None = None,
         keep_warm_every: float = KEEP_WARM_EVERY,
-        unavailable_keeps_armed: bool = True,
-        dry_run: bool = False,
         flow: Flow | None = None,
         handed_keys: bool = True,
         max_pastes: int | None = None,
     ) -> None:
         self.state = state
-        self.flow = flow
-        # The single-app flow's key attempts (`offer`): probed and written by `pipeline.rotate`.
-        self.single = SingleFlow(dry_run=dry_run, unavailable_keeps_armed=unavailable_keeps_armed)
-        # A flow's keys: handed in (`hand`: the page, the API) and/or from fed sources; a front end
+        self.flow: Flow = flow or SingleFlow()  # the single-app key attempts unless another flow is given
+        # The keys: handed in (`hand`: the page, the API) and/or from fed sources; a front end
         # with fed sources only (the terminal) says so, so that their end ends the ask.
         self.handed_keys = handed_keys
         self.max_pastes = max_pastes
         self.inbox = Inbox()
-        self.operator: FlowOperator | None = None  # a flow's, once armed
+        self.operator = FlowOperator(self)  # how the flow asks for keys: the inbox and the fed sources
         self.asking: ResetAsk | None = None  # what a flow waits for now
         self.started_wall = time.time()
-        self._handed: asyncio.Future[Handed] | None = None
+        self._handed: asyncio.Future[Attempt] | None = None
         self._interrupt: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.listener = listener or Listener()
         self.max_attempts = max_attempts
@@ -134,7 +124,7 @@ class ArmedSession:
         self._keeper = Keeper(self)
         self._attempt_task: asyncio.Task[Any] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self.armed_watch = ArmedWatch(self)  # the old key, watched while armed (the single flow)
+        self.armed_watch = ArmedWatch(self)  # the old key, watched while armed (the single flow starts it)
 
     @property
     def id(self) -> str:
@@ -160,60 +150,53 @@ class ArmedSession:
         return max(self.max_attempts - self.attempts, 0)
 
     # -- arm -------------------------------------------------------------
-    async def arm(self, what: str = "rotate", *, start: bool = True) -> ArmResult:
-        """Arm the rotation.  Raises NotArmed (after disarming) when a target is not ready,
-        RotationError when the plan is locked by another rotation (or a flow's own arm failed).
-        A flow starts running at once, or (`start=False`) at `start()`."""
+    async def arm(self, *, start: bool = True) -> ArmResult:
+        """Arm the run.  Raises NotArmed (after disarming) when a target is not ready,
+        RotationError when the plan is locked by another rotation (or the flow's own arm failed).
+        The flow starts running at once, or (`start=False`: its sources fed first) at `start()`."""
         self.started_wall = time.time()
         try:
             armed = await arm.run(self.state)
             if not armed.ok:
-                raise NotArmed(not_armed_message(armed, self.flow.what if self.flow else what), armed)
-            if self.flow is not None:
-                await self.flow.armed(self)
+                raise NotArmed(not_armed_message(armed, self.flow.what), armed)
+            await self.flow.armed(self)
         except BaseException:
             await self.release()
             raise
-        if self.flow is not None:
+        if self.status is Status.ARMING:
             self.status = Status.ROTATING  # until the flow asks for a key
-            self.operator = FlowOperator(self)
-            if start:
-                self.start()
-            return armed
-        self.status = Status.ARMED
-        self._expire_from_now()
-        self._start_keeper()
-        self.armed_watch.start()
+        if start:
+            self.start()
         return armed
 
-    def rearm(self) -> None:
-        """Armed again after a refused key: kept warm until the next (the expiry still counts from arm)."""
+    def rearm(self, *, expire: bool = False) -> None:
+        """ARMED: kept warm until the next key (`expire`: expiring `arm_timeout` from now; else
+        the expiry counts from before, e.g. from arm after a refused key)."""
+        if self.done:
+            raise asyncio.CancelledError  # closed meanwhile: nothing more is asked
         self.status = Status.ARMED
-        self._start_keeper()
+        if expire:
+            self._expire_from_now()
+        self._keeper.start()
 
     def _expire_from_now(self) -> None:
         if self.arm_timeout is not None:
             self.expires_at = time.time() + self.arm_timeout
 
-    def _start_keeper(self) -> None:
-        self._keeper.start()
-
-    def _stop_keeper(self) -> None:
-        self._keeper.stop()
-
-    # -- a flow ------------------------------------------------------------
+    # -- the flow ----------------------------------------------------------
     def start(self) -> None:
         """Run the flow (once), after `arm(start=False)`."""
-        assert self.flow is not None and self.operator is not None, "arm() a flow first"
         if self._attempt_task is None:
             self._attempt_task = self.spawn(self._run_flow())
 
     async def _run_flow(self) -> None:
-        assert self.flow is not None and self.operator is not None
         try:
             report = await self.flow.run(self, self.operator)
         except asyncio.CancelledError:
             raise  # closed (expiry, close, lost lock: `_end` ran) or shutdown
+        except Closed as closed:
+            await self.end(Status.CLOSED, closed.why, resume=closed.resume)
+            return
         except RotatorError as exc:
             self.error = exc
             await self.end(Status.CLOSED, str(exc))
@@ -224,27 +207,35 @@ class ArmedSession:
             await self.end(Status.CLOSED, f"internal error ({type(exc).__name__})", resume=f"rotator resume {self.id}")
             return
         finally:
-            if self.operator is not None:
-                self.operator.close()
+            self.operator.close()
         self.report = report
         self.listener.finished(report)
         await self.end(Status.FINISHED, "")
 
-    async def hand(self, raw: str | bytes | Secret) -> Handed:
-        """A key for the flow's pending ask; returns once the flow is done with it (the next
-        ask, a refusal, the end).  Raises SessionBusy unless the flow waits for a key."""
-        if self.status is not Status.ARMED or self.asking is None or self._handed is not None:
-            raise SessionBusy(f"rotation {self.id} is not waiting for a key now ({self.status})")
+    async def hand(self, raw: str | bytes | Secret) -> Attempt:
+        """A key for the flow's pending ask; returns once the flow is done with it (refused, the
+        next ask, the end: then once the session is released).  Raises SessionBusy unless the
+        session waits for a key (a key is being written, or the session is over)."""
+        if self.status is Status.ROTATING or self._handed is not None:
+            raise SessionBusy(f"rotation {self.id} is already writing a key")
+        if self.status is not Status.ARMED:
+            raise SessionBusy(f"rotation {self.id} is {self.status}; arm the plan again")
         handed = self._handed = asyncio.get_running_loop().create_future()
+        self.status = Status.ROTATING  # from now: busy, not closed under the flow, not kept warm
+        self._keeper.stop()
+        self.operator.handed()  # the window starts when the key reaches us (the single flow)
         self.inbox.queue.put_nowait(raw)
         del raw
-        return await asyncio.shield(handed)
+        attempt = await asyncio.shield(handed)
+        if attempt.final:
+            await self.wait()  # released (lock, journal) before the answer goes out
+        return attempt
 
-    def answer(self, outcome: Outcome, message: str) -> None:
-        """Answer the pending `hand()`, if any (the flow's operator: refused, taken, rejected)."""
+    def answer(self, attempt: Attempt) -> None:
+        """Answer the pending `hand()`, if any (the flow: refused, taken, rejected, written)."""
         handed, self._handed = self._handed, None
         if handed is not None and not handed.done():
-            handed.set_result(Handed(outcome, message))
+            handed.set_result(attempt)
 
     def interrupt(self, exc: BaseException) -> bool:
         """Make the flow's pending ask raise `exc` (e.g. the page's Roll back).  False unless it waits for a key."""
@@ -253,12 +244,11 @@ class ArmedSession:
         self._interrupt.set_exception(exc)
         return True
 
-    async def armed_until(self, key: Coroutine[Any, Any, Secret]) -> Secret:
-        """A flow's wait for one key: ARMED (kept warm, expiring `arm_timeout` from now) until
-        `key` gives it or `interrupt()` raises instead; ROTATING again after."""
-        self.status = Status.ARMED
-        self._expire_from_now()
-        self._start_keeper()
+    async def armed_until(self, key: Coroutine[Any, Any, T], *, expire: bool = True) -> T:
+        """A flow's wait for one key: ARMED (kept warm; `expire`: expiring `arm_timeout` from
+        now) until `key` gives it or `interrupt()` raises instead; ROTATING again after."""
+        if self._handed is None:  # else a key handed before the ask is waiting in the inbox
+            self.rearm(expire=expire)
         wanted = asyncio.ensure_future(key)
         try:
             either: set[asyncio.Future[Any]] = {wanted, self._interrupt}
@@ -271,47 +261,15 @@ class ArmedSession:
             if not wanted.done():
                 wanted.cancel()
             self.asking = None
-            self._stop_keeper()
+            self._keeper.stop()
             if not self.done:
                 self.status = Status.ROTATING
 
     # -- keys ------------------------------------------------------------
-    def feed(self, source: KeySource) -> asyncio.Task[None] | None:
-        """Offer every key `source` reads until the session is over (or the source has no more).
-        A flow's operator reads it itself (raced with the page's keys)."""
-        if self.flow is not None:
-            assert self.operator is not None, "arm() first"
-            self.operator.sources.append(source)
-            return None
-
-        async def pump() -> None:
-            while not self.done:
-                raw = await source.read()
-                if raw is None:
-                    return
-                try:
-                    attempt = await self.offer(raw)
-                except SessionBusy:
-                    continue
-                finally:
-                    del raw
-                if attempt.final:
-                    return
-
-        return self.spawn(pump())
-
-    async def offer(self, raw: str | bytes | Secret) -> Attempt:
-        """Try one key.  Raises SessionBusy unless the session is armed."""
-        if self.status is Status.ROTATING:
-            raise SessionBusy(f"rotation {self.id} is already writing a key")
-        if self.status is not Status.ARMED:
-            raise SessionBusy(f"rotation {self.id} is {self.status}; arm the plan again")
-        self.armed_watch.key_arrives()  # the window starts when the (accepted) key reaches us
-        self.status = Status.ROTATING
-        self._stop_keeper()
-        task = self._attempt_task = self.spawn(self.single.attempt(self, raw))
-        del raw
-        return await asyncio.shield(task)
+    def feed(self, source: KeySource) -> None:
+        """Race `source`'s keys with the others (and the handed ones) at every ask, until the
+        session is over or the source has no more; the flow's operator reads it."""
+        self.operator.sources.append(source)
 
     # -- waiting, closing --------------------------------------------------
     async def wait(self) -> Report | None:
@@ -328,21 +286,22 @@ class ArmedSession:
     def _forget(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
         if not task.cancelled():
-            task.exception()  # retrieved: whoever awaited it has it (`error`, the offer's caller)
+            task.exception()  # retrieved: whoever awaited it has it (`error`)
 
     async def close(self, why: str) -> None:
         """Close an armed session that will get no key: journaled as aborted, or as refused
         when its last key was refused.  Does nothing unless armed."""
         if self.status is not Status.ARMED:
             return
-        if self.last_refusal is not None and self.state.report is None:  # only a keyed session refuses
-            with contextlib.suppress(Exception):
-                await finish.abandon(self.state, self.last_refusal.report)
+        refusal = self.last_refusal
+        if refusal is not None and refusal.report is not None and self.state.report is None:
+            with contextlib.suppress(Exception):  # the single flow's last refused key: journaled as refused
+                await finish.abandon(self.state, refusal.report)
         await self.end(Status.CLOSED, why)
 
     async def release(self) -> None:
         """Disarm (idempotent): clients closed, lock released, a never-keyed entry aborted."""
-        self._stop_keeper()
+        self._keeper.stop()
         await self.armed_watch.release()
         await arm.disarm(self.state)
 
@@ -352,15 +311,18 @@ class ArmedSession:
         self.closed_reason = why
         self.asking = None
         if status is Status.FINISHED and self.report is not None:
-            self.answer(Outcome.FINISHED, self.report.message)
+            self.answer(Attempt(Outcome.FINISHED, self.report.message, self.report, self.attempts_left, final=True))
         else:
-            self.answer(Outcome.CLOSED, why)
+            self.answer(Attempt(Outcome.CLOSED, why, self.report, self.attempts_left, final=True))
+        current = asyncio.current_task()
+        running = self._attempt_task
+        if running is not None and running is not current:
+            running.cancel()  # closed while the flow waits (or before it ran): it asks for nothing more
         try:
             await self.release()
         finally:  # whatever disarming raised, the session is over: `wait` must return
             if not self._over.done():
                 self._over.set_result(self.report)
-        current = asyncio.current_task()
         for task in list(self._background):  # the key sources, watchers (not the attempt ending it)
             if task is not current:
                 task.cancel()
@@ -383,15 +345,16 @@ __all__ = [  # the names callers import from here (re-exported from the modules 
     "RESET_STEPS",
     "ArmedSession",
     "Attempt",
+    "Closed",
     "Flow",
     "FlowOperator",
-    "Handed",
     "Inbox",
     "KeySource",
     "Listener",
     "NotArmed",
     "Outcome",
     "SessionBusy",
+    "SingleFlow",
     "Status",
     "close_requested",
     "instruction",

@@ -1,9 +1,8 @@
 """The vocabulary of an armed session (`pipeline.session`): its errors, states, what became of
-a key, and the hooks a front end (terminal, page) implements."""
+a key (`Attempt`, from `pipeline.ask`), and the hooks a front end (terminal, page) implements."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -12,7 +11,7 @@ from rotator.exitcodes import Exit
 from rotator.report import KeyOutcome
 
 if TYPE_CHECKING:
-    from rotator.pipeline.ask import ResetAsk
+    from rotator.pipeline.ask import Attempt, ResetAsk
     from rotator.report import ArmResult, Report
     from rotator.reset_watch import ResetDetected
     from rotator.secret import CleanKey
@@ -44,16 +43,14 @@ class Status(StrEnum):
 Outcome = KeyOutcome  # the name the session's callers import
 
 
-@dataclass
-class Attempt:
-    """What became of one key offered to the session."""
+class Closed(Exception):
+    """Raised by a flow to end its session without a report of its own to finish with (the last
+    key refused, the plan's lock lost): closed with `why`; `resume` says how to finish it."""
 
-    outcome: Outcome
-    report: Report
-    message: str  # the whole line: what happened, and that nothing was written
-    attempts_left: int
-    final: bool  # the session is over: FINISHED or CLOSED
-    detail: str = ""  # a rejected paste: what is wrong with it
+    def __init__(self, why: str, resume: str | None = None) -> None:
+        super().__init__(why)
+        self.why = why
+        self.resume = resume
 
 
 class Listener:
@@ -63,7 +60,7 @@ class Listener:
         """A paste was cleaned into a key; it is about to be probed."""
 
     def refused(self, attempt: Attempt) -> None:
-        """A key was rejected or refused; `attempt.final`: the session closes now."""
+        """The single flow's key was rejected or refused; `attempt.final`: the session closes now."""
 
     def finished(self, report: Report) -> None:
         """The rotation ran (done, partial, failed, conflict)."""
@@ -89,11 +86,3 @@ class Listener:
 
     def notice(self, line: str) -> None:
         """Something the operator must know at once (the active app was reset by mistake)."""
-
-
-@dataclass
-class Handed:
-    """What became of a key handed to a flow (`ArmedSession.hand`)."""
-
-    outcome: KeyOutcome  # rejected | refused | taken | finished | closed
-    message: str

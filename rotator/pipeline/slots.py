@@ -26,6 +26,7 @@ from rotator.errors import RotationError
 from rotator.exitcodes import Exit
 from rotator.key_state import KeyState, verdict_of
 from rotator.pipeline.attempts import TOKEN_NAMESPACE, reason
+from rotator.pipeline.instructions import reset_path
 from rotator.probe import ProbeOutcome, Prober, ProbeResult
 from rotator.report import EmitStatus, Step
 
@@ -176,7 +177,7 @@ def _slot_dict(app: str, slot: Slot | None, check: KeyCheck | None) -> dict[str,
 
 def dashboard_reset(app: str, why: str) -> str:
     """The dashboard instruction naming exactly the app to reset, and why it is safe."""
-    return f"Business → Apps → {app} → View details → Reset app key: {why}"
+    return f"{reset_path(app)}: {why}"
 
 
 SAFE = "no consumer uses this key"

@@ -32,8 +32,8 @@ from rotator.proxy.engine_types import (
     REPLAYED_HEADER,
     Answer,
     Bound,
-    KeyState,
     Outgoing,
+    ProxyKeyState,
     ReplayResult,
     Verdict,
 )
@@ -81,7 +81,7 @@ class Engine:
         self._log = log
         self._key: Secret | None = None
         self._gen = 0
-        self._state = KeyState.NONE
+        self._state = ProxyKeyState.NONE
         self._switched: asyncio.Future[None] | None = None
         self._probe: tuple[int, asyncio.Task[Verdict]] | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -90,7 +90,7 @@ class Engine:
 
     # -- the key ------------------------------------------------------------------
     @property
-    def state(self) -> KeyState:
+    def state(self) -> ProxyKeyState:
         return self._state
 
     @property
@@ -109,7 +109,7 @@ class Engine:
             return secret.fingerprint
         self._key = secret
         self._gen += 1
-        self._set_state(KeyState.LIVE)
+        self._set_state(ProxyKeyState.LIVE)
         self.metrics.key_switches.inc()
         if self._switched is not None and not self._switched.done():
             self._switched.set_result(None)
@@ -121,7 +121,7 @@ class Engine:
             self._log.info("proxy key switched", fingerprint=secret.fingerprint, held=self._held)
         return secret.fingerprint
 
-    def _set_state(self, state: KeyState) -> None:
+    def _set_state(self, state: ProxyKeyState) -> None:
         self._state = state
         self.metrics.set_state(state)
 
@@ -134,7 +134,7 @@ class Engine:
     async def handle(self, req: Outgoing, stream: Any = None) -> Answer:
         """The answer for one request (never raises for an upstream fault: 502)."""
         self.metrics.requests.inc()
-        if self._state in (KeyState.DEAD, KeyState.NONE):
+        if self._state in (ProxyKeyState.DEAD, ProxyKeyState.NONE):
             if req.body is None:
                 return self._unavailable(Bound.BODY)
             return await self._hold(req, None, self._gen)
@@ -216,11 +216,11 @@ class Engine:
             return None
         if self._probe is not None and self._probe[0] == gen and not self._probe[1].done():
             return self._probe[1]
-        if self._state is KeyState.DEAD:
+        if self._state is ProxyKeyState.DEAD:
             done: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
             done.set_result(Verdict.DEAD)
             return done  # type: ignore[return-value]
-        self._set_state(KeyState.SUSPECT)
+        self._set_state(ProxyKeyState.SUSPECT)
         task = asyncio.ensure_future(self._run_probe(gen, key))
         self._probe = (gen, task)
         return task
@@ -233,12 +233,12 @@ class Engine:
         self.metrics.probes.labels(verdict.value).inc()
         if gen == self._gen:
             if verdict is Verdict.DEAD:
-                self._set_state(KeyState.DEAD)
+                self._set_state(ProxyKeyState.DEAD)
                 if self._log is not None:
                     self._log.warning("proxy key refused by the probe: holding requests", fingerprint=key.fingerprint)
                 self._start_refresher()
             else:
-                self._set_state(KeyState.LIVE)
+                self._set_state(ProxyKeyState.LIVE)
         return verdict
 
     def _start_refresher(self) -> None:

@@ -9,7 +9,7 @@ REPLAYED_HEADER = "X-Rotator-Replayed"
 PROXY_HEADER = "X-Rotator-Proxy"
 
 
-class KeyState(enum.StrEnum):
+class ProxyKeyState(enum.StrEnum):
     """What the proxy knows of its key.
 
     ``live``: in use.  ``suspect``: a request was refused with 401 and one probe

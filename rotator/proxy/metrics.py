@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from rotator.proxy.engine_types import Bound, KeyState, ReplayResult
+from rotator.proxy.engine_types import Bound, ProxyKeyState, ReplayResult
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _HOLD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
@@ -50,10 +50,10 @@ class ProxyMetrics:
             self.replays.labels(result.value)
         for bound in Bound:
             self.unavailable.labels(bound.value)
-        self.set_state(KeyState.NONE)
+        self.set_state(ProxyKeyState.NONE)
 
-    def set_state(self, state: KeyState) -> None:
-        for s in KeyState:
+    def set_state(self, state: ProxyKeyState) -> None:
+        for s in ProxyKeyState:
             self.key_state.labels(s.value).set(1 if s is state else 0)
 
     def render(self) -> bytes:

@@ -1,6 +1,13 @@
 """The HTTP endpoints, as plain functions: state from `request.app.state`
 (`service`, `scheduler`), answers through `json` (scrubbed).
 
+HTTP lives here and nowhere else in the service: the service answers in domain terms
+(`Held`, `KeyAnswer`, `Report`, `replicas.Closed`) and refuses with the errors of
+`service.errors`; the tables below give each its status, once:
+- `KIND`: a refusal's kind (no such plan, an invalid flow, refused in the present state, …);
+- `STATUS`: a run's exit code (a refused or stopped run; a flow answered with its report);
+- `OUTCOME`: what became of a key (`KeyOutcome`), for both the single flow and a flow's keys.
+
 The key travels only in the JSON body of ``POST /api/rotations/{id}/key``; no
 route takes it in a URL, so access logs (method and path only) cannot hold it.
 A rotation this replica does not hold (armed on another replica, or finished
@@ -17,19 +24,72 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
+from rotator.exitcodes import Exit
+from rotator.report import KeyOutcome
 from rotator.secret import scrub_data
-from rotator.service import sse
+from rotator.service import errors, sse
 from rotator.service.identity import identity_of, operator_of
+from rotator.service.json_body import FIELD_TYPES, JSON_TYPE_NAME, MAX_JSON_DEPTH, json_depth, json_type
 from rotator.service.metrics import CONTENT_TYPE
-from rotator.service.views import ApiError, row_dict
+from rotator.service.views import key_answer, row_dict
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
+    from rotator.report import Report
     from rotator.service.core import Service
 
 STATIC = Path(__file__).parent / "static"
 Handler = Callable[["Request"], Awaitable[Response]]
+
+# A refusal's kind → HTTP status.
+KIND: dict[type[errors.ServiceError], int] = {
+    errors.NoSuch: 404,
+    errors.Invalid: 400,
+    errors.Refused: 409,
+    errors.ShuttingDown: 503,
+    errors.Unreachable: 502,
+}
+# A run's exit code → HTTP status: refused in the present state (the line names the fix) is a
+# conflict; any other code (a bug, the journal unreachable, a failed write) is a failure.
+_REFUSALS: tuple[int, ...] = (Exit.PLAN_INVALID, Exit.PARTIAL, Exit.PREFLIGHT_FAILED, Exit.BUSY, Exit.CONFLICT)
+_REFUSALS += (Exit.NOTHING_TO_RESUME, Exit.SLOT_RECORD, Exit.LEAKED_KEY, Exit.LOCK_LOST)
+STATUS: dict[int, int] = {Exit.DONE: 200} | dict.fromkeys(_REFUSALS, 409)
+FAILED = 500  # an exit code not in STATUS
+# What became of a key → HTTP status: not taken (the rotation waits for another key) is 422.
+_NOT_TAKEN = (KeyOutcome.REJECTED, KeyOutcome.REFUSED)
+_ANSWERED = (KeyOutcome.WRITTEN, KeyOutcome.DRY_RUN, KeyOutcome.TAKEN, KeyOutcome.FINISHED)
+OUTCOME: dict[KeyOutcome, int] = {
+    **dict.fromkeys(_NOT_TAKEN, 422),
+    KeyOutcome.CLOSED: 409,
+    **dict.fromkeys(_ANSWERED, 200),
+}
+
+
+def status_of(code: int) -> int:
+    """The HTTP status of a run's exit code (`STATUS`)."""
+    return STATUS.get(code, FAILED)
+
+
+def refusal_status(exc: errors.ServiceError) -> int:
+    """A refusal's HTTP status: by its kind, or (a run that stopped) by its exit code."""
+    if isinstance(exc, errors.Stopped):
+        return status_of(exc.exit_code)
+    return next((status for kind, status in KIND.items() if isinstance(exc, kind)), FAILED)
+
+
+def report_status(report: Report) -> int:
+    """A run answered with its report (a promote, a roll back): by its exit code."""
+    return status_of(report.exit_code)
+
+
+class ApiError(Exception):
+    """A request this edge cannot serve (a body it cannot read, too many streams)."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
 
 
 def json(data: Any, status: int = 200) -> JSONResponse:
@@ -37,11 +97,15 @@ def json(data: Any, status: int = 200) -> JSONResponse:
 
 
 def api(fn: Handler) -> Handler:
-    """An API endpoint: an `ApiError` becomes its one-line JSON answer."""
+    """An API endpoint: a refusal becomes its one-line JSON answer (`{"error": ...}`, its
+    exit code when it carries one, and its details)."""
 
     async def wrapped(request: Request) -> Response:
         try:
             return await fn(request)
+        except errors.ServiceError as exc:
+            code = {"exit_code": int(exc.exit_code)} if exc.exit_code is not None else {}
+            return json({"error": str(exc), **code, **exc.details}, refusal_status(exc))
         except ApiError as exc:
             return json({"error": str(exc), **exc.extra}, exc.status)
 
@@ -53,55 +117,6 @@ def api(fn: Handler) -> Handler:
 def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
-
-
-MAX_JSON_DEPTH = 16  # nesting a request body may have: the API's bodies are flat objects
-# The fields the API reads, by JSON type: a value of another type is refused (422), never dropped.
-FIELD_TYPES: dict[str, type] = {
-    "key": str,
-    "reason": str,
-    "operator": str,
-    "flow": str,
-    "choice": str,
-    "check": bool,
-    "accept_unprobed": bool,
-}
-_JSON_TYPE = {str: "a string", bool: "true or false"}
-
-
-def json_depth(raw: bytes) -> int:
-    """How deeply `raw` nests arrays and objects (strings skipped), without parsing it:
-    a 20,000-deep body must be refused before `json.loads` recurses into it."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return deepest
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
 
 
 async def _json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
@@ -123,7 +138,7 @@ async def _json_body(request: Request, *, required: bool = True) -> dict[str, An
     for name, wanted in FIELD_TYPES.items():
         value = data.get(name)
         if value is not None and type(value) is not wanted:
-            raise ApiError(422, f"{name} must be {_JSON_TYPE[wanted]}, not {_json_type(value)}", field=name)
+            raise ApiError(422, f"{name} must be {JSON_TYPE_NAME[wanted]}, not {json_type(value)}", field=name)
     return data
 
 
@@ -206,8 +221,11 @@ async def _run_flow(request: Request, flow: str) -> Response:
     )
     report = await held.session.wait()
     if report is None:
-        raise ApiError(409, held.session.closed_reason or "the flow was closed", rotation=held.summary())
-    return json({"rotation": held.summary(), "report": report.as_dict()}, 200 if report.exit_code == 0 else 409)
+        return json(
+            {"error": held.session.closed_reason or "the flow was closed", "rotation": held.summary()},
+            OUTCOME[KeyOutcome.CLOSED],
+        )
+    return json({"rotation": held.summary(), "report": report.as_dict()}, report_status(report))
 
 
 @api
@@ -275,8 +293,13 @@ async def submit_key(request: Request) -> Response:
     del data
     if not isinstance(key, str):
         raise ApiError(400, 'send {"key": "<the new key>"}')
-    status, body = await _service(request).submit_key(request.path_params["id"], key, accept_unprobed=unprobed)
+    answer = await _service(request).submit_key(request.path_params["id"], key, accept_unprobed=unprobed)
     del key
+    report = answer.report
+    # A rotation that lost its plan's lock stopped: another rotation holds the plan now.
+    lost = report is not None and report.exit_code == Exit.LOCK_LOST
+    status = STATUS[Exit.LOCK_LOST] if lost else OUTCOME.get(answer.outcome, STATUS[Exit.DONE])
+    body = key_answer(answer.held.summary(), answer.outcome, answer.message, report)
     return json(body, status)
 
 
@@ -299,8 +322,8 @@ async def get_rotation(request: Request) -> Response:
 async def close_rotation(request: Request) -> Response:
     """Close an armed rotation that will get no key: 200 closed, 202 asked of the replica holding it, 409 once writing."""
     data = await _json_body(request, required=False)
-    status, body = await _service(request).close_any(request.path_params["id"], _operator(request, data))
-    return json(body, status)
+    closed = await _service(request).close_any(request.path_params["id"], _operator(request, data))
+    return json(closed.as_dict(), 202 if closed.requested else 200)
 
 
 @api

@@ -34,9 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rotator.logs import get_logger
@@ -75,7 +74,7 @@ def _current() -> Service:
 async def sync_job(plan_name: str, schedule_index: int = 0) -> str:
     """Copy the primary's key to every backend that drifted; journaled.  Returns the
     final state (done, partial, busy, failed, ...)."""
-    from rotator.service.views import ApiError
+    from rotator.service.errors import ServiceError
 
     service = _current()
     if plan_name not in service.plans:
@@ -91,8 +90,8 @@ async def sync_job(plan_name: str, schedule_index: int = 0) -> str:
         reason = f"schedule {run_time_key(when)} on {replica_id()}"
     try:
         report = await service.sync(plan_name, trigger="schedule", reason=reason)
-    except ApiError as exc:
-        if exc.extra.get("skipped"):  # journaled as skipped, counted, not notified
+    except ServiceError as exc:
+        if exc.details.get("skipped"):  # journaled as skipped, counted, not notified
             log.info("scheduled sync skipped: the plan is locked", plan=plan_name, why=str(exc))
             return "skipped"
         log.warning("scheduled sync failed", plan=plan_name, why=str(exc))
@@ -170,77 +169,19 @@ def make_trigger(spec: JobSpec, timezone: Any) -> Any:
 
 def make_scheduler(engine: Any, *, misfire_grace_time: int | None = None, timezone: Any = None) -> AsyncIOScheduler:
     """An AsyncIOScheduler whose jobs live in the journal's database (table
-    apscheduler_jobs), each run claimed in `job_runs` so that one replica runs it."""
-    from apscheduler.executors.asyncio import AsyncIOExecutor
-    from apscheduler.jobstores.base import JobLookupError
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    apscheduler_jobs), each run claimed in `job_runs` so that one replica runs it
+    (`job_claims`)."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
-    from apscheduler.util import iscoroutinefunction_partial
 
-    from rotator.journal import claim_run, ensure_tables, replica_id
+    from rotator.journal import ensure_tables, replica_id
+    from rotator.service.job_claims import ClaimingExecutor, SharedJobStore
 
-    class SharedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
-        """The journal's database, shared by replicas.  APScheduler lets an error
-        here escape its wake-up loop, which would stop the schedule for good."""
-
-        def update_job(self, job: Any) -> None:
-            try:
-                super().update_job(job)
-            except JobLookupError:
-                log.info("job removed by another replica", job=job.id)
-            except Exception as exc:  # noqa: BLE001 - the claim makes a repeated tick harmless
-                log.warning("could not store the next run time", job=job.id, error=type(exc).__name__)
-
-        def get_next_run_time(self) -> Any:
-            try:
-                return super().get_next_run_time()
-            except Exception as exc:  # noqa: BLE001 - look again soon
-                log.warning("job store unavailable", error=type(exc).__name__)
-                return datetime.now(UTC) + timedelta(seconds=10)
-
-    class ClaimingExecutor(AsyncIOExecutor):  # type: ignore[misc]
-        """Runs a rotator job only for the scheduled times this replica claims."""
-
-        def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
-            if not job.id.startswith(JOB_PREFIX) or not iscoroutinefunction_partial(job.func):
-                super()._do_submit_job(job, run_times)
-                return
-            from apscheduler.executors.base import run_coroutine_job
-
-            async def claimed() -> list[Any]:
-                won = []
-                for rt in run_times:
-                    try:
-                        if await asyncio.to_thread(claim_run, engine, job.id, rt, me):
-                            won.append(rt)
-                        else:
-                            log.info("scheduled run taken by another replica", job=job.id, run_time=rt.isoformat())
-                    except Exception as exc:  # noqa: BLE001 - unclaimed, not run: another replica may
-                        log.warning("could not claim a scheduled run", job=job.id, error=type(exc).__name__)
-                if not won:
-                    return []
-                scheduled_for.set(won[-1])  # this task's context: the job sees it
-                return list(await run_coroutine_job(job, job._jobstore_alias, won, self._logger.name))
-
-            def done(f: asyncio.Future[list[Any]]) -> None:
-                self._pending_futures.discard(f)
-                try:
-                    events = f.result()
-                except BaseException:  # noqa: BLE001 - as APScheduler's own executor
-                    self._run_job_error(job.id, *sys.exc_info()[1:])
-                else:
-                    self._run_job_success(job.id, events)
-
-            f = self._eventloop.create_task(claimed())
-            f.add_done_callback(done)
-            self._pending_futures.add(f)
-
-    me = replica_id()
     store = SharedJobStore(engine=engine)
     ensure_tables(engine, store.jobs_t)  # before start(): replicas starting at once must not race on it
+    executor = ClaimingExecutor(engine, replica_id(), prefix=JOB_PREFIX, scheduled_for=scheduled_for)
     options: dict[str, Any] = {
         "jobstores": {"default": store},
-        "executors": {"default": ClaimingExecutor()},
+        "executors": {"default": executor},
         "job_defaults": {"coalesce": True, "max_instances": 1, "misfire_grace_time": misfire_grace_time},
     }
     if timezone is not None:

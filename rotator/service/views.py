@@ -1,4 +1,4 @@
-"""The JSON shapes the API answers with, and `ApiError`, the shape of a refusal.
+"""The JSON shapes the API answers with (a refusal's, `{"error": ...}`, is `routes.api`'s).
 
 Every shape passes through `rotator.secret.scrub_data` on its way out (in
 `routes.json` and the event streams): reports and events carry fingerprints,
@@ -9,23 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rotator.exitcodes import Exit
 from rotator.history_fold import repaired
 from rotator.key_age import KeyAge, key_age
-from rotator.report import BAD, RunState
+from rotator.report import BAD, KeyOutcome, RunState
+from rotator.secret import scrub_data
 
 if TYPE_CHECKING:
     from rotator.journal import Journal, RotationRow
     from rotator.pipeline.state import RotationState
     from rotator.plan import Plan
-
-
-class ApiError(Exception):
-    """A request that cannot be served; becomes an HTTP error with a one-line message."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.extra = extra
+    from rotator.report import Report
 
 
 def preflight(state: RotationState) -> list[dict[str, Any]]:
@@ -66,6 +60,23 @@ def preflight(state: RotationState) -> list[dict[str, Any]]:
     order = {"probe": -1} | {b.name: i for i, b in enumerate(state.plan.backends)}
     order.update({c.name: 1000 + i for i, c in enumerate(state.plan.consumers)})
     return sorted(out, key=lambda e: order.get(e["target"], 10_000))
+
+
+def key_answer(rotation: dict[str, Any], outcome: str, message: str, report: Report | None) -> dict[str, Any]:
+    """The answer to a key, the same shape for every flow: its outcome and line, the rotation
+    and the report so far; `error` too when the key was rejected (the line) or the rotation
+    lost its plan's lock (another rotation holds the plan now)."""
+    body: dict[str, Any] = {
+        "outcome": outcome,
+        "message": message,
+        "rotation": rotation,
+        "report": scrub_data(report.as_dict()) if report is not None else None,
+    }
+    if outcome == KeyOutcome.REJECTED:
+        return {"error": message, **body}
+    if report is not None and report.exit_code == Exit.LOCK_LOST:
+        return {"error": report.message, **body}
+    return body
 
 
 def row_dict(row: RotationRow, with_report: bool = False) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Nothing here is used in a real rotation.
 
 - `AdjutorStandIn` (`adjutor`): Adjutor's key auth on loopback; a reset revokes
   the old key at once.  ``python -m rotator.testing.adjutor`` runs it as a process.
-- `VaultServer` (`vaultserver`): a small Vault-protocol server on loopback (no
+- `VaultServer` (`vaultserver`; its token auth in `vault_auth`, KV engines in `vault_kv`,
+  HTTP handler in `vault_http`): a small Vault-protocol server on loopback (no
   Vault binary is needed), to exercise rotator's Vault client with real hvac over
   real HTTP, not to replace Vault.  ``python -m rotator.testing.vaultserver``.
 - `plans`: plans built as data and written as TOML (tests, demo).

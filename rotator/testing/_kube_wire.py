@@ -24,6 +24,7 @@ __all__ = [
     "field_selector_matches",
     "merge_patch",
     "query_of",
+    "status_error",
     "strategic_merge",
 ]
 
@@ -200,3 +201,26 @@ def apply_defaults(plural: str, obj: dict[str, Any]) -> None:
             rolling = strategy.setdefault("rollingUpdate", {})
             rolling.setdefault("maxUnavailable", 1)
             rolling.setdefault("maxSurge", 0)
+
+
+# Errors: the OpenAPI documents list only success answers.  The body is a Status (API conventions,
+# "Response Status Kind"), and the messages are the API server's own: k8s.io/apimachinery
+# pkg/api/errors (NewNotFound '<plural> "<name>" not found', NewConflict 'Operation cannot be
+# fulfilled on <plural> "<name>": the object has been modified; please apply your changes to the
+# latest version and try again', NewAlreadyExists), the RBAC forbidden message of apiserver's
+# endpoints/handlers/responsewriters ('... is forbidden: User "u" cannot <verb> resource ...'), and
+# core validation's ValidateSecretUpdate for an immutable Secret ("field is immutable when
+# `immutable` is set").  A 401 is the bare "Unauthorized" Status the authenticator writes.
+def status_error(code: int, reason: str, message: str, **details: Any) -> tuple[int, dict[str, Any]]:
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details:
+        body["details"] = details
+    return code, body

@@ -54,11 +54,8 @@ the request log is off.
 
 from __future__ import annotations
 
-import argparse
 import hmac
-import os
 import secrets
-import signal
 import string
 import sys
 import threading
@@ -68,10 +65,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from rotator.secret import fingerprint
-from rotator.testing._http import JsonHandler, LoopbackServer, Served, write_ready_file
+from rotator.testing._http import LoopbackServer, Served
+from rotator.testing.adjutor_http import ADMIN_HEADER as ADMIN_HEADER  # re-exported, as the HTTP side's classes
+from rotator.testing.adjutor_http import StandInHandler as StandInHandler
+from rotator.testing.adjutor_http import StandInServer as StandInServer
 
 MODELS_PATH = "/v2/decisioning/models"
-ADMIN_HEADER = "X-Admin-Token"
 KEY_PREFIX = "sk_test_"
 KEY_LENGTH = 40
 _ALPHANUMERIC = string.ascii_letters + string.digits
@@ -96,104 +95,6 @@ DEMO_MODELS: list[dict[str, Any]] = [
 def new_key() -> str:
     """A fresh test key: ``sk_test_`` and 40 random letters and digits."""
     return KEY_PREFIX + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(KEY_LENGTH))
-
-
-class StandInHandler(JsonHandler):
-    server_version = "AdjutorStandIn/1"
-    server: StandInServer
-
-    def do_GET(self) -> None:
-        self.read_body()
-        path = self.path.split("?", 1)[0]
-        standin = self.server.standin
-        service = standin.service_of(path)
-        if service is not None:
-            status, body = standin._serve(service, self.headers.get("Authorization"))
-            headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
-            if isinstance(body, str):  # a `refusal` page, not JSON
-                self._send_text(status, body)
-            else:
-                self.send_json(status, body, headers)
-        elif path == "/_admin/stats":
-            if self._admin_allowed():
-                self.send_json(200, standin.stats())
-        elif path == "/_admin/posts":
-            if self._admin_allowed():
-                with standin.lock:
-                    self.send_json(200, {"executed": dict(standin.posts), "mismatched": standin.post_mismatches})
-        else:
-            self.send_json(404, {"status": 404, "message": "Not found"})
-
-    def _send_text(self, status: int, text: str) -> None:
-        raw = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def do_POST(self) -> None:
-        data = self.read_json()
-        path = self.path.split("?", 1)[0]
-        standin = self.server.standin
-        service = standin.service_of(path)
-        if service is not None:  # a call that acts: executed only when authorized, counted by X-Request-Id
-            status, body = standin._serve(service, self.headers.get("Authorization"))
-            if status == 200:
-                standin.executed_post(self.headers.get("X-Request-Id", ""), data)
-            headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
-            self.send_json(status, body, headers)
-            return
-        if not path.startswith("/_admin/"):
-            self.send_json(404, {"status": 404, "message": "Not found"})
-            return
-        if not self._admin_allowed():
-            return
-        if path == "/_admin/reset":
-            app = data.get("app") if isinstance(data, dict) else None
-            if app is not None and app not in standin.apps:
-                self.send_json(404, {"error": f"no app named {app!r}"})
-                return
-            self.send_json(200, {"key": standin.reset(app)} if app is None else {"app": app, "key": standin.reset(app)})
-        elif path == "/_admin/apps":
-            name, paths = (data.get("name"), data.get("paths")) if isinstance(data, dict) else (None, None)
-            if not isinstance(name, str) or not name or name in standin.apps or not _str_list_or_none(paths):
-                self.send_json(400, {"error": 'body must be {"name": <new app name>, "paths": [<path>, ...] | null}'})
-                return
-            self.send_json(200, {"app": name, "key": standin.add_app(name, paths=paths)})
-        elif path == "/_admin/unavailable":
-            if not isinstance(data, dict) or not isinstance(data.get("unavailable"), bool):
-                self.send_json(400, {"error": 'body must be {"unavailable": true|false}'})
-                return
-            standin.unavailable = data["unavailable"]
-            self.send_json(200, {"unavailable": standin.unavailable})
-        elif path == "/_admin/latency":
-            value = data.get("latency") if isinstance(data, dict) else None
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 60:
-                self.send_json(400, {"error": 'body must be {"latency": <0..60 seconds>}'})
-                return
-            standin.latency = float(value)
-            self.send_json(200, {"latency": standin.latency})
-        else:
-            self.send_json(404, {"error": "no such admin endpoint"})
-
-    def _admin_allowed(self) -> bool:
-        if not self.client_is_loopback():
-            self.send_json(403, {"error": "admin endpoints answer loopback clients only"})
-            return False
-        given = self.headers.get(ADMIN_HEADER, "")
-        if not hmac.compare_digest(given.encode(), self.server.standin.admin_token.encode()):
-            self.send_json(401, {"error": f"missing or wrong {ADMIN_HEADER}"})
-            return False
-        return True
-
-
-class StandInServer(LoopbackServer):
-    handler: type[StandInHandler] = StandInHandler  # a benchmark's subclass timestamps arrivals
-
-    def __init__(self, host: str, port: int, standin: AdjutorStandIn) -> None:
-        self.standin = standin
-        super().__init__(host, port, self.handler)
 
 
 @dataclass
@@ -265,6 +166,7 @@ class AdjutorStandIn(Served):
         self.last_reset_at: float | None = None
         self.posts: dict[str, int] = {}  # X-Request-Id -> POSTs executed with it (each should be 1)
         self.post_mismatches = 0  # POSTs whose JSON body's "id" is not their X-Request-Id (a body changed on the way)
+        self._serving: list[str | None] = []  # the bearer token of each API call being answered now
         self.services: set[str] = {MODELS_PATH}  # what the API serves (paths of every app, and the models)
         self._apps: list[App] = []
         self._add(app, initial_key if initial_key is not None else new_key(), paths)
@@ -340,6 +242,11 @@ class AdjutorStandIn(Served):
             if isinstance(body, dict) and "id" in body and body["id"] != request_id:
                 self.post_mismatches += 1
 
+    def executed_posts(self) -> dict[str, Any]:
+        """``/_admin/posts``: the POSTs executed per X-Request-Id, and how many bodies changed on the way."""
+        with self.lock:
+            return {"executed": dict(self.posts), "mismatched": self.post_mismatches}
+
     def stats(self) -> dict[str, Any]:
         with self.lock:
             out: dict[str, Any] = {
@@ -379,10 +286,26 @@ class AdjutorStandIn(Served):
             found = [s for s in self.services if path == s or (s.endswith("/") and path.startswith(s))]
         return max(found, key=len) if found else None
 
-    def _serve(self, service: str, authorization: str | None) -> tuple[int, Any]:
-        if self.latency > 0:
-            time.sleep(self.latency)
+    def serving(self, key: str | None = None) -> int:
+        """How many API calls are being answered now (with `key`, when given): a test waits
+        for a call to be in flight (see `latency`) rather than sleeping and hoping."""
+        with self.lock:
+            return sum(1 for given in self._serving if key is None or given == key)
+
+    def serve(self, service: str, authorization: str | None) -> tuple[int, Any]:
+        """One API call: (status, JSON body, or a `refusal` page as text)."""
         given = _bearer(authorization)
+        with self.lock:
+            self._serving.append(given)
+        try:
+            if self.latency > 0:
+                time.sleep(self.latency)
+            return self._answer(service, given)
+        finally:
+            with self.lock:
+                self._serving.remove(given)
+
+    def _answer(self, service: str, given: str | None) -> tuple[int, Any]:
         with self.lock:
             self.requests += 1
             if self.unavailable:
@@ -409,13 +332,6 @@ class AdjutorStandIn(Served):
         data: Any = DEMO_MODELS if service == MODELS_PATH else {}
         return 200, {"status": "success", "message": "Successful", "data": data, "meta": meta}
 
-    def _serve_models(self, authorization: str | None) -> tuple[int, Any]:
-        return self._serve(MODELS_PATH, authorization)
-
-
-def _str_list_or_none(value: Any) -> bool:
-    return value is None or (isinstance(value, list) and all(isinstance(v, str) and v.startswith("/") for v in value))
-
 
 def _bearer(authorization: str | None) -> str | None:
     if not authorization:
@@ -426,69 +342,7 @@ def _bearer(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m rotator.testing.adjutor", description="A local stand-in for Adjutor's API-key auth."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--ready-file", help="write {url, admin_token, key, pid} here (mode 0600) once listening")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each API call")
-    parser.add_argument("--cost", type=float, default=0.0, help="wallet charge per successful call")
-    parser.add_argument("--balance", type=float, default=100_000.0, help="starting wallet balance")
-    parser.add_argument(
-        "--initial-key-env", metavar="NAME", help="take the first key from this environment variable (not argv)"
-    )
-    parser.add_argument(
-        "--app",
-        action="append",
-        default=[],
-        metavar="NAME[=PATH,...]",
-        help="an app of the organisation, with the API services it may call (default: all); repeatable, "
-        "the first is the app the initial key belongs to",
-    )
-    args = parser.parse_args(argv)
-    apps: list[tuple[str, list[str] | None]] = []
-    for spec in args.app:
-        name, sep, paths = spec.partition("=")
-        if not name or name in (a[0] for a in apps):
-            parser.error(f"--app {spec!r}: give each app a name of its own")
-        apps.append((name, [p for p in paths.split(",") if p] if sep else None))
+if __name__ == "__main__":  # the process: its options and lifetime are `adjutor_cli`'s
+    from rotator.testing.adjutor_cli import main
 
-    initial_key = None
-    if args.initial_key_env:
-        initial_key = os.environ.get(args.initial_key_env)
-        if not initial_key:
-            parser.error(f"environment variable {args.initial_key_env} is not set")
-
-    # Block the stop signals before any thread starts (threads inherit the mask),
-    # then wait for them synchronously: no handler runs inside lock-holding code.
-    stop_signals = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    first, first_paths = apps[0] if apps else (None, None)
-    standin = AdjutorStandIn(
-        args.host, args.port, args.latency, args.cost, initial_key, balance=args.balance, app=first, paths=first_paths
-    )
-    for name, paths in apps[1:]:
-        standin.add_app(name, paths=paths)
-    standin.start()
-    try:
-        if args.ready_file:
-            ready: dict[str, Any] = {
-                "url": standin.url,
-                "admin_token": standin.admin_token,
-                "key": standin.current_key,
-                "pid": os.getpid(),
-            }
-            if apps:
-                ready["apps"] = {name: standin.key_of(name) for name, _ in apps}
-            write_ready_file(args.ready_file, ready)
-        print(f"adjutor stand-in listening on {standin.url}", file=sys.stderr, flush=True)
-        signal.sigwait(stop_signals)
-    finally:
-        standin.stop()
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

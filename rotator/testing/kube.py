@@ -37,12 +37,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Self
 
-from rotator.testing._http import Exchange, LoopbackServer, Served, parsed
+from rotator.testing._http import Exchange, LoopbackServer, Served
 from rotator.testing._kube_discovery import discovery
 from rotator.testing._kube_wire import (
     PROTOBUF,
@@ -51,10 +49,13 @@ from rotator.testing._kube_wire import (
     field_selector_matches,
     merge_patch,
     query_of,
+    status_error,
     strategic_merge,
 )
 from rotator.testing._tls import LoopbackCA, make_loopback_ca
 from rotator.testing.kube_controller import APPS, Rollout, RolloutController
+from rotator.testing.kube_http import Handler, RequestRecord, Server
+from rotator.testing.kube_rbac import ALL, Identity, Rule, access_review
 
 __all__ = ["ALL", "KubeServer", "RequestRecord", "Rollout", "RolloutController", "Rule"]
 
@@ -75,67 +76,6 @@ _EMPTY_STATUS: dict[str, dict[str, Any]] = {
     "statefulsets": {"replicas": 0},
     "daemonsets": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0},
 }
-
-
-@dataclass(frozen=True)
-class Rule:
-    """Like one rule of a Role: verbs on resources of an API group, in a namespace
-    (``*`` for any), optionally only the named objects."""
-
-    verbs: tuple[str, ...]
-    resources: tuple[str, ...]
-    group: str = ""
-    namespace: str = "*"
-    names: tuple[str, ...] = ()
-
-    def allows(self, verb: str, group: str, resource: str, namespace: str, name: str) -> bool:
-        return (
-            (verb in self.verbs or "*" in self.verbs)
-            and (resource in self.resources or "*" in self.resources)
-            and self.group in (group, "*")
-            and self.namespace in (namespace, "*")
-            and (not self.names or name in self.names)
-        )
-
-
-ALL = (Rule(("*",), ("*",), group="*"),)
-
-
-@dataclass
-class _Identity:
-    user: str
-    rules: tuple[Rule, ...]
-
-
-@dataclass
-class RequestRecord:
-    method: str
-    path: str
-    status: int
-    user: str | None
-
-
-# Errors: the OpenAPI documents list only success answers.  The body is a Status (API conventions,
-# "Response Status Kind"), and the messages are the API server's own: k8s.io/apimachinery
-# pkg/api/errors (NewNotFound '<plural> "<name>" not found', NewConflict 'Operation cannot be
-# fulfilled on <plural> "<name>": the object has been modified; please apply your changes to the
-# latest version and try again', NewAlreadyExists), the RBAC forbidden message of apiserver's
-# endpoints/handlers/responsewriters ('... is forbidden: User "u" cannot <verb> resource ...'), and
-# core validation's ValidateSecretUpdate for an immutable Secret ("field is immutable when
-# `immutable` is set").  A 401 is the bare "Unauthorized" Status the authenticator writes.
-def _status(code: int, reason: str, message: str, **details: Any) -> tuple[int, dict[str, Any]]:
-    body: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    if details:
-        body["details"] = details
-    return code, body
 
 
 class KubeServer(Served):
@@ -160,7 +100,7 @@ class KubeServer(Served):
         self.ca: LoopbackCA | None = make_loopback_ca("kube double") if tls else None
         self._lock = threading.RLock()
         self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self._identities: dict[str, _Identity] = {}
+        self._identities: dict[str, Identity] = {}
         self._rv = 100
         self.records: deque[RequestRecord] = deque(maxlen=10_000)
         self.controller = RolloutController(self, tick=tick, lockstep=lockstep)
@@ -175,7 +115,7 @@ class KubeServer(Served):
     # -- lifecycle (with, url: _http.Served) ---------------------------------
 
     def _make_server(self) -> LoopbackServer:
-        httpd = _Server(self._host, self._port, _Handler, tls=self.ca.server_context if self.ca else None)
+        httpd = Server(self._host, self._port, Handler, tls=self.ca.server_context if self.ca else None)
         httpd.kube = self
         return httpd
 
@@ -189,11 +129,25 @@ class KubeServer(Served):
         self.controller.stop()
         super().stop()
 
+    @property
+    def serving(self) -> bool:
+        """Started and not stopped (a watch ends when the server stops)."""
+        return self._server is not None
+
     # -- configuration -----------------------------------------------------
 
     def add_identity(self, token: str, user: str = "system:serviceaccount:rotator:rotator", rules: Any = ALL) -> None:
         with self._lock:
-            self._identities[token] = _Identity(user, tuple(rules))
+            self._identities[token] = Identity(user, tuple(rules))
+
+    def user_of(self, headers: dict[str, str]) -> str | None:
+        """The user a request's bearer token maps to, or None."""
+        ident = self._identity(headers)
+        return ident.user if ident else None
+
+    def _identity(self, headers: dict[str, str]) -> Identity | None:
+        auth = headers.get("authorization", "")
+        return self._identities.get(auth[7:]) if auth.lower().startswith("bearer ") else None
 
     def kubeconfig(self, path: Path, token: str, *, namespace: str = "default", context: str = "test") -> Path:
         """A kubeconfig file for this server and `token` (JSON is YAML)."""
@@ -270,14 +224,13 @@ class KubeServer(Served):
     # -- the API -----------------------------------------------------------
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
-        auth = headers.get("authorization", "")
-        ident = self._identities.get(auth[7:]) if auth.lower().startswith("bearer ") else None
+        ident = self._identity(headers)
         query = query_of(path)
         path = path.split("?", 1)[0]
         if method == "GET" and path == "/version":  # readable without credentials (system:public-info-viewer)
             return 200, discovery(path, "") or {}
         if ident is None:
-            return _status(401, "Unauthorized", "Unauthorized")
+            return status_error(401, "Unauthorized", "Unauthorized")
         if method == "GET" and (doc := discovery(path, self.url.split("://", 1)[1])) is not None:
             return 200, doc
         ctype = headers.get("content-type", "").split(";")[0].strip()
@@ -286,68 +239,61 @@ class KubeServer(Served):
             if ctype == PROTOBUF and method == "POST" and path == _SSAR:
                 data = decode_access_review(body)  # kubectl's typed client sends protobuf
             elif body and not ctype.endswith("json"):
-                return _status(415, "UnsupportedMediaType", f"the content type {ctype!r} is not supported here")
+                return status_error(415, "UnsupportedMediaType", f"the content type {ctype!r} is not supported here")
             else:
                 data = json.loads(body) if body else None
         except (ValueError, IndexError):
-            return _status(400, "BadRequest", "the request body cannot be decoded")
+            return status_error(400, "BadRequest", "the request body cannot be decoded")
         if method == "POST" and path == _SSAR:
-            return self._access_review(ident, data or {})
+            return access_review(ident, data or {})
+        return self._resource(ident, method, path, query, ctype, data)
+
+    def _resource(
+        self, ident: Identity, method: str, path: str, query: dict[str, str], ctype: str, data: Any
+    ) -> tuple[int, dict[str, Any]]:
+        """A request on an object or a collection: its verb, the identity's rules, then the store."""
         m = _PATH.match(path)
         if m is None or m["plural"] not in KINDS:
-            return _status(404, "NotFound", "the server could not find the requested resource")
+            return status_error(404, "NotFound", "the server could not find the requested resource")
         group = "" if m["core"] else m["group"]
         plural, ns, name = m["plural"], m["ns"], m["name"]
         verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
         if verb == "get" and name is None:
             verb = "watch" if query.get("watch") in ("1", "true") else "list"
         if verb is None or ((verb == "create") != (name is None) and verb not in ("list", "watch")):
-            return _status(405, "MethodNotAllowed", f"{method} is not supported here")
+            return status_error(405, "MethodNotAllowed", f"{method} is not supported here")
         if isinstance(data, dict) and verb == "create":
             name = str((data.get("metadata") or {}).get("name") or "")
         if not any(r.allows(verb, group, plural, ns, name or "") for r in ident.rules):
-            return _status(
+            return status_error(
                 403,
                 "Forbidden",
                 f'{plural} "{name}" is forbidden: User "{ident.user}" cannot {verb} resource "{plural}" '
                 f'in API group "{group}" in the namespace "{ns}"',
             )
         with self._lock:
-            if verb in ("list", "watch"):
-                return self._list(plural, ns, query.get("fieldSelector", ""))
-            if verb == "get":
-                obj = self._objects.get((plural, ns, name or ""))
-                if obj is None:
-                    return _status(404, "NotFound", f'{plural} "{name}" not found')
-                self.read_since_step.add((plural, ns, name or ""))
-                return 200, copy.deepcopy(obj)
-            if verb == "create":
-                return self._create(plural, ns, data)
-            if verb == "delete":
-                obj = self._objects.pop((plural, ns, name or ""), None)
-                if obj is None:
-                    return _status(404, "NotFound", f'{plural} "{name}" not found')
-                return 200, obj
-            ctype = headers.get("content-type", "").split(";")[0].strip()
-            return self._change(plural, ns, name or "", verb, ctype, data)
+            return self._apply(verb, plural, ns, name, query, ctype, data)
 
-    def _access_review(self, ident: _Identity, review: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
-        allowed = any(
-            r.allows(
-                attrs.get("verb", ""),
-                attrs.get("group", ""),
-                attrs.get("resource", ""),
-                attrs.get("namespace", ""),
-                attrs.get("name", ""),
-            )
-            for r in ident.rules
-        )
-        out = dict(review)
-        out["status"] = {"allowed": allowed}
-        if not allowed:
-            out["status"]["reason"] = "no RBAC rule allows it"
-        return 201, out
+    def _apply(
+        self, verb: str, plural: str, ns: str, name: str | None, query: dict[str, str], ctype: str, data: Any
+    ) -> tuple[int, dict[str, Any]]:
+        """An allowed request against the store (the caller holds the lock)."""
+        if verb in ("list", "watch"):
+            return self._list(plural, ns, query.get("fieldSelector", ""))
+        if verb == "get":
+            obj = self._objects.get((plural, ns, name or ""))
+            if obj is None:
+                return status_error(404, "NotFound", f'{plural} "{name}" not found')
+            self.read_since_step.add((plural, ns, name or ""))
+            return 200, copy.deepcopy(obj)
+        if verb == "create":
+            return self._create(plural, ns, data)
+        if verb == "delete":
+            obj = self._objects.pop((plural, ns, name or ""), None)
+            if obj is None:
+                return status_error(404, "NotFound", f'{plural} "{name}" not found')
+            return 200, obj
+        return self._change(plural, ns, name or "", verb, ctype, data)
 
     def _list(self, plural: str, ns: str, selector: str) -> tuple[int, dict[str, Any]]:
         """A collection (as ``kubectl get`` and a watch's first list read it), the
@@ -367,10 +313,10 @@ class KubeServer(Served):
 
     def _create(self, plural: str, ns: str, data: Any) -> tuple[int, dict[str, Any]]:
         if not isinstance(data, dict) or not (data.get("metadata") or {}).get("name"):
-            return _status(422, "Invalid", f"{KINDS[plural][1]} is invalid: metadata.name: Required value")
+            return status_error(422, "Invalid", f"{KINDS[plural][1]} is invalid: metadata.name: Required value")
         name = data["metadata"]["name"]
         if (plural, ns, name) in self._objects:
-            return _status(409, "AlreadyExists", f'{plural} "{name}" already exists')
+            return status_error(409, "AlreadyExists", f'{plural} "{name}" already exists')
         obj = self._normalise(plural, copy.deepcopy(data))
         obj["metadata"]["namespace"] = ns
         obj["metadata"]["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -390,22 +336,22 @@ class KubeServer(Served):
     def _change(self, plural: str, ns: str, name: str, verb: str, ctype: str, data: Any) -> tuple[int, dict[str, Any]]:
         old = self._objects.get((plural, ns, name))
         if old is None:
-            return _status(404, "NotFound", f'{plural} "{name}" not found')
+            return status_error(404, "NotFound", f'{plural} "{name}" not found')
         if not isinstance(data, dict):
-            return _status(400, "BadRequest", "the body must be a JSON object")
+            return status_error(400, "BadRequest", "the body must be a JSON object")
         if verb == "patch":
             if ctype == "application/merge-patch+json":
                 new = merge_patch(old, data)
             elif ctype == "application/strategic-merge-patch+json":
                 new = strategic_merge(old, data)
             else:
-                return _status(415, "UnsupportedMediaType", f"the patch type {ctype!r} is not supported here")
+                return status_error(415, "UnsupportedMediaType", f"the patch type {ctype!r} is not supported here")
         else:
             new = copy.deepcopy(data)
         wanted = (data.get("metadata") or {}).get("resourceVersion")
         current = old["metadata"]["resourceVersion"]
         if wanted is not None and str(wanted) != current:
-            return _status(
+            return status_error(
                 409,
                 "Conflict",
                 f'Operation cannot be fulfilled on {plural} "{name}": the object has been modified; '
@@ -419,7 +365,7 @@ class KubeServer(Served):
         if plural == "secrets" and old.get("immutable"):
             if new.get("data") != old.get("data") or not new.get("immutable"):
                 quoted = f" (request: {json.dumps(data)})" if self.echo_errors else ""
-                return _status(
+                return status_error(
                     422,
                     "Invalid",
                     f'Secret "{name}" is invalid: data: Forbidden: field is immutable when `immutable` is set{quoted}',
@@ -437,84 +383,3 @@ class KubeServer(Served):
             for r in self.records
             if r.method in ("PUT", "PATCH", "POST") and f"/{plural}" in r.path and r.status < 300
         )
-
-
-class _Server(LoopbackServer):
-    kube: KubeServer
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "kube-double/1"
-    server: _Server
-    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
-
-    def _serve(self) -> None:
-        kube = self.server.kube
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            code, payload = kube.handle(self.command, self.path, headers, body)
-        except Exception as exc:  # noqa: BLE001 - a double's bug is an HTTP 500, not a hung client
-            code, payload = _status(500, "InternalError", f"internal error: {type(exc).__name__}")
-        auth = headers.get("authorization", "")
-        ident = kube._identities.get(auth[7:]) if auth.lower().startswith("bearer ") else None
-        kube.records.append(
-            RequestRecord(self.command, self.path.split("?", 1)[0], code, ident.user if ident else None)
-        )
-        watch = code == 200 and self.command == "GET" and query_of(self.path).get("watch") in ("1", "true")
-        if kube.exchanges is not None and not watch:
-            path, _, query = self.path.partition("?")
-            ctype = headers.get("content-type", "")
-            kube.exchanges.append(Exchange(self.command, path, query, ctype, parsed(body, ctype), code, payload))
-        if watch:
-            self._watch(kube, headers, query_of(self.path))
-            return
-        raw = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-    def _watch(self, kube: KubeServer, headers: dict[str, str], query: dict[str, str]) -> None:
-        """A watch: one JSON event a line, chunked, for each change after the
-        `resourceVersion` asked for, until `timeoutSeconds` (at most 30 here)."""
-        since = int(query.get("resourceVersion") or 0)
-        deadline = time.monotonic() + min(float(query.get("timeoutSeconds") or 30), 30)
-        known: dict[str, int] = {}
-        first = True
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        try:
-            while time.monotonic() < deadline and kube._server is not None:
-                code, listed = kube.handle("GET", self.path, headers, b"")
-                if code != 200:
-                    break
-                items = {o["metadata"]["name"]: o for o in listed["items"]}
-                events = []
-                for name, obj in items.items():
-                    rv = int(obj["metadata"]["resourceVersion"])
-                    if rv > since and known.get(name) != rv:
-                        events.append({"type": "MODIFIED" if name in known or first else "ADDED", "object": obj})
-                    known[name] = rv
-                for name in [n for n in known if n not in items]:
-                    del known[name]
-                    events.append({"type": "DELETED", "object": {"metadata": {"name": name}}})
-                first = False
-                for ev in events:
-                    line = json.dumps(ev).encode() + b"\n"
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-                self.wfile.flush()
-                time.sleep(0.05)
-            self.wfile.write(b"0\r\n\r\n")
-        except OSError:
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # request lines are kept in records; nothing reaches a terminal

@@ -33,8 +33,16 @@ class XServer:
         env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "DISPLAY")}
         return {**env, "DISPLAY": self.display}
 
-    def copy(self, value: str) -> None:
-        """Put `value` on the CLIPBOARD selection through xclip's stdin (never its argv)."""
+    def copy(self, value: str, timeout: float = 30.0) -> None:
+        """Put `value` on the CLIPBOARD selection through xclip's stdin (never its argv), and
+        return once the clipboard holds it, as a copy in an app does.
+
+        xclip exits when it forks, and its child takes the selection a moment later: on a busy
+        machine, a read right after the exit still got the previous value (a clear of the key
+        just copied found the clipboard unchanged, and left it).  So it waits until the
+        clipboard no longer holds what it held before: by then it may hold something newer
+        still (a watcher took the key and a consumer copied over it), which is no reason to wait."""
+        before = self.paste()
         # xclip stays in the background owning the selection; it must not hold our pipes.
         subprocess.run(
             ["xclip", "-i", "-selection", "clipboard"],
@@ -45,6 +53,11 @@ class XServer:
             check=True,
             timeout=10,
         )
+        until = time.monotonic() + timeout
+        while before != value and self.paste() == before:
+            if time.monotonic() > until:
+                raise RuntimeError(f"xclip's copy did not reach the clipboard within {timeout:.0f} s")
+            time.sleep(0.01)
 
     def paste(self) -> str | None:
         """What the clipboard holds now (None: nothing)."""

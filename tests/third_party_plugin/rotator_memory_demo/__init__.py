@@ -7,7 +7,8 @@ from typing import ClassVar
 import httpx
 from pydantic import Field
 
-from rotator import Backend, BackendSettings, Check, Conflict, Secret, Stored, Written
+from rotator import Backend, BackendSettings, Check, Secret, Stored, Written
+from rotator.backend_rules import key_change
 from rotator.notify import Message, Notifier, NotifierSettings
 
 STORE: dict[str, tuple[int, str]] = {}  # slot -> (version, value)
@@ -30,10 +31,11 @@ class MemoryBackend(Backend):
 
     async def write(self, secret: Secret, *, token: str, expected_version: str | None) -> Written:
         version, value = STORE.get(self.settings.slot, (0, None))
-        if value == secret.reveal():  # a retried write, or a rerun: no second version
+        held = Secret(value) if value is not None else None
+        where = f"memory {self.name}: slot {self.settings.slot}"
+        # rotator's rules: already current (a retry, a rerun) -> nothing; a stale version -> Conflict.
+        if key_change(held, str(version), secret, expected_version=expected_version, where=where) is None:
             return Written(version=str(version), detail="already current")
-        if expected_version is not None and expected_version != str(version):
-            raise Conflict(f"slot {self.settings.slot} is at version {version}, expected {expected_version}")
         STORE[self.settings.slot] = (version + 1, secret.reveal())
         return Written(version=str(version + 1), detail=f"v{version + 1}")
 

@@ -1,103 +1,21 @@
-"""The secret value, its fingerprint, and paste hygiene.
+"""Redaction: every live secret's value, in any form it may be printed, replaced by ``[REDACTED]``.
 
-A `Secret` can travel through logs, exceptions and reprs without showing its
-value: every way Python has of turning an object into text or bytes is closed
-off, and the only way in is the explicit `reveal()`.
+`scrub` is the net under every text that comes from a plugin or a server on its way to a
+report, the journal or a log; `scrub_data` the same over JSON-shaped data.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
-import hashlib
-import hmac
-import re
 import threading
-import weakref
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import re2
 
-FINGERPRINT_PREFIX = "rotator-fp-v1:"
-ADJUTOR_KEY_PATTERN = r"^sk_(live|test)_[A-Za-z0-9]+$"
-MAX_KEY_LENGTH = 4096
-
-# Every Secret alive in this process, so the log redaction step can find them
-# without being handed each one.  Weak: a Secret that is dropped is forgotten.
-_LIVE: weakref.WeakSet[Secret] = weakref.WeakSet()
-
-
-def fingerprint(value: str) -> str:
-    """First 16 hex chars of SHA-256 over ``rotator-fp-v1:`` + key.
-
-    Unkeyed on purpose: a consumer can compute the same value in one line
-    (``sha256(b"rotator-fp-v1:" + key).hexdigest()[:16]``) and report it back.
-    64 bits of a hash of a high-entropy API key reveal nothing useful.
-    """
-    return hashlib.sha256((FINGERPRINT_PREFIX + value).encode()).hexdigest()[:16]
-
-
-class Secret:
-    """A secret string that never shows itself."""
-
-    __slots__ = ("__weakref__", "_fingerprint", "_value")
-
-    def __init__(self, value: str) -> None:
-        if not isinstance(value, str):
-            raise TypeError("Secret takes a str")
-        self._value = value
-        self._fingerprint = fingerprint(value)
-        _LIVE.add(self)
-        _FRESH.append(weakref.ref(self))
-
-    def reveal(self) -> str:
-        """The value itself: call only where it goes to its destination."""
-        return self._value
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def __repr__(self) -> str:
-        return f"Secret(fp={self._fingerprint})"
-
-    __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return repr(self)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Secret):
-            return hmac.compare_digest(self._value.encode(), other._value.encode())
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._fingerprint)
-
-    def __len__(self) -> int:
-        return len(self._value)
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a Secret cannot be pickled")
-
-    def __getstate__(self) -> NoReturn:
-        raise TypeError("a Secret cannot be pickled")
-
-    def __copy__(self) -> Secret:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
-        return self
-
-
-def live_values() -> list[str]:
-    """The values of every Secret alive now (for the redaction step)."""
-    return [s.reveal() for s in list(_LIVE)]
-
+from rotator.secret.value import FRESH, live_values
 
 REDACTED = "[REDACTED]"
 _REDACTED_BYTES = REDACTED.encode()
@@ -169,8 +87,6 @@ def _re2_options() -> Any:
 
 _RE2_OPTIONS = _re2_options()
 
-# Secrets made since scrub last looked (weak: the value is not kept alive by this list).
-_FRESH: deque[weakref.ref[Secret]] = deque()
 _BUILD = threading.Lock()
 # Matchers over every value live at the last full build, and matchers over what was added since.
 # Dead values stay covered until the next full build: over-scrubbing is harmless.
@@ -186,16 +102,17 @@ def _current() -> tuple[tuple[_Matcher, ...], tuple[_Matcher, ...]]:
     Secret of a known value) costs a set lookup.  The queue of new Secrets is emptied only once
     matchers covering them are in place: a thread calling scrub meanwhile waits for them."""
     global _matchers
-    if _FRESH:
+    if FRESH:
         with _BUILD:
-            pending = list(_FRESH)
+            pending = list(FRESH)
             full, recent = _matchers
             covered = [m.values for m in (*full, *recent)]
             new = set()
             for ref in pending:
                 s = ref()
-                if s is not None and len(s._value) >= _MIN_VALUE and not any(s._value in c for c in covered):
-                    new.add(s._value)
+                value = s.reveal() if s is not None else ""
+                if len(value) >= _MIN_VALUE and not any(value in c for c in covered):
+                    new.add(value)
             if new:
                 added = frozenset(new).union(*(m.values for m in recent))
                 if full and len(added) <= _DELTA:
@@ -205,7 +122,7 @@ def _current() -> tuple[tuple[_Matcher, ...], tuple[_Matcher, ...]]:
                     chunks = [frozenset(values[i : i + _CHUNK]) for i in range(0, len(values), _CHUNK)]
                     _matchers = (tuple(m for c in chunks for m in _Matcher.build(c)), ())
             for _ in pending:
-                _FRESH.popleft()
+                FRESH.popleft()
     return _matchers
 
 
@@ -305,103 +222,6 @@ def _redact(matchers: tuple[_Matcher, ...], text: str) -> str | None:
             pieces.append(data[pos:])
             data = b"".join(pieces)
     return data.decode("utf-8", "surrogatepass") if found else None
-
-
-def _pattern_options() -> Any:
-    options = re2.Options()
-    options.log_errors = False
-    return options
-
-
-_PATTERN_OPTIONS = _pattern_options()
-_HUGE_COUNT = re.compile(r"(?<!\\)\{\s*\d*,?\s*\d{5}")
-
-
-@functools.lru_cache(maxsize=64)
-def key_regex(pattern: str) -> Any:
-    """`pattern` (a plan's `key_pattern`) compiled by RE2; ValueError says what RE2 refuses.
-
-    Matched with RE2, not Python's `re`, because the pattern is the operator's and the
-    paste it judges arrives inside the window: `re` backtracks, and a nested quantifier
-    such as ``^sk_live_(a+)+$`` against ``sk_live_`` + 30 ``a`` + ``!`` ran > 45 s there
-    (2**n steps).  RE2 (Google's own Python binding, ``google-re2``, prebuilt wheels) runs
-    every pattern it accepts in time linear in the text, so no pattern can block the
-    window; a static check for "dangerous" shapes would miss some (``(a|aa)+``, ``(a|a)*``).
-    What RE2 refuses -- lookarounds, backreferences, repetitions over 1,000 -- is refused
-    by `rotator check`, and so is a count of 5 digits or more, which RE2 would not refuse
-    but read wrongly (``a{4294967296}`` compiles and matches nothing)."""
-    if _HUGE_COUNT.search(pattern):
-        raise ValueError("not a regular expression RE2 runs (a repetition count over 1000)")
-    try:
-        return re2.compile(pattern, _PATTERN_OPTIONS)
-    except re2.error as exc:
-        why = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise ValueError(
-            f"not a regular expression RE2 runs ({why}); lookarounds and backreferences are not supported"
-        ) from None
-
-
-class KeyRejected(ValueError):
-    """A pasted value that cannot be a key.  The message never holds the value."""
-
-
-@dataclass
-class CleanKey:
-    secret: Secret
-    warnings: list[str] = field(default_factory=list)
-
-
-_QUOTES = ('"', "'", "`")
-_BEARER = re.compile(r"^bearer\s+", re.IGNORECASE)
-
-
-def clean_paste(raw: str | bytes, key_pattern: str | None = ADJUTOR_KEY_PATTERN) -> CleanKey:
-    """Undo what a paste adds, refuse what cannot be a key, warn on the odd.
-
-    Strips surrounding whitespace and newlines, one pair of surrounding quotes
-    and a leading ``Bearer ``.  Refuses empty values, inner whitespace, control
-    and non-ASCII characters, and anything absurdly long.  A value that does not match
-    `key_pattern` is accepted with a warning: the probe is the real judge.
-    """
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise KeyRejected("the key is not valid UTF-8 text") from None
-    if len(raw) > MAX_KEY_LENGTH * 4:
-        raise KeyRejected(f"the pasted text is {len(raw)} characters long; a key is at most {MAX_KEY_LENGTH}")
-    value = raw.strip()
-    for _ in range(2):  # `"Bearer sk_..."` and `Bearer "sk_..."` both occur
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in _QUOTES:
-            value = value[1:-1].strip()
-        value = _BEARER.sub("", value, count=1).strip()
-    if not value or value.lower() == "bearer":
-        raise KeyRejected("the key is empty")
-    if len(value) > MAX_KEY_LENGTH:
-        raise KeyRejected(f"the key is {len(value)} characters long; a key is at most {MAX_KEY_LENGTH}")
-    for ch in value:
-        if ch.isspace():
-            raise KeyRejected("the key has whitespace inside it (a line break or space from the paste?)")
-        if ord(ch) < 32 or ord(ch) == 127 or 0x80 <= ord(ch) < 0xA0:
-            raise KeyRejected("the key has control characters in it")
-        if not ch.isprintable():
-            raise KeyRejected("the key has non-printable characters in it")
-    if not value.isascii():
-        # An API key travels in an HTTP header, which carries ASCII only (and “curly quotes”
-        # from a document are a paste accident, not part of a key).
-        raise KeyRejected("the key has non-ASCII characters in it (curly quotes or accents from a paste?)")
-    warnings: list[str] = []
-    if key_pattern:
-        try:
-            looks_right = key_regex(key_pattern).fullmatch(value) is not None
-        except ValueError as exc:  # a Plan built without load_plan's checks
-            warnings.append(f"key_pattern is not usable: {exc}; the probe will decide")
-        else:
-            if not looks_right:
-                warnings.append(
-                    f"the key does not look like an Adjutor key (pattern {key_pattern}); the probe will decide"
-                )
-    return CleanKey(Secret(value), warnings)
 
 
 def scrub_data(obj: Any) -> Any:

@@ -1,16 +1,31 @@
-"""The standby-slot rules every built-in backend shares (alternating plans).
+"""The write rules every backend shares, public for third-party plugins.
 
-A backend stores three things side by side in the primary: the active value
-(what consumers read), the standby value, and the slot metadata (JSON: app,
-fingerprint and time of each slot, and the token of the write that set them;
-`rotator.plugin.slots_metadata`).  It reads them into a `SlotState`, asks
-`standby_change` or `swap_change` what to write, and writes the three in one
-check-and-set write.  The rules live here once:
+A backend's `write` is: read what the store holds now, ask `key_change` what to
+store, and store it in one put (check-and-set where the store has one).  The
+rules of the key write live here once:
+
+* already current → nothing written: a retried write whose answer was lost, or a
+  rerun, makes no second version;
+* a stale `expected_version` (what arm read) → `Conflict`, nothing written, in one
+  wording (`stale_key`);
+* a store that holds nothing (version None) is at version ``"0"``, what arm
+  expects when it found nothing.
+
+A primary of an alternating plan stores three things side by side: the active
+value (what consumers read), the standby value, and the slot metadata (JSON:
+app, fingerprint and time of each slot, and the token of the write that set
+them; `rotator.plugin.slots_metadata`).  It reads them into a `SlotState`, asks
+`standby_change`, `swap_change` or `record_change` what to write, and writes the
+three in one check-and-set write (`StandbySlots` does all but that write).  The
+slot rules:
 
 * a retried call with the same token changes nothing (a write-standby whose
   value is already the standby; a swap whose token the metadata already holds);
 * a stale `expected_version` is a `Conflict`;
 * the standby never equals the active key (both would be one app's key).
+
+`SlotFields` is the settings mixin for where the standby and the metadata live.
+The built-in backends (``rotator_plugins``) use exactly these.
 """
 
 from __future__ import annotations
@@ -19,7 +34,9 @@ from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, model_validator
 
 from rotator.plugin import (
     Backend,
@@ -35,8 +52,84 @@ from rotator.plugin import (
 )
 from rotator.secret import Secret
 
+__all__ = [
+    "Change",
+    "SlotFields",
+    "SlotState",
+    "StandbySlots",
+    "key_change",
+    "record_change",
+    "stale_key",
+    "standby_change",
+    "swap_change",
+]
 
-def now_iso() -> str:
+
+def stale_key(where: str, version: str | None, expected_version: str) -> Conflict:
+    """The `Conflict` of a key write whose store changed since arm: the one wording, and the one fix."""
+    now, then = (v if v not in (None, "0") else "none" for v in (version, expected_version))
+    return Conflict(f"{where} changed since arm (version {now}, expected {then}); rerun, or --force")
+
+
+def key_change(
+    held: Secret | None, version: str | None, secret: Secret, *, expected_version: str | None, where: str
+) -> Secret | None:
+    """What `Backend.write` stores over what it just read: `secret`, or None when nothing.
+
+    `held` and `version` are the store's key and version as read just before the
+    put (nothing stored: None and None, or the store's own word for it).  None
+    when `held` already is `secret`, whatever the version; `Conflict` when the
+    version is not `expected_version` (None: no check, as under ``--force``);
+    else `secret`, to put on `version` as the check-and-set.  After a put refused
+    for its check-and-set, ask again on a fresh read: None then means this very
+    write landed and its answer was lost.  `where` starts the conflict's line
+    (``"vault prod: secret/apps/billing"``).
+    """
+    if held is not None and held == secret:
+        return None
+    if expected_version is not None and (version or "0") != expected_version:
+        raise stale_key(where, version, expected_version)
+    return secret
+
+
+class SlotFields(BaseModel):
+    """Settings mixin of a backend that can hold a standby slot: where the standby key
+    and the slot metadata live beside the key.
+
+    A settings class declares its own two optional settings (their names are its
+    plan's words) and names the three in `slot_settings`; the defaults (the key's
+    place plus `slot_suffixes`) and the check that the three differ live here.
+    """
+
+    slot_settings: ClassVar[tuple[str, str, str]]  # (the key's place, the standby's, the metadata's)
+    slot_suffixes: ClassVar[tuple[str, str]] = ("_standby", "_slots")
+
+    def _slot_place(self, i: int) -> str:
+        return (
+            getattr(self, self.slot_settings[i]) or f"{getattr(self, self.slot_settings[0])}{self.slot_suffixes[i - 1]}"
+        )
+
+    @property
+    def standby(self) -> str:
+        """Where the standby key lives."""
+        return self._slot_place(1)
+
+    @property
+    def slots(self) -> str:
+        """Where the slot metadata lives."""
+        return self._slot_place(2)
+
+    @model_validator(mode="after")
+    def _three_places(self) -> Self:
+        key = getattr(self, self.slot_settings[0])
+        if key and len({key, self.standby, self.slots}) != 3:
+            a, b, c = self.slot_settings
+            raise ValueError(f"{a}, {b} and {c} must be three different names")
+        return self
+
+
+def _now_iso() -> str:
+    """Now, as slot metadata records it (ISO 8601, UTC, seconds)."""
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -119,7 +212,7 @@ def standby_change(
     leaked = state.leaked
     if leaked is not None and str(leaked.get("app", "")).casefold() == app.casefold():
         leaked = None
-    meta = slots_metadata(active, Slot(app, secret.fingerprint, now_iso()), token, leaked=leaked)
+    meta = slots_metadata(active, Slot(app, secret.fingerprint, _now_iso()), token, leaked=leaked)
     return Change(state.active, secret, meta)
 
 

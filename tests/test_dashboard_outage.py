@@ -21,6 +21,7 @@ from tests.leakcheck import find, rotator_env, scan_journal, scan_tree, start, w
 from tests.test_dashboard_clipboard import _async_playwright
 from tests.test_outage import assert_outage, setup_plan
 from tests.test_service_page import ARGS, CHROMIUM
+from tests.timing import scaled
 from tests.xserver import XServer, xserver_fixture
 
 xserver = pytest.fixture(scope="module")(xserver_fixture)
@@ -76,7 +77,8 @@ def test_click_reset_and_rotator_takes_the_key_from_the_clipboard(
     reset = report["reset"]
     assert reset is not None, run.err
     # Seen by the watch (within one interval and a round trip) or at the latest when the key came.
-    assert clicked - 0.05 <= reset["at"] <= clicked + WATCH + 0.25, (reset, clicked)
+    # The round trip's allowance is scaled: on a busy machine the watch's probe answers later.
+    assert clicked - 0.05 <= reset["at"] <= clicked + WATCH + scaled(0.25), (reset, clicked)
     assert_outage(report, run.err)
     assert report["refused_keys"] == []
     assert "outage:" in run.err and "K key received" in run.err

@@ -7,7 +7,7 @@ primary that was not written) and the closing of their entries.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -136,18 +136,8 @@ def not_written(
     probe: ProbeResult | None = None,
 ) -> Report:
     """The report of an attempt that wrote nothing (a refused or rejected key, a dry run)."""
-    return Report(
-        id=state.id,
-        kind=state.kind,
-        plan=state.plan.name,
-        state=run_state,
-        exit_code=int(code),
-        reason=state.reason,
-        operator=state.operator,
-        old_fingerprint=state.armed.old_fingerprint if state.armed else None,
-        probe=probe,
-        message=message,
-    )
+    old_fp = state.armed.old_fingerprint if state.armed else None
+    return _of_run(state, run_state, code, message, old_fingerprint=old_fp, probe=probe)
 
 
 def row_report(
@@ -162,6 +152,14 @@ def row_report(
     window: float | None,
 ) -> Report:
     """The report of a run whose one write is `row` (a re-key's standby write; None: nothing was tried)."""
+    targets = [row] if row is not None else []
+    return _of_run(
+        state, run_state, code, message, old_fingerprint=old_fp, new_fingerprint=new_fp, window=window, targets=targets
+    )
+
+
+def _of_run(state: RotationState, run_state: str, code: int, message: str, **fields: Any) -> Report:
+    """A report of this run (its id, kind, plan, reason and operator) in `run_state` with `code`."""
     return Report(
         id=state.id,
         kind=state.kind,
@@ -170,11 +168,8 @@ def row_report(
         exit_code=int(code),
         reason=state.reason,
         operator=state.operator,
-        old_fingerprint=old_fp,
-        new_fingerprint=new_fp,
-        window=window,
-        targets=[row] if row is not None else [],
         message=message,
+        **fields,
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._services import IDLE_TIMEOUT
-from benchmarks.window.cases import Setup
+from benchmarks.window.cases import Case, Setup
 from benchmarks.window.child import Child, loadavg
 from benchmarks.window.critical_path import critical_path, injected_hops, measure_hops
 from benchmarks.window.parallel_floor import parallel_floor_once
@@ -17,13 +17,21 @@ from benchmarks.window.run_runbook import baseline_once
 from benchmarks.window.service import _Service, service_once
 from benchmarks.window.stats import cpu_medians, ms, pct, summary
 
+Paths = tuple[list[float], dict[str, float], dict[str, float], dict[str, float]]
 
-def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any, db_url: str) -> dict[str, Any]:
-    case = setup.case
+
+def _paths(case: Case, setup: Setup, s1: Child) -> Paths:
+    """What every case is measured against, taken before its runs: the load then, the critical
+    path from the injected latencies, each request timed alone, and the floor those make."""
     load_start = loadavg()
     cp = critical_path(case, injected_hops(setup.lat), setup.lat.reload_delay)
     hops = measure_hops(setup, s1)
-    floor = critical_path(case, hops, setup.lat.reload_delay)
+    return load_start, cp, hops, critical_path(case, hops, setup.lat.reload_delay)
+
+
+def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any, db_url: str) -> dict[str, Any]:
+    case = setup.case
+    load_start, cp, hops, floor = _paths(case, setup, s1)
     # One unrecorded warm-up each (first-use costs in this long-lived process).
     rotator_once(setup, journal, s1, s2)
     pf_reps = min(case.reps, max(case.baseline_reps, 2)) if case.parallel_floor else 0
@@ -122,10 +130,7 @@ def run_case(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any, db_url:
 def run_long_wait(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any) -> dict[str, Any]:
     """The key at once and the key after each wait, alternating, same plan and services."""
     case = setup.case
-    load_start = loadavg()
-    cp = critical_path(case, injected_hops(setup.lat), setup.lat.reload_delay)
-    hops = measure_hops(setup, s1)
-    floor = critical_path(case, hops, setup.lat.reload_delay)
+    load_start, cp, _hops, floor = _paths(case, setup, s1)
     rotator_once(setup, journal, s1, s2)
     runs: dict[float, list[dict[str, Any]]] = {0.0: [], **{w: [] for w in case.waits}}
     for i in range(case.reps):
@@ -186,10 +191,7 @@ def run_long_wait(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any) ->
 def run_plans(setups: list[Setup], journal: Any, s1: Child, s2: Child, log: Any) -> dict[str, Any]:
     """Each plan alone, then all at once (keys arriving together), alternating."""
     case = setups[0].case
-    load_start = loadavg()
-    cp = critical_path(case, injected_hops(setups[0].lat), setups[0].lat.reload_delay)
-    hops = measure_hops(setups[0], s1)
-    floor = critical_path(case, hops, setups[0].lat.reload_delay)
+    load_start, cp, _hops, floor = _paths(case, setups[0], s1)
     for st in setups:
         rotator_once(st, journal, s1, s2)
     asyncio.run(_plans_together(setups, journal, s1, s2))
@@ -243,10 +245,7 @@ def run_plans(setups: list[Setup], journal: Any, s1: Child, s2: Child, log: Any)
 def run_service(setup: Setup, journal: Any, s1: Child, s2: Child, log: Any, root: Path) -> dict[str, Any]:
     """The API's window against the library's, same plan and services, alternating."""
     case = setup.case
-    load_start = loadavg()
-    cp = critical_path(case, injected_hops(setup.lat), setup.lat.reload_delay)
-    hops = measure_hops(setup, s1)
-    floor = critical_path(case, hops, setup.lat.reload_delay)
+    load_start, cp, _hops, floor = _paths(case, setup, s1)
     svc = _Service(setup, root)
     try:
         service_once(svc, setup, s1, s2)  # warm-up

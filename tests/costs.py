@@ -5,7 +5,7 @@
 
 A test's CPU is its worker's own (every thread: in-process servers too) plus that of the
 processes it started and waited for (the CLI, `rotator serve`, PostgreSQL, Chromium and what
-they started in turn), from setup to teardown.  Wall time minus CPU is waiting: sleeps,
+they started in turn, and the commands run through `tests.forkserver`), from setup to teardown.  Wall time minus CPU is waiting: sleeps,
 pauses, timeouts, I/O.  On a busy machine the wall times grow and the CPU times barely do,
 so the CPU total divided by the cores is what the suite needs at the least, and the wall
 total beyond it is waiting that more workers than cores can overlap (`-n 4`).
@@ -24,12 +24,14 @@ from typing import Any
 
 import pytest
 
+from tests import forkserver
+
 ENV = "ROTATOR_TEST_COSTS"
 
 
 def _cpu() -> float:
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return t.user + t.system + t.children_user + t.children_system + forkserver.cpu()
 
 
 @pytest.hookimpl(wrapper=True)

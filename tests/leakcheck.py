@@ -29,6 +29,7 @@ from urllib.parse import quote, quote_plus
 from rotator.journal import Journal, RotationRow, data_dir
 from rotator.secret import fingerprint
 from rotator.testing._http import LoopbackServer
+from tests import forkserver
 from tests.timing import scaled
 
 T = TypeVar("T")
@@ -127,10 +128,10 @@ def rotator_env(**extra: str) -> dict[str, str]:
 def cli(
     *args: str, input: str | bytes | None = None, env: dict[str, str] | None = None, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
-    """`rotator ARGS...` as a user runs it; stdin is `input` (bytes for binary pastes)."""
+    """`rotator ARGS...` as a user runs it (through the fork server); stdin is `input` (bytes for binary pastes)."""
     data = input.encode("utf-8", "surrogateescape") if isinstance(input, str) else input
     r = subprocess.run(
-        [sys.executable, "-m", "rotator", *args],
+        [*forkserver.command(), *args],
         input=data if data is not None else b"",
         capture_output=True,
         env=env or rotator_env(),
@@ -159,7 +160,9 @@ class Running:
 
     def kill(self) -> int:
         self.proc.kill()  # SIGKILL: no cleanup, no journal update, no lock release
-        return self.proc.wait(10)
+        code = self.proc.wait(10)
+        forkserver.settled(self.proc.pid)  # and rotator itself is gone, not only the stub
+        return code
 
     @property
     def out(self) -> str:
@@ -170,12 +173,14 @@ class Running:
         return self.stderr.read_text(errors="replace")
 
 
-def start(*args: str, logs: Path, env: dict[str, str] | None = None) -> Running:
+def start(*args: str, logs: Path, env: dict[str, str] | None = None, own_pid: bool = False) -> Running:
+    """`rotator ARGS...` in the background; `own_pid`: exec'd, so `proc.pid` is rotator's own
+    (through the fork server it is the stub's)."""
     logs.mkdir(parents=True, exist_ok=True)
     out, err = logs / "stdout.txt", logs / "stderr.txt"
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rotator", *args],
+            [*([sys.executable, "-m", "rotator"] if own_pid else forkserver.command()), *args],
             stdin=subprocess.PIPE,
             stdout=o,
             stderr=e,

@@ -33,11 +33,13 @@ from rotator.testing import ROOT, VaultServer
 from tests.timing import scaled
 
 try:
+    from tests import forkserver
     from tests import leakcheck as lc
     from tests.fixtures_backends import *  # noqa: F403
     from tests.fixtures_backends import AWS_REGION
 except ImportError:  # pragma: no cover - run from inside tests/
     sys.path.insert(0, str(Path(__file__).parent))
+    import forkserver  # type: ignore[no-redef]
     import leakcheck as lc  # type: ignore[no-redef]
     from fixtures_backends import *  # type: ignore[no-redef]  # noqa: F403
     from fixtures_backends import AWS_REGION  # type: ignore[no-redef]
@@ -223,7 +225,7 @@ class World:
         out_p, err_p = logs / "stdout", logs / "stderr"
         with out_p.open("wb") as o, err_p.open("wb") as e:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "rotator", *args],
+                [*forkserver.command(), *args],
                 stdin=subprocess.PIPE,
                 stdout=o,
                 stderr=e,
@@ -243,6 +245,9 @@ class World:
                     killed = kill_signal == 9
                     if not killed:
                         proc.wait(30)
+                    else:
+                        proc.wait(10)
+                        forkserver.settled(proc.pid)
                     break
                 asked = RESET_LINE.findall(text)
                 while len(asked) > len(resets):
@@ -643,7 +648,7 @@ def test_a_pasted_key_equal_to_a_slot_is_the_key_was_not_reset(make_world: Any) 
     w = seeded(make_world)
     green_key = w.keys[2]  # the standby's key, pasted again for the re-key of the standby
     proc = subprocess.run(
-        [sys.executable, "-m", "rotator", "rekey", str(w.plan), "--key-stdin"],
+        [*forkserver.command(), "rekey", str(w.plan), "--key-stdin"],
         input=green_key.encode() + b"\n",
         capture_output=True,
         env=w.env,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from rotator.secret import fingerprint
+from tests import forkserver
 from tests import leakcheck as lc
 from tests.test_alternating import BLUE, GREEN, RESET_LINE, make_world, seeded
 from tests.xserver import XServer, xserver_fixture
@@ -40,7 +40,7 @@ def test_rekey_takes_the_standby_key_from_the_clipboard_and_clears_it(make_world
     err_p = w.tmp / "clip-stderr"
     with err_p.open("wb") as e:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rotator", "rekey", str(w.plan), "--key-from", "clipboard", "--json"],
+            [*forkserver.command(), "rekey", str(w.plan), "--key-from", "clipboard", "--json"],
             stdin=subprocess.DEVNULL,  # no terminal: the clipboard alone
             stdout=subprocess.PIPE,
             stderr=e,

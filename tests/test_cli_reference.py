@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 from rotator.cli import cli
 from rotator.exitcodes import Exit, meanings
+from tests import forkserver
 
 
 def rotator(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rotator", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([*forkserver.command(), *args], capture_output=True, text=True, timeout=60)
 
 
 def test_help_lists_every_command_on_one_complete_line() -> None:

@@ -24,6 +24,7 @@ from rotator.plan import ProbeSpec
 from rotator.probe import ProbeOutcome, Prober
 from rotator.secret import Secret
 from rotator.testing.adjutor import AdjutorStandIn, new_key
+from tests import forkserver
 from tests.leakcheck import find, scan_tree
 from tests.xserver import XServer, need, xserver_fixture
 
@@ -346,7 +347,6 @@ def test_ctrl_c_with_a_huge_clipboard_is_130_and_one_line(
     """Ctrl-C while armed on the clipboard (a 10 MB value on it, or being read) ends with
     exit 130 and one line: no traceback, no "Event loop is closed"."""
     import signal
-    import sys
     import time
 
     (tmp_path / "store.env").write_text(f"ADJUTOR_API_KEY={standin.current_key}\n")
@@ -357,7 +357,7 @@ def test_ctrl_c_with_a_huge_clipboard_is_130_and_one_line(
         copy_bytes(xserver, HUGE)
     env = {**xserver.env, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rotator", "rotate", str(plan), "--key-from", "clipboard"],
+        [*forkserver.command(), "rotate", str(plan), "--key-from", "clipboard"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -106,7 +106,7 @@ def world(tmp_path: Path, standin: AdjutorStandIn, vault: VaultServer) -> World:
 def crash_while(w: World, state: str, logs: Path) -> tuple[str, int]:
     """Rotate; once armed, hold Vault up and paste the new key; SIGKILL rotator when the journal
     reaches `state` (or, for "armed", while it waits for the key).  Returns (new key, dead pid)."""
-    run = lc.start("-vv", "rotate", str(w.plan), "--key-stdin", "--json", logs=logs)
+    run = lc.start("-vv", "rotate", str(w.plan), "--key-stdin", "--json", logs=logs, own_pid=True)
     lc.wait_for("arm", lc.armed(w.name), proc=run)
     new = w.standin.reset()  # Adjutor revokes the old key now
     if state != "armed":

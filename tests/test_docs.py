@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from rotator.reference.plan_doc import plan_schema, plan_schema_text
+from tests import forkserver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +49,7 @@ def test_the_published_schema_is_the_one_rotator_prints() -> None:
     published = (ROOT / "docs/reference/plan.schema.json").read_text()
     assert published == plan_schema_text(), "re-run: rotator schema > docs/reference/plan.schema.json"
     printed = subprocess.run(
-        [sys.executable, "-m", "rotator", "schema"], capture_output=True, text=True, check=True, timeout=60
+        [*forkserver.command(), "schema"], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert printed == published
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import click
 import pytest
 
 from rotator.cli import cli
+from tests import forkserver
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
@@ -65,9 +65,7 @@ def test_every_plan_in_docs_and_config_passes_rotator_check(tmp_path: Path) -> N
         f = tmp_path / f"{page.stem}-{i}.toml"
         f.write_text(complete(body, tmp_path))
         files.append(str(f))
-    proc = subprocess.run(
-        [sys.executable, "-m", "rotator", "check", *files], capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([*forkserver.command(), "check", *files], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count(": ok (") == len(files), proc.stdout
 

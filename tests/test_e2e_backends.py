@@ -21,9 +21,11 @@ from rotator.testing import ROOT, VaultServer, plans
 from rotator.testing.adjutor import AdjutorStandIn
 
 try:
+    from tests import forkserver
     from tests.fixtures_backends import *  # noqa: F403
     from tests.fixtures_backends import AWS_REGION
 except ImportError:
+    import forkserver  # type: ignore[no-redef]
     from fixtures_backends import *  # type: ignore[no-redef]  # noqa: F403
     from fixtures_backends import AWS_REGION  # type: ignore[no-redef]
 
@@ -80,7 +82,7 @@ def rotate(
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI; `between` runs after arm, before the key is pasted."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rotator", "rotate", str(plan), "--key-stdin", "--json", *extra],
+        [*forkserver.command(), "rotate", str(plan), "--key-stdin", "--json", *extra],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

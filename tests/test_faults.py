@@ -154,7 +154,9 @@ def test_hung_targets_do_not_delay_the_others(rig: Rig) -> None:
     assert timeout <= t["slow"]["finished"] < deadline + 0.5
     others = {n: r["finished"] for n, r in t.items() if n not in ("slow", "hook")}
     assert all(r["status"] == "ok" for n, r in t.items() if n not in ("slow", "hook")), t
-    assert max(others.values()) < timeout / 4, others  # not held up by the hung ones
+    # Not held up by the hung ones: one that waited for them would end at the timeout or later.
+    # (A command consumer is a process start: 0.79 s seen at load 6, so no tighter bound.)
+    assert max(others.values()) < timeout - 0.5, others
     fp = fingerprint(new)
     assert {k: v for k, v in rig.holders().items() if k not in ("slow", "hook")} == dict.fromkeys(
         ("store", "fast", "app", "reloader", "uses-fast"), fp

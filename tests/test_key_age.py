@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from rotator.service.agejob import due_reminder
 from rotator.service.core import Service
 from rotator.testing import plans
 from rotator.testing.adjutor import AdjutorStandIn
+from tests import forkserver
 from tests.fixtures_backends import ROOT_TOKEN, vault  # noqa: F401 - the fixture
 from tests.test_scheduler import NOTIFY_ENV, SCHEDULES, Notified, journaled_rotation
 from tests.test_service import write_plan
@@ -91,7 +91,7 @@ def test_adopt_records_an_existing_keys_age(tmp_path: Path, standin: AdjutorStan
     path = write_plan(tmp_path, standin)
     plan = load_plan(path)
     assert key_age(journal, plan).status == "unknown"
-    cmd = [sys.executable, "-m", "rotator", "--db", journal.url]
+    cmd = [*forkserver.command(), "--db", journal.url]
     # An .env primary records no date of its value: the date must be given.
     no_date = subprocess.run([*cmd, "adopt", str(path)], capture_output=True, text=True, timeout=60, check=False)
     assert no_date.returncode == 2, no_date.stderr

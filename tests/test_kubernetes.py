@@ -29,8 +29,10 @@ from rotator.testing import ROOT, VaultServer, plans
 from rotator.testing.kube import KubeServer, Rule
 
 try:
+    from tests import forkserver
     from tests import leakcheck as lc
 except ImportError:
+    import forkserver  # type: ignore[no-redef]
     import leakcheck as lc  # type: ignore[no-redef]
 
 T = TypeVar("T")
@@ -547,7 +549,7 @@ def rotate(
     plan: Path, key: str, *extra: str, between: Callable[[], None] | None = None
 ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rotator", "-v", "rotate", str(plan), "--key-stdin", "--json", *extra],
+        [*forkserver.command(), "-v", "rotate", str(plan), "--key-stdin", "--json", *extra],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rotator.plan import PlanError, load_plan
+from tests import forkserver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,12 +113,12 @@ def test_reads_from_must_name_a_backend(tmp_path: Path) -> None:
 
 def test_check_cli_exit_codes(tmp_path: Path) -> None:
     good = _write(tmp_path, GOOD)
-    r = subprocess.run([sys.executable, "-m", "rotator", "check", str(good)], capture_output=True, text=True)
+    r = subprocess.run([*forkserver.command(), "check", str(good)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "ok" in r.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text(GOOD.replace('path = "{tmp}/app.env"\n', "").replace("{tmp}", str(tmp_path)))
-    r = subprocess.run([sys.executable, "-m", "rotator", "check", str(good), str(bad)], capture_output=True, text=True)
+    r = subprocess.run([*forkserver.command(), "check", str(good), str(bad)], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip() == f"{bad}: backends[1].path: required"
     assert "Traceback" not in r.stderr
@@ -126,7 +126,7 @@ def test_check_cli_exit_codes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("plan", sorted((ROOT / "config").glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_plans_check_clean(plan: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "rotator", "check", str(plan)], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([*forkserver.command(), "check", str(plan)], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
 
 
@@ -207,5 +207,5 @@ def test_probe_paths_are_paths_on_the_probe_host(tmp_path: Path, path: str) -> N
 def test_odd_plans_found_by_the_fuzzer_fail_in_one_line(tmp_path: Path, extra: str) -> None:
     plan = tmp_path / "plan.toml"
     plan.write_text(GOOD.replace("{tmp}", str(tmp_path)) + extra)
-    r = subprocess.run([sys.executable, "-m", "rotator", "check", str(plan)], capture_output=True, text=True)
+    r = subprocess.run([*forkserver.command(), "check", str(plan)], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr

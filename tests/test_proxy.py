@@ -30,6 +30,7 @@ import requests
 from rotator.secret import fingerprint
 from rotator.testing import plans
 from rotator.testing.adjutor import AdjutorStandIn
+from tests import forkserver
 from tests.timing import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,7 +212,7 @@ def test_a_reset_costs_no_failed_call(start_proxy: Any, tmp_path: Path, delay: f
         wait_for_calls(tmp_path, names, 6)
 
         rotate = subprocess.Popen(
-            [sys.executable, "-m", "rotator", "rotate", str(proxy.plan), "--key-stdin", "--json"],
+            [*forkserver.command(), "rotate", str(proxy.plan), "--key-stdin", "--json"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -412,9 +413,7 @@ def test_the_key_channel_wants_its_token_and_a_private_socket(start_proxy: Any, 
 def test_a_plan_listening_beyond_loopback_is_refused(tmp_path: Path) -> None:
     with AdjutorStandIn() as api:
         plan, _ = write_setup(tmp_path, api, listen="0.0.0.0:8088")
-    r = subprocess.run(
-        [sys.executable, "-m", "rotator", "check", str(plan)], capture_output=True, text=True, timeout=60
-    )
+    r = subprocess.run([*forkserver.command(), "check", str(plan)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "is not loopback" in r.stderr and "Traceback" not in r.stderr
 

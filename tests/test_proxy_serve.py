@@ -36,10 +36,12 @@ from rotator.testing import plans
 from rotator.testing.adjutor import AdjutorStandIn
 
 try:
+    from tests import forkserver
     from tests.test_proxy import calls, free_port, leaked, start_clients, wait_for_calls
     from tests.test_service import SSE, ServiceProc
 except ImportError:  # pragma: no cover - run from inside tests/
     sys.path.insert(0, str(Path(__file__).parent))
+    import forkserver  # type: ignore[no-redef]
     from test_proxy import calls, free_port, leaked, start_clients, wait_for_calls  # type: ignore[no-redef]
     from test_service import SSE, ServiceProc  # type: ignore[no-redef]
 
@@ -171,7 +173,7 @@ def operate(plan: Path, api: AdjutorStandIn, tmp: Path, *args: str) -> tuple[int
     err_path = tmp / f"rotator-{args[0]}.err"
     with err_path.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rotator", *args, str(plan), "--key-stdin", "--json"],
+            [*forkserver.command(), *args, str(plan), "--key-stdin", "--json"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=err,

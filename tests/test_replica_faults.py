@@ -59,7 +59,7 @@ def wait_for(what: str, check: Any, timeout: float = 30.0, every: float = 0.05) 
 
 
 def serve(plan: Path, db_url: str) -> ServiceProc:
-    svc = ServiceProc(["--plans", str(plan.parent), "--db", db_url])
+    svc = ServiceProc(["--plans", str(plan.parent), "--db", db_url], own_pid=True)
     svc.wait_ready(40)
     return svc
 

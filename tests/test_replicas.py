@@ -207,7 +207,7 @@ def test_the_plan_lock_dies_with_its_holder(journal: Journal, db_url: str) -> No
 
 # -- two `rotator serve` replicas ------------------------------------------------
 def replicas(plan_dir: Path, db_url: str, n: int = 2, *extra: str) -> list[ServiceProc]:
-    procs = [ServiceProc(["--plans", str(plan_dir), "--db", db_url, *extra]) for _ in range(n)]
+    procs = [ServiceProc(["--plans", str(plan_dir), "--db", db_url, *extra], own_pid=True) for _ in range(n)]
     for p in procs:
         p.wait_ready(40)
     return procs

@@ -14,6 +14,7 @@ from rotator.exitcodes import Exit
 from rotator.journal import Journal
 from rotator.testing import plans
 from rotator.testing.adjutor import AdjutorStandIn
+from tests import forkserver
 from tests.timing import scaled
 
 
@@ -50,7 +51,7 @@ def setup(tmp_path: Path, standin: AdjutorStandIn) -> dict[str, object]:
 
 def rotate(plan: Path, key: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rotator", "rotate", str(plan), "--key-stdin", "--json", *extra],
+        [*forkserver.command(), "rotate", str(plan), "--key-stdin", "--json", *extra],
         input=key + "\n",
         capture_output=True,
         text=True,
@@ -122,9 +123,9 @@ def test_rotation_end_to_end(setup: dict, standin: AdjutorStandIn) -> None:
     steps = [(e["step"], e["target"], e["status"]) for e in j.events(row.id)]
     assert ("primary", "store", "ok") in steps and ("write", "app", "ok") in steps
     assert ("consumer", "reloader", "ok") in steps
-    hist = subprocess.run([sys.executable, "-m", "rotator", "history"], capture_output=True, text=True)
+    hist = subprocess.run([*forkserver.command(), "history"], capture_output=True, text=True)
     assert row.id in hist.stdout and "done" in hist.stdout
-    show = subprocess.run([sys.executable, "-m", "rotator", "show", row.id], capture_output=True, text=True)
+    show = subprocess.run([*forkserver.command(), "show", row.id], capture_output=True, text=True)
     assert show.returncode == 0 and fp in show.stdout
 
 
@@ -176,7 +177,7 @@ def test_partial_then_resume(setup: dict, standin: AdjutorStandIn) -> None:
     # Fix the consumer and finish the rotation from the primary.
     (tmp / "fail").unlink()
     r2 = subprocess.run(
-        [sys.executable, "-m", "rotator", "resume", report["id"], "--json"], capture_output=True, text=True, timeout=60
+        [*forkserver.command(), "resume", report["id"], "--json"], capture_output=True, text=True, timeout=60
     )
     assert r2.returncode == 0, r2.stderr
     assert json.loads(r2.stdout)["state"] == "done"
@@ -199,7 +200,7 @@ def test_second_rotation_of_same_plan_is_refused_while_locked(setup: dict) -> No
 
 def test_no_terminal_and_no_stdin_flag_is_a_clear_error(setup: dict) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "rotator", "rotate", str(setup["plan"])],
+        [*forkserver.command(), "rotate", str(setup["plan"])],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from rotator.plan import load_plan
 from rotator.service import scheduler as sched
 from rotator.service.core import Service
 from rotator.testing.adjutor import AdjutorStandIn
+from tests import forkserver
 from tests.test_service import HookReceiver, env_key, write_env, write_plan
 from tests.timing import scaled
 
@@ -161,7 +161,7 @@ def test_drift_is_news_and_routine_is_not(
         assert f'rotator_last_drift_repaired_timestamp_seconds{{backend="worker-env",plan="{plan.name}"}}' in text
 
         run = subprocess.run(
-            [sys.executable, "-m", "rotator", "--db", journal.url, "history"],
+            [*forkserver.command(), "--db", journal.url, "history"],
             capture_output=True,
             text=True,
             timeout=60,

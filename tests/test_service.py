@@ -28,6 +28,7 @@ from rotator.registry import UnknownPlugin, consumer_class
 from rotator.testing import plans
 from rotator.testing._http import LoopbackServer
 from rotator.testing.adjutor import AdjutorStandIn
+from tests import forkserver
 from tests.timing import scaled, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,13 +132,16 @@ def env_key(path: Path) -> str | None:
 class ServiceProc:
     """`python -m rotator serve ...` with everything it prints kept."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, token: str | None = TOKEN) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str] | None = None, token: str | None = TOKEN, own_pid: bool = False
+    ) -> None:
+        """`own_pid`: exec'd, so `proc.pid` is the service's (a lock's PID); else through the fork server."""
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", HOOK_ENV: "hook-key-" + "x" * 24, **(env or {})}
         full_env.pop("ROTATOR_API_TOKEN", None)
         if token is not None:
             full_env["ROTATOR_API_TOKEN"] = token
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rotator", "serve", "--port", "0", *args],
+            [*([sys.executable, "-m", "rotator"] if own_pid else forkserver.command()), "serve", "--port", "0", *args],
             cwd=REPO,
             env=full_env,
             stdout=subprocess.PIPE,

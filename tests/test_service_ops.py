@@ -21,7 +21,9 @@ NOTIFY_ENV = "ROTATOR_TEST_SLACK_URL"
 
 
 def _serve(tmp_path: Path, plan: Path, *extra: str, env: dict[str, str] | None = None) -> ServiceProc:
-    svc = ServiceProc(["--plans", str(plan), "--db", f"sqlite:///{tmp_path / 'journal.db'}", *extra], env=env)
+    svc = ServiceProc(
+        ["--plans", str(plan), "--db", f"sqlite:///{tmp_path / 'journal.db'}", *extra], env=env, own_pid=True
+    )
     svc.wait_ready()
     return svc
 

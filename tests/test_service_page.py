@@ -405,8 +405,8 @@ def test_a_rotation_armed_elsewhere_is_shown_with_its_holder_and_closed_from_the
     sync_playwright = _need_browser()
     plan = write_plan(tmp_path, standin)
     db = f"sqlite:///{tmp_path / 'journal.db'}"
-    holder = ServiceProc(["--plans", str(plan), "--db", db])
-    here = ServiceProc(["--plans", str(plan), "--db", db, "--no-scheduler"])
+    holder = ServiceProc(["--plans", str(plan), "--db", db], own_pid=True)
+    here = ServiceProc(["--plans", str(plan), "--db", db, "--no-scheduler"], own_pid=True)
     problems: list[str] = []
     try:
         holder.wait_ready()

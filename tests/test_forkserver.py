@@ -1,0 +1,122 @@
+"""The fork server (tests/forkserver.py) is `python -m rotator` to a test: the same output and
+exit codes, the stub's stdin, environment and directory, signals forwarded, a killed stub
+taking its command with it, and an exec whenever Python would start differently."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rotator.testing import AdjutorStandIn
+from tests import forkserver
+from tests.test_service import write_plan
+from tests.timing import scaled, wait_until
+
+EXEC = [sys.executable, "-m", "rotator"]
+
+
+def _run(cmd: list[str], *args: str, **kw: Any) -> tuple[int, str, str]:
+    r = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=scaled(60), **kw)
+    return r.returncode, r.stdout, r.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--version",),
+        ("help", "exit-codes"),
+        ("check", "no-such-plan.toml"),  # one line and exit 2
+        ("rotate",),  # click's usage error
+        ("history", "--json"),  # an empty journal
+    ],
+)
+def test_the_same_output_and_exit_code_as_an_exec(args: tuple[str, ...], tmp_path: Path) -> None:
+    env = {**os.environ, "ROTATOR_DATA_DIR": str(tmp_path)}
+    assert _run(forkserver.command(), *args, env=env) == _run(EXEC, *args, env=env)
+
+
+def test_the_stubs_directory_environment_and_stdin(tmp_path: Path) -> None:
+    (tmp_path / "here").mkdir()
+    db = tmp_path / "elsewhere.db"
+    env = {**os.environ, "ROTATOR_DB": f"sqlite:///{db}", "ROTATOR_DATA_DIR": str(tmp_path / "data")}
+    code, out, err = _run(forkserver.command(), "history", "--json", env=env, cwd=tmp_path / "here")
+    assert code == 0, err
+    assert json.loads(out)["rotations"] == [] and db.exists()  # ROTATOR_DB reached the command
+    code, _, err = _run(forkserver.command(), "check", "plan.toml", cwd=tmp_path / "here")
+    assert code == 2 and "plan.toml" in err  # relative to the stub's directory
+    (tmp_path / "here" / "plan.toml").write_text("not = [toml\n")
+    code, _, err = _run(forkserver.command(), "check", "plan.toml", cwd=tmp_path / "here")
+    assert code == 2 and "plan.toml" in err and "not found" not in err
+    r = subprocess.run(
+        [*forkserver.command(), "check", "-"], input="", capture_output=True, text=True, timeout=scaled(60)
+    )
+    assert (r.returncode, r.stdout, r.stderr) == _run(EXEC, "check", "-", input="")
+
+
+def _serve(cmd: list[str], tmp_path: Path, standin: AdjutorStandIn) -> tuple[subprocess.Popen[str], str]:
+    write_plan(tmp_path, standin)
+    env = {**os.environ, "ROTATOR_API_TOKEN": "t" * 32, "PYTHONUNBUFFERED": "1"}
+    args = ["serve", "--port", "0", "--plans", str(tmp_path / "plans"), "--db", f"sqlite:///{tmp_path / 'j.db'}"]
+    proc = subprocess.Popen([*cmd, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    until = time.monotonic() + scaled(30)
+    while time.monotonic() < until:
+        line = proc.stdout.readline()
+        if "listening on http://" in line:
+            return proc, json.loads(line)["url"]
+        assert line, f"serve ended ({proc.wait()})"
+    raise AssertionError("serve did not start")
+
+
+def _refused(url: str) -> bool:
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_reaches_the_command_and_its_exit_is_the_stubs(
+    sig: int, tmp_path: Path, standin: AdjutorStandIn
+) -> None:
+    codes = []
+    for cmd in (forkserver.command(), EXEC):
+        proc, url = _serve(cmd, tmp_path, standin)
+        wait_until("serve to accept connections", lambda: not _refused(url), timeout=30)
+        proc.send_signal(sig)
+        codes.append(proc.wait(scaled(30)))
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert codes[0] == codes[1]
+
+
+def test_a_killed_stub_takes_its_command_with_it(tmp_path: Path, standin: AdjutorStandIn) -> None:
+    proc, url = _serve(forkserver.command(), tmp_path, standin)
+    try:
+        wait_until("serve to accept connections", lambda: not _refused(url), timeout=30)
+    finally:
+        proc.kill()
+    assert proc.wait(10) == -signal.SIGKILL
+    forkserver.settled(proc.pid)
+    assert _refused(url)  # serve is gone once settled() returns
+
+
+def test_a_sitecustomize_on_pythonpath_runs_as_at_start_up(tmp_path: Path) -> None:
+    """The crash tests' kill hook and the toy flow are a `sitecustomize` on PYTHONPATH."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\nsys.stderr.write(f'customized before rotator: {\"rotator.cli\" not in sys.modules}\\n')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    forked, execd = _run(forkserver.command(), "--version", env=env), _run(EXEC, "--version", env=env)
+    assert forked == execd == (0, execd[1], "customized before rotator: True\n")

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,8 @@ import pytest
 
 from rotator.testing import AdjutorStandIn
 from tests import forkserver
-from tests.test_service import write_plan
-from tests.timing import scaled, wait_until
+from tests.test_service import ServiceProc, write_plan
+from tests.timing import scaled
 
 EXEC = [sys.executable, "-m", "rotator"]
 
@@ -62,19 +61,13 @@ def test_the_stubs_directory_environment_and_stdin(tmp_path: Path) -> None:
     assert (r.returncode, r.stdout, r.stderr) == _run(EXEC, "check", "-", input="")
 
 
-def _serve(cmd: list[str], tmp_path: Path, standin: AdjutorStandIn) -> tuple[subprocess.Popen[str], str]:
+def _serve(tmp_path: Path, standin: AdjutorStandIn, own_pid: bool = False) -> ServiceProc:
+    """`rotator serve` up (uvicorn's startup complete: its signal handlers are in place), its
+    output read all along; exec'd with `own_pid`, else through the fork server."""
     write_plan(tmp_path, standin)
-    env = {**os.environ, "ROTATOR_API_TOKEN": "t" * 32, "PYTHONUNBUFFERED": "1"}
-    args = ["serve", "--port", "0", "--plans", str(tmp_path / "plans"), "--db", f"sqlite:///{tmp_path / 'j.db'}"]
-    proc = subprocess.Popen([*cmd, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    until = time.monotonic() + scaled(30)
-    while time.monotonic() < until:
-        line = proc.stdout.readline()
-        if "listening on http://" in line:
-            return proc, json.loads(line)["url"]
-        assert line, f"serve ended ({proc.wait()})"
-    raise AssertionError("serve did not start")
+    svc = ServiceProc(["--plans", str(tmp_path / "plans"), "--db", f"sqlite:///{tmp_path / 'j.db'}"], own_pid=own_pid)
+    svc.wait_ready(30)
+    return svc
 
 
 def _refused(url: str) -> bool:
@@ -91,24 +84,24 @@ def test_a_signal_reaches_the_command_and_its_exit_is_the_stubs(
     sig: int, tmp_path: Path, standin: AdjutorStandIn
 ) -> None:
     codes = []
-    for cmd in (forkserver.command(), EXEC):
-        proc, url = _serve(cmd, tmp_path, standin)
-        wait_until("serve to accept connections", lambda: not _refused(url), timeout=30)
-        proc.send_signal(sig)
-        codes.append(proc.wait(scaled(30)))
-        assert proc.stdout is not None
-        proc.stdout.close()
+    for own_pid in (False, True):
+        svc = _serve(tmp_path, standin, own_pid)
+        svc.proc.send_signal(sig)
+        try:
+            codes.append(svc.proc.wait(scaled(30)))
+        except subprocess.TimeoutExpired:
+            svc.proc.kill()
+            raise AssertionError(f"serve (exec'd: {own_pid}) did not end on {sig}:\n{svc.output()}") from None
     assert codes[0] == codes[1]
 
 
 def test_a_killed_stub_takes_its_command_with_it(tmp_path: Path, standin: AdjutorStandIn) -> None:
-    proc, url = _serve(forkserver.command(), tmp_path, standin)
-    try:
-        wait_until("serve to accept connections", lambda: not _refused(url), timeout=30)
-    finally:
-        proc.kill()
-    assert proc.wait(10) == -signal.SIGKILL
-    forkserver.settled(proc.pid)
+    svc = _serve(tmp_path, standin)
+    url = svc.url
+    assert not _refused(url)
+    svc.proc.kill()
+    assert svc.proc.wait(10) == -signal.SIGKILL
+    forkserver.settled(svc.proc.pid)
     assert _refused(url)  # serve is gone once settled() returns
 
 

@@ -18,7 +18,7 @@ import pytest
 from rotator.testing import AdjutorStandIn
 from tests import forkserver
 from tests.test_service import ServiceProc, write_plan
-from tests.timing import scaled
+from tests.timing import scaled, wait_until
 
 EXEC = [sys.executable, "-m", "rotator"]
 
@@ -70,13 +70,16 @@ def _serve(tmp_path: Path, standin: AdjutorStandIn, own_pid: bool = False) -> Se
     return svc
 
 
-def _refused(url: str) -> bool:
+def _connect(url: str) -> bool | None:
+    """True: a connection was taken; False: refused (nothing listens); None: no answer in 5 s."""
     host, port = url.split("//")[1].rstrip("/").split(":")
     try:
-        socket.create_connection((host, int(port)), timeout=1).close()
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except ConnectionRefusedError:
+        return False
     except OSError:
-        return True
-    return False
+        return None
+    return True
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -98,11 +101,11 @@ def test_a_signal_reaches_the_command_and_its_exit_is_the_stubs(
 def test_a_killed_stub_takes_its_command_with_it(tmp_path: Path, standin: AdjutorStandIn) -> None:
     svc = _serve(tmp_path, standin)
     url = svc.url
-    assert not _refused(url)
+    wait_until("serve to take a connection", lambda: _connect(url), timeout=30)
     svc.proc.kill()
     assert svc.proc.wait(10) == -signal.SIGKILL
     forkserver.settled(svc.proc.pid)
-    assert _refused(url)  # serve is gone once settled() returns
+    assert _connect(url) is False  # refused: serve is gone once settled() returns
 
 
 def test_a_sitecustomize_on_pythonpath_runs_as_at_start_up(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from rotator.testing.adjutor import AdjutorStandIn
 from tests.test_service import PLAN_NAME, TOKEN, HookReceiver, ServiceProc, env_key, webhook_available, write_plan
+from tests.timing import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -524,8 +525,12 @@ def test_an_outage_known_only_as_a_lower_bound_is_shown_as_one(tmp_path: Path, s
             try:
                 page = browser.new_page(timezone_id=NY)
                 _sign_in(page, svc.url, problems)
+                before = standin.authorized
                 page.click("#arm-btn")
                 page.wait_for_selector("#key:focus")
+                # The reset watch's first look, with the old key, at arm: a machine under load can run
+                # it after the reset below, and the watch would then see the reset.
+                wait_until("the reset watch's first look", lambda: standin.authorized > before, timeout=10)
                 page.fill("#key", standin.reset())  # reset and paste at once: the watch has not looked since
                 page.keyboard.press("Enter")
                 page.wait_for_selector("#result-h:focus", timeout=30_000)

@@ -101,8 +101,10 @@ def test_a_signal_reaches_the_command_and_its_exit_is_the_stubs(
 def test_a_killed_stub_takes_its_command_with_it(tmp_path: Path, standin: AdjutorStandIn) -> None:
     svc = _serve(tmp_path, standin)
     url = svc.url
-    wait_until("serve to take a connection", lambda: _connect(url), timeout=30)
-    svc.proc.kill()
+    try:
+        wait_until("serve to take a connection", lambda: _connect(url), timeout=30)
+    finally:
+        svc.proc.kill()  # also when the wait fails: no serve left behind
     assert svc.proc.wait(10) == -signal.SIGKILL
     forkserver.settled(svc.proc.pid)
     assert _connect(url) is False  # refused: serve is gone once settled() returns

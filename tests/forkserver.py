@@ -35,9 +35,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from typing import Any
 
 ENV = "ROTATOR_TEST_EXEC"
+EXEC = [sys.executable, "-m", "rotator"]  # the real thing
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 _HEADER = struct.Struct("!I")
 _path = ""  # the server's socket
@@ -48,11 +50,12 @@ _lock = threading.Lock()
 _server: list[tuple[subprocess.Popen[bytes], str]] = []
 
 
-def command() -> list[str]:
-    """What to run for `python -m rotator`: the stub of this process's fork server
-    (started on first use, gone with the process), or the real thing under ROTATOR_TEST_EXEC=1."""
-    if os.environ.get(ENV):
-        return [sys.executable, "-m", "rotator"]
+def command(own_pid: bool = False) -> list[str]:
+    """What to run for `python -m rotator`: the stub of this process's fork server (started on
+    first use, gone with the process), or the real thing (`EXEC`) when the test needs `Popen.pid`
+    to be rotator's own (`own_pid`) or under ROTATOR_TEST_EXEC=1."""
+    if own_pid or os.environ.get(ENV):
+        return EXEC
     with _lock:
         if not _server or _server[0][0].poll() is not None:
             path = os.path.join(tempfile.mkdtemp(prefix="rotator-fork-"), "socket")
@@ -90,7 +93,7 @@ def cpu() -> float:
     if not _server:
         return 0.0
     try:
-        with open(os.path.join(os.path.dirname(_server[0][1]), "cpu"), encoding="ascii") as f:
+        with open(_cpu_file(_server[0][1]), encoding="ascii") as f:
             return sum(float(line) for line in f if line.endswith("\n"))
     except FileNotFoundError:
         return 0.0
@@ -101,8 +104,6 @@ def settled(stub: int, timeout: float = 10.0) -> None:
     its command, except when killed: then its runner kills the command a moment later."""
     if not _server:
         return
-    import time
-
     until = time.monotonic() + timeout
     while os.path.exists(_running(_server[0][1], stub)):
         if time.monotonic() > until:
@@ -112,6 +113,10 @@ def settled(stub: int, timeout: float = 10.0) -> None:
 
 def _running(socket_path: str, stub: int) -> str:
     return os.path.join(os.path.dirname(socket_path), f"running-{stub}")
+
+
+def _cpu_file(socket_path: str) -> str:
+    return os.path.join(os.path.dirname(socket_path), "cpu")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -130,7 +135,7 @@ def client(path: str, startup: str, args: list[str]) -> None:
     server = json.loads(startup)
     pythonpath = server.pop("PYTHONPATH")
     if _startup_env(os.environ) != server or _added_paths(os.environ, pythonpath) is None:
-        os.execv(sys.executable, [sys.executable, "-m", "rotator", *args])
+        os.execv(sys.executable, [*EXEC, *args])
     pending: list[int] = []
     target: list[int] = []
 
@@ -290,7 +295,7 @@ def _run_one(conn: socket.socket) -> dict[str, Any]:
             break
     _, status, usage = os.wait4(pid, 0)
     os.unlink(running)
-    with open(os.path.join(os.path.dirname(_path), "cpu"), "a", encoding="ascii") as f:
+    with open(_cpu_file(_path), "a", encoding="ascii") as f:
         f.write(f"{usage.ru_utime + usage.ru_stime:.3f}\n")  # one short append: whole lines
     reply = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.waitstatus_to_exitcode(status)}"
     try:
@@ -302,8 +307,6 @@ def _run_one(conn: socket.socket) -> dict[str, Any]:
 
 def _become(request: dict[str, Any], fds: list[int]) -> None:
     """Turn this forked process into `python -m rotator` as the stub was started."""
-    import io
-
     for sig in range(1, signal.NSIG):
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
@@ -320,6 +323,7 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
+    _stdio(unbuffered=bool(os.environ.get("PYTHONUNBUFFERED")))
     sys.path[0] = os.getcwd()
     added = _added_paths(os.environ, _server_pythonpath) or []
     sys.path[1:1] = added  # where site puts PYTHONPATH: after the script's directory
@@ -330,19 +334,24 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
             if exc.name != "sitecustomize":
                 raise
     sys.argv = ["-m", *request["argv"]]
-    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
+
+
+def _stdio(unbuffered: bool) -> None:
+    """sys.stdin, stdout and stderr on descriptors 0, 1 and 2, as the interpreter makes them
+    (stderr line-buffered; stdout unbuffered too under PYTHONUNBUFFERED)."""
+    import io
+
     enc, errors = sys.stdout.encoding, sys.stdout.errors
 
-    def text(fd: int, mode: str, **kw: Any) -> io.TextIOWrapper:
-        raw = io.FileIO(fd, mode, closefd=False)
-        buffered: Any = (
-            raw if unbuffered and mode == "w" else (io.BufferedWriter if mode == "w" else io.BufferedReader)(raw)
-        )
-        return io.TextIOWrapper(buffered, encoding=enc, write_through=unbuffered and mode == "w", **kw)
+    def writer(fd: int, **kw: Any) -> io.TextIOWrapper:
+        raw = io.FileIO(fd, "w", closefd=False)
+        out = raw if unbuffered else io.BufferedWriter(raw)
+        return io.TextIOWrapper(out, encoding=enc, write_through=unbuffered, **kw)
 
-    sys.stdin = sys.__stdin__ = text(0, "r", errors=errors)  # type: ignore[misc]
-    sys.stdout = sys.__stdout__ = text(1, "w", errors=errors)  # type: ignore[misc]
-    sys.stderr = sys.__stderr__ = text(2, "w", errors="backslashreplace", line_buffering=True)  # type: ignore[misc]
+    reader = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding=enc, errors=errors)
+    sys.stdin = sys.__stdin__ = reader  # type: ignore[misc]
+    sys.stdout = sys.__stdout__ = writer(1, errors=errors)  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = writer(2, errors="backslashreplace", line_buffering=True)  # type: ignore[misc]
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -180,7 +179,7 @@ def start(*args: str, logs: Path, env: dict[str, str] | None = None, own_pid: bo
     out, err = logs / "stdout.txt", logs / "stderr.txt"
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen(
-            [*([sys.executable, "-m", "rotator"] if own_pid else forkserver.command()), *args],
+            [*forkserver.command(own_pid), *args],
             stdin=subprocess.PIPE,
             stdout=o,
             stderr=e,

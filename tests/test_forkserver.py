@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from tests import forkserver
 from tests.test_service import ServiceProc, write_plan
 from tests.timing import scaled, wait_until
 
-EXEC = [sys.executable, "-m", "rotator"]
+EXEC = forkserver.EXEC
 
 
 def _run(cmd: list[str], *args: str, **kw: Any) -> tuple[int, str, str]:

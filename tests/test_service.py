@@ -13,7 +13,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -141,7 +140,7 @@ class ServiceProc:
         if token is not None:
             full_env["ROTATOR_API_TOKEN"] = token
         self.proc = subprocess.Popen(
-            [*([sys.executable, "-m", "rotator"] if own_pid else forkserver.command()), "serve", "--port", "0", *args],
+            [*forkserver.command(own_pid), "serve", "--port", "0", *args],
             cwd=REPO,
             env=full_env,
             stdout=subprocess.PIPE,
